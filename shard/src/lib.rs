@@ -1,7 +1,23 @@
 //! One core's broker: sessions, the QoS 0/1/2 state machines, the subscription trie replica,
-//! the retained partition, wills, keepalive and limits, and the SPSC mesh to the other shards.
+//! the retained partition, wills, keepalive and limits, and the messages of the SPSC mesh to the
+//! other shards.
 //!
-//! Not built yet: issue 3 (the thread-per-core broker) fills this crate. Its contract is in
-//! ARCHITECTURE.md: a shard owns its state, does no I/O in its state machines and reads no clock.
+//! Everything here is sans-IO: the engine feeds a [`Shard`] events with the current time and
+//! carries out the [`Effect`]s it returns. A shard owns its state; other shards reach it only
+//! through [`ShardMsg`]s.
 
 #![forbid(unsafe_code)]
+
+pub mod ids;
+pub mod limits;
+pub mod mesh;
+pub mod message;
+pub mod session;
+mod state;
+pub mod topic_tree;
+
+pub use ids::{home_shard, retained_shard, stable_hash, ConnId, ShardId};
+pub use limits::Limits;
+pub use mesh::{ShardMsg, SyncToken};
+pub use message::{Delivery, Message, SharedMessage};
+pub use state::{Effect, Shard, ShardStats};

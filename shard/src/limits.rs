@@ -1,0 +1,59 @@
+//! The broker's limits: every bound a client can push against, each with a documented default.
+//! The engine fills this from the config file and CLI flags; shards read it, never write it.
+
+use std::time::Duration;
+
+/// Limits shared by every shard (a copy per shard; they never change while running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest packet accepted from a client, fixed header included (CONNACK Maximum Packet Size).
+    pub packet_bytes_max: u32,
+    /// Outbound QoS 1/2 messages in flight per client, and the Receive Maximum advertised for
+    /// inbound QoS 2 (the client's own Receive Maximum lowers the outbound figure further).
+    pub inflight_max: u16,
+    /// Messages queued per session beyond the in-flight window (offline, or window full).
+    pub queued_messages_max: usize,
+    /// Payload bytes queued per session.
+    pub queued_bytes_max: usize,
+    /// Encoded bytes waiting for a connection's socket; QoS 0 messages past it are dropped.
+    pub out_buffer_bytes_max: usize,
+    /// Largest keepalive granted; longer requests get Server Keep Alive (v5) or are refused (3.1.x).
+    pub keepalive_secs_max: u16,
+    /// Topic Alias Maximum advertised to v5 clients (0 disables client-to-server aliases).
+    pub topic_alias_max: u16,
+    /// Levels in a topic name or filter.
+    pub topic_levels_max: usize,
+    /// Subscriptions per client.
+    pub subscriptions_per_client_max: usize,
+    /// Retained messages per node (each shard holds its partition of them).
+    pub retained_messages_max: usize,
+    /// Payload bytes of one retained message.
+    pub retained_payload_bytes_max: usize,
+    /// Session Expiry Interval granted at most (3.1.1 persistent sessions get this value).
+    pub session_expiry_secs_max: u32,
+    /// Concurrent client connections per node.
+    pub connections_max: usize,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            packet_bytes_max: 1 << 20,
+            inflight_max: 64,
+            queued_messages_max: 1000,
+            queued_bytes_max: 16 << 20,
+            out_buffer_bytes_max: 1 << 20,
+            keepalive_secs_max: u16::MAX,
+            topic_alias_max: 64,
+            topic_levels_max: 128,
+            subscriptions_per_client_max: 1000,
+            retained_messages_max: 1_000_000,
+            retained_payload_bytes_max: 1 << 20,
+            session_expiry_secs_max: u32::MAX,
+            connections_max: 1_000_000,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

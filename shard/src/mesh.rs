@@ -1,0 +1,30 @@
+//! The typed messages shards send each other over the SPSC mesh made at start-up. Messages from
+//! one shard to another arrive in the order they were sent; nothing else is ordered.
+
+use shardmq_io::codec::ByteString;
+
+use crate::message::SharedMessage;
+
+/// A token that pairs a [`ShardMsg::SubscribeSync`] with its replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SyncToken(pub u64);
+
+/// What one shard tells another.
+#[derive(Debug, Clone)]
+pub enum ShardMsg {
+    /// The sender now has a subscriber for `filter` (of shared `group`, if any).
+    RouteAdd { filter: ByteString, group: Option<ByteString> },
+    /// The sender no longer has a subscriber for `filter` (of `group`).
+    RouteRemove { filter: ByteString, group: Option<ByteString> },
+    /// Barrier for a SUBSCRIBE: sent after the sender's RouteAdds, so when the receiver answers,
+    /// it has applied them. Also asks for the receiver's retained messages matching `filters`.
+    SubscribeSync { token: SyncToken, filters: Vec<ByteString> },
+    /// The answer to [`ShardMsg::SubscribeSync`].
+    SubscribeReady { token: SyncToken, retained: Vec<SharedMessage> },
+    /// Deliver to the receiver's own (non-shared) subscribers that match.
+    Publish { message: SharedMessage },
+    /// Deliver to one of the receiver's members of shared subscription `group` on `filter`.
+    SharedPublish { message: SharedMessage, filter: ByteString, group: ByteString },
+    /// Store (or, with an empty payload, delete) a retained message in the receiver's partition.
+    Retain { message: SharedMessage },
+}

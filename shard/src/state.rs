@@ -1,0 +1,1404 @@
+//! One shard's broker state machine: connections and sessions that live here, the local
+//! subscriber index, the replica of the node's routes, and this shard's partition of retained
+//! messages.
+//!
+//! It is sans-IO: the engine feeds it events (a CONNECT, a packet, a lost connection, a mesh
+//! message, a clock tick) with the current time, and drains [`Effect`]s (bytes to flush,
+//! connections to close, messages for other shards). Bytes for a client are encoded straight
+//! into that connection's output buffer, so one socket write carries every packet produced since
+//! the last one.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use shardmq_io::codec::topic::split_shared;
+use shardmq_io::codec::{
+    Ack, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
+};
+
+use crate::ids::{home_shard, retained_shard, ConnId, ShardId};
+use crate::limits::Limits;
+use crate::mesh::{ShardMsg, SyncToken};
+use crate::message::{forwarded_properties, Delivery, Message, SharedMessage};
+use crate::session::{Outgoing, OutgoingStage, Session, Subscription};
+use crate::topic_tree::{topic_matches, SubscriptionTrie, TopicTree};
+
+/// What the engine must do after an event.
+#[derive(Debug)]
+pub enum Effect {
+    /// The connection has bytes to write: call [`Shard::take_output`].
+    Flush(ConnId),
+    /// Write what is left, then close the connection and call [`Shard::connection_closed`].
+    Close(ConnId),
+    /// Send a message to another shard.
+    Mesh(ShardId, ShardMsg),
+}
+
+/// Counters a shard keeps about itself; the engine aggregates them without locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub connections: u64,
+    pub sessions: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    /// QoS 0 messages dropped because a connection's output buffer was full.
+    pub dropped_qos0_slow: u64,
+    /// Messages dropped because a session's queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they expired before delivery.
+    pub dropped_expired: u64,
+    /// Messages not sent because they exceed the client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+}
+
+/// Key of the local subscriber index: a client, and the shared group for `$share/` filters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SubscriberKey {
+    client_id: ByteString,
+    group: Option<ByteString>,
+}
+
+/// Key of the route replica: a shard that has subscribers for a filter (in a shared group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RouteKey {
+    shard: ShardId,
+    group: Option<ByteString>,
+}
+
+/// A connection attached to a session on this shard.
+#[derive(Debug)]
+struct Conn {
+    client_id: ByteString,
+    version: ProtocolVersion,
+    /// 1.5 × the keepalive in force; `None` when keepalive is off.
+    keepalive_grace: Option<Duration>,
+    last_seen: Instant,
+    out: BytesMut,
+    flush_requested: bool,
+    closing: bool,
+    will: Option<SharedMessage>,
+    will_delay_secs: u32,
+    /// The client's Receive Maximum, capped by ours: the outbound in-flight window.
+    window: u16,
+    /// The client's Maximum Packet Size.
+    packet_bytes_max: u32,
+    /// Client-to-server topic aliases.
+    aliases_in: HashMap<u16, ByteString>,
+    /// Server-to-client topic aliases, up to the client's Topic Alias Maximum.
+    aliases_out: HashMap<ByteString, u16>,
+    alias_out_max: u16,
+}
+
+/// A SUBSCRIBE waiting for every other shard to apply its routes (and send retained messages).
+#[derive(Debug)]
+struct PendingSubscribe {
+    conn: ConnId,
+    client_id: ByteString,
+    suback: SubAck,
+    waiting: usize,
+    /// Filters that get retained messages, with the options and identifier they were made with.
+    retained_for: Vec<(ByteString, Subscription)>,
+    retained: Vec<SharedMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    KeepAlive(ConnId),
+    /// A delayed will of a disconnected session falls due (valid for one epoch).
+    Will {
+        client_id: ByteString,
+        epoch: u64,
+    },
+    /// A disconnected session expires (valid for one epoch).
+    Expiry {
+        client_id: ByteString,
+        epoch: u64,
+    },
+}
+
+/// Lives on each shard; owns the sessions homed here and this shard's replica of the node's
+/// routes. Written only by this shard's events; other shards reach it through [`ShardMsg`]s.
+#[derive(Debug)]
+pub struct Shard {
+    id: ShardId,
+    shards: u16,
+    limits: Limits,
+    sessions: HashMap<ByteString, Session>,
+    conns: HashMap<ConnId, Conn>,
+    subscribers: SubscriptionTrie<SubscriberKey, Subscription>,
+    /// How many local subscribers each (filter, group) has, to know when to add/remove routes.
+    local_routes: HashMap<(ByteString, Option<ByteString>), usize>,
+    routes: SubscriptionTrie<RouteKey, ()>,
+    retained: TopicTree<SharedMessage>,
+    retained_bytes: usize,
+    pending_subscribes: HashMap<SyncToken, PendingSubscribe>,
+    next_token: u64,
+    /// Round-robin positions of shared groups: which shard, then which local member, is next.
+    shared_cursor: HashMap<(ByteString, ByteString), usize>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    effects: Vec<Effect>,
+    stats: ShardStats,
+    /// Scratch space for matching, kept to avoid allocating per publish.
+    scratch_targets: HashMap<ByteString, Delivery>,
+}
+
+/// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matched {
+    Some,
+    None,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shards: u16, limits: Limits) -> Shard {
+        assert!(id.0 < shards, "shard {id} outside a node of {shards} shards");
+        Shard {
+            id,
+            shards,
+            limits,
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            subscribers: SubscriptionTrie::new(),
+            local_routes: HashMap::new(),
+            routes: SubscriptionTrie::new(),
+            retained: TopicTree::new(),
+            retained_bytes: 0,
+            pending_subscribes: HashMap::new(),
+            next_token: 0,
+            shared_cursor: HashMap::new(),
+            timers: BinaryHeap::new(),
+            effects: Vec::new(),
+            stats: ShardStats::default(),
+            scratch_targets: HashMap::new(),
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        ShardStats {
+            connections: self.conns.len() as u64,
+            sessions: self.sessions.len() as u64,
+            ..self.stats.clone()
+        }
+    }
+
+    /// Moves the effects produced so far into `into`.
+    pub fn drain_effects(&mut self, into: &mut Vec<Effect>) {
+        into.append(&mut self.effects);
+    }
+
+    /// Takes the bytes waiting for a connection's socket (empty if there are none).
+    pub fn take_output(&mut self, conn: ConnId) -> BytesMut {
+        match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.flush_requested = false;
+                std::mem::take(&mut c.out)
+            }
+            None => BytesMut::new(),
+        }
+    }
+
+    /// The engine wrote what [`Shard::take_output`] gave it: refill the window from the queue.
+    pub fn output_written(&mut self, conn: ConnId, now: Instant) {
+        if let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) {
+            self.pump(&client_id, now);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Connecting
+    // ---------------------------------------------------------------------------------------
+
+    /// A CONNECT arrived for a client homed on this shard. Answers with CONNACK (and closes on a
+    /// refusal); takes over an existing connection of the same client id.
+    pub fn connect(&mut self, conn: ConnId, mut connect: Connect, now: Instant) {
+        let version = connect.protocol;
+        let v5 = version.is_v5();
+        let mut connack_properties = Properties::default();
+
+        if connect.properties.authentication_method.is_some() {
+            // Enhanced authentication is not offered (yet): the spec's answer is 0x8C.
+            return self.refuse(conn, version, ReasonCode::BAD_AUTHENTICATION_METHOD, now);
+        }
+        if connect.client_id.is_empty() {
+            if !v5 && !connect.clean_start {
+                return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
+            }
+            let assigned = self.assign_client_id(conn);
+            if v5 {
+                connack_properties.assigned_client_identifier = Some(assigned.clone());
+            }
+            connect.client_id = assigned;
+        }
+        assert_eq!(
+            home_shard(&connect.client_id, self.shards),
+            self.id,
+            "a connection reached a shard that is not its client's home"
+        );
+
+        let keepalive_secs = match (v5, connect.keep_alive_secs) {
+            (_, secs) if secs <= self.limits.keepalive_secs_max && (secs > 0 || !v5) => secs,
+            (false, _) => {
+                // 3.1.1 cannot be told a shorter keepalive: refuse as Mosquitto does.
+                return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
+            }
+            (true, secs) if secs == 0 && self.limits.keepalive_secs_max == u16::MAX => 0,
+            (true, _) => {
+                connack_properties.server_keep_alive = Some(self.limits.keepalive_secs_max);
+                self.limits.keepalive_secs_max
+            }
+        };
+
+        let expiry_secs = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        }
+        .min(self.limits.session_expiry_secs_max);
+        if v5 && connect.properties.session_expiry_interval.unwrap_or(0) > expiry_secs {
+            connack_properties.session_expiry_interval = Some(expiry_secs);
+        }
+
+        let client_id = connect.client_id.clone();
+        // Take over an existing connection of this client.
+        if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
+            self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
+            let resumes = !connect.clean_start;
+            self.detach(old, WillRule::Takeover { session_resumes: resumes }, now);
+        }
+
+        let session_present = if connect.clean_start {
+            self.end_session(&client_id, now);
+            false
+        } else {
+            self.sessions.contains_key(&client_id)
+        };
+        let session = self
+            .sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| Session::new(client_id.clone(), expiry_secs));
+        session.expiry_secs = expiry_secs;
+        session.conn = Some(conn);
+        session.epoch += 1;
+        // A will waiting for its delay is cancelled by the client coming back.
+        session.pending_will = None;
+
+        let will_delay_secs =
+            connect.will.as_ref().and_then(|will| will.properties.will_delay_interval).unwrap_or(0);
+        let will = connect.will.take().map(|will| {
+            let expires_at = will
+                .properties
+                .message_expiry_interval
+                .map(|secs| now + Duration::from_secs(u64::from(secs)));
+            Arc::new(Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                properties: forwarded_properties(&will.properties),
+                expires_at,
+                publisher: client_id.clone(),
+            })
+        });
+
+        let window = connect
+            .properties
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .min(self.limits.inflight_max)
+            .max(1);
+        let c = Conn {
+            client_id: client_id.clone(),
+            version,
+            keepalive_grace: (keepalive_secs > 0)
+                .then(|| Duration::from_millis(u64::from(keepalive_secs) * 1500)),
+            last_seen: now,
+            out: BytesMut::new(),
+            flush_requested: false,
+            closing: false,
+            will,
+            will_delay_secs,
+            window,
+            packet_bytes_max: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
+            alias_out_max: connect.properties.topic_alias_maximum.unwrap_or(0),
+        };
+        if let Some(grace) = c.keepalive_grace {
+            self.timers.push(Reverse((now + grace, Timer::KeepAlive(conn))));
+        }
+        self.conns.insert(conn, c);
+
+        if v5 {
+            connack_properties.receive_maximum = Some(self.limits.inflight_max);
+            connack_properties.maximum_packet_size = Some(self.limits.packet_bytes_max);
+            connack_properties.topic_alias_maximum = Some(self.limits.topic_alias_max);
+            connack_properties.retain_available = Some(true);
+            connack_properties.wildcard_subscription_available = Some(true);
+            connack_properties.subscription_identifier_available = Some(true);
+            connack_properties.shared_subscription_available = Some(true);
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present,
+            reason: ReasonCode::SUCCESS,
+            properties: connack_properties,
+        });
+        self.send(conn, &connack);
+        self.resume(&client_id, now);
+    }
+
+    /// A client id for a client that sent none, chosen so that it is homed on this shard.
+    fn assign_client_id(&mut self, conn: ConnId) -> ByteString {
+        let mut attempt: u64 = 0;
+        loop {
+            let candidate = format!("shardmq-{}-{}-{}", self.id.0, conn.0, attempt);
+            if home_shard(&candidate, self.shards) == self.id {
+                return ByteString::from(candidate);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Sends CONNACK with a failure and closes, without touching any session.
+    fn refuse(&mut self, conn: ConnId, version: ProtocolVersion, reason: ReasonCode, now: Instant) {
+        let packet = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason,
+            properties: Properties::default(),
+        });
+        let mut out = BytesMut::new();
+        // A CONNACK without properties always encodes.
+        let _ = packet.encode(version, &mut out);
+        self.conns.insert(
+            conn,
+            Conn {
+                client_id: ByteString::new(),
+                version,
+                keepalive_grace: None,
+                last_seen: now,
+                out,
+                flush_requested: false,
+                closing: true,
+                will: None,
+                will_delay_secs: 0,
+                window: 1,
+                packet_bytes_max: u32::MAX,
+                aliases_in: HashMap::new(),
+                aliases_out: HashMap::new(),
+                alias_out_max: 0,
+            },
+        );
+        self.effects.push(Effect::Close(conn));
+    }
+
+    /// After CONNACK: resend what was in flight (PUBLISH with DUP, or PUBREL), then the queue.
+    fn resume(&mut self, client_id: &ByteString, now: Instant) {
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        let Some(conn) = session.conn else { return };
+        let inflight: Vec<Outgoing> = session.inflight.iter().cloned().collect();
+        for out in inflight {
+            match out.stage {
+                OutgoingStage::Published => {
+                    self.write_publish(conn, &out.delivery, Some(out.packet_id), true, now);
+                }
+                OutgoingStage::Released => {
+                    self.send(conn, &Packet::PubRel(Ack::success(out.packet_id)));
+                }
+            }
+        }
+        self.pump(client_id, now);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Packets after CONNECT
+    // ---------------------------------------------------------------------------------------
+
+    /// A packet from a connected client.
+    pub fn packet(&mut self, conn: ConnId, packet: Packet, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        c.last_seen = now;
+        match packet {
+            Packet::Publish(publish) => self.publish(conn, publish, now),
+            Packet::PubAck(ack) => self.puback(conn, ack, now),
+            Packet::PubRec(ack) => self.pubrec(conn, ack, now),
+            Packet::PubRel(ack) => self.pubrel(conn, ack),
+            Packet::PubComp(ack) => self.pubcomp(conn, ack, now),
+            Packet::Subscribe(subscribe) => self.subscribe(conn, subscribe, now),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(conn, unsubscribe),
+            Packet::PingReq => self.send(conn, &Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.client_disconnect(conn, disconnect, now),
+            Packet::Connect(_) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+            // AUTH needs an authentication method, which CONNECT cannot have set (refused above);
+            // the server-to-client packets are never valid from a client.
+            Packet::Auth(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+        }
+    }
+
+    /// The connection's bytes could not be decoded: DISCONNECT with the error's reason code (v5)
+    /// and close; the will is published.
+    pub fn decode_error(&mut self, conn: ConnId, error: &DecodeError, now: Instant) {
+        self.protocol_violation(conn, error.reason_code(), now);
+    }
+
+    fn protocol_violation(&mut self, conn: ConnId, reason: ReasonCode, now: Instant) {
+        self.disconnect_with(conn, reason);
+        self.detach(conn, WillRule::Publish, now);
+    }
+
+    /// The socket closed or failed under the connection: an abnormal close (the will is sent).
+    pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
+        if self.conns.get(&conn).is_some_and(|c| !c.closing) {
+            self.detach(conn, WillRule::Publish, now);
+        }
+        self.conns.remove(&conn);
+    }
+
+    /// The engine closed a connection after [`Effect::Close`].
+    pub fn connection_closed(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
+    fn client_disconnect(&mut self, conn: ConnId, disconnect: Disconnect, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let client_id = c.client_id.clone();
+        if let Some(new_expiry) = disconnect.properties.session_expiry_interval {
+            let current = self.sessions.get(&client_id).map_or(0, |s| s.expiry_secs);
+            if current == 0 && new_expiry > 0 {
+                // [MQTT-3.14.2-2]: a session created with expiry 0 cannot be extended here.
+                return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+            }
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                session.expiry_secs = new_expiry.min(self.limits.session_expiry_secs_max);
+            }
+        }
+        let rule = if disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+            WillRule::Publish
+        } else {
+            WillRule::Discard
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+        }
+        self.effects.push(Effect::Close(conn));
+        self.detach(conn, rule, now);
+    }
+
+    /// Queues a server DISCONNECT (v5 only) and marks the connection for closing.
+    fn disconnect_with(&mut self, conn: ConnId, reason: ReasonCode) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        if c.version.is_v5() {
+            self.send(conn, &Packet::Disconnect(Disconnect::new(reason)));
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+        }
+        self.effects.push(Effect::Close(conn));
+    }
+
+    /// Sends DISCONNECT 0x8B (server shutting down) to every v5 client and closes every
+    /// connection. Sessions stay (for the storage issue to persist).
+    pub fn shutdown(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN);
+        }
+    }
+
+    /// Separates a connection from its session (the connection is closing or gone): handles the
+    /// will and the session's expiry.
+    fn detach(&mut self, conn: ConnId, rule: WillRule, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.closing = true;
+        let will = c.will.take();
+        let will_delay_secs = c.will_delay_secs;
+        let client_id = c.client_id.clone();
+        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        if session.conn != Some(conn) {
+            return;
+        }
+        session.conn = None;
+        session.epoch += 1;
+        let expiry_secs = session.expiry_secs;
+        let epoch = session.epoch;
+        // QoS 0 messages are not kept for an offline session.
+        session.queue.retain(|d| d.qos != QoS::AtMostOnce);
+        session.queued_bytes = session.queue.iter().map(|d| d.message.cost_bytes()).sum();
+
+        let send_will = match rule {
+            WillRule::Publish => true,
+            WillRule::Discard => false,
+            // Taken over: the will goes out unless the session continues and the will waits.
+            WillRule::Takeover { session_resumes } => !(session_resumes && will_delay_secs > 0),
+        };
+        let will = will.filter(|_| send_will);
+        if expiry_secs == 0 {
+            if let Some(will) = will {
+                self.route(will, now);
+            }
+            self.end_session(&client_id, now);
+            return;
+        }
+        if let Some(will) = will {
+            if will_delay_secs == 0 {
+                self.route(will, now);
+            } else {
+                let due = now + Duration::from_secs(u64::from(will_delay_secs));
+                session.pending_will = Some((will, due));
+                let timer = Timer::Will { client_id: client_id.clone(), epoch };
+                self.timers.push(Reverse((due, timer)));
+            }
+        }
+        if expiry_secs != u32::MAX {
+            let due = now + Duration::from_secs(u64::from(expiry_secs));
+            self.timers.push(Reverse((due, Timer::Expiry { client_id, epoch })));
+        }
+    }
+
+    /// Ends a session: its subscriptions and queue go; a pending will is published now.
+    fn end_session(&mut self, client_id: &ByteString, now: Instant) {
+        let Some(mut session) = self.sessions.remove(client_id) else { return };
+        if let Some((will, _)) = session.pending_will.take() {
+            self.route(will, now);
+        }
+        for (filter, _) in session.subscriptions.drain() {
+            self.remove_subscriber(client_id, &filter);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Time
+    // ---------------------------------------------------------------------------------------
+
+    /// Runs what is due at `now`: keepalive timeouts, delayed wills, session expiry.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some(Reverse((due, _))) = self.timers.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(Reverse((_, timer))) = self.timers.pop() else { break };
+            match timer {
+                Timer::KeepAlive(conn) => self.check_keepalive(conn, now),
+                Timer::Will { client_id, epoch } => self.will_due(&client_id, epoch, now),
+                Timer::Expiry { client_id, epoch } => self.session_due(&client_id, epoch, now),
+            }
+        }
+    }
+
+    /// When the next timer is due, for the engine's sleep.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((due, _))| *due)
+    }
+
+    fn check_keepalive(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let (Some(grace), false) = (c.keepalive_grace, c.closing) else { return };
+        let due = c.last_seen + grace;
+        if due > now {
+            self.timers.push(Reverse((due, Timer::KeepAlive(conn))));
+            return;
+        }
+        self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT);
+        self.detach(conn, WillRule::Publish, now);
+    }
+
+    /// The current disconnected period of a session, if `epoch` is it.
+    fn offline_session(&mut self, client_id: &ByteString, epoch: u64) -> Option<&mut Session> {
+        self.sessions.get_mut(client_id).filter(|s| s.epoch == epoch && s.conn.is_none())
+    }
+
+    fn will_due(&mut self, client_id: &ByteString, epoch: u64, now: Instant) {
+        let Some(session) = self.offline_session(client_id, epoch) else { return };
+        if let Some((will, _)) = session.pending_will.take() {
+            self.route(will, now);
+        }
+    }
+
+    fn session_due(&mut self, client_id: &ByteString, epoch: u64, now: Instant) {
+        if self.offline_session(client_id, epoch).is_some() {
+            self.end_session(client_id, now);
+        }
+    }
+}
+
+/// What happens to a connection's will when it detaches from its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WillRule {
+    Publish,
+    Discard,
+    Takeover { session_resumes: bool },
+}
+
+// -------------------------------------------------------------------------------------------
+// Output
+// -------------------------------------------------------------------------------------------
+
+impl Shard {
+    /// Encodes a packet into the connection's output buffer and asks for a flush.
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing && !matches!(packet, Packet::Disconnect(_)) {
+            return;
+        }
+        if packet.encode(c.version, &mut c.out).is_err() {
+            // Only broker-built packets reach here; one that cannot be encoded is a bug, but the
+            // client must not pay for it with a panic in the shard.
+            tracing::error!(?packet, "could not encode a broker-built packet");
+            return;
+        }
+        if !c.flush_requested {
+            c.flush_requested = true;
+            self.effects.push(Effect::Flush(conn));
+        }
+    }
+
+    /// Writes one PUBLISH for a delivery: per-subscriber QoS, retain flag, subscription
+    /// identifiers, remaining expiry and topic alias. Returns false if the client's Maximum
+    /// Packet Size does not allow it (it is then dropped, as the spec requires).
+    fn write_publish(
+        &mut self,
+        conn: ConnId,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let message = &delivery.message;
+        let mut properties = message.properties.clone();
+        properties.subscription_identifiers.clone_from(&delivery.subscription_ids);
+        properties.message_expiry_interval = message.remaining_expiry_secs(now);
+        let mut topic = message.topic.clone();
+        // Aliases are assigned on first use and never replaced; a resent PUBLISH keeps its topic.
+        if c.alias_out_max > 0 && !dup {
+            match c.aliases_out.get(&topic) {
+                Some(&alias) => {
+                    properties.topic_alias = Some(alias);
+                    topic = ByteString::new();
+                }
+                None if c.aliases_out.len() < usize::from(c.alias_out_max) => {
+                    let alias = c.aliases_out.len() as u16 + 1;
+                    c.aliases_out.insert(topic.clone(), alias);
+                    properties.topic_alias = Some(alias);
+                }
+                None => {}
+            }
+        }
+        let packet = Packet::Publish(Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic,
+            packet_id,
+            properties,
+            payload: message.payload.clone(),
+        });
+        match packet.encoded_len(c.version) {
+            Ok(len) if len <= c.packet_bytes_max as usize => {}
+            _ => {
+                self.stats.dropped_too_large += 1;
+                return false;
+            }
+        }
+        self.stats.messages_sent += 1;
+        self.send(conn, &packet);
+        true
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Inbound publishes and acknowledgements
+// -------------------------------------------------------------------------------------------
+
+impl Shard {
+    fn publish(&mut self, conn: ConnId, mut publish: Publish, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let v5 = c.version.is_v5();
+        // Topic aliases (client to server).
+        if let Some(alias) = publish.properties.topic_alias {
+            if alias > self.limits.topic_alias_max {
+                return self.protocol_violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, now);
+            }
+            if publish.topic.is_empty() {
+                match c.aliases_in.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+                }
+            } else {
+                c.aliases_in.insert(alias, publish.topic.clone());
+            }
+        }
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6]: a client never sends subscription identifiers.
+            return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+        }
+        if publish.topic.split('/').count() > self.limits.topic_levels_max {
+            return self.protocol_violation(conn, ReasonCode::TOPIC_NAME_INVALID, now);
+        }
+        let client_id = c.client_id.clone();
+        let packet_id = publish.packet_id;
+        self.stats.messages_received += 1;
+
+        if publish.qos == QoS::ExactlyOnce {
+            let Some(packet_id) = packet_id else { return };
+            let Some(session) = self.sessions.get_mut(&client_id) else { return };
+            if session.incoming_qos2.contains(&packet_id.get()) {
+                // A resend before PUBREL: acknowledge again, deliver nothing twice.
+                return self.send(conn, &Packet::PubRec(Ack::success(packet_id)));
+            }
+            if session.incoming_qos2.len() >= usize::from(self.limits.inflight_max) {
+                return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
+            }
+            session.incoming_qos2.insert(packet_id.get());
+        }
+
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        let message = Arc::new(Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties: forwarded_properties(&publish.properties),
+            expires_at,
+            publisher: client_id,
+        });
+        let matched = self.route(message, now);
+        let reason = match (v5, matched) {
+            (true, Matched::None) => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+            _ => ReasonCode::SUCCESS,
+        };
+        let ack = |packet_id| Ack { packet_id, reason, properties: Properties::default() };
+        match (publish.qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send(conn, &Packet::PubAck(ack(id))),
+            (QoS::ExactlyOnce, Some(id)) => self.send(conn, &Packet::PubRec(ack(id))),
+            _ => {}
+        }
+    }
+
+    fn pubrel(&mut self, conn: ConnId, ack: Ack) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let known = self
+            .sessions
+            .get_mut(&c.client_id)
+            .is_some_and(|s| s.incoming_qos2.remove(&ack.packet_id.get()));
+        let reason =
+            if known { ReasonCode::SUCCESS } else { ReasonCode::PACKET_IDENTIFIER_NOT_FOUND };
+        let packet = Packet::PubComp(Ack {
+            packet_id: ack.packet_id,
+            reason,
+            properties: Properties::default(),
+        });
+        self.send(conn, &packet);
+    }
+
+    fn puback(&mut self, conn: ConnId, ack: Ack, now: Instant) {
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let is_qos1 = session
+            .inflight
+            .iter()
+            .any(|o| o.packet_id == ack.packet_id && o.delivery.qos == QoS::AtLeastOnce);
+        if is_qos1 {
+            session.take_inflight(ack.packet_id);
+            self.pump(&client_id, now);
+        }
+    }
+
+    fn pubrec(&mut self, conn: ConnId, ack: Ack, now: Instant) {
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(out) = session.inflight_mut(ack.packet_id) else {
+            // Unknown identifier: answer so the client can finish its side.
+            let packet = Packet::PubRel(Ack {
+                packet_id: ack.packet_id,
+                reason: ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                properties: Properties::default(),
+            });
+            return self.send(conn, &packet);
+        };
+        if out.delivery.qos != QoS::ExactlyOnce {
+            return;
+        }
+        if ack.reason.is_error() {
+            // The client refused the message: the exchange ends here ([MQTT-4.3.3]).
+            session.take_inflight(ack.packet_id);
+            return self.pump(&client_id, now);
+        }
+        out.stage = OutgoingStage::Released;
+        self.send(conn, &Packet::PubRel(Ack::success(ack.packet_id)));
+    }
+
+    fn pubcomp(&mut self, conn: ConnId, ack: Ack, now: Instant) {
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
+        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let released = session
+            .inflight
+            .iter()
+            .any(|o| o.packet_id == ack.packet_id && o.stage == OutgoingStage::Released);
+        if released {
+            session.take_inflight(ack.packet_id);
+            self.pump(&client_id, now);
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Subscriptions
+// -------------------------------------------------------------------------------------------
+
+impl Shard {
+    fn subscribe(&mut self, conn: ConnId, subscribe: Subscribe, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let client_id = c.client_id.clone();
+        let v5 = c.version.is_v5();
+        let identifier = subscribe.properties.subscription_identifiers.first().copied();
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut retained_for = Vec::new();
+        let mut new_routes = Vec::new();
+        for entry in subscribe.filters {
+            let filter = entry.filter;
+            let (group, plain) = match split_shared(&filter) {
+                Some(Ok((group, plain))) => (Some(ByteString::from(group)), plain),
+                _ => (None, &*filter),
+            };
+            if plain.split('/').count() > self.limits.topic_levels_max {
+                reasons.push(if v5 {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let Some(session) = self.sessions.get_mut(&client_id) else { return };
+            let existed = session.subscriptions.contains_key(&filter);
+            if !existed && session.subscriptions.len() >= self.limits.subscriptions_per_client_max {
+                reasons.push(if v5 {
+                    ReasonCode::QUOTA_EXCEEDED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let subscription = Subscription { options: entry.options, identifier };
+            session.subscriptions.insert(filter.clone(), subscription);
+            let plain = ByteString::from(plain);
+            let key = SubscriberKey { client_id: client_id.clone(), group: group.clone() };
+            if self.subscribers.insert(&plain, key, subscription).is_none() {
+                let count = self.local_routes.entry((plain.clone(), group.clone())).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    new_routes.push((plain.clone(), group.clone()));
+                }
+            }
+            // Retained messages are not sent on shared subscriptions (spec 4.8.2).
+            let wants_retained = group.is_none()
+                && match entry.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+            if wants_retained {
+                retained_for.push((plain, subscription));
+            }
+            reasons.push(ReasonCode(entry.options.qos as u8));
+        }
+
+        let suback =
+            SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), reasons };
+        let mut retained = Vec::new();
+        for (filter, _) in &retained_for {
+            self.collect_retained(filter, now, &mut retained);
+        }
+        let others = usize::from(self.shards) - 1;
+        if others == 0 || (new_routes.is_empty() && retained_for.is_empty()) {
+            self.send(conn, &Packet::SubAck(suback));
+            return self.deliver_retained(&client_id, &retained_for, retained, now);
+        }
+        // Tell every other shard about the new routes, then wait until each has applied them
+        // (and sent its retained messages) before the SUBACK: the subscription is visible on
+        // the whole node before the client is told it exists.
+        let token = SyncToken(self.next_token);
+        self.next_token += 1;
+        let filters: Vec<ByteString> = retained_for.iter().map(|(f, _)| f.clone()).collect();
+        for shard in self.other_shards() {
+            for (filter, group) in &new_routes {
+                let msg = ShardMsg::RouteAdd { filter: filter.clone(), group: group.clone() };
+                self.effects.push(Effect::Mesh(shard, msg));
+            }
+            let msg = ShardMsg::SubscribeSync { token, filters: filters.clone() };
+            self.effects.push(Effect::Mesh(shard, msg));
+        }
+        self.pending_subscribes.insert(
+            token,
+            PendingSubscribe { conn, client_id, suback, waiting: others, retained_for, retained },
+        );
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let client_id = c.client_id.clone();
+        let v5 = c.version.is_v5();
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in unsubscribe.filters {
+            let existed = self
+                .sessions
+                .get_mut(&client_id)
+                .and_then(|s| s.subscriptions.remove(&filter))
+                .is_some();
+            if existed {
+                self.remove_subscriber(&client_id, &filter);
+                reasons.push(ReasonCode::SUCCESS);
+            } else {
+                reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
+        let reasons = if v5 { reasons } else { Vec::new() };
+        let packet = Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: Properties::default(),
+            reasons,
+        });
+        self.send(conn, &packet);
+    }
+
+    /// Removes a client's subscriber entry for `filter` (as the client wrote it) and the route
+    /// when it was this shard's last subscriber for it.
+    fn remove_subscriber(&mut self, client_id: &ByteString, filter: &ByteString) {
+        let (group, plain) = match split_shared(filter) {
+            Some(Ok((group, plain))) => (Some(ByteString::from(group)), ByteString::from(plain)),
+            _ => (None, filter.clone()),
+        };
+        let key = SubscriberKey { client_id: client_id.clone(), group: group.clone() };
+        if self.subscribers.remove(&plain, &key).is_none() {
+            return;
+        }
+        let route = (plain, group);
+        let Entry::Occupied(mut count) = self.local_routes.entry(route) else { return };
+        *count.get_mut() -= 1;
+        if *count.get() > 0 {
+            return;
+        }
+        let ((filter, group), _) = count.remove_entry();
+        for shard in self.other_shards() {
+            let msg = ShardMsg::RouteRemove { filter: filter.clone(), group: group.clone() };
+            self.effects.push(Effect::Mesh(shard, msg));
+        }
+    }
+
+    fn other_shards(&self) -> impl Iterator<Item = ShardId> {
+        let me = self.id;
+        (0..self.shards).map(ShardId).filter(move |&s| s != me)
+    }
+
+    /// This shard's retained messages matching `filter`, unexpired.
+    fn collect_retained(&self, filter: &str, now: Instant, into: &mut Vec<SharedMessage>) {
+        self.retained.for_each_match(filter, |_, message| {
+            if !message.is_expired(now) {
+                into.push(message.clone());
+            }
+        });
+    }
+
+    /// Delivers retained messages after a SUBACK, each to every new subscription it matches.
+    fn deliver_retained(
+        &mut self,
+        client_id: &ByteString,
+        subscriptions: &[(ByteString, Subscription)],
+        retained: Vec<SharedMessage>,
+        now: Instant,
+    ) {
+        for message in retained {
+            for (filter, subscription) in subscriptions {
+                if !topic_matches(filter, &message.topic) {
+                    continue;
+                }
+                let delivery = Delivery {
+                    qos: message.qos.min(subscription.options.qos),
+                    retain: true,
+                    subscription_ids: subscription.identifier.into_iter().collect(),
+                    message: message.clone(),
+                };
+                // Retained messages bypass the queue limit: their number is bounded by the
+                // retained store, and the client's window paces them; none is dropped.
+                self.deliver(client_id, delivery, Admission::Always, now);
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Routing and delivery
+// -------------------------------------------------------------------------------------------
+
+/// Whether a delivery may be refused when the session's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    WithinLimits,
+    Always,
+}
+
+impl Shard {
+    /// Routes a message published on this shard (by a client or as a will): stores it if
+    /// retained, delivers to local subscribers, and sends one copy to every other shard with a
+    /// matching route.
+    fn route(&mut self, message: SharedMessage, now: Instant) -> Matched {
+        if message.retain {
+            let owner = retained_shard(&message.topic, self.shards);
+            if owner == self.id {
+                self.store_retained(message.clone());
+            } else {
+                self.effects
+                    .push(Effect::Mesh(owner, ShardMsg::Retain { message: message.clone() }));
+            }
+        }
+        let mut matched = self.deliver_local(&message, now);
+
+        let mut shards: Vec<ShardId> = Vec::new();
+        let mut groups: Vec<(ByteString, ByteString, Vec<ShardId>)> = Vec::new();
+        self.routes.for_each_match(&message.topic, |filter, key, _| match &key.group {
+            None => {
+                if !shards.contains(&key.shard) {
+                    shards.push(key.shard);
+                }
+            }
+            Some(group) => {
+                let filter = ByteString::from(filter);
+                match groups.iter_mut().find(|(f, g, _)| *f == filter && g == group) {
+                    Some((_, _, members)) => members.push(key.shard),
+                    None => groups.push((filter, group.clone(), vec![key.shard])),
+                }
+            }
+        });
+        // Shared groups with members on this shard compete with the other shards' members.
+        let mut local_groups: Vec<(ByteString, ByteString)> = Vec::new();
+        self.subscribers.for_each_match(&message.topic, |filter, key, _| {
+            if let Some(group) = &key.group {
+                let filter = ByteString::from(filter);
+                if !local_groups.iter().any(|(f, g)| *f == filter && g == group) {
+                    local_groups.push((filter, group.clone()));
+                }
+            }
+        });
+        for (filter, group) in local_groups {
+            match groups.iter_mut().find(|(f, g, _)| *f == filter && *g == group) {
+                Some((_, _, members)) => members.push(self.id),
+                None => groups.push((filter, group, vec![self.id])),
+            }
+        }
+
+        if !shards.is_empty() || !groups.is_empty() {
+            matched = Matched::Some;
+        }
+        for shard in shards {
+            self.effects.push(Effect::Mesh(shard, ShardMsg::Publish { message: message.clone() }));
+        }
+        for (filter, group, mut members) in groups {
+            members.sort();
+            let cursor = self.shared_cursor.entry((filter.clone(), group.clone())).or_insert(0);
+            let chosen = members[*cursor % members.len()];
+            *cursor = cursor.wrapping_add(1);
+            if chosen == self.id {
+                self.deliver_shared(&message, &filter, &group, now);
+            } else {
+                let msg = ShardMsg::SharedPublish { message: message.clone(), filter, group };
+                self.effects.push(Effect::Mesh(chosen, msg));
+            }
+        }
+        matched
+    }
+
+    /// Delivers to this shard's non-shared subscribers: one delivery per client, at the highest
+    /// QoS of its matching subscriptions, with all their subscription identifiers.
+    fn deliver_local(&mut self, message: &SharedMessage, now: Instant) -> Matched {
+        let mut targets = std::mem::take(&mut self.scratch_targets);
+        self.subscribers.for_each_match(&message.topic, |_, key, subscription| {
+            if key.group.is_some() {
+                return;
+            }
+            let options = subscription.options;
+            if options.no_local && key.client_id == message.publisher {
+                return;
+            }
+            let qos = message.qos.min(options.qos);
+            let retain = message.retain && options.retain_as_published;
+            let delivery = targets.entry(key.client_id.clone()).or_insert_with(|| Delivery {
+                message: message.clone(),
+                qos,
+                retain,
+                subscription_ids: Vec::new(),
+            });
+            delivery.qos = delivery.qos.max(qos);
+            delivery.retain |= retain;
+            if let Some(id) = subscription.identifier {
+                delivery.subscription_ids.push(id);
+            }
+        });
+        let matched = if targets.is_empty() { Matched::None } else { Matched::Some };
+        for (client_id, delivery) in targets.drain() {
+            self.deliver(&client_id, delivery, Admission::WithinLimits, now);
+        }
+        self.scratch_targets = targets;
+        matched
+    }
+
+    /// Delivers to one member of a shared group on this shard, round robin.
+    fn deliver_shared(
+        &mut self,
+        message: &SharedMessage,
+        filter: &ByteString,
+        group: &ByteString,
+        now: Instant,
+    ) {
+        let mut members: Vec<(ByteString, Subscription)> = Vec::new();
+        self.subscribers.for_each_match(&message.topic, |f, key, subscription| {
+            if f == &**filter && key.group.as_ref() == Some(group) {
+                members.push((key.client_id.clone(), *subscription));
+            }
+        });
+        if members.is_empty() {
+            return;
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        // Prefer connected members: an offline member would only queue the message.
+        let connected: Vec<usize> = (0..members.len())
+            .filter(|&i| self.sessions.get(&members[i].0).is_some_and(|s| s.conn.is_some()))
+            .collect();
+        let key = (filter.clone(), ByteString::from(format!("{group}@local")));
+        let cursor = self.shared_cursor.entry(key).or_insert(0);
+        let index = if connected.is_empty() {
+            *cursor % members.len()
+        } else {
+            connected[*cursor % connected.len()]
+        };
+        *cursor = cursor.wrapping_add(1);
+        let (client_id, subscription) = &members[index];
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(subscription.options.qos),
+            retain: message.retain && subscription.options.retain_as_published,
+            subscription_ids: subscription.identifier.into_iter().collect(),
+        };
+        let client_id = client_id.clone();
+        self.deliver(&client_id, delivery, Admission::WithinLimits, now);
+    }
+
+    /// Hands one delivery to a session: straight to its connection when the window allows, else
+    /// into its queue (QoS 1/2, or QoS 0 for a connected client), within the session's limits.
+    fn deliver(
+        &mut self,
+        client_id: &ByteString,
+        delivery: Delivery,
+        admission: Admission,
+        now: Instant,
+    ) {
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        if delivery.message.is_expired(now) {
+            self.stats.dropped_expired += 1;
+            return;
+        }
+        let Some(conn) = session.conn else {
+            if delivery.qos == QoS::AtMostOnce {
+                return;
+            }
+            return self.enqueue(client_id, delivery, admission);
+        };
+        if delivery.qos == QoS::AtMostOnce {
+            let over = self
+                .conns
+                .get(&conn)
+                .is_none_or(|c| c.out.len() >= self.limits.out_buffer_bytes_max);
+            if over {
+                self.stats.dropped_qos0_slow += 1;
+                return;
+            }
+            self.write_publish(conn, &delivery, None, false, now);
+            return;
+        }
+        let window = self.conns.get(&conn).map_or(1, |c| usize::from(c.window));
+        if session.inflight.len() < window && session.queue.is_empty() {
+            self.send_inflight(client_id, conn, delivery, now);
+        } else {
+            self.enqueue(client_id, delivery, admission);
+        }
+    }
+
+    fn enqueue(&mut self, client_id: &ByteString, delivery: Delivery, admission: Admission) {
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        let cost = delivery.message.cost_bytes();
+        let full = session.queue.len() >= self.limits.queued_messages_max
+            || session.queued_bytes + cost > self.limits.queued_bytes_max;
+        if full && admission == Admission::WithinLimits {
+            // Make room by dropping a queued QoS 0 message first; otherwise drop this one.
+            match session.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
+                Some(index) if delivery.qos != QoS::AtMostOnce => {
+                    if let Some(dropped) = session.queue.remove(index) {
+                        session.queued_bytes -= dropped.message.cost_bytes();
+                    }
+                }
+                _ => {
+                    self.stats.dropped_queue_full += 1;
+                    return;
+                }
+            }
+            self.stats.dropped_queue_full += 1;
+        }
+        session.queued_bytes += cost;
+        session.queue.push_back(delivery);
+    }
+
+    /// Sends a QoS 1/2 delivery under a new packet identifier and records it in flight.
+    fn send_inflight(
+        &mut self,
+        client_id: &ByteString,
+        conn: ConnId,
+        delivery: Delivery,
+        now: Instant,
+    ) {
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        let Some(packet_id) = session.allocate_packet_id() else {
+            return self.enqueue(client_id, delivery, Admission::Always);
+        };
+        if self.write_publish(conn, &delivery, Some(packet_id), false, now) {
+            if let Some(session) = self.sessions.get_mut(client_id) {
+                session.inflight.push_back(Outgoing {
+                    packet_id,
+                    delivery,
+                    stage: OutgoingStage::Published,
+                });
+            }
+        }
+    }
+
+    /// Moves queued messages into the connection while the window and output buffer allow.
+    fn pump(&mut self, client_id: &ByteString, now: Instant) {
+        loop {
+            let Some(session) = self.sessions.get_mut(client_id) else { return };
+            let Some(conn) = session.conn else { return };
+            let Some(c) = self.conns.get(&conn) else { return };
+            if c.closing || c.out.len() >= self.limits.out_buffer_bytes_max {
+                return;
+            }
+            let window = usize::from(c.window);
+            let Some(front) = session.queue.front() else { return };
+            if front.qos != QoS::AtMostOnce && session.inflight.len() >= window {
+                return;
+            }
+            let Some(delivery) = session.pop_queued() else { return };
+            if delivery.message.is_expired(now) {
+                self.stats.dropped_expired += 1;
+                continue;
+            }
+            if delivery.qos == QoS::AtMostOnce {
+                self.write_publish(conn, &delivery, None, false, now);
+            } else {
+                self.send_inflight(client_id, conn, delivery, now);
+            }
+        }
+    }
+
+    fn store_retained(&mut self, message: SharedMessage) {
+        if message.payload.is_empty() {
+            if let Some(old) = self.retained.remove(&message.topic) {
+                self.retained_bytes -= old.cost_bytes();
+            }
+            return;
+        }
+        if message.payload.len() > self.limits.retained_payload_bytes_max {
+            return;
+        }
+        let per_shard_max = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
+        let replaces = self.retained.get(&message.topic).is_some();
+        if !replaces && self.retained.len() >= per_shard_max {
+            tracing::warn!(shard = %self.id, topic = %message.topic, "retained store full; message not retained");
+            return;
+        }
+        let cost = message.cost_bytes();
+        // The stored copy is not marked as anyone's: No Local does not apply to retained delivery.
+        if let Some(old) = self.retained.insert(&message.topic.clone(), message) {
+            self.retained_bytes -= old.cost_bytes();
+        }
+        self.retained_bytes += cost;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Mesh
+    // ---------------------------------------------------------------------------------------
+
+    /// A message from another shard.
+    pub fn mesh(&mut self, from: ShardId, msg: ShardMsg, now: Instant) {
+        match msg {
+            ShardMsg::RouteAdd { filter, group } => {
+                self.routes.insert(&filter, RouteKey { shard: from, group }, ());
+            }
+            ShardMsg::RouteRemove { filter, group } => {
+                self.routes.remove(&filter, &RouteKey { shard: from, group });
+            }
+            ShardMsg::SubscribeSync { token, filters } => {
+                let mut retained = Vec::new();
+                for filter in &filters {
+                    self.collect_retained(filter, now, &mut retained);
+                }
+                self.effects.push(Effect::Mesh(from, ShardMsg::SubscribeReady { token, retained }));
+            }
+            ShardMsg::SubscribeReady { token, retained } => {
+                self.subscribe_ready(token, retained, now)
+            }
+            ShardMsg::Publish { message } => {
+                self.deliver_local(&message, now);
+            }
+            ShardMsg::SharedPublish { message, filter, group } => {
+                self.deliver_shared(&message, &filter, &group, now);
+            }
+            ShardMsg::Retain { message } => self.store_retained(message),
+        }
+    }
+
+    fn subscribe_ready(
+        &mut self,
+        token: SyncToken,
+        mut retained: Vec<SharedMessage>,
+        now: Instant,
+    ) {
+        let Some(pending) = self.pending_subscribes.get_mut(&token) else { return };
+        pending.retained.append(&mut retained);
+        pending.waiting -= 1;
+        if pending.waiting > 0 {
+            return;
+        }
+        let Some(pending) = self.pending_subscribes.remove(&token) else { return };
+        // The connection may have gone meanwhile; the subscription stays with the session.
+        let still_connected =
+            self.sessions.get(&pending.client_id).is_some_and(|s| s.conn == Some(pending.conn));
+        if still_connected {
+            self.send(pending.conn, &Packet::SubAck(pending.suback));
+        }
+        self.deliver_retained(&pending.client_id, &pending.retained_for, pending.retained, now);
+    }
+}

@@ -1,0 +1,746 @@
+//! The broker's MQTT semantics, tested at the shard layer's boundary: a simulated node of
+//! several shards, driven by packets and a fake clock, with the mesh carried in order between
+//! shards. No sockets and no threads, so every test is deterministic and fast; the end-to-end
+//! tests in `tests/` check the same behaviour through real clients.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use shardmq_io::codec::{
+    Ack, ByteString, Connect, Decoded, Decoder, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions,
+    TopicFilterEntry, Unsubscribe, Will,
+};
+use shardmq_shard::{home_shard, ConnId, Effect, Limits, Shard, ShardId, ShardMsg};
+
+use ProtocolVersion::{V3_1_1, V5};
+
+/// A node of shards plus the clients' view of their connections.
+struct Node {
+    shards: Vec<Shard>,
+    now: Instant,
+    mesh: VecDeque<(ShardId, ShardId, ShardMsg)>,
+    /// Which shard each connection lives on, and its decoder (client side).
+    conns: HashMap<ConnId, (ShardId, Decoder)>,
+    received: HashMap<ConnId, Vec<Packet>>,
+    closed: Vec<ConnId>,
+    next_conn: u64,
+}
+
+impl Node {
+    fn new(shards: u16) -> Node {
+        Node::with_limits(shards, Limits::default())
+    }
+
+    fn with_limits(shards: u16, limits: Limits) -> Node {
+        Node {
+            shards: (0..shards).map(|i| Shard::new(ShardId(i), shards, limits.clone())).collect(),
+            now: Instant::now(),
+            mesh: VecDeque::new(),
+            conns: HashMap::new(),
+            received: HashMap::new(),
+            closed: Vec::new(),
+            next_conn: 1,
+        }
+    }
+
+    fn shard_count(&self) -> u16 {
+        self.shards.len() as u16
+    }
+
+    /// A client id homed on `shard`.
+    fn id_on(&self, prefix: &str, shard: u16) -> String {
+        (0..)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|id| home_shard(id, self.shard_count()) == ShardId(shard))
+            .expect("some id lands on every shard")
+    }
+
+    fn connect_with(&mut self, connect: Connect) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let shard = if connect.client_id.is_empty() {
+            ShardId(0)
+        } else {
+            home_shard(&connect.client_id, self.shard_count())
+        };
+        self.conns.insert(conn, (shard, Decoder::client(connect.protocol, u32::MAX)));
+        let now = self.now;
+        self.shards[shard.index()].connect(conn, connect, now);
+        self.run();
+        conn
+    }
+
+    fn connect(&mut self, client_id: &str, version: ProtocolVersion, clean_start: bool) -> ConnId {
+        self.connect_with(connect(client_id, version, clean_start))
+    }
+
+    fn send(&mut self, conn: ConnId, packet: Packet) {
+        let shard = self.conns[&conn].0;
+        let now = self.now;
+        self.shards[shard.index()].packet(conn, packet, now);
+        self.run();
+    }
+
+    fn lose(&mut self, conn: ConnId) {
+        let shard = self.conns[&conn].0;
+        let now = self.now;
+        self.shards[shard.index()].connection_lost(conn, now);
+        self.run();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for shard in &mut self.shards {
+            shard.tick(now);
+        }
+        self.run();
+    }
+
+    /// Carries out effects and mesh messages until the node is quiet.
+    fn run(&mut self) {
+        let now = self.now;
+        loop {
+            let mut effects = Vec::new();
+            for shard in &mut self.shards {
+                let from = shard.id();
+                let mut own = Vec::new();
+                shard.drain_effects(&mut own);
+                effects.extend(own.into_iter().map(|e| (from, e)));
+            }
+            if effects.is_empty() && self.mesh.is_empty() {
+                return;
+            }
+            for (from, effect) in effects {
+                match effect {
+                    Effect::Flush(conn) => self.collect(from, conn, now),
+                    Effect::Close(conn) => {
+                        self.collect(from, conn, now);
+                        self.shards[from.index()].connection_closed(conn);
+                        self.closed.push(conn);
+                    }
+                    Effect::Mesh(to, msg) => self.mesh.push_back((from, to, msg)),
+                }
+            }
+            if let Some((from, to, msg)) = self.mesh.pop_front() {
+                self.shards[to.index()].mesh(from, msg, now);
+            }
+        }
+    }
+
+    fn collect(&mut self, shard: ShardId, conn: ConnId, now: Instant) {
+        let mut bytes = self.shards[shard.index()].take_output(conn);
+        let Some((_, decoder)) = self.conns.get_mut(&conn) else { return };
+        while let Decoded::Packet(packet) =
+            decoder.decode(&mut bytes).expect("the broker writes valid packets")
+        {
+            self.received.entry(conn).or_default().push(packet);
+        }
+        assert!(bytes.is_empty());
+        self.shards[shard.index()].output_written(conn, now);
+    }
+
+    /// Everything the client of `conn` received since the last call.
+    fn take(&mut self, conn: ConnId) -> Vec<Packet> {
+        self.received.remove(&conn).unwrap_or_default()
+    }
+
+    fn publishes(&mut self, conn: ConnId) -> Vec<Publish> {
+        self.take(conn)
+            .into_iter()
+            .filter_map(|p| match p {
+                Packet::Publish(publish) => Some(publish),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) {
+        self.subscribe_with(conn, filter, SubscriptionOptions::with_qos(qos), None);
+    }
+
+    fn subscribe_with(
+        &mut self,
+        conn: ConnId,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) {
+        let properties = Properties {
+            subscription_identifiers: identifier.into_iter().collect(),
+            ..Properties::default()
+        };
+        self.send(
+            conn,
+            Packet::Subscribe(Subscribe {
+                packet_id: pid(1),
+                properties,
+                filters: vec![TopicFilterEntry { filter: ByteString::from(filter), options }],
+            }),
+        );
+        // Whatever came before (CONNACK) is dropped; the SUBACK must be there and granted.
+        let packets: Vec<Packet> = self.take(conn);
+        let at = packets
+            .iter()
+            .position(|p| matches!(p, Packet::SubAck(_)))
+            .unwrap_or_else(|| panic!("no SUBACK: {packets:?}"));
+        assert!(
+            matches!(&packets[at], Packet::SubAck(ack) if !ack.reasons[0].is_error()),
+            "refused: {packets:?}"
+        );
+        // Retained messages after the SUBACK stay for the test to read.
+        let rest: Vec<Packet> = packets.into_iter().skip(at + 1).collect();
+        if !rest.is_empty() {
+            self.received.insert(conn, rest);
+        }
+    }
+
+    fn publish(&mut self, conn: ConnId, topic: &str, payload: &str, qos: QoS, retain: bool) {
+        let packet_id = (qos != QoS::AtMostOnce).then(|| pid(7));
+        self.send(conn, Packet::Publish(publish(topic, payload, qos, retain, packet_id)));
+    }
+}
+
+fn pid(value: u16) -> PacketId {
+    PacketId::new(value).expect("non-zero")
+}
+
+fn connect(client_id: &str, version: ProtocolVersion, clean_start: bool) -> Connect {
+    let properties = if version.is_v5() && !clean_start {
+        Properties { session_expiry_interval: Some(3600), ..Properties::default() }
+    } else {
+        Properties::default()
+    };
+    Connect {
+        protocol: version,
+        clean_start,
+        keep_alive_secs: 60,
+        client_id: ByteString::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+        properties,
+    }
+}
+
+fn publish(
+    topic: &str,
+    payload: &str,
+    qos: QoS,
+    retain: bool,
+    packet_id: Option<PacketId>,
+) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id,
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    }
+}
+
+fn payloads(publishes: &[Publish]) -> Vec<&str> {
+    publishes.iter().map(|p| std::str::from_utf8(&p.payload).expect("utf-8")).collect()
+}
+
+fn connack(packets: &[Packet]) -> &shardmq_io::codec::ConnAck {
+    match packets.first() {
+        Some(Packet::ConnAck(connack)) => connack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn connack_per_version_and_advertised_limits() {
+    let mut node = Node::new(2);
+    let v3 = node.connect("a", V3_1_1, true);
+    let got = node.take(v3);
+    assert_eq!(connack(&got).reason, ReasonCode::SUCCESS);
+    let v5 = node.connect("b", V5, true);
+    let got = node.take(v5);
+    let ack = connack(&got);
+    assert_eq!(ack.properties.receive_maximum, Some(Limits::default().inflight_max));
+    assert_eq!(ack.properties.maximum_packet_size, Some(Limits::default().packet_bytes_max));
+    assert_eq!(ack.properties.shared_subscription_available, Some(true));
+}
+
+#[test]
+fn empty_client_id_is_assigned_on_v5_and_refused_for_persistent_v3() {
+    let mut node = Node::new(3);
+    let v5 = node.connect("", V5, true);
+    let got = node.take(v5);
+    assert!(connack(&got).properties.assigned_client_identifier.is_some());
+    let v3 = node.connect("", V3_1_1, false);
+    let got = node.take(v3);
+    assert_eq!(connack(&got).reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    assert!(node.closed.contains(&v3));
+}
+
+#[test]
+fn publish_reaches_a_subscriber_on_another_shard_at_each_qos() {
+    let mut node = Node::new(4);
+    let sub_id = node.id_on("sub", 1);
+    let pub_id = node.id_on("pub", 3);
+    let sub = node.connect(&sub_id, V5, true);
+    let publisher = node.connect(&pub_id, V3_1_1, true);
+    node.take(sub);
+    node.take(publisher);
+    node.subscribe(sub, "a/+", QoS::ExactlyOnce);
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        node.publish(publisher, "a/b", "m", qos, false);
+        let got = node.publishes(sub);
+        assert_eq!(got.len(), 1, "{qos:?}");
+        assert_eq!(got[0].qos, qos);
+        if let Some(id) = got[0].packet_id {
+            let ack = Ack::success(id);
+            node.send(
+                sub,
+                if qos == QoS::AtLeastOnce { Packet::PubAck(ack) } else { Packet::PubRec(ack) },
+            );
+        }
+        if qos == QoS::ExactlyOnce {
+            let rel = node.take(sub);
+            assert!(matches!(rel.as_slice(), [Packet::PubRel(_)]), "{rel:?}");
+            node.send(sub, Packet::PubComp(Ack::success(got[0].packet_id.expect("qos 2"))));
+        }
+    }
+    let acks = node.take(publisher);
+    assert!(matches!(acks.as_slice(), [Packet::PubAck(_), Packet::PubRec(_)]), "{acks:?}");
+}
+
+#[test]
+fn qos_is_downgraded_to_the_subscription_maximum() {
+    let mut node = Node::new(2);
+    let sub = node.connect("s", V3_1_1, true);
+    let publisher = node.connect("p", V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.publish(publisher, "t", "m", QoS::ExactlyOnce, false);
+    let got = node.publishes(sub);
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+}
+
+#[test]
+fn qos2_duplicate_before_pubrel_is_delivered_once() {
+    let mut node = Node::new(2);
+    let sub = node.connect("s", V5, true);
+    let publisher = node.connect("p", V5, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    node.take(publisher);
+    let mut first = publish("t", "once", QoS::ExactlyOnce, false, Some(pid(9)));
+    node.send(publisher, Packet::Publish(first.clone()));
+    first.dup = true;
+    node.send(publisher, Packet::Publish(first));
+    assert_eq!(payloads(&node.publishes(sub)), ["once"]);
+    let acks = node.take(publisher);
+    assert!(matches!(acks.as_slice(), [Packet::PubRec(_), Packet::PubRec(_)]));
+    node.send(publisher, Packet::PubRel(Ack::success(pid(9))));
+    assert!(
+        matches!(node.take(publisher).as_slice(), [Packet::PubComp(c)] if c.reason == ReasonCode::SUCCESS)
+    );
+    // After PUBREL the identifier is free: the same id is a new message.
+    node.send(
+        publisher,
+        Packet::Publish(publish("t", "again", QoS::ExactlyOnce, false, Some(pid(9)))),
+    );
+    assert_eq!(payloads(&node.publishes(sub)), ["again"]);
+}
+
+#[test]
+fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
+    let mut node = Node::new(2);
+    let publisher = node.connect("p", V5, true);
+    let sub = node.connect("s", V3_1_1, false);
+    node.subscribe(sub, "q/#", QoS::AtLeastOnce);
+    node.publish(publisher, "q/1", "inflight", QoS::AtLeastOnce, false);
+    assert_eq!(payloads(&node.publishes(sub)), ["inflight"]);
+    node.lose(sub);
+    node.publish(publisher, "q/2", "queued", QoS::AtLeastOnce, false);
+    node.publish(publisher, "q/3", "qos0 not kept offline", QoS::AtMostOnce, false);
+
+    let again = node.connect("s", V3_1_1, false);
+    let got = node.take(again);
+    assert!(connack(&got).session_present);
+    let publishes: Vec<&Publish> = got
+        .iter()
+        .filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None })
+        .collect();
+    assert_eq!(publishes.len(), 2, "{got:?}");
+    assert!(publishes[0].dup && &publishes[0].payload[..] == b"inflight");
+    assert!(!publishes[1].dup && &publishes[1].payload[..] == b"queued");
+}
+
+#[test]
+fn clean_start_discards_the_session() {
+    let mut node = Node::new(2);
+    let publisher = node.connect("p", V5, true);
+    let sub = node.connect("s", V5, false);
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let again = node.connect("s", V5, true);
+    assert!(!connack(&node.take(again)).session_present);
+    node.publish(publisher, "t", "m", QoS::AtLeastOnce, false);
+    assert!(node.publishes(again).is_empty(), "subscriptions went with the session");
+}
+
+#[test]
+fn session_expiry_ends_an_offline_session() {
+    let mut node = Node::new(1);
+    let mut c = connect("s", V5, false);
+    c.properties.session_expiry_interval = Some(10);
+    let sub = node.connect_with(c);
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    node.advance(Duration::from_secs(11));
+    let again = node.connect("s", V5, false);
+    assert!(!connack(&node.take(again)).session_present);
+}
+
+#[test]
+fn takeover_disconnects_the_old_connection_with_0x8e() {
+    let mut node = Node::new(3);
+    let old = node.connect("same", V5, false);
+    node.take(old);
+    let new = node.connect("same", V5, false);
+    let got = node.take(old);
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::SESSION_TAKEN_OVER)
+    );
+    assert!(node.closed.contains(&old));
+    assert!(connack(&node.take(new)).session_present);
+}
+
+#[test]
+fn retained_store_replace_delete_and_retain_handling() {
+    let mut node = Node::new(4);
+    let publisher = node.connect("p", V5, true);
+    node.publish(publisher, "r/1", "one", QoS::AtLeastOnce, true);
+    node.publish(publisher, "r/2", "two", QoS::AtMostOnce, true);
+    node.publish(publisher, "r/2", "two again", QoS::AtMostOnce, true);
+    node.publish(publisher, "r/3", "three", QoS::AtMostOnce, true);
+    node.publish(publisher, "r/3", "", QoS::AtMostOnce, true);
+
+    let sub = node.connect("s", V5, true);
+    node.subscribe(sub, "r/#", QoS::AtLeastOnce);
+    let mut got = node.publishes(sub);
+    got.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(payloads(&got), ["one", "two again"]);
+    assert!(got.iter().all(|p| p.retain));
+
+    // Retain Handling 1: only for a new subscription; 2: never.
+    let options = |handling| SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: handling,
+    };
+    node.subscribe_with(sub, "r/#", options(RetainHandling::SendIfNew), None);
+    assert!(node.publishes(sub).is_empty());
+    node.subscribe_with(sub, "r/1", options(RetainHandling::DoNotSend), None);
+    assert!(node.publishes(sub).is_empty());
+}
+
+#[test]
+fn retain_as_published_keeps_the_flag_on_live_messages() {
+    let mut node = Node::new(2);
+    let publisher = node.connect("p", V5, true);
+    let plain = node.connect("plain", V5, true);
+    let rap = node.connect("rap", V5, true);
+    node.subscribe(plain, "t", QoS::AtMostOnce);
+    let options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        no_local: false,
+        retain_as_published: true,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    };
+    node.subscribe_with(rap, "t", options, None);
+    node.publish(publisher, "t", "m", QoS::AtMostOnce, true);
+    assert!(!node.publishes(plain)[0].retain);
+    assert!(node.publishes(rap)[0].retain);
+}
+
+#[test]
+fn wildcard_subscribe_over_many_retained_topics_delivers_all() {
+    let limits = Limits { inflight_max: 8, queued_messages_max: 10, ..Limits::default() };
+    let mut node = Node::with_limits(3, limits);
+    let publisher = node.connect("p", V5, true);
+    for i in 0..500 {
+        node.publish(publisher, &format!("many/{i}"), "x", QoS::AtLeastOnce, true);
+    }
+    let sub = node.connect("s", V5, true);
+    node.subscribe(sub, "many/+", QoS::AtLeastOnce);
+    // The window holds 8 at a time; acknowledging pulls the rest, none is dropped.
+    let mut seen = 0;
+    loop {
+        let got = node.publishes(sub);
+        if got.is_empty() {
+            break;
+        }
+        seen += got.len();
+        for p in got {
+            node.send(sub, Packet::PubAck(Ack::success(p.packet_id.expect("qos 1"))));
+        }
+    }
+    assert_eq!(seen, 500);
+}
+
+#[test]
+fn wills_on_abnormal_close_not_on_normal_disconnect_but_on_0x04() {
+    let mut node = Node::new(2);
+    let watcher = node.connect("w", V5, true);
+    node.subscribe(watcher, "will/#", QoS::AtMostOnce);
+    let with_will = |id: &str| {
+        let mut c = connect(id, V5, true);
+        c.will = Some(Will {
+            topic: ByteString::from(format!("will/{id}")),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+        });
+        c
+    };
+    let a = node.connect_with(with_will("a"));
+    node.lose(a);
+    let b = node.connect_with(with_will("b"));
+    node.send(b, Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)));
+    let c = node.connect_with(with_will("c"));
+    node.send(c, Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)));
+    let topics: Vec<String> = node.publishes(watcher).iter().map(|p| p.topic.to_string()).collect();
+    assert_eq!(topics, ["will/a", "will/c"]);
+}
+
+#[test]
+fn will_delay_waits_and_is_cancelled_by_reconnecting() {
+    let mut node = Node::new(2);
+    let watcher = node.connect("w", V5, true);
+    node.subscribe(watcher, "will", QoS::AtMostOnce);
+    let mut c = connect("d", V5, false);
+    c.will = Some(Will {
+        topic: ByteString::from("will"),
+        payload: Bytes::from_static(b"late"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties { will_delay_interval: Some(5), ..Properties::default() },
+    });
+    let first = node.connect_with(c.clone());
+    node.lose(first);
+    node.advance(Duration::from_secs(3));
+    assert!(node.publishes(watcher).is_empty());
+    let second = node.connect_with(c);
+    node.advance(Duration::from_secs(5));
+    assert!(node.publishes(watcher).is_empty(), "reconnecting cancels the delayed will");
+    node.lose(second);
+    node.advance(Duration::from_secs(6));
+    assert_eq!(payloads(&node.publishes(watcher)), ["late"]);
+}
+
+#[test]
+fn keepalive_timeout_disconnects_with_0x8d_and_publishes_the_will() {
+    let mut node = Node::new(1);
+    let watcher = node.connect("w", V5, true);
+    node.subscribe(watcher, "will", QoS::AtMostOnce);
+    let mut c = connect("k", V5, true);
+    c.keep_alive_secs = 2;
+    c.will = Some(Will {
+        topic: ByteString::from("will"),
+        payload: Bytes::from_static(b"timeout"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let k = node.connect_with(c);
+    node.take(k);
+    node.advance(Duration::from_millis(2900));
+    node.send(watcher, Packet::PingReq);
+    assert!(node.take(k).is_empty(), "within 1.5 x keepalive");
+    node.advance(Duration::from_millis(200));
+    let got = node.take(k);
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
+    assert_eq!(payloads(&node.publishes(watcher)), ["timeout"]);
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_leading_wildcards() {
+    let mut node = Node::new(2);
+    let publisher = node.connect("p", V5, true);
+    let all = node.connect("all", V5, true);
+    let sys = node.connect("sys", V5, true);
+    node.subscribe(all, "#", QoS::AtMostOnce);
+    node.subscribe(sys, "$SYS/#", QoS::AtMostOnce);
+    node.publish(publisher, "$SYS/x", "m", QoS::AtMostOnce, false);
+    assert!(node.publishes(all).is_empty());
+    assert_eq!(node.publishes(sys).len(), 1);
+}
+
+#[test]
+fn overlapping_subscriptions_give_one_delivery_with_every_identifier() {
+    let mut node = Node::new(2);
+    let publisher = node.connect("p", V5, true);
+    let sub = node.connect("s", V5, true);
+    node.subscribe_with(sub, "a/#", SubscriptionOptions::with_qos(QoS::AtMostOnce), Some(1));
+    node.subscribe_with(sub, "a/+", SubscriptionOptions::with_qos(QoS::AtLeastOnce), Some(2));
+    node.publish(publisher, "a/b", "m", QoS::AtLeastOnce, false);
+    let got = node.publishes(sub);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+    let mut ids = got[0].properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+}
+
+#[test]
+fn no_local_skips_the_publishers_own_subscription() {
+    let mut node = Node::new(2);
+    let me = node.connect("me", V5, true);
+    let options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        no_local: true,
+        retain_as_published: false,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    };
+    node.subscribe_with(me, "t", options, None);
+    node.publish(me, "t", "m", QoS::AtMostOnce, false);
+    assert!(node.publishes(me).is_empty());
+}
+
+#[test]
+fn shared_subscription_delivers_once_per_group_round_robin_across_shards() {
+    let mut node = Node::new(3);
+    let publisher = node.connect("p", V5, true);
+    let members: Vec<ConnId> = (0..3)
+        .map(|shard| {
+            let id = node.id_on("member", shard);
+            let conn = node.connect(&id, V5, true);
+            node.subscribe(conn, "$share/g/jobs/+", QoS::AtMostOnce);
+            conn
+        })
+        .collect();
+    let plain = node.connect("plain", V5, true);
+    node.subscribe(plain, "jobs/+", QoS::AtMostOnce);
+    for i in 0..30 {
+        node.publish(publisher, "jobs/x", &i.to_string(), QoS::AtMostOnce, false);
+    }
+    let counts: Vec<usize> = members.iter().map(|&m| node.publishes(m).len()).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 30, "one delivery per group: {counts:?}");
+    assert!(counts.iter().all(|&c| c >= 5), "spread over members: {counts:?}");
+    assert_eq!(node.publishes(plain).len(), 30, "a plain subscription gets everything");
+}
+
+#[test]
+fn unsubscribe_removes_routes_on_every_shard() {
+    let mut node = Node::new(3);
+    let sub_id = node.id_on("s", 2);
+    let sub = node.connect(&sub_id, V5, true);
+    let publisher = node.connect(&node.id_on("p", 0), V5, true);
+    node.subscribe(sub, "t/#", QoS::AtMostOnce);
+    node.send(
+        sub,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: pid(2),
+            properties: Properties::default(),
+            filters: vec![ByteString::from("t/#"), ByteString::from("never")],
+        }),
+    );
+    let got = node.take(sub);
+    let Some(Packet::UnsubAck(ack)) = got.first() else { panic!("{got:?}") };
+    assert_eq!(ack.reasons, [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]);
+    node.take(publisher);
+    node.publish(publisher, "t/x", "m", QoS::AtLeastOnce, false);
+    assert!(node.publishes(sub).is_empty());
+    let acks = node.take(publisher);
+    assert!(
+        matches!(acks.as_slice(), [Packet::PubAck(a)] if a.reason == ReasonCode::NO_MATCHING_SUBSCRIBERS)
+    );
+}
+
+#[test]
+fn topic_alias_from_the_client_is_resolved() {
+    let mut node = Node::new(2);
+    let sub = node.connect("s", V5, true);
+    node.subscribe(sub, "long/topic/name", QoS::AtMostOnce);
+    let publisher = node.connect("p", V5, true);
+    let mut first = publish("long/topic/name", "1", QoS::AtMostOnce, false, None);
+    first.properties.topic_alias = Some(3);
+    node.send(publisher, Packet::Publish(first));
+    let mut second = publish("", "2", QoS::AtMostOnce, false, None);
+    second.properties.topic_alias = Some(3);
+    node.send(publisher, Packet::Publish(second));
+    assert_eq!(payloads(&node.publishes(sub)), ["1", "2"]);
+    // An alias above the advertised maximum is a protocol violation (0x94).
+    let mut bad = publish("x", "3", QoS::AtMostOnce, false, None);
+    bad.properties.topic_alias = Some(Limits::default().topic_alias_max + 1);
+    node.send(publisher, Packet::Publish(bad));
+    let got = node.take(publisher);
+    assert!(
+        matches!(got.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::TOPIC_ALIAS_INVALID)
+    );
+}
+
+#[test]
+fn slow_consumer_drops_qos0_past_its_output_limit_and_counts_it() {
+    let limits = Limits { out_buffer_bytes_max: 1000, ..Limits::default() };
+    let mut node = Node::with_limits(1, limits);
+    let sub = node.connect("slow", V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = node.connect("p", V3_1_1, true);
+    // Nobody takes the subscriber's output: simulate a socket that does not drain.
+    let shard = &mut node.shards[0];
+    let big = "x".repeat(100);
+    for _ in 0..50 {
+        let now = node.now;
+        shard.packet(
+            publisher,
+            Packet::Publish(publish("t", &big, QoS::AtMostOnce, false, None)),
+            now,
+        );
+    }
+    let stats = shard.stats();
+    assert!(stats.dropped_qos0_slow >= 40, "{stats:?}");
+    assert!(shard.take_output(sub).len() <= 1000 + 200);
+}
+
+#[test]
+fn suback_waits_until_every_shard_has_the_route() {
+    let mut node = Node::new(3);
+    let sub = node.connect(&node.id_on("s", 0), V5, true);
+    node.take(sub);
+    let now = node.now;
+    node.shards[0].packet(
+        sub,
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(4),
+            properties: Properties::default(),
+            filters: vec![TopicFilterEntry {
+                filter: ByteString::from("x"),
+                options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+            }],
+        }),
+        now,
+    );
+    let mut effects = Vec::new();
+    node.shards[0].drain_effects(&mut effects);
+    assert!(
+        effects.iter().all(|e| matches!(e, Effect::Mesh(..))),
+        "no SUBACK before the other shards answer: {effects:?}"
+    );
+    assert_eq!(node.shards[0].take_output(sub), BytesMut::new());
+}
+
+#[test]
+fn protocol_errors_close_with_the_reason_code() {
+    let mut node = Node::new(1);
+    let c = node.connect("c", V5, true);
+    node.take(c);
+    node.send(c, Packet::Connect(Box::new(connect("c", V5, true))));
+    let got = node.take(c);
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::PROTOCOL_ERROR)
+    );
+    assert!(node.closed.contains(&c));
+}
