@@ -3,7 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+
+mod config;
+mod server;
 
 /// shardmq: a thread-per-core MQTT 3.1.1 / 5.0 broker for bare-metal Linux.
 #[derive(Debug, Parser)]
@@ -16,22 +22,53 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve,
-    /// Run the bundled load generator against one or more brokers.
+    Serve(Box<config::ServeArgs>),
+    /// Run the bundled load generator against one or more brokers (not built yet).
     Loadgen,
-    /// Read this host's limits and say what to change for a target connection count.
+    /// Read this host's limits and say what to change for a target connection count (not built
+    /// yet).
     CheckSystem,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let what = match cli.command {
-        Command::Serve => "the broker (`serve`)",
-        Command::Loadgen => "the load generator (`loadgen`)",
-        Command::CheckSystem => "the system check (`check-system`)",
-    };
-    // The codec is the only component so far; say so plainly rather than pretend to serve.
-    anyhow::bail!(
-        "{what} is not built yet: this build has the MQTT codec only (see README.md, Status)"
-    )
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match (*args).resolve() {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("shardmq: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(error) = init_logging(&config.log) {
+                eprintln!("shardmq: invalid value for `log`: {error}");
+                return ExitCode::from(2);
+            }
+            match server::serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    eprintln!("shardmq: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Loadgen | Command::CheckSystem => {
+            eprintln!("shardmq: this subcommand is not built yet (see README.md, Status)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    // Logs go to stderr, coloured only on a terminal, so scripts and tests can read them.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
 }

@@ -1,0 +1,245 @@
+//! The node's configuration: a TOML file and CLI flags with the same names (a flag overrides the
+//! file), every limit with a documented default. A bad file or value is one line naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+use shardmq_shard::Limits;
+
+/// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// Address to accept MQTT clients on [default: 0.0.0.0:1883].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Number of shards (one executor per core) [default: online cores].
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u16>,
+    /// TOML config file; flags given on the command line override its keys.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the shards' data [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `shardmq=debug` [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+    /// Largest keepalive granted, in seconds [default: 65535].
+    #[arg(long, value_name = "SECS")]
+    pub max_keepalive: Option<u16>,
+    /// Concurrent client connections per node [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Largest packet accepted from a client, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_packet_size: Option<u32>,
+    /// QoS 1/2 messages in flight per client, each way [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<u16>,
+    /// Messages queued per session [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_queued_messages: Option<usize>,
+    /// Payload bytes queued per session [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_queued_bytes: Option<usize>,
+    /// Bytes waiting for one client's socket before its QoS 0 messages are dropped
+    /// [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_output_buffer: Option<usize>,
+    /// Levels in a topic name or filter [default: 128].
+    #[arg(long, value_name = "N")]
+    pub max_topic_levels: Option<usize>,
+    /// Subscriptions per client [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_subscriptions: Option<usize>,
+    /// Retained messages per node [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_retained_messages: Option<usize>,
+    /// Payload bytes of one retained message [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_retained_payload: Option<usize>,
+    /// Topic Alias Maximum offered to MQTT 5 clients [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_topic_alias: Option<u16>,
+    /// Largest Session Expiry Interval granted, in seconds [default: 4294967295, never].
+    #[arg(long, value_name = "SECS")]
+    pub max_session_expiry: Option<u32>,
+    /// Seconds a new connection has to send CONNECT [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shards: u16,
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub limits: Limits,
+}
+
+/// A configuration error: one line, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ServeArgs {
+    /// Resolves flags over the file over the defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ServeArgs::default(),
+        };
+        let merged = self.over(file);
+        merged.into_config()
+    }
+
+    /// Each field of `self` if given, else the file's.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        macro_rules! pick {
+            ($($field:ident),*) => { ServeArgs { config: self.config, $($field: self.$field.or(file.$field)),* } };
+        }
+        pick!(
+            listen,
+            shards,
+            data_dir,
+            log,
+            max_keepalive,
+            max_connections,
+            max_packet_size,
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+            max_output_buffer,
+            max_topic_levels,
+            max_subscriptions,
+            max_retained_messages,
+            max_retained_payload,
+            max_topic_alias,
+            max_session_expiry,
+            connect_timeout
+        )
+    }
+
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.as_deref().unwrap_or("0.0.0.0:1883");
+        let listen: SocketAddr = listen.parse().map_err(|error| {
+            ConfigError(format!(
+                "invalid value for `listen`: {listen:?} ({error}); expected IP:PORT"
+            ))
+        })?;
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = self.shards.unwrap_or(u16::try_from(online).unwrap_or(u16::MAX));
+        at_least("shards", u64::from(shards), 1)?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            packet_bytes_max: self.max_packet_size.unwrap_or(defaults.packet_bytes_max),
+            inflight_max: self.max_inflight.unwrap_or(defaults.inflight_max),
+            queued_messages_max: self.max_queued_messages.unwrap_or(defaults.queued_messages_max),
+            queued_bytes_max: self.max_queued_bytes.unwrap_or(defaults.queued_bytes_max),
+            out_buffer_bytes_max: self.max_output_buffer.unwrap_or(defaults.out_buffer_bytes_max),
+            keepalive_secs_max: self.max_keepalive.unwrap_or(defaults.keepalive_secs_max),
+            topic_alias_max: self.max_topic_alias.unwrap_or(defaults.topic_alias_max),
+            topic_levels_max: self.max_topic_levels.unwrap_or(defaults.topic_levels_max),
+            subscriptions_per_client_max: self
+                .max_subscriptions
+                .unwrap_or(defaults.subscriptions_per_client_max),
+            retained_messages_max: self
+                .max_retained_messages
+                .unwrap_or(defaults.retained_messages_max),
+            retained_payload_bytes_max: self
+                .max_retained_payload
+                .unwrap_or(defaults.retained_payload_bytes_max),
+            session_expiry_secs_max: self
+                .max_session_expiry
+                .unwrap_or(defaults.session_expiry_secs_max),
+            connections_max: self.max_connections.unwrap_or(defaults.connections_max),
+            connect_timeout: self
+                .connect_timeout
+                .map_or(defaults.connect_timeout, Duration::from_secs),
+        };
+        // The smallest packet that can carry a CONNACK with its properties, and a PUBLISH.
+        at_least("max_packet_size", u64::from(limits.packet_bytes_max), 64)?;
+        at_least("max_inflight", u64::from(limits.inflight_max), 1)?;
+        at_least("max_keepalive", u64::from(limits.keepalive_secs_max), 1)?;
+        at_least("max_topic_levels", limits.topic_levels_max as u64, 1)?;
+        at_least("max_output_buffer", limits.out_buffer_bytes_max as u64, 1024)?;
+        at_least("connect_timeout", limits.connect_timeout.as_secs(), 1)?;
+        Ok(Config {
+            listen,
+            shards,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            log: self.log.unwrap_or_else(|| "info".to_string()),
+            limits,
+        })
+    }
+}
+
+fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError(format!(
+            "invalid value for `{key}`: {value}; it must be at least {min}"
+        )));
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError(format!("cannot read config file {}: {error}", path.display()))
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        let line =
+            error.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let at = line.map(|line| format!(" line {line}")).unwrap_or_default();
+        ConfigError(format!("config file {}{at}: {}", path.display(), error.message().trim()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("shardmq-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{}.toml", text.len()));
+        std::fs::write(&path, text).expect("write config");
+        ServeArgs { config: Some(path), ..ServeArgs::default() }.resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = ServeArgs::default().resolve().expect("defaults are valid");
+        assert_eq!(config.listen, "0.0.0.0:1883".parse().expect("address"));
+        assert!(config.shards >= 1);
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn file_keys_and_flag_override() {
+        let config =
+            file("listen = \"127.0.0.1:1999\"\nshards = 3\nmax_inflight = 5\n").expect("valid");
+        assert_eq!(config.listen.port(), 1999);
+        assert_eq!(config.shards, 3);
+        assert_eq!(config.limits.inflight_max, 5);
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_key() {
+        let error = file("listne = \"x\"\n").expect_err("unknown key").to_string();
+        assert!(error.contains("listne") && !error.contains('\n'), "{error}");
+        let error = file("shards = \"two\"\n").expect_err("wrong type").to_string();
+        assert!(error.contains("shards") || error.contains("line 1"), "{error}");
+        let error = file("listen = \"nowhere\"\n").expect_err("bad address").to_string();
+        assert!(error.contains("`listen`") && !error.contains('\n'), "{error}");
+        let error = file("max_inflight = 0\n").expect_err("zero").to_string();
+        assert!(error.contains("`max_inflight`"), "{error}");
+    }
+}

@@ -1,0 +1,291 @@
+//! Sockets: SO_REUSEPORT listeners built with socket2, accepted TCP streams that hold no read
+//! buffer while idle, and handing a stream's fd to another shard.
+//!
+//! # What an idle connection holds (glommio 0.9.0, read from its source)
+//!
+//! glommio's non-buffered `TcpStream` owns no receive buffer. Its `poll_read`
+//! (`src/net/stream.rs`, `NonBufferedStream::poll_read`, lines 256-299) first tries
+//! `recv(MSG_DONTWAIT)` straight into the caller's slice (`yolo_recv`, `src/net/mod.rs:55`); on
+//! `EAGAIN` it arms an io_uring `POLL_ADD` (`Reactor::poll_read_ready`, `src/reactor.rs:430`),
+//! which carries no buffer, and returns `Pending`. So a task blocked in a glommio read holds
+//! exactly the buffer it passed in (borrowed by the read future for as long as it waits), and
+//! glommio adds none. A new stream arms that poll at once (`NonBufferedStream::init`,
+//! `stream.rs:229`).
+//!
+//! Two things to avoid: the buffered stream (`TcpStream::buffered`) preallocates 8 KiB per stream
+//! (`Preallocated::DEFAULT_BUFFER_SIZE`, `stream.rs:83`), and `TcpStream::peek` waits with an
+//! io_uring `recv` into a `DmaBuffer` of the peeked length allocated with 4096-byte alignment
+//! (`src/sys/uring.rs:391`, `src/sys/dma_buffer.rs:27`), so it is no free readiness probe.
+//!
+//! [`TcpStream::readable`] waits with a zero-length read instead: glommio arms the same
+//! `POLL_ADD`, and once it fires a zero-length `recv(MSG_DONTWAIT)` returns 0 if data (or EOF)
+//! is queued and `EAGAIN` if the wake-up was spurious (Linux `tcp_recvmsg` copies nothing and
+//! does not block for `len == 0` when data is queued). An idle connection therefore holds no
+//! read buffer at all: the connection loop awaits `readable()`, then takes a pooled buffer and
+//! calls [`TcpStream::read_buf`], which completes on its first `recv`.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The least free space [`TcpStream::read_buf`] offers the kernel: it reserves this much when
+/// the buffer has less, so a full buffer never turns into a zero-length read (taken for EOF).
+pub const READ_BYTES_MIN: usize = 4 << 10;
+
+/// The most one [`TcpStream::read_buf`] reads.
+///
+/// Safe Rust can only hand glommio initialised bytes, so the offered space is zeroed before each
+/// `recv`. Capping it bounds that cost per read (MQTT packets are mostly small) while a burst
+/// still drains in a few reads. Not measured yet: revisit with a benchmark in `perf/`.
+pub const READ_BYTES_MAX: usize = 16 << 10;
+
+/// A bound, listening TCP socket not yet attached to any shard. `Send`: build it on the main
+/// thread and move it into the shard that will accept on it.
+#[derive(Debug)]
+pub struct ListenerSocket {
+    socket: Socket,
+}
+
+/// Binds a listening socket on `addr` with SO_REUSEADDR and SO_REUSEPORT, nonblocking, with
+/// `backlog` (the kernel caps it at `net.core.somaxconn`).
+///
+/// Every shard listens on its own socket on the same address: SO_REUSEPORT makes the kernel
+/// spread incoming connections across them.
+pub fn bind_listener_socket(addr: SocketAddr, backlog: i32) -> io::Result<ListenerSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR lets a restarted broker bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(ListenerSocket { socket })
+}
+
+/// Binds `count` listening sockets on the same address, one per shard.
+///
+/// With port 0 the first socket learns the port the kernel chose and the others bind that port,
+/// so `--listen 127.0.0.1:0` gives every shard a listener on one real port.
+pub fn bind_listener_sockets(
+    addr: SocketAddr,
+    backlog: i32,
+    count: usize,
+) -> io::Result<Vec<ListenerSocket>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = bind_listener_socket(addr, backlog)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Binds a listening socket (as [`bind_listener_socket`]) and attaches it to the current shard.
+/// Must be called on a shard.
+pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    Ok(bind_listener_socket(addr, backlog)?.into_listener())
+}
+
+impl ListenerSocket {
+    /// The address the socket is bound to, with the real port when it was bound to port 0.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(&self.socket)
+    }
+
+    /// Attaches the socket to the current shard's reactor. Must be called on a shard.
+    #[allow(unsafe_code)]
+    pub fn into_listener(self) -> TcpListener {
+        let fd = self.socket.into_raw_fd();
+        // SAFETY: `fd` is a bound, listening TCP socket, and this function owns it: it was taken
+        // out of the socket2 `Socket`, which no longer closes it. glommio's listener takes over
+        // that ownership and closes it on drop.
+        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+        TcpListener { inner }
+    }
+}
+
+fn socket_addr(socket: &Socket) -> io::Result<SocketAddr> {
+    socket.local_addr()?.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "listener is not bound to an IP address")
+    })
+}
+
+/// A listening socket attached to one shard. Lives on its shard (`!Send`).
+pub struct TcpListener {
+    inner: glommio::net::TcpListener,
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // glommio's listener is not `Debug`; its address is what identifies it.
+        formatter
+            .debug_struct("TcpListener")
+            .field("local_addr", &self.inner.local_addr().ok())
+            .finish()
+    }
+}
+
+impl TcpListener {
+    /// Waits for the next connection and attaches it to the current shard.
+    ///
+    /// Errors are returned as they come, and none of them consumes the pending connection.
+    /// When the process or system is out of file descriptors (`EMFILE`, `ENFILE`) or kernel
+    /// memory, the connection stays queued and the next `accept` fails again at once, so a loop
+    /// that just retries spins a core: check [`needs_accept_backoff`] and sleep before retrying.
+    pub async fn accept(&self) -> io::Result<TcpStream> {
+        match self.inner.accept().await {
+            Ok(inner) => Ok(TcpStream { inner }),
+            // `From` keeps the `io::Error` (and its OS error code) that glommio wrapped.
+            Err(error) => Err(io::Error::from(error)),
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(io::Error::from)
+    }
+}
+
+/// Whether an `accept` error means "out of descriptors or kernel memory": retrying at once would
+/// fail again, so the accept loop must sleep first (and may shed idle connections).
+pub fn needs_accept_backoff(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// A TCP connection attached to one shard, over glommio's non-buffered stream: it holds no
+/// receive buffer of its own (see the module docs). Lives on its shard (`!Send`); move it to
+/// another shard with [`TcpStream::into_handoff`]. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct TcpStream {
+    inner: glommio::net::TcpStream,
+}
+
+impl TcpStream {
+    /// Waits until the connection has data to read or has reached EOF, without holding any
+    /// buffer while it waits; returns the error if the connection failed (e.g. reset).
+    ///
+    /// A following [`read_buf`](TcpStream::read_buf) then returns at once, with the data or 0 for
+    /// EOF. Rarely the wake-up is spurious and `read_buf` waits again, holding its buffer.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        // A zero-length read: glommio waits with an io_uring poll, which needs no buffer, then
+        // returns Ok(0) from a zero-length recv once data or EOF is queued.
+        let mut nothing = [0_u8; 0];
+        poll_fn(|context| Pin::new(&mut self.inner).poll_read(context, &mut nothing))
+            .await
+            .map(drop)
+    }
+
+    /// Reads what has arrived, appending it to `buf`; returns how many bytes, 0 at EOF.
+    ///
+    /// Reserves [`READ_BYTES_MIN`] first when `buf` has less free capacity, and reads at most
+    /// [`READ_BYTES_MAX`]. Cancel-safe: if the future is dropped, `buf` keeps exactly its
+    /// previous content. While this waits, `buf` is held: await [`readable`](Self::readable)
+    /// first so an idle connection holds no buffer.
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < READ_BYTES_MIN {
+            buf.reserve(READ_BYTES_MIN);
+        }
+        let start = buf.len();
+        let offered = (buf.capacity() - start).min(READ_BYTES_MAX);
+        let mut filling = Filling { buf, keep: start };
+        filling.buf.resize(start + offered, 0);
+        let read = self.inner.read(&mut filling.buf[start..]).await?;
+        filling.keep = start + read;
+        Ok(read)
+    }
+
+    /// Writes all of `bytes`, waiting while the socket's send buffer is full.
+    ///
+    /// Not cancel-safe: if the future is dropped, an unknown prefix of `bytes` has been sent.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_all(bytes).await
+    }
+
+    /// Sets TCP_NODELAY: send small segments at once instead of waiting to coalesce them (the
+    /// broker coalesces its own writes).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(nodelay).map_err(io::Error::from)
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr().map_err(io::Error::from)
+    }
+
+    /// The broker's address of this connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr().map_err(io::Error::from)
+    }
+
+    /// Shuts down the read half, the write half (sends FIN once queued data is out) or both.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how).await.map_err(io::Error::from)
+    }
+
+    /// Closes the connection: the same as dropping it, named for call sites that mean it.
+    /// Unread received data makes the kernel send RST instead of FIN.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Detaches the connection from this shard so another shard can adopt it with
+    /// [`StreamHandoff::into_stream`]. Bytes this shard already read are the caller's to send
+    /// along.
+    ///
+    /// glommio offers no way to take the fd out of a stream, so the fd is duplicated
+    /// (`F_DUPFD_CLOEXEC`) and this shard's stream dropped: that closes only this shard's fd and
+    /// cancels its pending io_uring poll, while the socket stays open through the duplicate.
+    /// Fails with `EMFILE` if the process is out of descriptors; the stream is then closed.
+    #[allow(unsafe_code)]
+    pub fn into_handoff(self) -> io::Result<StreamHandoff> {
+        let raw = self.inner.as_raw_fd();
+        // SAFETY: `raw` is the fd of `self.inner`, which stays open until `self` is dropped
+        // below, after the borrow's last use.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+        let fd = borrowed.try_clone_to_owned()?;
+        drop(self);
+        Ok(StreamHandoff { fd })
+    }
+}
+
+/// Truncates the buffer to `keep` bytes when dropped, so `read_buf` leaves no zeroed bytes behind
+/// when the read fails or its future is dropped.
+struct Filling<'buf> {
+    buf: &'buf mut BytesMut,
+    keep: usize,
+}
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.keep);
+    }
+}
+
+/// A connection on its way to another shard: an owned fd, `Send`, attached to no reactor. Send it
+/// over the mesh (with the bytes already read) and call [`into_stream`](Self::into_stream) on the
+/// destination shard. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct StreamHandoff {
+    fd: OwnedFd,
+}
+
+impl StreamHandoff {
+    /// Attaches the connection to the current shard. Must be called on a shard.
+    #[allow(unsafe_code)]
+    pub fn into_stream(self) -> TcpStream {
+        let fd = self.fd.into_raw_fd();
+        // SAFETY: `fd` is an open, connected TCP socket owned only by this hand-off (the
+        // duplicate made in `into_handoff`; the field is private, so nothing else constructs
+        // one). Ownership passes to glommio's stream, which closes it on drop.
+        let inner = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
+        TcpStream { inner }
+    }
+}
