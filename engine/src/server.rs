@@ -339,9 +339,14 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
                     tracing::warn!(shard = %context.id, "accept failed: {error}; backing off");
                     last_error_log = Some(now);
                 }
-                if needs_accept_backoff(&error) {
-                    runtime::sleep(ACCEPT_BACKOFF).await;
-                }
+                // Out of descriptors or memory: wait for connections to close. Anything else
+                // (a connection reset before accept) is transient, but still never a busy loop.
+                let pause = if needs_accept_backoff(&error) {
+                    ACCEPT_BACKOFF
+                } else {
+                    Duration::from_millis(1)
+                };
+                runtime::sleep(pause).await;
             }
         }
     }

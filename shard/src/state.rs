@@ -1224,25 +1224,33 @@ impl Shard {
             return;
         }
         let Some(conn) = session.conn else {
-            if delivery.qos == QoS::AtMostOnce {
-                return;
+            // QoS 0 messages are not kept for an offline session.
+            if delivery.qos != QoS::AtMostOnce {
+                self.enqueue(client_id, delivery, admission);
             }
-            return self.enqueue(client_id, delivery, admission);
+            return;
         };
+        if !session.queue.is_empty() {
+            // Others are waiting: keep the order.
+            return self.enqueue(client_id, delivery, admission);
+        }
         if delivery.qos == QoS::AtMostOnce {
-            let over = self
+            let full = self
                 .conns
                 .get(&conn)
                 .is_none_or(|c| c.out.len() >= self.limits.out_buffer_bytes_max);
-            if over {
-                self.stats.dropped_qos0_slow += 1;
-                return;
+            match (full, admission) {
+                (false, _) => {
+                    self.write_publish(conn, &delivery, None, false, now);
+                }
+                // Retained messages are never dropped: they wait for the socket to drain.
+                (true, Admission::Always) => self.enqueue(client_id, delivery, admission),
+                (true, Admission::WithinLimits) => self.stats.dropped_qos0_slow += 1,
             }
-            self.write_publish(conn, &delivery, None, false, now);
             return;
         }
         let window = self.conns.get(&conn).map_or(1, |c| usize::from(c.window));
-        if session.inflight.len() < window && session.queue.is_empty() {
+        if session.inflight.len() < window {
             self.send_inflight(client_id, conn, delivery, now);
         } else {
             self.enqueue(client_id, delivery, admission);

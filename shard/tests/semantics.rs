@@ -744,3 +744,18 @@ fn protocol_errors_close_with_the_reason_code() {
     );
     assert!(node.closed.contains(&c));
 }
+
+#[test]
+fn retained_qos0_messages_wait_for_the_socket_instead_of_being_dropped() {
+    let limits = Limits { out_buffer_bytes_max: 1024, ..Limits::default() };
+    let mut node = Node::with_limits(2, limits);
+    let publisher = node.connect("p", V3_1_1, true);
+    let payload = "y".repeat(100);
+    for i in 0..300 {
+        node.publish(publisher, &format!("keep/{i}"), &payload, QoS::AtMostOnce, true);
+    }
+    let sub = node.connect("s", V3_1_1, true);
+    node.subscribe(sub, "keep/#", QoS::AtMostOnce);
+    assert_eq!(node.publishes(sub).len(), 300);
+    assert_eq!(node.shards.iter().map(|s| s.stats().dropped_qos0_slow).sum::<u64>(), 0);
+}
