@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -41,6 +41,11 @@ const TICK_INTERVAL: Duration = Duration::from_millis(250);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often "out of file descriptors" is logged at most.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How often every shard's executor wakes even when nothing happens. glommio 0.9.0 can lose the
+/// wake-up of a parked executor when another shard sends on a mesh channel (seen here under CPU
+/// contention as a CONNACK delayed by seconds, or a shard stuck connecting its mesh); the reactor
+/// checks every shared channel each time it wakes, so a heartbeat bounds such a delay to this.
+const HEARTBEAT: Duration = Duration::from_millis(5);
 /// How long shutdown waits for connections to flush their DISCONNECT before exiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -68,11 +73,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         config.data_dir.display()
     );
 
-    let stops: Vec<async_channel::Receiver<()>> = {
-        let (sender, receiver) = async_channel::bounded::<()>(1);
-        spawn_signal_thread(sender)?;
-        (0..shards).map(|_| receiver.clone()).collect()
-    };
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(stop.clone())?;
+    let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let connections = Arc::new(AtomicUsize::new(0));
     let per_shard: Vec<_> =
@@ -100,9 +103,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for SIGINT/SIGTERM on a plain thread and tells every shard to stop by closing the
-/// channel (every shard's receiver then wakes).
-fn spawn_signal_thread(stop: async_channel::Sender<()>) -> anyhow::Result<()> {
+/// Waits for SIGINT/SIGTERM on a plain thread and raises the stop flag every shard's heartbeat
+/// reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]).
+fn spawn_signal_thread(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install signal handlers")?;
@@ -111,7 +114,7 @@ fn spawn_signal_thread(stop: async_channel::Sender<()>) -> anyhow::Result<()> {
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
                 tracing::info!(signal, "shutting down");
-                stop.close();
+                stop.store(true, Ordering::Relaxed);
             }
         })
         .context("cannot start the signal thread")?;
@@ -220,9 +223,11 @@ async fn shard_main(
     config: Config,
     socket: ListenerSocket,
     mesh: MeshEnds<Vec<MeshItem>>,
-    stop: async_channel::Receiver<()>,
+    stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
 ) {
+    let stopping = Rc::new(Signal::default());
+    runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
     let listener = socket.into_listener();
     let shards = config.shards;
@@ -251,8 +256,8 @@ async fn shard_main(
     runtime::spawn_local(ticker(context.clone()));
     runtime::spawn_local(accept_loop(context.clone(), listener));
 
-    // Runs until the signal thread closes the channel.
-    let _ = stop.recv().await;
+    // Runs until the signal thread raises the stop flag.
+    stopping.wait().await;
     context.stopping.set(true);
     context.stop_signal.notify();
     context.state.borrow_mut().shutdown();
@@ -260,6 +265,16 @@ async fn shard_main(
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while !context.conns.borrow().is_empty() && Instant::now() < deadline {
         runtime::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wakes the executor every [`HEARTBEAT`] and signals `stopping` once the stop flag is up.
+async fn heartbeat(stop: Arc<AtomicBool>, stopping: Rc<Signal>) {
+    loop {
+        runtime::sleep(HEARTBEAT).await;
+        if stop.load(Ordering::Relaxed) {
+            stopping.notify();
+        }
     }
 }
 

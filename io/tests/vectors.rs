@@ -228,7 +228,7 @@ fn valid_other_packets() {
     check_ok(Some(V5), &frame(0x40, &[0x00, 0x01]), Packet::PubAck(Ack::success(id(1))));
     check_ok(
         Some(V5),
-        &frame(0x50, &[0x00, 0x02, 0x10]),
+        &frame(0x50, &[0x00, 0x02, 0x10, 0x00]),
         Packet::PubRec(Ack {
             packet_id: id(2),
             reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
@@ -261,7 +261,7 @@ fn valid_other_packets() {
     check_ok(Some(V5), &[0xE0, 0x00], Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
     check_ok(
         Some(V5),
-        &[0xE0, 0x01, 0x04],
+        &[0xE0, 0x02, 0x04, 0x00],
         Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)),
     );
     check_ok(Some(V3_1_1), &[0xE0, 0x00], Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
@@ -274,6 +274,17 @@ fn lenient_forms_decode_to_their_canonical_packet() {
     assert_eq!(got, Ok(Decoded::Packet(Packet::PubAck(Ack::success(id(1))))));
     let got = decode(Some(V5), &[0xE0, 0x02, 0x00, 0x00], PACKET_BYTES_MAX);
     assert_eq!(got, Ok(Decoded::Packet(Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)))));
+    // A reason code without a property length is the spec's short form; it decodes too.
+    let got = decode(Some(V5), &[0xE0, 0x01, 0x8E], PACKET_BYTES_MAX);
+    let taken_over = Disconnect::new(ReasonCode::SESSION_TAKEN_OVER);
+    assert_eq!(got, Ok(Decoded::Packet(Packet::Disconnect(taken_over))));
+    let got = decode(Some(V5), &frame(0x50, &[0x00, 0x02, 0x10]), PACKET_BYTES_MAX);
+    let rec = Ack {
+        packet_id: id(2),
+        reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        properties: Properties::default(),
+    };
+    assert_eq!(got, Ok(Decoded::Packet(Packet::PubRec(rec))));
 }
 
 #[test]

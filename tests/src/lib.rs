@@ -2,6 +2,443 @@
 //! paho-mqtt) and a real etcd. The helpers that start those processes live here; the tests live
 //! in `tests/tests/`.
 //!
-//! The broker they exercise arrives with issue 3.
+//! - [`Broker`] runs the `shardmq` binary built next to the test executable, one per test, on
+//!   an ephemeral port with two shards, and keeps its log for assertions.
+//! - [`RawClient`] speaks MQTT over a plain `TcpStream` with the project's own codec, for the
+//!   tests that send what no well-behaved client would.
+//! - [`run_tool`] and [`tool_command`] run the external clients with a deadline, and fail saying
+//!   how to install a missing one.
 
 #![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use shardmq_io::codec::{
+    ByteString, ConnAck, Connect, Decoded, Decoder, Packet, Properties, ProtocolVersion,
+};
+
+/// Shards every test broker runs: two, so that clients and retained topics land on different
+/// shards and the mesh between them is exercised.
+pub const SHARDS: u16 = 2;
+
+/// How long [`Broker::start`] waits for the broker to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Broker::stop`] waits for the broker to exit after SIGTERM. The broker itself gives
+/// connections 2 s to flush their DISCONNECT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The log line that says the broker accepts connections, followed by the bound address.
+const LISTENING: &str = "listening for MQTT on ";
+
+/// Tells apart the data directories of the brokers one test process starts.
+static BROKERS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The broker's stderr, line by line, as the draining thread has read it so far.
+#[derive(Debug, Default)]
+struct Log {
+    lines: Mutex<LogLines>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LogLines {
+    lines: Vec<String>,
+    /// Set when stderr reached end of file (the broker exited).
+    ended: bool,
+}
+
+/// A `shardmq serve` process on 127.0.0.1 and an ephemeral port. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Broker {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: Arc<Log>,
+    data_dir: PathBuf,
+}
+
+impl Broker {
+    /// Starts `shardmq serve --listen 127.0.0.1:0 --shards 2 --log info` plus `extra` flags, and
+    /// waits until it accepts connections.
+    pub fn start(extra: &[&str]) -> Broker {
+        Broker::start_wrapped(&[], extra)
+    }
+
+    /// Like [`Broker::start`], with the broker run under a wrapper command, e.g.
+    /// `["prlimit", "--nofile=64:64"]` (the wrapper must exec the broker, so the process is the
+    /// broker itself).
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Broker {
+        let binary = broker_binary();
+        let data_dir = std::env::temp_dir().join(format!(
+            "shardmq-tests-{}-{}",
+            std::process::id(),
+            BROKERS_STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            // Two shards unless the test asks for another count.
+            .args(if extra.contains(&"--shards") { &[][..] } else { &["--shards", "2"][..] })
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Log::default());
+        // The broker blocks once the pipe is full, so a thread reads it for the process's life.
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lines.lock().expect("log lock").lines.push(line);
+                    log.changed.notify_all();
+                }
+                log.lines.lock().expect("log lock").ended = true;
+                log.changed.notify_all();
+            }
+        });
+        let mut broker =
+            Broker { child: Some(child), addr: ([0, 0, 0, 0], 0).into(), log, data_dir };
+        let line = broker.wait_for_log(LISTENING, START_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "the broker did not report {LISTENING:?} within {START_TIMEOUT:?}; its log:\n{}",
+                broker.log()
+            )
+        });
+        let addr = line
+            .split(LISTENING)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the log line {line:?}"));
+        broker.addr = addr;
+        broker
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// True if a line the broker has logged so far contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lines.lock().expect("log lock").lines.iter().any(|line| line.contains(needle))
+    }
+
+    /// Everything the broker has logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        self.log.lines.lock().expect("log lock").lines.join("\n")
+    }
+
+    /// Waits until a logged line contains `needle` and returns that line; `None` if the timeout
+    /// passes or the broker exits first.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut log = self.log.lines.lock().expect("log lock");
+        loop {
+            if let Some(line) = log.lines.iter().find(|line| line.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if log.ended || left.is_zero() {
+                return None;
+            }
+            log = self.log.changed.wait_timeout(log, left).expect("log lock").0;
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status; panics if the broker has not exited within
+    /// a few seconds. The log stays readable afterwards.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the broker is stopped only once");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the broker") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the broker did not exit within {STOP_TIMEOUT:?} of SIGTERM; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // The test harness shows this only for the failing test.
+            eprintln!("--- shardmq log ---\n{}\n--- end of shardmq log ---", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// `target/<profile>/shardmq`, found from the test executable in `target/<profile>/deps/`.
+fn broker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let binary = profile_dir.join("shardmq");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build -p shardmq-engine` (with the same profile) before the \
+         end-to-end tests; scripts/test does",
+        binary.display()
+    );
+    binary
+}
+
+/// A client id with the given prefix whose session lives on `shard` of a [`SHARDS`]-shard node.
+pub fn client_id_on_shard(prefix: &str, shard: u16) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shardmq_shard::home_shard(id, SHARDS).0 == shard)
+        .expect("some id lands on every shard")
+}
+
+/// What a [`RawClient`] saw next on its socket.
+// Unboxed so tests can match on the packet directly; one value lives briefly on a test's stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Received {
+    Packet(Packet),
+    /// The broker closed the connection (end of file or reset).
+    Closed,
+    /// Nothing arrived in time.
+    TimedOut,
+}
+
+/// An MQTT connection over a plain `TcpStream`, encoding and decoding with the broker's codec.
+#[derive(Debug)]
+pub struct RawClient {
+    stream: TcpStream,
+    version: ProtocolVersion,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    /// Opens a TCP connection that will speak `version` (nothing is sent yet).
+    pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|error| panic!("cannot connect to {addr}: {error}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        RawClient {
+            stream,
+            version,
+            decoder: Decoder::client(version, u32::MAX),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Opens a connection, sends `connect` and returns the broker's CONNACK.
+    pub fn connect(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let mut client = RawClient::open(addr, connect.protocol);
+        client.send(&Packet::Connect(Box::new(connect)));
+        match client.next(Duration::from_secs(3)) {
+            Received::Packet(Packet::ConnAck(connack)) => (client, connack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Encodes `packet` for this connection's version and writes it.
+    pub fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("the test's packet encodes");
+        self.send_bytes(&out);
+    }
+
+    /// Writes `bytes` as they are, in one write.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the broker");
+    }
+
+    /// The next packet from the broker, or what happened instead within `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Received {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Packet(packet)) => return Received::Packet(packet),
+                Ok(Decoded::NeedMore(_)) => {}
+                Err(error) => panic!("the broker sent bytes that do not decode: {error}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Received::TimedOut;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Received::Closed,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(error) if is_timeout(&error) => return Received::TimedOut,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Received::Closed,
+            }
+        }
+    }
+
+    /// The raw bytes the broker sends until it closes the connection, within `timeout`.
+    pub fn bytes_until_closed(&mut self, timeout: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + timeout;
+        let mut bytes = self.buf.split().to_vec();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "not closed within {timeout:?}; got {bytes:02x?}");
+            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return bytes,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(error) if is_timeout(&error) => {}
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return bytes,
+            }
+        }
+    }
+
+    /// Panics unless the broker closes the connection within `timeout` without sending anything
+    /// more; returns how long the close took.
+    pub fn expect_closed(&mut self, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        match self.next(timeout) {
+            Received::Closed => start.elapsed(),
+            other => panic!("expected the broker to close the connection, got {other:?}"),
+        }
+    }
+
+    /// Panics unless the next packet arrives within `timeout`; returns it.
+    pub fn expect_packet(&mut self, timeout: Duration) -> Packet {
+        match self.next(timeout) {
+            Received::Packet(packet) => packet,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+}
+
+/// A read timeout shows as `WouldBlock` on Linux and as `TimedOut` elsewhere.
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// A CONNECT with a clean start, keepalive 60 s, no will and no credentials.
+pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive_secs: 60,
+        client_id: ByteString::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    }
+}
+
+/// How to install each external tool the tests run, for the failure message when one is missing.
+fn install_hint(program: &str) -> &'static str {
+    match program {
+        "mosquitto_pub" | "mosquitto_sub" => "apt-get install mosquitto-clients",
+        "/usr/bin/python3" => "apt-get install python3 python3-paho-mqtt",
+        "stdbuf" => "apt-get install coreutils",
+        _ => "install it (see scripts/test)",
+    }
+}
+
+/// Fails the test, saying how to install it, unless `program` is an executable on `PATH` (or
+/// an absolute path to one). For tools run through a wrapper such as `stdbuf`, whose own error
+/// would not say what is missing.
+pub fn require_tool(program: &str) {
+    let found = if program.starts_with('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    assert!(
+        found,
+        "{program} is not installed: {} (scripts/test does this)",
+        install_hint(program)
+    );
+}
+
+/// Starts `command`, failing the test with how to install its program if it is missing.
+pub fn spawn_tool(command: &mut Command) -> Child {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.spawn().unwrap_or_else(|error| {
+        if error.kind() == ErrorKind::NotFound {
+            panic!(
+                "{program} is not installed: {} (scripts/test does this)",
+                install_hint(&program)
+            )
+        }
+        panic!("cannot run {program}: {error}")
+    })
+}
+
+/// A `Command` for an external tool with its output captured.
+pub fn tool_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// Runs `command` to completion, killing it and failing the test if it takes longer than
+/// `timeout`.
+pub fn run_tool(command: &mut Command, timeout: Duration) -> Output {
+    let mut child = spawn_tool(command);
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait for the tool").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect the tool's output");
+            panic!(
+                "{command:?} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect the tool's output")
+}

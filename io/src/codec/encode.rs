@@ -323,15 +323,15 @@ fn write_connect(connect: &Connect, version: ProtocolVersion, plan: &Plan, buf: 
     }
 }
 
-/// v5 acknowledgements drop what they can: a bare success is 2 bytes, a reason without
-/// properties 3.
+/// v5 acknowledgements: a bare success is 2 bytes; any other reason is written with its property
+/// length, even when it is 0. The spec lets the length be left out when there are no properties,
+/// but some clients (rumqttc 0.25) cannot parse that short form, and every client parses this one.
 fn ack_len(ack: &Ack, version: ProtocolVersion) -> Result<(usize, usize), EncodeError> {
     if !version.is_v5() {
         return Ok((2, 0));
     }
-    if ack.properties.is_empty() {
-        let len = if ack.reason == ReasonCode::SUCCESS { 2 } else { 3 };
-        return Ok((len, 0));
+    if ack.properties.is_empty() && ack.reason == ReasonCode::SUCCESS {
+        return Ok((2, 0));
     }
     let body = ack.properties.body_len()?;
     Ok((3 + varint_len(body as u32) + body, body))
@@ -341,9 +341,10 @@ fn reason_and_properties_len(
     reason: ReasonCode,
     properties: &Properties,
 ) -> Result<(usize, usize), EncodeError> {
-    if properties.is_empty() {
-        let len = if reason == ReasonCode::SUCCESS { 0 } else { 1 };
-        return Ok((len, 0));
+    // As for acknowledgements: the short forms are only the empty packet (Success, no
+    // properties); a reason code always comes with its property length.
+    if properties.is_empty() && reason == ReasonCode::SUCCESS {
+        return Ok((0, 0));
     }
     let body = properties.body_len()?;
     Ok((1 + varint_len(body as u32) + body, body))
