@@ -426,6 +426,11 @@ async fn refuse_connect(
         }
         _ => return,
     };
+    send_refusal(&mut stream, version, reason).await;
+}
+
+/// Writes a CONNACK refusing the connection (best effort: the connection closes next anyway).
+async fn send_refusal(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
     let connack = Packet::ConnAck(ConnAck {
         session_present: false,
         reason,
@@ -456,16 +461,7 @@ async fn run_connection(
         } else {
             ReasonCode::QUOTA_EXCEEDED
         };
-        let connack = Packet::ConnAck(ConnAck {
-            session_present: false,
-            reason,
-            properties: Properties::default(),
-        });
-        let mut out = BytesMut::new();
-        if connack.encode(version, &mut out).is_ok() {
-            let _ = stream.write_all(&out).await;
-        }
-        return;
+        return send_refusal(&mut stream, version, reason).await;
     }
     let conn = context.new_conn_id();
     let handle = Rc::new(ConnHandle::default());

@@ -139,8 +139,10 @@ pub struct Shard {
     retained_bytes: usize,
     pending_subscribes: HashMap<SyncToken, PendingSubscribe>,
     next_token: u64,
-    /// Round-robin positions of shared groups: which shard, then which local member, is next.
-    shared_cursor: HashMap<(ByteString, ByteString), usize>,
+    /// Round-robin position of each shared group (filter, group) over its member shards.
+    shard_cursor: HashMap<(ByteString, ByteString), usize>,
+    /// Round-robin position of each shared group over its members on this shard.
+    member_cursor: HashMap<(ByteString, ByteString), usize>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     effects: Vec<Effect>,
     stats: ShardStats,
@@ -171,7 +173,8 @@ impl Shard {
             retained_bytes: 0,
             pending_subscribes: HashMap::new(),
             next_token: 0,
-            shared_cursor: HashMap::new(),
+            shard_cursor: HashMap::new(),
+            member_cursor: HashMap::new(),
             timers: BinaryHeap::new(),
             effects: Vec::new(),
             stats: ShardStats::default(),
@@ -1078,7 +1081,10 @@ impl Shard {
                     .push(Effect::Mesh(owner, ShardMsg::Retain { message: message.clone() }));
             }
         }
-        let mut matched = self.deliver_local(&message, now);
+        // Shared groups with members on this shard compete with the other shards' members; the
+        // local walk of the subscriber index collects them.
+        let mut local_groups: Vec<(ByteString, ByteString)> = Vec::new();
+        let mut matched = self.deliver_local(&message, Some(&mut local_groups), now);
 
         let mut shards: Vec<ShardId> = Vec::new();
         let mut groups: Vec<(ByteString, ByteString, Vec<ShardId>)> = Vec::new();
@@ -1093,16 +1099,6 @@ impl Shard {
                 match groups.iter_mut().find(|(f, g, _)| *f == filter && g == group) {
                     Some((_, _, members)) => members.push(key.shard),
                     None => groups.push((filter, group.clone(), vec![key.shard])),
-                }
-            }
-        });
-        // Shared groups with members on this shard compete with the other shards' members.
-        let mut local_groups: Vec<(ByteString, ByteString)> = Vec::new();
-        self.subscribers.for_each_match(&message.topic, |filter, key, _| {
-            if let Some(group) = &key.group {
-                let filter = ByteString::from(filter);
-                if !local_groups.iter().any(|(f, g)| *f == filter && g == group) {
-                    local_groups.push((filter, group.clone()));
                 }
             }
         });
@@ -1121,7 +1117,7 @@ impl Shard {
         }
         for (filter, group, mut members) in groups {
             members.sort();
-            let cursor = self.shared_cursor.entry((filter.clone(), group.clone())).or_insert(0);
+            let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
             let chosen = members[*cursor % members.len()];
             *cursor = cursor.wrapping_add(1);
             if chosen == self.id {
@@ -1135,11 +1131,22 @@ impl Shard {
     }
 
     /// Delivers to this shard's non-shared subscribers: one delivery per client, at the highest
-    /// QoS of its matching subscriptions, with all their subscription identifiers.
-    fn deliver_local(&mut self, message: &SharedMessage, now: Instant) -> Matched {
+    /// QoS of its matching subscriptions, with all their subscription identifiers. With
+    /// `shared_groups`, also lists the (filter, group) pairs of shared subscriptions that match.
+    fn deliver_local(
+        &mut self,
+        message: &SharedMessage,
+        mut shared_groups: Option<&mut Vec<(ByteString, ByteString)>>,
+        now: Instant,
+    ) -> Matched {
         let mut targets = std::mem::take(&mut self.scratch_targets);
-        self.subscribers.for_each_match(&message.topic, |_, key, subscription| {
-            if key.group.is_some() {
+        self.subscribers.for_each_match(&message.topic, |filter, key, subscription| {
+            if let Some(group) = &key.group {
+                if let Some(groups) = shared_groups.as_deref_mut() {
+                    if !groups.iter().any(|(f, g)| &**f == filter && g == group) {
+                        groups.push((ByteString::from(filter), group.clone()));
+                    }
+                }
                 return;
             }
             let options = subscription.options;
@@ -1190,8 +1197,7 @@ impl Shard {
         let connected: Vec<usize> = (0..members.len())
             .filter(|&i| self.sessions.get(&members[i].0).is_some_and(|s| s.conn.is_some()))
             .collect();
-        let key = (filter.clone(), ByteString::from(format!("{group}@local")));
-        let cursor = self.shared_cursor.entry(key).or_insert(0);
+        let cursor = self.member_cursor.entry((filter.clone(), group.clone())).or_insert(0);
         let index = if connected.is_empty() {
             *cursor % members.len()
         } else {
@@ -1379,7 +1385,7 @@ impl Shard {
                 self.subscribe_ready(token, retained, now)
             }
             ShardMsg::Publish { message } => {
-                self.deliver_local(&message, now);
+                self.deliver_local(&message, None, now);
             }
             ShardMsg::SharedPublish { message, filter, group } => {
                 self.deliver_shared(&message, &filter, &group, now);
