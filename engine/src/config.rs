@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 use shardmq_shard::Limits;
+use shardmq_storage::Durability;
 
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -26,6 +27,10 @@ pub struct ServeArgs {
     /// Directory for the shards' data [default: ./data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// `immediate`: acknowledge a stored message only once it is on disk (fsync); `none`: for
+    /// benchmarks only, a crash can lose acknowledged messages [default: immediate].
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<String>,
     /// Log filter, e.g. `info`, `debug`, `shardmq=debug` [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
@@ -80,6 +85,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub shards: u16,
     pub data_dir: PathBuf,
+    pub durability: Durability,
     pub log: String,
     pub limits: Limits,
 }
@@ -109,6 +115,7 @@ impl ServeArgs {
             listen,
             shards,
             data_dir,
+            durability,
             log,
             max_keepalive,
             max_connections,
@@ -137,6 +144,15 @@ impl ServeArgs {
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = self.shards.unwrap_or(u16::try_from(online).unwrap_or(u16::MAX));
         at_least("shards", u64::from(shards), 1)?;
+        let durability = match self.durability.as_deref().unwrap_or("immediate") {
+            "immediate" => Durability::Immediate,
+            "none" => Durability::None,
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid value for `durability`: {other:?}; expected \"immediate\" or \"none\""
+                )))
+            }
+        };
         let defaults = Limits::default();
         let limits = Limits {
             packet_bytes_max: self.max_packet_size.unwrap_or(defaults.packet_bytes_max),
@@ -175,6 +191,7 @@ impl ServeArgs {
             listen,
             shards,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            durability,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             limits,
         })

@@ -27,7 +27,9 @@ use shardmq_io::runtime::{
     self, bind_listener_sockets, build_mesh, needs_accept_backoff, ListenerSocket, MeshEnds,
     MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener, TcpStream,
 };
+use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
+use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 
 use crate::config::Config;
 
@@ -49,10 +51,17 @@ const HEARTBEAT: Duration = Duration::from_millis(5);
 /// How long shutdown waits for connections to flush their DISCONNECT before exiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// What travels between shards: state-machine messages and connections being handed over.
+/// How often a failing commit is logged at most.
+const COMMIT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What travels between shards: state-machine messages, connections being handed over, and the
+/// start-up barrier.
 enum MeshItem {
     Shard(ShardMsg),
     Adopt(Adoption),
+    /// The sender has restored its state and sent its routes: everything it sent before this
+    /// is applied once this arrives.
+    Ready,
 }
 
 /// A connection moving to its client's home shard, with everything already read from it.
@@ -65,6 +74,8 @@ struct Adoption {
 /// Runs the broker until SIGINT or SIGTERM.
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let shards = usize::from(config.shards);
+    let clock = WallClock::new(Instant::now());
+    let Stores { stores, plans, obsolete } = open_stores(&config, clock)?;
     let sockets = bind_listener_sockets(config.listen, LISTEN_BACKLOG, shards)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound: SocketAddr = sockets[0].local_addr().context("listener address")?;
@@ -78,12 +89,20 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let connections = Arc::new(AtomicUsize::new(0));
-    let per_shard: Vec<_> =
-        sockets.into_iter().zip(mesh).zip(stops).map(|((s, m), stop)| (s, m, stop)).collect();
+    let started = Arc::new(AtomicUsize::new(0));
+    let obsolete = Arc::new(obsolete);
+    let per_shard: Vec<_> = sockets
+        .into_iter()
+        .zip(mesh)
+        .zip(stops)
+        .zip(stores.into_iter().zip(plans))
+        .map(|(((socket, mesh), stop), (store, plan))| Boot { socket, mesh, stop, store, plan })
+        .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
         let config = config.clone();
-        move |index, (socket, mesh, stop)| {
-            shard_main(ShardId(index.get() as u16), config, socket, mesh, stop, connections)
+        move |index, boot| {
+            let id = ShardId(index.get() as u16);
+            shard_main(id, config, clock, boot, connections, started, obsolete)
         }
     })
     .context("cannot start the shards")?;
@@ -101,6 +120,61 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Everything one shard starts with.
+struct Boot {
+    socket: ListenerSocket,
+    mesh: MeshEnds<Vec<MeshItem>>,
+    stop: Arc<AtomicBool>,
+    store: Arc<ShardStore>,
+    plan: ShardPlan,
+}
+
+/// The node's stores at start-up.
+struct Stores {
+    /// One per shard.
+    stores: Vec<Arc<ShardStore>>,
+    /// What each shard restores.
+    plans: Vec<ShardPlan>,
+    /// Files of shards that no longer exist, deleted once their contents moved.
+    obsolete: Vec<std::path::PathBuf>,
+}
+
+/// Reads every shard file in the data directory, sorts its contents onto the shards of this run
+/// (re-homing sessions when the shard count changed), and opens one store per shard.
+fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let mut files = Vec::new();
+    let mut sessions = 0;
+    for (index, path) in shard_files(dir)
+        .with_context(|| format!("cannot read the data directory {}", dir.display()))?
+    {
+        let store = ShardStore::open(&path, config.durability)?;
+        let snapshot = store.load()?;
+        let restored = decode_snapshot(snapshot, &clock)
+            .with_context(|| format!("cannot restore {}", path.display()))?;
+        sessions += restored.sessions.len();
+        files.push((index, restored));
+    }
+    let found = files.len();
+    let plan = rehome(files, config.shards);
+    let moved: usize = plan.shards.iter().map(|p| p.moved.sessions.len()).sum();
+    tracing::info!(
+        "restored {sessions} stored sessions from {found} shard files in {}{}",
+        dir.display(),
+        if moved > 0 { format!(" ({moved} moved to a new home shard)") } else { String::new() }
+    );
+    let obsolete = plan.obsolete_files.iter().map(|&i| shard_file(dir, i)).collect();
+    let stores = (0..config.shards)
+        .map(|i| ShardStore::open(&shard_file(dir, i), config.durability).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    if config.durability == Durability::None {
+        tracing::warn!("durability = none: a crash can lose messages already acknowledged");
+    }
+    Ok(Stores { stores, plans: plan.shards, obsolete })
 }
 
 /// Waits for SIGINT/SIGTERM on a plain thread and raises the stop flag every shard's heartbeat
@@ -173,6 +247,11 @@ struct ShardContext {
     packet_bytes_max: u32,
     connect_timeout: Duration,
     effects: RefCell<Vec<Effect>>,
+    /// Wakes the group committer.
+    commit_signal: Signal,
+    /// Peers whose [`MeshItem::Ready`] has arrived.
+    ready_peers: Cell<usize>,
+    ready_signal: Signal,
 }
 
 impl ShardContext {
@@ -205,6 +284,7 @@ impl ShardContext {
                         None => self.state.borrow_mut().connection_closed(conn),
                     },
                     Effect::Mesh(to, msg) => self.to_peer(to, MeshItem::Shard(msg)),
+                    Effect::Commit => self.commit_signal.notify(),
                 }
             }
         }
@@ -221,20 +301,23 @@ impl ShardContext {
 async fn shard_main(
     id: ShardId,
     config: Config,
-    socket: ListenerSocket,
-    mesh: MeshEnds<Vec<MeshItem>>,
-    stop: Arc<AtomicBool>,
+    clock: WallClock,
+    boot: Boot,
     connections: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
+    obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
+    let Boot { socket, mesh, stop, store, plan } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
     let listener = socket.into_listener();
     let shards = config.shards;
+    let state = Shard::with_storage(id, shards, config.limits.clone(), clock);
     let context = Rc::new(ShardContext {
         id,
         shards,
-        state: RefCell::new(Shard::new(id, shards, config.limits.clone())),
+        state: RefCell::new(state),
         conns: RefCell::new(HashMap::new()),
         mesh_out: (0..shards).map(|_| RefCell::new(Vec::new())).collect(),
         mesh_signals: (0..shards).map(|_| Signal::default()).collect(),
@@ -246,6 +329,9 @@ async fn shard_main(
         packet_bytes_max: config.limits.packet_bytes_max,
         connect_timeout: config.limits.connect_timeout,
         effects: RefCell::new(Vec::new()),
+        commit_signal: Signal::default(),
+        ready_peers: Cell::new(0),
+        ready_signal: Signal::default(),
     });
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
@@ -253,6 +339,42 @@ async fn shard_main(
     for receiver in mesh.receivers.into_iter().flatten() {
         runtime::spawn_local(mesh_receiver(context.clone(), receiver));
     }
+    runtime::spawn_local(committer(context.clone(), store, config.durability));
+
+    // Restore before any client connects: sessions homed here, then what moved here from
+    // another shard's file (written to ours), then forget what moved away.
+    {
+        let now = Instant::now();
+        let mut state = context.state.borrow_mut();
+        state.restore(plan.own, false, now);
+        state.restore(plan.moved, true, now);
+        state.forget_moved(&plan.forget_sessions, &plan.forget_retained);
+    }
+    context.apply_effects();
+    // The barrier: every peer has applied our routes when it sees our Ready (the mesh is FIFO),
+    // and we have applied theirs when we have seen all of theirs.
+    for peer in (0..shards).map(ShardId).filter(|&peer| peer != id) {
+        context.to_peer(peer, MeshItem::Ready);
+    }
+    while context.ready_peers.get() + 1 < usize::from(shards) {
+        context.ready_signal.wait().await;
+    }
+    // Files of shards that no longer exist go once every shard has written what moved from them.
+    while !context.state.borrow().commit_idle() {
+        runtime::sleep(Duration::from_millis(1)).await;
+    }
+    if started.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(shards) {
+        for path in obsolete.iter() {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::info!(
+                    "removed {} (its sessions moved to other shards)",
+                    path.display()
+                ),
+                Err(error) => tracing::warn!("cannot remove {}: {error}", path.display()),
+            }
+        }
+    }
+
     runtime::spawn_local(ticker(context.clone()));
     runtime::spawn_local(accept_loop(context.clone(), listener));
 
@@ -274,6 +396,64 @@ async fn heartbeat(stop: Arc<AtomicBool>, stopping: Rc<Signal>) {
         runtime::sleep(HEARTBEAT).await;
         if stop.load(Ordering::Relaxed) {
             stopping.notify();
+        }
+    }
+}
+
+/// The shard's group committer: takes everything queued since the last commit and commits it
+/// as one transaction on the blocking seam, then releases what waited for it.
+async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability: Durability) {
+    let path = store.path().to_path_buf();
+    let mut store = Some(store);
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        context.commit_signal.wait().await;
+        loop {
+            let Some(batch) = context.state.borrow_mut().take_commit_batch() else { break };
+            let ops = batch.ops;
+            let outcome = match store.clone() {
+                Some(open) => runtime::spawn_blocking(move || open.commit(&ops))
+                    .await
+                    .map_err(|panicked| anyhow::anyhow!("commit panicked: {panicked}"))
+                    .and_then(|result| result.map_err(anyhow::Error::from)),
+                None => Err(anyhow::anyhow!("the store is closed after an earlier failure")),
+            };
+            let ok = outcome.is_ok();
+            if let Err(error) = outcome {
+                let now = Instant::now();
+                if last_error_log.is_none_or(|at| now - at >= COMMIT_ERROR_LOG_INTERVAL) {
+                    tracing::error!(shard = %context.id, path = %path.display(), "storage commit failed: {error:#}; refusing what needed it");
+                    last_error_log = Some(now);
+                }
+                // redb refuses further commits after a failed one: reopen the file (which also
+                // recovers it) before the next batch.
+                store = reopen(store.take(), &path, durability).await;
+            }
+            context.state.borrow_mut().commit_finished(batch.tickets, ok);
+            context.apply_effects();
+        }
+    }
+}
+
+/// Closes a store that failed and opens its file again; `None` if it cannot be opened now (the
+/// next commit reports that and tries again).
+async fn reopen(
+    store: Option<Arc<ShardStore>>,
+    path: &std::path::Path,
+    durability: Durability,
+) -> Option<Arc<ShardStore>> {
+    // The blocking thread of the failed commit has dropped its reference by now.
+    drop(store);
+    let path = path.to_path_buf();
+    match runtime::spawn_blocking(move || ShardStore::open(&path, durability)).await {
+        Ok(Ok(store)) => Some(Arc::new(store)),
+        Ok(Err(error)) => {
+            tracing::error!("cannot reopen the store: {error}");
+            None
+        }
+        Err(panicked) => {
+            tracing::error!("reopening the store panicked: {panicked}");
+            None
         }
     }
 }
@@ -314,6 +494,10 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
         for item in batch {
             match item {
                 MeshItem::Shard(msg) => context.state.borrow_mut().mesh(from, msg, now),
+                MeshItem::Ready => {
+                    context.ready_peers.set(context.ready_peers.get() + 1);
+                    context.ready_signal.notify();
+                }
                 MeshItem::Adopt(adoption) => {
                     let stream = adoption.stream.into_stream();
                     let buf = BytesMut::from(&adoption.leftover[..]);

@@ -21,10 +21,19 @@ pub enum ShardMsg {
     SubscribeSync { token: SyncToken, filters: Vec<ByteString> },
     /// The answer to [`ShardMsg::SubscribeSync`].
     SubscribeReady { token: SyncToken, retained: Vec<SharedMessage> },
-    /// Deliver to the receiver's own (non-shared) subscribers that match.
-    Publish { message: SharedMessage },
+    /// Deliver to the receiver's own (non-shared) subscribers that match. With a `receipt`,
+    /// the sender holds the publisher's acknowledgement until the receiver answers
+    /// [`ShardMsg::Stored`] (after storing what it must).
+    Publish { message: SharedMessage, receipt: Option<u64> },
     /// Deliver to one of the receiver's members of shared subscription `group` on `filter`.
-    SharedPublish { message: SharedMessage, filter: ByteString, group: ByteString },
+    SharedPublish {
+        message: SharedMessage,
+        filter: ByteString,
+        group: ByteString,
+        receipt: Option<u64>,
+    },
     /// Store (or, with an empty payload, delete) a retained message in the receiver's partition.
-    Retain { message: SharedMessage },
+    Retain { message: SharedMessage, receipt: Option<u64> },
+    /// The writes a receipt was asked for are durable (`ok`) or failed.
+    Stored { token: u64, ok: bool },
 }

@@ -66,4 +66,7 @@ pub struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
+    /// Its key in the session's stored messages; 0 while it is not stored (clean sessions,
+    /// QoS 0, or no storage).
+    pub seq: u64,
 }

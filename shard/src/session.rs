@@ -33,6 +33,12 @@ pub struct Session {
     next_packet_id: u16,
     /// A will whose delay is running: published when it is due or when the session ends.
     pub pending_will: Option<(SharedMessage, Instant)>,
+    /// When the session lost its connection (for its expiry, stored as wall-clock time).
+    pub disconnected_at: Option<Instant>,
+    /// The next key for a stored message of this session.
+    pub next_seq: u64,
+    /// Whether the store holds a record of this session (so ending it must delete it).
+    pub stored: bool,
 }
 
 /// One subscription of a session.
@@ -73,6 +79,9 @@ impl Session {
             incoming_qos2: HashSet::new(),
             next_packet_id: 1,
             pending_will: None,
+            disconnected_at: None,
+            next_seq: 1,
+            stored: false,
         }
     }
 
@@ -98,6 +107,18 @@ impl Session {
 
     pub fn inflight_mut(&mut self, packet_id: PacketId) -> Option<&mut Outgoing> {
         self.inflight.iter_mut().find(|out| out.packet_id == packet_id)
+    }
+
+    /// A new key for a stored message.
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// The packet identifier counter continues after restored in-flight messages.
+    pub fn resume_packet_ids_after(&mut self, packet_id: u16) {
+        self.next_packet_id = packet_id.checked_add(1).unwrap_or(1);
     }
 
     pub fn pop_queued(&mut self) -> Option<Delivery> {

@@ -224,6 +224,25 @@ impl Properties {
         *self == Properties::default()
     }
 
+    /// Appends this value as a property block (length prefix, then properties), as MQTT 5 writes
+    /// it: for storing a message's properties outside a packet.
+    pub fn encode_block(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        let body_len = self.body_len()?;
+        self.encode(buf, body_len);
+        Ok(())
+    }
+
+    /// Reads a block written by [`Properties::encode_block`] from the start of `bytes`, checked as
+    /// in a packet of `context`; returns the properties and the bytes after the block.
+    pub fn decode_block(
+        bytes: Bytes,
+        context: PropertyContext,
+    ) -> Result<(Properties, Bytes), DecodeError> {
+        let mut reader = Reader::new(bytes);
+        let properties = Properties::decode(&mut reader, context)?;
+        Ok((properties, reader.rest()))
+    }
+
     /// Reads a property block (length, then properties) for the given context.
     pub(crate) fn decode(
         reader: &mut Reader,

@@ -29,6 +29,12 @@ use crate::message::{forwarded_properties, Delivery, Message, SharedMessage};
 use crate::session::{Outgoing, OutgoingStage, Session, Subscription};
 use crate::topic_tree::{topic_matches, SubscriptionTrie, TopicTree};
 
+mod durable;
+
+use crate::persist::{MessageStage, WallClock};
+pub use durable::{CommitBatch, Ticket};
+use durable::{Durable, HeldAckIds, HeldAcks};
+
 /// What the engine must do after an event.
 #[derive(Debug)]
 pub enum Effect {
@@ -38,6 +44,8 @@ pub enum Effect {
     Close(ConnId),
     /// Send a message to another shard.
     Mesh(ShardId, ShardMsg),
+    /// Writes are queued: run a group commit ([`Shard::take_commit_batch`]).
+    Commit,
 }
 
 /// Counters a shard keeps about itself; the engine aggregates them without locks.
@@ -146,6 +154,10 @@ pub struct Shard {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     effects: Vec<Effect>,
     stats: ShardStats,
+    /// Set when this shard stores its sessions and retained messages.
+    durable: Option<Durable>,
+    held_acks: HeldAcks,
+    held_ack_ids: HeldAckIds,
     /// Scratch space for matching, kept to avoid allocating per publish.
     scratch_targets: HashMap<ByteString, Delivery>,
 }
@@ -178,8 +190,19 @@ impl Shard {
             timers: BinaryHeap::new(),
             effects: Vec::new(),
             stats: ShardStats::default(),
+            durable: None,
+            held_acks: HeldAcks::new(),
+            held_ack_ids: HeldAckIds::new(),
             scratch_targets: HashMap::new(),
         }
+    }
+
+    /// A shard that stores persistent sessions, their messages, retained messages and delayed
+    /// wills through [`Effect::Commit`], and holds acknowledgements until they are durable.
+    pub fn with_storage(id: ShardId, shards: u16, limits: Limits, clock: WallClock) -> Shard {
+        let mut shard = Shard::new(id, shards, limits);
+        shard.durable = Some(Durable::new(clock));
+        shard
     }
 
     pub fn id(&self) -> ShardId {
@@ -298,8 +321,20 @@ impl Shard {
         session.expiry_secs = expiry_secs;
         session.conn = Some(conn);
         session.epoch += 1;
+        session.disconnected_at = None;
         // A will waiting for its delay is cancelled by the client coming back.
-        session.pending_will = None;
+        let cancelled_will = session.pending_will.take().is_some();
+        let was_stored = session.stored;
+        if self.stores(&client_id) {
+            if cancelled_will {
+                self.persist_will(&client_id, None);
+            }
+            self.persist_session(&client_id);
+        } else if was_stored {
+            // Resumed with a Session Expiry Interval of 0: it ends with this connection, so the
+            // store forgets it now.
+            self.unpersist_session(&client_id);
+        }
 
         let will_delay_secs =
             connect.will.as_ref().and_then(|will| will.properties.will_delay_interval).unwrap_or(0);
@@ -546,6 +581,7 @@ impl Shard {
         }
         session.conn = None;
         session.epoch += 1;
+        session.disconnected_at = Some(now);
         let expiry_secs = session.expiry_secs;
         let epoch = session.epoch;
         // QoS 0 messages are not kept for an offline session.
@@ -561,21 +597,24 @@ impl Shard {
         let will = will.filter(|_| send_will);
         if expiry_secs == 0 {
             if let Some(will) = will {
-                self.route(will, now);
+                self.route(will, None, now);
             }
             self.end_session(&client_id, now);
             return;
         }
         if let Some(will) = will {
             if will_delay_secs == 0 {
-                self.route(will, now);
+                self.route(will, None, now);
             } else {
                 let due = now + Duration::from_secs(u64::from(will_delay_secs));
-                session.pending_will = Some((will, due));
+                session.pending_will = Some((will.clone(), due));
                 let timer = Timer::Will { client_id: client_id.clone(), epoch };
                 self.timers.push(Reverse((due, timer)));
+                self.persist_will(&client_id, Some((&will, due)));
             }
         }
+        // The disconnection time makes the expiry keep counting across a restart.
+        self.persist_session(&client_id);
         if expiry_secs != u32::MAX {
             let due = now + Duration::from_secs(u64::from(expiry_secs));
             self.timers.push(Reverse((due, Timer::Expiry { client_id, epoch })));
@@ -584,9 +623,12 @@ impl Shard {
 
     /// Ends a session: its subscriptions and queue go; a pending will is published now.
     fn end_session(&mut self, client_id: &ByteString, now: Instant) {
+        if self.sessions.get(client_id).is_some_and(|s| s.stored) {
+            self.unpersist_session(client_id);
+        }
         let Some(mut session) = self.sessions.remove(client_id) else { return };
         if let Some((will, _)) = session.pending_will.take() {
-            self.route(will, now);
+            self.route(will, None, now);
         }
         for (filter, _) in session.subscriptions.drain() {
             self.remove_subscriber(client_id, &filter);
@@ -637,7 +679,8 @@ impl Shard {
     fn will_due(&mut self, client_id: &ByteString, epoch: u64, now: Instant) {
         let Some(session) = self.offline_session(client_id, epoch) else { return };
         if let Some((will, _)) = session.pending_will.take() {
-            self.route(will, now);
+            self.persist_will(client_id, None);
+            self.route(will, None, now);
         }
     }
 
@@ -770,13 +813,23 @@ impl Shard {
             let Some(packet_id) = packet_id else { return };
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
             if session.incoming_qos2.contains(&packet_id.get()) {
-                // A resend before PUBREL: acknowledge again, deliver nothing twice.
-                return self.send(conn, &Packet::PubRec(Ack::success(packet_id)));
+                // A resend before PUBREL: acknowledge again (unless the first PUBREC is still
+                // held for its commit), deliver nothing twice.
+                if !self.ack_is_held(conn, packet_id) {
+                    self.send(conn, &Packet::PubRec(Ack::success(packet_id)));
+                }
+                return;
             }
             if session.incoming_qos2.len() >= usize::from(self.limits.inflight_max) {
                 return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
             }
             session.incoming_qos2.insert(packet_id.get());
+        }
+        let writes_before = self.queued_ops();
+        if publish.qos == QoS::ExactlyOnce {
+            if let Some(packet_id) = packet_id {
+                self.persist_incoming_qos2(&client_id, packet_id.get(), true);
+            }
         }
 
         let expires_at = publish
@@ -792,25 +845,31 @@ impl Shard {
             expires_at,
             publisher: client_id,
         });
-        let matched = self.route(message, now);
+        let qos = publish.qos;
+        // Copies sent to other shards ask for receipts when the acknowledgement may have to wait
+        // for their writes.
+        let token =
+            (self.durable.is_some() && qos != QoS::AtMostOnce).then(|| self.new_ack_token());
+        let (matched, receipts) = self.route(message, token, now);
+        let Some(packet_id) = packet_id else { return };
         let reason = match (v5, matched) {
             (true, Matched::None) => ReasonCode::NO_MATCHING_SUBSCRIBERS,
             _ => ReasonCode::SUCCESS,
         };
-        let ack = |packet_id| Ack { packet_id, reason, properties: Properties::default() };
-        match (publish.qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send(conn, &Packet::PubAck(ack(id))),
-            (QoS::ExactlyOnce, Some(id)) => self.send(conn, &Packet::PubRec(ack(id))),
-            _ => {}
-        }
+        let wrote = self.queued_ops() > writes_before;
+        let ack = durable::InboundAck { conn, packet_id, qos, reason };
+        self.acknowledge(ack, token.unwrap_or(0), wrote, receipts);
     }
 
     fn pubrel(&mut self, conn: ConnId, ack: Ack) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
         let known = self
             .sessions
-            .get_mut(&c.client_id)
+            .get_mut(&client_id)
             .is_some_and(|s| s.incoming_qos2.remove(&ack.packet_id.get()));
+        if known {
+            self.persist_incoming_qos2(&client_id, ack.packet_id.get(), false);
+        }
         let reason =
             if known { ReasonCode::SUCCESS } else { ReasonCode::PACKET_IDENTIFIER_NOT_FOUND };
         let packet = Packet::PubComp(Ack {
@@ -821,16 +880,25 @@ impl Shard {
         self.send(conn, &packet);
     }
 
+    /// Ends an outbound exchange: forgets the message (in memory and in the store) and refills
+    /// the window from the queue.
+    fn complete_inflight(&mut self, client_id: &ByteString, packet_id: PacketId, now: Instant) {
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
+        if let Some(out) = session.take_inflight(packet_id) {
+            self.unpersist_delivery(client_id, &out.delivery);
+        }
+        self.pump(client_id, now);
+    }
+
     fn puback(&mut self, conn: ConnId, ack: Ack, now: Instant) {
         let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
-        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(session) = self.sessions.get(&client_id) else { return };
         let is_qos1 = session
             .inflight
             .iter()
             .any(|o| o.packet_id == ack.packet_id && o.delivery.qos == QoS::AtLeastOnce);
         if is_qos1 {
-            session.take_inflight(ack.packet_id);
-            self.pump(&client_id, now);
+            self.complete_inflight(&client_id, ack.packet_id, now);
         }
     }
 
@@ -846,28 +914,33 @@ impl Shard {
             });
             return self.send(conn, &packet);
         };
-        if out.delivery.qos != QoS::ExactlyOnce {
+        if out.delivery.qos != QoS::ExactlyOnce || out.stage == OutgoingStage::Released {
             return;
         }
         if ack.reason.is_error() {
             // The client refused the message: the exchange ends here ([MQTT-4.3.3]).
-            session.take_inflight(ack.packet_id);
-            return self.pump(&client_id, now);
+            return self.complete_inflight(&client_id, ack.packet_id, now);
         }
         out.stage = OutgoingStage::Released;
+        let mut delivery = out.delivery.clone();
+        self.persist_delivery(
+            &client_id,
+            &mut delivery,
+            MessageStage::Released,
+            ack.packet_id.get(),
+        );
         self.send(conn, &Packet::PubRel(Ack::success(ack.packet_id)));
     }
 
     fn pubcomp(&mut self, conn: ConnId, ack: Ack, now: Instant) {
         let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
-        let Some(session) = self.sessions.get_mut(&client_id) else { return };
+        let Some(session) = self.sessions.get(&client_id) else { return };
         let released = session
             .inflight
             .iter()
             .any(|o| o.packet_id == ack.packet_id && o.stage == OutgoingStage::Released);
         if released {
-            session.take_inflight(ack.packet_id);
-            self.pump(&client_id, now);
+            self.complete_inflight(&client_id, ack.packet_id, now);
         }
     }
 }
@@ -912,13 +985,8 @@ impl Shard {
             let subscription = Subscription { options: entry.options, identifier };
             session.subscriptions.insert(filter.clone(), subscription);
             let plain = ByteString::from(plain);
-            let key = SubscriberKey { client_id: client_id.clone(), group: group.clone() };
-            if self.subscribers.insert(&plain, key, subscription).is_none() {
-                let count = self.local_routes.entry((plain.clone(), group.clone())).or_insert(0);
-                *count += 1;
-                if *count == 1 {
-                    new_routes.push((plain.clone(), group.clone()));
-                }
+            if let Some(route) = self.add_subscriber(&client_id, &filter, subscription, false) {
+                new_routes.push(route);
             }
             // Retained messages are not sent on shared subscriptions (spec 4.8.2).
             let wants_retained = group.is_none()
@@ -933,6 +1001,7 @@ impl Shard {
             reasons.push(ReasonCode(entry.options.qos as u8));
         }
 
+        self.persist_session(&client_id);
         let suback =
             SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), reasons };
         let mut retained = Vec::new();
@@ -964,6 +1033,39 @@ impl Shard {
         );
     }
 
+    /// Adds a client's subscriber entry for `filter` (as the client wrote it). Returns the route
+    /// (plain filter, shared group) when it is this shard's first subscriber for it; with
+    /// `announce`, also tells every other shard at once (recovery does; SUBSCRIBE sends its own
+    /// RouteAdds ahead of its barrier).
+    fn add_subscriber(
+        &mut self,
+        client_id: &ByteString,
+        filter: &ByteString,
+        subscription: Subscription,
+        announce: bool,
+    ) -> Option<(ByteString, Option<ByteString>)> {
+        let (group, plain) = match split_shared(filter) {
+            Some(Ok((group, plain))) => (Some(ByteString::from(group)), ByteString::from(plain)),
+            _ => (None, filter.clone()),
+        };
+        let key = SubscriberKey { client_id: client_id.clone(), group: group.clone() };
+        if self.subscribers.insert(&plain, key, subscription).is_some() {
+            return None;
+        }
+        let count = self.local_routes.entry((plain.clone(), group.clone())).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            return None;
+        }
+        if announce {
+            for shard in self.other_shards() {
+                let msg = ShardMsg::RouteAdd { filter: plain.clone(), group: group.clone() };
+                self.effects.push(Effect::Mesh(shard, msg));
+            }
+        }
+        Some((plain, group))
+    }
+
     fn unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) {
         let Some(c) = self.conns.get(&conn) else { return };
         let client_id = c.client_id.clone();
@@ -982,6 +1084,7 @@ impl Shard {
                 reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
             }
         }
+        self.persist_session(&client_id);
         let reasons = if v5 { reasons } else { Vec::new() };
         let packet = Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,
@@ -1047,6 +1150,7 @@ impl Shard {
                     retain: true,
                     subscription_ids: subscription.identifier.into_iter().collect(),
                     message: message.clone(),
+                    seq: 0,
                 };
                 // Retained messages bypass the queue limit: their number is bounded by the
                 // retained store, and the client's window paces them; none is dropped.
@@ -1071,14 +1175,24 @@ impl Shard {
     /// Routes a message published on this shard (by a client or as a will): stores it if
     /// retained, delivers to local subscribers, and sends one copy to every other shard with a
     /// matching route.
-    fn route(&mut self, message: SharedMessage, now: Instant) -> Matched {
+    ///
+    /// With a `receipt` token, every copy sent to another shard asks for a receipt; the result
+    /// counts them, so the caller can hold the publisher's acknowledgement until they arrive.
+    fn route(
+        &mut self,
+        message: SharedMessage,
+        receipt: Option<u64>,
+        now: Instant,
+    ) -> (Matched, usize) {
+        let mut receipts = 0;
         if message.retain {
             let owner = retained_shard(&message.topic, self.shards);
             if owner == self.id {
                 self.store_retained(message.clone());
             } else {
-                self.effects
-                    .push(Effect::Mesh(owner, ShardMsg::Retain { message: message.clone() }));
+                let msg = ShardMsg::Retain { message: message.clone(), receipt };
+                self.effects.push(Effect::Mesh(owner, msg));
+                receipts += usize::from(receipt.is_some());
             }
         }
         // Shared groups with members on this shard compete with the other shards' members; the
@@ -1113,7 +1227,9 @@ impl Shard {
             matched = Matched::Some;
         }
         for shard in shards {
-            self.effects.push(Effect::Mesh(shard, ShardMsg::Publish { message: message.clone() }));
+            let msg = ShardMsg::Publish { message: message.clone(), receipt };
+            self.effects.push(Effect::Mesh(shard, msg));
+            receipts += usize::from(receipt.is_some());
         }
         for (filter, group, mut members) in groups {
             members.sort();
@@ -1123,11 +1239,13 @@ impl Shard {
             if chosen == self.id {
                 self.deliver_shared(&message, &filter, &group, now);
             } else {
-                let msg = ShardMsg::SharedPublish { message: message.clone(), filter, group };
+                let msg =
+                    ShardMsg::SharedPublish { message: message.clone(), filter, group, receipt };
                 self.effects.push(Effect::Mesh(chosen, msg));
+                receipts += usize::from(receipt.is_some());
             }
         }
-        matched
+        (matched, receipts)
     }
 
     /// Delivers to this shard's non-shared subscribers: one delivery per client, at the highest
@@ -1160,6 +1278,7 @@ impl Shard {
                 qos,
                 retain,
                 subscription_ids: Vec::new(),
+                seq: 0,
             });
             delivery.qos = delivery.qos.max(qos);
             delivery.retain |= retain;
@@ -1210,6 +1329,7 @@ impl Shard {
             qos: message.qos.min(subscription.options.qos),
             retain: message.retain && subscription.options.retain_as_published,
             subscription_ids: subscription.identifier.into_iter().collect(),
+            seq: 0,
         };
         let client_id = client_id.clone();
         self.deliver(&client_id, delivery, Admission::WithinLimits, now);
@@ -1263,7 +1383,7 @@ impl Shard {
         }
     }
 
-    fn enqueue(&mut self, client_id: &ByteString, delivery: Delivery, admission: Admission) {
+    fn enqueue(&mut self, client_id: &ByteString, mut delivery: Delivery, admission: Admission) {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         let cost = delivery.message.cost_bytes();
         let full = session.queue.len() >= self.limits.queued_messages_max
@@ -1283,6 +1403,10 @@ impl Shard {
             }
             self.stats.dropped_queue_full += 1;
         }
+        if delivery.seq == 0 {
+            self.persist_delivery(client_id, &mut delivery, MessageStage::Queued, 0);
+        }
+        let Some(session) = self.sessions.get_mut(client_id) else { return };
         session.queued_bytes += cost;
         session.queue.push_back(delivery);
     }
@@ -1292,14 +1416,21 @@ impl Shard {
         &mut self,
         client_id: &ByteString,
         conn: ConnId,
-        delivery: Delivery,
+        mut delivery: Delivery,
         now: Instant,
     ) {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
-        let Some(packet_id) = session.allocate_packet_id() else {
-            return self.enqueue(client_id, delivery, Admission::Always);
+        let packet_id = match session.allocate_packet_id() {
+            Some(packet_id) if self.conns.contains_key(&conn) => packet_id,
+            _ => return self.enqueue(client_id, delivery, Admission::Always),
         };
         if self.write_publish(conn, &delivery, Some(packet_id), false, now) {
+            self.persist_delivery(
+                client_id,
+                &mut delivery,
+                MessageStage::Published,
+                packet_id.get(),
+            );
             if let Some(session) = self.sessions.get_mut(client_id) {
                 session.inflight.push_back(Outgoing {
                     packet_id,
@@ -1307,6 +1438,9 @@ impl Shard {
                     stage: OutgoingStage::Published,
                 });
             }
+        } else {
+            // Larger than the client accepts: dropped, as the spec requires.
+            self.unpersist_delivery(client_id, &delivery);
         }
     }
 
@@ -1327,6 +1461,7 @@ impl Shard {
             let Some(delivery) = session.pop_queued() else { return };
             if delivery.message.is_expired(now) {
                 self.stats.dropped_expired += 1;
+                self.unpersist_delivery(client_id, &delivery);
                 continue;
             }
             if delivery.qos == QoS::AtMostOnce {
@@ -1337,14 +1472,17 @@ impl Shard {
         }
     }
 
+    /// Stores, replaces or (empty payload) deletes a retained message of this shard's partition.
     fn store_retained(&mut self, message: SharedMessage) {
         if message.payload.is_empty() {
             if let Some(old) = self.retained.remove(&message.topic) {
                 self.retained_bytes -= old.cost_bytes();
+                self.persist_retained(&message, false);
             }
             return;
         }
         if message.payload.len() > self.limits.retained_payload_bytes_max {
+            tracing::warn!(shard = %self.id, topic = %message.topic, "retained payload over the limit; message not retained");
             return;
         }
         let per_shard_max = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
@@ -1353,8 +1491,12 @@ impl Shard {
             tracing::warn!(shard = %self.id, topic = %message.topic, "retained store full; message not retained");
             return;
         }
+        self.persist_retained(&message, true);
+        self.insert_retained(message);
+    }
+
+    fn insert_retained(&mut self, message: SharedMessage) {
         let cost = message.cost_bytes();
-        // The stored copy is not marked as anyone's: No Local does not apply to retained delivery.
         if let Some(old) = self.retained.insert(&message.topic.clone(), message) {
             self.retained_bytes -= old.cost_bytes();
         }
@@ -1384,13 +1526,31 @@ impl Shard {
             ShardMsg::SubscribeReady { token, retained } => {
                 self.subscribe_ready(token, retained, now)
             }
-            ShardMsg::Publish { message } => {
+            ShardMsg::Publish { message, receipt } => {
+                let before = self.queued_ops();
                 self.deliver_local(&message, None, now);
+                if let Some(token) = receipt {
+                    let wrote = self.queued_ops() > before;
+                    self.answer_receipt(from, token, wrote);
+                }
             }
-            ShardMsg::SharedPublish { message, filter, group } => {
+            ShardMsg::SharedPublish { message, filter, group, receipt } => {
+                let before = self.queued_ops();
                 self.deliver_shared(&message, &filter, &group, now);
+                if let Some(token) = receipt {
+                    let wrote = self.queued_ops() > before;
+                    self.answer_receipt(from, token, wrote);
+                }
             }
-            ShardMsg::Retain { message } => self.store_retained(message),
+            ShardMsg::Retain { message, receipt } => {
+                let before = self.queued_ops();
+                self.store_retained(message);
+                if let Some(token) = receipt {
+                    let wrote = self.queued_ops() > before;
+                    self.answer_receipt(from, token, wrote);
+                }
+            }
+            ShardMsg::Stored { token, ok } => self.receipt(token, ok),
         }
     }
 

@@ -1,0 +1,466 @@
+//! The shard's side of durability: which changes become store operations, the group-commit
+//! queue the engine's committer drains, acknowledgements held until their writes are durable (on
+//! this shard and on every shard the message went to), and recovery from a store snapshot.
+//!
+//! **Invariant:** a PUBACK or PUBREC for a message that had to be stored is sent only after every
+//! commit holding it (here and on the shards it was routed to) reported success.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use shardmq_io::codec::{Ack, ByteString, Packet, PacketId, Properties, QoS, ReasonCode};
+use shardmq_storage::Op;
+
+use super::{Effect, Shard, Timer};
+use crate::ids::{ConnId, ShardId};
+use crate::mesh::ShardMsg;
+use crate::message::{Delivery, SharedMessage};
+use crate::persist::{
+    encode_message_record, encode_session, encode_stored_message, encode_will, MessageRecord,
+    MessageStage, Restored, SessionRecord, WallClock,
+};
+use crate::session::{Outgoing, OutgoingStage, Session};
+
+/// What a commit's success or failure must release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ticket {
+    /// An acknowledgement held on this shard.
+    Ack(u64),
+    /// Another shard's acknowledgement waits for this shard's write.
+    Receipt { origin: ShardId, token: u64 },
+}
+
+/// One group commit: the operations queued since the last one, and what they release.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    pub ops: Vec<Op>,
+    pub tickets: Vec<Ticket>,
+}
+
+/// The durability state of a shard that stores its sessions.
+#[derive(Debug)]
+pub(super) struct Durable {
+    pub(super) clock: WallClock,
+    queued: CommitBatch,
+    committing: bool,
+    /// A commit failed: the store may lack session rows the shard believes are there, and a
+    /// message row needs its session row. The next commit writes every stored session first.
+    resync: bool,
+}
+
+impl Durable {
+    pub(super) fn new(clock: WallClock) -> Durable {
+        Durable { clock, queued: CommitBatch::default(), committing: false, resync: false }
+    }
+}
+
+/// The PUBACK (QoS 1) or PUBREC (QoS 2) an inbound message gets.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InboundAck {
+    pub(super) conn: ConnId,
+    pub(super) packet_id: PacketId,
+    pub(super) qos: QoS,
+    pub(super) reason: ReasonCode,
+}
+
+/// An acknowledgement waiting for commits.
+#[derive(Debug)]
+pub(super) struct HeldAck {
+    ack: InboundAck,
+    waiting: usize,
+    failed: bool,
+}
+
+impl Shard {
+    /// Whether changes to this client's session are stored.
+    pub(super) fn stores(&self, client_id: &ByteString) -> bool {
+        self.durable.is_some() && self.sessions.get(client_id).is_some_and(|s| s.expiry_secs > 0)
+    }
+
+    fn queue_op(&mut self, op: Op) {
+        let Some(durable) = &mut self.durable else { return };
+        let first = durable.queued.ops.is_empty() && durable.queued.tickets.is_empty();
+        durable.queued.ops.push(op);
+        if first && !durable.committing {
+            self.effects.push(Effect::Commit);
+        }
+    }
+
+    fn queue_ticket(&mut self, ticket: Ticket) {
+        let Some(durable) = &mut self.durable else { return };
+        let first = durable.queued.ops.is_empty() && durable.queued.tickets.is_empty();
+        durable.queued.tickets.push(ticket);
+        if first && !durable.committing {
+            self.effects.push(Effect::Commit);
+        }
+    }
+
+    /// How many operations are queued: a caller compares before and after an event to know
+    /// whether it wrote anything.
+    pub(super) fn queued_ops(&self) -> usize {
+        self.durable.as_ref().map_or(0, |d| d.queued.ops.len())
+    }
+
+    /// Writes the session's record (expiry, subscriptions, disconnection time).
+    pub(super) fn persist_session(&mut self, client_id: &ByteString) {
+        if !self.stores(client_id) {
+            return;
+        }
+        let (Some(session), Some(durable)) = (self.sessions.get(client_id), &self.durable) else {
+            return;
+        };
+        let op = session_op(session, &durable.clock);
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            session.stored = true;
+        }
+        self.queue_op(op);
+    }
+
+    /// Removes a stored session with everything stored under it.
+    pub(super) fn unpersist_session(&mut self, client_id: &ByteString) {
+        if self.durable.is_some() {
+            if let Some(session) = self.sessions.get_mut(client_id) {
+                session.stored = false;
+            }
+            self.queue_op(Op::DeleteSession { client_id: client_id.to_string() });
+        }
+    }
+
+    /// Stores (or overwrites) one outbound message of a stored session, giving it a key first.
+    pub(super) fn persist_delivery(
+        &mut self,
+        client_id: &ByteString,
+        delivery: &mut Delivery,
+        stage: MessageStage,
+        packet_id: u16,
+    ) {
+        if delivery.qos == QoS::AtMostOnce || !self.stores(client_id) {
+            return;
+        }
+        if delivery.seq == 0 {
+            let Some(session) = self.sessions.get_mut(client_id) else { return };
+            delivery.seq = session.take_seq();
+        }
+        let Some(durable) = &self.durable else { return };
+        let record = MessageRecord { stage, packet_id, delivery: delivery.clone() };
+        let op = Op::PutMessage {
+            client_id: client_id.to_string(),
+            seq: delivery.seq,
+            record: encode_message_record(&record, &durable.clock),
+        };
+        self.queue_op(op);
+    }
+
+    /// Forgets a stored outbound message (completed, dropped or expired).
+    pub(super) fn unpersist_delivery(&mut self, client_id: &ByteString, delivery: &Delivery) {
+        if delivery.seq != 0 && self.durable.is_some() {
+            self.queue_op(Op::DeleteMessage {
+                client_id: client_id.to_string(),
+                seq: delivery.seq,
+            });
+        }
+    }
+
+    pub(super) fn persist_incoming_qos2(
+        &mut self,
+        client_id: &ByteString,
+        packet_id: u16,
+        held: bool,
+    ) {
+        if !self.stores(client_id) {
+            return;
+        }
+        let client_id = client_id.to_string();
+        self.queue_op(if held {
+            Op::PutIncomingQos2 { client_id, packet_id }
+        } else {
+            Op::DeleteIncomingQos2 { client_id, packet_id }
+        });
+    }
+
+    pub(super) fn persist_retained(&mut self, message: &SharedMessage, stored: bool) {
+        let Some(durable) = &self.durable else { return };
+        let topic = message.topic.to_string();
+        let op = if stored {
+            Op::PutRetained { topic, record: encode_stored_message(message, &durable.clock) }
+        } else {
+            Op::DeleteRetained { topic }
+        };
+        self.queue_op(op);
+    }
+
+    pub(super) fn persist_will(
+        &mut self,
+        client_id: &ByteString,
+        will: Option<(&SharedMessage, Instant)>,
+    ) {
+        if !self.stores(client_id) {
+            return;
+        }
+        let Some(durable) = &self.durable else { return };
+        let client_id = client_id.to_string();
+        let op = match will {
+            Some((message, due)) => {
+                Op::PutWill { client_id, record: encode_will(message, due, &durable.clock) }
+            }
+            None => Op::DeleteWill { client_id },
+        };
+        self.queue_op(op);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Held acknowledgements
+    // ---------------------------------------------------------------------------------------
+
+    /// A new token for an acknowledgement that may have to wait.
+    pub(super) fn new_ack_token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Sends the PUBACK/PUBREC for an inbound message now, or holds it until `local` (this
+    /// shard's queued writes) and `remote` receipts are durable.
+    pub(super) fn acknowledge(&mut self, ack: InboundAck, token: u64, local: bool, remote: usize) {
+        let waiting = remote + usize::from(local);
+        if waiting == 0 {
+            return self.send_ack(ack);
+        }
+        self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
+        self.held_acks.insert(token, HeldAck { ack, waiting, failed: false });
+        if local {
+            self.queue_ticket(Ticket::Ack(token));
+        }
+    }
+
+    /// Whether the acknowledgement of this inbound packet is still held.
+    pub(super) fn ack_is_held(&self, conn: ConnId, packet_id: PacketId) -> bool {
+        self.held_ack_ids.contains_key(&(conn, packet_id.get()))
+    }
+
+    fn send_ack(&mut self, ack: InboundAck) {
+        let InboundAck { conn, packet_id, qos, reason } = ack;
+        let ack = Ack { packet_id, reason, properties: Properties::default() };
+        let packet =
+            if qos == QoS::ExactlyOnce { Packet::PubRec(ack) } else { Packet::PubAck(ack) };
+        self.send(conn, &packet);
+    }
+
+    fn release(&mut self, token: u64, ok: bool) {
+        let Some(held) = self.held_acks.get_mut(&token) else { return };
+        held.failed |= !ok;
+        held.waiting -= 1;
+        if held.waiting > 0 {
+            return;
+        }
+        let Some(HeldAck { ack, failed, .. }) = self.held_acks.remove(&token) else { return };
+        self.held_ack_ids.remove(&(ack.conn, ack.packet_id.get()));
+        if !failed {
+            return self.send_ack(ack);
+        }
+        // Storing failed: refuse instead of acknowledging (v5), or close (3.1.1 cannot refuse).
+        let v5 = self.conns.get(&ack.conn).is_some_and(|c| c.version.is_v5());
+        if v5 {
+            self.send_ack(InboundAck { reason: ReasonCode::UNSPECIFIED_ERROR, ..ack });
+        } else {
+            self.close_for_storage_failure(ack.conn);
+        }
+    }
+
+    fn close_for_storage_failure(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.closing {
+                c.closing = true;
+                self.effects.push(Effect::Close(conn));
+            }
+        }
+    }
+
+    /// Another shard finished (or failed) the writes an acknowledgement here waits for.
+    pub(super) fn receipt(&mut self, token: u64, ok: bool) {
+        self.release(token, ok);
+    }
+
+    /// After handling a message another shard asked a receipt for: answer once the writes it
+    /// caused are durable, or at once if it caused none.
+    pub(super) fn answer_receipt(&mut self, origin: ShardId, token: u64, wrote: bool) {
+        if wrote {
+            self.queue_ticket(Ticket::Receipt { origin, token });
+        } else {
+            self.effects.push(Effect::Mesh(origin, ShardMsg::Stored { token, ok: true }));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Group commit, driven by the engine
+    // ---------------------------------------------------------------------------------------
+
+    /// The operations to commit now, if any and if no commit is running. The engine commits them
+    /// in one transaction off the reactor and then calls [`Shard::commit_finished`].
+    pub fn take_commit_batch(&mut self) -> Option<CommitBatch> {
+        let durable = self.durable.as_mut()?;
+        if durable.committing
+            || (durable.queued.ops.is_empty() && durable.queued.tickets.is_empty())
+        {
+            return None;
+        }
+        durable.committing = true;
+        let mut batch = std::mem::take(&mut durable.queued);
+        if durable.resync {
+            let clock = durable.clock;
+            let sessions = self.sessions.values().filter(|s| s.stored);
+            let mut ops: Vec<Op> = sessions.map(|session| session_op(session, &clock)).collect();
+            ops.append(&mut batch.ops);
+            batch.ops = ops;
+        }
+        Some(batch)
+    }
+
+    /// Whether nothing is queued for, or being written by, a commit.
+    pub fn commit_idle(&self) -> bool {
+        self.durable
+            .as_ref()
+            .is_none_or(|d| !d.committing && d.queued.ops.is_empty() && d.queued.tickets.is_empty())
+    }
+
+    /// A commit ended: release what waited for it (acknowledge, or refuse on failure).
+    pub fn commit_finished(&mut self, tickets: Vec<Ticket>, ok: bool) {
+        let Some(durable) = self.durable.as_mut() else { return };
+        durable.committing = false;
+        durable.resync = !ok;
+        let more = !durable.queued.ops.is_empty() || !durable.queued.tickets.is_empty();
+        for ticket in tickets {
+            match ticket {
+                Ticket::Ack(token) => self.release(token, ok),
+                Ticket::Receipt { origin, token } => {
+                    self.effects.push(Effect::Mesh(origin, ShardMsg::Stored { token, ok }));
+                }
+            }
+        }
+        if more {
+            self.effects.push(Effect::Commit);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Recovery
+    // ---------------------------------------------------------------------------------------
+
+    /// Rebuilds sessions, their queues and in-flight messages, retained messages and delayed
+    /// wills from a store snapshot, before any client connects. With `rewrite`, everything
+    /// restored is also written to this shard's store (sessions moved here from another shard's
+    /// file when the shard count changed).
+    pub fn restore(&mut self, restored: Restored, rewrite: bool, now: Instant) {
+        let Some(clock) = self.durable.as_ref().map(|d| d.clock) else { return };
+        for (client_id, record) in restored.sessions {
+            let mut session = Session::new(client_id.clone(), record.expiry_secs);
+            session.epoch = 1;
+            session.stored = true;
+            // A session connected when the broker stopped counts as disconnected from now.
+            let disconnected_unix_ms = match record.disconnected_at_unix_ms {
+                0 => clock.unix_ms(now),
+                ms => ms,
+            };
+            let disconnected_at = clock.instant(disconnected_unix_ms).min(now);
+            session.disconnected_at = Some(disconnected_at);
+            for (filter, subscription) in &record.subscriptions {
+                session.subscriptions.insert(filter.clone(), *subscription);
+            }
+            self.sessions.insert(client_id.clone(), session);
+            for (filter, subscription) in record.subscriptions {
+                self.add_subscriber(&client_id, &filter, subscription, true);
+            }
+            if record.expiry_secs != u32::MAX {
+                // Counted in wall-clock time, so the downtime counts too.
+                let expiry_ms = u64::from(record.expiry_secs) * 1000;
+                let due = clock.instant(disconnected_unix_ms.saturating_add(expiry_ms));
+                self.timers.push(std::cmp::Reverse((
+                    due,
+                    Timer::Expiry { client_id: client_id.clone(), epoch: 1 },
+                )));
+            }
+            if rewrite {
+                self.persist_session(&client_id);
+            }
+        }
+        for (client_id, seq, record) in restored.messages {
+            let Some(session) = self.sessions.get_mut(&client_id) else { continue };
+            let mut delivery = record.delivery;
+            delivery.seq = seq;
+            session.next_seq = session.next_seq.max(seq + 1);
+            let stage = record.stage;
+            match (stage, PacketId::new(record.packet_id)) {
+                (MessageStage::Queued, _) | (_, None) => {
+                    session.queued_bytes += delivery.message.cost_bytes();
+                    session.queue.push_back(delivery.clone());
+                }
+                (MessageStage::Published | MessageStage::Released, Some(packet_id)) => {
+                    session.resume_packet_ids_after(packet_id.get());
+                    let stage = if stage == MessageStage::Released {
+                        OutgoingStage::Released
+                    } else {
+                        OutgoingStage::Published
+                    };
+                    session.inflight.push_back(Outgoing {
+                        packet_id,
+                        delivery: delivery.clone(),
+                        stage,
+                    });
+                }
+            }
+            if rewrite {
+                let mut again = delivery;
+                self.persist_delivery(&client_id, &mut again, stage, record.packet_id);
+            }
+        }
+        for (client_id, packet_id) in restored.incoming_qos2 {
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                session.incoming_qos2.insert(packet_id);
+                if rewrite {
+                    self.persist_incoming_qos2(&client_id, packet_id, true);
+                }
+            }
+        }
+        for (client_id, message, due) in restored.wills {
+            let Some(session) = self.sessions.get_mut(&client_id) else { continue };
+            session.pending_will = Some((message.clone(), due));
+            self.timers.push(std::cmp::Reverse((
+                due,
+                Timer::Will { client_id: client_id.clone(), epoch: 1 },
+            )));
+            if rewrite {
+                self.persist_will(&client_id, Some((&message, due)));
+            }
+        }
+        for message in restored.retained {
+            if rewrite {
+                self.persist_retained(&message, true);
+            }
+            self.insert_retained(message);
+        }
+    }
+
+    /// Removes sessions and retained messages that moved to another shard from this shard's
+    /// store (after a change of shard count).
+    pub fn forget_moved(&mut self, sessions: &[ByteString], retained_topics: &[ByteString]) {
+        for client_id in sessions {
+            self.unpersist_session(client_id);
+        }
+        for topic in retained_topics {
+            self.queue_op(Op::DeleteRetained { topic: topic.to_string() });
+        }
+    }
+}
+
+/// The store operation that writes a session's record.
+fn session_op(session: &Session, clock: &WallClock) -> Op {
+    let record = SessionRecord {
+        expiry_secs: session.expiry_secs,
+        disconnected_at_unix_ms: session.disconnected_at.map_or(0, |at| clock.unix_ms(at).max(1)),
+        subscriptions: session.subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect(),
+    };
+    Op::PutSession { client_id: session.client_id.to_string(), record: encode_session(&record) }
+}
+
+/// The held-acknowledgement maps of a shard.
+pub(super) type HeldAcks = HashMap<u64, HeldAck>;
+pub(super) type HeldAckIds = HashMap<(ConnId, u16), u64>;

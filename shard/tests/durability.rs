@@ -1,0 +1,279 @@
+//! Durable shards at their boundary: acknowledgements held until the store has the message,
+//! refusals when it cannot be stored, and a restart (the node dropped, then rebuilt from the
+//! same files) that brings back sessions, queues, in-flight state, retained messages and wills,
+//! also under another shard count.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use shardmq_io::codec::{
+    Ack, ByteString, Bytes, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    Will,
+};
+
+use ProtocolVersion::{V3_1_1, V5};
+
+const T0: u64 = 1_800_000_000_000;
+
+fn persistent(client_id: &str, version: ProtocolVersion) -> Connect {
+    let mut c = connect(client_id, version, false);
+    if version.is_v5() {
+        c.properties.session_expiry_interval = Some(3600);
+    }
+    c
+}
+
+fn acks(node: &mut Node, conn: shardmq_shard::ConnId) -> Vec<Packet> {
+    node.take(conn)
+        .into_iter()
+        .filter(|p| matches!(p, Packet::PubAck(_) | Packet::PubRec(_)))
+        .collect()
+}
+
+#[test]
+fn the_acknowledgement_waits_for_the_commit_on_every_shard() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::durable(dir.path(), 3, T0);
+    // The subscriber's session lives on another shard than the publisher's.
+    let sub_id = node.id_on("sub", 2);
+    let sub = node.connect_with(persistent(&sub_id, V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let publisher = node.connect(&node.id_on("pub", 0), V5, true);
+    node.take(publisher);
+
+    node.hold_commits = true;
+    node.publish(publisher, "t", "m", QoS::AtLeastOnce, false);
+    assert!(acks(&mut node, publisher).is_empty(), "no PUBACK before the write is durable");
+    node.flush_commits();
+    assert!(
+        matches!(acks(&mut node, publisher).as_slice(), [Packet::PubAck(a)] if a.reason == ReasonCode::SUCCESS)
+    );
+}
+
+#[test]
+fn clean_sessions_and_qos0_do_not_wait_for_the_disk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::durable(dir.path(), 2, T0);
+    let sub = node.connect("clean-sub", V5, true);
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publisher = node.connect("pub", V5, true);
+    node.take(publisher);
+    node.hold_commits = true;
+    node.publish(publisher, "t", "m", QoS::AtLeastOnce, false);
+    assert_eq!(acks(&mut node, publisher).len(), 1, "nothing to store: acknowledged at once");
+    assert_eq!(node.publishes(sub).len(), 1);
+}
+
+#[test]
+fn a_failed_commit_refuses_instead_of_acknowledging() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::durable(dir.path(), 2, T0);
+    let sub = node.connect_with(persistent("offline", V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let v5 = node.connect("p5", V5, true);
+    let v3 = node.connect("p3", V3_1_1, true);
+    node.take(v5);
+    node.take(v3);
+    node.fail_commits = true;
+    node.publish(v5, "t", "m", QoS::AtLeastOnce, false);
+    let got = acks(&mut node, v5);
+    assert!(
+        matches!(got.as_slice(), [Packet::PubAck(a)] if a.reason == ReasonCode::UNSPECIFIED_ERROR),
+        "{got:?}"
+    );
+    node.publish(v3, "t", "m", QoS::AtLeastOnce, false);
+    assert!(acks(&mut node, v3).is_empty(), "3.1.1 cannot be refused: no PUBACK");
+    assert!(node.closed.contains(&v3), "3.1.1 publisher's connection closed instead");
+    // The disk recovers: the broker goes on without a restart.
+    node.fail_commits = false;
+    node.publish(v5, "t", "again", QoS::AtLeastOnce, false);
+    assert!(
+        matches!(acks(&mut node, v5).as_slice(), [Packet::PubAck(a)] if a.reason == ReasonCode::SUCCESS)
+    );
+}
+
+#[test]
+fn a_restart_restores_sessions_queues_and_retained_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        let sub = node.connect_with(persistent("keeper", V3_1_1));
+        node.subscribe(sub, "q/#", QoS::ExactlyOnce);
+        node.lose(sub);
+        let publisher = node.connect("pub", V5, true);
+        for i in 0..3 {
+            node.publish(publisher, &format!("q/{i}"), &format!("m{i}"), QoS::AtLeastOnce, false);
+        }
+        node.publish(publisher, "kept", "retained", QoS::AtMostOnce, true);
+        node.publish(publisher, "gone", "retained", QoS::AtMostOnce, true);
+        node.publish(publisher, "gone", "", QoS::AtMostOnce, true);
+        assert_eq!(acks(&mut node, publisher).len(), 3);
+    }
+    let mut node = Node::durable(dir.path(), 2, T0 + 5_000);
+    let again = node.connect_with(persistent("keeper", V3_1_1));
+    let got = node.take(again);
+    assert!(connack(&got).session_present);
+    let payloads: Vec<&[u8]> = got
+        .iter()
+        .filter_map(|p| if let Packet::Publish(p) = p { Some(&p.payload[..]) } else { None })
+        .collect();
+    assert_eq!(payloads, [&b"m0"[..], b"m1", b"m2"], "queued messages in order");
+    let fresh = node.connect("fresh", V5, true);
+    node.subscribe(fresh, "#", QoS::AtMostOnce);
+    let retained: Vec<String> = node.publishes(fresh).iter().map(|p| p.topic.to_string()).collect();
+    assert_eq!(retained, ["kept"]);
+}
+
+#[test]
+fn in_flight_messages_are_resent_with_dup_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        let sub = node.connect_with(persistent("slow", V5));
+        node.subscribe(sub, "t", QoS::ExactlyOnce);
+        let publisher = node.connect("pub", V5, true);
+        node.publish(publisher, "t", "one", QoS::AtLeastOnce, false);
+        node.publish(publisher, "t", "two", QoS::ExactlyOnce, false);
+        let got = node.publishes(sub);
+        assert_eq!(got.len(), 2);
+        // "two" gets as far as PUBREL; "one" is never acknowledged. Then the broker dies.
+        node.send(sub, Packet::PubRec(Ack::success(got[1].packet_id.expect("qos 2"))));
+    }
+    let mut node = Node::durable(dir.path(), 2, T0 + 1_000);
+    let again = node.connect_with(persistent("slow", V5));
+    let got = node.take(again);
+    assert!(connack(&got).session_present);
+    let resent: Vec<&Packet> = got.iter().skip(1).collect();
+    assert!(
+        matches!(resent.as_slice(), [Packet::Publish(p), Packet::PubRel(_)] if p.dup && &p.payload[..] == b"one"),
+        "{resent:?}"
+    );
+}
+
+#[test]
+fn an_inbound_qos2_message_is_not_delivered_twice_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let qos2 = |dup| Publish {
+        dup,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteString::from("t"),
+        packet_id: shardmq_io::codec::PacketId::new(5),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"once"),
+    };
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        let sub = node.connect_with(persistent("sub", V5));
+        node.subscribe(sub, "t", QoS::AtLeastOnce);
+        node.lose(sub);
+        let publisher = node.connect_with(persistent("pub", V5));
+        node.send(publisher, Packet::Publish(qos2(false)));
+        assert!(matches!(acks(&mut node, publisher).as_slice(), [Packet::PubRec(_)]));
+    }
+    let mut node = Node::durable(dir.path(), 2, T0 + 1_000);
+    let publisher = node.connect_with(persistent("pub", V5));
+    node.take(publisher);
+    // The publisher did not see PUBREC's effect and resends: acknowledged, not delivered again.
+    node.send(publisher, Packet::Publish(qos2(true)));
+    assert!(matches!(acks(&mut node, publisher).as_slice(), [Packet::PubRec(_)]));
+    let sub = node.connect_with(persistent("sub", V5));
+    let delivered = node.take(sub).iter().filter(|p| matches!(p, Packet::Publish(_))).count();
+    assert_eq!(delivered, 1, "exactly once");
+}
+
+#[test]
+fn session_expiry_keeps_counting_while_the_broker_is_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut node = Node::durable(dir.path(), 1, T0);
+        let mut short = persistent("short", V5);
+        short.properties.session_expiry_interval = Some(10);
+        let a = node.connect_with(short);
+        node.lose(a);
+        let long = node.connect_with(persistent("long", V5));
+        node.lose(long);
+    }
+    // Down for 20 seconds: the 10-second session is gone, the one-hour session is not.
+    let mut node = Node::durable(dir.path(), 1, T0 + 20_000);
+    node.advance(Duration::from_millis(10));
+    let short = node.connect_with(persistent("short", V5));
+    assert!(!connack(&node.take(short)).session_present);
+    let long = node.connect_with(persistent("long", V5));
+    assert!(connack(&node.take(long)).session_present);
+}
+
+#[test]
+fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        let mut c = persistent("dying", V5);
+        c.will = Some(Will {
+            topic: ByteString::from("last/words"),
+            payload: Bytes::from_static(b"bye"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties { will_delay_interval: Some(30), ..Properties::default() },
+        });
+        let conn = node.connect_with(c);
+        node.lose(conn);
+    }
+    let mut node = Node::durable(dir.path(), 2, T0 + 10_000);
+    let watcher = node.connect("watcher", V5, true);
+    node.subscribe(watcher, "last/#", QoS::AtLeastOnce);
+    node.advance(Duration::from_secs(15));
+    assert!(node.publishes(watcher).is_empty(), "20 s of the 30 s delay have passed");
+    node.advance(Duration::from_secs(6));
+    let got = node.publishes(watcher);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"bye");
+}
+
+#[test]
+fn changing_the_shard_count_keeps_every_session_and_retained_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ids: Vec<String> = (0..12).map(|i| format!("client-{i}")).collect();
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        for id in &ids {
+            let conn = node.connect_with(persistent(id, V5));
+            node.subscribe(conn, &format!("to/{id}"), QoS::AtLeastOnce);
+            node.lose(conn);
+        }
+        let publisher = node.connect("pub", V5, true);
+        for id in &ids {
+            node.publish(publisher, &format!("to/{id}"), id, QoS::AtLeastOnce, false);
+            node.publish(publisher, &format!("retained/{id}"), id, QoS::AtMostOnce, true);
+        }
+    }
+    for shards in [3, 1, 4] {
+        let mut node = Node::durable(dir.path(), shards, T0 + 1_000);
+        let files = shardmq_storage::shard_files(dir.path()).expect("data dir");
+        assert_eq!(files.len(), usize::from(shards), "one file per shard after re-homing");
+        for id in &ids {
+            let conn = node.connect_with(persistent(id, V5));
+            let got = node.take(conn);
+            assert!(connack(&got).session_present, "{id} with {shards} shards");
+            let first = shards == 3;
+            let delivered = got
+                .iter()
+                .any(|p| matches!(p, Packet::Publish(p) if &p.payload[..] == id.as_bytes()));
+            // The queued message is delivered on the first restart, then acknowledged.
+            assert_eq!(delivered, first, "{id} with {shards} shards");
+            for p in got {
+                if let Packet::Publish(p) = p {
+                    node.send(conn, Packet::PubAck(Ack::success(p.packet_id.expect("qos 1"))));
+                }
+            }
+            node.lose(conn);
+        }
+        let watcher = node.connect("watcher", V5, true);
+        node.subscribe(watcher, "retained/#", QoS::AtMostOnce);
+        assert_eq!(node.publishes(watcher).len(), ids.len(), "with {shards} shards");
+    }
+}
