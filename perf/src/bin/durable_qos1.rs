@@ -57,7 +57,8 @@ impl Drop for BrokerProcess {
 }
 
 fn start_broker(binary: &PathBuf, durability: &str) -> anyhow::Result<BrokerProcess> {
-    let dir = std::env::temp_dir().join(format!("shardmq-durable-bench-{}-{durability}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("shardmq-durable-bench-{}-{durability}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1", "--log", "warn,shardmq=info"])
@@ -110,7 +111,10 @@ impl Client {
             will: None,
             username: None,
             password: None,
-            properties: Properties { session_expiry_interval: Some(expiry), ..Properties::default() },
+            properties: Properties {
+                session_expiry_interval: Some(expiry),
+                ..Properties::default()
+            },
         };
         client.send(&Packet::Connect(Box::new(connect))).await?;
         match client.next().await? {
@@ -144,7 +148,12 @@ struct RunResult {
     latency: Histogram<u64>,
 }
 
-async fn run(port: u16, publishers: usize, seconds: u64, payload: usize) -> anyhow::Result<RunResult> {
+async fn run(
+    port: u16,
+    publishers: usize,
+    seconds: u64,
+    payload: usize,
+) -> anyhow::Result<RunResult> {
     // The persistent subscriber: subscribes, then goes away so every message is queued for it.
     let mut subscriber = Client::connect(port, "durable-subscriber", 3600).await?;
     subscriber
@@ -211,14 +220,17 @@ async fn run(port: u16, publishers: usize, seconds: u64, payload: usize) -> anyh
 
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
-    println!("| durability | publishers | messages/s | ack p50 (µs) | ack p99 (µs) | ack max (µs) |");
+    println!(
+        "| durability | publishers | messages/s | ack p50 (µs) | ack p99 (µs) | ack max (µs) |"
+    );
     println!("|---|---|---|---|---|---|");
     for durability in &args.durability {
         for &publishers in &args.publishers {
             let broker = start_broker(&args.broker, durability)?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let local = tokio::task::LocalSet::new();
-            let result = local.block_on(&runtime, run(broker.port, publishers, args.seconds, args.payload))?;
+            let result = local
+                .block_on(&runtime, run(broker.port, publishers, args.seconds, args.payload))?;
             let rate = result.messages as f64 / result.seconds;
             println!(
                 "| {durability} | {publishers} | {rate:.0} | {} | {} | {} |",
