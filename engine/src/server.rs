@@ -384,8 +384,11 @@ async fn shard_main(
     context.stop_signal.notify();
     context.state.borrow_mut().shutdown();
     context.apply_effects();
+    // Connections flush their DISCONNECT and close; queued writes reach the store.
     let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while !context.conns.borrow().is_empty() && Instant::now() < deadline {
+    while (!context.conns.borrow().is_empty() || !context.state.borrow().commit_idle())
+        && Instant::now() < deadline
+    {
         runtime::sleep(Duration::from_millis(10)).await;
     }
 }
