@@ -78,18 +78,18 @@ impl Shard {
     }
 
     fn queue_op(&mut self, op: Op) {
-        let Some(durable) = &mut self.durable else { return };
-        let first = durable.queued.ops.is_empty() && durable.queued.tickets.is_empty();
-        durable.queued.ops.push(op);
-        if first && !durable.committing {
-            self.effects.push(Effect::Commit);
-        }
+        self.queue(|batch| batch.ops.push(op));
     }
 
     fn queue_ticket(&mut self, ticket: Ticket) {
+        self.queue(|batch| batch.tickets.push(ticket));
+    }
+
+    /// Adds to the next commit; the first addition while no commit runs asks for one.
+    fn queue(&mut self, add: impl FnOnce(&mut CommitBatch)) {
         let Some(durable) = &mut self.durable else { return };
         let first = durable.queued.ops.is_empty() && durable.queued.tickets.is_empty();
-        durable.queued.tickets.push(ticket);
+        add(&mut durable.queued);
         if first && !durable.committing {
             self.effects.push(Effect::Commit);
         }

@@ -1526,31 +1526,34 @@ impl Shard {
             ShardMsg::SubscribeReady { token, retained } => {
                 self.subscribe_ready(token, retained, now)
             }
-            ShardMsg::Publish { message, receipt } => {
-                let before = self.queued_ops();
-                self.deliver_local(&message, None, now);
-                if let Some(token) = receipt {
-                    let wrote = self.queued_ops() > before;
-                    self.answer_receipt(from, token, wrote);
-                }
-            }
+            ShardMsg::Publish { message, receipt } => self.with_receipt(from, receipt, |shard| {
+                shard.deliver_local(&message, None, now);
+            }),
             ShardMsg::SharedPublish { message, filter, group, receipt } => {
-                let before = self.queued_ops();
-                self.deliver_shared(&message, &filter, &group, now);
-                if let Some(token) = receipt {
-                    let wrote = self.queued_ops() > before;
-                    self.answer_receipt(from, token, wrote);
-                }
+                self.with_receipt(from, receipt, |shard| {
+                    shard.deliver_shared(&message, &filter, &group, now);
+                })
             }
             ShardMsg::Retain { message, receipt } => {
-                let before = self.queued_ops();
-                self.store_retained(message);
-                if let Some(token) = receipt {
-                    let wrote = self.queued_ops() > before;
-                    self.answer_receipt(from, token, wrote);
-                }
+                self.with_receipt(from, receipt, |shard| shard.store_retained(message))
             }
             ShardMsg::Stored { token, ok } => self.receipt(token, ok),
+        }
+    }
+
+    /// Handles a message another shard may want a receipt for: answered once the writes it
+    /// caused here are durable (at once if it caused none).
+    fn with_receipt(
+        &mut self,
+        from: ShardId,
+        receipt: Option<u64>,
+        handle: impl FnOnce(&mut Shard),
+    ) {
+        let before = self.queued_ops();
+        handle(self);
+        if let Some(token) = receipt {
+            let wrote = self.queued_ops() > before;
+            self.answer_receipt(from, token, wrote);
         }
     }
 
