@@ -59,7 +59,8 @@ pub struct Broker {
     child: Option<Child>,
     addr: SocketAddr,
     log: Arc<Log>,
-    data_dir: PathBuf,
+    /// The data directory the broker owns (removed on drop); `None` when the test owns it.
+    owned_data_dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -73,12 +74,27 @@ impl Broker {
     /// `["prlimit", "--nofile=64:64"]` (the wrapper must exec the broker, so the process is the
     /// broker itself).
     pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Broker {
-        let binary = broker_binary();
         let data_dir = std::env::temp_dir().join(format!(
             "shardmq-tests-{}-{}",
             std::process::id(),
             BROKERS_STARTED.fetch_add(1, Ordering::Relaxed)
         ));
+        Broker::launch(wrapper, &data_dir, extra, Some(data_dir.clone()))
+    }
+
+    /// Like [`Broker::start`], on the data directory `data_dir` the caller owns: the broker
+    /// (and its drop) leaves the directory in place, so another broker can start on it.
+    pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Broker {
+        Broker::launch(&[], data_dir, extra, None)
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        owned_data_dir: Option<PathBuf>,
+    ) -> Broker {
+        let binary = broker_binary();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -92,7 +108,7 @@ impl Broker {
             // Two shards unless the test asks for another count.
             .args(if extra.contains(&"--shards") { &[][..] } else { &["--shards", "2"][..] })
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -115,7 +131,7 @@ impl Broker {
             }
         });
         let mut broker =
-            Broker { child: Some(child), addr: ([0, 0, 0, 0], 0).into(), log, data_dir };
+            Broker { child: Some(child), addr: ([0, 0, 0, 0], 0).into(), log, owned_data_dir };
         let line = broker.wait_for_log(LISTENING, START_TIMEOUT).unwrap_or_else(|| {
             panic!(
                 "the broker did not report {LISTENING:?} within {START_TIMEOUT:?}; its log:\n{}",
@@ -207,7 +223,9 @@ impl Drop for Broker {
             // The test harness shows this only for the failing test.
             eprintln!("--- shardmq log ---\n{}\n--- end of shardmq log ---", self.log());
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(dir) = &self.owned_data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -441,4 +459,60 @@ pub fn run_tool(command: &mut Command, timeout: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(10));
     }
     child.wait_with_output().expect("collect the tool's output")
+}
+
+/// Tells apart the [`TestDir`]s one test process makes.
+static TEST_DIRS_MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory under the system's temporary directory that the test owns: a data directory that
+/// outlives the brokers started on it ([`Broker::start_in`]). Removed when dropped.
+#[derive(Debug)]
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates a new, empty directory whose name contains `name`.
+    pub fn new(name: &str) -> TestDir {
+        let path = std::env::temp_dir().join(format!(
+            "shardmq-tests-{}-{name}-{}",
+            std::process::id(),
+            TEST_DIRS_MADE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+        TestDir { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The names of the files directly in the directory, sorted.
+    pub fn file_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+            .unwrap_or_else(|error| panic!("cannot list {}: {error}", self.path.display()))
+            .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Broker {
+    /// Kills the broker with SIGKILL (no chance to flush or close anything) and waits for it
+    /// to be gone; returns its exit status. The data directory and the log stay.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the broker is stopped only once");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("send SIGKILL");
+        child.wait().expect("wait for the killed broker")
+    }
 }
