@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
 
 /// Memory each executor registers with io_uring (glommio's `io_memory`).
 ///
@@ -51,7 +51,7 @@ impl fmt::Display for ShardIndex {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardPlacement {
     /// Shard `i` is pinned to the `i % n`-th online CPU (in ascending CPU id order), as
-    /// thread-per-core wants. glommio pins the shard's blocking-pool thread to the same CPU.
+    /// thread-per-core wants. The shard's blocking-pool thread (the blocking seam) is not pinned.
     PinnedToCpus,
     /// The scheduler places shard threads freely (tests on busy machines, containers whose CPU
     /// ids do not match the online list).
@@ -217,6 +217,10 @@ where
         .name(&shard.to_string())
         .io_memory(SHARD_IO_MEMORY_BYTES)
         .preempt_timer(SHARD_PREEMPT_TIMER)
+        // The blocking seam (redb commits, fsync) is not pinned to the shard's core: its CPU
+        // work would otherwise compete with the reactor it exists to keep unblocked (measured
+        // in perf/results/durable-qos1.md).
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
         .make()
         .map_err(io::Error::from);
     let (executor, report) = match built {
