@@ -6,129 +6,14 @@
 //! These tests live inside the crate because opening over a custom backend is not public API.
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redb::backends::FileBackend;
-use redb::{BackendError, StorageBackend};
 
+use crate::faults::{Faults, FaultyBackend};
 use crate::store::CACHE_BYTES_MAX;
 use crate::{Durability, Op, SessionSnapshot, ShardStore, Snapshot, StorageError};
-
-/// The switch a test holds to make its backend fail and recover.
-#[derive(Debug)]
-struct Faults {
-    /// Mutating calls (write, set_len, sync_data) still allowed before the backend starts
-    /// failing; `u64::MAX` means never.
-    calls_left: AtomicU64,
-    /// While set, every mutating call fails with ENOSPC.
-    failing: AtomicBool,
-    /// Mutating calls seen, to size the sweep over failure points.
-    calls: AtomicU64,
-}
-
-impl Faults {
-    fn new() -> Arc<Faults> {
-        Arc::new(Faults {
-            calls_left: AtomicU64::new(u64::MAX),
-            failing: AtomicBool::new(false),
-            calls: AtomicU64::new(0),
-        })
-    }
-
-    /// Fail every mutating call after the next `calls` ones.
-    fn fail_after(&self, calls: u64) {
-        self.calls_left.store(calls, Ordering::SeqCst);
-    }
-
-    /// The disk has space again.
-    fn recover(&self) {
-        self.calls_left.store(u64::MAX, Ordering::SeqCst);
-        self.failing.store(false, Ordering::SeqCst);
-    }
-
-    fn check(&self) -> io::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let left = self.calls_left.load(Ordering::SeqCst);
-        if left == 0 {
-            self.failing.store(true, Ordering::SeqCst);
-        } else if left != u64::MAX {
-            self.calls_left.store(left - 1, Ordering::SeqCst);
-        }
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device"));
-        }
-        Ok(())
-    }
-}
-
-/// redb's file backend, with every mutating call first checked against [`Faults`]. Reads and
-/// locks pass through: a full disk still reads.
-#[derive(Debug)]
-struct FaultyBackend {
-    file: FileBackend,
-    faults: Arc<Faults>,
-}
-
-impl StorageBackend for FaultyBackend {
-    fn len(&self) -> Result<u64, io::Error> {
-        self.file.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.file.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.faults.check()?;
-        self.file.set_len(len)
-    }
-
-    fn sync_data(&self) -> Result<(), io::Error> {
-        self.faults.check()?;
-        self.file.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.faults.check()?;
-        self.file.write(offset, data)
-    }
-
-    fn close(&self) -> Result<(), io::Error> {
-        self.file.close()
-    }
-
-    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.file.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, BackendError> {
-        self.file.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.file.lock_range(start, end)
-    }
-
-    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.file.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.file.unlock_range(start, end)
-    }
-
-    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.file.query_lock_range(start, end)
-    }
-}
 
 fn open_faulty(path: &Path, faults: &Arc<Faults>) -> Result<ShardStore, StorageError> {
     open_faulty_with_cache(path, faults, CACHE_BYTES_MAX)
@@ -190,9 +75,9 @@ fn setup() -> Setup {
 /// How many mutating backend calls one commit of `batch("c")` makes on a fresh setup.
 fn calls_per_commit() -> u64 {
     let setup = setup();
-    let start = setup.faults.calls.load(Ordering::SeqCst);
+    let start = setup.faults.calls();
     setup.store.commit(&batch("c")).unwrap();
-    setup.faults.calls.load(Ordering::SeqCst) - start
+    setup.faults.calls() - start
 }
 
 #[test]

@@ -17,6 +17,9 @@ mod store;
 
 #[cfg(test)]
 mod fault_tests;
+/// Fault injection for tests (`fault-injection` feature): a store whose disk fills up on demand.
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faults;
 
 pub use error::StorageError;
 pub use files::{shard_file, shard_files};

@@ -201,7 +201,7 @@ impl ShardStore {
     /// Like [`open`](Self::open), over a given redb backend and cache size; `path` only names
     /// the store in errors. For the fault-injection tests, which wrap the file in a backend that
     /// fails on demand.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn open_with_backend(
         path: &Path,
         backend: impl redb::StorageBackend,

@@ -7,7 +7,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use shardmq_io::codec::{
@@ -16,6 +17,7 @@ use shardmq_io::codec::{
 };
 use shardmq_shard::persist::{decode_snapshot, rehome, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Limits, Shard, ShardId, ShardMsg};
+use shardmq_storage::faults::Faults;
 use shardmq_storage::{shard_file, Durability, ShardStore};
 
 /// A node of shards plus the clients' view of their connections.
@@ -28,12 +30,13 @@ pub struct Node {
     pub received: HashMap<ConnId, Vec<Packet>>,
     pub closed: Vec<ConnId>,
     pub next_conn: u64,
-    /// One store per shard, for durable nodes.
-    pub stores: Vec<ShardStore>,
-    /// While true, group commits wait (as if the disk were slow); `crash` drops them.
+    /// One store per shard, for durable nodes; `None` while a failed store awaits reopening.
+    pub stores: Vec<Option<ShardStore>>,
+    store_paths: Vec<PathBuf>,
+    /// The disk the stores write through: fill it up (`fail_after`) and free it (`recover`).
+    pub faults: Arc<Faults>,
+    /// While true, group commits wait (as if the disk were slow); dropping the node loses them.
     pub hold_commits: bool,
-    /// While true, every commit fails (as if the disk were full).
-    pub fail_commits: bool,
     pending_commits: Vec<ShardId>,
 }
 
@@ -52,8 +55,9 @@ impl Node {
             closed: Vec::new(),
             next_conn: 1,
             stores: Vec::new(),
+            store_paths: Vec::new(),
+            faults: Faults::new(),
             hold_commits: false,
-            fail_commits: false,
             pending_commits: Vec::new(),
         }
     }
@@ -74,9 +78,11 @@ impl Node {
         }
         let plan = rehome(files, shards);
         for i in 0..shards {
-            node.stores.push(
-                ShardStore::open(&shard_file(dir, i), Durability::Immediate).expect("store opens"),
-            );
+            let path = shard_file(dir, i);
+            let store = ShardStore::open_faulty(&path, Durability::Immediate, node.faults.clone())
+                .expect("store opens");
+            node.stores.push(Some(store));
+            node.store_paths.push(path);
         }
         let now = node.now;
         for (index, shard_plan) in plan.shards.into_iter().enumerate() {
@@ -102,10 +108,25 @@ impl Node {
         self.run();
     }
 
+    /// Runs a shard's group commits as the engine's committer does, reopening a store after a
+    /// failed commit (redb refuses to write through it again).
     fn commit(&mut self, shard: ShardId) {
-        while let Some(batch) = self.shards[shard.index()].take_commit_batch() {
-            let ok = !self.fail_commits && self.stores[shard.index()].commit(&batch.ops).is_ok();
-            self.shards[shard.index()].commit_finished(batch.tickets, ok);
+        let index = shard.index();
+        while let Some(batch) = self.shards[index].take_commit_batch() {
+            if self.stores[index].is_none() {
+                self.stores[index] = ShardStore::open_faulty(
+                    &self.store_paths[index],
+                    Durability::Immediate,
+                    self.faults.clone(),
+                )
+                .ok();
+            }
+            let ok =
+                self.stores[index].as_ref().is_some_and(|store| store.commit(&batch.ops).is_ok());
+            if !ok {
+                self.stores[index] = None;
+            }
+            self.shards[index].commit_finished(batch.tickets, ok);
         }
     }
 
