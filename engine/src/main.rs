@@ -23,8 +23,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(Box<config::ServeArgs>),
-    /// Run the bundled load generator against one or more brokers (not built yet).
-    Loadgen,
+    /// Run the bundled load generator against one or more brokers (see docs/loadgen.md).
+    Loadgen(Box<shardmq_loadgen::LoadgenArgs>),
     /// Read this host's limits and say what to change for a target connection count (not built
     /// yet).
     CheckSystem,
@@ -54,7 +54,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Loadgen | Command::CheckSystem => {
+        Command::Loadgen(args) => shardmq_loadgen::main(*args),
+        Command::CheckSystem => {
             eprintln!("shardmq: this subcommand is not built yet (see README.md, Status)");
             ExitCode::FAILURE
         }

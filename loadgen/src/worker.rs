@@ -1,0 +1,1003 @@
+//! One worker: a glommio executor (on its own thread) running its share of the simulated
+//! clients as tasks, and a control task that turns the coordinator's phase flags into local
+//! signals and publishes this worker's counters.
+//!
+//! Everything here lives on one worker: the tasks share a [`Worker`] through `Rc`, borrow its
+//! `RefCell`s only between awaits, and never touch another worker's state.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use shardmq_io::codec::{
+    Ack, ByteString, Bytes, Packet, PacketId, Properties, Publish, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions, TopicFilterEntry,
+};
+use shardmq_io::runtime;
+
+use crate::clock::{duration_ns, now_ns, until};
+use crate::config::{MessagingConfig, Role, RunConfig, Scenario};
+use crate::histogram::Latency;
+use crate::integrity::{PublisherEnd, StreamCheck};
+use crate::mqtt::{BufferPool, ConnectOptions, Connection, Failure};
+use crate::payload::PayloadHeader;
+use crate::report::{SubscriberEnd, WorkerReport};
+use crate::shared::{LiveCounts, Shared};
+use crate::signal::{Listener, Signal};
+
+/// How often a worker's control task publishes its counters and checks the phase flags. Short,
+/// because publishers start on the next check after the coordinator says go.
+pub const CONTROL_INTERVAL: Duration = Duration::from_millis(2);
+/// How often the coordinator prints a progress line.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a worker sends its latency histograms of the last interval to the coordinator:
+/// several times per progress line, so every line has fresh samples from every worker.
+pub const PROGRESS_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+/// Messaging scenarios: client set-ups (connect, subscribe) one worker runs at once. Opening
+/// every client at once would overflow the broker's accept backlog and turn set-up into SYN
+/// retransmits; a few hundred keeps the backlog busy without overflowing it.
+pub const SETUPS_IN_FLIGHT_MAX: u64 = 256;
+/// How often a worker waiting for a bound (set-ups in flight, tasks left) looks again.
+const WAIT_POLL: Duration = Duration::from_millis(1);
+/// The most messages a publisher encodes into one write: bounds its write buffer and the time
+/// it runs before yielding to the worker's other tasks.
+pub const PUBLISH_BATCH_MAX: usize = 256;
+/// How long a publisher that has stopped waits for its outstanding acknowledgements.
+pub const ACK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the coordinator gives a worker.
+#[derive(Debug)]
+pub struct WorkerInput {
+    pub index: usize,
+    pub config: Arc<RunConfig>,
+    pub shared: Arc<Shared>,
+    /// Where the control task sends each interval's histograms.
+    pub progress: mpsc::Sender<ProgressSample>,
+    /// When `conn` starts opening connections (CLOCK_MONOTONIC ns).
+    pub start_ns: u64,
+}
+
+/// One worker's latency histograms over the last [`PROGRESS_SAMPLE_INTERVAL`].
+#[derive(Debug)]
+pub struct ProgressSample {
+    pub latency: Latency,
+    pub connect_latency: Latency,
+}
+
+/// The state a worker's tasks share. Lives on one worker.
+#[derive(Debug)]
+struct Worker {
+    index: usize,
+    config: Arc<RunConfig>,
+    shared: Arc<Shared>,
+    pool: BufferPool,
+    counts: Cell<LiveCounts>,
+    /// Set-ups started and not yet ended (messaging scenarios).
+    setups_in_flight: Cell<u64>,
+    /// Client tasks still running.
+    tasks: Cell<u64>,
+    report: RefCell<WorkerReport>,
+    interval_latency: RefCell<Latency>,
+    interval_connect_latency: RefCell<Latency>,
+    publish_start: Rc<Signal>,
+    stop_publishing: Rc<Signal>,
+    finish: Rc<Signal>,
+}
+
+impl Worker {
+    fn count(&self, change: impl FnOnce(&mut LiveCounts)) {
+        let mut counts = self.counts.get();
+        change(&mut counts);
+        self.counts.set(counts);
+    }
+
+    fn record_failure(&self, failure: &Failure) {
+        *self.report.borrow_mut().failures.entry(failure.key()).or_default() += 1;
+        self.count(|counts| {
+            counts.setups_done += 1;
+            counts.setups_failed += 1;
+        });
+    }
+
+    fn record_drop(&self, failure: &Failure) {
+        *self.report.borrow_mut().dropped.entry(failure.key()).or_default() += 1;
+        self.count(|counts| counts.up = counts.up.saturating_sub(1));
+    }
+
+    fn record_connected(&self, attempt_ns: u64) {
+        let connected_ns = now_ns();
+        let latency_ns = connected_ns.saturating_sub(attempt_ns);
+        let mut report = self.report.borrow_mut();
+        report.connected += 1;
+        report.connect_latency.record_ns(latency_ns);
+        report.last_connected_ns = report.last_connected_ns.max(connected_ns);
+        drop(report);
+        self.interval_connect_latency.borrow_mut().record_ns(latency_ns);
+        self.count(|counts| counts.up += 1);
+    }
+
+    fn record_attempt(&self) -> u64 {
+        let attempt_ns = now_ns();
+        let mut report = self.report.borrow_mut();
+        report.attempts += 1;
+        if report.first_attempt_ns == 0 || attempt_ns < report.first_attempt_ns {
+            report.first_attempt_ns = attempt_ns;
+        }
+        attempt_ns
+    }
+
+    fn connect_options(&self, index: u64) -> ConnectOptions {
+        ConnectOptions {
+            version: self.config.version,
+            client_id: self.config.client_id(index),
+            keepalive_secs: self.config.keepalive_secs,
+        }
+    }
+
+    /// Connects client `index`, with the run's connect timeout.
+    ///
+    /// Boxed: the handshake's state is large and lives only until CONNACK, so it must not
+    /// stay part of the client task's future, which is what an idle client costs.
+    async fn open(&self, index: u64) -> Result<Connection, Failure> {
+        Box::pin(self.open_inline(index)).await
+    }
+
+    async fn open_inline(&self, index: u64) -> Result<Connection, Failure> {
+        let options = self.connect_options(index);
+        let open = Connection::open(
+            self.config.target_of(index),
+            self.config.source_of(index),
+            &options,
+            &self.pool,
+        );
+        with_timeout(self.config.connect_timeout, open).await
+    }
+
+    /// Pushes this worker's counters to the coordinator.
+    fn publish_counts(&self) {
+        self.shared.workers[self.index].store(&self.counts.get());
+    }
+
+    fn messaging(&self) -> Option<&MessagingConfig> {
+        match &self.config.scenario {
+            Scenario::Messaging(messaging) => Some(messaging),
+            Scenario::Conn(_) => None,
+        }
+    }
+}
+
+/// Runs `operation`, or fails with [`Failure::Timeout`] after `timeout`.
+async fn with_timeout<T>(
+    timeout: Duration,
+    operation: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    future::or(operation, async {
+        runtime::sleep(timeout).await;
+        Err(Failure::Timeout)
+    })
+    .await
+}
+
+/// Sleeps until `deadline_ns`, or forever when there is none.
+async fn sleep_until(deadline_ns: Option<u64>) {
+    match deadline_ns {
+        Some(deadline_ns) => runtime::sleep(until(deadline_ns)).await,
+        None => future::pending().await,
+    }
+}
+
+/// A worker's whole life: open its clients, run them until the coordinator says finish, and
+/// return what they measured.
+pub async fn run_worker(input: WorkerInput) -> WorkerReport {
+    let worker = Rc::new(Worker {
+        index: input.index,
+        config: input.config,
+        shared: input.shared,
+        pool: BufferPool::default(),
+        counts: Cell::new(LiveCounts::default()),
+        setups_in_flight: Cell::new(0),
+        tasks: Cell::new(0),
+        report: RefCell::new(WorkerReport::default()),
+        interval_latency: RefCell::new(Latency::new()),
+        interval_connect_latency: RefCell::new(Latency::new()),
+        publish_start: Signal::new(),
+        stop_publishing: Signal::new(),
+        finish: Signal::new(),
+    });
+    runtime::spawn_local(control(worker.clone(), input.progress));
+    open_clients(&worker, input.start_ns).await;
+    // Every client task ends after `finish` (or on its own failure); wait for the last.
+    while !(worker.finish.is_raised() && worker.tasks.get() == 0) {
+        runtime::sleep(WAIT_POLL).await;
+    }
+    worker.publish_counts();
+    let mut report = worker.report.replace(WorkerReport::default());
+    let counts = worker.counts.get();
+    report.sent = counts.sent;
+    report.acknowledged = counts.acknowledged;
+    report.received = counts.received;
+    report.last_received_ns = counts.last_received_ns;
+    report
+}
+
+/// The control task: mirrors the coordinator's flags into local signals, publishes counters,
+/// and ships interval histograms, until the run finishes.
+async fn control(worker: Rc<Worker>, progress: mpsc::Sender<ProgressSample>) {
+    let mut next_progress_ns = now_ns() + duration_ns(PROGRESS_SAMPLE_INTERVAL);
+    loop {
+        worker.publish_counts();
+        let shared = &worker.shared;
+        let publish_start_ns = shared.publish_start_ns.load(Ordering::Acquire);
+        if publish_start_ns != 0 && !worker.publish_start.is_raised() {
+            worker.report.borrow_mut().publish_start_ns = publish_start_ns;
+            worker.publish_start.raise();
+        }
+        if shared.stop_publishing.load(Ordering::Acquire) {
+            worker.stop_publishing.raise();
+        }
+        if shared.finish.load(Ordering::Acquire) {
+            // Raising stop too lets a publisher still sending (a run cut short) wind down.
+            worker.stop_publishing.raise();
+            worker.finish.raise();
+            return;
+        }
+        if now_ns() >= next_progress_ns {
+            next_progress_ns += duration_ns(PROGRESS_SAMPLE_INTERVAL);
+            let sample = ProgressSample {
+                latency: worker.interval_latency.replace(Latency::new()),
+                connect_latency: worker.interval_connect_latency.replace(Latency::new()),
+            };
+            // The coordinator stops listening only once the run is over.
+            let _ = progress.send(sample);
+        }
+        runtime::sleep(CONTROL_INTERVAL).await;
+    }
+}
+
+/// This worker's client indexes: process `k` of `K` owns `k, k+K, ...`, and worker `w` of `W`
+/// every `W`-th of those starting at its own.
+fn my_clients(worker: &Worker) -> impl Iterator<Item = u64> {
+    let config = &worker.config;
+    let processes = u64::from(config.share.count);
+    let first = u64::from(config.share.index) + processes * worker.index as u64;
+    let step = processes * config.workers as u64;
+    let count = config.client_count();
+    (first..count).step_by(step as usize)
+}
+
+fn spawn_client(worker: &Rc<Worker>, client: impl Future<Output = ()> + 'static) {
+    worker.tasks.set(worker.tasks.get() + 1);
+    let worker = worker.clone();
+    runtime::spawn_local(async move {
+        client.await;
+        worker.tasks.set(worker.tasks.get() - 1);
+    });
+}
+
+/// Starts every client task of this worker: `conn` clients at their scheduled times, messaging
+/// clients with at most [`SETUPS_IN_FLIGHT_MAX`] set-ups at once.
+async fn open_clients(worker: &Rc<Worker>, start_ns: u64) {
+    let rate = match &worker.config.scenario {
+        Scenario::Conn(conn) => Some(conn.rate_per_sec),
+        Scenario::Messaging(_) => None,
+    };
+    for index in my_clients(worker) {
+        if worker.finish.is_raised() {
+            return;
+        }
+        match rate {
+            Some(rate) => {
+                // Client i of the whole run is due at start + i / rate: the rate holds over all
+                // workers and processes without any of them talking to another.
+                let due_ns = start_ns + (index as f64 * 1e9 / rate) as u64;
+                let wait = until(due_ns);
+                if wait.is_zero() {
+                    // Behind schedule: open at once, but let the opened clients run too.
+                    runtime::yield_if_needed().await;
+                } else {
+                    runtime::sleep(wait).await;
+                }
+            }
+            None => {
+                while worker.setups_in_flight.get() >= SETUPS_IN_FLIGHT_MAX {
+                    runtime::sleep(WAIT_POLL).await;
+                }
+            }
+        }
+        match worker.config.role(index) {
+            Role::Conn => spawn_client(worker, conn_client(worker.clone(), index)),
+            Role::Subscriber(subscriber) => {
+                worker.setups_in_flight.set(worker.setups_in_flight.get() + 1);
+                spawn_client(worker, subscriber_client(worker.clone(), index, subscriber));
+            }
+            Role::Publisher(publisher) => {
+                worker.setups_in_flight.set(worker.setups_in_flight.get() + 1);
+                spawn_client(worker, publisher_client(worker.clone(), index, publisher));
+            }
+        }
+    }
+}
+
+/// Waits until `listener` is raised, keeping the connection alive and answering nothing but
+/// PINGRESP meanwhile. Holds no read buffer while it waits.
+async fn idle_until(
+    worker: &Worker,
+    connection: &mut Connection,
+    listener: &Listener,
+) -> Result<(), Failure> {
+    enum Wake {
+        Data,
+        Ping,
+        Raised,
+    }
+    loop {
+        let ping_due = connection.ping_due_ns();
+        let wake = if connection.has_buffered() {
+            Wake::Data
+        } else {
+            future::or(
+                async { connection.fill(&worker.pool).await.map(|()| Wake::Data) },
+                future::or(
+                    async {
+                        sleep_until(ping_due).await;
+                        Ok(Wake::Ping)
+                    },
+                    async {
+                        listener.raised().await;
+                        Ok(Wake::Raised)
+                    },
+                ),
+            )
+            .await?
+        };
+        // A read cut short by the other wake-ups may have left an empty buffer attached.
+        connection.release_buffer(&worker.pool);
+        match wake {
+            // Nothing is expected on an idle connection but PINGRESP, which `next_packet`
+            // takes; anything else is dropped.
+            Wake::Data => while connection.next_packet(&worker.pool)?.is_some() {},
+            Wake::Ping => connection.keepalive_tick().await?,
+            Wake::Raised => return Ok(()),
+        }
+    }
+}
+
+/// A `conn` client: connect, hold until the run finishes, disconnect.
+async fn conn_client(worker: Rc<Worker>, index: u64) {
+    let attempt_ns = worker.record_attempt();
+    let mut connection = match worker.open(index).await {
+        Ok(connection) => connection,
+        Err(failure) => return worker.record_failure(&failure),
+    };
+    worker.record_connected(attempt_ns);
+    worker.count(|counts| counts.setups_done += 1);
+    let finish = worker.finish.listen();
+    match idle_until(&worker, &mut connection, &finish).await {
+        Ok(()) => {
+            worker.report.borrow_mut().stayed_up += 1;
+            connection.disconnect(&worker.pool).await;
+            worker.count(|counts| counts.up = counts.up.saturating_sub(1));
+        }
+        Err(failure) => worker.record_drop(&failure),
+    }
+}
+
+/// Ends a set-up: success or failure, the opener may start another.
+fn setup_ended(worker: &Worker) {
+    worker.setups_in_flight.set(worker.setups_in_flight.get().saturating_sub(1));
+}
+
+/// A subscriber: connect, subscribe, then check and acknowledge every message until the run
+/// finishes.
+async fn subscriber_client(worker: Rc<Worker>, index: u64, subscriber: u32) {
+    let Some(messaging) = worker.messaging().cloned() else { return };
+    let attempt_ns = worker.record_attempt();
+    // Boxed, like `open`: set-up state must not size the long-lived receive loop.
+    let subscribed = Box::pin(async {
+        let mut connection = worker.open(index).await?;
+        let granted = with_timeout(
+            worker.config.connect_timeout,
+            subscribe(&worker, &mut connection, &messaging, subscriber),
+        )
+        .await?;
+        Ok::<_, Failure>((connection, granted))
+    })
+    .await;
+    setup_ended(&worker);
+    let (mut connection, granted) = match subscribed {
+        Ok(subscribed) => subscribed,
+        Err(failure) => return worker.record_failure(&failure),
+    };
+    worker.record_connected(attempt_ns);
+    worker.count(|counts| counts.setups_done += 1);
+
+    let mut end = SubscriberEnd { subscriber, granted_qos: granted as u8, ..Default::default() };
+    let mut streams: HashMap<u32, StreamCheck> = HashMap::new();
+    let finish = worker.finish.listen();
+    let outcome =
+        receive(&worker, &mut connection, &messaging, subscriber, &mut streams, &finish).await;
+    let mut streams: Vec<(u32, StreamCheck)> = streams.into_iter().collect();
+    streams.sort_unstable_by_key(|(publisher, _)| *publisher);
+    end.streams = streams;
+    match outcome {
+        Ok(()) => {
+            worker.report.borrow_mut().stayed_up += 1;
+            connection.disconnect(&worker.pool).await;
+            worker.count(|counts| counts.up = counts.up.saturating_sub(1));
+        }
+        Err(failure) => {
+            end.dropped = true;
+            worker.record_drop(&failure);
+        }
+    }
+    worker.report.borrow_mut().subscribers.push(end);
+}
+
+/// Subscribes to this subscriber's filter at the run's QoS; returns the QoS the broker granted.
+async fn subscribe(
+    worker: &Worker,
+    connection: &mut Connection,
+    messaging: &MessagingConfig,
+    subscriber: u32,
+) -> Result<QoS, Failure> {
+    let config = &worker.config;
+    let filter = match messaging.shape {
+        crate::config::Shape::FanIn => config.all_topics_filter(),
+        crate::config::Shape::Pairs | crate::config::Shape::FanOut => {
+            config.topic(subscriber % messaging.topics)
+        }
+    };
+    const SUBSCRIBE_PACKET_ID: u16 = 1;
+    let packet_id = PacketId::new(SUBSCRIBE_PACKET_ID)
+        .ok_or_else(|| Failure::Protocol("packet id 0".into()))?;
+    let subscribe = Packet::Subscribe(Subscribe {
+        packet_id,
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from(filter),
+            options: SubscriptionOptions::with_qos(config.qos),
+        }],
+    });
+    connection.send_packet(&subscribe, &worker.pool).await?;
+    loop {
+        connection.fill(&worker.pool).await?;
+        if let Some(packet) = connection.next_packet(&worker.pool)? {
+            let Packet::SubAck(suback) = packet else {
+                return Err(Failure::Protocol("expected SUBACK".into()));
+            };
+            connection.release_buffer(&worker.pool);
+            let reason = suback.reasons.first().copied().unwrap_or(ReasonCode::UNSPECIFIED_ERROR);
+            return match QoS::from_bits(reason.0) {
+                Some(granted) if !reason.is_error() => Ok(granted),
+                _ => Err(Failure::SubAck(reason)),
+            };
+        }
+    }
+}
+
+/// The subscriber's receive loop: every PUBLISH is checked against its stream, timed from its
+/// intended send time, and acknowledged; ends when `finish` is raised.
+async fn receive(
+    worker: &Worker,
+    connection: &mut Connection,
+    messaging: &MessagingConfig,
+    subscriber: u32,
+    streams: &mut HashMap<u32, StreamCheck>,
+    finish: &Listener,
+) -> Result<(), Failure> {
+    enum Wake {
+        Data,
+        Ping,
+        Finish,
+    }
+    let run_id = worker.config.run_id;
+    loop {
+        let ping_due = connection.ping_due_ns();
+        // Packets that came in the same read as SUBACK are decoded before waiting for more.
+        let wake = if connection.has_buffered() {
+            Wake::Data
+        } else {
+            future::or(
+                async { connection.fill(&worker.pool).await.map(|()| Wake::Data) },
+                future::or(
+                    async {
+                        sleep_until(ping_due).await;
+                        Ok(Wake::Ping)
+                    },
+                    async {
+                        finish.raised().await;
+                        Ok(Wake::Finish)
+                    },
+                ),
+            )
+            .await?
+        };
+        // A read cut short by the other wake-ups may have left an empty buffer attached.
+        connection.release_buffer(&worker.pool);
+        match wake {
+            Wake::Finish => return Ok(()),
+            Wake::Ping => connection.keepalive_tick().await?,
+            Wake::Data => {
+                // Everything in one read arrived at once: one clock reading times all of it.
+                let received_ns = now_ns();
+                let mut out = worker.pool.take();
+                let mut received = 0_u64;
+                let mut foreign = 0_u64;
+                let mut unexpected = 0_u64;
+                {
+                    let mut report = worker.report.borrow_mut();
+                    let mut interval = worker.interval_latency.borrow_mut();
+                    while let Some(packet) = connection.next_packet(&worker.pool)? {
+                        match packet {
+                            Packet::Publish(publish) => {
+                                acknowledge(&publish, connection.version(), &mut out)?;
+                                let header = PayloadHeader::read(&publish.payload)
+                                    .filter(|header| header.run_id == run_id);
+                                let Some(header) = header else {
+                                    foreign += 1;
+                                    continue;
+                                };
+                                if !messaging.delivers(header.publisher, subscriber)
+                                    || header.publisher >= messaging.publishers
+                                {
+                                    unexpected += 1;
+                                    continue;
+                                }
+                                received += 1;
+                                let stream = streams.entry(header.publisher).or_default();
+                                let arrival = stream.record(header.sequence);
+                                if arrival != crate::integrity::Arrival::Duplicate {
+                                    let latency_ns = received_ns.saturating_sub(header.intended_ns);
+                                    report.latency.record_ns(latency_ns);
+                                    interval.record_ns(latency_ns);
+                                }
+                            }
+                            Packet::PubRel(ack) => {
+                                Packet::PubComp(Ack::success(ack.packet_id))
+                                    .encode(connection.version(), &mut out)?;
+                            }
+                            // Nothing else is expected; a stray acknowledgement is harmless.
+                            _ => {}
+                        }
+                    }
+                    report.foreign += foreign;
+                    report.unexpected += unexpected;
+                }
+                if received > 0 {
+                    worker.count(|counts| {
+                        counts.received += received;
+                        counts.last_received_ns = received_ns;
+                    });
+                }
+                let written = if out.is_empty() { Ok(()) } else { connection.write(&out).await };
+                out.clear();
+                worker.pool.give(out);
+                written?;
+            }
+        }
+    }
+}
+
+/// Appends the acknowledgement a received PUBLISH needs (PUBACK for QoS 1, PUBREC for QoS 2).
+fn acknowledge(
+    publish: &Publish,
+    version: shardmq_io::codec::ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), Failure> {
+    let Some(packet_id) = publish.packet_id else { return Ok(()) };
+    let ack = Ack::success(packet_id);
+    match publish.qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => {
+            Packet::PubAck(ack).encode(version, out)?;
+        }
+        QoS::ExactlyOnce => {
+            Packet::PubRec(ack).encode(version, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a QoS 1/2 message of a publisher stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InFlight {
+    /// Waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published { sequence: u64 },
+    /// QoS 2: PUBREC came, PUBREL sent, waiting for PUBCOMP.
+    Released { sequence: u64 },
+}
+
+/// A publisher's state between writes.
+#[derive(Debug)]
+struct Publisher {
+    publisher: u32,
+    qos: QoS,
+    topic: ByteString,
+    payload_bytes: usize,
+    run_id: u32,
+    /// How many QoS 1/2 messages may be unacknowledged; QoS 0 messages per write.
+    window: usize,
+    /// Open loop: nanoseconds between this publisher's messages, and its first slot's offset.
+    schedule: Option<Schedule>,
+    next_sequence: u64,
+    next_packet_id: u16,
+    in_flight: HashMap<u16, InFlight>,
+    acknowledged: u64,
+    /// Messages the broker refused (an error reason code) or never acknowledged.
+    unacknowledged: Vec<u64>,
+}
+
+/// An open-loop publisher's timetable: message `k` is due at `start + offset + k * interval`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start_ns: u64,
+    offset_ns: f64,
+    interval_ns: f64,
+}
+
+impl Schedule {
+    fn due_ns(&self, sequence: u64) -> u64 {
+        self.start_ns + (self.offset_ns + sequence as f64 * self.interval_ns) as u64
+    }
+}
+
+impl Publisher {
+    /// Room for more messages now: the window minus what is in flight (QoS 1/2).
+    fn room(&self) -> usize {
+        match self.qos {
+            QoS::AtMostOnce => self.window,
+            QoS::AtLeastOnce | QoS::ExactlyOnce => self.window.saturating_sub(self.in_flight.len()),
+        }
+    }
+
+    /// The next free packet identifier (the window keeps at least one free).
+    fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..=u16::MAX {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if let Some(packet_id) = PacketId::new(candidate) {
+                if !self.in_flight.contains_key(&candidate) {
+                    return Some(packet_id);
+                }
+            }
+        }
+        None
+    }
+
+    /// Encodes every message that is due and fits the window, up to [`PUBLISH_BATCH_MAX`];
+    /// returns how many.
+    fn encode_due(
+        &mut self,
+        version: shardmq_io::codec::ProtocolVersion,
+        out: &mut BytesMut,
+        payload: &mut BytesMut,
+    ) -> Result<u64, Failure> {
+        let now = now_ns();
+        let mut encoded = 0;
+        let batch = self.room().min(PUBLISH_BATCH_MAX);
+        for _ in 0..batch {
+            let sequence = self.next_sequence;
+            let intended_ns = match self.schedule {
+                Some(schedule) => {
+                    let due = schedule.due_ns(sequence);
+                    if due > now {
+                        break;
+                    }
+                    due
+                }
+                // Closed loop: the message is meant to go now.
+                None => now,
+            };
+            let packet_id = match self.qos {
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce | QoS::ExactlyOnce => {
+                    let packet_id = self
+                        .allocate_packet_id()
+                        .ok_or_else(|| Failure::Protocol("no free packet identifier".into()))?;
+                    self.in_flight.insert(packet_id.get(), InFlight::Published { sequence });
+                    Some(packet_id)
+                }
+            };
+            PayloadHeader { run_id: self.run_id, publisher: self.publisher, sequence, intended_ns }
+                .write(self.payload_bytes, payload);
+            let publish = Packet::Publish(Publish {
+                dup: false,
+                qos: self.qos,
+                retain: false,
+                topic: self.topic.clone(),
+                packet_id,
+                properties: Properties::default(),
+                payload: Bytes::from(payload.split()),
+            });
+            publish.encode(version, out)?;
+            self.next_sequence += 1;
+            encoded += 1;
+        }
+        Ok(encoded)
+    }
+
+    /// Handles the broker's acknowledgements; appends PUBREL where QoS 2 needs one. Returns how
+    /// many messages completed.
+    fn acknowledgement(
+        &mut self,
+        packet: Packet,
+        version: shardmq_io::codec::ProtocolVersion,
+        out: &mut BytesMut,
+    ) -> Result<u64, Failure> {
+        match packet {
+            Packet::PubAck(ack) | Packet::PubComp(ack) => {
+                let Some(state) = self.in_flight.remove(&ack.packet_id.get()) else {
+                    return Err(Failure::Protocol(
+                        "acknowledgement of no message in flight".into(),
+                    ));
+                };
+                let (InFlight::Published { sequence } | InFlight::Released { sequence }) = state;
+                if ack.reason.is_error() {
+                    self.unacknowledged.push(sequence);
+                    return Ok(0);
+                }
+                self.acknowledged += 1;
+                Ok(1)
+            }
+            Packet::PubRec(ack) => {
+                let id = ack.packet_id.get();
+                let Some(InFlight::Published { sequence }) = self.in_flight.get(&id).copied()
+                else {
+                    return Err(Failure::Protocol("PUBREC of no message in flight".into()));
+                };
+                if ack.reason.is_error() {
+                    // A refused QoS 2 message ends here: no PUBREL follows.
+                    self.in_flight.remove(&id);
+                    self.unacknowledged.push(sequence);
+                    return Ok(0);
+                }
+                self.in_flight.insert(id, InFlight::Released { sequence });
+                Packet::PubRel(Ack::success(ack.packet_id)).encode(version, out)?;
+                Ok(0)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    fn end(mut self) -> PublisherEnd {
+        self.unacknowledged.extend(self.in_flight.values().map(|state| match state {
+            InFlight::Published { sequence } | InFlight::Released { sequence } => *sequence,
+        }));
+        self.unacknowledged.sort_unstable();
+        PublisherEnd {
+            publisher: self.publisher,
+            sent: self.next_sequence,
+            acknowledged: self.acknowledged,
+            unacknowledged: self.unacknowledged,
+        }
+    }
+}
+
+/// A publisher: connect, wait for the start, publish until stopped, settle acknowledgements,
+/// then hold the connection until the run finishes.
+async fn publisher_client(worker: Rc<Worker>, index: u64, publisher: u32) {
+    let Some(messaging) = worker.messaging().cloned() else { return };
+    let attempt_ns = worker.record_attempt();
+    let opened = worker.open(index).await;
+    setup_ended(&worker);
+    let mut connection = match opened {
+        Ok(connection) => connection,
+        Err(failure) => {
+            worker.record_failure(&failure);
+            worker.count(|counts| counts.publishers_done += 1);
+            return;
+        }
+    };
+    worker.record_connected(attempt_ns);
+    worker.count(|counts| counts.setups_done += 1);
+
+    let config = &worker.config;
+    let window = match config.qos {
+        QoS::AtMostOnce => usize::from(messaging.window),
+        // Never more than the broker's Receive Maximum: exceeding it is a protocol error.
+        QoS::AtLeastOnce | QoS::ExactlyOnce => {
+            usize::from(messaging.window.min(connection.receive_maximum).max(1))
+        }
+    };
+    let mut state = Publisher {
+        publisher,
+        qos: config.qos,
+        topic: ByteString::from(config.topic(messaging.publisher_topic(publisher))),
+        payload_bytes: config.payload_bytes,
+        run_id: config.run_id,
+        window,
+        schedule: None,
+        next_sequence: 0,
+        next_packet_id: 1,
+        in_flight: HashMap::new(),
+        acknowledged: 0,
+        unacknowledged: Vec::new(),
+    };
+    let start = worker.publish_start.listen();
+    let mut outcome = idle_until(&worker, &mut connection, &start).await;
+    if outcome.is_ok() && !worker.finish.is_raised() {
+        let start_ns = worker.shared.publish_start_ns.load(Ordering::Acquire);
+        state.schedule = messaging.rate_per_sec.map(|rate| {
+            // Message k of publisher p takes global slot p + k * P: the publishers interleave
+            // evenly and together keep the total rate.
+            let slot_ns = 1e9 / rate;
+            Schedule {
+                start_ns,
+                offset_ns: f64::from(publisher) * slot_ns,
+                interval_ns: f64::from(messaging.publishers) * slot_ns,
+            }
+        });
+        runtime::sleep(until(start_ns)).await;
+        outcome = publish(&worker, &mut connection, &mut state).await;
+    }
+    let sent = state.next_sequence;
+    let end = state.end();
+    worker.count(|counts| {
+        counts.publishers_done += 1;
+        counts.expected += sent * messaging.subscribers_of(publisher);
+    });
+    worker.report.borrow_mut().publishers.push(end);
+    let finish = worker.finish.listen();
+    let outcome = match outcome {
+        Ok(()) => idle_until(&worker, &mut connection, &finish).await,
+        Err(failure) => Err(failure),
+    };
+    match outcome {
+        Ok(()) => {
+            worker.report.borrow_mut().stayed_up += 1;
+            connection.disconnect(&worker.pool).await;
+            worker.count(|counts| counts.up = counts.up.saturating_sub(1));
+        }
+        Err(failure) => worker.record_drop(&failure),
+    }
+}
+
+/// The publishing loop: write what is due, then wait for acknowledgements, the next due time or
+/// the stop; after the stop, wait (bounded) for what is still in flight.
+async fn publish(
+    worker: &Worker,
+    connection: &mut Connection,
+    state: &mut Publisher,
+) -> Result<(), Failure> {
+    enum Wake {
+        Data,
+        Timer,
+        Stop,
+    }
+    let stop = worker.stop_publishing.listen();
+    let version = connection.version();
+    let mut out = BytesMut::new();
+    let mut payload = BytesMut::new();
+    let mut drain_deadline_ns = None;
+    loop {
+        let stopping = stop.is_raised();
+        if stopping && drain_deadline_ns.is_none() {
+            drain_deadline_ns = Some(now_ns() + duration_ns(ACK_DRAIN_TIMEOUT));
+        }
+        if !stopping {
+            let encoded = state.encode_due(version, &mut out, &mut payload)?;
+            worker.count(|counts| counts.sent += encoded);
+        }
+        if !out.is_empty() {
+            connection.write(&out).await?;
+            out.clear();
+        }
+        if stopping && state.in_flight.is_empty() {
+            return Ok(());
+        }
+        if drain_deadline_ns.is_some_and(|deadline| now_ns() >= deadline) {
+            // What is still in flight stays unacknowledged in the report.
+            return Ok(());
+        }
+        // Closed-loop QoS 0 has nothing to wait for: it is paced by its writes alone. Yield so
+        // the worker's other clients (subscribers reading these messages) get their turn.
+        if state.qos == QoS::AtMostOnce && state.schedule.is_none() && !stopping {
+            future::yield_now().await;
+            continue;
+        }
+        // The next moment something can be sent without an acknowledgement first.
+        let next_due = match state.schedule {
+            Some(schedule) if !stopping && state.room() > 0 => {
+                Some(schedule.due_ns(state.next_sequence))
+            }
+            _ => None,
+        };
+        let timer = next_due.or(drain_deadline_ns).or(connection.ping_due_ns());
+        let wake = if connection.has_buffered() {
+            Wake::Data
+        } else {
+            future::or(
+                async { connection.fill(&worker.pool).await.map(|()| Wake::Data) },
+                future::or(
+                    async {
+                        sleep_until(timer).await;
+                        Ok(Wake::Timer)
+                    },
+                    async {
+                        if stopping {
+                            future::pending::<()>().await;
+                        }
+                        stop.raised().await;
+                        Ok(Wake::Stop)
+                    },
+                ),
+            )
+            .await?
+        };
+        connection.release_buffer(&worker.pool);
+        match wake {
+            Wake::Data => {
+                let mut completed = 0;
+                while let Some(packet) = connection.next_packet(&worker.pool)? {
+                    completed += state.acknowledgement(packet, version, &mut out)?;
+                }
+                worker.count(|counts| counts.acknowledged += completed);
+            }
+            Wake::Timer => connection.keepalive_tick().await?,
+            Wake::Stop => {}
+        }
+        runtime::yield_if_needed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConnConfig, ProcessShare};
+
+    /// What an idle simulated client costs in user space is mostly its task's future: the
+    /// handshake and the disconnect are boxed so that it stays small. This guards that.
+    #[test]
+    fn idle_client_futures_stay_small() {
+        const CLIENT_FUTURE_BYTES_MAX: usize = 1280;
+        let config = RunConfig {
+            scenario: Scenario::Conn(ConnConfig {
+                connections: 1,
+                rate_per_sec: 1.0,
+                hold: Duration::from_secs(1),
+            }),
+            targets: vec![([127, 0, 0, 1], 1).into()],
+            version: shardmq_io::codec::ProtocolVersion::V3_1_1,
+            qos: QoS::AtMostOnce,
+            payload_bytes: 64,
+            duration: Duration::from_secs(1),
+            sources: vec![],
+            workers: 1,
+            pin_workers: false,
+            keepalive_secs: 1,
+            connect_timeout: Duration::from_secs(1),
+            run_tag: "x".into(),
+            run_id: 1,
+            share: ProcessShare::WHOLE,
+        };
+        let worker = Rc::new(Worker {
+            index: 0,
+            config: Arc::new(config),
+            shared: Arc::new(Shared::new(1)),
+            pool: BufferPool::default(),
+            counts: Cell::new(LiveCounts::default()),
+            setups_in_flight: Cell::new(0),
+            tasks: Cell::new(0),
+            report: RefCell::new(WorkerReport::default()),
+            interval_latency: RefCell::new(Latency::new()),
+            interval_connect_latency: RefCell::new(Latency::new()),
+            publish_start: Signal::new(),
+            stop_publishing: Signal::new(),
+            finish: Signal::new(),
+        });
+        let sizes = [
+            ("conn", std::mem::size_of_val(&conn_client(worker.clone(), 0))),
+            ("subscriber", std::mem::size_of_val(&subscriber_client(worker.clone(), 0, 0))),
+            ("publisher", std::mem::size_of_val(&publisher_client(worker.clone(), 0, 0))),
+        ];
+        for (client, size) in sizes {
+            assert!(size <= CLIENT_FUTURE_BYTES_MAX, "a {client} client's future is {size} bytes");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The load generator against real brokers: the `shardmq` binary of this workspace and
+//! Mosquitto (Debian's `mosquitto`), each started by the test on a free loopback port.
+//!
+//! Scenarios run through the library API with the same flags a user types, and the tests check
+//! the report's counts exactly: what was sent, what arrived, what was lost.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use shardmq_loadgen::{run, LoadgenArgs, Progress, Report};
+
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The broker's log line that gives its address.
+const LISTENING: &str = "listening for MQTT on ";
+/// Where Debian installs the Mosquitto broker.
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// Parses loadgen flags as `shardmq loadgen ...` would.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: LoadgenArgs,
+}
+
+/// A broker process, killed on drop.
+struct Broker {
+    child: Child,
+    addr: SocketAddr,
+    data_dir: Option<PathBuf>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `target/<profile>/shardmq`, next to this test's `deps/` directory.
+fn shardmq_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps")
+        .join("shardmq");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build -p shardmq-engine` (same profile) before these tests",
+        binary.display()
+    );
+    binary
+}
+
+/// Starts `shardmq serve` on 127.0.0.1, an ephemeral port, two shards, plus `extra` flags.
+fn start_shardmq(name: &str, extra: &[&str]) -> Broker {
+    let data_dir =
+        std::env::temp_dir().join(format!("shardmq-loadgen-{}-{name}", std::process::id()));
+    let mut child = Command::new(shardmq_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2", "--log", "info", "--data-dir"])
+        .arg(&data_dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the shardmq binary");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (sender, receiver) = mpsc::channel();
+    // Reads the log for the process's whole life: a full pipe would block the broker.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split(LISTENING).nth(1) {
+                let addr = rest.split_whitespace().next().and_then(|addr| addr.parse().ok());
+                let _ = sender.send(addr);
+            }
+        }
+    });
+    let addr =
+        receiver.recv_timeout(START_TIMEOUT).ok().flatten().unwrap_or_else(|| {
+            panic!("shardmq did not log {LISTENING:?} within {START_TIMEOUT:?}")
+        });
+    Broker { child, addr, data_dir: Some(data_dir) }
+}
+
+/// Starts Mosquitto on a free loopback port.
+fn start_mosquitto() -> Broker {
+    assert!(
+        std::path::Path::new(MOSQUITTO).is_file(),
+        "{MOSQUITTO} is missing: install the broker with `apt-get install mosquitto`"
+    );
+    // Ask the kernel for a free port, then let Mosquitto bind it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(MOSQUITTO)
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Broker { child, addr, data_dir: None }
+}
+
+/// Runs `shardmq loadgen <flags>` through the library, with two workers and no progress lines.
+fn loadgen(flags: &str) -> Report {
+    let argv = std::iter::once("loadgen").chain(flags.split_whitespace());
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{flags}: {error}"));
+    let config = cli.args.resolve().unwrap_or_else(|error| panic!("{flags}: {error}"));
+    run(config, Progress::Silent).unwrap_or_else(|error| panic!("{flags}: {error}"))
+}
+
+/// Every message of every stream arrived exactly once, and the report says so.
+fn assert_exact(report: &Report, qos: u8) {
+    let messages = report.messages.as_ref().expect("a messaging report");
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert!(messages.sent > 0, "nothing sent:\n{}", report.table());
+    assert_eq!(messages.received, messages.expected, "{}", report.table());
+    if qos > 0 {
+        assert_eq!(messages.acknowledged, messages.sent, "{}", report.table());
+    }
+    assert_eq!(messages.integrity.len(), 1, "{}", report.table());
+    let integrity = &messages.integrity[0];
+    assert_eq!(integrity.qos, qos);
+    assert_eq!((integrity.lost, integrity.duplicates, integrity.out_of_order), (0, 0, 0));
+    assert_eq!(integrity.expected, messages.expected);
+    assert_eq!(messages.latency.count, messages.received);
+}
+
+#[test]
+fn qos1_pairs_against_shardmq_count_exactly() {
+    let broker = start_shardmq("pairs", &[]);
+    let target = broker.addr;
+    // An open-loop rate the broker sustains with room to spare, so no session queue fills.
+    let report = loadgen(&format!(
+        "pairs --target {target} --qos 1 --publishers 4 --duration 2 --rate 4000 --workers 2"
+    ));
+    assert_exact(&report, 1);
+    let messages = report.messages.as_ref().expect("messages");
+    assert_eq!(messages.integrity[0].streams, 4);
+    assert_eq!(messages.expected, messages.sent, "pairs: one subscriber per message");
+    assert_eq!(report.connections.stayed_up, 8);
+}
+
+#[test]
+fn conn_holds_200_connections_from_several_source_addresses() {
+    let broker = start_shardmq("conn", &[]);
+    // A 1 s keepalive: the broker drops a client silent for 1.5 s, so holding for 3 s proves
+    // that PINGREQs flow while the connections are idle.
+    let report = loadgen(&format!(
+        "conn --target {} --connections 200 --rate 1000 --hold 3 --keepalive 1 \
+         --source 127.0.0.2-127.0.0.5 --workers 2",
+        broker.addr
+    ));
+    let connections = &report.connections;
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert_eq!(connections.attempted, 200);
+    assert_eq!(connections.established, 200);
+    assert_eq!(connections.stayed_up, 200);
+    assert!(connections.failures.is_empty() && connections.dropped.is_empty());
+    assert_eq!(connections.connect_latency.count, 200);
+    assert!(report.messages.is_none());
+}
+
+#[test]
+fn conn_failures_are_named() {
+    // Nothing listens on a port just released: every attempt is refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let report =
+        loadgen(&format!("conn --target 127.0.0.1:{port} --connections 20 --rate 1000 --hold 0"));
+    assert!(!report.passed);
+    assert_eq!(report.connections.failures.get("refused"), Some(&20));
+    assert_eq!(report.connections.established, 0);
+}
+
+#[test]
+fn acknowledged_loss_is_reported_loudly() {
+    // A session queue of 10 messages: closed-loop QoS 1 publishing outruns the subscriber's
+    // delivery window, and the broker drops what overflows the queue although it acknowledged
+    // it to the publisher. The load generator must call that out.
+    let broker = start_shardmq("loss", &["--max-queued-messages", "10", "--max-inflight", "4"]);
+    let report = loadgen(&format!(
+        "fanin --target {} --qos 1 --publishers 8 --subscribers 1 --duration 1 --workers 2",
+        broker.addr
+    ));
+    let messages = report.messages.as_ref().expect("messages");
+    let integrity = &messages.integrity[0];
+    assert!(integrity.lost_acknowledged > 0, "{}", report.table());
+    assert_eq!(integrity.lost, integrity.expected - integrity.received + integrity.duplicates);
+    assert!(!report.passed);
+    assert!(
+        report.problems.iter().any(|problem| problem.starts_with("LOSS:")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn json_report_is_well_formed() {
+    let broker = start_shardmq("json", &[]);
+    let path = std::env::temp_dir().join(format!("shardmq-loadgen-{}.json", std::process::id()));
+    let report = loadgen(&format!(
+        "fanout --target {} --qos 0 --subscribers 5 --duration 1 --rate 2000 --mqtt 5",
+        broker.addr
+    ));
+    shardmq_loadgen::write_json(&report, &path).expect("write the JSON report");
+    let text = std::fs::read_to_string(&path).expect("read the JSON report");
+    let _ = std::fs::remove_file(&path);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("well-formed JSON");
+    let messages = report.messages.as_ref().expect("messages");
+    assert_eq!(json["scenario"], "fanout");
+    assert_eq!(json["passed"], report.passed);
+    assert_eq!(json["config"]["version"], "5");
+    assert_eq!(json["config"]["scenario"]["kind"], "messaging");
+    assert_eq!(json["messages"]["sent"], messages.sent);
+    assert_eq!(json["messages"]["received"], messages.received);
+    assert_eq!(json["connections"]["established"], 6);
+    for percentile in ["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"] {
+        assert!(json["messages"]["latency"][percentile].is_f64(), "{percentile}: {text}");
+    }
+    let integrity = &json["messages"]["integrity"][0];
+    for field in ["lost", "lost_acknowledged", "duplicates", "out_of_order", "streams"] {
+        assert!(integrity[field].is_u64(), "{field}: {text}");
+    }
+    assert_eq!(integrity["streams"], 5);
+}
+
+#[test]
+fn qos2_and_qos1_against_mosquitto_count_exactly() {
+    let broker = start_mosquitto();
+    let target = broker.addr;
+    let report = loadgen(&format!(
+        "pairs --target {target} --qos 2 --publishers 3 --duration 1 --rate 1500 --mqtt 5"
+    ));
+    assert_exact(&report, 2);
+    let report = loadgen(&format!(
+        "fanout --target {target} --qos 1 --subscribers 4 --duration 1 --rate 1000"
+    ));
+    assert_exact(&report, 1);
+    assert_eq!(report.messages.as_ref().map(|m| m.integrity[0].streams), Some(4));
+}
+
+#[test]
+fn worker_processes_merge_into_one_exact_report() {
+    let broker = start_shardmq("processes", &[]);
+    let path =
+        std::env::temp_dir().join(format!("shardmq-loadgen-processes-{}.json", std::process::id()));
+    // Through the binary: worker processes re-execute it, which a test executable cannot stand
+    // in for.
+    let output = Command::new(shardmq_binary())
+        .args(["loadgen", "pairs", "--target", &broker.addr.to_string()])
+        .args(["--qos", "1", "--publishers", "4", "--duration", "1", "--rate", "2000"])
+        .args(["--processes", "2", "--workers", "1", "--quiet", "--json"])
+        .arg(&path)
+        .output()
+        .expect("run shardmq loadgen");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&path).expect("read the JSON report");
+    let _ = std::fs::remove_file(&path);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("well-formed JSON");
+    assert_eq!(json["passed"], true, "{stdout}");
+    assert_eq!(json["connections"]["established"], 8, "{stdout}");
+    let messages = &json["messages"];
+    let sent = messages["sent"].as_u64().expect("sent");
+    assert!(sent > 0, "{stdout}");
+    assert_eq!(messages["received"], sent, "{stdout}");
+    assert_eq!(messages["acknowledged"], sent, "{stdout}");
+    assert_eq!(messages["integrity"][0]["streams"], 4, "{stdout}");
+    assert_eq!(messages["integrity"][0]["lost"], 0, "{stdout}");
+    assert_eq!(messages["latency"]["count"], sent, "{stdout}");
+}
+
+#[test]
+fn a_broker_killed_mid_run_is_reported_not_waited_for() {
+    let mut broker = start_shardmq("killed", &[]);
+    let flags = format!(
+        "pairs --target {} --qos 1 --publishers 4 --duration 3 --rate 2000 --workers 2",
+        broker.addr
+    );
+    let run = std::thread::spawn(move || loadgen(&flags));
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.child.kill().expect("kill the broker");
+    let report = run.join().expect("the run ends although its broker died");
+    assert!(!report.passed);
+    assert_eq!(report.connections.stayed_up, 0, "{}", report.table());
+    let dropped: u64 = report.connections.dropped.values().sum();
+    assert_eq!(dropped, 8, "{}", report.table());
+    let messages = report.messages.as_ref().expect("messages");
+    assert!(messages.sent > 0 && messages.received > 0, "{}", report.table());
+    // Every subscriber lost its own connection: its streams are judged apart.
+    assert!(messages.integrity.iter().all(|group| group.dropped_subscribers), "{}", report.table());
+}
