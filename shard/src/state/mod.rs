@@ -1395,13 +1395,10 @@ impl Shard {
                     if let Some(dropped) = session.queue.remove(index) {
                         session.queued_bytes -= dropped.message.cost_bytes();
                     }
+                    self.count_queue_drop(client_id);
                 }
-                _ => {
-                    self.stats.dropped_queue_full += 1;
-                    return;
-                }
+                _ => return self.count_queue_drop(client_id),
             }
-            self.stats.dropped_queue_full += 1;
         }
         if delivery.seq == 0 {
             self.persist_delivery(client_id, &mut delivery, MessageStage::Queued, 0);
@@ -1409,6 +1406,23 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         session.queued_bytes += cost;
         session.queue.push_back(delivery);
+    }
+
+    /// Counts a message dropped because a session's queue was full, and says so in the log at
+    /// the 1st, 2nd, 4th, 8th... drop on this shard: visible without flooding the log.
+    fn count_queue_drop(&mut self, client_id: &ByteString) {
+        self.stats.dropped_queue_full += 1;
+        let dropped = self.stats.dropped_queue_full;
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                shard = %self.id,
+                client = %client_id,
+                dropped,
+                "session queue full (max_queued_messages {}, max_queued_bytes {}): messages dropped",
+                self.limits.queued_messages_max,
+                self.limits.queued_bytes_max,
+            );
+        }
     }
 
     /// Sends a QoS 1/2 delivery under a new packet identifier and records it in flight.
