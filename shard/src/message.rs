@@ -46,6 +46,14 @@ impl Message {
     }
 }
 
+/// Messages up to this size (topic, payload and properties' strings) are copied out of the read
+/// buffer they were decoded from. A decoded message is a slice of a connection's read buffer (up
+/// to 16 KiB, shared by every packet of that read): a small message kept in a queue or the
+/// retained store would otherwise keep the whole buffer alive, and memory would outgrow the
+/// queue limits, which count message bytes. Larger messages stay zero-copy: they are most of
+/// their buffer.
+pub const COMPACT_BYTES_MAX: usize = 4 << 10;
+
 /// Keeps only the properties a subscriber receives unchanged (spec 3.3.2.3).
 pub fn forwarded_properties(properties: &Properties) -> Properties {
     Properties {
@@ -55,6 +63,39 @@ pub fn forwarded_properties(properties: &Properties) -> Properties {
         correlation_data: properties.correlation_data.clone(),
         user_properties: properties.user_properties.clone(),
         ..Properties::default()
+    }
+}
+
+fn own(text: &ByteString) -> ByteString {
+    ByteString::from(&**text)
+}
+
+impl Message {
+    /// The message with its bytes in allocations of its own when it is small (see
+    /// [`COMPACT_BYTES_MAX`]); as it is otherwise.
+    pub fn compacted(mut self) -> Message {
+        let properties = &self.properties;
+        let size = self.topic.len()
+            + self.payload.len()
+            + properties.content_type.as_ref().map_or(0, |t| t.len())
+            + properties.response_topic.as_ref().map_or(0, |t| t.len())
+            + properties.correlation_data.as_ref().map_or(0, |d| d.len())
+            + properties.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if size > COMPACT_BYTES_MAX {
+            return self;
+        }
+        self.topic = own(&self.topic);
+        self.payload = Bytes::copy_from_slice(&self.payload);
+        let properties = &mut self.properties;
+        properties.content_type = properties.content_type.as_ref().map(own);
+        properties.response_topic = properties.response_topic.as_ref().map(own);
+        properties.correlation_data =
+            properties.correlation_data.as_ref().map(|d| Bytes::copy_from_slice(d));
+        for (name, value) in &mut properties.user_properties {
+            *name = own(name);
+            *value = own(value);
+        }
+        self
     }
 }
 
@@ -69,4 +110,32 @@ pub struct Delivery {
     /// Its key in the session's stored messages; 0 while it is not stored (clean sessions,
     /// QoS 0, or no storage).
     pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_leave_the_read_buffer_large_ones_stay_in_it() {
+        let buffer = Bytes::from(vec![b'x'; 16 << 10]);
+        let message = |len: usize| Message {
+            topic: ByteString::try_from(buffer.slice(0..3)).expect("utf-8"),
+            payload: buffer.slice(3..3 + len),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+            expires_at: None,
+            publisher: ByteString::from("p"),
+        };
+        let inside = |bytes: &[u8]| {
+            let start = buffer.as_ptr() as usize;
+            (start..start + buffer.len()).contains(&(bytes.as_ptr() as usize))
+        };
+        let small = message(64).compacted();
+        assert!(!inside(&small.payload) && !inside(small.topic.as_bytes()));
+        assert_eq!(small.payload.len(), 64);
+        let large = message(8 << 10).compacted();
+        assert!(inside(&large.payload), "large payloads are not copied");
+    }
 }

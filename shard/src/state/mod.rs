@@ -300,7 +300,9 @@ impl Shard {
             connack_properties.session_expiry_interval = Some(expiry_secs);
         }
 
-        let client_id = connect.client_id.clone();
+        // The decoded CONNECT's strings are slices of the connection's first read buffer; what
+        // outlives the CONNECT (the client id, the will) is copied out so that buffer can go.
+        let client_id = ByteString::from(&*connect.client_id);
         // Take over an existing connection of this client.
         if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
@@ -343,15 +345,18 @@ impl Shard {
                 .properties
                 .message_expiry_interval
                 .map(|secs| now + Duration::from_secs(u64::from(secs)));
-            Arc::new(Message {
-                topic: will.topic,
-                payload: will.payload,
-                qos: will.qos,
-                retain: will.retain,
-                properties: forwarded_properties(&will.properties),
-                expires_at,
-                publisher: client_id.clone(),
-            })
+            Arc::new(
+                Message {
+                    topic: will.topic,
+                    payload: will.payload,
+                    qos: will.qos,
+                    retain: will.retain,
+                    properties: forwarded_properties(&will.properties),
+                    expires_at,
+                    publisher: client_id.clone(),
+                }
+                .compacted(),
+            )
         });
 
         let window = connect
@@ -836,15 +841,18 @@ impl Shard {
             .properties
             .message_expiry_interval
             .map(|secs| now + Duration::from_secs(u64::from(secs)));
-        let message = Arc::new(Message {
-            topic: publish.topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            properties: forwarded_properties(&publish.properties),
-            expires_at,
-            publisher: client_id,
-        });
+        let message = Arc::new(
+            Message {
+                topic: publish.topic,
+                payload: publish.payload,
+                qos: publish.qos,
+                retain: publish.retain,
+                properties: forwarded_properties(&publish.properties),
+                expires_at,
+                publisher: client_id,
+            }
+            .compacted(),
+        );
         let qos = publish.qos;
         // Copies sent to other shards ask for receipts when the acknowledgement may have to wait
         // for their writes.
@@ -959,7 +967,9 @@ impl Shard {
         let mut retained_for = Vec::new();
         let mut new_routes = Vec::new();
         for entry in subscribe.filters {
-            let filter = entry.filter;
+            // Kept by the session: copied out of the SUBSCRIBE's read buffer (see
+            // `COMPACT_BYTES_MAX`).
+            let filter = ByteString::from(&*entry.filter);
             let (group, plain) = match split_shared(&filter) {
                 Some(Ok((group, plain))) => (Some(ByteString::from(group)), plain),
                 _ => (None, &*filter),
