@@ -588,7 +588,9 @@ async fn handshake(context: Rc<ShardContext>, mut stream: TcpStream) {
         home_shard(&connect.client_id, context.shards)
     };
     if home == context.id {
-        return run_connection(context, stream, decoder, buf, connect).await;
+        // A task of its own rather than awaited here: this handshake's state (its read and
+        // timeout futures) would otherwise stay allocated beside the connection for its life.
+        return runtime::spawn_local(run_connection(context, stream, decoder, buf, connect));
     }
     match stream.into_handoff() {
         Ok(handoff) => {
@@ -631,41 +633,49 @@ async fn send_refusal(stream: &mut TcpStream, version: ProtocolVersion, reason: 
 
 /// One connection on its client's home shard: feeds its packets to the shard and writes what the
 /// shard produces for it, until either side closes.
-async fn run_connection(
+///
+/// A plain fn returning an `async move` block rather than an `async fn`: the block uses the
+/// arguments in place, where an `async fn` keeps them twice in its state (measured with
+/// `-Zprint-type-sizes`; this future lives as long as the connection).
+fn run_connection(
     context: Rc<ShardContext>,
     mut stream: TcpStream,
     mut decoder: Decoder,
     mut buf: BytesMut,
     connect: Box<Connect>,
-) {
-    let version = connect.protocol;
-    if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max
-        || context.stopping.get()
-    {
-        context.connections.fetch_sub(1, Ordering::Relaxed);
-        let reason = if context.stopping.get() {
-            ReasonCode::SERVER_UNAVAILABLE
-        } else {
-            ReasonCode::QUOTA_EXCEEDED
-        };
-        return send_refusal(&mut stream, version, reason).await;
-    }
-    let conn = context.new_conn_id();
-    let handle = Rc::new(ConnHandle::default());
-    context.conns.borrow_mut().insert(conn, handle.clone());
-    context.state.borrow_mut().connect(conn, *connect, Instant::now());
-    context.apply_effects();
+) -> impl Future<Output = ()> {
+    async move {
+        let version = connect.protocol;
+        if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max
+            || context.stopping.get()
+        {
+            context.connections.fetch_sub(1, Ordering::Relaxed);
+            let reason = if context.stopping.get() {
+                ReasonCode::SERVER_UNAVAILABLE
+            } else {
+                ReasonCode::QUOTA_EXCEEDED
+            };
+            // Boxed: the refusal's future would otherwise size every connection's state.
+            return Box::pin(send_refusal(&mut stream, version, reason)).await;
+        }
+        let conn = context.new_conn_id();
+        let handle = Rc::new(ConnHandle::default());
+        context.conns.borrow_mut().insert(conn, handle.clone());
+        context.state.borrow_mut().connect(conn, *connect, Instant::now());
+        context.apply_effects();
 
-    let lost = serve_connection(&context, conn, &handle, &mut stream, &mut decoder, &mut buf).await;
-    let now = Instant::now();
-    context.conns.borrow_mut().remove(&conn);
-    if lost {
-        context.state.borrow_mut().connection_lost(conn, now);
-    } else {
-        context.state.borrow_mut().connection_closed(conn);
+        let lost =
+            serve_connection(&context, conn, &handle, &mut stream, &mut decoder, &mut buf).await;
+        let now = Instant::now();
+        context.conns.borrow_mut().remove(&conn);
+        if lost {
+            context.state.borrow_mut().connection_lost(conn, now);
+        } else {
+            context.state.borrow_mut().connection_closed(conn);
+        }
+        context.apply_effects();
+        context.connections.fetch_sub(1, Ordering::Relaxed);
     }
-    context.apply_effects();
-    context.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// The connection's loop. Returns true if the connection was lost (EOF or an error) rather than
