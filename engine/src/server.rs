@@ -637,6 +637,8 @@ async fn send_refusal(stream: &mut TcpStream, version: ProtocolVersion, reason: 
 /// A plain fn returning an `async move` block rather than an `async fn`: the block uses the
 /// arguments in place, where an `async fn` keeps them twice in its state (measured with
 /// `-Zprint-type-sizes`; this future lives as long as the connection).
+// Deliberately not an `async fn`: see above.
+#[allow(clippy::manual_async_fn)]
 fn run_connection(
     context: Rc<ShardContext>,
     mut stream: TcpStream,
