@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use shardmq_io::codec::{ProtocolVersion, QoS};
 
 use crate::config::{
-    invalid, parse_sources, parse_target, ConfigError, ConnConfig, MessagingConfig, ProcessShare,
-    RunConfig, Scenario, Shape,
+    invalid, parse_sources, parse_target, ChurnConfig, ConfigError, ConnConfig, MessagingConfig,
+    ProcessShare, RetainedConfig, RunConfig, Scenario, Shape,
 };
 
 /// Default `--payload`: small messages, as most MQTT traffic is.
@@ -44,6 +44,13 @@ pub enum ScenarioArgs {
     /// Few publishers, many subscribers: publisher p and subscriber s meet on topic (p or s)
     /// modulo --topics.
     Fanout(MessagingArgs),
+    /// Publish R retained messages on distinct topics, then S subscribers subscribe with a
+    /// wildcard covering them; every subscriber must receive all R.
+    Retained(RetainedArgs),
+    /// Persistent-session clients disconnecting and reconnecting at a rate while a publisher
+    /// sends QoS 1 messages to them; every message queued while a client was offline must
+    /// arrive when it comes back.
+    Churn(ChurnArgs),
 }
 
 /// Flags every scenario takes.
@@ -145,6 +152,42 @@ pub struct MessagingArgs {
     pub window: u16,
 }
 
+/// `retained` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RetainedArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Retained messages to publish, each on its own topic (lg/RUN/0 ... lg/RUN/R-1).
+    #[arg(long, value_name = "R", default_value_t = 1000)]
+    pub retained: u32,
+    /// Clients that subscribe once every retained message is acknowledged.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub subscribers: u32,
+    /// The filter subscribers use [default: lg/RUN/+]; it must cover every retained topic.
+    #[arg(long, value_name = "FILTER")]
+    pub wildcard: Option<String>,
+    /// Leave the retained messages on the broker (by default they are cleared at the end).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `churn` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Persistent-session clients, each subscribed to its own topic.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub clients: u32,
+    /// Reconnects per second over all clients: each client goes offline and comes back once
+    /// every N / RATE seconds.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Messages per second the publisher sends, round-robin over the clients' topics.
+    #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = 100.0)]
+    pub publish_rate: f64,
+}
+
 impl LoadgenArgs {
     /// The flags every scenario shares.
     pub fn common(&self) -> &CommonArgs {
@@ -153,6 +196,8 @@ impl LoadgenArgs {
             ScenarioArgs::Pairs(args) | ScenarioArgs::Fanin(args) | ScenarioArgs::Fanout(args) => {
                 &args.common
             }
+            ScenarioArgs::Retained(args) => &args.common,
+            ScenarioArgs::Churn(args) => &args.common,
         }
     }
 
@@ -168,6 +213,27 @@ impl LoadgenArgs {
             ScenarioArgs::Pairs(args) => messaging(args, Shape::Pairs, (10, 10)),
             ScenarioArgs::Fanin(args) => messaging(args, Shape::FanIn, (10, 1)),
             ScenarioArgs::Fanout(args) => messaging(args, Shape::FanOut, (1, 10)),
+            ScenarioArgs::Retained(args) => {
+                if common.processes > 1 {
+                    return Err(invalid("--processes", "retained runs in one process"));
+                }
+                Scenario::Retained(RetainedConfig {
+                    retained: args.retained,
+                    subscribers: args.subscribers,
+                    filter: args.wildcard.clone(),
+                    keep: args.keep,
+                })
+            }
+            ScenarioArgs::Churn(args) => {
+                if common.processes > 1 {
+                    return Err(invalid("--processes", "churn runs in one process"));
+                }
+                Scenario::Churn(ChurnConfig {
+                    clients: args.clients,
+                    rate_per_sec: args.rate,
+                    publish_rate_per_sec: args.publish_rate,
+                })
+            }
         };
         let targets =
             common.targets.iter().map(|target| parse_target(target)).collect::<Result<_, _>>()?;
@@ -176,8 +242,13 @@ impl LoadgenArgs {
             "5" | "5.0" => ProtocolVersion::V5,
             other => return Err(invalid("--mqtt", format!("{other:?}: expected 3 or 5"))),
         };
-        let qos =
+        let mut qos =
             QoS::from_bits(common.qos).ok_or_else(|| invalid("--qos", "expected 0, 1 or 2"))?;
+        if matches!(self.scenario, ScenarioArgs::Churn(_)) && qos == QoS::AtMostOnce {
+            // QoS 0 is never queued for an offline client, so churn runs at QoS 1 at least
+            // (`--qos 2` for QoS 2).
+            qos = QoS::AtLeastOnce;
+        }
         let workers = match common.workers {
             Some(workers) => workers,
             None => std::thread::available_parallelism().map_or(1, usize::from),

@@ -26,6 +26,9 @@ pub const WORKERS_MAX: usize = 1024;
 /// The most clients of one run: client indexes are `u32` in payloads and reports.
 pub const CLIENTS_MAX: u64 = u32::MAX as u64;
 
+/// The most retained messages one `retained` run publishes.
+pub const RETAINED_MAX: u32 = 1_000_000;
+
 /// Why a configuration was refused; each message names the flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -107,6 +110,36 @@ pub enum Scenario {
     Conn(ConnConfig),
     /// Publishers and subscribers over topics.
     Messaging(MessagingConfig),
+    /// Retained messages on distinct topics, then wildcard subscribers that must get them all.
+    Retained(RetainedConfig),
+    /// Persistent-session clients that disconnect and reconnect while a publisher queues
+    /// messages for them.
+    Churn(ChurnConfig),
+}
+
+/// `churn`: `clients` persistent-session clients, each disconnecting and reconnecting once per
+/// `clients / rate_per_sec` seconds (offline for half of it), while one publisher sends
+/// `publish_rate_per_sec` messages round-robin over their topics. Clients are `0..clients`; the
+/// publisher has its own id.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnConfig {
+    pub clients: u32,
+    /// Reconnects per second over all clients.
+    pub rate_per_sec: f64,
+    /// Messages per second over all topics.
+    pub publish_rate_per_sec: f64,
+}
+
+/// `retained`: publish `retained` retained messages, then `subscribers` subscribe to a filter
+/// covering them. Client 0 publishes (and cleans up); clients `1..=subscribers` subscribe.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetainedConfig {
+    pub retained: u32,
+    pub subscribers: u32,
+    /// The filter subscribers use; `None`: the run's `lg/<tag>/+`.
+    pub filter: Option<String>,
+    /// Leave the retained messages on the broker instead of clearing them at the end.
+    pub keep: bool,
 }
 
 /// `conn`: open `connections` at `rate_per_sec`, hold them for `hold`.
@@ -223,13 +256,16 @@ impl RunConfig {
             Scenario::Messaging(messaging) => {
                 u64::from(messaging.subscribers) + u64::from(messaging.publishers)
             }
+            Scenario::Retained(retained) => u64::from(retained.subscribers) + 1,
+            Scenario::Churn(churn) => u64::from(churn.clients) + 1,
         }
     }
 
     /// What client `index` is.
     pub fn role(&self, index: u64) -> Role {
         match &self.scenario {
-            Scenario::Conn(_) => Role::Conn,
+            // Retained runs name their clients themselves (`retained.rs`).
+            Scenario::Conn(_) | Scenario::Retained(_) | Scenario::Churn(_) => Role::Conn,
             Scenario::Messaging(messaging) => {
                 let subscribers = u64::from(messaging.subscribers);
                 // Indexes are below `client_count`, which `check` keeps within u32.
@@ -322,9 +358,48 @@ impl RunConfig {
                 }
             }
             Scenario::Messaging(messaging) => check_messaging(messaging)?,
+            Scenario::Retained(retained) => check_retained(retained, self.share)?,
+            Scenario::Churn(churn) => {
+                if churn.clients == 0 {
+                    return Err(invalid("--clients", "must be at least 1"));
+                }
+                for (flag, rate) in
+                    [("--rate", churn.rate_per_sec), ("--publish-rate", churn.publish_rate_per_sec)]
+                {
+                    if !(rate.is_finite() && rate > 0.0) {
+                        return Err(invalid(flag, "must be a positive number"));
+                    }
+                }
+                if self.qos == QoS::AtMostOnce {
+                    return Err(invalid("--qos", "churn needs QoS 1 or 2: QoS 0 is not queued"));
+                }
+                if self.share != ProcessShare::WHOLE {
+                    return Err(invalid("--processes", "churn runs in one process"));
+                }
+            }
         }
         Ok(())
     }
+}
+
+fn check_retained(retained: &RetainedConfig, share: ProcessShare) -> Result<(), ConfigError> {
+    if retained.retained == 0 || retained.retained > RETAINED_MAX {
+        return Err(invalid("--retained", format!("must be 1..={RETAINED_MAX}")));
+    }
+    if retained.subscribers == 0 {
+        return Err(invalid("--subscribers", "must be at least 1"));
+    }
+    let tracked = u64::from(retained.retained) * u64::from(retained.subscribers);
+    if tracked > STREAMS_MAX * 64 {
+        return Err(invalid(
+            "--subscribers",
+            format!("{tracked} deliveries to track; at most {}", STREAMS_MAX * 64),
+        ));
+    }
+    if share != ProcessShare::WHOLE {
+        return Err(invalid("--processes", "retained runs in one process"));
+    }
+    Ok(())
 }
 
 fn check_messaging(messaging: &MessagingConfig) -> Result<(), ConfigError> {

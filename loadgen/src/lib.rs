@@ -9,24 +9,33 @@
 //! - every payload carries its publisher, sequence number and intended send time
 //!   ([`payload`]), so subscribers time each message from when it was meant to be sent (no
 //!   coordinated omission) and check each (publisher, subscriber) stream for loss, duplicates
-//!   and reordering ([`integrity`]).
+//!   and reordering ([`integrity`]);
+//! - idle clients hold no timer of their own: each worker's keepalive clock (`keepalive`) wakes
+//!   those whose PINGREQ is due;
+//! - [`retained`] and [`churn`] run their scenarios on their own executors, without the phase
+//!   coordinator;
+//! - [`stop`] turns Ctrl-C and SIGTERM into an early end that still reports.
 //!
 //! The user guide is `docs/loadgen.md`.
 
 #![forbid(unsafe_code)]
 
+pub mod churn;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod histogram;
 pub mod integrity;
+mod keepalive;
 pub mod mqtt;
 pub mod payload;
 pub mod process;
 pub mod report;
+pub mod retained;
 pub mod run;
 mod shared;
 mod signal;
+pub mod stop;
 mod worker;
 
 use std::io::Write as _;
@@ -53,6 +62,10 @@ pub fn main(args: LoadgenArgs) -> ExitCode {
         }
     };
     let common = args.common();
+    if let Err(error) = stop::install() {
+        eprintln!("shardmq loadgen: cannot handle Ctrl-C and SIGTERM: {error}");
+        return ExitCode::from(EXIT_UNUSABLE);
+    }
     if config.share != config::ProcessShare::WHOLE {
         // A worker process: its parent reads its stdout and prints everything.
         let start_ns = common.start_ns.unwrap_or_else(clock::now_ns);

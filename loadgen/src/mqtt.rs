@@ -153,6 +153,17 @@ pub struct ConnectOptions {
     pub version: ProtocolVersion,
     pub client_id: String,
     pub keepalive_secs: u16,
+    pub session: Session,
+}
+
+/// Which session a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Clean Start / Clean Session = 1: a fresh session that ends with the connection.
+    Clean,
+    /// Clean Start / Clean Session = 0: resume the stored session; MQTT 5 keeps it for
+    /// `expiry_secs` after the connection ends (3.1.1 keeps it until a clean connect).
+    Persistent { expiry_secs: u32 },
 }
 
 /// An open MQTT connection (CONNACK received). Lives on one worker.
@@ -170,6 +181,8 @@ pub struct Connection {
     /// How many QoS 1/2 messages the broker accepts in flight from us (MQTT 5 Receive Maximum;
     /// 65,535 when not given, as the specification says).
     pub receive_maximum: u16,
+    /// CONNACK's Session Present flag.
+    pub session_present: bool,
 }
 
 impl Connection {
@@ -193,16 +206,23 @@ impl Connection {
             keepalive_ns: u64::from(options.keepalive_secs) * 1_000_000_000,
             ping_outstanding: false,
             receive_maximum: u16::MAX,
+            session_present: false,
         };
+        let mut properties = Properties::default();
+        if let (Session::Persistent { expiry_secs }, ProtocolVersion::V5) =
+            (options.session, options.version)
+        {
+            properties.session_expiry_interval = Some(expiry_secs);
+        }
         let connect = Packet::Connect(Box::new(Connect {
             protocol: options.version,
-            clean_start: true,
+            clean_start: options.session == Session::Clean,
             keep_alive_secs: options.keepalive_secs,
             client_id: ByteString::from(options.client_id.as_str()),
             will: None,
             username: None,
             password: None,
-            properties: Properties::default(),
+            properties,
         }));
         connection.send_packet(&connect, pool).await?;
         loop {
@@ -214,6 +234,7 @@ impl Connection {
                 if connack.reason.is_error() {
                     return Err(Failure::ConnAck(connack.reason));
                 }
+                connection.session_present = connack.session_present;
                 if let Some(maximum) = connack.properties.receive_maximum {
                     connection.receive_maximum = maximum;
                 }
@@ -229,6 +250,14 @@ impl Connection {
 
     pub fn version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// Waits until bytes (or EOF) arrive, holding no buffer and reading nothing. Its future is
+    /// a few words, which keeps an idle client's task small; follow it with
+    /// [`Connection::fill`], which then reads at once. Cancel-safe.
+    pub async fn readable(&mut self) -> Result<(), Failure> {
+        self.stream.readable().await?;
+        Ok(())
     }
 
     /// Waits until bytes (or EOF) arrive, holding no buffer meanwhile, then reads them.
@@ -323,6 +352,29 @@ impl Connection {
         const PINGREQ: [u8; 2] = [0xC0, 0x00];
         self.write(&PINGREQ).await?;
         self.ping_outstanding = true;
+        Ok(())
+    }
+
+    /// Sends PINGREQ and waits for its PINGRESP, handing every other packet that comes first to
+    /// `other`. A broker answers one connection's packets in order, so once PINGRESP arrives it
+    /// has handled everything sent before it (the only barrier QoS 0 publishes have).
+    pub async fn round_trip(
+        &mut self,
+        pool: &BufferPool,
+        mut other: impl FnMut(Packet) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        const PINGREQ: [u8; 2] = [0xC0, 0x00];
+        self.write(&PINGREQ).await?;
+        self.ping_outstanding = true;
+        while self.ping_outstanding {
+            if !self.has_buffered() {
+                self.fill(pool).await?;
+            }
+            while let Some(packet) = self.next_packet(pool)? {
+                other(packet)?;
+            }
+        }
+        self.release_buffer(pool);
         Ok(())
     }
 

@@ -100,9 +100,17 @@ pub struct Report {
     /// True when nothing in `problems`: every client set up, nothing dropped, no QoS 1/2 loss.
     pub passed: bool,
     pub problems: Vec<String>,
+    /// Ctrl-C or SIGTERM ended the run early; the numbers cover what ran.
+    pub stopped_early: bool,
     pub elapsed_secs: f64,
     pub connections: ConnectionsReport,
     pub messages: Option<MessagesReport>,
+    /// The `retained` scenario's delivery check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained: Option<crate::retained::RetainedReport>,
+    /// The `churn` scenario's reconnect and queued-delivery check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<crate::churn::ChurnReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +177,8 @@ pub struct Timeline {
     pub publish_start_ns: u64,
     pub publish_stop_ns: u64,
     pub finished_ns: u64,
+    /// Ctrl-C or SIGTERM ended the run early.
+    pub stopped_early: bool,
 }
 
 fn secs(ns: u64) -> f64 {
@@ -216,6 +226,9 @@ impl Report {
         };
         let (scenario, messages) = match &config.scenario {
             Scenario::Conn(_) => ("conn", None),
+            // `retained::run` adds its own part and verdict.
+            Scenario::Retained(_) => ("retained", None),
+            Scenario::Churn(_) => ("churn", None),
             Scenario::Messaging(messaging) => {
                 let scenario = match messaging.shape {
                     Shape::Pairs => "pairs",
@@ -252,9 +265,12 @@ impl Report {
             config: config.clone(),
             passed: problems.is_empty(),
             problems,
+            stopped_early: timeline.stopped_early,
             elapsed_secs: secs(timeline.finished_ns.saturating_sub(timeline.started_ns)),
             connections,
             messages,
+            retained: None,
+            churn: None,
         }
     }
 
@@ -274,6 +290,13 @@ impl Report {
             config.qos as u8,
             targets.join(" ")
         );
+        if self.stopped_early {
+            let _ = writeln!(
+                out,
+                "  stopped      early (Ctrl-C / SIGTERM) after {:.2} s",
+                self.elapsed_secs
+            );
+        }
         let connections = &self.connections;
         let _ = writeln!(
             out,
@@ -335,6 +358,12 @@ impl Report {
                 );
             }
         }
+        if let Some(retained) = &self.retained {
+            retained_lines(retained, &mut out);
+        }
+        if let Some(churn) = &self.churn {
+            churn.lines(&mut out);
+        }
         if self.passed {
             let _ = writeln!(out, "  result       ok");
         } else {
@@ -343,6 +372,39 @@ impl Report {
             }
         }
         out
+    }
+}
+
+fn retained_lines(retained: &crate::retained::RetainedReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "  retained     published {} of {}  acknowledged {}  in {:.3} s",
+        retained.published, retained.retained, retained.acknowledged, retained.publish_secs
+    );
+    let _ = writeln!(
+        out,
+        "  delivery     {} of {} subscribers subscribed to {}, {} got all {}; received {} of {} \
+         expected, missing {}, duplicated {}, without RETAIN {}, foreign {}",
+        retained.subscribed,
+        retained.subscribers,
+        retained.filter,
+        retained.complete,
+        retained.retained,
+        retained.received,
+        retained.expected,
+        retained.missing,
+        retained.duplicates,
+        retained.without_retain_flag,
+        retained.foreign
+    );
+    let _ = writeln!(
+        out,
+        "  rate         {:.0} msg/s   SUBSCRIBE to last {}",
+        retained.delivered_per_sec,
+        latency_line(&retained.subscribe_to_last)
+    );
+    if let Some(cleared) = retained.cleared {
+        let _ = writeln!(out, "  cleared      {cleared}");
     }
 }
 

@@ -87,6 +87,12 @@ impl Phase {
 /// Runs one load-generator run in this process and returns its report.
 pub fn run(config: RunConfig, progress: Progress) -> Result<Report, RunError> {
     config.check()?;
+    if let Scenario::Retained(_) = config.scenario {
+        return crate::retained::run(&config, progress);
+    }
+    if let Scenario::Churn(_) = config.scenario {
+        return crate::churn::run_until(&config, progress, crate::stop::flag().clone());
+    }
     let (raw, timeline) = run_raw(&config, progress)?;
     Ok(Report::build(&config, &raw, timeline))
 }
@@ -252,9 +258,30 @@ impl<'run> Coordinator<'run> {
         Command::Finish
     }
 
+    /// Publishing ends now: drain.
+    fn stop_publishing(&mut self, now: u64, totals: &LiveCounts) -> Command {
+        self.timeline.publish_stop_ns = now;
+        self.phase =
+            Phase::Draining { since_ns: now, last_received: totals.received, last_change_ns: now };
+        Command::StopPublishing
+    }
+
     /// Moves to the next phase when the current one is over; returns the order that starts it.
     pub fn step(&mut self, totals: &LiveCounts) -> Option<Command> {
         let now = now_ns();
+        if crate::stop::requested() && !self.timeline.stopped_early {
+            // Ctrl-C / SIGTERM: publishers stop and their messages get the usual short drain;
+            // any other phase ends at once.
+            self.timeline.stopped_early = true;
+            match self.phase {
+                Phase::Publishing { .. } => return Some(self.stop_publishing(now, totals)),
+                Phase::Draining { .. } | Phase::Finishing => {}
+                Phase::SettingUp | Phase::Holding { .. } => {
+                    self.phase = Phase::Finishing;
+                    return Some(Command::Finish);
+                }
+            }
+        }
         let set_up = totals.setups_done >= self.clients;
         let (phase, command) = match (self.phase, &self.config.scenario) {
             (Phase::SettingUp, Scenario::Conn(conn)) if set_up => {
@@ -270,13 +297,8 @@ impl<'run> Coordinator<'run> {
                 (Phase::Finishing, Some(Command::Finish))
             }
             (Phase::Publishing { stop_ns }, _) if now >= stop_ns => {
-                self.timeline.publish_stop_ns = now;
-                let draining = Phase::Draining {
-                    since_ns: now,
-                    last_received: totals.received,
-                    last_change_ns: now,
-                };
-                (draining, Some(Command::StopPublishing))
+                let command = self.stop_publishing(now, totals);
+                (self.phase, Some(command))
             }
             (Phase::Draining { since_ns, last_received, last_change_ns }, _) => {
                 let last_change_ns =
@@ -286,8 +308,13 @@ impl<'run> Coordinator<'run> {
                 let settled = publishers_done
                     && totals.received >= totals.expected
                     && quiet_ns >= duration_ns(DRAIN_SETTLE);
+                // Cut short, the run waits for the last deliveries as briefly as when they stop
+                // coming: DRAIN_QUIET from the stop.
+                let hurried =
+                    self.timeline.stopped_early && now - since_ns >= duration_ns(DRAIN_QUIET);
                 let gave_up = (publishers_done && quiet_ns >= duration_ns(DRAIN_QUIET))
-                    || now - since_ns >= duration_ns(DRAIN_TIMEOUT);
+                    || now - since_ns >= duration_ns(DRAIN_TIMEOUT)
+                    || hurried;
                 if settled || gave_up {
                     (Phase::Finishing, Some(Command::Finish))
                 } else {

@@ -312,3 +312,132 @@ fn a_broker_killed_mid_run_is_reported_not_waited_for() {
     // Every subscriber lost its own connection: its streams are judged apart.
     assert!(messages.integrity.iter().all(|group| group.dropped_subscribers), "{}", report.table());
 }
+
+#[test]
+fn retained_500_reach_every_wildcard_subscriber() {
+    let broker = start_shardmq("retained", &[]);
+    let report = loadgen(&format!(
+        "retained --target {} --qos 1 --retained 500 --subscribers 4 --workers 2",
+        broker.addr
+    ));
+    let retained = report.retained.as_ref().expect("a retained report");
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert_eq!((retained.published, retained.acknowledged), (500, 500), "{}", report.table());
+    assert_eq!((retained.subscribed, retained.complete), (4, 4), "{}", report.table());
+    assert_eq!((retained.expected, retained.missing), (2000, 0), "{}", report.table());
+    assert_eq!(retained.received, 2000 + retained.duplicates);
+    assert_eq!(retained.without_retain_flag, 0);
+    assert_eq!(retained.subscribe_to_last.count, 4);
+    assert!(retained.delivered_per_sec > 0.0);
+    assert_eq!(retained.cleared, Some(500));
+    // The publisher, the four subscribers and the clearing client.
+    assert_eq!(report.connections.stayed_up, 6);
+}
+
+#[test]
+fn retained_messages_a_filter_misses_are_reported_missing() {
+    let broker = start_shardmq("retained-missing", &[]);
+    let report = loadgen(&format!(
+        "retained --target {} --qos 1 --retained 20 --subscribers 1 --wildcard nothing/+",
+        broker.addr
+    ));
+    let retained = report.retained.as_ref().expect("a retained report");
+    assert!(!report.passed);
+    assert_eq!((retained.subscribed, retained.missing), (1, 20), "{}", report.table());
+    assert!(
+        report.problems.iter().any(|problem| problem.starts_with("MISSING:")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn churning_persistent_sessions_get_what_was_queued_while_offline() {
+    let broker = start_shardmq("churn", &[]);
+    // 4 clients reconnecting 4 times a second in all: each is offline half of every second
+    // while the publisher sends 200 msg/s over their topics.
+    let report = loadgen(&format!(
+        "churn --target {} --clients 4 --rate 4 --duration 3 --publish-rate 200 --workers 2",
+        broker.addr
+    ));
+    let churn = report.churn.as_ref().expect("a churn report");
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert!(churn.reconnects >= 8, "{}", report.table());
+    assert_eq!(churn.reconnect_latency.count, churn.reconnects);
+    // Every CONNACK checked: the first connects and every reconnect.
+    assert_eq!(churn.session_present_checked, 4 + churn.reconnects);
+    assert_eq!(churn.session_present_wrong, 0);
+    assert!(churn.sent > 0);
+    assert_eq!(churn.acknowledged, churn.sent, "{}", report.table());
+    assert_eq!(churn.expected, churn.sent);
+    assert_eq!(churn.received, churn.sent + churn.duplicates, "{}", report.table());
+    assert_eq!((churn.lost, churn.out_of_order, churn.foreign), (0, 0, 0), "{}", report.table());
+    assert!(churn.queued_delivered > 0, "nothing was queued while offline:\n{}", report.table());
+    assert!(report.connections.failures.is_empty() && report.connections.dropped.is_empty());
+}
+
+#[test]
+fn sigterm_ends_the_run_early_with_a_report() {
+    let broker = start_shardmq("stop", &[]);
+    let json =
+        std::env::temp_dir().join(format!("shardmq-loadgen-stop-{}.json", std::process::id()));
+    // Held for 60 s unless stopped; the test stops it after the connections are up.
+    let mut child = Command::new(shardmq_binary())
+        .args(["loadgen", "conn", "--target", &broker.addr.to_string(), "--connections", "50"])
+        .args(["--rate", "1000", "--hold", "60", "--quiet", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shardmq loadgen");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for loadgen") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("shardmq loadgen did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("piped"), &mut stdout)
+        .expect("read the summary");
+    assert!(status.success(), "{status:?}\n{stdout}");
+    assert!(stdout.contains("stopped      early"), "{stdout}");
+    let text = std::fs::read_to_string(&json).expect("the JSON report was written");
+    let _ = std::fs::remove_file(&json);
+    let value: serde_json::Value = serde_json::from_str(&text).expect("well-formed JSON");
+    assert_eq!(value["stopped_early"], true);
+    assert_eq!(value["connections"]["established"], 50);
+    assert_eq!(value["connections"]["stayed_up"], 50);
+}
+
+#[test]
+fn retained_and_churn_against_mosquitto() {
+    let broker = start_mosquitto();
+    // 500 retained at QoS 1: within Mosquitto's default queue of 1,000 per session, so all of
+    // them must arrive (past it, Mosquitto drops them and the tool reports them missing).
+    let report = loadgen(&format!(
+        "retained --target {} --qos 1 --retained 500 --subscribers 3 --mqtt 5",
+        broker.addr
+    ));
+    let retained = report.retained.as_ref().expect("a retained report");
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert_eq!((retained.complete, retained.missing), (3, 0), "{}", report.table());
+    let report = loadgen(&format!(
+        "churn --target {} --clients 4 --rate 4 --duration 2 --publish-rate 100 --mqtt 5",
+        broker.addr
+    ));
+    let churn = report.churn.as_ref().expect("a churn report");
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert_eq!((churn.lost, churn.session_present_wrong), (0, 0), "{}", report.table());
+    assert_eq!(churn.received, churn.sent + churn.duplicates, "{}", report.table());
+    assert!(churn.queued_delivered > 0, "{}", report.table());
+}
