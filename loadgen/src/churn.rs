@@ -542,6 +542,38 @@ async fn churn_client(local: Rc<Local>, client: u32) {
 }
 
 /// Sleeps until `deadline_ns`, waking early when the run is cut short.
+/// What ended a client's wait.
+enum Wake {
+    Data,
+    Timer,
+}
+
+/// How often a waiting client looks at the stop flag at the latest.
+const STOP_CHECK_NS: u64 = 50_000_000;
+
+/// Waits until the connection has data, its next PINGREQ is due or `timer_ns` passes; the read
+/// buffer goes back to the pool afterwards, so a waiting client holds none.
+async fn wait_for_data(
+    local: &Local,
+    connection: &mut Connection,
+    mut timer_ns: u64,
+) -> Result<Wake, Failure> {
+    if let Some(ping_ns) = connection.ping_due_ns() {
+        timer_ns = timer_ns.min(ping_ns);
+    }
+    let wake = if connection.has_buffered() {
+        Wake::Data
+    } else {
+        future::or(async { connection.fill(&local.pool).await.map(|()| Wake::Data) }, async {
+            runtime::sleep(until(timer_ns)).await;
+            Ok(Wake::Timer)
+        })
+        .await?
+    };
+    connection.release_buffer(&local.pool);
+    Ok(wake)
+}
+
 async fn sleep_or_stop(local: &Local, deadline_ns: u64) {
     while now_ns() < deadline_ns && !local.stopping() {
         runtime::sleep(until(deadline_ns).min(Duration::from_millis(50))).await;
@@ -615,31 +647,12 @@ async fn receive_until(
     deadline_ns: u64,
     on_stop: OnStop,
 ) -> Result<(), Failure> {
-    enum Wake {
-        Data,
-        Timer,
-    }
     loop {
         let now = now_ns();
         if now >= deadline_ns || (on_stop == OnStop::Return && local.stopping()) {
             return Ok(());
         }
-        // Wake at least every 50 ms to notice a stop.
-        let mut timer_ns = deadline_ns.min(now + 50_000_000);
-        if let Some(ping_ns) = connection.ping_due_ns() {
-            timer_ns = timer_ns.min(ping_ns);
-        }
-        let wake = if connection.has_buffered() {
-            Wake::Data
-        } else {
-            future::or(async { connection.fill(&local.pool).await.map(|()| Wake::Data) }, async {
-                runtime::sleep(until(timer_ns)).await;
-                Ok(Wake::Timer)
-            })
-            .await?
-        };
-        connection.release_buffer(&local.pool);
-        match wake {
+        match wait_for_data(local, connection, deadline_ns.min(now + STOP_CHECK_NS)).await? {
             Wake::Timer => connection.keepalive_tick().await?,
             Wake::Data => take_packets(local, connection, client, state).await?,
         }
@@ -793,10 +806,6 @@ async fn publish(
     topics: &mut Topics,
     in_flight: &mut HashMap<u16, (u32, u64)>,
 ) -> Result<(), Failure> {
-    enum Wake {
-        Data,
-        Timer,
-    }
     let config = &local.config;
     let clients = u64::from(local.churn.clients);
     let interval_ns = 1e9 / local.churn.publish_rate_per_sec;
@@ -856,21 +865,8 @@ async fn publish(
             None if free.is_empty() => end_ns,
             None => next_due_ns.min(end_ns),
         };
-        timer_ns = timer_ns.min(now + 50_000_000);
-        if let Some(ping_ns) = connection.ping_due_ns() {
-            timer_ns = timer_ns.min(ping_ns);
-        }
-        let wake = if connection.has_buffered() {
-            Wake::Data
-        } else {
-            future::or(async { connection.fill(&local.pool).await.map(|()| Wake::Data) }, async {
-                runtime::sleep(until(timer_ns)).await;
-                Ok(Wake::Timer)
-            })
-            .await?
-        };
-        connection.release_buffer(&local.pool);
-        match wake {
+        timer_ns = timer_ns.min(now + STOP_CHECK_NS);
+        match wait_for_data(local, connection, timer_ns).await? {
             Wake::Timer => connection.keepalive_tick().await?,
             Wake::Data => {
                 while let Some(packet) = connection.next_packet(&local.pool)? {

@@ -196,25 +196,31 @@ async fn sleep_until(deadline_ns: Option<u64>) {
     }
 }
 
+impl Worker {
+    fn new(index: usize, config: Arc<RunConfig>, shared: Arc<Shared>) -> Worker {
+        Worker {
+            index,
+            config,
+            shared,
+            pool: BufferPool::default(),
+            counts: Cell::new(LiveCounts::default()),
+            setups_in_flight: Cell::new(0),
+            tasks: Cell::new(0),
+            report: RefCell::new(WorkerReport::default()),
+            interval_latency: RefCell::new(Latency::new()),
+            interval_connect_latency: RefCell::new(Latency::new()),
+            publish_start: Signal::new(),
+            stop_publishing: Signal::new(),
+            finish: Signal::new(),
+            keepalive: KeepaliveClock::new(),
+        }
+    }
+}
+
 /// A worker's whole life: open its clients, run them until the coordinator says finish, and
 /// return what they measured.
 pub async fn run_worker(input: WorkerInput) -> WorkerReport {
-    let worker = Rc::new(Worker {
-        index: input.index,
-        config: input.config,
-        shared: input.shared,
-        pool: BufferPool::default(),
-        counts: Cell::new(LiveCounts::default()),
-        setups_in_flight: Cell::new(0),
-        tasks: Cell::new(0),
-        report: RefCell::new(WorkerReport::default()),
-        interval_latency: RefCell::new(Latency::new()),
-        interval_connect_latency: RefCell::new(Latency::new()),
-        publish_start: Signal::new(),
-        stop_publishing: Signal::new(),
-        finish: Signal::new(),
-        keepalive: KeepaliveClock::new(),
-    });
+    let worker = Rc::new(Worker::new(input.index, input.config, input.shared));
     runtime::spawn_local(control(worker.clone(), input.progress));
     open_clients(&worker, input.start_ns).await;
     // Every client task ends after `finish` (or on its own failure); wait for the last.
@@ -976,22 +982,7 @@ mod tests {
             run_id: 1,
             share: ProcessShare::WHOLE,
         };
-        let worker = Rc::new(Worker {
-            index: 0,
-            config: Arc::new(config),
-            shared: Arc::new(Shared::new(1)),
-            pool: BufferPool::default(),
-            counts: Cell::new(LiveCounts::default()),
-            setups_in_flight: Cell::new(0),
-            tasks: Cell::new(0),
-            report: RefCell::new(WorkerReport::default()),
-            interval_latency: RefCell::new(Latency::new()),
-            interval_connect_latency: RefCell::new(Latency::new()),
-            publish_start: Signal::new(),
-            stop_publishing: Signal::new(),
-            finish: Signal::new(),
-            keepalive: KeepaliveClock::new(),
-        });
+        let worker = Rc::new(Worker::new(0, Arc::new(config), Arc::new(Shared::new(1))));
         let sizes = [
             ("conn", std::mem::size_of_val(&conn_client(worker.clone(), 0))),
             ("subscriber", std::mem::size_of_val(&subscriber_client(worker.clone(), 0, 0))),
