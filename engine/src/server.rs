@@ -249,6 +249,8 @@ struct ShardContext {
     effects: RefCell<Vec<Effect>>,
     /// Wakes the group committer.
     commit_signal: Signal,
+    /// Set when a commit of this shard failed (so start-up keeps the files it moved data from).
+    commit_failed: Cell<bool>,
     /// Peers whose [`MeshItem::Ready`] has arrived.
     ready_peers: Cell<usize>,
     ready_signal: Signal,
@@ -330,6 +332,7 @@ async fn shard_main(
         connect_timeout: config.limits.connect_timeout,
         effects: RefCell::new(Vec::new()),
         commit_signal: Signal::default(),
+        commit_failed: Cell::new(false),
         ready_peers: Cell::new(0),
         ready_signal: Signal::default(),
     });
@@ -363,7 +366,10 @@ async fn shard_main(
     while !context.state.borrow().commit_idle() {
         runtime::sleep(Duration::from_millis(1)).await;
     }
-    if started.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(shards) {
+    // A shard whose first commits failed counts as not done: the files stay, and the next start
+    // moves their data again (rehome prefers the copy in a session's home file).
+    let done = !context.commit_failed.get();
+    if done && started.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(shards) {
         for path in obsolete.iter() {
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::info!(
@@ -423,6 +429,7 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
             };
             let ok = outcome.is_ok();
             if let Err(error) = outcome {
+                context.commit_failed.set(true);
                 let now = Instant::now();
                 if last_error_log.is_none_or(|at| now - at >= COMMIT_ERROR_LOG_INTERVAL) {
                     tracing::error!(shard = %context.id, path = %path.display(), "storage commit failed: {error:#}; refusing what needed it");
