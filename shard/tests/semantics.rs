@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use harness::*;
+use shardmq_io::codec::PacketId;
 use shardmq_io::codec::{
     Ack, ByteString, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     RetainHandling, Subscribe, SubscriptionOptions, TopicFilterEntry, Unsubscribe, Will,
@@ -521,4 +522,54 @@ fn retained_qos0_messages_wait_for_the_socket_instead_of_being_dropped() {
     node.subscribe(sub, "keep/#", QoS::AtMostOnce);
     assert_eq!(node.publishes(sub).len(), 300);
     assert_eq!(node.shards.iter().map(|s| s.stats().dropped_qos0_slow).sum::<u64>(), 0);
+}
+
+#[test]
+fn topic_aliases_to_the_client_up_to_its_maximum() {
+    let mut node = Node::new(2);
+    let mut c = connect("s", V5, true);
+    c.properties.topic_alias_maximum = Some(2);
+    let sub = node.connect_with(c);
+    node.subscribe(sub, "#", QoS::AtMostOnce);
+    let publisher = node.connect("p", V5, true);
+    for topic in ["a/one", "a/one", "b/two", "c/three"] {
+        node.publish(publisher, topic, "m", QoS::AtMostOnce, false);
+    }
+    let got: Vec<(String, Option<u16>)> = node
+        .publishes(sub)
+        .iter()
+        .map(|p| (p.topic.to_string(), p.properties.topic_alias))
+        .collect();
+    let expected = [
+        ("a/one".to_string(), Some(1)),
+        (String::new(), Some(1)),
+        ("b/two".to_string(), Some(2)),
+        ("c/three".to_string(), None),
+    ];
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn message_expiry_drops_expired_messages_and_forwards_the_time_left() {
+    let mut node = Node::new(2);
+    let sub = node.connect("s", V5, false);
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let publisher = node.connect("p", V5, true);
+    let with_expiry = |payload: &str, secs| {
+        let mut p = publish("t", payload, QoS::AtLeastOnce, false, PacketId::new(3));
+        p.properties.message_expiry_interval = Some(secs);
+        Packet::Publish(p)
+    };
+    node.send(publisher, with_expiry("short", 5));
+    node.send(publisher, with_expiry("long", 60));
+    node.advance(Duration::from_secs(6));
+    let again = node.connect("s", V5, false);
+    let got: Vec<Publish> = node
+        .take(again)
+        .into_iter()
+        .filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None })
+        .collect();
+    assert_eq!(payloads(&got), ["long"], "the expired message is not delivered");
+    assert_eq!(got[0].properties.message_expiry_interval, Some(54), "60 s less the 6 s waited");
 }
