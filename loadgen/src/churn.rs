@@ -27,7 +27,7 @@ use shardmq_io::codec::{
     Ack, ByteString, Bytes, Packet, PacketId, Properties, Publish, ReasonCode, Subscribe,
     SubscriptionOptions, TopicFilterEntry,
 };
-use shardmq_io::runtime::{self, start_shards, ShardPlacement};
+use shardmq_io::runtime::{self, start_shards};
 
 use crate::clock::{duration_ns, now_ns, until};
 use crate::config::{ChurnConfig, RunConfig, Scenario};
@@ -219,8 +219,7 @@ pub fn run_until(
     }
     let inputs: Vec<(usize, Arc<RunConfig>, Arc<ChurnShared>)> =
         (0..config.workers).map(|worker| (worker, config.clone(), shared.clone())).collect();
-    let placement =
-        if config.pin_workers { ShardPlacement::PinnedToCpus } else { ShardPlacement::Unbound };
+    let placement = config.placement();
     let handles = start_shards(placement, inputs, |_, (worker, config, shared)| {
         churn_worker(worker, config, shared)
     })

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shardmq_io::codec::{ProtocolVersion, QoS};
+use shardmq_io::runtime::ShardPlacement;
 
 use crate::payload::PAYLOAD_HEADER_BYTES;
 
@@ -249,6 +250,15 @@ fn count_congruent(count: u32, modulus: u32, residue: u32) -> u64 {
 }
 
 impl RunConfig {
+    /// Where the worker executors run.
+    pub fn placement(&self) -> ShardPlacement {
+        if self.pin_workers {
+            ShardPlacement::PinnedToCpus
+        } else {
+            ShardPlacement::Unbound
+        }
+    }
+
     /// Clients in the whole run (over every process).
     pub fn client_count(&self) -> u64 {
         match &self.scenario {

@@ -454,8 +454,7 @@ fn subscribe_phase(
 ) -> Result<(), RunError> {
     let inputs: Vec<(usize, Arc<RunConfig>, String)> =
         (0..config.workers).map(|worker| (worker, config.clone(), filter.to_owned())).collect();
-    let placement =
-        if config.pin_workers { ShardPlacement::PinnedToCpus } else { ShardPlacement::Unbound };
+    let placement = config.placement();
     let handles = start_shards(placement, inputs, |_, (worker, config, filter)| {
         subscriber_worker(worker, config, filter)
     })

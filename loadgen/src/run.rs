@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use shardmq_io::runtime::{start_shards, ShardHandle, ShardPanicked, ShardPlacement};
+use shardmq_io::runtime::{start_shards, ShardHandle, ShardPanicked};
 
 use crate::clock::{duration_ns, now_ns};
 use crate::config::{RunConfig, Scenario};
@@ -142,8 +142,7 @@ impl Workers {
             })
             .collect();
         drop(progress_sender);
-        let placement =
-            if config.pin_workers { ShardPlacement::PinnedToCpus } else { ShardPlacement::Unbound };
+        let placement = config.placement();
         let handles = start_shards(placement, inputs, |_, input| run_worker(input))
             .map_err(RunError::Start)?;
         Ok(Workers { shared, handles, progress })
