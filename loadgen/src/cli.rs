@@ -150,6 +150,11 @@ pub struct MessagingArgs {
     /// at QoS 0, messages per write.
     #[arg(long, value_name = "W", default_value_t = DEFAULT_WINDOW)]
     pub window: u16,
+    /// Persistent sessions (MQTT 5 only): every client connects with Clean Start 0 and this
+    /// Session Expiry Interval, so the broker keeps (and, if it is durable, stores) what it
+    /// queues for them. The sessions expire this long after the run.
+    #[arg(long, value_name = "SECS")]
+    pub session_expiry: Option<u32>,
 }
 
 /// `retained` flags.
@@ -315,6 +320,7 @@ fn messaging(args: &MessagingArgs, shape: Shape, defaults: (u32, u32)) -> Scenar
         topics,
         rate_per_sec: args.rate,
         window: args.window,
+        session_expiry_secs: args.session_expiry,
     })
 }
 

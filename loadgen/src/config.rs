@@ -176,6 +176,8 @@ pub struct MessagingConfig {
     pub rate_per_sec: Option<f64>,
     /// Unacknowledged QoS 1/2 messages per publisher (closed loop); QoS 0 messages per write.
     pub window: u16,
+    /// `Some`: persistent MQTT 5 sessions with this Session Expiry Interval; `None`: clean.
+    pub session_expiry_secs: Option<u32>,
 }
 
 /// What a client is, by global index: conn clients are `0..connections`; in messaging runs
@@ -367,7 +369,15 @@ impl RunConfig {
                     return Err(invalid("--rate", "must be a positive number"));
                 }
             }
-            Scenario::Messaging(messaging) => check_messaging(messaging)?,
+            Scenario::Messaging(messaging) => {
+                check_messaging(messaging)?;
+                if messaging.session_expiry_secs.is_some() && self.version != ProtocolVersion::V5 {
+                    return Err(invalid(
+                        "--session-expiry",
+                        "needs --mqtt 5 (a 3.1.1 session never expires: it would outlive the run)",
+                    ));
+                }
+            }
             Scenario::Retained(retained) => check_retained(retained, self.share)?,
             Scenario::Churn(churn) => {
                 if churn.clients == 0 {
@@ -503,7 +513,15 @@ mod tests {
     use super::*;
 
     fn messaging(shape: Shape, publishers: u32, subscribers: u32, topics: u32) -> MessagingConfig {
-        MessagingConfig { shape, publishers, subscribers, topics, rate_per_sec: None, window: 1 }
+        MessagingConfig {
+            shape,
+            publishers,
+            subscribers,
+            topics,
+            rate_per_sec: None,
+            window: 1,
+            session_expiry_secs: None,
+        }
     }
 
     /// The closed forms agree with counting every pair.

@@ -11,6 +11,12 @@ pub const LATENCY_NS_MAX: u64 = 100_000_000_000;
 /// Significant decimal digits kept: 3 gives 0.1% resolution at every magnitude.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
+/// The percentiles of [`Latency::spectrum`].
+const SPECTRUM_PERCENTILES: &[f64] = &[
+    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9,
+    99.95, 99.99, 99.995, 99.999, 100.0,
+];
+
 /// A latency histogram in nanoseconds, 1 ns to [`LATENCY_NS_MAX`].
 #[derive(Debug, Clone)]
 pub struct Latency {
@@ -72,6 +78,24 @@ impl Latency {
             max_us: micros(if self.histogram.is_empty() { 0 } else { self.histogram.max() }),
             mean_us: if self.histogram.is_empty() { 0.0 } else { self.histogram.mean() / 1_000.0 },
         }
+    }
+
+    /// `(percentile, microseconds)` points from the minimum to the maximum, dense in the tail
+    /// (90, 99, 99.9, 99.99 …): the data of a latency-distribution plot. Empty when empty.
+    pub fn spectrum(&self) -> Vec<(f64, f64)> {
+        if self.histogram.is_empty() {
+            return Vec::new();
+        }
+        let mut points = Vec::with_capacity(SPECTRUM_PERCENTILES.len());
+        for &percentile in SPECTRUM_PERCENTILES {
+            let ns = if percentile >= 100.0 {
+                self.histogram.max()
+            } else {
+                self.histogram.value_at_quantile(percentile / 100.0)
+            };
+            points.push((percentile, ns as f64 / 1_000.0));
+        }
+        points
     }
 
     /// Every recorded bucket as `(value, count)`, for a report another process merges.

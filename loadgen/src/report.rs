@@ -150,6 +150,8 @@ pub struct MessagesReport {
     pub unexpected: u64,
     /// Intended send time to receipt, microseconds.
     pub latency: LatencySummary,
+    /// `(percentile, microseconds)` from the minimum to the maximum, for plotting.
+    pub latency_spectrum: Vec<(f64, f64)>,
     pub integrity: Vec<IntegrityReport>,
 }
 
@@ -254,6 +256,7 @@ impl Report {
                     foreign: raw.foreign,
                     unexpected: raw.unexpected,
                     latency: raw.latency.summary(),
+                    latency_spectrum: raw.latency.spectrum(),
                     integrity,
                 };
                 messaging_problems(&report, &mut problems);

@@ -140,7 +140,10 @@ impl Worker {
             version: self.config.version,
             client_id: self.config.client_id(index),
             keepalive_secs: self.config.keepalive_secs,
-            session: Session::Clean,
+            session: match self.messaging().and_then(|messaging| messaging.session_expiry_secs) {
+                Some(expiry_secs) => Session::Persistent { expiry_secs },
+                None => Session::Clean,
+            },
         }
     }
 

@@ -244,6 +244,35 @@ fn json_report_is_well_formed() {
         assert!(integrity[field].is_u64(), "{field}: {text}");
     }
     assert_eq!(integrity["streams"], 5);
+    // The plot data: percentiles rising from the minimum to the maximum, latencies with them.
+    let spectrum = json["messages"]["latency_spectrum"].as_array().expect("a latency spectrum");
+    let points: Vec<(f64, f64)> = spectrum
+        .iter()
+        .map(|point| (point[0].as_f64().expect("percentile"), point[1].as_f64().expect("µs")))
+        .collect();
+    assert_eq!(points.first().map(|point| point.0), Some(0.0), "{text}");
+    assert_eq!(points.last().map(|point| point.0), Some(100.0), "{text}");
+    assert!(
+        points.windows(2).all(|pair| pair[0].0 < pair[1].0 && pair[0].1 <= pair[1].1),
+        "{text}"
+    );
+    assert_eq!(points.last().map(|point| point.1), json["messages"]["latency"]["max_us"].as_f64());
+}
+
+#[test]
+fn persistent_sessions_are_asked_for_with_session_expiry() {
+    let broker = start_shardmq("persistent", &[]);
+    let report = loadgen(&format!(
+        "pairs --target {} --qos 1 --publishers 3 --duration 1 --rate 600 --mqtt 5 \
+         --session-expiry 30",
+        broker.addr
+    ));
+    assert_exact(&report, 1);
+    // A 3.1.1 session never expires: the flag is refused rather than leaving sessions behind.
+    let argv = "loadgen pairs --target 127.0.0.1:1 --mqtt 3 --session-expiry 30";
+    let cli = Cli::try_parse_from(argv.split_whitespace()).expect("flags parse");
+    let error = cli.args.resolve().expect_err("--session-expiry needs MQTT 5");
+    assert!(error.to_string().contains("--session-expiry"), "{error}");
 }
 
 #[test]

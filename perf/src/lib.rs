@@ -1,7 +1,7 @@
 //! Benchmark scenarios and the side-by-side comparison with other brokers. Recorded results
 //! live beside this crate in `perf/results/`; the codec micro-benchmark lives in
 //! `io/benches/codec.rs` and its figures in `perf/results/codec.md`.
-//!
-//! The comparison harness arrives with issue 6.
 
 #![forbid(unsafe_code)]
+
+pub mod compare;
