@@ -7,8 +7,8 @@ use proptest::option;
 use proptest::prelude::*;
 use shardmq_io::codec::{
     decode_packet, property_id as pid, Ack, Auth, ByteString, ConnAck, Connect, Decoded, Decoder,
-    Disconnect, Packet, PacketId, Properties, PropertyContext, ProtocolVersion, Publish, QoS,
-    ReasonCode, ReasonKind, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
+    Disconnect, Packet, PacketId, PlainPublish, Properties, PropertyContext, ProtocolVersion,
+    Publish, QoS, ReasonCode, ReasonKind, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
     TopicFilterEntry, UnsubAck, Unsubscribe, Will, PACKET_BYTES_MAX,
 };
 
@@ -447,5 +447,45 @@ proptest! {
             }
         }
         prop_assert_eq!(decoded, packets);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The broker's property-less fast path writes exactly what the general encoder writes.
+    #[test]
+    fn plain_publish_encodes_like_the_general_encoder(
+        version in version(),
+        qos in qos(),
+        dup in any::<bool>(),
+        retain in any::<bool>(),
+        topic in topic_name(),
+        id in packet_id(),
+        payload in binary(),
+    ) {
+        let packet_id = (qos != QoS::AtMostOnce).then_some(id);
+        let general = Packet::Publish(Publish {
+            dup,
+            qos,
+            retain,
+            topic: topic.clone(),
+            packet_id,
+            properties: Properties::default(),
+            payload: payload.clone(),
+        });
+        let mut expected = BytesMut::new();
+        general.encode(version, &mut expected).expect("encodes");
+        let plain = PlainPublish { dup, qos, retain, topic: topic.as_bytes(), packet_id, payload: &payload };
+        let mut got = BytesMut::from(&b"prefix"[..]);
+        let written = plain.encode(version, &mut got).expect("encodes");
+        prop_assert_eq!(&got[6..], &expected[..]);
+        prop_assert_eq!(written, expected.len());
+        prop_assert_eq!(plain.encoded_len(version), expected.len());
+        // A packet id that does not match the QoS is refused, and nothing is written.
+        let wrong = PlainPublish { packet_id: if packet_id.is_some() { None } else { Some(id) }, ..plain };
+        let before = got.len();
+        prop_assert!(wrong.encode(version, &mut got).is_err());
+        prop_assert_eq!(got.len(), before);
     }
 }

@@ -373,3 +373,68 @@ fn options_byte(options: SubscriptionOptions, version: ProtocolVersion) -> u8 {
         | (u8::from(options.retain_as_published) << 3)
         | ((options.retain_handling as u8) << 4)
 }
+
+/// A PUBLISH without properties, as a broker forwards most messages: the fields it needs and
+/// nothing to build. [`PlainPublish::encode`] writes the same bytes as [`Packet::encode`] of the
+/// equivalent `Packet::Publish` with empty properties, without measuring properties or moving
+/// a `Packet`.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainPublish<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a [u8],
+    /// Required for QoS 1 and 2, absent for QoS 0.
+    pub packet_id: Option<super::packet::PacketId>,
+    pub payload: &'a [u8],
+}
+
+impl PlainPublish<'_> {
+    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+        2 + self.topic.len()
+            + if self.packet_id.is_some() { 2 } else { 0 }
+            + usize::from(version.is_v5())
+            + self.payload.len()
+    }
+
+    /// Bytes [`PlainPublish::encode`] writes: what a sender compares with Maximum Packet Size.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        let remaining = self.remaining_len(version);
+        1 + varint_len(remaining as u32) + remaining
+    }
+
+    /// Appends the packet to `buf` and returns the bytes written; nothing is written when a
+    /// field does not fit its wire type (a topic over 65,535 bytes, a packet over the largest
+    /// remaining length) or the packet id does not match the QoS.
+    pub fn encode(
+        &self,
+        version: ProtocolVersion,
+        buf: &mut BytesMut,
+    ) -> Result<usize, EncodeError> {
+        check_field("topic name", self.topic.len())?;
+        if self.packet_id.is_some() != (self.qos != QoS::AtMostOnce) {
+            return Err(EncodeError::Invalid(
+                "PUBLISH packet id must be present exactly for QoS 1 and 2",
+            ));
+        }
+        let remaining = self.remaining_len(version);
+        if remaining > VARINT_MAX as usize {
+            return Err(EncodeError::PacketTooLarge(remaining));
+        }
+        let start = buf.len();
+        buf.reserve(5 + remaining);
+        buf.put_u8(
+            0x30 | (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain),
+        );
+        put_varint(buf, remaining as u32);
+        put_field(buf, self.topic);
+        if let Some(packet_id) = self.packet_id {
+            buf.put_u16(packet_id.get());
+        }
+        if version.is_v5() {
+            buf.put_u8(0);
+        }
+        buf.put_slice(self.payload);
+        Ok(buf.len() - start)
+    }
+}

@@ -31,6 +31,7 @@ mod wire;
 pub use decode::{
     decode_body, decode_packet, parse_fixed_header, Decoded, Decoder, FixedHeader, PACKET_BYTES_MAX,
 };
+pub use encode::PlainPublish;
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
     Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion,
