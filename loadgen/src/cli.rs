@@ -155,6 +155,10 @@ pub struct MessagingArgs {
     /// queues for them. The sessions expire this long after the run.
     #[arg(long, value_name = "SECS")]
     pub session_expiry: Option<u32>,
+    /// After publishing stops, the longest wait for the last deliveries (an overloaded broker
+    /// may still be working through a backlog).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub drain_timeout: u64,
 }
 
 /// `retained` flags.
@@ -321,6 +325,7 @@ fn messaging(args: &MessagingArgs, shape: Shape, defaults: (u32, u32)) -> Scenar
         rate_per_sec: args.rate,
         window: args.window,
         session_expiry_secs: args.session_expiry,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
     })
 }
 

@@ -178,6 +178,8 @@ pub struct MessagingConfig {
     pub window: u16,
     /// `Some`: persistent MQTT 5 sessions with this Session Expiry Interval; `None`: clean.
     pub session_expiry_secs: Option<u32>,
+    /// The longest wait for the last deliveries once publishing stops.
+    pub drain_timeout: Duration,
 }
 
 /// What a client is, by global index: conn clients are `0..connections`; in messaging runs
@@ -521,6 +523,7 @@ mod tests {
             rate_per_sec: None,
             window: 1,
             session_expiry_secs: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 

@@ -29,9 +29,10 @@ const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 /// After the stop: how long without any receipt ends the wait for missing deliveries (QoS 0
 /// losses mean the expectation is never reached).
 const DRAIN_QUIET: Duration = Duration::from_secs(2);
-/// After the stop: the longest wait for deliveries, whatever still trickles in. Longer than a
-/// publisher's own acknowledgement drain, so publishers always settle first.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the stop: the longest wait for deliveries, whatever still trickles in (default of
+/// `--drain-timeout`). Longer than a publisher's own acknowledgement drain, so publishers always
+/// settle first.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a run could not be carried out (as opposed to what it measured).
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +234,13 @@ pub(crate) struct Coordinator<'run> {
 }
 
 impl<'run> Coordinator<'run> {
+    fn drain_timeout(&self) -> Duration {
+        match &self.config.scenario {
+            Scenario::Messaging(messaging) => messaging.drain_timeout,
+            _ => DRAIN_TIMEOUT,
+        }
+    }
+
     pub fn new(config: &'run RunConfig, started_ns: u64) -> Coordinator<'run> {
         Coordinator {
             config,
@@ -312,7 +320,7 @@ impl<'run> Coordinator<'run> {
                 let hurried =
                     self.timeline.stopped_early && now - since_ns >= duration_ns(DRAIN_QUIET);
                 let gave_up = (publishers_done && quiet_ns >= duration_ns(DRAIN_QUIET))
-                    || now - since_ns >= duration_ns(DRAIN_TIMEOUT)
+                    || now - since_ns >= duration_ns(self.drain_timeout())
                     || hurried;
                 if settled || gave_up {
                     (Phase::Finishing, Some(Command::Finish))

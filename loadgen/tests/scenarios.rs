@@ -93,8 +93,8 @@ fn start_shardmq(name: &str, extra: &[&str]) -> Broker {
     Broker { child, addr, data_dir: Some(data_dir) }
 }
 
-/// Starts Mosquitto on a free loopback port.
-fn start_mosquitto() -> Broker {
+/// Starts Mosquitto on a free loopback port, with `settings` (mosquitto.conf lines).
+fn start_mosquitto(settings: &[&str]) -> Broker {
     assert!(
         std::path::Path::new(MOSQUITTO).is_file(),
         "{MOSQUITTO} is missing: install the broker with `apt-get install mosquitto`"
@@ -104,8 +104,13 @@ fn start_mosquitto() -> Broker {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
+    let config = std::env::temp_dir().join(format!("shardmq-loadgen-mosquitto-{port}.conf"));
+    let text =
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n{}\n", settings.join("\n"));
+    std::fs::write(&config, text).expect("write mosquitto.conf");
     let child = Command::new(MOSQUITTO)
-        .args(["-p", &port.to_string()])
+        .arg("-c")
+        .arg(&config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -198,8 +203,9 @@ fn conn_failures_are_named() {
 fn acknowledged_loss_is_reported_loudly() {
     // A session queue of 10 messages: closed-loop QoS 1 publishing outruns the subscriber's
     // delivery window, and the broker drops what overflows the queue although it acknowledged
-    // it to the publisher. The load generator must call that out.
-    let broker = start_shardmq("loss", &["--max-queued-messages", "10", "--max-inflight", "4"]);
+    // it to the publisher. The load generator must call that out. (Mosquitto: shardmq pauses
+    // the publishers instead, see shard/src/state/backpressure.rs.)
+    let broker = start_mosquitto(&["max_queued_messages 10", "max_inflight_messages 4"]);
     let report = loadgen(&format!(
         "fanin --target {} --qos 1 --publishers 8 --subscribers 1 --duration 1 --workers 2",
         broker.addr
@@ -277,7 +283,7 @@ fn persistent_sessions_are_asked_for_with_session_expiry() {
 
 #[test]
 fn qos2_and_qos1_against_mosquitto_count_exactly() {
-    let broker = start_mosquitto();
+    let broker = start_mosquitto(&[]);
     let target = broker.addr;
     let report = loadgen(&format!(
         "pairs --target {target} --qos 2 --publishers 3 --duration 1 --rate 1500 --mqtt 5"
@@ -450,7 +456,7 @@ fn sigterm_ends_the_run_early_with_a_report() {
 
 #[test]
 fn retained_and_churn_against_mosquitto() {
-    let broker = start_mosquitto();
+    let broker = start_mosquitto(&[]);
     // 500 retained at QoS 1: within Mosquitto's default queue of 1,000 per session, so all of
     // them must arrive (past it, Mosquitto drops them and the tool reports them missing).
     let report = loadgen(&format!(

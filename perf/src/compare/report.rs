@@ -526,7 +526,10 @@ fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -
         md,
         "- Each cell: the median of the rounds, [min – max]. Ratios are shardmq / peer on the medians. \
          CPU is the broker's user+sys time over the whole load-generator run (set-up and drain included) \
-         divided by the deliveries.\n"
+         divided by the deliveries. Scenarios 1 and 2 publish QoS 0 in closed loop, i.e. as fast as \
+         the sockets take it: they measure a broker under overload, so their latencies are queueing \
+         in socket buffers and their `lost` counts drops plus the backlog left when the load \
+         generator stopped waiting (`--drain-timeout`).\n"
     );
     if comparison.quick {
         md.push_str("> **--quick run**: 2-second runs for a smoke test; these figures are not for comparison.\n\n");

@@ -174,7 +174,8 @@ impl Scenario {
         .into_iter()
         .map(String::from)
         .collect();
-        args.extend(owned(&["--payload", "64"]));
+        let drain = size.drain_timeout_secs.to_string();
+        args.extend(owned(&["--payload", "64", "--drain-timeout", &drain]));
         args
     }
 }
@@ -187,15 +188,25 @@ fn owned(args: &[&str]) -> Vec<String> {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Size {
     pub duration_secs: u64,
+    /// After publishing, the longest wait for a broker's backlog of deliveries.
+    pub drain_timeout_secs: u64,
     pub idle_connections: u64,
     pub connect_connections: u64,
 }
 
 impl Size {
-    pub const FULL: Size =
-        Size { duration_secs: 10, idle_connections: 19_000, connect_connections: 19_000 };
-    pub const QUICK: Size =
-        Size { duration_secs: 2, idle_connections: 2_000, connect_connections: 3_000 };
+    pub const FULL: Size = Size {
+        duration_secs: 10,
+        drain_timeout_secs: 10,
+        idle_connections: 19_000,
+        connect_connections: 19_000,
+    };
+    pub const QUICK: Size = Size {
+        duration_secs: 2,
+        drain_timeout_secs: 3,
+        idle_connections: 2_000,
+        connect_connections: 3_000,
+    };
 }
 
 /// What one run measured. Messaging scenarios fill the message fields, `idle` and `connect` the
