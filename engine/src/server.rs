@@ -24,8 +24,8 @@ use shardmq_io::codec::{
     ReasonCode,
 };
 use shardmq_io::runtime::{
-    self, bind_listener_sockets, build_mesh, needs_accept_backoff, ListenerSocket, MeshEnds,
-    MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener, TcpStream,
+    self, bind_listener_sockets, build_mesh, needs_accept_backoff, Connection, ListenerSocket,
+    MeshEnds, MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener,
 };
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
@@ -222,12 +222,26 @@ impl Signal {
     }
 }
 
-/// What a connection task needs to hear from the shard.
+/// What a connection task needs to hear from the shard. Kept by value in
+/// [`ShardContext::conns`] (32 bytes an entry with its key), where the task looks it up: one
+/// per connection, so no allocation of its own.
 #[derive(Debug, Default)]
 struct ConnHandle {
-    signal: Signal,
-    flush: Cell<bool>,
-    close: Cell<bool>,
+    /// The connection task, while it waits for a signal.
+    waker: Option<Waker>,
+    /// The shard asked for something since the task last looked.
+    signalled: bool,
+    flush: bool,
+    close: bool,
+}
+
+impl ConnHandle {
+    fn notify(&mut self) {
+        self.signalled = true;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// Lives on each shard: the state machine and the engine-side bookkeeping around it.
@@ -235,7 +249,7 @@ struct ShardContext {
     id: ShardId,
     shards: u16,
     state: RefCell<Shard>,
-    conns: RefCell<HashMap<ConnId, Rc<ConnHandle>>>,
+    conns: RefCell<HashMap<ConnId, ConnHandle>>,
     mesh_out: Vec<RefCell<Vec<MeshItem>>>,
     mesh_signals: Vec<Signal>,
     next_conn: Cell<u64>,
@@ -269,29 +283,59 @@ impl ShardContext {
         let mut effects = self.effects.take();
         self.state.borrow_mut().drain_effects(&mut effects);
         {
-            let conns = self.conns.borrow();
+            let mut conns = self.conns.borrow_mut();
             for effect in effects.drain(..) {
                 match effect {
                     Effect::Flush(conn) => {
-                        if let Some(handle) = conns.get(&conn) {
-                            handle.flush.set(true);
-                            handle.signal.notify();
+                        if let Some(handle) = conns.get_mut(&conn) {
+                            handle.flush = true;
+                            handle.notify();
                         }
                     }
-                    Effect::Close(conn) => match conns.get(&conn) {
+                    Effect::Close(conn) => match conns.get_mut(&conn) {
                         Some(handle) => {
-                            handle.close.set(true);
-                            handle.signal.notify();
+                            handle.close = true;
+                            handle.notify();
                         }
                         None => self.state.borrow_mut().connection_closed(conn),
                     },
                     Effect::Mesh(to, msg) => self.to_peer(to, MeshItem::Shard(msg)),
                     Effect::Commit => self.commit_signal.notify(),
+                    Effect::Resume(conn) => {
+                        if let Some(handle) = conns.get_mut(&conn) {
+                            handle.notify();
+                        }
+                    }
                 }
             }
         }
         // Give the (now empty) vector back to keep its capacity.
         *self.effects.borrow_mut() = effects;
+    }
+
+    /// Runs `f` on a connection's handle; `None` if the connection has none.
+    fn with_handle<R>(&self, conn: ConnId, f: impl FnOnce(&mut ConnHandle) -> R) -> Option<R> {
+        self.conns.borrow_mut().get_mut(&conn).map(f)
+    }
+
+    /// Waits until the shard signals the connection (flush, close, resume); at once if the
+    /// connection has no handle.
+    fn signalled(&self, conn: ConnId) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            let replaced = self.with_handle(conn, |handle| {
+                if std::mem::take(&mut handle.signalled) {
+                    return (Poll::Ready(()), None);
+                }
+                match &handle.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => (Poll::Pending, None),
+                    _ => (Poll::Pending, handle.waker.replace(cx.waker().clone())),
+                }
+            });
+            let (poll, old_waker) = replaced.unwrap_or((Poll::Ready(()), None));
+            // Dropped once the map is no longer borrowed.
+            drop(old_waker);
+            poll
+        })
     }
 
     fn to_peer(&self, to: ShardId, item: MeshItem) {
@@ -313,7 +357,11 @@ async fn shard_main(
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
-    let listener = socket.into_listener();
+    // Fails only when the shard cannot make its epoll set (out of descriptors or memory at
+    // start-up); the shard's panic stops the broker with the reason.
+    let listener = socket
+        .into_listener()
+        .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
     let shards = config.shards;
     let state = Shard::with_storage(id, shards, config.limits.clone(), clock);
     let context = Rc::new(ShardContext {
@@ -509,7 +557,13 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                     context.ready_signal.notify();
                 }
                 MeshItem::Adopt(adoption) => {
-                    let stream = adoption.stream.into_stream();
+                    let stream = match adoption.stream.into_connection() {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(shard = %context.id, "cannot adopt a connection: {error}");
+                            continue;
+                        }
+                    };
                     let buf = BytesMut::from(&adoption.leftover[..]);
                     let decoder =
                         Decoder::client(adoption.connect.protocol, context.packet_bytes_max);
@@ -563,7 +617,7 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
 
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
-async fn handshake(context: Rc<ShardContext>, mut stream: TcpStream) {
+async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
     let mut decoder = Decoder::server(context.packet_bytes_max);
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + context.connect_timeout;
@@ -574,14 +628,30 @@ async fn handshake(context: Rc<ShardContext>, mut stream: TcpStream) {
             Ok(Decoded::Packet(_)) => return,
             Ok(Decoded::NeedMore(_)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let read = future::or(async { Some(stream.read_buf(&mut buf).await) }, async {
-                    runtime::sleep(left).await;
-                    None
-                })
+                let readable = future::or(
+                    async {
+                        stream.readable().await;
+                        true
+                    },
+                    async {
+                        runtime::sleep(left).await;
+                        false
+                    },
+                )
                 .await;
-                match read {
-                    Some(Ok(n)) if n > 0 => {}
-                    // EOF, an error, or no CONNECT in time: close.
+                if !readable {
+                    // No CONNECT in time: close.
+                    return;
+                }
+                match stream.try_read_buf(&mut buf) {
+                    Ok(Some(n)) if n > 0 => {}
+                    Ok(None) => {
+                        if buf.is_empty() {
+                            // Nothing yet: wait again holding no buffer.
+                            buf = BytesMut::new();
+                        }
+                    }
+                    // EOF or an error: close.
                     _ => return,
                 }
             }
@@ -611,7 +681,7 @@ async fn handshake(context: Rc<ShardContext>, mut stream: TcpStream) {
 /// Answers a CONNECT that could not be decoded: a v5 CONNACK with the reason code, a 3.1.1
 /// CONNACK "unacceptable protocol version" for an unknown level, or just a close.
 async fn refuse_connect(
-    mut stream: TcpStream,
+    mut stream: Connection,
     version: Option<ProtocolVersion>,
     error: &DecodeError,
 ) {
@@ -626,7 +696,7 @@ async fn refuse_connect(
 }
 
 /// Writes a CONNACK refusing the connection (best effort: the connection closes next anyway).
-async fn send_refusal(stream: &mut TcpStream, version: ProtocolVersion, reason: ReasonCode) {
+async fn send_refusal(stream: &mut Connection, version: ProtocolVersion, reason: ReasonCode) {
     let connack = Packet::ConnAck(ConnAck {
         session_present: false,
         reason,
@@ -648,7 +718,7 @@ async fn send_refusal(stream: &mut TcpStream, version: ProtocolVersion, reason: 
 #[allow(clippy::manual_async_fn)]
 fn run_connection(
     context: Rc<ShardContext>,
-    mut stream: TcpStream,
+    mut stream: Connection,
     mut decoder: Decoder,
     mut buf: BytesMut,
     connect: Box<Connect>,
@@ -668,13 +738,11 @@ fn run_connection(
             return Box::pin(send_refusal(&mut stream, version, reason)).await;
         }
         let conn = context.new_conn_id();
-        let handle = Rc::new(ConnHandle::default());
-        context.conns.borrow_mut().insert(conn, handle.clone());
-        context.state.borrow_mut().connect(conn, *connect, Instant::now());
+        context.conns.borrow_mut().insert(conn, ConnHandle::default());
+        context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
         context.apply_effects();
 
-        let lost =
-            serve_connection(&context, conn, &handle, &mut stream, &mut decoder, &mut buf).await;
+        let lost = serve_connection(&context, conn, &mut stream, &mut decoder, &mut buf).await;
         let now = Instant::now();
         context.conns.borrow_mut().remove(&conn);
         if lost {
@@ -687,76 +755,109 @@ fn run_connection(
     }
 }
 
+/// Moves a value out of its box and frees the box at once. `*boxed` in an async block frees the
+/// box only when the block's state is dropped: for the CONNECT (~1 KB of fields, all moved out
+/// by then) that was the end of the connection.
+// Taking the box is the point: it is freed when this returns.
+#[allow(clippy::boxed_local)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 /// The connection's loop. Returns true if the connection was lost (EOF or an error) rather than
 /// closed by the shard.
-async fn serve_connection(
-    context: &ShardContext,
+///
+/// Not an `async fn`, for the reason given at [`run_connection`]: its state is part of every
+/// connection's task.
+#[allow(clippy::manual_async_fn)]
+fn serve_connection<'a>(
+    context: &'a ShardContext,
     conn: ConnId,
-    handle: &ConnHandle,
-    stream: &mut TcpStream,
-    decoder: &mut Decoder,
-    buf: &mut BytesMut,
-) -> bool {
-    enum Wake {
-        Readable(std::io::Result<()>),
-        Signal,
-    }
-    loop {
-        // Feed what has arrived, a bounded batch per turn.
-        let mut fed = 0;
-        let mut more = true;
-        while more && fed < PACKETS_PER_TURN_MAX {
-            match decoder.decode(buf) {
-                Ok(Decoded::Packet(packet)) => {
-                    context.state.borrow_mut().packet(conn, packet, Instant::now());
-                    fed += 1;
+    stream: &'a mut Connection,
+    decoder: &'a mut Decoder,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = bool> + 'a {
+    async move {
+        enum Wake {
+            Readable,
+            Signal,
+        }
+        loop {
+            // Feed what has arrived, a bounded batch per turn.
+            // A paused connection (its subscribers are draining) is not read until resumed.
+            let mut fed = 0;
+            let mut more = true;
+            let mut paused = context.state.borrow().is_paused(conn);
+            while more && !paused && fed < PACKETS_PER_TURN_MAX {
+                match decoder.decode(buf) {
+                    Ok(Decoded::Packet(packet)) => {
+                        let mut state = context.state.borrow_mut();
+                        state.packet(conn, packet, Instant::now());
+                        paused = state.is_paused(conn);
+                        fed += 1;
+                    }
+                    Ok(Decoded::NeedMore(_)) => more = false,
+                    Err(error) => {
+                        context.state.borrow_mut().decode_error(conn, &error, Instant::now());
+                        buf.clear();
+                        more = false;
+                    }
                 }
-                Ok(Decoded::NeedMore(_)) => more = false,
-                Err(error) => {
-                    context.state.borrow_mut().decode_error(conn, &error, Instant::now());
-                    buf.clear();
-                    more = false;
+            }
+            if fed > 0 {
+                context.apply_effects();
+            }
+            if buf.is_empty() {
+                // An idle connection keeps no read buffer.
+                *buf = BytesMut::new();
+            }
+            let wants_write = context
+                .with_handle(conn, |handle| std::mem::take(&mut handle.flush) || handle.close);
+            if wants_write == Some(true) {
+                let out = context.state.borrow_mut().take_output(conn);
+                if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                    return true;
                 }
+                context.state.borrow_mut().output_written(conn, Instant::now());
+                context.apply_effects();
+                let closes = context.with_handle(conn, |handle| handle.close && !handle.flush);
+                if closes == Some(true) {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return false;
+                }
+                runtime::yield_if_needed().await;
+                continue;
             }
-        }
-        if fed > 0 {
-            context.apply_effects();
-        }
-        if buf.is_empty() {
-            // An idle connection keeps no read buffer.
-            *buf = BytesMut::new();
-        }
-        if handle.flush.replace(false) || handle.close.get() {
-            let out = context.state.borrow_mut().take_output(conn);
-            if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                return true;
+            if paused {
+                // Resumed by a signal (Effect::Resume), or woken to flush or close.
+                context.signalled(conn).await;
+                continue;
             }
-            context.state.borrow_mut().output_written(conn, Instant::now());
-            context.apply_effects();
-            if handle.close.get() && !handle.flush.get() {
-                let _ = stream.shutdown(std::net::Shutdown::Both).await;
-                return false;
+            if more {
+                // The batch limit stopped decoding: let other tasks run, then go on.
+                runtime::yield_if_needed().await;
+                continue;
             }
-            runtime::yield_if_needed().await;
-            continue;
-        }
-        if more {
-            // The batch limit stopped decoding: let other tasks run, then go on.
-            runtime::yield_if_needed().await;
-            continue;
-        }
-        let wake = future::or(async { Wake::Readable(stream.readable().await) }, async {
-            handle.signal.wait().await;
-            Wake::Signal
-        })
-        .await;
-        match wake {
-            Wake::Readable(Ok(())) => match stream.read_buf(buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            },
-            Wake::Readable(Err(_)) => return true,
-            Wake::Signal => {}
+            let wake = future::or(
+                async {
+                    stream.readable().await;
+                    Wake::Readable
+                },
+                async {
+                    context.signalled(conn).await;
+                    Wake::Signal
+                },
+            )
+            .await;
+            match wake {
+                // Nothing read (a spurious wake-up) goes round again: an empty buffer is given up
+                // at the top, before the next wait.
+                Wake::Readable => match stream.try_read_buf(buf) {
+                    Ok(Some(0)) | Err(_) => return true,
+                    Ok(Some(_) | None) => {}
+                },
+                Wake::Signal => {}
+            }
         }
     }
 }

@@ -6,8 +6,10 @@
 //!
 //! - shards: [`start_shards`] runs one pinned `LocalExecutor` per core, each on its own thread;
 //! - sockets: [`bind_listener_sockets`] / [`bind_listener`] build SO_REUSEPORT listeners with
-//!   socket2, [`TcpListener::accept`] accepts, [`TcpStream`] reads and writes without a
-//!   per-connection buffer, and [`StreamHandoff`] moves a connection to another shard;
+//!   socket2, [`TcpListener::accept`] accepts [`Connection`]s, which hold neither a buffer nor
+//!   an armed poll while idle (readiness comes from one epoll set per shard), [`StreamHandoff`]
+//!   moves a connection to another shard, and [`TcpStream::connect`] opens outgoing streams
+//!   that read and write without a per-connection buffer;
 //! - the mesh: [`build_mesh`] makes the N×(N−1) bounded SPSC channels between shards;
 //! - time and tasks: [`sleep`], [`Instant`], [`spawn_local`], [`yield_if_needed`];
 //! - the blocking seam: [`spawn_blocking`], which turns a panic into an error.
@@ -18,6 +20,7 @@
 mod blocking;
 mod mesh;
 mod net;
+mod poller;
 mod shards;
 #[cfg(test)]
 mod tests;
@@ -28,9 +31,10 @@ pub use mesh::{
     MESH_CHANNEL_CAPACITY,
 };
 pub use net::{
-    bind_listener, bind_listener_socket, bind_listener_sockets, needs_accept_backoff,
+    bind_listener, bind_listener_socket, bind_listener_sockets, needs_accept_backoff, Connection,
     ListenerSocket, StreamHandoff, TcpListener, TcpStream, READ_BYTES_MAX, READ_BYTES_MIN,
 };
+pub use poller::{DISPATCH_LATENCY, EPOLL_FALLBACK_INTERVAL, EVENTS_PER_BATCH_MAX};
 pub use shards::{
     start_shards, ShardHandle, ShardIndex, ShardPanicked, ShardPlacement, SHARD_IO_MEMORY_BYTES,
     SHARD_PREEMPT_TIMER,

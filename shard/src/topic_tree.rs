@@ -11,7 +11,7 @@
 //! the last level is taken as a literal level, which no valid topic name matches; every function
 //! in this module agrees on that reading.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::fmt;
 use std::hash::Hash;
 
@@ -134,11 +134,11 @@ impl<'a> FilterPath<'a> {
 struct Entries<K, V> {
     /// The whole filter, kept so a match can name it without building it from the path.
     filter: Box<str>,
-    by_key: HashMap<K, V>,
+    by_key: FastMap<K, V>,
 }
 
 struct Node<K, V> {
-    children: HashMap<Box<str>, Node<K, V>>,
+    children: FastMap<Box<str>, Node<K, V>>,
     single_level: Option<Box<Node<K, V>>>,
     exact: Option<Box<Entries<K, V>>>,
     multi_level: Option<Box<Entries<K, V>>>,
@@ -146,7 +146,7 @@ struct Node<K, V> {
 
 impl<K, V> Node<K, V> {
     fn new() -> Self {
-        Self { children: HashMap::new(), single_level: None, exact: None, multi_level: None }
+        Self { children: FastMap::default(), single_level: None, exact: None, multi_level: None }
     }
 
     fn child(&self, edge: Edge<'_>) -> Option<&Self> {
@@ -250,7 +250,10 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
             Some(entries) => entries,
             None => {
                 self.filters_len += 1;
-                slot.insert(Box::new(Entries { filter: Box::from(filter), by_key: HashMap::new() }))
+                slot.insert(Box::new(Entries {
+                    filter: Box::from(filter),
+                    by_key: FastMap::default(),
+                }))
             }
         };
         let replaced = entries.by_key.insert(key, value);
@@ -432,13 +435,13 @@ struct TopicEntry<V> {
 }
 
 struct TopicNode<V> {
-    children: HashMap<Box<str>, TopicNode<V>>,
+    children: FastMap<Box<str>, TopicNode<V>>,
     entry: Option<Box<TopicEntry<V>>>,
 }
 
 impl<V> TopicNode<V> {
     fn new() -> Self {
-        Self { children: HashMap::new(), entry: None }
+        Self { children: FastMap::default(), entry: None }
     }
 
     fn parts(&self) -> usize {
@@ -649,6 +652,8 @@ impl<V: fmt::Debug> fmt::Debug for TopicTree<V> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use proptest::prelude::*;
     use proptest::sample::{select, Index};

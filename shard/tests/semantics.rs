@@ -446,27 +446,63 @@ fn topic_alias_from_the_client_is_resolved() {
     );
 }
 
-#[test]
-fn slow_consumer_drops_qos0_past_its_output_limit_and_counts_it() {
-    let limits = Limits { out_buffer_bytes_max: 1000, ..Limits::default() };
-    let mut node = Node::with_limits(1, limits);
-    let sub = node.connect("slow", V3_1_1, true);
-    node.subscribe(sub, "t", QoS::AtMostOnce);
-    let publisher = node.connect("p", V3_1_1, true);
-    // Nobody takes the subscriber's output: simulate a socket that does not drain.
-    let shard = &mut node.shards[0];
+/// Publishes 100-byte QoS 0 messages from `publisher` straight into shard 0, without taking
+/// anyone's output (a subscriber socket that does not drain), until the shard pauses the
+/// publisher or `most` were fed. Returns how many were fed.
+fn publish_until_paused(node: &mut Node, publisher: ConnId, most: usize) -> usize {
     let big = "x".repeat(100);
-    for _ in 0..50 {
+    for fed in 1..=most {
         let now = node.now;
+        let shard = &mut node.shards[0];
         shard.packet(
             publisher,
             Packet::Publish(publish("t", &big, QoS::AtMostOnce, false, None)),
             now,
         );
+        if shard.is_paused(publisher) {
+            return fed;
+        }
     }
-    let stats = shard.stats();
-    assert!(stats.dropped_qos0_slow >= 40, "{stats:?}");
-    assert!(shard.take_output(sub).len() <= 1000 + 200);
+    most
+}
+
+#[test]
+fn a_publisher_is_paused_while_its_subscriber_drains_and_nothing_is_dropped() {
+    let limits = Limits { out_buffer_bytes_max: 1000, ..Limits::default() };
+    let mut node = Node::with_limits(1, limits);
+    let sub = node.connect("slow", V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = node.connect("p", V3_1_1, true);
+    node.take(publisher);
+    let fed = publish_until_paused(&mut node, publisher, 50);
+    assert!(fed < 20, "paused once the subscriber's output buffer is full, not after {fed}");
+    // The engine stops reading the publisher here; the subscriber's socket drains.
+    node.run();
+    assert!(node.resumed.contains(&publisher), "resumed once the subscriber drained");
+    assert!(!node.shards[0].is_paused(publisher));
+    assert_eq!(node.publishes(sub).len(), fed, "every message fed was delivered");
+    assert_eq!(node.shards[0].stats().dropped_qos0_slow, 0);
+}
+
+#[test]
+fn a_stuck_consumer_stops_pausing_publishers_and_its_qos0_is_dropped_and_counted() {
+    let limits =
+        Limits { out_buffer_bytes_max: 1000, queued_messages_max: 20, ..Limits::default() };
+    let mut node = Node::with_limits(1, limits);
+    let sub = node.connect("stuck", V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = node.connect("p", V3_1_1, true);
+    let fed = publish_until_paused(&mut node, publisher, 50);
+    assert!(fed < 20 && node.shards[0].is_paused(publisher));
+    // Not drained within the pause limit: the publisher goes on and the consumer is stalled.
+    let later = node.now + shardmq_shard::PUBLISHER_PAUSE_MAX;
+    node.shards[0].tick(later);
+    node.shards[0].drain_effects(&mut Vec::new());
+    assert!(!node.shards[0].is_paused(publisher));
+    assert_eq!(publish_until_paused(&mut node, publisher, 50), 50, "not paused again");
+    let stats = node.shards[0].stats();
+    assert!(stats.dropped_qos0_slow + stats.dropped_queue_full >= 30, "{stats:?}");
+    assert!(node.shards[0].take_output(sub).len() <= 1000 + 200);
 }
 
 #[test]

@@ -1,7 +1,16 @@
-//! Sockets: SO_REUSEPORT listeners built with socket2, accepted TCP streams that hold no read
-//! buffer while idle, and handing a stream's fd to another shard.
+//! Sockets: SO_REUSEPORT listeners built with socket2, accepted connections that hold neither a
+//! buffer nor an armed poll while idle, handing a connection's fd to another shard, and outgoing
+//! TCP streams (the load generator's clients).
 //!
-//! # What an idle connection holds (glommio 0.9.0, read from its source)
+//! # Accepted connections
+//!
+//! A [`TcpListener`] accepts with `accept4` and gives [`Connection`]s: an fd and a slot in the
+//! shard's epoll set (`poller.rs`), 12 bytes in all, with plain nonblocking `recv`/`send` and
+//! readiness from the shard's one dispatcher task. An idle connection holds nothing else: no
+//! read buffer (await [`Connection::readable`], then [`Connection::try_read_buf`]) and no
+//! io_uring poll with its 496-byte glommio `Source` (see `poller.rs` for why not).
+//!
+//! # What an idle [`TcpStream`] holds (glommio 0.9.0, read from its source)
 //!
 //! glommio's non-buffered `TcpStream` owns no receive buffer. Its `poll_read`
 //! (`src/net/stream.rs`, `NonBufferedStream::poll_read`, lines 256-299) first tries
@@ -20,30 +29,36 @@
 //! [`TcpStream::readable`] waits with a zero-length read instead: glommio arms the same
 //! `POLL_ADD`, and once it fires a zero-length `recv(MSG_DONTWAIT)` returns 0 if data (or EOF)
 //! is queued and `EAGAIN` if the wake-up was spurious (Linux `tcp_recvmsg` copies nothing and
-//! does not block for `len == 0` when data is queued). An idle connection therefore holds no
-//! read buffer at all: the connection loop awaits `readable()`, then takes a pooled buffer and
-//! calls [`TcpStream::read_buf`], which completes on its first `recv`.
+//! does not block for `len == 0` when data is queued). An idle stream therefore holds no read
+//! buffer: the loop awaits `readable()`, then takes a pooled buffer and calls
+//! [`TcpStream::read_buf`], which completes on its first `recv`. It does hold the armed poll and
+//! its 496-byte `Source`: fine for the load generator's clients, too much for a broker holding
+//! hundreds of thousands of idle connections, which is why those are [`Connection`]s.
 
-use std::fmt;
 use std::future::poll_fn;
 use std::io;
+use std::marker::PhantomData;
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-/// The least free space [`TcpStream::read_buf`] offers the kernel: it reserves this much when
-/// the buffer has less, so a full buffer never turns into a zero-length read (taken for EOF).
+use super::poller::{Poller, Token, CLOSED, READABLE, WRITABLE};
+
+/// The least free space [`Connection::try_read_buf`] and [`TcpStream::read_buf`] offer the
+/// kernel: they reserve this much when the buffer has less, so a full buffer never turns into a
+/// zero-length read (taken for EOF).
 pub const READ_BYTES_MIN: usize = 4 << 10;
 
-/// The most one [`TcpStream::read_buf`] reads.
+/// The most one [`Connection::try_read_buf`] or [`TcpStream::read_buf`] reads.
 ///
-/// Safe Rust can only hand glommio initialised bytes, so the offered space is zeroed before each
-/// `recv`. Capping it bounds that cost per read (MQTT packets are mostly small) while a burst
-/// still drains in a few reads. Not measured yet: revisit with a benchmark in `perf/`.
+/// Safe Rust can only hand glommio initialised bytes, so [`TcpStream::read_buf`] zeroes the
+/// offered space before each `recv` ([`Connection`] reads into spare capacity). Capping it bounds
+/// that cost per read (MQTT packets are mostly small) while a burst still drains in a few reads.
+/// Not measured yet: revisit with a benchmark in `perf/`.
 pub const READ_BYTES_MAX: usize = 16 << 10;
 
 /// A bound, listening TCP socket not yet attached to any shard. `Send`: build it on the main
@@ -91,7 +106,7 @@ pub fn bind_listener_sockets(
 /// Binds a listening socket (as [`bind_listener_socket`]) and attaches it to the current shard.
 /// Must be called on a shard.
 pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    Ok(bind_listener_socket(addr, backlog)?.into_listener())
+    bind_listener_socket(addr, backlog)?.into_listener()
 }
 
 impl ListenerSocket {
@@ -100,15 +115,11 @@ impl ListenerSocket {
         socket_addr(&self.socket)
     }
 
-    /// Attaches the socket to the current shard's reactor. Must be called on a shard.
-    #[allow(unsafe_code)]
-    pub fn into_listener(self) -> TcpListener {
-        let fd = self.socket.into_raw_fd();
-        // SAFETY: `fd` is a bound, listening TCP socket, and this function owns it: it was taken
-        // out of the socket2 `Socket`, which no longer closes it. glommio's listener takes over
-        // that ownership and closes it on drop.
-        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
-        TcpListener { inner }
+    /// Attaches the socket to the current shard: registers it in the shard's epoll set. Must be
+    /// called on a shard.
+    pub fn into_listener(self) -> io::Result<TcpListener> {
+        let registration = Registration::new(self.socket.as_fd())?;
+        Ok(TcpListener { socket: self.socket, registration })
     }
 }
 
@@ -118,39 +129,53 @@ fn socket_addr(socket: &Socket) -> io::Result<SocketAddr> {
     })
 }
 
-/// A listening socket attached to one shard. Lives on its shard (`!Send`).
+/// A listening socket attached to one shard, readable through the shard's epoll set. Lives on
+/// its shard (`!Send`). Dropping it closes the socket.
+#[derive(Debug)]
 pub struct TcpListener {
-    inner: glommio::net::TcpListener,
-}
-
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // glommio's listener is not `Debug`; its address is what identifies it.
-        formatter
-            .debug_struct("TcpListener")
-            .field("local_addr", &self.inner.local_addr().ok())
-            .finish()
-    }
+    socket: Socket,
+    registration: Registration,
 }
 
 impl TcpListener {
-    /// Waits for the next connection and attaches it to the current shard.
+    /// Waits for the next connection and attaches it to the current shard. Cancel-safe.
     ///
     /// Errors are returned as they come, and none of them consumes the pending connection.
     /// When the process or system is out of file descriptors (`EMFILE`, `ENFILE`) or kernel
     /// memory, the connection stays queued and the next `accept` fails again at once, so a loop
     /// that just retries spins a core: check [`needs_accept_backoff`] and sleep before retrying.
-    pub async fn accept(&self) -> io::Result<TcpStream> {
-        match self.inner.accept().await {
-            Ok(inner) => Ok(TcpStream { inner }),
-            // `From` keeps the `io::Error` (and its OS error code) that glommio wrapped.
-            Err(error) => Err(io::Error::from(error)),
+    #[allow(unsafe_code)]
+    pub async fn accept(&self) -> io::Result<Connection> {
+        loop {
+            let token = self.registration.token;
+            poll_fn(|context| Poller::poll_ready(token, READABLE, context)).await;
+            // SAFETY: the listener's fd is open for the call; null address pointers ask for no
+            // peer address, as accept4(2) allows.
+            let fd = unsafe {
+                libc::accept4(
+                    self.socket.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: accept4 returned a new fd that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                return Connection::register(fd);
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => Poller::clear(token, READABLE),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
         }
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr().map_err(io::Error::from)
+        socket_addr(&self.socket)
     }
 }
 
@@ -160,9 +185,194 @@ pub fn needs_accept_backoff(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-/// A TCP connection attached to one shard, over glommio's non-buffered stream: it holds no
-/// receive buffer of its own (see the module docs). Lives on its shard (`!Send`); move it to
-/// another shard with [`TcpStream::into_handoff`]. Dropping it closes the connection.
+/// A TCP connection accepted by (or handed to) this shard: its fd and its slot in the shard's
+/// epoll set, 12 bytes, and nothing else while it is idle (see the module docs). Lives on its
+/// shard (`!Send`); move it to another shard with [`Connection::into_handoff`]. Dropping it
+/// closes the connection.
+#[derive(Debug)]
+pub struct Connection {
+    // Dropped in this order: closing the fd takes the socket out of the epoll set, then the
+    // registration frees its slot.
+    fd: OwnedFd,
+    registration: Registration,
+}
+
+/// A socket's slot in the current shard's epoll set, freed on drop. Not `Send`: it belongs to
+/// the thread of that epoll set.
+#[derive(Debug)]
+struct Registration {
+    token: Token,
+    _on_this_shard: PhantomData<*const ()>,
+}
+
+impl Registration {
+    fn new(fd: BorrowedFd<'_>) -> io::Result<Registration> {
+        Ok(Registration { token: Poller::register(fd)?, _on_this_shard: PhantomData })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        Poller::release(self.token);
+    }
+}
+
+impl Connection {
+    /// Registers a connected, nonblocking socket in the current shard's epoll set. The socket
+    /// is closed if that fails.
+    fn register(fd: OwnedFd) -> io::Result<Connection> {
+        let registration = Registration::new(fd.as_fd())?;
+        Ok(Connection { fd, registration })
+    }
+
+    fn token(&self) -> Token {
+        self.registration.token
+    }
+
+    /// Waits until the connection may have data to read, EOF or an error, holding no buffer
+    /// while it waits. Cancel-safe.
+    ///
+    /// A following [`try_read_buf`](Self::try_read_buf) then finds out which; rarely the
+    /// wake-up is spurious and it reads nothing.
+    pub async fn readable(&self) {
+        poll_fn(|context| Poller::poll_ready(self.token(), READABLE | CLOSED, context)).await;
+    }
+
+    /// Reads what has arrived without waiting, appending it to `buf`: `Some(n)` bytes, `Some(0)`
+    /// at EOF, `None` if nothing has (await [`readable`](Self::readable), then try again).
+    ///
+    /// Reserves [`READ_BYTES_MIN`] first when `buf` has less free capacity (also when nothing
+    /// has arrived: give the buffer up then if it is empty), and reads at most
+    /// [`READ_BYTES_MAX`], straight into the buffer's spare capacity.
+    #[allow(unsafe_code)]
+    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+        if buf.capacity() - buf.len() < READ_BYTES_MIN {
+            buf.reserve(READ_BYTES_MIN);
+        }
+        let spare = buf.spare_capacity_mut();
+        let offered = spare.len().min(READ_BYTES_MAX);
+        loop {
+            // SAFETY: the fd is open for the call, and the kernel writes at most `offered` bytes
+            // into `spare`, which has at least that many.
+            let read = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    offered,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if read >= 0 {
+                let read = read as usize;
+                // A read that did not fill its space drained the socket (see `poller.rs`).
+                if read < offered && read > 0 {
+                    Poller::clear(self.token(), READABLE);
+                }
+                // SAFETY: the kernel initialised the first `read` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + read) };
+                return Ok(Some(read));
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => {
+                    Poller::clear(self.token(), READABLE);
+                    return Ok(None);
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Waits for data (or EOF), then reads it as [`try_read_buf`](Self::try_read_buf) does;
+    /// returns how many bytes, 0 at EOF. Cancel-safe. While this waits for a spurious wake-up to
+    /// turn into data, `buf` holds the capacity reserved for it.
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await;
+            if let Some(read) = self.try_read_buf(buf)? {
+                return Ok(read);
+            }
+        }
+    }
+
+    /// Writes all of `bytes`, waiting while the socket's send buffer is full.
+    ///
+    /// Not cancel-safe: if the future is dropped, an unknown prefix of `bytes` has been sent.
+    #[allow(unsafe_code)]
+    pub async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            poll_fn(|context| Poller::poll_ready(self.token(), WRITABLE, context)).await;
+            // SAFETY: the fd is open for the call and `bytes` is a live slice of its length.
+            // MSG_NOSIGNAL: a closed peer is an EPIPE error here, not a SIGPIPE.
+            let sent = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if sent >= 0 {
+                bytes = &bytes[sent as usize..];
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => Poller::clear(self.token(), WRITABLE),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets TCP_NODELAY: send small segments at once instead of waiting to coalesce them (the
+    /// broker coalesces its own writes).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        SockRef::from(&self.fd).set_tcp_nodelay(nodelay)
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).peer_addr()?)
+    }
+
+    /// The broker's address of this connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).local_addr()?)
+    }
+
+    /// Shuts down the read half, the write half (sends FIN once queued data is out) or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        SockRef::from(&self.fd).shutdown(how)
+    }
+
+    /// Closes the connection: the same as dropping it, named for call sites that mean it.
+    /// Unread received data makes the kernel send RST instead of FIN.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    /// Detaches the connection from this shard (takes it out of the shard's epoll set) so
+    /// another shard can adopt it with [`StreamHandoff::into_connection`]. Bytes this shard
+    /// already read are the caller's to send along. The connection is closed if this fails.
+    pub fn into_handoff(self) -> io::Result<StreamHandoff> {
+        let Connection { fd, registration } = self;
+        Poller::deregister(fd.as_fd(), registration.token)?;
+        Ok(StreamHandoff { fd })
+    }
+}
+
+fn sock_addr(addr: socket2::SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the socket has no IP address"))
+}
+
+/// An outgoing TCP connection (the load generator's clients) attached to one shard, over
+/// glommio's non-buffered stream: it holds no receive buffer of its own, but an armed io_uring
+/// poll while it waits (see the module docs). Lives on its shard (`!Send`). Dropping it closes
+/// the connection.
 #[derive(Debug)]
 pub struct TcpStream {
     inner: glommio::net::TcpStream,
@@ -279,25 +489,6 @@ impl TcpStream {
     pub fn close(self) {
         drop(self);
     }
-
-    /// Detaches the connection from this shard so another shard can adopt it with
-    /// [`StreamHandoff::into_stream`]. Bytes this shard already read are the caller's to send
-    /// along.
-    ///
-    /// glommio offers no way to take the fd out of a stream, so the fd is duplicated
-    /// (`F_DUPFD_CLOEXEC`) and this shard's stream dropped: that closes only this shard's fd and
-    /// cancels its pending io_uring poll, while the socket stays open through the duplicate.
-    /// Fails with `EMFILE` if the process is out of descriptors; the stream is then closed.
-    #[allow(unsafe_code)]
-    pub fn into_handoff(self) -> io::Result<StreamHandoff> {
-        let raw = self.inner.as_raw_fd();
-        // SAFETY: `raw` is the fd of `self.inner`, which stays open until `self` is dropped
-        // below, after the borrow's last use.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
-        let fd = borrowed.try_clone_to_owned()?;
-        drop(self);
-        Ok(StreamHandoff { fd })
-    }
 }
 
 /// Truncates the buffer to `keep` bytes when dropped, so `read_buf` leaves no zeroed bytes behind
@@ -313,24 +504,20 @@ impl Drop for Filling<'_> {
     }
 }
 
-/// A connection on its way to another shard: an owned fd, `Send`, attached to no reactor. Send it
-/// over the mesh (with the bytes already read) and call [`into_stream`](Self::into_stream) on the
-/// destination shard. Dropping it closes the connection.
+/// A connection on its way to another shard: an owned fd, `Send`, registered in no epoll set.
+/// Send it over the mesh (with the bytes already read) and call
+/// [`into_connection`](Self::into_connection) on the destination shard. Dropping it closes the
+/// connection.
 #[derive(Debug)]
 pub struct StreamHandoff {
     fd: OwnedFd,
 }
 
 impl StreamHandoff {
-    /// Attaches the connection to the current shard. Must be called on a shard.
-    #[allow(unsafe_code)]
-    pub fn into_stream(self) -> TcpStream {
-        let fd = self.fd.into_raw_fd();
-        // SAFETY: `fd` is an open, connected TCP socket owned only by this hand-off (the
-        // duplicate made in `into_handoff`; the field is private, so nothing else constructs
-        // one). Ownership passes to glommio's stream, which closes it on drop.
-        let inner = unsafe { glommio::net::TcpStream::from_raw_fd(fd) };
-        TcpStream { inner }
+    /// Attaches the connection to the current shard (registers it in the shard's epoll set).
+    /// Must be called on a shard. The connection is closed if that fails.
+    pub fn into_connection(self) -> io::Result<Connection> {
+        Connection::register(self.fd)
     }
 }
 

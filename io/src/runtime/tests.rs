@@ -30,12 +30,13 @@ fn join_all<T>(handles: Vec<ShardHandle<T>>) -> Vec<T> {
 }
 
 /// Reads until the peer has sent `expected` bytes in total, without buffering while idle.
-async fn read_exactly(stream: &mut TcpStream, expected: usize) -> BytesMut {
+async fn read_exactly(stream: &mut Connection, expected: usize) -> BytesMut {
     let mut buf = BytesMut::new();
     while buf.len() < expected {
-        stream.readable().await.expect("readable");
-        let read = stream.read_buf(&mut buf).await.expect("read");
-        assert_ne!(read, 0, "EOF after {:?}", buf);
+        stream.readable().await;
+        if let Some(read) = stream.try_read_buf(&mut buf).expect("read") {
+            assert_ne!(read, 0, "EOF after {:?}", buf);
+        }
     }
     buf
 }
@@ -93,7 +94,10 @@ fn echo_over_a_listener_from_bind_listener() {
             // fires; only then does the client get to write.
             let idle = future::or(
                 async {
-                    stream.readable().await.expect("readable");
+                    // A new connection starts readable: the first read finds out.
+                    stream.readable().await;
+                    assert!(stream.try_read_buf(&mut BytesMut::new()).expect("read").is_none());
+                    stream.readable().await;
                     false
                 },
                 async {
@@ -107,9 +111,9 @@ fn echo_over_a_listener_from_bind_listener() {
 
             let mut echoed = 0;
             loop {
-                stream.readable().await.expect("readable");
+                stream.readable().await;
                 let mut buf = BytesMut::new();
-                let read = stream.read_buf(&mut buf).await.expect("read");
+                let Some(read) = stream.try_read_buf(&mut buf).expect("read") else { continue };
                 if read == 0 {
                     break;
                 }
@@ -117,7 +121,7 @@ fn echo_over_a_listener_from_bind_listener() {
                 stream.write_all(&buf).await.expect("write");
                 echoed += read;
             }
-            stream.shutdown(Shutdown::Write).await.expect("shutdown");
+            stream.shutdown(Shutdown::Write).expect("shutdown");
             stream.close();
             (peer, echoed)
         }
@@ -161,18 +165,18 @@ fn a_stream_handed_to_another_shard_keeps_working() {
             let mut mesh = ends.connect().await;
             if let Some(listener) = listener {
                 assert_eq!(shard.get(), 0);
-                let listener = listener.into_listener();
+                let listener = listener.into_listener().expect("register");
                 let mut stream = listener.accept().await.expect("accept");
                 let hello = read_exactly(&mut stream, b"hello".len()).await;
                 stream.write_all(b"moving").await.expect("write");
-                let handoff = stream.into_handoff().expect("dup");
+                let handoff = stream.into_handoff().expect("deregister");
                 let sender = mesh.senders[1].as_mut().expect("a sender to shard 1");
                 sender.send((handoff, hello)).await.expect("shard 1 alive");
                 Vec::new()
             } else {
                 let receiver = mesh.receivers[0].as_mut().expect("a receiver from shard 0");
                 let (handoff, hello) = receiver.recv().await.expect("a hand-off");
-                let mut stream = handoff.into_stream();
+                let mut stream = handoff.into_connection().expect("register");
                 let ping = read_exactly(&mut stream, b"ping".len()).await;
                 stream.write_all(b"pong").await.expect("write");
                 [hello, ping].concat()
@@ -195,6 +199,111 @@ fn a_stream_handed_to_another_shard_keeps_working() {
 
     let results = join_all(handles);
     assert_eq!(results, vec![Vec::new(), b"helloping".to_vec()]);
+}
+
+/// Starts one shard that accepts `connections` connections on a fresh listener and runs `serve`
+/// on each in a task of its own; returns the listener's address and the shard.
+fn serve_each<F, Fut>(connections: usize, serve: F) -> (SocketAddr, Vec<ShardHandle<()>>)
+where
+    F: Fn(Connection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let sockets = bind_listener_sockets(loopback(), BACKLOG, 1).expect("bind");
+    let addr = sockets[0].local_addr().expect("local_addr");
+    let handles = start_shards(ShardPlacement::Unbound, sockets, move |_, socket| {
+        let serve = serve.clone();
+        async move {
+            let listener = socket.into_listener().expect("register");
+            let (done_sender, done_receiver) = mpsc::channel();
+            for _ in 0..connections {
+                let stream = listener.accept().await.expect("accept");
+                let serve = serve.clone();
+                let done = done_sender.clone();
+                spawn_local(async move {
+                    serve(stream).await;
+                    done.send(()).expect("shard alive");
+                });
+            }
+            for _ in 0..connections {
+                while done_receiver.try_recv().is_err() {
+                    sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    })
+    .expect("shards start");
+    (addr, handles)
+}
+
+#[test]
+fn a_connection_waits_for_room_to_write() {
+    // Far more than the socket buffers on both sides hold: the writer must wait for the
+    // reader, and be woken when there is room again.
+    const SENT: usize = 32 << 20;
+    let (addr, handles) = serve_each(1, |mut stream| async move {
+        let chunk = vec![7_u8; 1 << 20];
+        for _ in 0..SENT / chunk.len() {
+            stream.write_all(&chunk).await.expect("write");
+        }
+        stream.shutdown(Shutdown::Write).expect("shutdown");
+    });
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(TEST_DEADLINE)).expect("read timeout");
+    // Let the shard fill both buffers and wait before anything is read.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).expect("read to EOF");
+    assert_eq!(received.len(), SENT);
+    assert!(received.iter().all(|&byte| byte == 7));
+    join_all(handles);
+}
+
+#[test]
+fn data_and_eof_that_arrive_together_are_both_read() {
+    let (read_sender, read_receiver) = mpsc::channel();
+    let (addr, handles) = serve_each(1, move |mut stream| {
+        let read_sender = read_sender.clone();
+        async move {
+            // The client has sent its bytes and closed by the time this looks.
+            sleep(Duration::from_millis(50)).await;
+            let mut buf = BytesMut::new();
+            loop {
+                stream.readable().await;
+                if stream.try_read_buf(&mut buf).expect("read") == Some(0) {
+                    break;
+                }
+            }
+            read_sender.send(buf.to_vec()).expect("test thread alive");
+        }
+    });
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.write_all(b"last words").expect("client write");
+    client.shutdown(Shutdown::Write).expect("client shutdown");
+    let read = read_receiver.recv_timeout(TEST_DEADLINE).expect("the shard saw EOF");
+    assert_eq!(read, b"last words");
+    join_all(handles);
+}
+
+#[test]
+fn more_ready_connections_than_one_batch_are_all_served() {
+    let connections = EVENTS_PER_BATCH_MAX * 2 + 1;
+    let (addr, handles) = serve_each(connections, |mut stream| async move {
+        let ping = read_exactly(&mut stream, 1).await;
+        stream.write_all(&ping).await.expect("write");
+    });
+    let mut clients: Vec<std::net::TcpStream> =
+        (0..connections).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+    // Every connection becomes readable at about the same time.
+    for (index, client) in clients.iter_mut().enumerate() {
+        client.write_all(&[index as u8]).expect("client write");
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        client.set_read_timeout(Some(TEST_DEADLINE)).expect("read timeout");
+        let mut pong = [0_u8; 1];
+        client.read_exact(&mut pong).expect("client read");
+        assert_eq!(pong[0], index as u8);
+    }
+    join_all(handles);
 }
 
 #[test]

@@ -109,7 +109,7 @@ impl Shard {
         let (Some(session), Some(durable)) = (self.sessions.get(client_id), &self.durable) else {
             return;
         };
-        let op = session_op(session, &durable.clock);
+        let op = session_op(client_id, session, &durable.clock);
         if let Some(session) = self.sessions.get_mut(client_id) {
             session.stored = true;
         }
@@ -307,8 +307,10 @@ impl Shard {
         let mut batch = std::mem::take(&mut durable.queued);
         if durable.resync {
             let clock = durable.clock;
-            let sessions = self.sessions.values().filter(|s| s.stored);
-            let mut ops: Vec<Op> = sessions.map(|session| session_op(session, &clock)).collect();
+            let sessions = self.sessions.iter().filter(|(_, s)| s.stored);
+            let mut ops: Vec<Op> = sessions
+                .map(|(client_id, session)| session_op(client_id, session, &clock))
+                .collect();
             ops.append(&mut batch.ops);
             batch.ops = ops;
         }
@@ -352,7 +354,7 @@ impl Shard {
     pub fn restore(&mut self, restored: Restored, rewrite: bool, now: Instant) {
         let Some(clock) = self.durable.as_ref().map(|d| d.clock) else { return };
         for (client_id, record) in restored.sessions {
-            let mut session = Session::new(client_id.clone(), record.expiry_secs);
+            let mut session = Session::new(record.expiry_secs);
             session.epoch = 1;
             session.stored = true;
             // A session connected when the broker stopped counts as disconnected from now.
@@ -363,7 +365,7 @@ impl Shard {
             let disconnected_at = clock.instant(disconnected_unix_ms).min(now);
             session.disconnected_at = Some(disconnected_at);
             for (filter, subscription) in &record.subscriptions {
-                session.subscriptions.insert(filter.clone(), *subscription);
+                session.held_mut().subscriptions.insert(filter.clone(), *subscription);
             }
             self.sessions.insert(client_id.clone(), session);
             for (filter, subscription) in record.subscriptions {
@@ -390,8 +392,9 @@ impl Shard {
             let stage = record.stage;
             match (stage, PacketId::new(record.packet_id)) {
                 (MessageStage::Queued, _) | (_, None) => {
-                    session.queued_bytes += delivery.message.cost_bytes();
-                    session.queue.push_back(delivery.clone());
+                    let held = session.held_mut();
+                    held.queued_bytes += delivery.message.cost_bytes();
+                    held.queue.push_back(delivery.clone());
                 }
                 (MessageStage::Published | MessageStage::Released, Some(packet_id)) => {
                     session.resume_packet_ids_after(packet_id.get());
@@ -400,7 +403,7 @@ impl Shard {
                     } else {
                         OutgoingStage::Published
                     };
-                    session.inflight.push_back(Outgoing {
+                    session.held_mut().inflight.push_back(Outgoing {
                         packet_id,
                         delivery: delivery.clone(),
                         stage,
@@ -414,7 +417,7 @@ impl Shard {
         }
         for (client_id, packet_id) in restored.incoming_qos2 {
             if let Some(session) = self.sessions.get_mut(&client_id) {
-                session.incoming_qos2.insert(packet_id);
+                session.held_mut().incoming_qos2.insert(packet_id);
                 if rewrite {
                     self.persist_incoming_qos2(&client_id, packet_id, true);
                 }
@@ -422,7 +425,7 @@ impl Shard {
         }
         for (client_id, message, due) in restored.wills {
             let Some(session) = self.sessions.get_mut(&client_id) else { continue };
-            session.pending_will = Some((message.clone(), due));
+            session.held_mut().pending_will = Some((message.clone(), due));
             self.timers.push(std::cmp::Reverse((
                 due,
                 Timer::Will { client_id: client_id.clone(), epoch: 1 },
@@ -452,13 +455,13 @@ impl Shard {
 }
 
 /// The store operation that writes a session's record.
-fn session_op(session: &Session, clock: &WallClock) -> Op {
+fn session_op(client_id: &ByteString, session: &Session, clock: &WallClock) -> Op {
     let record = SessionRecord {
         expiry_secs: session.expiry_secs,
         disconnected_at_unix_ms: session.disconnected_at.map_or(0, |at| clock.unix_ms(at).max(1)),
-        subscriptions: session.subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect(),
+        subscriptions: session.held().subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect(),
     };
-    Op::PutSession { client_id: session.client_id.to_string(), record: encode_session(&record) }
+    Op::PutSession { client_id: client_id.to_string(), record: encode_session(&record) }
 }
 
 /// The held-acknowledgement maps of a shard.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use shardmq_io::codec::topic::split_shared;
 use shardmq_io::codec::{
-    Ack, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, Properties,
-    ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    Ack, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, PlainPublish,
+    Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 
 use crate::ids::{home_shard, retained_shard, ConnId, ShardId};
@@ -28,10 +28,14 @@ use crate::mesh::{ShardMsg, SyncToken};
 use crate::message::{forwarded_properties, Delivery, Message, SharedMessage};
 use crate::session::{Outgoing, OutgoingStage, Session, Subscription};
 use crate::topic_tree::{topic_matches, SubscriptionTrie, TopicTree};
+use crate::FastMap;
 
+mod backpressure;
 mod durable;
 
 use crate::persist::{MessageStage, WallClock};
+use backpressure::Backpressure;
+pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 pub use durable::{CommitBatch, Ticket};
 use durable::{Durable, HeldAckIds, HeldAcks};
 
@@ -46,6 +50,8 @@ pub enum Effect {
     Mesh(ShardId, ShardMsg),
     /// Writes are queued: run a group commit ([`Shard::take_commit_batch`]).
     Commit,
+    /// A paused connection may be read again ([`Shard::is_paused`] turned false).
+    Resume(ConnId),
 }
 
 /// Counters a shard keeps about itself; the engine aggregates them without locks.
@@ -80,27 +86,50 @@ struct RouteKey {
 }
 
 /// A connection attached to a session on this shard.
+///
+/// Kept small: a shard holds one per connection, most of them idle. Topic aliases, which few
+/// clients use, are boxed and allocated on first use.
 #[derive(Debug)]
 struct Conn {
     client_id: ByteString,
-    version: ProtocolVersion,
-    /// 1.5 × the keepalive in force; `None` when keepalive is off.
-    keepalive_grace: Option<Duration>,
     last_seen: Instant,
     out: BytesMut,
-    flush_requested: bool,
-    closing: bool,
     will: Option<SharedMessage>,
     will_delay_secs: u32,
-    /// The client's Receive Maximum, capped by ours: the outbound in-flight window.
-    window: u16,
+    /// 1.5 × the keepalive in force, in milliseconds (at most 65,535 s × 1,500); 0 when
+    /// keepalive is off.
+    keepalive_grace_ms: u32,
     /// The client's Maximum Packet Size.
     packet_bytes_max: u32,
-    /// Client-to-server topic aliases.
-    aliases_in: HashMap<u16, ByteString>,
-    /// Server-to-client topic aliases, up to the client's Topic Alias Maximum.
-    aliases_out: HashMap<ByteString, u16>,
+    /// The client's Receive Maximum, capped by ours: the outbound in-flight window.
+    window: u16,
+    /// The client's Topic Alias Maximum: how many server-to-client aliases it accepts.
     alias_out_max: u16,
+    version: ProtocolVersion,
+    flush_requested: bool,
+    closing: bool,
+    aliases: Option<Box<TopicAliases>>,
+}
+
+impl Conn {
+    /// 1.5 × the keepalive in force; `None` when keepalive is off.
+    fn keepalive_grace(&self) -> Option<Duration> {
+        (self.keepalive_grace_ms > 0)
+            .then(|| Duration::from_millis(u64::from(self.keepalive_grace_ms)))
+    }
+
+    fn aliases(&mut self) -> &mut TopicAliases {
+        self.aliases.get_or_insert_with(Box::default)
+    }
+}
+
+/// The topic aliases of a connection (v5).
+#[derive(Debug, Default)]
+struct TopicAliases {
+    /// Client-to-server topic aliases.
+    incoming: HashMap<u16, ByteString>,
+    /// Server-to-client topic aliases, up to the client's Topic Alias Maximum.
+    outgoing: HashMap<ByteString, u16>,
 }
 
 /// A SUBSCRIBE waiting for every other shard to apply its routes (and send retained messages).
@@ -115,19 +144,14 @@ struct PendingSubscribe {
     retained: Vec<SharedMessage>,
 }
 
+/// A session timer. Keepalive checks, one per connection, are kept apart in
+/// [`Shard::keepalive_timers`]: they are most of the timers, and an entry there is 24 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    KeepAlive(ConnId),
     /// A delayed will of a disconnected session falls due (valid for one epoch).
-    Will {
-        client_id: ByteString,
-        epoch: u64,
-    },
+    Will { client_id: ByteString, epoch: u64 },
     /// A disconnected session expires (valid for one epoch).
-    Expiry {
-        client_id: ByteString,
-        epoch: u64,
-    },
+    Expiry { client_id: ByteString, epoch: u64 },
 }
 
 /// Lives on each shard; owns the sessions homed here and this shard's replica of the node's
@@ -137,8 +161,8 @@ pub struct Shard {
     id: ShardId,
     shards: u16,
     limits: Limits,
-    sessions: HashMap<ByteString, Session>,
-    conns: HashMap<ConnId, Conn>,
+    sessions: FastMap<ByteString, Session>,
+    conns: FastMap<ConnId, Conn>,
     subscribers: SubscriptionTrie<SubscriberKey, Subscription>,
     /// How many local subscribers each (filter, group) has, to know when to add/remove routes.
     local_routes: HashMap<(ByteString, Option<ByteString>), usize>,
@@ -151,6 +175,8 @@ pub struct Shard {
     shard_cursor: HashMap<(ByteString, ByteString), usize>,
     /// Round-robin position of each shared group over its members on this shard.
     member_cursor: HashMap<(ByteString, ByteString), usize>,
+    /// When each connection with a keepalive is checked next (see [`Shard::check_keepalive`]).
+    keepalive_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     effects: Vec<Effect>,
     stats: ShardStats,
@@ -159,7 +185,9 @@ pub struct Shard {
     held_acks: HeldAcks,
     held_ack_ids: HeldAckIds,
     /// Scratch space for matching, kept to avoid allocating per publish.
-    scratch_targets: HashMap<ByteString, Delivery>,
+    scratch_targets: FastMap<ByteString, Delivery>,
+    /// Publishers paused while their subscribers drain.
+    backpressure: Backpressure,
 }
 
 /// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
@@ -176,8 +204,8 @@ impl Shard {
             id,
             shards,
             limits,
-            sessions: HashMap::new(),
-            conns: HashMap::new(),
+            sessions: FastMap::default(),
+            conns: FastMap::default(),
             subscribers: SubscriptionTrie::new(),
             local_routes: HashMap::new(),
             routes: SubscriptionTrie::new(),
@@ -187,13 +215,15 @@ impl Shard {
             next_token: 0,
             shard_cursor: HashMap::new(),
             member_cursor: HashMap::new(),
+            keepalive_timers: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             effects: Vec::new(),
             stats: ShardStats::default(),
             durable: None,
             held_acks: HeldAcks::new(),
             held_ack_ids: HeldAckIds::new(),
-            scratch_targets: HashMap::new(),
+            scratch_targets: FastMap::default(),
+            backpressure: Backpressure::default(),
         }
     }
 
@@ -241,7 +271,50 @@ impl Shard {
     pub fn output_written(&mut self, conn: ConnId, now: Instant) {
         if let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) {
             self.pump(&client_id, now);
+            // Nearly every exchange ends with a write (an ack, a SUBACK, a PINGRESP): a session
+            // that has just emptied its queues gives their memory back here.
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                session.release_if_empty();
+            }
+            if self.backpressure.is_congested(conn) && !self.over_low_water(&client_id, conn) {
+                let mut resumed = Vec::new();
+                self.backpressure.relieved(conn, &mut resumed);
+                self.effects.extend(resumed.into_iter().map(Effect::Resume));
+            }
         }
+    }
+
+    /// Whether the engine must stop reading `conn`: a subscriber its publishes went to is over
+    /// its limits and draining ([`Effect::Resume`] says when to read again).
+    pub fn is_paused(&self, conn: ConnId) -> bool {
+        self.backpressure.is_paused(conn)
+    }
+
+    /// Over the high-water mark: the output buffer full, or the queue half full.
+    fn over_high_water(&self, client_id: &ByteString, conn: ConnId) -> bool {
+        let out = self.conns.get(&conn).map_or(0, |c| c.out.len());
+        let Some(session) = self.sessions.get(client_id) else { return false };
+        let held = session.held();
+        out >= self.limits.out_buffer_bytes_max
+            || held.queue.len() >= self.limits.queued_messages_max / 2
+            || held.queued_bytes >= self.limits.queued_bytes_max / 2
+    }
+
+    /// Still above the low-water mark: half the output buffer, a quarter of the queue.
+    fn over_low_water(&self, client_id: &ByteString, conn: ConnId) -> bool {
+        let out = self.conns.get(&conn).map_or(0, |c| c.out.len());
+        let Some(session) = self.sessions.get(client_id) else { return false };
+        let held = session.held();
+        out >= self.limits.out_buffer_bytes_max / 2
+            || held.queue.len() > self.limits.queued_messages_max / 4
+            || held.queued_bytes > self.limits.queued_bytes_max / 4
+    }
+
+    /// `conn` is gone: it holds no publisher and waits for no subscriber.
+    fn forget_pressure(&mut self, conn: ConnId) {
+        let mut resumed = Vec::new();
+        self.backpressure.forget(conn, &mut resumed);
+        self.effects.extend(resumed.into_iter().map(Effect::Resume));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -316,16 +389,14 @@ impl Shard {
         } else {
             self.sessions.contains_key(&client_id)
         };
-        let session = self
-            .sessions
-            .entry(client_id.clone())
-            .or_insert_with(|| Session::new(client_id.clone(), expiry_secs));
+        let session =
+            self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_secs));
         session.expiry_secs = expiry_secs;
         session.conn = Some(conn);
         session.epoch += 1;
         session.disconnected_at = None;
         // A will waiting for its delay is cancelled by the client coming back.
-        let cancelled_will = session.pending_will.take().is_some();
+        let cancelled_will = session.take_pending_will().is_some();
         let was_stored = session.stored;
         if self.stores(&client_id) {
             if cancelled_will {
@@ -368,8 +439,7 @@ impl Shard {
         let c = Conn {
             client_id: client_id.clone(),
             version,
-            keepalive_grace: (keepalive_secs > 0)
-                .then(|| Duration::from_millis(u64::from(keepalive_secs) * 1500)),
+            keepalive_grace_ms: u32::from(keepalive_secs) * 1500,
             last_seen: now,
             out: BytesMut::new(),
             flush_requested: false,
@@ -378,12 +448,11 @@ impl Shard {
             will_delay_secs,
             window,
             packet_bytes_max: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
             alias_out_max: connect.properties.topic_alias_maximum.unwrap_or(0),
+            aliases: None,
         };
-        if let Some(grace) = c.keepalive_grace {
-            self.timers.push(Reverse((now + grace, Timer::KeepAlive(conn))));
+        if let Some(grace) = c.keepalive_grace() {
+            self.keepalive_timers.push(Reverse((now + grace, conn)));
         }
         self.conns.insert(conn, c);
 
@@ -432,7 +501,7 @@ impl Shard {
             Conn {
                 client_id: ByteString::new(),
                 version,
-                keepalive_grace: None,
+                keepalive_grace_ms: 0,
                 last_seen: now,
                 out,
                 flush_requested: false,
@@ -441,9 +510,8 @@ impl Shard {
                 will_delay_secs: 0,
                 window: 1,
                 packet_bytes_max: u32::MAX,
-                aliases_in: HashMap::new(),
-                aliases_out: HashMap::new(),
                 alias_out_max: 0,
+                aliases: None,
             },
         );
         self.effects.push(Effect::Close(conn));
@@ -453,7 +521,7 @@ impl Shard {
     fn resume(&mut self, client_id: &ByteString, now: Instant) {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         let Some(conn) = session.conn else { return };
-        let inflight: Vec<Outgoing> = session.inflight.iter().cloned().collect();
+        let inflight: Vec<Outgoing> = session.held().inflight.iter().cloned().collect();
         for out in inflight {
             match out.stage {
                 OutgoingStage::Published => {
@@ -478,6 +546,12 @@ impl Shard {
             return;
         }
         c.last_seen = now;
+        self.backpressure.ingress = Some(conn);
+        self.handle_packet(conn, packet, now);
+        self.backpressure.ingress = None;
+    }
+
+    fn handle_packet(&mut self, conn: ConnId, packet: Packet, now: Instant) {
         match packet {
             Packet::Publish(publish) => self.publish(conn, publish, now),
             Packet::PubAck(ack) => self.puback(conn, ack, now),
@@ -516,11 +590,13 @@ impl Shard {
             self.detach(conn, WillRule::Publish, now);
         }
         self.conns.remove(&conn);
+        self.forget_pressure(conn);
     }
 
     /// The engine closed a connection after [`Effect::Close`].
     pub fn connection_closed(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        self.forget_pressure(conn);
     }
 
     fn client_disconnect(&mut self, conn: ConnId, disconnect: Disconnect, now: Instant) {
@@ -590,8 +666,11 @@ impl Shard {
         let expiry_secs = session.expiry_secs;
         let epoch = session.epoch;
         // QoS 0 messages are not kept for an offline session.
-        session.queue.retain(|d| d.qos != QoS::AtMostOnce);
-        session.queued_bytes = session.queue.iter().map(|d| d.message.cost_bytes()).sum();
+        if let Some(held) = session.held_if_any() {
+            held.queue.retain(|d| d.qos != QoS::AtMostOnce);
+            held.queued_bytes = held.queue.iter().map(|d| d.message.cost_bytes()).sum();
+        }
+        session.release_if_empty();
 
         let send_will = match rule {
             WillRule::Publish => true,
@@ -612,7 +691,7 @@ impl Shard {
                 self.route(will, None, now);
             } else {
                 let due = now + Duration::from_secs(u64::from(will_delay_secs));
-                session.pending_will = Some((will.clone(), due));
+                session.held_mut().pending_will = Some((will.clone(), due));
                 let timer = Timer::Will { client_id: client_id.clone(), epoch };
                 self.timers.push(Reverse((due, timer)));
                 self.persist_will(&client_id, Some((&will, due)));
@@ -632,10 +711,11 @@ impl Shard {
             self.unpersist_session(client_id);
         }
         let Some(mut session) = self.sessions.remove(client_id) else { return };
-        if let Some((will, _)) = session.pending_will.take() {
+        let held = session.take_held();
+        if let Some((will, _)) = held.pending_will {
             self.route(will, None, now);
         }
-        for (filter, _) in session.subscriptions.drain() {
+        for (filter, _) in held.subscriptions {
             self.remove_subscriber(client_id, &filter);
         }
     }
@@ -646,30 +726,47 @@ impl Shard {
 
     /// Runs what is due at `now`: keepalive timeouts, delayed wills, session expiry.
     pub fn tick(&mut self, now: Instant) {
-        while let Some(Reverse((due, _))) = self.timers.peek() {
-            if *due > now {
-                break;
-            }
-            let Some(Reverse((_, timer))) = self.timers.pop() else { break };
-            match timer {
-                Timer::KeepAlive(conn) => self.check_keepalive(conn, now),
-                Timer::Will { client_id, epoch } => self.will_due(&client_id, epoch, now),
-                Timer::Expiry { client_id, epoch } => self.session_due(&client_id, epoch, now),
+        let mut resumed = Vec::new();
+        self.backpressure.stall_overdue(now, &mut resumed);
+        self.effects.extend(resumed.into_iter().map(Effect::Resume));
+        // The two heaps are merged in time order; at the same instant keepalive checks go first.
+        loop {
+            let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
+            let session = self.timers.peek().map(|Reverse((due, _))| *due);
+            match (keepalive, session) {
+                (Some(keepalive), session)
+                    if keepalive <= now && session.is_none_or(|session| keepalive <= session) =>
+                {
+                    let Some(Reverse((_, conn))) = self.keepalive_timers.pop() else { break };
+                    self.check_keepalive(conn, now);
+                }
+                (_, Some(session)) if session <= now => {
+                    let Some(Reverse((_, timer))) = self.timers.pop() else { break };
+                    match timer {
+                        Timer::Will { client_id, epoch } => self.will_due(&client_id, epoch, now),
+                        Timer::Expiry { client_id, epoch } => {
+                            self.session_due(&client_id, epoch, now)
+                        }
+                    }
+                }
+                _ => break,
             }
         }
     }
 
     /// When the next timer is due, for the engine's sleep.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((due, _))| *due)
+        let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
+        let session = self.timers.peek().map(|Reverse((due, _))| *due);
+        keepalive.into_iter().chain(session).min()
     }
 
     fn check_keepalive(&mut self, conn: ConnId, now: Instant) {
         let Some(c) = self.conns.get(&conn) else { return };
-        let (Some(grace), false) = (c.keepalive_grace, c.closing) else { return };
+        let (Some(grace), false) = (c.keepalive_grace(), c.closing) else { return };
         let due = c.last_seen + grace;
         if due > now {
-            self.timers.push(Reverse((due, Timer::KeepAlive(conn))));
+            self.keepalive_timers.push(Reverse((due, conn)));
             return;
         }
         self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT);
@@ -683,7 +780,9 @@ impl Shard {
 
     fn will_due(&mut self, client_id: &ByteString, epoch: u64, now: Instant) {
         let Some(session) = self.offline_session(client_id, epoch) else { return };
-        if let Some((will, _)) = session.pending_will.take() {
+        let will = session.take_pending_will();
+        session.release_if_empty();
+        if let Some((will, _)) = will {
             self.persist_will(client_id, None);
             self.route(will, None, now);
         }
@@ -740,20 +839,57 @@ impl Shard {
     ) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else { return false };
         let message = &delivery.message;
+        // Most messages carry no properties for this client (any 3.x client; a v5 client
+        // without aliases, for a message without properties, expiry or subscription ids):
+        // write them straight from the message's fields.
+        let plain = !c.version.is_v5()
+            || (c.alias_out_max == 0
+                && delivery.subscription_ids.is_empty()
+                && message.expires_at.is_none()
+                && message.properties.is_empty());
+        if plain {
+            let publish = PlainPublish {
+                dup,
+                qos: delivery.qos,
+                retain: delivery.retain,
+                topic: message.topic.as_bytes(),
+                packet_id,
+                payload: &message.payload,
+            };
+            if publish.encoded_len(c.version) > c.packet_bytes_max as usize {
+                self.stats.dropped_too_large += 1;
+                return false;
+            }
+            if c.closing {
+                return true;
+            }
+            if let Err(error) = publish.encode(c.version, &mut c.out) {
+                tracing::error!(%error, "could not encode a forwarded PUBLISH");
+                return false;
+            }
+            self.stats.messages_sent += 1;
+            if !c.flush_requested {
+                c.flush_requested = true;
+                self.effects.push(Effect::Flush(conn));
+            }
+            return true;
+        }
         let mut properties = message.properties.clone();
         properties.subscription_identifiers.clone_from(&delivery.subscription_ids);
         properties.message_expiry_interval = message.remaining_expiry_secs(now);
         let mut topic = message.topic.clone();
         // Aliases are assigned on first use and never replaced; a resent PUBLISH keeps its topic.
         if c.alias_out_max > 0 && !dup {
-            match c.aliases_out.get(&topic) {
+            let alias_out_max = usize::from(c.alias_out_max);
+            let aliases = &mut c.aliases().outgoing;
+            match aliases.get(&topic) {
                 Some(&alias) => {
                     properties.topic_alias = Some(alias);
                     topic = ByteString::new();
                 }
-                None if c.aliases_out.len() < usize::from(c.alias_out_max) => {
-                    let alias = c.aliases_out.len() as u16 + 1;
-                    c.aliases_out.insert(topic.clone(), alias);
+                None if aliases.len() < alias_out_max => {
+                    let alias = aliases.len() as u16 + 1;
+                    aliases.insert(topic.clone(), alias);
                     properties.topic_alias = Some(alias);
                 }
                 None => {}
@@ -795,12 +931,12 @@ impl Shard {
                 return self.protocol_violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, now);
             }
             if publish.topic.is_empty() {
-                match c.aliases_in.get(&alias) {
+                match c.aliases.as_ref().and_then(|aliases| aliases.incoming.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
                 }
             } else {
-                c.aliases_in.insert(alias, publish.topic.clone());
+                c.aliases().incoming.insert(alias, publish.topic.clone());
             }
         }
         if !publish.properties.subscription_identifiers.is_empty() {
@@ -817,7 +953,7 @@ impl Shard {
         if publish.qos == QoS::ExactlyOnce {
             let Some(packet_id) = packet_id else { return };
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
-            if session.incoming_qos2.contains(&packet_id.get()) {
+            if session.held().incoming_qos2.contains(&packet_id.get()) {
                 // A resend before PUBREL: acknowledge again (unless the first PUBREC is still
                 // held for its commit), deliver nothing twice.
                 if !self.ack_is_held(conn, packet_id) {
@@ -825,10 +961,10 @@ impl Shard {
                 }
                 return;
             }
-            if session.incoming_qos2.len() >= usize::from(self.limits.inflight_max) {
+            if session.held().incoming_qos2.len() >= usize::from(self.limits.inflight_max) {
                 return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
             }
-            session.incoming_qos2.insert(packet_id.get());
+            session.held_mut().incoming_qos2.insert(packet_id.get());
         }
         let writes_before = self.queued_ops();
         if publish.qos == QoS::ExactlyOnce {
@@ -874,7 +1010,8 @@ impl Shard {
         let known = self
             .sessions
             .get_mut(&client_id)
-            .is_some_and(|s| s.incoming_qos2.remove(&ack.packet_id.get()));
+            .and_then(Session::held_if_any)
+            .is_some_and(|held| held.incoming_qos2.remove(&ack.packet_id.get()));
         if known {
             self.persist_incoming_qos2(&client_id, ack.packet_id.get(), false);
         }
@@ -902,6 +1039,7 @@ impl Shard {
         let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
         let Some(session) = self.sessions.get(&client_id) else { return };
         let is_qos1 = session
+            .held()
             .inflight
             .iter()
             .any(|o| o.packet_id == ack.packet_id && o.delivery.qos == QoS::AtLeastOnce);
@@ -944,6 +1082,7 @@ impl Shard {
         let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
         let Some(session) = self.sessions.get(&client_id) else { return };
         let released = session
+            .held()
             .inflight
             .iter()
             .any(|o| o.packet_id == ack.packet_id && o.stage == OutgoingStage::Released);
@@ -983,8 +1122,9 @@ impl Shard {
                 continue;
             }
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
-            let existed = session.subscriptions.contains_key(&filter);
-            if !existed && session.subscriptions.len() >= self.limits.subscriptions_per_client_max {
+            let subscriptions = &session.held().subscriptions;
+            let existed = subscriptions.contains_key(&filter);
+            if !existed && subscriptions.len() >= self.limits.subscriptions_per_client_max {
                 reasons.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
                 } else {
@@ -993,7 +1133,7 @@ impl Shard {
                 continue;
             }
             let subscription = Subscription { options: entry.options, identifier };
-            session.subscriptions.insert(filter.clone(), subscription);
+            session.held_mut().subscriptions.insert(filter.clone(), subscription);
             let plain = ByteString::from(plain);
             if let Some(route) = self.add_subscriber(&client_id, &filter, subscription, false) {
                 new_routes.push(route);
@@ -1085,7 +1225,8 @@ impl Shard {
             let existed = self
                 .sessions
                 .get_mut(&client_id)
-                .and_then(|s| s.subscriptions.remove(&filter))
+                .and_then(Session::held_if_any)
+                .and_then(|held| held.subscriptions.remove(&filter))
                 .is_some();
             if existed {
                 self.remove_subscriber(&client_id, &filter);
@@ -1366,9 +1507,16 @@ impl Shard {
             }
             return;
         };
-        if !session.queue.is_empty() {
+        // Paced (see `backpressure`): a local publisher caused this delivery and is paused
+        // while the subscriber is over its high-water mark. The message is then kept even past
+        // the queue's limits, which each paused publisher overshoots by at most the one message
+        // that paused it.
+        let paced = self.backpressure.applies(conn);
+        let admission = if paced { Admission::Always } else { admission };
+        if !session.held().queue.is_empty() {
             // Others are waiting: keep the order.
-            return self.enqueue(client_id, delivery, admission);
+            self.enqueue(client_id, delivery, admission);
+            return self.pace(client_id, conn, paced, now);
         }
         if delivery.qos == QoS::AtMostOnce {
             let full = self
@@ -1379,31 +1527,48 @@ impl Shard {
                 (false, _) => {
                     self.write_publish(conn, &delivery, None, false, now);
                 }
-                // Retained messages are never dropped: they wait for the socket to drain.
-                (true, Admission::Always) => self.enqueue(client_id, delivery, admission),
+                // Retained messages are never dropped, nor messages whose publisher is being
+                // paused: they wait for the socket to drain.
+                (true, Admission::Always) => {
+                    self.enqueue(client_id, delivery, admission);
+                    if paced {
+                        self.backpressure.congested(conn, now);
+                    }
+                }
                 (true, Admission::WithinLimits) => self.stats.dropped_qos0_slow += 1,
             }
             return;
         }
         let window = self.conns.get(&conn).map_or(1, |c| usize::from(c.window));
-        if session.inflight.len() < window {
+        if session.held().inflight.len() < window {
             self.send_inflight(client_id, conn, delivery, now);
         } else {
             self.enqueue(client_id, delivery, admission);
+            self.pace(client_id, conn, paced, now);
+        }
+    }
+
+    /// After queueing a paced delivery: pause its publisher if the subscriber is now over its
+    /// high-water mark.
+    fn pace(&mut self, client_id: &ByteString, conn: ConnId, paced: bool, now: Instant) {
+        if paced && self.over_high_water(client_id, conn) {
+            self.backpressure.congested(conn, now);
         }
     }
 
     fn enqueue(&mut self, client_id: &ByteString, mut delivery: Delivery, admission: Admission) {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         let cost = delivery.message.cost_bytes();
-        let full = session.queue.len() >= self.limits.queued_messages_max
-            || session.queued_bytes + cost > self.limits.queued_bytes_max;
+        let held = session.held();
+        let full = held.queue.len() >= self.limits.queued_messages_max
+            || held.queued_bytes + cost > self.limits.queued_bytes_max;
         if full && admission == Admission::WithinLimits {
             // Make room by dropping a queued QoS 0 message first; otherwise drop this one.
-            match session.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
+            match held.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
                 Some(index) if delivery.qos != QoS::AtMostOnce => {
-                    if let Some(dropped) = session.queue.remove(index) {
-                        session.queued_bytes -= dropped.message.cost_bytes();
+                    let held = session.held_mut();
+                    if let Some(dropped) = held.queue.remove(index) {
+                        held.queued_bytes -= dropped.message.cost_bytes();
                     }
                     self.count_queue_drop(client_id);
                 }
@@ -1414,8 +1579,9 @@ impl Shard {
             self.persist_delivery(client_id, &mut delivery, MessageStage::Queued, 0);
         }
         let Some(session) = self.sessions.get_mut(client_id) else { return };
-        session.queued_bytes += cost;
-        session.queue.push_back(delivery);
+        let held = session.held_mut();
+        held.queued_bytes += cost;
+        held.queue.push_back(delivery);
     }
 
     /// Counts a message dropped because a session's queue was full, and says so in the log at
@@ -1456,7 +1622,7 @@ impl Shard {
                 packet_id.get(),
             );
             if let Some(session) = self.sessions.get_mut(client_id) {
-                session.inflight.push_back(Outgoing {
+                session.held_mut().inflight.push_back(Outgoing {
                     packet_id,
                     delivery,
                     stage: OutgoingStage::Published,
@@ -1478,8 +1644,9 @@ impl Shard {
                 return;
             }
             let window = usize::from(c.window);
-            let Some(front) = session.queue.front() else { return };
-            if front.qos != QoS::AtMostOnce && session.inflight.len() >= window {
+            let held = session.held();
+            let Some(front) = held.queue.front() else { return };
+            if front.qos != QoS::AtMostOnce && held.inflight.len() >= window {
                 return;
             }
             let Some(delivery) = session.pop_queued() else { return };

@@ -29,6 +29,8 @@ pub struct Node {
     pub conns: HashMap<ConnId, (ShardId, Decoder)>,
     pub received: HashMap<ConnId, Vec<Packet>>,
     pub closed: Vec<ConnId>,
+    /// Connections the shards resumed after pausing them (`Effect::Resume`).
+    pub resumed: Vec<ConnId>,
     pub next_conn: u64,
     /// One store per shard, for durable nodes; `None` while a failed store awaits reopening.
     pub stores: Vec<Option<ShardStore>>,
@@ -53,6 +55,7 @@ impl Node {
             conns: HashMap::new(),
             received: HashMap::new(),
             closed: Vec::new(),
+            resumed: Vec::new(),
             next_conn: 1,
             stores: Vec::new(),
             store_paths: Vec::new(),
@@ -214,6 +217,7 @@ impl Node {
                     Effect::Mesh(to, msg) => self.mesh.push_back((from, to, msg)),
                     Effect::Commit if self.hold_commits => self.pending_commits.push(from),
                     Effect::Commit => self.commit(from),
+                    Effect::Resume(conn) => self.resumed.push(conn),
                 }
             }
             if let Some((from, to, msg)) = self.mesh.pop_front() {
