@@ -223,6 +223,19 @@ fn acknowledged_loss_is_reported_loudly() {
 }
 
 #[test]
+fn shardmq_paces_closed_loop_publishers_instead_of_dropping() {
+    // The same overload as above against shardmq (two shards, so publishers and the subscriber
+    // meet on different shards too): the publishers are paused while the subscriber drains,
+    // and every acknowledged message arrives.
+    let broker = start_shardmq("paced", &["--max-queued-messages", "10", "--max-inflight", "4"]);
+    let report = loadgen(&format!(
+        "fanin --target {} --qos 1 --publishers 8 --subscribers 1 --duration 1 --workers 2",
+        broker.addr
+    ));
+    assert_exact(&report, 1);
+}
+
+#[test]
 fn json_report_is_well_formed() {
     let broker = start_shardmq("json", &[]);
     let path = std::env::temp_dir().join(format!("shardmq-loadgen-{}.json", std::process::id()));

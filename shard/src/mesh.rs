@@ -3,6 +3,7 @@
 
 use shardmq_io::codec::ByteString;
 
+use crate::ids::ConnId;
 use crate::message::SharedMessage;
 
 /// A token that pairs a [`ShardMsg::SubscribeSync`] with its replies.
@@ -24,16 +25,24 @@ pub enum ShardMsg {
     /// Deliver to the receiver's own (non-shared) subscribers that match. With a `receipt`,
     /// the sender holds the publisher's acknowledgement until the receiver answers
     /// [`ShardMsg::Stored`] (after storing what it must).
-    Publish { message: SharedMessage, receipt: Option<u64> },
+    /// `publisher` is the sender's connection that published it, paced when a subscriber here
+    /// cannot keep up ([`ShardMsg::Pause`]).
+    Publish { message: SharedMessage, receipt: Option<u64>, publisher: Option<ConnId> },
     /// Deliver to one of the receiver's members of shared subscription `group` on `filter`.
     SharedPublish {
         message: SharedMessage,
         filter: ByteString,
         group: ByteString,
         receipt: Option<u64>,
+        publisher: Option<ConnId>,
     },
     /// Store (or, with an empty payload, delete) a retained message in the receiver's partition.
     Retain { message: SharedMessage, receipt: Option<u64> },
     /// The writes a receipt was asked for are durable (`ok`) or failed.
     Stored { token: u64, ok: bool },
+    /// Stop reading the receiver's connection `conn`: a subscriber on the sender, fed by its
+    /// publishes, is over its limits. Counted: every `Pause` is answered by one `Resume`.
+    Pause { conn: ConnId },
+    /// The sender's subscriber drained (or stalled): it no longer holds `conn`.
+    Resume { conn: ConnId },
 }

@@ -14,7 +14,7 @@ use shardmq_io::codec::{
     Ack, ByteString, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     RetainHandling, Subscribe, SubscriptionOptions, TopicFilterEntry, Unsubscribe, Will,
 };
-use shardmq_shard::{ConnId, Effect, Limits};
+use shardmq_shard::{ConnId, Effect, Limits, ShardId};
 
 use ProtocolVersion::{V3_1_1, V5};
 
@@ -482,6 +482,45 @@ fn a_publisher_is_paused_while_its_subscriber_drains_and_nothing_is_dropped() {
     assert!(!node.shards[0].is_paused(publisher));
     assert_eq!(node.publishes(sub).len(), fed, "every message fed was delivered");
     assert_eq!(node.shards[0].stats().dropped_qos0_slow, 0);
+}
+
+#[test]
+fn a_publisher_on_another_shard_is_paused_by_the_subscriber_s_shard_and_resumed() {
+    let limits = Limits { out_buffer_bytes_max: 1000, ..Limits::default() };
+    let mut node = Node::with_limits(2, limits);
+    let sub = node.connect(&node.id_on("sub", 1), V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = node.connect(&node.id_on("pub", 0), V3_1_1, true);
+    node.take(publisher);
+    // Publishes cross the mesh by hand; nobody takes the subscriber's output on shard 1.
+    let big = "x".repeat(100);
+    let mut fed = 0;
+    while fed < 50 && !node.shards[0].is_paused(publisher) {
+        let now = node.now;
+        let packet = Packet::Publish(publish("t", &big, QoS::AtMostOnce, false, None));
+        node.shards[0].packet(publisher, packet, now);
+        fed += 1;
+        for (from, to) in [(0_usize, 1_usize), (1, 0)] {
+            let mut effects = Vec::new();
+            node.shards[from].drain_effects(&mut effects);
+            for effect in effects {
+                if let Effect::Mesh(target, msg) = effect {
+                    assert_eq!(target.index(), to);
+                    node.shards[to].mesh(ShardId(from as u16), msg, now);
+                }
+            }
+        }
+    }
+    assert!(node.shards[0].is_paused(publisher), "paused by shard 1 after {fed} messages");
+    assert!(fed < 20, "paused once the subscriber's output buffer filled, not after {fed}");
+    // Shard 1's subscriber drains: it releases the publisher, and shard 0 reads it again.
+    let now = node.now;
+    node.collect(ShardId(1), sub, now);
+    node.run();
+    assert!(node.resumed.contains(&publisher));
+    assert!(!node.shards[0].is_paused(publisher));
+    assert_eq!(node.publishes(sub).len(), fed, "every message fed was delivered");
+    assert_eq!(node.shards[1].stats().dropped_qos0_slow, 0);
 }
 
 #[test]

@@ -10,41 +10,71 @@
 //! nobody until it drains; what does not fit its limits meanwhile is dropped and counted, as a
 //! slow consumer's messages are.
 //!
-//! Deliveries that arrive over the mesh from other shards, wills and retained messages have no
-//! ingress connection here and are not paced (a cross-shard credit scheme is future work).
+//! A publish forwarded to another shard names its publisher: when it congests a subscriber
+//! there, that shard sends [`ShardMsg::Pause`](crate::ShardMsg::Pause) to the publisher's shard,
+//! and [`ShardMsg::Resume`](crate::ShardMsg::Resume) when it drains or stalls; a connection is
+//! read again when neither its own shard nor any other holds it. Wills and retained messages
+//! have no publishing connection and are not paced.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::ConnId;
+use crate::ids::ShardId;
 
 /// The longest a congested subscriber holds its publishers before it counts as stalled.
 pub const PAUSE_MAX: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Default)]
+/// A publishing connection, on this shard or another (whose publishes arrive over the mesh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Waiter {
+    pub(super) shard: ShardId,
+    pub(super) conn: ConnId,
+}
+
+#[derive(Debug)]
 pub(super) struct Backpressure {
-    /// The connection whose packet the shard is handling: the one a congestion pauses.
-    pub(super) ingress: Option<ConnId>,
+    own: ShardId,
+    /// The connection whose packet the shard is handling (or whose publish arrived over the
+    /// mesh): the one a congestion pauses.
+    pub(super) ingress: Option<Waiter>,
     /// Subscriber connections over their high-water mark.
     congested: HashMap<ConnId, Congestion>,
-    /// Paused connections, with how many congested subscribers hold each.
-    paused: HashMap<ConnId, u32>,
+    /// Paused publishers, with how many congested subscribers of this shard hold each.
+    paused: HashMap<Waiter, u32>,
+    /// This shard's connections that other shards hold, with how many holds each.
+    remote_holds: HashMap<ConnId, u32>,
 }
 
 #[derive(Debug)]
 struct Congestion {
     since: Instant,
     stalled: bool,
-    waiters: Vec<ConnId>,
+    waiters: Vec<Waiter>,
 }
 
 impl Backpressure {
+    pub(super) fn new(own: ShardId) -> Backpressure {
+        Backpressure {
+            own,
+            ingress: None,
+            congested: HashMap::new(),
+            paused: HashMap::new(),
+            remote_holds: HashMap::new(),
+        }
+    }
+
+    /// The local connection `conn` as a waiter.
+    pub(super) fn local(&self, conn: ConnId) -> Waiter {
+        Waiter { shard: self.own, conn }
+    }
+
     /// Whether a delivery to `target` may be held back by pausing its publisher (rather than
     /// dropped): there is an ingress connection, it is not the target, and the target is not
     /// stalled.
     pub(super) fn applies(&self, target: ConnId) -> bool {
         match self.ingress {
-            Some(ingress) if ingress != target => {
+            Some(ingress) if ingress != self.local(target) => {
                 self.congested.is_empty()
                     || !self.congested.get(&target).is_some_and(|congestion| congestion.stalled)
             }
@@ -53,18 +83,22 @@ impl Backpressure {
     }
 
     /// `target` is over its high-water mark after a delivery: the ingress connection waits for
-    /// it (unless [`Backpressure::applies`] says otherwise).
-    pub(super) fn congested(&mut self, target: ConnId, now: Instant) {
-        let Some(ingress) = self.ingress.filter(|_| self.applies(target)) else { return };
+    /// it (unless [`Backpressure::applies`] says otherwise). Returns the ingress when it was
+    /// not paused by this shard before (a remote one must be told).
+    pub(super) fn congested(&mut self, target: ConnId, now: Instant) -> Option<Waiter> {
+        let ingress = self.ingress.filter(|_| self.applies(target))?;
         let congestion = self.congested.entry(target).or_insert_with(|| Congestion {
             since: now,
             stalled: false,
             waiters: Vec::new(),
         });
-        if !congestion.waiters.contains(&ingress) {
-            congestion.waiters.push(ingress);
-            *self.paused.entry(ingress).or_insert(0) += 1;
+        if congestion.waiters.contains(&ingress) {
+            return None;
         }
+        congestion.waiters.push(ingress);
+        let holds = self.paused.entry(ingress).or_insert(0);
+        *holds += 1;
+        (*holds == 1).then_some(ingress)
     }
 
     pub(super) fn is_congested(&self, target: ConnId) -> bool {
@@ -72,42 +106,64 @@ impl Backpressure {
     }
 
     /// `target` drained below its low-water mark (or is gone): it holds nobody any more.
-    /// Connections no longer paused are pushed to `resumed`.
-    pub(super) fn relieved(&mut self, target: ConnId, resumed: &mut Vec<ConnId>) {
+    /// Waiters this shard no longer holds are pushed to `released`.
+    pub(super) fn relieved(&mut self, target: ConnId, released: &mut Vec<Waiter>) {
         if let Some(congestion) = self.congested.remove(&target) {
-            self.release(congestion.waiters, resumed);
+            self.release(congestion.waiters, released);
         }
     }
 
     /// Subscribers congested for [`PAUSE_MAX`] stall and let their publishers go.
-    pub(super) fn stall_overdue(&mut self, now: Instant, resumed: &mut Vec<ConnId>) {
-        let mut released = Vec::new();
+    pub(super) fn stall_overdue(&mut self, now: Instant, released: &mut Vec<Waiter>) {
+        let mut waiters = Vec::new();
         for congestion in self.congested.values_mut() {
             if !congestion.stalled && now.saturating_duration_since(congestion.since) >= PAUSE_MAX {
                 congestion.stalled = true;
-                released.append(&mut congestion.waiters);
+                waiters.append(&mut congestion.waiters);
             }
         }
-        self.release(released, resumed);
+        self.release(waiters, released);
     }
 
-    /// `conn` is gone: it neither waits nor holds anyone.
-    pub(super) fn forget(&mut self, conn: ConnId, resumed: &mut Vec<ConnId>) {
-        self.paused.remove(&conn);
-        self.relieved(conn, resumed);
+    /// The local connection `conn` is gone: it neither waits nor holds anyone.
+    pub(super) fn forget(&mut self, conn: ConnId, released: &mut Vec<Waiter>) {
+        self.paused.remove(&self.local(conn));
+        self.remote_holds.remove(&conn);
+        self.relieved(conn, released);
+    }
+
+    /// Another shard paused the local connection `conn`.
+    pub(super) fn hold(&mut self, conn: ConnId) {
+        *self.remote_holds.entry(conn).or_insert(0) += 1;
+    }
+
+    /// Another shard released the local connection `conn`; true when nothing holds it now.
+    pub(super) fn unhold(&mut self, conn: ConnId) -> bool {
+        match self.remote_holds.get_mut(&conn) {
+            Some(holds) if *holds > 1 => {
+                *holds -= 1;
+                false
+            }
+            Some(_) => {
+                self.remote_holds.remove(&conn);
+                !self.is_paused(conn)
+            }
+            None => false,
+        }
     }
 
     pub(super) fn is_paused(&self, conn: ConnId) -> bool {
-        self.paused.contains_key(&conn)
+        (!self.paused.is_empty() && self.paused.contains_key(&self.local(conn)))
+            || (!self.remote_holds.is_empty() && self.remote_holds.contains_key(&conn))
     }
 
-    fn release(&mut self, waiters: Vec<ConnId>, resumed: &mut Vec<ConnId>) {
+    fn release(&mut self, waiters: Vec<Waiter>, released: &mut Vec<Waiter>) {
         for waiter in waiters {
             if let Some(holds) = self.paused.get_mut(&waiter) {
                 *holds -= 1;
                 if *holds == 0 {
                     self.paused.remove(&waiter);
-                    resumed.push(waiter);
+                    released.push(waiter);
                 }
             }
         }
@@ -118,20 +174,29 @@ impl Backpressure {
 mod tests {
     use super::*;
 
+    const OWN: ShardId = ShardId(0);
+
+    fn pressure(ingress: ConnId) -> Backpressure {
+        let mut pressure = Backpressure::new(OWN);
+        pressure.ingress = Some(pressure.local(ingress));
+        pressure
+    }
+
     #[test]
     fn a_publisher_waits_for_every_subscriber_that_holds_it() {
         let now = Instant::now();
         let (publisher, first, second) = (ConnId(1), ConnId(2), ConnId(3));
-        let mut pressure = Backpressure { ingress: Some(publisher), ..Backpressure::default() };
-        pressure.congested(first, now);
-        pressure.congested(second, now);
+        let mut pressure = pressure(publisher);
+        let waiter = pressure.local(publisher);
+        assert_eq!(pressure.congested(first, now), Some(waiter), "newly paused");
+        assert_eq!(pressure.congested(second, now), None, "already paused");
         pressure.congested(second, now);
         assert!(pressure.is_paused(publisher));
-        let mut resumed = Vec::new();
-        pressure.relieved(first, &mut resumed);
-        assert!(resumed.is_empty() && pressure.is_paused(publisher));
-        pressure.relieved(second, &mut resumed);
-        assert_eq!(resumed, vec![publisher]);
+        let mut released = Vec::new();
+        pressure.relieved(first, &mut released);
+        assert!(released.is_empty() && pressure.is_paused(publisher));
+        pressure.relieved(second, &mut released);
+        assert_eq!(released, vec![waiter]);
         assert!(!pressure.is_paused(publisher));
     }
 
@@ -139,18 +204,18 @@ mod tests {
     fn a_stalled_subscriber_releases_its_publishers_and_pauses_nobody() {
         let now = Instant::now();
         let (publisher, stuck) = (ConnId(1), ConnId(2));
-        let mut pressure = Backpressure { ingress: Some(publisher), ..Backpressure::default() };
+        let mut pressure = pressure(publisher);
         pressure.congested(stuck, now);
-        let mut resumed = Vec::new();
-        pressure.stall_overdue(now + PAUSE_MAX / 2, &mut resumed);
-        assert!(resumed.is_empty());
-        pressure.stall_overdue(now + PAUSE_MAX, &mut resumed);
-        assert_eq!(resumed, vec![publisher]);
+        let mut released = Vec::new();
+        pressure.stall_overdue(now + PAUSE_MAX / 2, &mut released);
+        assert!(released.is_empty());
+        pressure.stall_overdue(now + PAUSE_MAX, &mut released);
+        assert_eq!(released, vec![pressure.local(publisher)]);
         assert!(!pressure.applies(stuck));
         pressure.congested(stuck, now + PAUSE_MAX);
         assert!(!pressure.is_paused(publisher));
         // Drained: it may pace its publishers again.
-        pressure.relieved(stuck, &mut resumed);
+        pressure.relieved(stuck, &mut released);
         assert!(pressure.applies(stuck));
     }
 
@@ -158,15 +223,35 @@ mod tests {
     fn a_connection_never_waits_for_itself_or_for_a_gone_subscriber() {
         let now = Instant::now();
         let (publisher, subscriber) = (ConnId(1), ConnId(2));
-        let mut pressure = Backpressure { ingress: Some(publisher), ..Backpressure::default() };
+        let mut pressure = pressure(publisher);
         pressure.congested(publisher, now);
         assert!(!pressure.is_paused(publisher));
         pressure.congested(subscriber, now);
-        let mut resumed = Vec::new();
-        pressure.forget(subscriber, &mut resumed);
-        assert_eq!(resumed, vec![publisher]);
+        let mut released = Vec::new();
+        pressure.forget(subscriber, &mut released);
+        assert_eq!(released, vec![pressure.local(publisher)]);
         pressure.ingress = None;
         pressure.congested(subscriber, now);
         assert!(!pressure.is_congested(subscriber));
+    }
+
+    #[test]
+    fn publishers_on_other_shards_are_held_and_released_by_count() {
+        let now = Instant::now();
+        // Shard 0's subscriber congested by a publisher on shard 1 (same conn number as a
+        // local connection: waiters are told apart by shard).
+        let mut pressure = Backpressure::new(OWN);
+        let remote = Waiter { shard: ShardId(1), conn: ConnId(7) };
+        pressure.ingress = Some(remote);
+        assert_eq!(pressure.congested(ConnId(2), now), Some(remote));
+        assert!(!pressure.is_paused(ConnId(7)), "a remote waiter pauses nothing here");
+        // Shard 0's own connection 7, held by two other shards.
+        pressure.hold(ConnId(7));
+        pressure.hold(ConnId(7));
+        assert!(pressure.is_paused(ConnId(7)));
+        assert!(!pressure.unhold(ConnId(7)));
+        assert!(pressure.unhold(ConnId(7)), "the last hold released");
+        assert!(!pressure.is_paused(ConnId(7)));
+        assert!(!pressure.unhold(ConnId(7)), "a stale release is ignored");
     }
 }

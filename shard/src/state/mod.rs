@@ -34,8 +34,8 @@ mod backpressure;
 mod durable;
 
 use crate::persist::{MessageStage, WallClock};
-use backpressure::Backpressure;
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
+use backpressure::{Backpressure, Waiter};
 pub use durable::{CommitBatch, Ticket};
 use durable::{Durable, HeldAckIds, HeldAcks};
 
@@ -223,7 +223,7 @@ impl Shard {
             held_acks: HeldAcks::new(),
             held_ack_ids: HeldAckIds::new(),
             scratch_targets: FastMap::default(),
-            backpressure: Backpressure::default(),
+            backpressure: Backpressure::new(id),
         }
     }
 
@@ -277,9 +277,33 @@ impl Shard {
                 session.release_if_empty();
             }
             if self.backpressure.is_congested(conn) && !self.over_low_water(&client_id, conn) {
-                let mut resumed = Vec::new();
-                self.backpressure.relieved(conn, &mut resumed);
-                self.effects.extend(resumed.into_iter().map(Effect::Resume));
+                let mut released = Vec::new();
+                self.backpressure.relieved(conn, &mut released);
+                self.release_waiters(released);
+            }
+        }
+    }
+
+    /// Publishers this shard no longer holds: local ones may be read again (unless another
+    /// shard holds them too), remote ones are told so.
+    fn release_waiters(&mut self, released: Vec<Waiter>) {
+        for waiter in released {
+            if waiter.shard != self.id {
+                let resume = ShardMsg::Resume { conn: waiter.conn };
+                self.effects.push(Effect::Mesh(waiter.shard, resume));
+            } else if !self.backpressure.is_paused(waiter.conn) {
+                self.effects.push(Effect::Resume(waiter.conn));
+            }
+        }
+    }
+
+    /// `conn` is over its high-water mark: pause the publisher that fed it (telling its shard
+    /// when it is on another).
+    fn congested(&mut self, conn: ConnId, now: Instant) {
+        if let Some(waiter) = self.backpressure.congested(conn, now) {
+            if waiter.shard != self.id {
+                self.effects
+                    .push(Effect::Mesh(waiter.shard, ShardMsg::Pause { conn: waiter.conn }));
             }
         }
     }
@@ -312,9 +336,9 @@ impl Shard {
 
     /// `conn` is gone: it holds no publisher and waits for no subscriber.
     fn forget_pressure(&mut self, conn: ConnId) {
-        let mut resumed = Vec::new();
-        self.backpressure.forget(conn, &mut resumed);
-        self.effects.extend(resumed.into_iter().map(Effect::Resume));
+        let mut released = Vec::new();
+        self.backpressure.forget(conn, &mut released);
+        self.release_waiters(released);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -546,7 +570,7 @@ impl Shard {
             return;
         }
         c.last_seen = now;
-        self.backpressure.ingress = Some(conn);
+        self.backpressure.ingress = Some(self.backpressure.local(conn));
         self.handle_packet(conn, packet, now);
         self.backpressure.ingress = None;
     }
@@ -726,9 +750,9 @@ impl Shard {
 
     /// Runs what is due at `now`: keepalive timeouts, delayed wills, session expiry.
     pub fn tick(&mut self, now: Instant) {
-        let mut resumed = Vec::new();
-        self.backpressure.stall_overdue(now, &mut resumed);
-        self.effects.extend(resumed.into_iter().map(Effect::Resume));
+        let mut released = Vec::new();
+        self.backpressure.stall_overdue(now, &mut released);
+        self.release_waiters(released);
         // The two heaps are merged in time order; at the same instant keepalive checks go first.
         loop {
             let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
@@ -1378,7 +1402,8 @@ impl Shard {
             matched = Matched::Some;
         }
         for shard in shards {
-            let msg = ShardMsg::Publish { message: message.clone(), receipt };
+            let publisher = self.backpressure.ingress.map(|waiter| waiter.conn);
+            let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher };
             self.effects.push(Effect::Mesh(shard, msg));
             receipts += usize::from(receipt.is_some());
         }
@@ -1390,8 +1415,14 @@ impl Shard {
             if chosen == self.id {
                 self.deliver_shared(&message, &filter, &group, now);
             } else {
-                let msg =
-                    ShardMsg::SharedPublish { message: message.clone(), filter, group, receipt };
+                let publisher = self.backpressure.ingress.map(|waiter| waiter.conn);
+                let msg = ShardMsg::SharedPublish {
+                    message: message.clone(),
+                    filter,
+                    group,
+                    receipt,
+                    publisher,
+                };
                 self.effects.push(Effect::Mesh(chosen, msg));
                 receipts += usize::from(receipt.is_some());
             }
@@ -1532,7 +1563,7 @@ impl Shard {
                 (true, Admission::Always) => {
                     self.enqueue(client_id, delivery, admission);
                     if paced {
-                        self.backpressure.congested(conn, now);
+                        self.congested(conn, now);
                     }
                 }
                 (true, Admission::WithinLimits) => self.stats.dropped_qos0_slow += 1,
@@ -1552,7 +1583,7 @@ impl Shard {
     /// high-water mark.
     fn pace(&mut self, client_id: &ByteString, conn: ConnId, paced: bool, now: Instant) {
         if paced && self.over_high_water(client_id, conn) {
-            self.backpressure.congested(conn, now);
+            self.congested(conn, now);
         }
     }
 
@@ -1717,13 +1748,29 @@ impl Shard {
             ShardMsg::SubscribeReady { token, retained } => {
                 self.subscribe_ready(token, retained, now)
             }
-            ShardMsg::Publish { message, receipt } => self.with_receipt(from, receipt, |shard| {
-                shard.deliver_local(&message, None, now);
-            }),
-            ShardMsg::SharedPublish { message, filter, group, receipt } => {
+            ShardMsg::Publish { message, receipt, publisher } => {
+                self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
+                self.with_receipt(from, receipt, |shard| {
+                    shard.deliver_local(&message, None, now);
+                });
+                self.backpressure.ingress = None;
+            }
+            ShardMsg::SharedPublish { message, filter, group, receipt, publisher } => {
+                self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
                 self.with_receipt(from, receipt, |shard| {
                     shard.deliver_shared(&message, &filter, &group, now);
-                })
+                });
+                self.backpressure.ingress = None;
+            }
+            ShardMsg::Pause { conn } => {
+                if self.conns.contains_key(&conn) {
+                    self.backpressure.hold(conn);
+                }
+            }
+            ShardMsg::Resume { conn } => {
+                if self.backpressure.unhold(conn) {
+                    self.effects.push(Effect::Resume(conn));
+                }
             }
             ShardMsg::Retain { message, receipt } => {
                 self.with_receipt(from, receipt, |shard| shard.store_retained(message))
