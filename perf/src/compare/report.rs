@@ -606,7 +606,7 @@ fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -
                 let theirs = comparison.median(scenario, peer, figure.get);
                 match (ours, theirs) {
                     (Some(ours), Some(theirs)) if theirs != 0.0 => {
-                        let _ = write!(md, " {:.2}× |", ours / theirs);
+                        let _ = write!(md, " {} |", ratio(ours / theirs));
                     }
                     _ => md.push_str(" – |"),
                 }
@@ -652,6 +652,15 @@ fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -
     md
 }
 
+/// A ratio with three significant digits (0.00253×, 0.0410×, 1.45×, 18.3×).
+fn ratio(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}×");
+    }
+    let decimals = (2 - value.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{value:.decimals$}×")
+}
+
 /// A figure as the tables print it: integers with thousands separators, small values with two
 /// decimals.
 fn number(value: Option<f64>) -> String {
@@ -692,4 +701,29 @@ fn command_line(command: &[&str], marker: &str) -> String {
         .find(|line| line.contains(marker))
         .map(|line| line.trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_print_readably() {
+        assert_eq!(number(Some(1_337_851.4)), "1,337,851");
+        assert_eq!(number(Some(-1234.0)), "-1,234");
+        assert_eq!(number(Some(47.716)), "47.72");
+        assert_eq!(number(None), "–");
+        assert_eq!(ratio(18.33), "18.3×");
+        assert_eq!(ratio(1.45), "1.45×");
+        assert_eq!(ratio(0.0025), "0.00250×");
+        assert_eq!(ratio(0.0), "0×");
+    }
+
+    #[test]
+    fn spreads_are_medians_with_their_range() {
+        let spread = Spread::of(vec![3.0, 1.0, 2.0, f64::NAN]).expect("values");
+        assert_eq!((spread.median, spread.min, spread.max, spread.rounds), (2.0, 1.0, 3.0, 3));
+        assert_eq!(Spread::of(vec![4.0, 1.0]).map(|s| s.median), Some(2.5));
+        assert!(Spread::of(Vec::new()).is_none());
+    }
 }
