@@ -46,7 +46,8 @@ pub struct Args {
         default_value = "pairs,fanout,fanin,latency,idle,connect,durable"
     )]
     pub scenarios: Vec<String>,
-    /// Where the results go [default: perf/results/compare, --quick: target/compare-quick].
+    /// Where the results go [default: perf/results/compare for a complete comparison (every
+    /// scenario and broker, 3 rounds or more, not --quick), else target/compare].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The shardmq binary (it also runs the load generator).
@@ -76,8 +77,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let shardmq = args.shardmq.clone().unwrap_or_else(|| workspace.join("target/release/shardmq"));
     let programs = Programs::find_or_install(&workspace, shardmq, &brokers, !args.no_install)?;
+    // Only a complete comparison replaces the recorded results (and their LATEST.md).
+    let complete = !args.quick
+        && rounds >= 3
+        && Scenario::ALL.iter().all(|scenario| scenarios.contains(scenario))
+        && BrokerKind::ALL.iter().all(|broker| brokers.contains(broker));
     let out = args.out.clone().unwrap_or_else(|| {
-        workspace.join(if args.quick { "target/compare-quick" } else { "perf/results/compare" })
+        workspace.join(if complete { "perf/results/compare" } else { "target/compare" })
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let scratch = workspace.join("target/compare-scratch");
