@@ -10,14 +10,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::future;
 use shardmq_io::codec::{
     ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties, ProtocolVersion,
@@ -222,25 +223,24 @@ impl Signal {
     }
 }
 
-/// What a connection task needs to hear from the shard. Kept by value in
-/// [`ShardContext::conns`] (32 bytes an entry with its key), where the task looks it up: one
-/// per connection, so no allocation of its own.
-#[derive(Debug, Default)]
-struct ConnHandle {
-    /// The connection task, while it waits for a signal.
-    waker: Option<Waker>,
-    /// The shard asked for something since the task last looked.
-    signalled: bool,
-    flush: bool,
-    close: bool,
-}
+/// How the shard reaches a connection's task: the key of the connection's slot in the shard's
+/// epoll set ([`Connection::notify_key`]), where the signals below wait for the task with the
+/// waker the slot keeps anyway. Kept by value in [`ShardContext::conns`], 16 bytes an entry
+/// with its key (a waker and flags of its own made that 32).
+#[derive(Debug, Clone, Copy)]
+struct ConnHandle(u64);
+
+/// The shard asked for something since the task last looked (set with every signal below, and
+/// alone by a resume).
+const SIGNAL_WAKE: u8 = 1;
+/// The shard has output for the connection.
+const SIGNAL_FLUSH: u8 = 2;
+/// The shard closes the connection (after writing its output).
+const SIGNAL_CLOSE: u8 = 4;
 
 impl ConnHandle {
-    fn notify(&mut self) {
-        self.signalled = true;
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
+    fn notify(self, signals: u8) {
+        Connection::notify(self.0, signals | SIGNAL_WAKE);
     }
 }
 
@@ -261,6 +261,9 @@ struct ShardContext {
     packet_bytes_max: u32,
     connect_timeout: Duration,
     effects: RefCell<Vec<Effect>>,
+    /// Output of connections whose socket was full, until it is written: kept here rather than
+    /// in each [`ConnectionTask`], which every idle connection has.
+    blocked_out: RefCell<HashMap<ConnId, BytesMut>>,
     /// Wakes the group committer.
     commit_signal: Signal,
     /// Set when a commit of this shard failed (so start-up keeps the files it moved data from).
@@ -283,27 +286,23 @@ impl ShardContext {
         let mut effects = self.effects.take();
         self.state.borrow_mut().drain_effects(&mut effects);
         {
-            let mut conns = self.conns.borrow_mut();
+            let conns = self.conns.borrow();
             for effect in effects.drain(..) {
                 match effect {
                     Effect::Flush(conn) => {
-                        if let Some(handle) = conns.get_mut(&conn) {
-                            handle.flush = true;
-                            handle.notify();
+                        if let Some(handle) = conns.get(&conn) {
+                            handle.notify(SIGNAL_FLUSH);
                         }
                     }
-                    Effect::Close(conn) => match conns.get_mut(&conn) {
-                        Some(handle) => {
-                            handle.close = true;
-                            handle.notify();
-                        }
+                    Effect::Close(conn) => match conns.get(&conn) {
+                        Some(handle) => handle.notify(SIGNAL_CLOSE),
                         None => self.state.borrow_mut().connection_closed(conn),
                     },
                     Effect::Mesh(to, msg) => self.to_peer(to, MeshItem::Shard(msg)),
                     Effect::Commit => self.commit_signal.notify(),
                     Effect::Resume(conn) => {
-                        if let Some(handle) = conns.get_mut(&conn) {
-                            handle.notify();
+                        if let Some(handle) = conns.get(&conn) {
+                            handle.notify(0);
                         }
                     }
                 }
@@ -311,31 +310,6 @@ impl ShardContext {
         }
         // Give the (now empty) vector back to keep its capacity.
         *self.effects.borrow_mut() = effects;
-    }
-
-    /// Runs `f` on a connection's handle; `None` if the connection has none.
-    fn with_handle<R>(&self, conn: ConnId, f: impl FnOnce(&mut ConnHandle) -> R) -> Option<R> {
-        self.conns.borrow_mut().get_mut(&conn).map(f)
-    }
-
-    /// Waits until the shard signals the connection (flush, close, resume); at once if the
-    /// connection has no handle.
-    fn signalled(&self, conn: ConnId) -> impl Future<Output = ()> + '_ {
-        poll_fn(move |cx| {
-            let replaced = self.with_handle(conn, |handle| {
-                if std::mem::take(&mut handle.signalled) {
-                    return (Poll::Ready(()), None);
-                }
-                match &handle.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => (Poll::Pending, None),
-                    _ => (Poll::Pending, handle.waker.replace(cx.waker().clone())),
-                }
-            });
-            let (poll, old_waker) = replaced.unwrap_or((Poll::Ready(()), None));
-            // Dropped once the map is no longer borrowed.
-            drop(old_waker);
-            poll
-        })
     }
 
     fn to_peer(&self, to: ShardId, item: MeshItem) {
@@ -379,6 +353,7 @@ async fn shard_main(
         packet_bytes_max: config.limits.packet_bytes_max,
         connect_timeout: config.limits.connect_timeout,
         effects: RefCell::new(Vec::new()),
+        blocked_out: RefCell::new(HashMap::new()),
         commit_signal: Signal::default(),
         commit_failed: Cell::new(false),
         ready_peers: Cell::new(0),
@@ -567,13 +542,7 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                     let buf = BytesMut::from(&adoption.leftover[..]);
                     let decoder =
                         Decoder::client(adoption.connect.protocol, context.packet_bytes_max);
-                    runtime::spawn_local(run_connection(
-                        context.clone(),
-                        stream,
-                        decoder,
-                        buf,
-                        adoption.connect,
-                    ));
+                    start_connection(context.clone(), stream, decoder, buf, adoption.connect);
                 }
             }
         }
@@ -593,7 +562,8 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
         let Some(accepted) = accepted else { return };
         match accepted {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
+                // TCP_NODELAY comes from the listener (`bind_listener_socket`): Linux copies it
+                // to every accepted socket, one setsockopt per connection saved.
                 runtime::spawn_local(handshake(context.clone(), stream));
             }
             Err(error) => {
@@ -667,7 +637,7 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
     if home == context.id {
         // A task of its own rather than awaited here: this handshake's state (its read and
         // timeout futures) would otherwise stay allocated beside the connection for its life.
-        return runtime::spawn_local(run_connection(context, stream, decoder, buf, connect));
+        return start_connection(context, stream, decoder, buf, connect);
     }
     match stream.into_handoff() {
         Ok(handoff) => {
@@ -708,51 +678,36 @@ async fn send_refusal(stream: &mut Connection, version: ProtocolVersion, reason:
     }
 }
 
-/// One connection on its client's home shard: feeds its packets to the shard and writes what the
-/// shard produces for it, until either side closes.
-///
-/// A plain fn returning an `async move` block rather than an `async fn`: the block uses the
-/// arguments in place, where an `async fn` keeps them twice in its state (measured with
-/// `-Zprint-type-sizes`; this future lives as long as the connection).
-// Deliberately not an `async fn`: see above.
-#[allow(clippy::manual_async_fn)]
-fn run_connection(
+/// Admits a connection whose CONNECT has been read on its client's home shard: registers it
+/// with the shard and starts its task ([`ConnectionTask`]), or refuses it (too many
+/// connections, or the broker is stopping).
+fn start_connection(
     context: Rc<ShardContext>,
     mut stream: Connection,
-    mut decoder: Decoder,
-    mut buf: BytesMut,
+    decoder: Decoder,
+    buf: BytesMut,
     connect: Box<Connect>,
-) -> impl Future<Output = ()> {
-    async move {
-        let version = connect.protocol;
-        if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max
-            || context.stopping.get()
-        {
-            context.connections.fetch_sub(1, Ordering::Relaxed);
-            let reason = if context.stopping.get() {
-                ReasonCode::SERVER_UNAVAILABLE
-            } else {
-                ReasonCode::QUOTA_EXCEEDED
-            };
-            // Boxed: the refusal's future would otherwise size every connection's state.
-            return Box::pin(send_refusal(&mut stream, version, reason)).await;
-        }
-        let conn = context.new_conn_id();
-        context.conns.borrow_mut().insert(conn, ConnHandle::default());
-        context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
-        context.apply_effects();
-
-        let lost = serve_connection(&context, conn, &mut stream, &mut decoder, &mut buf).await;
-        let now = Instant::now();
-        context.conns.borrow_mut().remove(&conn);
-        if lost {
-            context.state.borrow_mut().connection_lost(conn, now);
-        } else {
-            context.state.borrow_mut().connection_closed(conn);
-        }
-        context.apply_effects();
+) {
+    if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max
+        || context.stopping.get()
+    {
         context.connections.fetch_sub(1, Ordering::Relaxed);
+        let reason = if context.stopping.get() {
+            ReasonCode::SERVER_UNAVAILABLE
+        } else {
+            ReasonCode::QUOTA_EXCEEDED
+        };
+        let version = connect.protocol;
+        drop(connect);
+        return runtime::spawn_local(async move {
+            send_refusal(&mut stream, version, reason).await;
+        });
     }
+    let conn = context.new_conn_id();
+    context.conns.borrow_mut().insert(conn, ConnHandle(stream.notify_key()));
+    context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
+    context.apply_effects();
+    runtime::spawn_local(ConnectionTask { context, conn, buf, decoder, stream, step: Step::Feed });
 }
 
 /// Moves a value out of its box and frees the box at once. `*boxed` in an async block frees the
@@ -764,100 +719,214 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-/// The connection's loop. Returns true if the connection was lost (EOF or an error) rather than
-/// closed by the shard.
+/// One connection on its client's home shard: feeds its packets to the shard and writes what the
+/// shard produces for it, until either side closes; then tells the shard.
 ///
-/// Not an `async fn`, for the reason given at [`run_connection`]: its state is part of every
-/// connection's task.
-#[allow(clippy::manual_async_fn)]
-fn serve_connection<'a>(
-    context: &'a ShardContext,
+/// A hand-written future rather than an `async` block: this state lives as long as the
+/// connection, and a compiler-laid-out coroutine kept 240 bytes (the arguments, the output being
+/// written and each await's future side by side, `-Zprint-type-sizes`) where these fields take
+/// 72 (output that finds the socket full waits in [`ShardContext::blocked_out`]).
+struct ConnectionTask {
+    context: Rc<ShardContext>,
     conn: ConnId,
-    stream: &'a mut Connection,
-    decoder: &'a mut Decoder,
-    buf: &'a mut BytesMut,
-) -> impl Future<Output = bool> + 'a {
-    async move {
-        enum Wake {
-            Readable,
-            Signal,
+    /// Bytes read and not yet decoded; no allocation while empty.
+    buf: BytesMut,
+    decoder: Decoder,
+    stream: Connection,
+    step: Step,
+}
+
+// Every connection's task holds one: its size is part of the memory per idle connection.
+const _: () = assert!(std::mem::size_of::<ConnectionTask>() == 72);
+
+/// Where a [`ConnectionTask`] goes on when polled.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Decode what has arrived, then write, wait or yield.
+    Feed,
+    /// Take the shard's output for the connection and write it, then feed.
+    Write,
+    /// The socket was full: write the rest of the output (kept in
+    /// [`ShardContext::blocked_out`]), then feed.
+    Blocked,
+    /// Paused (its subscribers are draining): wait for a signal (a resume, flush or close).
+    Paused,
+    /// Wait for data or a signal.
+    Wait,
+}
+
+impl Future for ConnectionTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let task = self.get_mut();
+        let Poll::Ready(lost) = task.serve(cx) else { return Poll::Pending };
+        let context = &task.context;
+        let now = Instant::now();
+        if let Step::Blocked = task.step {
+            context.blocked_out.borrow_mut().remove(&task.conn);
         }
+        context.conns.borrow_mut().remove(&task.conn);
+        if lost {
+            context.state.borrow_mut().connection_lost(task.conn, now);
+        } else {
+            context.state.borrow_mut().connection_closed(task.conn);
+        }
+        context.apply_effects();
+        context.connections.fetch_sub(1, Ordering::Relaxed);
+        Poll::Ready(())
+    }
+}
+
+impl ConnectionTask {
+    /// The connection's loop. Ready with true if the connection was lost (EOF or an error)
+    /// rather than closed by the shard.
+    fn serve(&mut self, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        let conn = self.conn;
         loop {
-            // Feed what has arrived, a bounded batch per turn.
-            // A paused connection (its subscribers are draining) is not read until resumed.
-            let mut fed = 0;
-            let mut more = true;
-            let mut paused = context.state.borrow().is_paused(conn);
-            while more && !paused && fed < PACKETS_PER_TURN_MAX {
-                match decoder.decode(buf) {
-                    Ok(Decoded::Packet(packet)) => {
-                        let mut state = context.state.borrow_mut();
-                        state.packet(conn, packet, Instant::now());
-                        paused = state.is_paused(conn);
-                        fed += 1;
+            match self.step {
+                Step::Feed => {}
+                Step::Write | Step::Blocked => {
+                    let written = if let Step::Write = self.step {
+                        let mut out = self.context.state.borrow_mut().take_output(conn);
+                        let written = poll_write_all(&mut self.stream, &mut out, cx);
+                        if written.is_pending() {
+                            // The socket is full: the rest waits beside the task rather than in
+                            // it (rarely needed, and the task's state is every idle
+                            // connection's).
+                            self.context.blocked_out.borrow_mut().insert(conn, out);
+                            self.step = Step::Blocked;
+                        }
+                        written
+                    } else {
+                        let mut blocked = self.context.blocked_out.borrow_mut();
+                        let written = match blocked.get_mut(&conn) {
+                            Some(out) => poll_write_all(&mut self.stream, out, cx),
+                            None => Poll::Ready(Ok(())),
+                        };
+                        if let Poll::Ready(Ok(())) = written {
+                            blocked.remove(&conn);
+                        }
+                        written
+                    };
+                    match written {
+                        Poll::Pending => return Poll::Pending,
+                        // What is left blocked, if anything, goes when the task ends.
+                        Poll::Ready(Err(_)) => return Poll::Ready(true),
+                        Poll::Ready(Ok(())) => {}
                     }
-                    Ok(Decoded::NeedMore(_)) => more = false,
-                    Err(error) => {
-                        context.state.borrow_mut().decode_error(conn, &error, Instant::now());
-                        buf.clear();
-                        more = false;
+                    self.context.state.borrow_mut().output_written(conn, Instant::now());
+                    self.context.apply_effects();
+                    let signals = self.stream.signals();
+                    if signals & SIGNAL_CLOSE != 0 && signals & SIGNAL_FLUSH == 0 {
+                        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                        return Poll::Ready(false);
+                    }
+                    self.step = Step::Feed;
+                    if poll_yield(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Step::Paused => {
+                    // Resumed by a signal (Effect::Resume), or woken to flush or close.
+                    if self.stream.poll_signals(SIGNAL_WAKE, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.step = Step::Feed;
+                }
+                Step::Wait => {
+                    if self.stream.poll_readable(cx).is_pending() {
+                        if self.stream.poll_signals(SIGNAL_WAKE, cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        self.step = Step::Feed;
+                        continue;
+                    }
+                    self.step = Step::Feed;
+                    // Nothing read (a spurious wake-up) goes round again: an empty buffer is
+                    // given up before the next wait.
+                    match self.stream.try_read_buf(&mut self.buf) {
+                        Ok(Some(0)) | Err(_) => return Poll::Ready(true),
+                        Ok(Some(_) | None) => {}
                     }
                 }
             }
-            if fed > 0 {
-                context.apply_effects();
-            }
-            if buf.is_empty() {
-                // An idle connection keeps no read buffer.
-                *buf = BytesMut::new();
-            }
-            let wants_write = context
-                .with_handle(conn, |handle| std::mem::take(&mut handle.flush) || handle.close);
-            if wants_write == Some(true) {
-                let out = context.state.borrow_mut().take_output(conn);
-                if !out.is_empty() && stream.write_all(&out).await.is_err() {
-                    return true;
-                }
-                context.state.borrow_mut().output_written(conn, Instant::now());
-                context.apply_effects();
-                let closes = context.with_handle(conn, |handle| handle.close && !handle.flush);
-                if closes == Some(true) {
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                    return false;
-                }
-                runtime::yield_if_needed().await;
-                continue;
-            }
-            if paused {
-                // Resumed by a signal (Effect::Resume), or woken to flush or close.
-                context.signalled(conn).await;
-                continue;
-            }
-            if more {
+            self.step = self.feed();
+            if let Step::Feed = self.step {
                 // The batch limit stopped decoding: let other tasks run, then go on.
-                runtime::yield_if_needed().await;
-                continue;
-            }
-            let wake = future::or(
-                async {
-                    stream.readable().await;
-                    Wake::Readable
-                },
-                async {
-                    context.signalled(conn).await;
-                    Wake::Signal
-                },
-            )
-            .await;
-            match wake {
-                // Nothing read (a spurious wake-up) goes round again: an empty buffer is given up
-                // at the top, before the next wait.
-                Wake::Readable => match stream.try_read_buf(buf) {
-                    Ok(Some(0)) | Err(_) => return true,
-                    Ok(Some(_) | None) => {}
-                },
-                Wake::Signal => {}
+                if poll_yield(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
         }
     }
+
+    /// Feeds what has arrived to the shard, a bounded batch per turn, and says what comes
+    /// next: [`Step::Write`] with the shard's output taken, [`Step::Paused`], [`Step::Feed`]
+    /// when the batch limit stopped decoding, or [`Step::Wait`].
+    fn feed(&mut self) -> Step {
+        let context = &*self.context;
+        let conn = self.conn;
+        // A paused connection (its subscribers are draining) is not read until resumed.
+        let mut fed = 0;
+        let mut more = true;
+        let mut paused = context.state.borrow().is_paused(conn);
+        while more && !paused && fed < PACKETS_PER_TURN_MAX {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Packet(packet)) => {
+                    let mut state = context.state.borrow_mut();
+                    state.packet(conn, packet, Instant::now());
+                    paused = state.is_paused(conn);
+                    fed += 1;
+                }
+                Ok(Decoded::NeedMore(_)) => more = false,
+                Err(error) => {
+                    context.state.borrow_mut().decode_error(conn, &error, Instant::now());
+                    self.buf.clear();
+                    more = false;
+                }
+            }
+        }
+        if fed > 0 {
+            context.apply_effects();
+        }
+        if self.buf.is_empty() {
+            // An idle connection keeps no read buffer.
+            self.buf = BytesMut::new();
+        }
+        if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
+            self.stream.clear_signals(SIGNAL_FLUSH);
+            Step::Write
+        } else if paused {
+            Step::Paused
+        } else if more {
+            Step::Feed
+        } else {
+            Step::Wait
+        }
+    }
+}
+
+/// Writes `out` until it is empty, or until the socket is full (pending; `out` keeps the rest),
+/// or the write fails.
+fn poll_write_all(
+    stream: &mut Connection,
+    out: &mut BytesMut,
+    cx: &mut TaskContext<'_>,
+) -> Poll<std::io::Result<()>> {
+    while !out.is_empty() {
+        match stream.poll_write(cx, out) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(sent)) => out.advance(sent),
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Polls [`runtime::yield_if_needed`] once: pending when the task has run long enough and
+/// should let others run (it is woken at once). Its future holds nothing worth keeping: a
+/// second poll would only return ready, so the caller goes on when polled again.
+fn poll_yield(cx: &mut TaskContext<'_>) -> Poll<()> {
+    std::pin::pin!(runtime::yield_if_needed()).poll(cx)
 }

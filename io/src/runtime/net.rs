@@ -41,6 +41,7 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -79,6 +80,9 @@ pub fn bind_listener_socket(addr: SocketAddr, backlog: i32) -> io::Result<Listen
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    // MQTT packets are small and latency matters: no Nagle. Accepted sockets inherit it on
+    // Linux, so connections need no setsockopt of their own.
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(ListenerSocket { socket })
@@ -235,7 +239,45 @@ impl Connection {
     /// A following [`try_read_buf`](Self::try_read_buf) then finds out which; rarely the
     /// wake-up is spurious and it reads nothing.
     pub async fn readable(&self) {
-        poll_fn(|context| Poller::poll_ready(self.token(), READABLE | CLOSED, context)).await;
+        poll_fn(|context| self.poll_readable(context)).await;
+    }
+
+    /// [`readable`](Self::readable) as a poll function, for a hand-written future: ready when
+    /// the connection may have data, EOF or an error; otherwise keeps the task's waker.
+    pub fn poll_readable(&self, context: &Context<'_>) -> Poll<()> {
+        Poller::poll_ready(self.token(), READABLE | CLOSED, context)
+    }
+
+    /// The key with which [`Connection::notify`] reaches this connection's task from elsewhere
+    /// on the shard: 8 bytes to keep instead of a waker and flags per connection. A key
+    /// outlives its connection harmlessly (notifying it does nothing).
+    pub fn notify_key(&self) -> u64 {
+        self.token().to_key()
+    }
+
+    /// Sets `signals` on the connection that `key` is for and wakes the task waiting on it
+    /// (for readiness or for signals). The bits' meaning is the caller's; they stay set until
+    /// its task clears them. Does nothing if that connection is gone. Must be called on the
+    /// connection's shard.
+    pub fn notify(key: u64, signals: u8) {
+        Poller::notify(Token::from_key(key), signals);
+    }
+
+    /// The signals set on this connection since they were last cleared.
+    pub fn signals(&self) -> u8 {
+        Poller::signals(self.token())
+    }
+
+    /// Clears `signals` on this connection.
+    pub fn clear_signals(&self, signals: u8) {
+        Poller::clear_signals(self.token(), signals);
+    }
+
+    /// Ready with those of `interest` that are set (clearing them) once any is; otherwise keeps
+    /// the task's waker. Readiness of the socket wakes the same waker, so a task waiting only
+    /// for signals may be polled when none is set.
+    pub fn poll_signals(&self, interest: u8, context: &Context<'_>) -> Poll<u8> {
+        Poller::poll_signals(self.token(), interest, context)
     }
 
     /// Reads what has arrived without waiting, appending it to `buf`: `Some(n)` bytes, `Some(0)`
@@ -299,10 +341,22 @@ impl Connection {
     /// Writes all of `bytes`, waiting while the socket's send buffer is full.
     ///
     /// Not cancel-safe: if the future is dropped, an unknown prefix of `bytes` has been sent.
-    #[allow(unsafe_code)]
     pub async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            poll_fn(|context| Poller::poll_ready(self.token(), WRITABLE, context)).await;
+            let sent = poll_fn(|context| self.poll_write(context, bytes)).await?;
+            bytes = &bytes[sent..];
+        }
+        Ok(())
+    }
+
+    /// Writes a prefix of `bytes` (not empty) without blocking, once the socket has room for
+    /// it: how many bytes were sent. Otherwise keeps the task's waker until it has room.
+    #[allow(unsafe_code)]
+    pub fn poll_write(&mut self, context: &Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            if Poller::poll_ready(self.token(), WRITABLE, context).is_pending() {
+                return Poll::Pending;
+            }
             // SAFETY: the fd is open for the call and `bytes` is a live slice of its length.
             // MSG_NOSIGNAL: a closed peer is an EPIPE error here, not a SIGPIPE.
             let sent = unsafe {
@@ -314,23 +368,27 @@ impl Connection {
                 )
             };
             if sent >= 0 {
-                bytes = &bytes[sent as usize..];
-                continue;
+                return Poll::Ready(Ok(sent as usize));
             }
             let error = io::Error::last_os_error();
             match error.kind() {
+                // Polled again at once: the slot, no longer writable, keeps the waker.
                 io::ErrorKind::WouldBlock => Poller::clear(self.token(), WRITABLE),
                 io::ErrorKind::Interrupted => {}
-                _ => return Err(error),
+                _ => return Poll::Ready(Err(error)),
             }
         }
-        Ok(())
     }
 
     /// Sets TCP_NODELAY: send small segments at once instead of waiting to coalesce them (the
     /// broker coalesces its own writes).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         SockRef::from(&self.fd).set_tcp_nodelay(nodelay)
+    }
+
+    /// Whether TCP_NODELAY is set (accepted connections inherit it from the listener).
+    pub fn nodelay(&self) -> io::Result<bool> {
+        SockRef::from(&self.fd).tcp_nodelay()
     }
 
     /// The client's address.

@@ -29,9 +29,22 @@
 //! there, so nothing is missed, and a freshly accepted connection whose CONNECT has not arrived
 //! yet costs no `recv` that finds nothing (one syscall less per connection in a connect storm).
 //!
+//! A waiting task says what it waits for (readiness bits, or signals, below), and only that
+//! wakes it: a task waiting to read is not woken each time the peer acknowledges data (an
+//! `EPOLLOUT` edge), nor one waiting only for signals each time data arrives. The bits are set
+//! either way, for the next look.
+//!
 //! Clearing after a failed `recv` loses no edge: the dispatcher runs on the same thread, so an
 //! event for data that arrived after that `recv` is still in the kernel's ready list and sets
 //! the bit again when it is taken.
+//!
+//! # Signals
+//!
+//! A slot also holds a byte of signals for the socket's owner: bits set from elsewhere on the
+//! shard with [`Poller::notify`], which wakes the slot's waker, and cleared by the owner. The
+//! broker's connection task waits for its socket and for its shard's requests (flush, close,
+//! resume) at once, so both share the one waker the slot keeps anyway, and a connection needs
+//! no second waker and flags elsewhere (the slot's size is unchanged: the byte was padding).
 //!
 //! # How the dispatcher waits for the epoll set
 //!
@@ -98,15 +111,39 @@ impl Token {
     fn from_event_data(data: u64) -> Token {
         Token { index: data as u32, generation: (data >> 32) as u32 }
     }
+
+    /// The token as the key a [`Connection`](super::Connection) hands out for notifying it.
+    pub(super) fn to_key(self) -> u64 {
+        self.to_event_data()
+    }
+
+    pub(super) fn from_key(key: u64) -> Token {
+        Token::from_event_data(key)
+    }
 }
 
 /// One registered socket's state: 24 bytes.
 #[derive(Debug)]
 struct Slot {
+    /// The task waiting for the socket's readiness or for its signals (one task does both).
     waker: Option<Waker>,
     generation: u32,
     ready: u8,
+    /// Bits the socket's owner sets from elsewhere on the shard ([`Poller::notify`]); their
+    /// meaning is the owner's. Kept here, in the padding of the slot the socket has anyway,
+    /// so that the owner's tasks need no waker and flags of their own per connection.
+    signals: u8,
+    /// What the waiting task waits for: readiness bits, and [`WAITS_FOR_SIGNALS`]. Only those
+    /// wake it (an idle reader is not woken each time the peer acknowledges data, nor a paused
+    /// one each time data arrives). Cleared when the waker is taken.
+    waiting: u8,
 }
+
+// Every registered socket has one: its size is part of the memory per idle connection.
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
+
+/// In [`Slot::waiting`]: the task waits for [`Poller::notify`].
+const WAITS_FOR_SIGNALS: u8 = 0x80;
 
 /// Lives on each shard: its epoll set and the slots of the sockets registered in it.
 #[derive(Debug)]
@@ -218,6 +255,7 @@ impl Poller {
             if slot.ready & interest != 0 {
                 return (Poll::Ready(()), None);
             }
+            slot.waiting |= interest;
             match &slot.waker {
                 Some(waker) if waker.will_wake(context.waker()) => (Poll::Pending, None),
                 _ => (Poll::Pending, slot.waker.replace(context.waker().clone())),
@@ -233,6 +271,52 @@ impl Poller {
     /// Records that the socket has none of `bits` now (a `recv` or `send` found it so).
     pub(super) fn clear(token: Token, bits: u8) {
         Poller::with_slot(token, |slot| slot.ready &= !bits);
+    }
+
+    /// Sets `signals` on the socket's slot and wakes the task waiting on it. Does nothing once
+    /// the slot is gone or reused.
+    pub(super) fn notify(token: Token, signals: u8) {
+        let waker = Poller::with_slot(token, |slot| {
+            slot.signals |= signals;
+            slot.wake_for(WAITS_FOR_SIGNALS)
+        });
+        // Woken with no borrow held (see `release`).
+        if let Some(waker) = waker.flatten() {
+            waker.wake();
+        }
+    }
+
+    /// The signals set on the socket's slot (none once it is gone).
+    pub(super) fn signals(token: Token) -> u8 {
+        Poller::with_slot(token, |slot| slot.signals).unwrap_or(0)
+    }
+
+    /// Clears `signals` on the socket's slot.
+    pub(super) fn clear_signals(token: Token, signals: u8) {
+        Poller::with_slot(token, |slot| slot.signals &= !signals);
+    }
+
+    /// Ready with those of `interest` that are set, clearing them, if any is; otherwise keeps
+    /// the task's waker and waits for [`Poller::notify`] (or for readiness, which wakes the same
+    /// waker if it also waits for that).
+    pub(super) fn poll_signals(token: Token, interest: u8, context: &Context<'_>) -> Poll<u8> {
+        let replaced = Poller::with_slot(token, |slot| {
+            let set = slot.signals & interest;
+            if set != 0 {
+                slot.signals &= !interest;
+                return (Poll::Ready(set), None);
+            }
+            slot.waiting |= WAITS_FOR_SIGNALS;
+            match &slot.waker {
+                Some(waker) if waker.will_wake(context.waker()) => (Poll::Pending, None),
+                _ => (Poll::Pending, slot.waker.replace(context.waker().clone())),
+            }
+        });
+        // A slot that is gone (thread teardown) has nothing more to wait for.
+        let (poll, old_waker) = replaced.unwrap_or((Poll::Ready(0), None));
+        // Dropped with no borrow held (see `release`).
+        drop(old_waker);
+        poll
     }
 
     fn with_slot<R>(token: Token, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
@@ -296,8 +380,9 @@ impl Poller {
                 if slot.generation != token.generation {
                     continue;
                 }
-                slot.ready |= readiness(event.events);
-                if let Some(waker) = slot.waker.take() {
+                let ready = readiness(event.events);
+                slot.ready |= ready;
+                if let Some(waker) = slot.wake_for(ready) {
                     wake.push(waker);
                 }
             }
@@ -328,17 +413,36 @@ impl Poller {
     }
 }
 
+impl Slot {
+    /// The waker, taken, if the task waits for any of `what`.
+    fn wake_for(&mut self, what: u8) -> Option<Waker> {
+        if self.waiting & what == 0 {
+            return None;
+        }
+        self.waiting = 0;
+        self.waker.take()
+    }
+}
+
 impl Slots {
     fn occupy(&mut self, ready: u8) -> Token {
         match self.vacant.pop() {
             Some(index) => {
                 let slot = &mut self.entries[index as usize];
                 slot.ready = ready;
+                slot.signals = 0;
+                slot.waiting = 0;
                 Token { index, generation: slot.generation }
             }
             None => {
                 let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 sockets");
-                self.entries.push(Slot { waker: None, generation: 0, ready });
+                self.entries.push(Slot {
+                    waker: None,
+                    generation: 0,
+                    ready,
+                    signals: 0,
+                    waiting: 0,
+                });
                 Token { index, generation: 0 }
             }
         }
@@ -352,6 +456,8 @@ impl Slots {
         }
         slot.generation = slot.generation.wrapping_add(1);
         slot.ready = 0;
+        slot.signals = 0;
+        slot.waiting = 0;
         self.vacant.push(token.index);
         slot.waker.take()
     }

@@ -86,7 +86,10 @@ fn echo_over_a_listener_from_bind_listener() {
             let addr = listener.local_addr().expect("local_addr");
             addr_sender.send(addr).expect("test thread alive");
             let mut stream = listener.accept().await.expect("accept");
-            stream.set_nodelay(true).expect("nodelay");
+            assert!(
+                stream.nodelay().expect("nodelay"),
+                "TCP_NODELAY is inherited from the listener"
+            );
             assert_eq!(stream.local_addr().expect("local_addr"), addr);
             let peer = stream.peer_addr().expect("peer_addr");
 
@@ -94,9 +97,7 @@ fn echo_over_a_listener_from_bind_listener() {
             // fires; only then does the client get to write.
             let idle = future::or(
                 async {
-                    // A new connection starts readable: the first read finds out.
-                    stream.readable().await;
-                    assert!(stream.try_read_buf(&mut BytesMut::new()).expect("read").is_none());
+                    // A new connection is readable only once the epoll set says so.
                     stream.readable().await;
                     false
                 },
@@ -255,6 +256,38 @@ fn a_connection_waits_for_room_to_write() {
     client.read_to_end(&mut received).expect("read to EOF");
     assert_eq!(received.len(), SENT);
     assert!(received.iter().all(|&byte| byte == 7));
+    join_all(handles);
+}
+
+#[test]
+fn signals_wake_a_waiting_connection_task_and_a_stale_key_does_nothing() {
+    const FLUSH: u8 = 1;
+    const CLOSE: u8 = 2;
+    let (addr, handles) = serve_each(1, |stream| async move {
+        let key = stream.notify_key();
+        // Set before anyone waits: the first poll sees it, and clears only what it asked for.
+        Connection::notify(key, FLUSH | CLOSE);
+        let set = std::future::poll_fn(|context| stream.poll_signals(FLUSH, context)).await;
+        assert_eq!(set, FLUSH);
+        assert_eq!(stream.signals(), CLOSE);
+        stream.clear_signals(CLOSE);
+        assert_eq!(stream.signals(), 0);
+        // Set by another task while this one waits (the client sends nothing meanwhile).
+        spawn_local(async move {
+            sleep(Duration::from_millis(5)).await;
+            Connection::notify(key, FLUSH);
+        });
+        let set = std::future::poll_fn(|context| stream.poll_signals(FLUSH, context)).await;
+        assert_eq!(set, FLUSH);
+        drop(stream);
+        // The slot is free (or someone else's now): its old key reaches nobody.
+        Connection::notify(key, FLUSH);
+    });
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(TEST_DEADLINE)).expect("read timeout");
+    let mut received = Vec::new();
+    client.read_to_end(&mut received).expect("read to EOF");
+    assert!(received.is_empty());
     join_all(handles);
 }
 
