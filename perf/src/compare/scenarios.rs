@@ -227,8 +227,12 @@ pub struct Measurement {
     pub lost_acknowledged: Option<u64>,
     pub connects_per_sec: Option<f64>,
     pub connect_p99_us: Option<f64>,
-    /// Broker CPU microseconds per connection set up.
+    /// Broker CPU microseconds per connection over the whole run (set-up, hold, disconnect).
     pub cpu_us_per_connect: Option<f64>,
+    /// Broker CPU microseconds per connection while the connections were being set up.
+    pub cpu_us_per_connect_phase: Option<f64>,
+    /// What one broker core could take at that cost: 1 s / `cpu_us_per_connect_phase`.
+    pub connect_capacity_per_sec: Option<f64>,
     /// Broker resident memory added per established connection.
     pub rss_bytes_per_connection: Option<f64>,
     pub established: Option<u64>,
@@ -269,7 +273,10 @@ pub fn run(
     let rss_before = procfs::rss_bytes(pid)?;
     let cpu_before = procfs::cpu_seconds(pid)?;
     let mut child = command.spawn().context("starting the load generator")?;
+    let spawned = Instant::now();
     let mut rss_peak = rss_before;
+    // (time since the spawn, broker CPU seconds): to tell the connect phase's CPU from the rest.
+    let mut cpu_samples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(size.duration_secs + 120);
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -277,6 +284,9 @@ pub fn run(
         }
         if let Ok(rss) = procfs::rss_bytes(pid) {
             rss_peak = rss_peak.max(rss);
+        }
+        if let Ok(cpu) = procfs::cpu_seconds(pid) {
+            cpu_samples.push((spawned.elapsed(), cpu - cpu_before));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -314,6 +324,20 @@ pub fn run(
             measurement.established = Some(established);
             measurement.connects_per_sec = connections["connect_rate_per_sec"].as_f64();
             measurement.connect_p99_us = connections["connect_latency"]["p99_us"].as_f64();
+            // The broker's CPU until the connections were up (the first sample 150 ms after the
+            // last CONNACK: the load generator starts at once, and the hold costs nothing).
+            let open = connections["open_secs"].as_f64().map(|secs| Duration::from_secs_f64(secs));
+            let phase_cpu = open.and_then(|open| {
+                let end = open + Duration::from_millis(150);
+                cpu_samples.iter().find(|(at, _)| *at >= end).map(|&(_, cpu)| cpu)
+            });
+            if let (Some(cpu), true) = (phase_cpu, established > 0) {
+                let micros = cpu * 1e6 / established as f64;
+                measurement.cpu_us_per_connect_phase = Some(micros);
+                if micros > 0.0 {
+                    measurement.connect_capacity_per_sec = Some(1e6 / micros);
+                }
+            }
             if established > 0 {
                 measurement.cpu_us_per_connect = Some(broker_cpu_secs * 1e6 / established as f64);
                 measurement.rss_bytes_per_connection =
