@@ -326,7 +326,7 @@ pub fn run(
             measurement.connect_p99_us = connections["connect_latency"]["p99_us"].as_f64();
             // The broker's CPU until the connections were up (the first sample 150 ms after the
             // last CONNACK: the load generator starts at once, and the hold costs nothing).
-            let open = connections["open_secs"].as_f64().map(|secs| Duration::from_secs_f64(secs));
+            let open = connections["open_secs"].as_f64().map(Duration::from_secs_f64);
             let phase_cpu = open.and_then(|open| {
                 let end = open + Duration::from_millis(150);
                 cpu_samples.iter().find(|(at, _)| *at >= end).map(|&(_, cpu)| cpu)
