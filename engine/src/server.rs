@@ -810,7 +810,17 @@ impl ConnectionTask {
                         written
                     };
                     match written {
-                        Poll::Pending => return Poll::Pending,
+                        // A close (keepalive timeout, takeover, protocol error) does not wait
+                        // for a peer that stopped reading: what it has not taken is dropped.
+                        Poll::Pending => {
+                            return match self.stream.poll_signals(SIGNAL_CLOSE, cx) {
+                                Poll::Ready(signals) if signals & SIGNAL_CLOSE != 0 => {
+                                    let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                                    Poll::Ready(false)
+                                }
+                                _ => Poll::Pending,
+                            };
+                        }
                         // What is left blocked, if anything, goes when the task ends.
                         Poll::Ready(Err(_)) => return Poll::Ready(true),
                         Poll::Ready(Ok(())) => {}
@@ -829,10 +839,23 @@ impl ConnectionTask {
                 }
                 Step::Paused => {
                     // Resumed by a signal (Effect::Resume), or woken to flush or close.
-                    if self.stream.poll_signals(SIGNAL_WAKE, cx).is_pending() {
+                    // Meanwhile what is not a PUBLISH is still read and fed (acknowledgements,
+                    // PINGREQ, DISCONNECT): a paused client that also subscribes must be able to
+                    // acknowledge its own deliveries, or its pause would spread to everyone
+                    // feeding it. Reading stops at the first PUBLISH.
+                    if self.stream.poll_signals(SIGNAL_WAKE, cx).is_ready() {
+                        self.step = Step::Feed;
+                    } else if !front_is_publish(&self.buf)
+                        && self.stream.poll_readable(cx).is_ready()
+                    {
+                        self.step = Step::Feed;
+                        match self.stream.try_read_buf(&mut self.buf) {
+                            Ok(Some(0)) | Err(_) => return Poll::Ready(true),
+                            Ok(Some(_) | None) => {}
+                        }
+                    } else {
                         return Poll::Pending;
                     }
-                    self.step = Step::Feed;
                 }
                 Step::Wait => {
                     if self.stream.poll_readable(cx).is_pending() {
@@ -867,11 +890,14 @@ impl ConnectionTask {
     fn feed(&mut self) -> Step {
         let context = &*self.context;
         let conn = self.conn;
-        // A paused connection (its subscribers are draining) is not read until resumed.
+        // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
         let mut fed = 0;
         let mut more = true;
         let mut paused = context.state.borrow().is_paused(conn);
-        while more && !paused && fed < PACKETS_PER_TURN_MAX {
+        while more && fed < PACKETS_PER_TURN_MAX {
+            if paused && front_is_publish(&self.buf) {
+                break;
+            }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Decoded::Packet(packet)) => {
                     let mut state = context.state.borrow_mut();
@@ -905,6 +931,11 @@ impl ConnectionTask {
             Step::Wait
         }
     }
+}
+
+/// Whether the next packet in `buf` is a PUBLISH (what a paused connection must not feed).
+fn front_is_publish(buf: &BytesMut) -> bool {
+    buf.first().is_some_and(|first| first >> 4 == 3)
 }
 
 /// Writes `out` until it is empty, or until the socket is full (pending; `out` keeps the rest),

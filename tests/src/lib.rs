@@ -300,6 +300,11 @@ impl RawClient {
     }
 
     /// Encodes `packet` for this connection's version and writes it.
+    /// The client's own address (to find its connection in `ss`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket has a local address")
+    }
+
     pub fn send(&mut self, packet: &Packet) {
         let mut out = BytesMut::new();
         packet.encode(self.version, &mut out).expect("the test's packet encodes");
@@ -351,6 +356,27 @@ impl RawClient {
                 Err(error) if is_timeout(&error) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return bytes,
+            }
+        }
+    }
+
+    /// Reads and counts whatever the broker sends until it closes the connection: `Some(bytes)`,
+    /// or `None` if it is still open after `timeout`.
+    pub fn count_until_closed(&mut self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.buf.split().len();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Some(count),
+                Ok(n) => count += n,
+                Err(error) if is_timeout(&error) || error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Some(count),
             }
         }
     }

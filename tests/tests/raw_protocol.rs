@@ -180,3 +180,60 @@ fn sigterm_sends_disconnect_0x8b_to_v5_clients_and_exits_0() {
     v3.expect_closed(REPLY);
     assert!(broker.log_contains("shutting down"), "{}", broker.log());
 }
+
+#[test]
+fn a_client_that_stops_reading_is_still_closed_at_its_keepalive_timeout() {
+    use shardmq_io::codec::{PacketId, Subscribe, SubscriptionOptions, TopicFilterEntry};
+    let broker = Broker::start(&["--shards", "1"]);
+    let mut connect = connect_packet(V3_1_1, "stalled-reader");
+    connect.keep_alive_secs = 1;
+    let (mut stalled, _) = RawClient::connect(broker.addr(), connect);
+    stalled.send(&Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(1).expect("non-zero"),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from("stall/#"),
+            options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+        }],
+    }));
+    assert!(matches!(stalled.expect_packet(REPLY), Packet::SubAck(_)));
+    // 24 MiB for a client that reads none of it: more than the sockets between them hold, so
+    // the broker's writes to it block.
+    let (mut publisher, _) =
+        RawClient::connect(broker.addr(), connect_packet(V3_1_1, "stall-publisher"));
+    let payload = Bytes::from(vec![b'x'; 64 << 10]);
+    for _ in 0..384 {
+        publisher.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: ByteString::from("stall/t"),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: payload.clone(),
+        }));
+    }
+    // Silent for 1.5 × its keepalive, the client is closed although its output is stuck in a
+    // full socket: the broker's end of the connection leaves ESTABLISHED (checked with `ss`
+    // before the client reads anything, since reading would unblock the broker's write).
+    let client = stalled.local_addr().port();
+    let filter = format!("( sport = :{} and dport = :{client} )", broker.port());
+    let established = || {
+        let output = std::process::Command::new("ss")
+            .args(["-Htn", "state", "established", &filter])
+            .output()
+            .expect("ss (iproute2) runs");
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    assert_eq!(established(), 1, "the stalled connection is up before its keepalive ends");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while established() == 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a client that stopped reading was never closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let received = stalled.count_until_closed(Duration::from_secs(15));
+    assert!(received.unwrap_or(0) > 1 << 20, "its socket was not full: {received:?}");
+}
