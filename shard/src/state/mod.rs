@@ -570,9 +570,7 @@ impl Shard {
             return;
         }
         c.last_seen = now;
-        self.backpressure.ingress = Some(self.backpressure.local(conn));
-        self.handle_packet(conn, packet, now);
-        self.backpressure.ingress = None;
+        self.paced_by(self.id, Some(conn), |shard| shard.handle_packet(conn, packet, now));
     }
 
     fn handle_packet(&mut self, conn: ConnId, packet: Packet, now: Instant) {
@@ -1401,8 +1399,9 @@ impl Shard {
         if !shards.is_empty() || !groups.is_empty() {
             matched = Matched::Some;
         }
+        // The local connection this publish came from, for the receiving shards to pace.
+        let publisher = self.backpressure.ingress.filter(|w| w.shard == self.id).map(|w| w.conn);
         for shard in shards {
-            let publisher = self.backpressure.ingress.map(|waiter| waiter.conn);
             let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher };
             self.effects.push(Effect::Mesh(shard, msg));
             receipts += usize::from(receipt.is_some());
@@ -1415,7 +1414,6 @@ impl Shard {
             if chosen == self.id {
                 self.deliver_shared(&message, &filter, &group, now);
             } else {
-                let publisher = self.backpressure.ingress.map(|waiter| waiter.conn);
                 let msg = ShardMsg::SharedPublish {
                     message: message.clone(),
                     filter,
@@ -1749,18 +1747,18 @@ impl Shard {
                 self.subscribe_ready(token, retained, now)
             }
             ShardMsg::Publish { message, receipt, publisher } => {
-                self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
-                self.with_receipt(from, receipt, |shard| {
-                    shard.deliver_local(&message, None, now);
+                self.paced_by(from, publisher, |shard| {
+                    shard.with_receipt(from, receipt, |shard| {
+                        shard.deliver_local(&message, None, now);
+                    })
                 });
-                self.backpressure.ingress = None;
             }
             ShardMsg::SharedPublish { message, filter, group, receipt, publisher } => {
-                self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
-                self.with_receipt(from, receipt, |shard| {
-                    shard.deliver_shared(&message, &filter, &group, now);
+                self.paced_by(from, publisher, |shard| {
+                    shard.with_receipt(from, receipt, |shard| {
+                        shard.deliver_shared(&message, &filter, &group, now);
+                    })
                 });
-                self.backpressure.ingress = None;
             }
             ShardMsg::Pause { conn } => {
                 if self.conns.contains_key(&conn) {
@@ -1777,6 +1775,19 @@ impl Shard {
             }
             ShardMsg::Stored { token, ok } => self.receipt(token, ok),
         }
+    }
+
+    /// Runs `handle` with `publisher` (a connection of shard `from`) as the ingress that
+    /// congested subscribers pause.
+    fn paced_by(
+        &mut self,
+        from: ShardId,
+        publisher: Option<ConnId>,
+        handle: impl FnOnce(&mut Shard),
+    ) {
+        self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
+        handle(self);
+        self.backpressure.ingress = None;
     }
 
     /// Handles a message another shard may want a receipt for: answered once the writes it
