@@ -18,6 +18,17 @@ impl fmt::Display for ShardId {
     }
 }
 
+/// Another node of the cluster, numbered by the engine (the same number on every shard of this
+/// node, for the life of the process). The shard only routes by it; names live in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerNode(pub u16);
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer-{}", self.0)
+    }
+}
+
 /// A connection on one shard. Unique for the shard's lifetime (never reused), so a late event
 /// for a closed connection cannot reach its successor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

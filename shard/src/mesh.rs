@@ -3,8 +3,9 @@
 
 use shardmq_io::codec::ByteString;
 
-use crate::ids::ConnId;
+use crate::ids::{ConnId, PeerNode, ShardId};
 use crate::message::SharedMessage;
+use crate::state::PeerRoute;
 
 /// A token that pairs a [`ShardMsg::SubscribeSync`] with its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,4 +46,16 @@ pub enum ShardMsg {
     Pause { conn: ConnId },
     /// The sender's subscriber drained (or stalled): it no longer holds `conn`.
     Resume { conn: ConnId },
+    /// Routes of shard `origin` of peer node `node`, read from a node link by the sender and
+    /// passed to every shard of this node. A `snapshot` replaces everything held for that
+    /// origin.
+    PeerRoutes {
+        node: PeerNode,
+        origin: ShardId,
+        snapshot: bool,
+        added: Vec<PeerRoute>,
+        removed: Vec<PeerRoute>,
+    },
+    /// Peer node `node` left the cluster: forget its routes.
+    PeerGone { node: PeerNode },
 }

@@ -11,8 +11,8 @@ use std::time::Instant;
 use shardmq_io::codec::{Ack, ByteString, Packet, PacketId, Properties, QoS, ReasonCode};
 use shardmq_storage::Op;
 
-use super::{Effect, Shard, Timer};
-use crate::ids::{ConnId, ShardId};
+use super::{Effect, Forward, Shard, Timer};
+use crate::ids::{ConnId, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
 use crate::message::{Delivery, SharedMessage};
 use crate::persist::{
@@ -63,10 +63,18 @@ pub(super) struct InboundAck {
     pub(super) reason: ReasonCode,
 }
 
+/// Who waits for an inbound message to be stored: its publisher on this shard, or the shard of
+/// a peer node that forwarded it (and holds its own publisher's acknowledgement until then).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AckTo {
+    Client(InboundAck),
+    Peer { node: PeerNode, shard: ShardId, token: u64 },
+}
+
 /// An acknowledgement waiting for commits.
 #[derive(Debug)]
 pub(super) struct HeldAck {
-    ack: InboundAck,
+    ack: AckTo,
     waiting: usize,
     failed: bool,
 }
@@ -220,12 +228,14 @@ impl Shard {
 
     /// Sends the PUBACK/PUBREC for an inbound message now, or holds it until `local` (this
     /// shard's queued writes) and `remote` receipts are durable.
-    pub(super) fn acknowledge(&mut self, ack: InboundAck, token: u64, local: bool, remote: usize) {
+    pub(super) fn acknowledge(&mut self, ack: AckTo, token: u64, local: bool, remote: usize) {
         let waiting = remote + usize::from(local);
         if waiting == 0 {
-            return self.send_ack(ack);
+            return self.answer(ack, true);
         }
-        self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
+        if let AckTo::Client(ack) = ack {
+            self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
+        }
         self.held_acks.insert(token, HeldAck { ack, waiting, failed: false });
         if local {
             self.queue_ticket(Ticket::Ack(token));
@@ -253,8 +263,20 @@ impl Shard {
             return;
         }
         let Some(HeldAck { ack, failed, .. }) = self.held_acks.remove(&token) else { return };
+        self.answer(ack, !failed);
+    }
+
+    /// Tells whoever waits for an inbound message that it is stored (`ok`) or not.
+    fn answer(&mut self, ack: AckTo, ok: bool) {
+        let ack = match ack {
+            AckTo::Client(ack) => ack,
+            AckTo::Peer { node, shard, token } => {
+                let receipt = Forward::Receipt { token, shard, ok };
+                return self.effects.push(Effect::Forward(node, receipt));
+            }
+        };
         self.held_ack_ids.remove(&(ack.conn, ack.packet_id.get()));
-        if !failed {
+        if ok {
             return self.send_ack(ack);
         }
         // Storing failed: refuse instead of acknowledging (v5), or close (3.1.1 cannot refuse).

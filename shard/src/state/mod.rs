@@ -22,7 +22,7 @@ use shardmq_io::codec::{
     UnsubAck, Unsubscribe,
 };
 
-use crate::ids::{home_shard, retained_shard, ConnId, ShardId};
+use crate::ids::{home_shard, ConnId, PeerNode, ShardId};
 use crate::limits::Limits;
 use crate::mesh::{ShardMsg, SyncToken};
 use crate::message::{forwarded_properties, Delivery, Message, SharedMessage};
@@ -36,8 +36,11 @@ mod durable;
 use crate::persist::{MessageStage, WallClock};
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
+use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
 pub use durable::{CommitBatch, Ticket};
-use durable::{Durable, HeldAckIds, HeldAcks};
+mod cluster;
+pub use cluster::{Forward, PeerRoute};
+use cluster::{Peers, Target};
 
 /// What the engine must do after an event.
 #[derive(Debug)]
@@ -52,6 +55,13 @@ pub enum Effect {
     Commit,
     /// A paused connection may be read again ([`Shard::is_paused`] turned false).
     Resume(ConnId),
+    /// Send to a peer node, over this shard's link to it.
+    Forward(PeerNode, Forward),
+    /// This shard's routes changed: tell every peer node, over this shard's links, in order.
+    RoutesChanged { added: Vec<PeerRoute>, removed: Vec<PeerRoute> },
+    /// A session ended here for good (not resumed, not handed over): the node may give up its
+    /// ownership of the client id.
+    SessionEnded(ByteString),
 }
 
 /// Counters a shard keeps about itself; the engine aggregates them without locks.
@@ -188,6 +198,10 @@ pub struct Shard {
     scratch_targets: FastMap<ByteString, Delivery>,
     /// Publishers paused while their subscribers drain.
     backpressure: Backpressure,
+    /// The other nodes of the cluster and their routes (empty on a single node).
+    peers: Peers,
+    /// Starts the client ids this shard assigns, so they are unique across the cluster.
+    assigned_id_prefix: String,
 }
 
 /// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
@@ -224,6 +238,8 @@ impl Shard {
             held_ack_ids: HeldAckIds::new(),
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
+            peers: Peers::default(),
+            assigned_id_prefix: String::from("shardmq"),
         }
     }
 
@@ -502,7 +518,8 @@ impl Shard {
     fn assign_client_id(&mut self, conn: ConnId) -> ByteString {
         let mut attempt: u64 = 0;
         loop {
-            let candidate = format!("shardmq-{}-{}-{}", self.id.0, conn.0, attempt);
+            let candidate =
+                format!("{}-{}-{}-{}", self.assigned_id_prefix, self.id.0, conn.0, attempt);
             if home_shard(&candidate, self.shards) == self.id {
                 return ByteString::from(candidate);
             }
@@ -706,6 +723,7 @@ impl Shard {
                 self.route(will, None, now);
             }
             self.end_session(&client_id, now);
+            self.effects.push(Effect::SessionEnded(client_id));
             return;
         }
         if let Some(will) = will {
@@ -813,6 +831,7 @@ impl Shard {
     fn session_due(&mut self, client_id: &ByteString, epoch: u64, now: Instant) {
         if self.offline_session(client_id, epoch).is_some() {
             self.end_session(client_id, now);
+            self.effects.push(Effect::SessionEnded(client_id.clone()));
         }
     }
 }
@@ -1024,7 +1043,7 @@ impl Shard {
         };
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
-        self.acknowledge(ack, token.unwrap_or(0), wrote, receipts);
+        self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts);
     }
 
     fn pubrel(&mut self, conn: ConnId, ack: Ack) {
@@ -1229,6 +1248,7 @@ impl Shard {
         if *count > 1 {
             return None;
         }
+        self.announce_to_peers(PeerRoute { filter: plain.clone(), group: group.clone() }, true);
         if announce {
             for shard in self.other_shards() {
                 let msg = ShardMsg::RouteAdd { filter: plain.clone(), group: group.clone() };
@@ -1285,6 +1305,7 @@ impl Shard {
             return;
         }
         let ((filter, group), _) = count.remove_entry();
+        self.announce_to_peers(PeerRoute { filter: filter.clone(), group: group.clone() }, false);
         for shard in self.other_shards() {
             let msg = ShardMsg::RouteRemove { filter: filter.clone(), group: group.clone() };
             self.effects.push(Effect::Mesh(shard, msg));
@@ -1359,14 +1380,7 @@ impl Shard {
     ) -> (Matched, usize) {
         let mut receipts = 0;
         if message.retain {
-            let owner = retained_shard(&message.topic, self.shards);
-            if owner == self.id {
-                self.store_retained(message.clone());
-            } else {
-                let msg = ShardMsg::Retain { message: message.clone(), receipt };
-                self.effects.push(Effect::Mesh(owner, msg));
-                receipts += usize::from(receipt.is_some());
-            }
+            receipts += self.retain_on_node(&message, receipt);
         }
         // Shared groups with members on this shard compete with the other shards' members; the
         // local walk of the subscriber index collects them.
@@ -1374,29 +1388,21 @@ impl Shard {
         let mut matched = self.deliver_local(&message, Some(&mut local_groups), now);
 
         let mut shards: Vec<ShardId> = Vec::new();
-        let mut groups: Vec<(ByteString, ByteString, Vec<ShardId>)> = Vec::new();
+        let mut groups: Vec<(ByteString, ByteString, Vec<Target>)> = Vec::new();
         self.routes.for_each_match(&message.topic, |filter, key, _| match &key.group {
             None => {
                 if !shards.contains(&key.shard) {
                     shards.push(key.shard);
                 }
             }
-            Some(group) => {
-                let filter = ByteString::from(filter);
-                match groups.iter_mut().find(|(f, g, _)| *f == filter && g == group) {
-                    Some((_, _, members)) => members.push(key.shard),
-                    None => groups.push((filter, group.clone(), vec![key.shard])),
-                }
-            }
+            Some(group) => add_member(&mut groups, filter, group, Target::Shard(key.shard)),
         });
         for (filter, group) in local_groups {
-            match groups.iter_mut().find(|(f, g, _)| *f == filter && *g == group) {
-                Some((_, _, members)) => members.push(self.id),
-                None => groups.push((filter, group, vec![self.id])),
-            }
+            add_member(&mut groups, &filter, &group, Target::Shard(self.id));
         }
+        let peers = self.peers.matching(&message.topic, &mut groups);
 
-        if !shards.is_empty() || !groups.is_empty() {
+        if !shards.is_empty() || !groups.is_empty() || !peers.is_empty() {
             matched = Matched::Some;
         }
         // The local connection this publish came from, for the receiving shards to pace.
@@ -1406,23 +1412,37 @@ impl Shard {
             self.effects.push(Effect::Mesh(shard, msg));
             receipts += usize::from(receipt.is_some());
         }
+        receipts += self.forward_to_peers(&message, &peers, receipt);
         for (filter, group, mut members) in groups {
             members.sort();
             let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
             let chosen = members[*cursor % members.len()];
             *cursor = cursor.wrapping_add(1);
-            if chosen == self.id {
-                self.deliver_shared(&message, &filter, &group, now);
-            } else {
-                let msg = ShardMsg::SharedPublish {
-                    message: message.clone(),
-                    filter,
-                    group,
-                    receipt,
-                    publisher,
-                };
-                self.effects.push(Effect::Mesh(chosen, msg));
-                receipts += usize::from(receipt.is_some());
+            match chosen {
+                Target::Shard(shard) if shard == self.id => {
+                    self.deliver_shared(&message, &filter, &group, now);
+                }
+                Target::Shard(shard) => {
+                    let msg = ShardMsg::SharedPublish {
+                        message: message.clone(),
+                        filter,
+                        group,
+                        receipt,
+                        publisher,
+                    };
+                    self.effects.push(Effect::Mesh(shard, msg));
+                    receipts += usize::from(receipt.is_some());
+                }
+                Target::Peer(node) => {
+                    let forward = Forward::Publish {
+                        message: message.clone(),
+                        receipt,
+                        deliver: true,
+                        shared: Some((filter, group)),
+                    };
+                    self.effects.push(Effect::Forward(node, forward));
+                    receipts += usize::from(receipt.is_some());
+                }
             }
         }
         (matched, receipts)
@@ -1774,6 +1794,10 @@ impl Shard {
                 self.with_receipt(from, receipt, |shard| shard.store_retained(message))
             }
             ShardMsg::Stored { token, ok } => self.receipt(token, ok),
+            ShardMsg::PeerRoutes { node, origin, snapshot, added, removed } => {
+                self.peer_routes(node, origin, snapshot, added, removed)
+            }
+            ShardMsg::PeerGone { node } => self.peer_gone(node),
         }
     }
 
@@ -1826,5 +1850,18 @@ impl Shard {
             self.send(pending.conn, &Packet::SubAck(pending.suback));
         }
         self.deliver_retained(&pending.client_id, &pending.retained_for, pending.retained, now);
+    }
+}
+
+/// Adds `target` to the members of shared group (`filter`, `group`) among a publish's targets.
+fn add_member(
+    groups: &mut Vec<(ByteString, ByteString, Vec<Target>)>,
+    filter: &str,
+    group: &ByteString,
+    target: Target,
+) {
+    match groups.iter_mut().find(|(f, g, _)| &**f == filter && g == group) {
+        Some((_, _, members)) => members.push(target),
+        None => groups.push((ByteString::from(filter), group.clone(), vec![target])),
     }
 }

@@ -16,7 +16,9 @@ use shardmq_io::codec::{
     QoS, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_shard::persist::{decode_snapshot, rehome, WallClock};
-use shardmq_shard::{home_shard, ConnId, Effect, Limits, Shard, ShardId, ShardMsg};
+use shardmq_shard::{
+    home_shard, ConnId, Effect, Forward, Limits, PeerNode, PeerRoute, Shard, ShardId, ShardMsg,
+};
 use shardmq_storage::faults::Faults;
 use shardmq_storage::{shard_file, Durability, ShardStore};
 
@@ -31,6 +33,12 @@ pub struct Node {
     pub closed: Vec<ConnId>,
     /// Connections the shards resumed after pausing them (`Effect::Resume`).
     pub resumed: Vec<ConnId>,
+    /// What the shards sent to peer nodes (`Effect::Forward`), for a test to carry over.
+    pub forwarded: Vec<(ShardId, PeerNode, Forward)>,
+    /// Route changes the shards announced to peer nodes (`Effect::RoutesChanged`).
+    pub route_changes: Vec<(ShardId, Vec<PeerRoute>, Vec<PeerRoute>)>,
+    /// Sessions that ended for good (`Effect::SessionEnded`).
+    pub ended: Vec<ByteString>,
     pub next_conn: u64,
     /// One store per shard, for durable nodes; `None` while a failed store awaits reopening.
     pub stores: Vec<Option<ShardStore>>,
@@ -56,6 +64,9 @@ impl Node {
             received: HashMap::new(),
             closed: Vec::new(),
             resumed: Vec::new(),
+            forwarded: Vec::new(),
+            route_changes: Vec::new(),
+            ended: Vec::new(),
             next_conn: 1,
             stores: Vec::new(),
             store_paths: Vec::new(),
@@ -218,6 +229,11 @@ impl Node {
                     Effect::Commit if self.hold_commits => self.pending_commits.push(from),
                     Effect::Commit => self.commit(from),
                     Effect::Resume(conn) => self.resumed.push(conn),
+                    Effect::Forward(peer, forward) => self.forwarded.push((from, peer, forward)),
+                    Effect::RoutesChanged { added, removed } => {
+                        self.route_changes.push((from, added, removed))
+                    }
+                    Effect::SessionEnded(client_id) => self.ended.push(client_id),
                 }
             }
             if let Some((from, to, msg)) = self.mesh.pop_front() {

@@ -1,0 +1,471 @@
+//! The shard's side of the cluster: the routes of peer nodes, publishes forwarded to and from
+//! them, sessions handed between nodes on takeover, and fencing.
+//!
+//! Lives on each shard. Peer routes are a replica like the shard routes: the shard that reads a
+//! route frame from a node link applies it and passes it to every other shard
+//! ([`ShardMsg::PeerRoutes`]), so every shard can match a topic against every node's filters.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use shardmq_io::codec::{ByteString, ReasonCode};
+
+use super::{add_member, AckTo, Effect, Shard, WillRule};
+use crate::ids::{retained_shard, ConnId, PeerNode, ShardId};
+use crate::mesh::ShardMsg;
+use crate::message::SharedMessage;
+use crate::persist::{MessageRecord, MessageStage, Restored, SessionRecord};
+use crate::session::OutgoingStage;
+use crate::topic_tree::SubscriptionTrie;
+
+/// A node-level route: a filter with subscribers on a shard, in a shared group or not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerRoute {
+    pub filter: ByteString,
+    pub group: Option<ByteString>,
+}
+
+/// What a shard sends a peer node.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// A message published on this node. With a `receipt`, the publisher's acknowledgement
+    /// waits for the peer's [`Forward::Receipt`]. `deliver` is false for a retained message the
+    /// peer has no subscriber for (it only stores it); `shared` names the one group the peer
+    /// delivers it to.
+    Publish {
+        message: SharedMessage,
+        receipt: Option<u64>,
+        deliver: bool,
+        shared: Option<(ByteString, ByteString)>,
+    },
+    /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`.
+    Receipt { token: u64, shard: ShardId, ok: bool },
+}
+
+/// Where a publish goes: a shard of this node or a peer node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Target {
+    Shard(ShardId),
+    Peer(PeerNode),
+}
+
+/// Key of the peer-route replica: a peer node with subscribers for a filter (in a group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PeerRouteKey {
+    node: PeerNode,
+    group: Option<ByteString>,
+}
+
+/// Lives on each shard: the live peer nodes and a replica of their routes.
+#[derive(Debug, Default)]
+pub(super) struct Peers {
+    live: Vec<PeerNode>,
+    routes: SubscriptionTrie<PeerRouteKey, ()>,
+    /// The routes each (peer node, shard of it) announced, to apply snapshots and forget nodes.
+    by_origin: HashMap<(PeerNode, ShardId), HashSet<PeerRoute>>,
+    /// How many shards of a peer node hold each route: the node has it while any does.
+    counts: HashMap<(PeerNode, PeerRoute), u32>,
+}
+
+impl Peers {
+    /// The peer nodes with a non-shared route matching `topic`; shared groups with members on a
+    /// peer node get it added to their members.
+    pub(super) fn matching(
+        &self,
+        topic: &str,
+        groups: &mut Vec<(ByteString, ByteString, Vec<Target>)>,
+    ) -> Vec<PeerNode> {
+        let mut nodes = Vec::new();
+        if self.live.is_empty() {
+            return nodes;
+        }
+        self.routes.for_each_match(topic, |filter, key, _| match &key.group {
+            None => {
+                if !nodes.contains(&key.node) {
+                    nodes.push(key.node);
+                }
+            }
+            Some(group) => add_member(groups, filter, group, Target::Peer(key.node)),
+        });
+        nodes
+    }
+
+    fn add(&mut self, node: PeerNode, route: PeerRoute) {
+        let count = self.counts.entry((node, route.clone())).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let key = PeerRouteKey { node, group: route.group.clone() };
+            self.routes.insert(&route.filter, key, ());
+        }
+    }
+
+    fn remove(&mut self, node: PeerNode, route: &PeerRoute) {
+        let Entry::Occupied(mut count) = self.counts.entry((node, route.clone())) else { return };
+        *count.get_mut() -= 1;
+        if *count.get() == 0 {
+            count.remove();
+            let key = PeerRouteKey { node, group: route.group.clone() };
+            self.routes.remove(&route.filter, &key);
+        }
+    }
+}
+
+impl Shard {
+    // ---------------------------------------------------------------------------------------
+    // Set-up by the engine
+    // ---------------------------------------------------------------------------------------
+
+    /// The live peer nodes (from the cluster membership). A node that left also loses its
+    /// routes ([`Shard::peer_gone`] is called for it).
+    pub fn set_peers(&mut self, live: Vec<PeerNode>) {
+        self.peers.live = live;
+    }
+
+    /// Client ids this shard assigns start with `prefix` (the node's name in a cluster, so
+    /// that they are unique across nodes).
+    pub fn set_assigned_id_prefix(&mut self, prefix: &str) {
+        self.assigned_id_prefix = prefix.to_owned();
+    }
+
+    /// Every route of this shard, for the snapshot a node link starts with.
+    pub fn route_snapshot(&self) -> Vec<PeerRoute> {
+        self.local_routes
+            .keys()
+            .map(|(filter, group)| PeerRoute { filter: filter.clone(), group: group.clone() })
+            .collect()
+    }
+
+    pub(super) fn announce_to_peers(&mut self, route: PeerRoute, added: bool) {
+        if self.peers.live.is_empty() {
+            // No link to tell: a link that comes up starts with a snapshot.
+            return;
+        }
+        let (added, removed) = if added { (vec![route], vec![]) } else { (vec![], vec![route]) };
+        self.effects.push(Effect::RoutesChanged { added, removed });
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Peer routes
+    // ---------------------------------------------------------------------------------------
+
+    /// Routes of shard `origin` of peer `node`. Called on the shard that read them from the
+    /// link, which passes them on to every other shard (`forward` is true there).
+    pub fn peer_routes(
+        &mut self,
+        node: PeerNode,
+        origin: ShardId,
+        snapshot: bool,
+        added: Vec<PeerRoute>,
+        removed: Vec<PeerRoute>,
+    ) {
+        let held = self.peers.by_origin.entry((node, origin)).or_default();
+        let mut gone = Vec::new();
+        if snapshot {
+            gone.extend(held.drain());
+        }
+        gone.extend(removed.into_iter().filter(|route| held.remove(route)));
+        let mut new = Vec::new();
+        for route in added {
+            if held.insert(route.clone()) {
+                new.push(route);
+            }
+        }
+        for route in &gone {
+            self.peers.remove(node, route);
+        }
+        for route in new {
+            self.peers.add(node, route);
+        }
+    }
+
+    /// Applies peer routes here and passes them to every other shard of this node.
+    pub fn peer_routes_from_link(
+        &mut self,
+        node: PeerNode,
+        origin: ShardId,
+        snapshot: bool,
+        added: Vec<PeerRoute>,
+        removed: Vec<PeerRoute>,
+    ) {
+        for shard in self.other_shards() {
+            let msg = ShardMsg::PeerRoutes {
+                node,
+                origin,
+                snapshot,
+                added: added.clone(),
+                removed: removed.clone(),
+            };
+            self.effects.push(Effect::Mesh(shard, msg));
+        }
+        self.peer_routes(node, origin, snapshot, added, removed);
+    }
+
+    /// Peer `node` left the cluster: forget every route it had.
+    pub fn peer_gone(&mut self, node: PeerNode) {
+        let origins: Vec<(PeerNode, ShardId)> =
+            self.peers.by_origin.keys().filter(|(n, _)| *n == node).copied().collect();
+        for origin in origins {
+            if let Some(routes) = self.peers.by_origin.remove(&origin) {
+                for route in routes {
+                    self.peers.remove(node, &route);
+                }
+            }
+        }
+    }
+
+    /// Sends `message` once to each peer in `matched` and, when it is retained, to every live
+    /// peer (which stores it). Returns the receipts asked for.
+    pub(super) fn forward_to_peers(
+        &mut self,
+        message: &SharedMessage,
+        matched: &[PeerNode],
+        receipt: Option<u64>,
+    ) -> usize {
+        let targets: Vec<PeerNode> =
+            if message.retain { self.peers.live.clone() } else { matched.to_vec() };
+        for &node in &targets {
+            let forward = Forward::Publish {
+                message: message.clone(),
+                receipt,
+                deliver: matched.contains(&node),
+                shared: None,
+            };
+            self.effects.push(Effect::Forward(node, forward));
+        }
+        if receipt.is_some() {
+            targets.len()
+        } else {
+            0
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Publishes from peers
+    // ---------------------------------------------------------------------------------------
+
+    /// A message a peer node forwarded: stored if retained, then delivered to this node's
+    /// subscribers (or to one member of its shared group). With a `receipt`, the peer's shard
+    /// `reply_shard` gets a [`Forward::Receipt`] once everything it caused here is durable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn peer_publish(
+        &mut self,
+        from: PeerNode,
+        reply_shard: ShardId,
+        message: SharedMessage,
+        receipt: Option<u64>,
+        deliver: bool,
+        shared: Option<(ByteString, ByteString)>,
+        now: Instant,
+    ) {
+        let token = receipt.map(|_| self.new_ack_token());
+        let writes_before = self.queued_ops();
+        let mut receipts = 0;
+        if message.retain {
+            receipts += self.retain_on_node(&message, token);
+        }
+        if deliver {
+            receipts += match shared {
+                Some((filter, group)) => self.shared_on_node(&message, filter, group, token, now),
+                None => self.route_on_node(&message, token, now),
+            };
+        }
+        if let (Some(remote), Some(token)) = (receipt, token) {
+            let wrote = self.queued_ops() > writes_before;
+            let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote };
+            self.acknowledge(ack, token, wrote, receipts);
+        }
+    }
+
+    /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).
+    pub fn peer_receipt(&mut self, token: u64, ok: bool) {
+        self.receipt(token, ok);
+    }
+
+    /// Stores a retained message in its partition on this node. Returns the receipts asked for.
+    pub(super) fn retain_on_node(
+        &mut self,
+        message: &SharedMessage,
+        receipt: Option<u64>,
+    ) -> usize {
+        let owner = retained_shard(&message.topic, self.shards);
+        if owner == self.id {
+            self.store_retained(message.clone());
+            return 0;
+        }
+        let msg = ShardMsg::Retain { message: message.clone(), receipt };
+        self.effects.push(Effect::Mesh(owner, msg));
+        usize::from(receipt.is_some())
+    }
+
+    /// Delivers to this node's non-shared subscribers only (a peer's message goes no further).
+    fn route_on_node(
+        &mut self,
+        message: &SharedMessage,
+        receipt: Option<u64>,
+        now: Instant,
+    ) -> usize {
+        self.deliver_local(message, None, now);
+        let mut shards: Vec<ShardId> = Vec::new();
+        self.routes.for_each_match(&message.topic, |_, key, _| {
+            if key.group.is_none() && !shards.contains(&key.shard) {
+                shards.push(key.shard);
+            }
+        });
+        for &shard in &shards {
+            let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher: None };
+            self.effects.push(Effect::Mesh(shard, msg));
+        }
+        if receipt.is_some() {
+            shards.len()
+        } else {
+            0
+        }
+    }
+
+    /// Delivers to one member of a shared group on this node (the sending node chose this one).
+    fn shared_on_node(
+        &mut self,
+        message: &SharedMessage,
+        filter: ByteString,
+        group: ByteString,
+        receipt: Option<u64>,
+        now: Instant,
+    ) -> usize {
+        let mut members: Vec<ShardId> = Vec::new();
+        self.routes.for_each_match(&message.topic, |f, key, _| {
+            if f == &*filter && key.group.as_ref() == Some(&group) {
+                members.push(key.shard);
+            }
+        });
+        if self.local_routes.contains_key(&(filter.clone(), Some(group.clone()))) {
+            members.push(self.id);
+        }
+        if members.is_empty() {
+            // The group's members here left after the peer chose this node.
+            return 0;
+        }
+        members.sort();
+        let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
+        let chosen = members[*cursor % members.len()];
+        *cursor = cursor.wrapping_add(1);
+        if chosen == self.id {
+            self.deliver_shared(message, &filter, &group, now);
+            return 0;
+        }
+        let msg = ShardMsg::SharedPublish {
+            message: message.clone(),
+            filter,
+            group,
+            receipt,
+            publisher: None,
+        };
+        self.effects.push(Effect::Mesh(chosen, msg));
+        usize::from(receipt.is_some())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Takeover across nodes, and fencing
+    // ---------------------------------------------------------------------------------------
+
+    /// A peer node is taking client `client_id` over: disconnects its connection here (v5
+    /// reason 0x8E), applies the will rules, and gives up the session, returned for the peer
+    /// (subscriptions, in-flight and queued messages). `None` when there is no session left
+    /// (none here, or it ended with its connection).
+    pub fn hand_over(
+        &mut self,
+        client_id: &str,
+        clean_start: bool,
+        now: Instant,
+    ) -> Option<Restored> {
+        let client_id = ByteString::from(client_id);
+        if let Some(conn) = self.sessions.get(&client_id).and_then(|s| s.conn) {
+            self.disconnect_with(conn, ReasonCode::SESSION_TAKEN_OVER);
+            self.detach(conn, WillRule::Takeover { session_resumes: !clean_start }, now);
+        }
+        let clock = self.durable.as_ref().map(|d| d.clock)?;
+        let session = self.sessions.get_mut(&client_id)?;
+        let disconnected_at = session.disconnected_at.unwrap_or(now);
+        let mut restored = Restored::default();
+        let mut subscriptions = Vec::new();
+        if let Some(held) = session.held_if_any() {
+            subscriptions = held.subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect();
+            for outgoing in &held.inflight {
+                let stage = match outgoing.stage {
+                    OutgoingStage::Published => MessageStage::Published,
+                    OutgoingStage::Released => MessageStage::Released,
+                };
+                let record = MessageRecord {
+                    stage,
+                    packet_id: outgoing.packet_id.get(),
+                    delivery: outgoing.delivery.clone(),
+                };
+                restored.messages.push((client_id.clone(), 0, record));
+            }
+            for delivery in &held.queue {
+                let record = MessageRecord {
+                    stage: MessageStage::Queued,
+                    packet_id: 0,
+                    delivery: delivery.clone(),
+                };
+                restored.messages.push((client_id.clone(), 0, record));
+            }
+            for &packet_id in &held.incoming_qos2 {
+                restored.incoming_qos2.push((client_id.clone(), packet_id));
+            }
+        }
+        let record = SessionRecord {
+            expiry_secs: session.expiry_secs,
+            disconnected_at_unix_ms: clock.unix_ms(disconnected_at).max(1),
+            subscriptions,
+        };
+        restored.sessions.push((client_id.clone(), record));
+        // Numbered in order, as the receiving side stores them.
+        for (seq, message) in restored.messages.iter_mut().enumerate() {
+            message.1 = seq as u64 + 1;
+        }
+        self.forget_session(&client_id);
+        Some(restored)
+    }
+
+    /// Installs a session handed over by a peer node (replacing any stale copy here), before
+    /// its client's CONNECT is handled.
+    pub fn adopt_session(&mut self, restored: Restored, now: Instant) {
+        for (client_id, _) in &restored.sessions {
+            if let Some(conn) = self.sessions.get(client_id).and_then(|s| s.conn) {
+                self.disconnect_with(conn, ReasonCode::SESSION_TAKEN_OVER);
+                self.detach(conn, WillRule::Takeover { session_resumes: true }, now);
+            }
+            self.forget_session(client_id);
+        }
+        self.restore(restored, true, now);
+    }
+
+    /// Removes a session without its will and without giving up the ownership (it moved).
+    fn forget_session(&mut self, client_id: &ByteString) {
+        if self.sessions.get(client_id).is_some_and(|s| s.stored) {
+            self.unpersist_session(client_id);
+        }
+        let Some(mut session) = self.sessions.remove(client_id) else { return };
+        let held = session.take_held();
+        for (filter, _) in held.subscriptions {
+            self.remove_subscriber(client_id, &filter);
+        }
+    }
+
+    /// This node lost its lease: disconnects every client (v5 reason 0x89 "server busy": try
+    /// again, here or on another node). Sessions stay stored; wills are not sent, since the node
+    /// no longer serves anyone.
+    pub fn fence(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.disconnect_with(conn, ReasonCode::SERVER_BUSY);
+            self.detach(conn, WillRule::Discard, now);
+        }
+    }
+
+    /// Whether client `client_id` has a session here (connected or not).
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.contains_key(client_id)
+    }
+}

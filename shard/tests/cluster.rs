@@ -1,0 +1,217 @@
+//! The shard's side of the cluster at its boundary: two simulated nodes (durable, two shards
+//! each) with what one sends the other (`Effect::Forward`, `Effect::RoutesChanged`) carried over
+//! by hand, as the engine's node links do.
+
+mod harness;
+
+use harness::{connack, payloads, Node};
+use shardmq_io::codec::{Packet, ProtocolVersion, QoS, SubscriptionOptions};
+use shardmq_shard::{Forward, PeerNode};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+/// Each node knows the other as its peer number 0.
+const PEER: PeerNode = PeerNode(0);
+const NOW_UNIX_MS: u64 = 1_790_000_000_000;
+
+struct Pair {
+    a: Node,
+    b: Node,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn pair() -> Pair {
+    let dirs = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let mut a = Node::durable(dirs.0.path(), 2, NOW_UNIX_MS);
+    let mut b = Node::durable(dirs.1.path(), 2, NOW_UNIX_MS);
+    for node in [&mut a, &mut b] {
+        for shard in &mut node.shards {
+            shard.set_peers(vec![PEER]);
+        }
+    }
+    Pair { a, b, _dirs: dirs }
+}
+
+/// Carries everything each node sent the other until nothing moves. Frames from a peer land on
+/// the receiving node's shard 0, as a link accepted there would.
+fn exchange(pair: &mut Pair) {
+    loop {
+        let moved = carry(&mut pair.a, &mut pair.b) + carry(&mut pair.b, &mut pair.a);
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+fn carry(from: &mut Node, to: &mut Node) -> usize {
+    let forwarded = std::mem::take(&mut from.forwarded);
+    let routes = std::mem::take(&mut from.route_changes);
+    let moved = forwarded.len() + routes.len();
+    let now = to.now;
+    for (origin, added, removed) in routes {
+        to.shards[0].peer_routes_from_link(PEER, origin, false, added, removed);
+        to.run();
+    }
+    for (origin, peer, forward) in forwarded {
+        assert_eq!(peer, PEER);
+        match forward {
+            Forward::Publish { message, receipt, deliver, shared } => {
+                to.shards[0].peer_publish(PEER, origin, message, receipt, deliver, shared, now);
+            }
+            Forward::Receipt { token, shard, ok } => {
+                to.shards[shard.index()].peer_receipt(token, ok)
+            }
+        }
+        to.run();
+    }
+    moved
+}
+
+fn pubacks(node: &mut Node, conn: shardmq_shard::ConnId) -> usize {
+    node.take(conn).iter().filter(|p| matches!(p, Packet::PubAck(_))).count()
+}
+
+#[test]
+fn a_qos1_publish_is_acknowledged_once_the_peer_stored_it() {
+    let mut pair = pair();
+    let subscriber = pair.b.connect("sub", V5, false);
+    pair.b.subscribe(subscriber, "t/#", QoS::AtLeastOnce);
+    exchange(&mut pair);
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.take(publisher);
+
+    pair.a.publish(publisher, "t/1", "m", QoS::AtLeastOnce, false);
+    assert_eq!(pubacks(&mut pair.a, publisher), 0, "acknowledged before the peer stored it");
+    exchange(&mut pair);
+    assert_eq!(payloads(&pair.b.publishes(subscriber)), ["m"]);
+    assert_eq!(pubacks(&mut pair.a, publisher), 1);
+}
+
+#[test]
+fn a_peer_without_a_matching_route_gets_nothing_and_an_unsubscribe_stops_forwarding() {
+    let mut pair = pair();
+    let subscriber = pair.b.connect("sub", V5, true);
+    pair.b.subscribe(subscriber, "t/1", QoS::AtMostOnce);
+    exchange(&mut pair);
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "other", "x", QoS::AtMostOnce, false);
+    assert!(pair.a.forwarded.is_empty(), "forwarded without a matching route");
+    pair.a.publish(publisher, "t/1", "y", QoS::AtMostOnce, false);
+    exchange(&mut pair);
+    assert_eq!(payloads(&pair.b.publishes(subscriber)), ["y"]);
+
+    pair.b.send(
+        subscriber,
+        Packet::Unsubscribe(shardmq_io::codec::Unsubscribe {
+            packet_id: harness::pid(2),
+            properties: Default::default(),
+            filters: vec!["t/1".into()],
+        }),
+    );
+    exchange(&mut pair);
+    pair.a.publish(publisher, "t/1", "z", QoS::AtMostOnce, false);
+    assert!(pair.a.forwarded.is_empty(), "forwarded after the peer's route was removed");
+}
+
+#[test]
+fn a_shared_group_with_members_on_both_nodes_gets_each_message_once() {
+    let mut pair = pair();
+    let on_a = pair.a.connect("member-a", V5, true);
+    pair.a.subscribe(on_a, "$share/g/s/#", QoS::AtMostOnce);
+    let on_b = pair.b.connect("member-b", V5, true);
+    pair.b.subscribe(on_b, "$share/g/s/#", QoS::AtMostOnce);
+    exchange(&mut pair);
+    let publisher = pair.a.connect("pub", V5, true);
+    for i in 0..10 {
+        pair.a.publish(publisher, "s/1", &i.to_string(), QoS::AtMostOnce, false);
+        exchange(&mut pair);
+    }
+    let got_a = pair.a.publishes(on_a).len();
+    let got_b = pair.b.publishes(on_b).len();
+    assert_eq!(got_a + got_b, 10, "a: {got_a}, b: {got_b}");
+    assert!(got_a > 0 && got_b > 0, "one node got them all: a {got_a}, b {got_b}");
+}
+
+#[test]
+fn a_retained_message_reaches_a_peer_with_no_subscriber() {
+    let mut pair = pair();
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "r/1", "kept", QoS::AtMostOnce, true);
+    exchange(&mut pair);
+    let subscriber = pair.b.connect("sub", V5, true);
+    pair.b.subscribe(subscriber, "r/#", QoS::AtMostOnce);
+    assert_eq!(payloads(&pair.b.publishes(subscriber)), ["kept"]);
+}
+
+#[test]
+fn a_session_handed_over_keeps_its_subscriptions_and_queued_messages() {
+    let mut pair = pair();
+    let client = pair.a.connect("mover", V5, false);
+    pair.a.subscribe_with(client, "x/#", SubscriptionOptions::with_qos(QoS::AtLeastOnce), None);
+    pair.a.lose(client);
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "x/1", "queued", QoS::AtLeastOnce, false);
+    let home_a = shardmq_shard::home_shard("mover", 2).index();
+    let now = pair.a.now;
+
+    let restored = pair.a.shards[home_a].hand_over("mover", false, now).expect("a session");
+    pair.a.run();
+    assert!(!pair.a.shards[home_a].has_session("mover"));
+    assert!(pair.a.ended.is_empty(), "a session that moved did not end");
+    let home_b = shardmq_shard::home_shard("mover", 2).index();
+    pair.b.shards[home_b].adopt_session(restored, now);
+    pair.b.run();
+    exchange(&mut pair);
+
+    let resumed = pair.b.connect("mover", V5, false);
+    let packets = pair.b.take(resumed);
+    assert!(connack(&packets).session_present, "{packets:?}");
+    let delivered: Vec<_> = packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(publish) => Some(publish.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [bytes::Bytes::from_static(b"queued")]);
+    // Its subscription moved with it: a publish on A now goes to B.
+    pair.a.publish(publisher, "x/2", "after", QoS::AtMostOnce, false);
+    exchange(&mut pair);
+    assert_eq!(payloads(&pair.b.publishes(resumed)), ["after"]);
+}
+
+#[test]
+fn taking_over_a_connected_client_disconnects_it_with_0x8e() {
+    let mut pair = pair();
+    let client = pair.a.connect("busy", V5, false);
+    pair.a.take(client);
+    let home = shardmq_shard::home_shard("busy", 2).index();
+    let now = pair.a.now;
+    let restored = pair.a.shards[home].hand_over("busy", false, now);
+    pair.a.run();
+    assert!(restored.is_some());
+    let packets = pair.a.take(client);
+    assert!(
+        packets.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason.0 == 0x8E)),
+        "{packets:?}"
+    );
+    assert!(pair.a.closed.contains(&client));
+}
+
+#[test]
+fn fencing_disconnects_every_client_with_0x89() {
+    let mut pair = pair();
+    let one = pair.a.connect("one", V5, true);
+    let two = pair.a.connect("two", ProtocolVersion::V3_1_1, true);
+    pair.a.take(one);
+    let now = pair.a.now;
+    for shard in &mut pair.a.shards {
+        shard.fence(now);
+    }
+    pair.a.run();
+    assert!(pair
+        .a
+        .take(one)
+        .iter()
+        .any(|p| matches!(p, Packet::Disconnect(d) if d.reason.0 == 0x89)));
+    assert!(pair.a.closed.contains(&one) && pair.a.closed.contains(&two));
+}
