@@ -77,6 +77,40 @@ pub struct ServeArgs {
     /// Seconds a new connection has to send CONNECT [default: 10].
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
+
+    // Cluster (see docs/cluster.md). Without `etcd` the node runs alone.
+    /// Name of the cluster this node joins (its keys live under /shardmq/NAME/) [default:
+    /// shardmq].
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster, unique among live nodes [default: the host name].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// etcd endpoints, comma-separated (e.g. http://10.0.0.5:2379); turns clustering on.
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub etcd: Option<String>,
+    /// Address the node links of peer nodes connect to [default: 0.0.0.0:1884].
+    #[arg(long, value_name = "ADDR")]
+    pub link_listen: Option<String>,
+    /// Address peers are told to reach this node's links at [default: link_listen; required
+    /// when link_listen is a wildcard address].
+    #[arg(long, value_name = "ADDR")]
+    pub link_advertise: Option<String>,
+    /// Seconds of this node's etcd lease: a node that cannot renew it in time stops serving
+    /// its clients, and its clients can be claimed by other nodes after it [default: 6].
+    #[arg(long, value_name = "SECS")]
+    pub lease_ttl: Option<u64>,
+    /// Milliseconds a claim waits for others to share its etcd transaction [default: 2].
+    #[arg(long, value_name = "MS")]
+    pub claim_batch_delay_ms: Option<u64>,
+    /// Claims per etcd transaction at most, 1 to turn batching off [default: 128, etcd's
+    /// --max-txn-ops].
+    #[arg(long, value_name = "N")]
+    pub claim_batch_max: Option<usize>,
+    /// Seconds a connect waits for its claim (etcd unreachable, or a takeover) before CONNACK
+    /// "server unavailable" [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub claim_timeout: Option<u64>,
 }
 
 /// The resolved configuration of a node.
@@ -88,6 +122,22 @@ pub struct Config {
     pub durability: Durability,
     pub log: String,
     pub limits: Limits,
+    /// Set when the node joins a cluster (`etcd` given).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a node joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub node_id: String,
+    pub etcd: Vec<String>,
+    pub link_listen: SocketAddr,
+    pub link_advertise: SocketAddr,
+    pub lease_ttl: Duration,
+    pub claim_batch_delay: Duration,
+    pub claim_batch_max: usize,
+    pub claim_timeout: Duration,
 }
 
 /// A configuration error: one line, naming the key.
@@ -130,7 +180,16 @@ impl ServeArgs {
             max_retained_payload,
             max_topic_alias,
             max_session_expiry,
-            connect_timeout
+            connect_timeout,
+            cluster,
+            node_id,
+            etcd,
+            link_listen,
+            link_advertise,
+            lease_ttl,
+            claim_batch_delay_ms,
+            claim_batch_max,
+            claim_timeout
         )
     }
 
@@ -187,6 +246,7 @@ impl ServeArgs {
         at_least("max_topic_levels", limits.topic_levels_max as u64, 1)?;
         at_least("max_output_buffer", limits.out_buffer_bytes_max as u64, 1024)?;
         at_least("connect_timeout", limits.connect_timeout.as_secs(), 1)?;
+        let cluster = self.cluster_config()?;
         Ok(Config {
             listen,
             shards,
@@ -194,7 +254,95 @@ impl ServeArgs {
             durability,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             limits,
+            cluster,
         })
+    }
+
+    fn cluster_config(&self) -> Result<Option<ClusterConfig>, ConfigError> {
+        let Some(etcd) = &self.etcd else {
+            for (key, given) in [
+                ("cluster", self.cluster.is_some()),
+                ("node_id", self.node_id.is_some()),
+                ("link_listen", self.link_listen.is_some()),
+                ("link_advertise", self.link_advertise.is_some()),
+            ] {
+                if given {
+                    return Err(ConfigError(format!(
+                        "`{key}` is set but `etcd` is not: a cluster needs etcd endpoints"
+                    )));
+                }
+            }
+            return Ok(None);
+        };
+        let endpoints: Vec<String> =
+            etcd.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
+        if endpoints.is_empty() {
+            return Err(ConfigError("invalid value for `etcd`: no endpoint given".into()));
+        }
+        let name = self.cluster.clone().unwrap_or_else(|| "shardmq".to_string());
+        let valid_name = |text: &str| {
+            !text.is_empty()
+                && text.len() <= 128
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !valid_name(&name) {
+            return Err(ConfigError(format!(
+                "invalid value for `cluster`: {name:?}; use letters, digits, '-', '_' and '.'"
+            )));
+        }
+        let node_id = match &self.node_id {
+            Some(id) => id.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|host| host.trim().to_string())
+                .unwrap_or_default(),
+        };
+        if !valid_name(&node_id) {
+            return Err(ConfigError(format!(
+                "invalid value for `node_id`: {node_id:?}; use letters, digits, '-', '_' and '.'"
+            )));
+        }
+        let address = |key: &str, text: &str| {
+            text.parse::<SocketAddr>().map_err(|error| {
+                ConfigError(format!(
+                    "invalid value for `{key}`: {text:?} ({error}); expected IP:PORT"
+                ))
+            })
+        };
+        let link_listen =
+            address("link_listen", self.link_listen.as_deref().unwrap_or("0.0.0.0:1884"))?;
+        let link_advertise = match &self.link_advertise {
+            Some(text) => address("link_advertise", text)?,
+            None if link_listen.ip().is_unspecified() => {
+                return Err(ConfigError(format!(
+                    "`link_advertise` is needed: `link_listen` {link_listen} is a wildcard \
+                     address peers cannot connect to"
+                )))
+            }
+            None => link_listen,
+        };
+        let lease_ttl = self.lease_ttl.unwrap_or(6);
+        at_least("lease_ttl", lease_ttl, 2)?;
+        let claim_batch_max = self.claim_batch_max.unwrap_or(128);
+        at_least("claim_batch_max", claim_batch_max as u64, 1)?;
+        if claim_batch_max > 128 {
+            return Err(ConfigError(format!(
+                "invalid value for `claim_batch_max`: {claim_batch_max}; etcd refuses \
+                 transactions of more than 128 operations by default"
+            )));
+        }
+        let claim_timeout = self.claim_timeout.unwrap_or(5);
+        at_least("claim_timeout", claim_timeout, 1)?;
+        Ok(Some(ClusterConfig {
+            name,
+            node_id,
+            etcd: endpoints,
+            link_listen,
+            link_advertise,
+            lease_ttl: Duration::from_secs(lease_ttl),
+            claim_batch_delay: Duration::from_millis(self.claim_batch_delay_ms.unwrap_or(2)),
+            claim_batch_max,
+            claim_timeout: Duration::from_secs(claim_timeout),
+        }))
     }
 }
 
@@ -258,5 +406,36 @@ mod tests {
         assert!(error.contains("`listen`") && !error.contains('\n'), "{error}");
         let error = file("max_inflight = 0\n").expect_err("zero").to_string();
         assert!(error.contains("`max_inflight`"), "{error}");
+    }
+
+    #[test]
+    fn cluster_keys() {
+        assert!(ServeArgs::default().resolve().expect("valid").cluster.is_none());
+        let config = file(
+            "etcd = \"http://127.0.0.1:2379, http://127.0.0.2:2379\"\nnode_id = \"n1\"\n\
+             link_listen = \"127.0.0.1:1884\"\n",
+        )
+        .expect("valid");
+        let cluster = config.cluster.expect("clustered");
+        assert_eq!(cluster.etcd.len(), 2);
+        assert_eq!(cluster.link_advertise, cluster.link_listen);
+        assert_eq!(cluster.claim_batch_max, 128);
+        let error = file("node_id = \"n1\"\n").expect_err("no etcd").to_string();
+        assert!(error.contains("`node_id`") && error.contains("etcd"), "{error}");
+        let error = file("etcd = \"http://e:2379\"\nnode_id = \"n1\"\n")
+            .expect_err("wildcard link address")
+            .to_string();
+        assert!(error.contains("`link_advertise`"), "{error}");
+        let error =
+            file("etcd = \"http://e:2379\"\nnode_id = \"n 1\"\nlink_listen = \"127.0.0.1:1\"\n")
+                .expect_err("bad node id")
+                .to_string();
+        assert!(error.contains("`node_id`"), "{error}");
+        let error = file(
+            "etcd = \"http://e:2379\"\nlink_listen = \"127.0.0.1:1\"\nclaim_batch_max = 500\n",
+        )
+        .expect_err("too many ops")
+        .to_string();
+        assert!(error.contains("`claim_batch_max`"), "{error}");
     }
 }

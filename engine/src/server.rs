@@ -32,6 +32,7 @@ use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 
+use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
@@ -57,16 +58,18 @@ const COMMIT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What travels between shards: state-machine messages, connections being handed over, and the
 /// start-up barrier.
-enum MeshItem {
+pub(crate) enum MeshItem {
     Shard(ShardMsg),
     Adopt(Adoption),
+    /// A node-link message for this shard, read by another.
+    Cluster(ClusterItem),
     /// The sender has restored its state and sent its routes: everything it sent before this
     /// is applied once this arrives.
     Ready,
 }
 
 /// A connection moving to its client's home shard, with everything already read from it.
-struct Adoption {
+pub(crate) struct Adoption {
     stream: StreamHandoff,
     connect: Box<Connect>,
     leftover: Bytes,
@@ -85,6 +88,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         config.data_dir.display()
     );
 
+    let mut clusters: Vec<Option<ShardJoin>> = (0..shards).map(|_| None).collect();
+    let mut node_cluster = None;
+    if let Some(cluster_config) = &config.cluster {
+        let (node, joins) = join_cluster(cluster_config, shards)?;
+        clusters = joins.into_iter().map(Some).collect();
+        node_cluster = Some(node);
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
@@ -97,7 +108,15 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .zip(mesh)
         .zip(stops)
         .zip(stores.into_iter().zip(plans))
-        .map(|(((socket, mesh), stop), (store, plan))| Boot { socket, mesh, stop, store, plan })
+        .zip(clusters)
+        .map(|((((socket, mesh), stop), (store, plan)), cluster)| Boot {
+            socket,
+            mesh,
+            stop,
+            store,
+            plan,
+            cluster,
+        })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
         let config = config.clone();
@@ -114,6 +133,21 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             failed = Some(panicked);
         }
     }
+    if let Some(node) = node_cluster {
+        let stats = node.control.stats();
+        tracing::info!(
+            "etcd ownership: {} claims, {} operations in {} transactions ({} committed, {} lost \
+             a compare, {} failed)",
+            stats.claims,
+            stats.txn_ops,
+            stats.txns,
+            stats.txns_committed,
+            stats.txns_compare_failed,
+            stats.txns_failed
+        );
+        // Revokes the lease: peers may claim this node's clients at once.
+        node.control.shutdown();
+    }
     match failed {
         Some(panicked) => Err(anyhow::anyhow!("{panicked}")),
         None => {
@@ -123,11 +157,88 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// What one shard needs to take part in the cluster.
+struct ShardJoin {
+    node: Arc<NodeCluster>,
+    events: async_channel::Receiver<shardmq_cluster::control::ControlEvent>,
+    link_socket: ListenerSocket,
+}
+
+/// Joins the cluster before any shard starts: binds the link listener, then connects to etcd,
+/// takes a lease and registers (one line and a non-zero exit when etcd cannot be reached).
+fn join_cluster(
+    config: &crate::config::ClusterConfig,
+    shards: usize,
+) -> anyhow::Result<(Arc<NodeCluster>, Vec<ShardJoin>)> {
+    use shardmq_cluster::control::{ControlConfig, ControlError};
+    use shardmq_cluster::ownership::OwnershipConfig;
+    use shardmq_cluster::NodeId;
+
+    let link_sockets = bind_listener_sockets(config.link_listen, LISTEN_BACKLOG, shards)
+        .with_context(|| format!("cannot listen for node links on {}", config.link_listen))?;
+    // Port 0 (tests) advertises the port the kernel picked.
+    let mut link_advertise = config.link_advertise;
+    if link_advertise.port() == 0 {
+        let bound = link_sockets[0].local_addr().context("node-link listener address")?;
+        link_advertise.set_port(bound.port());
+    }
+    let node = NodeId::new(&config.node_id);
+    let mut ownership = OwnershipConfig::new(node.clone());
+    ownership.lease_ttl = config.lease_ttl;
+    ownership.batch_delay = config.claim_batch_delay;
+    ownership.batch_ops_max = config.claim_batch_max;
+    ownership.claim_timeout = config.claim_timeout;
+    let control_config = ControlConfig {
+        cluster: config.name.clone(),
+        node,
+        endpoints: config.etcd.clone(),
+        link_advertise,
+        ownership,
+        connect_timeout: ETCD_CONNECT_TIMEOUT,
+    };
+    // A node restarted right after a crash finds its previous run still registered until that
+    // run's lease expires (at most one TTL): it waits for that rather than failing.
+    let patience = Instant::now() + config.lease_ttl + Duration::from_secs(1);
+    let (control, events) = loop {
+        match shardmq_cluster::control::ControlPlane::start(control_config.clone(), shards) {
+            Ok(started) => break started,
+            Err(ControlError::NodeIdTaken { ttl, .. }) if Instant::now() < patience => {
+                tracing::warn!(
+                    "node id {:?} is still registered (a previous run's lease, {ttl:?} left); \
+                     waiting for it to expire",
+                    config.node_id
+                );
+                std::thread::sleep(ttl.clamp(Duration::from_millis(200), Duration::from_secs(1)));
+            }
+            Err(error) => {
+                return Err(anyhow::anyhow!("cannot join cluster {:?}: {error}", config.name))
+            }
+        }
+    };
+    tracing::info!(
+        "joined cluster {:?} as node {:?} (etcd {}; node links on {link_advertise})",
+        config.name,
+        config.node_id,
+        config.etcd.join(",")
+    );
+    let node = Arc::new(NodeCluster::new(control, config.name.clone(), config.claim_timeout));
+    let joins = events
+        .into_iter()
+        .zip(link_sockets)
+        .map(|(events, link_socket)| ShardJoin { node: node.clone(), events, link_socket })
+        .collect();
+    Ok((node, joins))
+}
+
+/// How long start-up waits for etcd before giving up.
+const ETCD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Everything one shard starts with.
 struct Boot {
     socket: ListenerSocket,
     mesh: MeshEnds<Vec<MeshItem>>,
     stop: Arc<AtomicBool>,
+    cluster: Option<ShardJoin>,
     store: Arc<ShardStore>,
     plan: ShardPlan,
 }
@@ -198,20 +309,20 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 
 /// A one-waiter wake-up flag for a task on this shard.
 #[derive(Debug, Default)]
-struct Signal {
+pub(crate) struct Signal {
     set: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl Signal {
-    fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.set.set(true);
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
         }
     }
 
-    fn wait(&self) -> impl Future<Output = ()> + '_ {
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + '_ {
         poll_fn(move |cx| {
             if self.set.replace(false) {
                 Poll::Ready(())
@@ -245,16 +356,18 @@ impl ConnHandle {
 }
 
 /// Lives on each shard: the state machine and the engine-side bookkeeping around it.
-struct ShardContext {
-    id: ShardId,
-    shards: u16,
-    state: RefCell<Shard>,
+pub(crate) struct ShardContext {
+    pub(crate) id: ShardId,
+    pub(crate) shards: u16,
+    pub(crate) state: RefCell<Shard>,
     conns: RefCell<HashMap<ConnId, ConnHandle>>,
     mesh_out: Vec<RefCell<Vec<MeshItem>>>,
     mesh_signals: Vec<Signal>,
     next_conn: Cell<u64>,
-    stopping: Cell<bool>,
-    stop_signal: Signal,
+    pub(crate) stopping: Cell<bool>,
+    pub(crate) stop_signal: Signal,
+    /// Set when the node is part of a cluster.
+    pub(crate) cluster: Option<Rc<ShardCluster>>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
     connections_max: usize,
@@ -282,9 +395,11 @@ impl ShardContext {
     }
 
     /// Carries out what the state machine asked for.
-    fn apply_effects(&self) {
+    pub(crate) fn apply_effects(&self) {
         let mut effects = self.effects.take();
         self.state.borrow_mut().drain_effects(&mut effects);
+        // Receipts of forwards that could not be sent, answered once the loop is done.
+        let mut answered: Vec<(u64, bool)> = Vec::new();
         {
             let conns = self.conns.borrow();
             for effect in effects.drain(..) {
@@ -305,14 +420,38 @@ impl ShardContext {
                             handle.notify(0);
                         }
                     }
+                    Effect::Forward(peer, forward) => {
+                        if let Some(cluster) = &self.cluster {
+                            answered.extend(cluster.forward(self.id, peer, forward));
+                        }
+                    }
+                    Effect::RoutesChanged { added, removed } => {
+                        if let Some(cluster) = &self.cluster {
+                            cluster.routes_changed(&added, &removed);
+                        }
+                    }
+                    Effect::SessionEnded(client_id) => {
+                        if let Some(cluster) = &self.cluster {
+                            cluster.node.control.release(&client_id);
+                        }
+                    }
                 }
             }
         }
         // Give the (now empty) vector back to keep its capacity.
         *self.effects.borrow_mut() = effects;
+        if !answered.is_empty() {
+            {
+                let mut state = self.state.borrow_mut();
+                for (token, ok) in answered {
+                    state.peer_receipt(token, ok);
+                }
+            }
+            self.apply_effects();
+        }
     }
 
-    fn to_peer(&self, to: ShardId, item: MeshItem) {
+    pub(crate) fn to_peer(&self, to: ShardId, item: MeshItem) {
         self.mesh_out[to.index()].borrow_mut().push(item);
         self.mesh_signals[to.index()].notify();
     }
@@ -327,7 +466,7 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan } = boot;
+    let Boot { socket, mesh, stop, store, plan, cluster } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -337,7 +476,17 @@ async fn shard_main(
         .into_listener()
         .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
     let shards = config.shards;
-    let state = Shard::with_storage(id, shards, config.limits.clone(), clock);
+    let mut state = Shard::with_storage(id, shards, config.limits.clone(), clock);
+    let (cluster, cluster_tasks) = match cluster {
+        Some(ShardJoin { node, events, link_socket }) => {
+            state.set_assigned_id_prefix(&format!("shardmq-{}", node.node));
+            let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
+                panic!("shard {id} cannot register its node-link listener: {error}")
+            });
+            (Some(Rc::new(ShardCluster::new(node, clock))), Some((events, link_listener)))
+        }
+        None => (None, None),
+    };
     let context = Rc::new(ShardContext {
         id,
         shards,
@@ -358,6 +507,7 @@ async fn shard_main(
         commit_failed: Cell::new(false),
         ready_peers: Cell::new(0),
         ready_signal: Signal::default(),
+        cluster,
     });
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
@@ -405,6 +555,10 @@ async fn shard_main(
     }
 
     runtime::spawn_local(ticker(context.clone()));
+    if let Some((events, link_listener)) = cluster_tasks {
+        runtime::spawn_local(cluster::control_events(context.clone(), events));
+        runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
+    }
     runtime::spawn_local(accept_loop(context.clone(), listener));
 
     // Runs until the signal thread raises the stop flag.
@@ -531,6 +685,7 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                     context.ready_peers.set(context.ready_peers.get() + 1);
                     context.ready_signal.notify();
                 }
+                MeshItem::Cluster(item) => cluster::cluster_item(&context, item),
                 MeshItem::Adopt(adoption) => {
                     let stream = match adoption.stream.into_connection() {
                         Ok(stream) => stream,
@@ -703,6 +858,36 @@ fn start_connection(
             send_refusal(&mut stream, version, reason).await;
         });
     }
+    if context.cluster.is_some() && !connect.client_id.is_empty() {
+        // The client id must be this node's in etcd before CONNACK (ids the shard assigns are
+        // unique to this node and need no claim).
+        return runtime::spawn_local(async move {
+            let client_id = connect.client_id.to_string();
+            let owned = cluster::claim(&context, &client_id, connect.clean_start).await;
+            let serving = context
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.node.fence.may_serve(Instant::now()));
+            if !owned || !serving || context.stopping.get() {
+                context.connections.fetch_sub(1, Ordering::Relaxed);
+                let version = connect.protocol;
+                drop(connect);
+                return send_refusal(&mut stream, version, ReasonCode::SERVER_UNAVAILABLE).await;
+            }
+            register_connection(context, stream, decoder, buf, connect);
+        });
+    }
+    register_connection(context, stream, decoder, buf, connect);
+}
+
+/// Hands an admitted connection's CONNECT to the shard and starts its task.
+fn register_connection(
+    context: Rc<ShardContext>,
+    stream: Connection,
+    decoder: Decoder,
+    buf: BytesMut,
+    connect: Box<Connect>,
+) {
     let conn = context.new_conn_id();
     context.conns.borrow_mut().insert(conn, ConnHandle(stream.notify_key()));
     context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
@@ -890,6 +1075,13 @@ impl ConnectionTask {
     fn feed(&mut self) -> Step {
         let context = &*self.context;
         let conn = self.conn;
+        if context.cluster.as_ref().is_some_and(|c| !c.node.fence.may_serve(Instant::now())) {
+            // This node's lease may have lapsed (a long pause, a partition): it must not serve
+            // anyone a peer may have claimed. Every connection here closes.
+            context.state.borrow_mut().fence(Instant::now());
+            context.apply_effects();
+            return Step::Write;
+        }
         // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
         let mut fed = 0;
         let mut more = true;

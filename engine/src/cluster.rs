@@ -1,0 +1,844 @@
+//! The node's side of the cluster, on each shard: node links, the claim of a connecting
+//! client's id, cross-node takeover and fencing.
+//!
+//! Node links: every shard keeps one outgoing TCP connection to every peer node, and sends on
+//! it only (its route snapshot and deltas, forwarded publishes, receipts, takeover messages,
+//! heartbeats), as length-prefixed FlatBuffers frames ([`shardmq_cluster::frame`]). What a
+//! peer sends arrives on the connections this node accepts on its link listener (one
+//! SO_REUSEPORT socket per shard, like the MQTT listener), on whichever shard the kernel picks:
+//! that shard applies routes on every shard, delivers publishes, and passes receipts and
+//! takeover messages to the shard they are for.
+//!
+//! The etcd side (membership, batched ownership, the lease and its deadline) runs on the
+//! control-plane thread ([`shardmq_cluster::control`]); shards reach it through
+//! [`ControlPlane`], whose calls are runtime-agnostic futures.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use shardmq_cluster::control::{ControlEvent, ControlPlane, Fence};
+use shardmq_cluster::frame::{
+    self, Body, Encoder, Heartbeat, Hello, Publish, Receipt, Route, RouteDelta, RouteSnapshot,
+    SessionMessage, SessionTransfer, TakeoverRequest,
+};
+use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
+use shardmq_io::codec::ByteString;
+use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
+use shardmq_shard::persist::{
+    decode_message_record, decode_session, decode_stored_message, encode_message_record,
+    encode_session, encode_stored_message, Restored, WallClock,
+};
+use shardmq_shard::{home_shard, Forward, PeerNode, PeerRoute, ShardId};
+
+use crate::server::{MeshItem, ShardContext, Signal};
+
+/// How often every outgoing link sends a heartbeat (and checks its receipts' age).
+const LINK_HEARTBEAT: Duration = Duration::from_millis(250);
+/// How long a link connect may take before it is retried.
+const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Backoff between link connection attempts: doubles from the first to the last.
+const LINK_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const LINK_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Frames waiting for one link's socket at most. Past it, forwarded publishes to that peer are
+/// dropped (counted) until the socket drains: a slow peer costs bounded memory.
+const LINK_OUT_BYTES_MAX: usize = 64 << 20;
+/// How long a forwarded publish waits for its receipt before the publisher is answered with a
+/// failure (the peer's storage or shards are stuck).
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a failing link is logged at most.
+const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the shards of a node share about the cluster: the control plane and the numbering of
+/// peer nodes. Locked only when membership changes or a link says hello, never per message.
+pub struct NodeCluster {
+    pub control: ControlPlane,
+    pub cluster: String,
+    pub node: NodeId,
+    pub fence: Arc<Fence>,
+    pub claim_timeout: Duration,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_name: HashMap<NodeId, PeerNode>,
+    names: Vec<NodeId>,
+}
+
+impl NodeCluster {
+    pub fn new(control: ControlPlane, cluster: String, claim_timeout: Duration) -> NodeCluster {
+        NodeCluster {
+            fence: control.fence(),
+            node: control.node().clone(),
+            control,
+            cluster,
+            claim_timeout,
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    /// The number of peer `node` on this node (the same on every shard, never reused).
+    fn peer(&self, node: &NodeId) -> PeerNode {
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&peer) = registry.by_name.get(node) {
+            return peer;
+        }
+        let peer = PeerNode(u16::try_from(registry.names.len()).unwrap_or(u16::MAX));
+        registry.names.push(node.clone());
+        registry.by_name.insert(node.clone(), peer);
+        peer
+    }
+
+    fn name(&self, peer: PeerNode) -> Option<NodeId> {
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry.names.get(usize::from(peer.0)).cloned()
+    }
+}
+
+impl std::fmt::Debug for NodeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCluster").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+/// Lives on each shard: its outgoing links and the takeovers it waits for.
+pub struct ShardCluster {
+    pub node: Arc<NodeCluster>,
+    clock: WallClock,
+    links: RefCell<HashMap<PeerNode, Rc<OutLink>>>,
+    takeovers: RefCell<HashMap<u64, Rc<Takeover>>>,
+    next_request: Cell<u64>,
+    encoder: RefCell<Encoder>,
+    /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
+    dropped: Cell<u64>,
+}
+
+/// One outgoing link of this shard: frames queue in `out` while it is up.
+struct OutLink {
+    member: RefCell<Member>,
+    out: RefCell<BytesMut>,
+    signal: Signal,
+    up: Cell<bool>,
+    /// The peer left the cluster (or restarted with a new lease): the task ends.
+    retired: Cell<bool>,
+    version: Cell<u64>,
+    /// Receipt tokens this shard waits for from the peer, with when they were sent.
+    receipts: RefCell<HashMap<u64, Instant>>,
+}
+
+/// A takeover this shard asked a peer for: the session it sent back (None inside: it had none).
+#[derive(Default)]
+struct Takeover {
+    transfer: RefCell<Option<Option<Restored>>>,
+    signal: Signal,
+}
+
+/// Link messages one shard passes to another over the mesh.
+pub enum ClusterItem {
+    /// A peer answered a publish this shard forwarded.
+    Receipt { peer: PeerNode, token: u64, ok: bool },
+    /// A peer takes over a client homed on this shard.
+    Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
+    /// A peer answered this shard's takeover request.
+    Transfer(Box<SessionTransfer>),
+}
+
+impl ShardCluster {
+    pub fn new(node: Arc<NodeCluster>, clock: WallClock) -> ShardCluster {
+        ShardCluster {
+            node,
+            clock,
+            links: RefCell::new(HashMap::new()),
+            takeovers: RefCell::new(HashMap::new()),
+            next_request: Cell::new(1),
+            encoder: RefCell::new(Encoder::new()),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Queues a frame on the link to `peer`. False when the link is down or full.
+    fn send(&self, peer: PeerNode, body: Body) -> bool {
+        let links = self.links.borrow();
+        let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return false };
+        let mut out = link.out.borrow_mut();
+        if out.len() > LINK_OUT_BYTES_MAX {
+            return false;
+        }
+        self.encoder.borrow_mut().encode(body, &mut out);
+        link.signal.notify();
+        true
+    }
+
+    /// Carries out a shard effect meant for a peer. Returns the receipt to answer at once when
+    /// the publish could not be sent.
+    pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
+        match forward {
+            Forward::Publish { message, receipt, deliver, shared } => {
+                let (shared_filter, shared_group) = match shared {
+                    Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
+                    None => (None, None),
+                };
+                let body = Body::Publish(Box::new(Publish {
+                    message: encode_stored_message(&message, &self.clock),
+                    receipt: receipt.unwrap_or(0),
+                    reply_shard: shard.0,
+                    deliver,
+                    shared_filter,
+                    shared_group,
+                }));
+                if !self.send(peer, body) {
+                    // The peer's link is down (the node is gone or restarting) or full: its
+                    // subscribers miss this message. The publisher is not failed for it: a
+                    // node that cannot be reached would otherwise stop every QoS 1 publish
+                    // to topics it had subscribers for (see docs/cluster.md).
+                    self.dropped.set(self.dropped.get() + 1);
+                    return receipt.map(|token| (token, true));
+                }
+                if let Some(token) = receipt {
+                    if let Some(link) = self.links.borrow().get(&peer) {
+                        link.receipts.borrow_mut().insert(token, Instant::now());
+                    }
+                }
+                None
+            }
+            Forward::Receipt { token, shard, ok } => {
+                let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
+                // Lost with the link: the peer's own timeout answers its publisher.
+                self.send(peer, body);
+                None
+            }
+        }
+    }
+
+    /// This shard's routes changed: one delta on every link that is up (a link that is down
+    /// starts again from a snapshot).
+    pub fn routes_changed(&self, added: &[PeerRoute], removed: &[PeerRoute]) {
+        let peers: Vec<PeerNode> = self.links.borrow().keys().copied().collect();
+        for peer in peers {
+            let version = match self.links.borrow().get(&peer) {
+                Some(link) if link.up.get() => {
+                    link.version.set(link.version.get() + 1);
+                    link.version.get()
+                }
+                _ => continue,
+            };
+            let body = Body::RouteDelta(Box::new(RouteDelta {
+                version,
+                added: Some(added.iter().map(wire_route).collect()),
+                removed: Some(removed.iter().map(wire_route).collect()),
+            }));
+            self.send(peer, body);
+        }
+    }
+
+    /// A receipt for a publish this shard forwarded to `peer`.
+    fn receipt(&self, context: &ShardContext, peer: PeerNode, token: u64, ok: bool) {
+        let waited = self
+            .links
+            .borrow()
+            .get(&peer)
+            .is_some_and(|link| link.receipts.borrow_mut().remove(&token).is_some());
+        if waited {
+            context.state.borrow_mut().peer_receipt(token, ok);
+            context.apply_effects();
+        }
+    }
+}
+
+fn wire_route(route: &PeerRoute) -> Route {
+    Route { filter: route.filter.to_string(), group: route.group.as_ref().map(|g| g.to_string()) }
+}
+
+fn shard_route(route: Route) -> PeerRoute {
+    PeerRoute {
+        filter: ByteString::from(route.filter),
+        group: route.group.filter(|g| !g.is_empty()).map(ByteString::from),
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Membership
+// -------------------------------------------------------------------------------------------
+
+/// Follows the control plane's events on this shard: membership (links to start and stop) and
+/// fencing.
+pub async fn control_events(
+    context: Rc<ShardContext>,
+    events: async_channel::Receiver<ControlEvent>,
+) {
+    while let Ok(event) = events.recv().await {
+        let Some(cluster) = context.cluster.clone() else { return };
+        match event {
+            ControlEvent::Members(members) => members_changed(&context, &cluster, &members),
+            ControlEvent::Fenced => {
+                tracing::warn!(
+                    shard = %context.id,
+                    "this node's etcd lease lapsed: disconnecting its clients until it holds a new one"
+                );
+                context.state.borrow_mut().fence(Instant::now());
+                context.apply_effects();
+            }
+            ControlEvent::Serving => {
+                tracing::info!(shard = %context.id, "serving again with a new etcd lease");
+            }
+        }
+    }
+}
+
+fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, members: &[Member]) {
+    let mut live = Vec::new();
+    for member in members.iter().filter(|m| m.node != cluster.node.node) {
+        let peer = cluster.node.peer(&member.node);
+        live.push(peer);
+        let existing = cluster.links.borrow().get(&peer).cloned();
+        match existing {
+            Some(link) if *link.member.borrow() == *member => continue,
+            Some(link) => {
+                // The peer restarted (a new lease) or moved: its old routes go, and the new
+                // links bring a snapshot.
+                retire(&link);
+                context.state.borrow_mut().peer_gone(peer);
+            }
+            None => {}
+        }
+        let link = Rc::new(OutLink {
+            member: RefCell::new(member.clone()),
+            out: RefCell::new(BytesMut::new()),
+            signal: Signal::default(),
+            up: Cell::new(false),
+            retired: Cell::new(false),
+            version: Cell::new(0),
+            receipts: RefCell::new(HashMap::new()),
+        });
+        cluster.links.borrow_mut().insert(peer, link.clone());
+        runtime::spawn_local(out_link(context.clone(), cluster.clone(), link));
+    }
+    let gone: Vec<PeerNode> =
+        cluster.links.borrow().keys().filter(|peer| !live.contains(peer)).copied().collect();
+    for peer in gone {
+        if let Some(link) = cluster.links.borrow_mut().remove(&peer) {
+            retire(&link);
+        }
+        context.state.borrow_mut().peer_gone(peer);
+        tracing::info!(shard = %context.id, peer = ?cluster.node.name(peer), "peer left the cluster");
+    }
+    context.state.borrow_mut().set_peers(live);
+    context.apply_effects();
+}
+
+fn retire(link: &OutLink) {
+    link.retired.set(true);
+    link.up.set(false);
+    link.signal.notify();
+}
+
+// -------------------------------------------------------------------------------------------
+// Outgoing links
+// -------------------------------------------------------------------------------------------
+
+/// Keeps this shard's link to one peer up: connects (with backoff), sends the hello and the
+/// route snapshot, then whatever the shard queues, and a heartbeat every [`LINK_HEARTBEAT`].
+async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc<OutLink>) {
+    let mut backoff = LINK_BACKOFF_MIN;
+    let mut last_error_log: Option<Instant> = None;
+    while !link.retired.get() && !context.stopping.get() {
+        let address = link.member.borrow().link;
+        let result = match connect(address).await {
+            Ok(mut stream) => {
+                backoff = LINK_BACKOFF_MIN;
+                start_link(&context, &cluster, &link);
+                let result = pump(&context, &cluster, &link, &mut stream).await;
+                stream.close();
+                link.up.set(false);
+                link.out.borrow_mut().clear();
+                // What the peer did not answer is not waited for: those publishers are
+                // answered now (see `ShardCluster::forward` for why not with a failure).
+                let unanswered: Vec<u64> =
+                    link.receipts.borrow_mut().drain().map(|(t, _)| t).collect();
+                if !unanswered.is_empty() {
+                    let mut state = context.state.borrow_mut();
+                    for token in unanswered {
+                        state.peer_receipt(token, true);
+                    }
+                }
+                context.apply_effects();
+                result
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            let now = Instant::now();
+            if !link.retired.get()
+                && last_error_log.is_none_or(|at| now - at >= LINK_ERROR_LOG_INTERVAL)
+            {
+                tracing::warn!(
+                    shard = %context.id,
+                    peer = %link.member.borrow().node,
+                    "node link to {address}: {error}; retrying"
+                );
+                last_error_log = Some(now);
+            }
+        }
+        if link.retired.get() {
+            break;
+        }
+        runtime::sleep(backoff).await;
+        backoff = (backoff * 2).min(LINK_BACKOFF_MAX);
+    }
+}
+
+async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
+    let connected = future::or(async { Some(TcpStream::connect(address, None).await) }, async {
+        runtime::sleep(LINK_CONNECT_TIMEOUT).await;
+        None
+    })
+    .await;
+    let stream = connected.unwrap_or_else(|| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+    })?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The link is connected: queue the hello and this shard's route snapshot, and mark it up so
+/// deltas and publishes follow (all on this thread, so nothing falls between them).
+fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
+    let routes = context.state.borrow().route_snapshot();
+    let mut out = link.out.borrow_mut();
+    out.clear();
+    let mut encoder = cluster.encoder.borrow_mut();
+    encoder.encode(
+        Body::Hello(Box::new(Hello {
+            cluster: cluster.node.cluster.clone(),
+            node: cluster.node.node.to_string(),
+            lease: cluster
+                .node
+                .control
+                .members()
+                .iter()
+                .find(|member| member.node == cluster.node.node)
+                .map_or(0, |member| member.lease.0),
+            shard: context.id.0,
+            shards: context.shards,
+        })),
+        &mut out,
+    );
+    encoder.encode(
+        Body::RouteSnapshot(Box::new(RouteSnapshot {
+            routes: Some(routes.iter().map(wire_route).collect()),
+        })),
+        &mut out,
+    );
+    link.version.set(0);
+    link.up.set(true);
+}
+
+async fn pump(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    link: &OutLink,
+    stream: &mut TcpStream,
+) -> std::io::Result<()> {
+    let mut next_heartbeat = Instant::now();
+    loop {
+        let batch = std::mem::take(&mut *link.out.borrow_mut());
+        if !batch.is_empty() {
+            stream.write_all(&batch).await?;
+            // Give the (now written) buffer back to keep its capacity.
+            let mut out = link.out.borrow_mut();
+            if out.is_empty() {
+                let mut batch = batch;
+                batch.clear();
+                *out = batch;
+            }
+        }
+        if link.retired.get() || context.stopping.get() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= next_heartbeat {
+            next_heartbeat = now + LINK_HEARTBEAT;
+            let etcd_ok = cluster.node.control.etcd_ok();
+            cluster.encoder.borrow_mut().encode(
+                Body::Heartbeat(Box::new(Heartbeat { etcd_ok })),
+                &mut link.out.borrow_mut(),
+            );
+            expire_receipts(context, link, now);
+            continue;
+        }
+        if link.out.borrow().is_empty() {
+            let wait = next_heartbeat - now;
+            future::or(link.signal.wait(), runtime::sleep(wait)).await;
+        }
+    }
+}
+
+/// Publishers whose peer did not answer within [`RECEIPT_TIMEOUT`] are answered with a failure.
+fn expire_receipts(context: &ShardContext, link: &OutLink, now: Instant) {
+    let expired: Vec<u64> = link
+        .receipts
+        .borrow()
+        .iter()
+        .filter(|(_, sent)| now.duration_since(**sent) >= RECEIPT_TIMEOUT)
+        .map(|(token, _)| *token)
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    {
+        let mut receipts = link.receipts.borrow_mut();
+        let mut state = context.state.borrow_mut();
+        for token in expired {
+            receipts.remove(&token);
+            state.peer_receipt(token, false);
+        }
+    }
+    context.apply_effects();
+}
+
+// -------------------------------------------------------------------------------------------
+// Incoming links
+// -------------------------------------------------------------------------------------------
+
+/// Accepts peers' links on this shard's link listener.
+pub async fn link_accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            context.stop_signal.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => runtime::spawn_local(in_link(context.clone(), stream)),
+            Some(Err(error)) => {
+                tracing::warn!(shard = %context.id, "link accept failed: {error}");
+                runtime::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Who is at the other end of an incoming link (from its hello).
+struct LinkPeer {
+    peer: PeerNode,
+    node: NodeId,
+    origin: ShardId,
+}
+
+/// Reads one peer shard's link until it closes or sends something that is not a frame.
+async fn in_link(context: Rc<ShardContext>, mut stream: Connection) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    let mut buf = BytesMut::new();
+    let mut from: Option<LinkPeer> = None;
+    loop {
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        loop {
+            let body = match frame::decode(&mut buf) {
+                Ok(Some(body)) => body,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(shard = %context.id, "closing a node link: {error}");
+                    return;
+                }
+            };
+            match (&from, body) {
+                (None, Body::Hello(hello)) => {
+                    if hello.cluster != cluster.node.cluster || *hello.node == *cluster.node.node.0
+                    {
+                        tracing::warn!(
+                            shard = %context.id,
+                            "refusing a node link from {:?} of cluster {:?}",
+                            hello.node,
+                            hello.cluster
+                        );
+                        return;
+                    }
+                    let node = NodeId::new(&hello.node);
+                    let peer = cluster.node.peer(&node);
+                    from = Some(LinkPeer { peer, node, origin: ShardId(hello.shard) });
+                }
+                (None, _) => {
+                    tracing::warn!(shard = %context.id, "closing a node link that sent no hello");
+                    return;
+                }
+                (Some(_), Body::Hello(_)) => return,
+                (Some(link), body) => handle_frame(&context, &cluster, link, body),
+            }
+        }
+        context.apply_effects();
+        if buf.is_empty() {
+            buf = BytesMut::new();
+        }
+        runtime::yield_if_needed().await;
+    }
+}
+
+fn handle_frame(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    from: &LinkPeer,
+    body: Body,
+) {
+    let now = Instant::now();
+    match body {
+        Body::Hello(_) => {}
+        Body::RouteSnapshot(snapshot) => {
+            let added = snapshot.routes.unwrap_or_default().into_iter().map(shard_route).collect();
+            context.state.borrow_mut().peer_routes_from_link(
+                from.peer,
+                from.origin,
+                true,
+                added,
+                Vec::new(),
+            );
+        }
+        Body::RouteDelta(delta) => {
+            let added = delta.added.unwrap_or_default().into_iter().map(shard_route).collect();
+            let removed = delta.removed.unwrap_or_default().into_iter().map(shard_route).collect();
+            context.state.borrow_mut().peer_routes_from_link(
+                from.peer,
+                from.origin,
+                false,
+                added,
+                removed,
+            );
+        }
+        Body::Publish(publish) => {
+            let receipt = (publish.receipt != 0).then_some(publish.receipt);
+            let reply_shard = ShardId(publish.reply_shard);
+            if !cluster.node.fence.may_serve(now) {
+                // A fenced node serves no one: the message is refused, not delivered.
+                if let Some(token) = receipt {
+                    let forward = Forward::Receipt { token, shard: reply_shard, ok: false };
+                    cluster.forward(context.id, from.peer, forward);
+                }
+                return;
+            }
+            let message = match decode_stored_message(&publish.message, &cluster.clock) {
+                Ok(message) => Arc::new(message),
+                Err(error) => {
+                    tracing::warn!(shard = %context.id, peer = %from.node, "bad forwarded message: {error}");
+                    return;
+                }
+            };
+            let shared = match (publish.shared_filter, publish.shared_group) {
+                (Some(filter), Some(group)) => {
+                    Some((ByteString::from(filter), ByteString::from(group)))
+                }
+                _ => None,
+            };
+            context.state.borrow_mut().peer_publish(
+                from.peer,
+                reply_shard,
+                message,
+                receipt,
+                publish.deliver,
+                shared,
+                now,
+            );
+        }
+        Body::Receipt(receipt) => {
+            let shard = ShardId(receipt.shard);
+            if shard == context.id {
+                cluster.receipt(context, from.peer, receipt.token, receipt.ok);
+            } else if shard.0 < context.shards {
+                let item =
+                    ClusterItem::Receipt { peer: from.peer, token: receipt.token, ok: receipt.ok };
+                context.to_peer(shard, MeshItem::Cluster(item));
+            }
+        }
+        Body::TakeoverRequest(request) => {
+            let home = home_shard(&request.client_id, context.shards);
+            if home == context.id {
+                hand_over(context, cluster, from.peer, &request);
+            } else {
+                context.to_peer(
+                    home,
+                    MeshItem::Cluster(ClusterItem::Takeover { peer: from.peer, request }),
+                );
+            }
+        }
+        Body::SessionTransfer(transfer) => {
+            let shard = ShardId(transfer.shard);
+            if shard == context.id {
+                transfer_arrived(context, cluster, *transfer);
+            } else if shard.0 < context.shards {
+                context.to_peer(shard, MeshItem::Cluster(ClusterItem::Transfer(transfer)));
+            }
+        }
+        Body::Heartbeat(heartbeat) => {
+            cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
+        }
+    }
+}
+
+/// A link message another shard of this node passed here.
+pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    match item {
+        ClusterItem::Receipt { peer, token, ok } => cluster.receipt(context, peer, token, ok),
+        ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
+        ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Claims and takeover
+// -------------------------------------------------------------------------------------------
+
+/// Claims `client_id` for this node before its CONNECT is answered. True when this node owns
+/// it now (taking it over from the peer that served it, session included, if needed).
+pub async fn claim(context: &Rc<ShardContext>, client_id: &str, clean_start: bool) -> bool {
+    let Some(cluster) = context.cluster.clone() else { return true };
+    match cluster.node.control.claim(client_id).await {
+        ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => true,
+        ClaimOutcome::HeldBy { owner, revision } => {
+            take_over(context, &cluster, client_id, clean_start, &owner, revision).await
+        }
+        ClaimOutcome::Unavailable | ClaimOutcome::Fenced => false,
+    }
+}
+
+/// Asks `owner` to stop serving `client_id` and send its session, installs the session here,
+/// then claims the id from it in etcd (the owner has stopped serving before the claim commits).
+async fn take_over(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    client_id: &str,
+    clean_start: bool,
+    owner: &NodeId,
+    revision: Revision,
+) -> bool {
+    let peer = cluster.node.peer(owner);
+    let request = cluster.next_request.get();
+    cluster.next_request.set(request + 1);
+    let takeover = Rc::new(Takeover::default());
+    cluster.takeovers.borrow_mut().insert(request, takeover.clone());
+    let sent = cluster.send(
+        peer,
+        Body::TakeoverRequest(Box::new(TakeoverRequest {
+            client_id: client_id.to_string(),
+            request,
+            reply_shard: context.id.0,
+            clean_start,
+        })),
+    );
+    let deadline = Instant::now() + cluster.node.claim_timeout;
+    let mut transfer = None;
+    while sent && transfer.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        future::or(takeover.signal.wait(), runtime::sleep(left)).await;
+        transfer = takeover.transfer.borrow_mut().take();
+    }
+    cluster.takeovers.borrow_mut().remove(&request);
+    let Some(session) = transfer else {
+        tracing::warn!(
+            shard = %context.id,
+            "cannot take client {client_id:?} over from {owner}: no answer over the node link"
+        );
+        return false;
+    };
+    if let Some(restored) = session {
+        context.state.borrow_mut().adopt_session(restored, Instant::now());
+        context.apply_effects();
+    }
+    matches!(
+        cluster.node.control.claim_after_release(client_id, revision).await,
+        ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned
+    )
+}
+
+/// A peer takes over a client homed on this shard: its connection here is closed, its session
+/// goes to the peer, and this node stops counting it as owned.
+fn hand_over(
+    context: &Rc<ShardContext>,
+    cluster: &ShardCluster,
+    peer: PeerNode,
+    request: &TakeoverRequest,
+) {
+    let restored = context.state.borrow_mut().hand_over(
+        &request.client_id,
+        request.clean_start,
+        Instant::now(),
+    );
+    context.apply_effects();
+    cluster.node.control.handed_over(&request.client_id);
+    let mut transfer = SessionTransfer {
+        client_id: request.client_id.clone(),
+        request: request.request,
+        shard: request.reply_shard,
+        session: None,
+        messages: None,
+        incoming_qos2: None,
+    };
+    if let Some(restored) = restored {
+        if let Some((_, record)) = restored.sessions.first() {
+            transfer.session = Some(encode_session(record));
+        }
+        transfer.messages = Some(
+            restored
+                .messages
+                .iter()
+                .map(|(_, seq, record)| SessionMessage {
+                    seq: *seq,
+                    record: encode_message_record(record, &cluster.clock),
+                })
+                .collect(),
+        );
+        transfer.incoming_qos2 = Some(restored.incoming_qos2.iter().map(|(_, id)| *id).collect());
+    }
+    if !cluster.send(peer, Body::SessionTransfer(Box::new(transfer))) {
+        tracing::warn!(
+            shard = %context.id,
+            "handed client {:?} over, but the link to its new node is down",
+            request.client_id
+        );
+    }
+}
+
+/// A peer answered one of this shard's takeover requests.
+fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: SessionTransfer) {
+    let Some(takeover) = cluster.takeovers.borrow().get(&transfer.request).cloned() else {
+        return;
+    };
+    let session = match decode_transfer(&transfer, &cluster.clock) {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(shard = %context.id, "bad session transfer for {:?}: {error}", transfer.client_id);
+            None
+        }
+    };
+    *takeover.transfer.borrow_mut() = Some(session);
+    takeover.signal.notify();
+}
+
+fn decode_transfer(
+    transfer: &SessionTransfer,
+    clock: &WallClock,
+) -> Result<Option<Restored>, shardmq_shard::persist::RecordError> {
+    let Some(session) = &transfer.session else { return Ok(None) };
+    let client_id = ByteString::from(transfer.client_id.as_str());
+    let mut restored = Restored::default();
+    restored.sessions.push((client_id.clone(), decode_session(session)?));
+    for message in transfer.messages.iter().flatten() {
+        let record = decode_message_record(&message.record, clock)?;
+        restored.messages.push((client_id.clone(), message.seq, record));
+    }
+    for &packet_id in transfer.incoming_qos2.iter().flatten() {
+        restored.incoming_qos2.push((client_id.clone(), packet_id));
+    }
+    Ok(Some(restored))
+}
