@@ -88,6 +88,20 @@ impl Broker {
         Broker::launch(&[], data_dir, extra, None)
     }
 
+    /// Like [`Broker::start`], listening on `listen` (e.g. `127.0.0.2:0`, for one of several
+    /// nodes of a cluster on this machine).
+    pub fn start_on(listen: &str, extra: &[&str]) -> Broker {
+        let mut args = vec!["--listen", listen];
+        args.extend_from_slice(extra);
+        Broker::start(&args)
+    }
+
+    /// Sends `signal` (e.g. SIGSTOP, SIGCONT) to the broker process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, signal).expect("signal the broker");
+    }
+
     fn launch(
         wrapper: &[&str],
         data_dir: &std::path::Path,
@@ -104,7 +118,14 @@ impl Broker {
             None => Command::new(&binary),
         };
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .arg("serve")
+            // 127.0.0.1 and an ephemeral port unless the test asks for another address.
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
+            .args(["--log", "info"])
             // Two shards unless the test asks for another count.
             .args(if extra.contains(&"--shards") { &[][..] } else { &["--shards", "2"][..] })
             .arg("--data-dir")
@@ -230,7 +251,7 @@ impl Drop for Broker {
 }
 
 /// `target/<profile>/shardmq`, found from the test executable in `target/<profile>/deps/`.
-fn broker_binary() -> PathBuf {
+pub fn broker_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()
@@ -291,9 +312,19 @@ impl RawClient {
 
     /// Opens a connection, sends `connect` and returns the broker's CONNACK.
     pub fn connect(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        RawClient::connect_within(addr, connect, Duration::from_secs(3))
+    }
+
+    /// Like [`RawClient::connect`], waiting up to `timeout` for the CONNACK (a cluster node may
+    /// hold it while it claims the client id).
+    pub fn connect_within(
+        addr: SocketAddr,
+        connect: Connect,
+        timeout: Duration,
+    ) -> (RawClient, ConnAck) {
         let mut client = RawClient::open(addr, connect.protocol);
         client.send(&Packet::Connect(Box::new(connect)));
-        match client.next(Duration::from_secs(3)) {
+        match client.next(timeout) {
             Received::Packet(Packet::ConnAck(connack)) => (client, connack),
             other => panic!("expected CONNACK, got {other:?}"),
         }

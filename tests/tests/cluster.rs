@@ -1,0 +1,522 @@
+//! The cluster end to end: real `shardmq serve` nodes on 127.0.0.x addresses joined through a
+//! real etcd (Debian's `etcd-server`, started by the test), clients on different nodes.
+//!
+//! Every test runs its own etcd and its own cluster name. Leases are 2 s (the smallest allowed)
+//! so that lease expiry, fencing and recovery happen within a test's time.
+
+use std::time::{Duration, Instant};
+
+use shardmq_cluster::testing::{EtcdCluster, EtcdProcess};
+use shardmq_io::codec::{
+    Ack, ByteString, Bytes, ConnAck, Connect, Packet, PacketId, Properties, ProtocolVersion,
+    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+};
+use shardmq_tests::{connect_packet, Broker, RawClient, Received};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
+const WAIT: Duration = Duration::from_secs(5);
+/// How long routes take to reach the other nodes at most, in these tests.
+const PROPAGATION: Duration = Duration::from_secs(10);
+const LEASE_TTL: Duration = Duration::from_secs(2);
+/// How long a CONNACK may take in a cluster: the nodes' `--claim-timeout` (3 s) plus slack.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// A cluster of `nodes` brokers on one etcd (or an etcd cluster).
+struct Cluster {
+    nodes: Vec<Broker>,
+}
+
+fn start_node(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> Broker {
+    let address = format!("127.0.0.{}:0", index + 1);
+    let node_id = format!("n{index}");
+    Broker::start_on(
+        &address,
+        &[
+            "--etcd",
+            endpoints,
+            "--cluster",
+            cluster,
+            "--node-id",
+            &node_id,
+            "--link-listen",
+            &address,
+            "--lease-ttl",
+            lease_ttl,
+            "--claim-timeout",
+            "3",
+        ],
+    )
+}
+
+fn start_cluster(endpoints: &str, name: &str, nodes: usize) -> Cluster {
+    start_cluster_with_ttl(endpoints, name, nodes, "2")
+}
+
+fn start_cluster_with_ttl(endpoints: &str, name: &str, nodes: usize, lease_ttl: &str) -> Cluster {
+    let nodes = (0..nodes).map(|index| start_node(endpoints, name, index, lease_ttl)).collect();
+    Cluster { nodes }
+}
+
+fn etcd() -> EtcdProcess {
+    EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn id(value: u16) -> PacketId {
+    PacketId::new(value).expect("non-zero")
+}
+
+fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id: (qos != QoS::AtMostOnce).then(|| id(packet_id)),
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: id(1),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from(filter),
+            options: SubscriptionOptions::with_qos(qos),
+        }],
+    }));
+    match client.expect_packet(WAIT) {
+        Packet::SubAck(ack) => assert!(!ack.reasons[0].is_error(), "refused: {ack:?}"),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn connect(node: &Broker, version: ProtocolVersion, client_id: &str) -> RawClient {
+    let (client, connack) = RawClient::connect(node.addr(), connect_packet(version, client_id));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS, "{client_id}: {connack:?}");
+    client
+}
+
+/// A CONNECT that keeps its session (an hour in v5; clean session off in 3.1.1).
+fn persistent(version: ProtocolVersion, client_id: &str) -> Connect {
+    let mut connect = connect_packet(version, client_id);
+    connect.clean_start = false;
+    if version.is_v5() {
+        connect.properties.session_expiry_interval = Some(3600);
+    }
+    connect
+}
+
+/// The next PUBLISH's payload, acknowledging it as its QoS asks.
+fn receive(client: &mut RawClient, timeout: Duration) -> Option<Publish> {
+    loop {
+        match client.next(timeout) {
+            Received::Packet(Packet::Publish(publish)) => {
+                match (publish.qos, publish.packet_id) {
+                    (QoS::AtLeastOnce, Some(packet_id)) => {
+                        client.send(&Packet::PubAck(Ack::success(packet_id)))
+                    }
+                    (QoS::ExactlyOnce, Some(packet_id)) => {
+                        client.send(&Packet::PubRec(Ack::success(packet_id)));
+                        match client.expect_packet(WAIT) {
+                            Packet::PubRel(_) => {}
+                            other => panic!("expected PUBREL, got {other:?}"),
+                        }
+                        client.send(&Packet::PubComp(Ack::success(packet_id)));
+                    }
+                    _ => {}
+                }
+                return Some(publish);
+            }
+            Received::Packet(_) => {}
+            Received::Closed | Received::TimedOut => return None,
+        }
+    }
+}
+
+/// Publishes `probe` on `topic` through `publisher` until `subscriber` gets one: the
+/// subscriber's route has reached the publisher's node. Drains the probes that follow.
+fn await_route(publisher: &mut RawClient, subscriber: &mut RawClient, topic: &str) {
+    let deadline = Instant::now() + PROPAGATION;
+    loop {
+        publisher.send(&publish(topic, b"probe", QoS::AtMostOnce, false, 0));
+        if receive(subscriber, Duration::from_millis(100)).is_some() {
+            while receive(subscriber, Duration::from_millis(200)).is_some() {}
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the route of {topic} never reached the publisher's node"
+        );
+    }
+}
+
+/// Connects `connect` to `node` until CONNACK is a success (or `timeout` passes): returns the
+/// client, its CONNACK, and how many attempts were refused first.
+fn connect_until_accepted(
+    node: &Broker,
+    connect: &Connect,
+    timeout: Duration,
+) -> (RawClient, ConnAck, usize) {
+    let deadline = Instant::now() + timeout;
+    let mut refused = 0;
+    loop {
+        let (client, connack) = RawClient::connect_within(node.addr(), connect.clone(), CLAIM_WAIT);
+        if connack.reason == ReasonCode::SUCCESS {
+            return (client, connack, refused);
+        }
+        // The codec reads a 3.1.1 return code 3 as 0x88 too.
+        assert_eq!(
+            connack.reason,
+            ReasonCode::SERVER_UNAVAILABLE,
+            "refused for another reason: {connack:?}"
+        );
+        refused += 1;
+        assert!(
+            Instant::now() < deadline,
+            "{:?} still refused after {timeout:?}",
+            connect.client_id
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_node_that_cannot_reach_etcd_says_so_and_exits() {
+    let output = std::process::Command::new(shardmq_tests::broker_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://127.0.0.1:9",
+            "--node-id",
+            "x",
+        ])
+        .args(["--link-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(std::env::temp_dir().join(format!("shardmq-no-etcd-{}", std::process::id())))
+        .output()
+        .expect("run shardmq");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("etcd") && last.contains("127.0.0.1:9"), "{stderr}");
+}
+
+#[test]
+fn publishes_cross_nodes_at_every_qos_in_order() {
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "qos", 3);
+    let mut subscriber = connect(&cluster.nodes[0], V5, "sub");
+    subscribe(&mut subscriber, "t/#", QoS::ExactlyOnce);
+    let mut publisher = connect(&cluster.nodes[1], V5, "pub");
+    await_route(&mut publisher, &mut subscriber, "t/probe");
+
+    for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
+        let payload = format!("qos{}", qos as u8);
+        publisher.send(&publish("t/x", payload.as_bytes(), qos, false, n as u16 + 1));
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_))),
+            QoS::ExactlyOnce => {
+                assert!(matches!(publisher.expect_packet(WAIT), Packet::PubRec(_)));
+                publisher.send(&Packet::PubRel(Ack::success(id(n as u16 + 1))));
+                assert!(matches!(publisher.expect_packet(WAIT), Packet::PubComp(_)));
+            }
+        }
+        let got = receive(&mut subscriber, WAIT).expect("delivered across nodes");
+        assert_eq!(got.payload, payload.as_bytes());
+        assert_eq!(got.qos, qos);
+    }
+
+    // One publisher's QoS 1 messages keep their order across the link (third node this time).
+    let mut third = connect(&cluster.nodes[2], V3, "pub3");
+    await_route(&mut third, &mut subscriber, "t/probe3");
+    for i in 1..=200u16 {
+        third.send(&publish("t/order", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+    }
+    let mut acks = 0;
+    while acks < 200 {
+        if let Packet::PubAck(_) = third.expect_packet(WAIT) {
+            acks += 1;
+        }
+    }
+    for i in 1..=200u16 {
+        let got = receive(&mut subscriber, WAIT).expect("delivered");
+        assert_eq!(got.payload, format!("{i}").as_bytes(), "out of order");
+    }
+}
+
+#[test]
+fn retained_messages_small_and_large_are_seen_from_every_node() {
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "retained", 3);
+    let mut publisher = connect(&cluster.nodes[0], V5, "retainer");
+    let large = vec![b'x'; 64 << 10];
+    publisher.send(&publish("r/small", b"small", QoS::AtLeastOnce, true, 1));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    publisher.send(&publish("r/large", &large, QoS::AtLeastOnce, true, 2));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let deadline = Instant::now() + PROPAGATION;
+        loop {
+            let mut reader = connect(node, V3, &format!("reader-{index}"));
+            subscribe(&mut reader, "r/#", QoS::AtMostOnce);
+            let mut got = Vec::new();
+            while let Some(message) = receive(&mut reader, Duration::from_millis(300)) {
+                assert!(message.retain);
+                got.push(message.payload);
+            }
+            got.sort_by_key(|payload| payload.len());
+            if got.len() == 2 {
+                assert_eq!(got[0], Bytes::from_static(b"small"));
+                assert!(got[1] == large, "the large retained payload differs");
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {index} has {} of 2 retained", got.len());
+        }
+    }
+}
+
+#[test]
+fn a_shared_group_spread_over_nodes_gets_each_message_once() {
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "shared", 3);
+    let mut members: Vec<RawClient> = (0..2)
+        .map(|index| {
+            let mut member = connect(&cluster.nodes[index], V5, &format!("member-{index}"));
+            subscribe(&mut member, "$share/g/s/#", QoS::AtLeastOnce);
+            member
+        })
+        .collect();
+    let mut publisher = connect(&cluster.nodes[2], V5, "shared-pub");
+    // Wait until both members' routes reached the publisher's node: each has had a probe.
+    let deadline = Instant::now() + PROPAGATION;
+    let mut probed = [false, false];
+    while probed != [true, true] {
+        publisher.send(&publish("s/probe", b"probe", QoS::AtMostOnce, false, 0));
+        for (index, member) in members.iter_mut().enumerate() {
+            while receive(member, Duration::from_millis(50)).is_some() {
+                probed[index] = true;
+            }
+        }
+        assert!(Instant::now() < deadline, "shared routes did not reach the publisher: {probed:?}");
+    }
+    for member in &mut members {
+        while receive(member, Duration::from_millis(300)).is_some() {}
+    }
+
+    for i in 1..=40u16 {
+        publisher.send(&publish("s/1", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+        assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    }
+    let mut seen = Vec::new();
+    let mut per_member = [0; 2];
+    for (index, member) in members.iter_mut().enumerate() {
+        while let Some(message) = receive(member, Duration::from_millis(500)) {
+            seen.push(String::from_utf8(message.payload.to_vec()).expect("utf-8"));
+            per_member[index] += 1;
+        }
+    }
+    seen.sort_by_key(|payload| payload.parse::<u32>().expect("a number"));
+    let expected: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected, "each message exactly once across the group");
+    assert!(per_member.iter().all(|&n| n > 0), "one member got everything: {per_member:?}");
+}
+
+fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), name, 3);
+    let client_id = format!("mover-{name}");
+    let (mut first, connack) = RawClient::connect_within(
+        cluster.nodes[0].addr(),
+        persistent(version, &client_id),
+        CLAIM_WAIT,
+    );
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(!connack.session_present);
+    subscribe(&mut first, "m/#", QoS::AtLeastOnce);
+
+    // The same client id on another node: the first node disconnects it and hands the session
+    // (with its subscription) over.
+    let (mut second, connack) = RawClient::connect_within(
+        cluster.nodes[1].addr(),
+        persistent(version, &client_id),
+        CLAIM_WAIT,
+    );
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present, "the session moved with the client");
+    match first.next(WAIT) {
+        Received::Packet(Packet::Disconnect(disconnect)) if version.is_v5() => {
+            assert_eq!(disconnect.reason, ReasonCode::SESSION_TAKEN_OVER)
+        }
+        Received::Closed if !version.is_v5() => {}
+        other => panic!("the old connection got {other:?}"),
+    }
+
+    // Its subscription now lives on node 1: a publish on node 2 reaches it there.
+    let mut publisher = connect(&cluster.nodes[2], V5, &format!("pub-{name}"));
+    await_route(&mut publisher, &mut second, "m/probe");
+    // Offline, a QoS 1 message is queued in the session; the session moves once more, to node
+    // 2, and the message with it.
+    drop(second);
+    std::thread::sleep(Duration::from_millis(300));
+    publisher.send(&publish("m/1", b"while away", QoS::AtLeastOnce, false, 1));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    let (mut third, connack) = RawClient::connect_within(
+        cluster.nodes[2].addr(),
+        persistent(version, &client_id),
+        CLAIM_WAIT,
+    );
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present);
+    let queued = receive(&mut third, WAIT).expect("the queued message came with the session");
+    assert_eq!(queued.payload, Bytes::from_static(b"while away"));
+}
+
+#[test]
+fn a_client_taken_over_by_another_node_keeps_its_session_v5() {
+    takeover_across_nodes(V5, "takeover5");
+}
+
+#[test]
+fn a_client_taken_over_by_another_node_keeps_its_session_v311() {
+    takeover_across_nodes(V3, "takeover3");
+}
+
+#[test]
+fn after_kill_9_a_nodes_clients_are_claimable_elsewhere_once_its_lease_expires() {
+    let etcd = etcd();
+    let mut cluster = start_cluster(&etcd.endpoint(), "kill", 3);
+    let _victim = connect(&cluster.nodes[0], V5, "victim");
+    let mut watcher = connect(&cluster.nodes[1], V5, "watcher");
+    subscribe(&mut watcher, "k/#", QoS::AtLeastOnce);
+    let mut publisher = connect(&cluster.nodes[2], V5, "kill-pub");
+    await_route(&mut publisher, &mut watcher, "k/probe");
+
+    let killed_at = Instant::now();
+    cluster.nodes[0].kill();
+    // Until the dead node's lease expires, its client cannot be claimed (its owner might still
+    // serve it); then it can, on any other node.
+    let connect = connect_packet(V5, "victim");
+    let (_client, _, _) = connect_until_accepted(&cluster.nodes[1], &connect, LEASE_TTL * 5);
+    assert!(killed_at.elapsed() < LEASE_TTL * 5);
+    // The other nodes kept serving throughout.
+    publisher.send(&publish("k/after", b"still here", QoS::AtLeastOnce, false, 1));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    assert_eq!(
+        receive(&mut watcher, WAIT).expect("delivered").payload,
+        Bytes::from_static(b"still here")
+    );
+}
+
+#[test]
+fn a_node_paused_past_its_lease_does_not_serve_its_old_clients_when_it_resumes() {
+    use nix::sys::signal::Signal;
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "pause", 2);
+    let mut old = connect(&cluster.nodes[0], V5, "sleeper");
+    let mut watcher = connect(&cluster.nodes[1], V5, "pause-watcher");
+    subscribe(&mut watcher, "p/#", QoS::AtMostOnce);
+    await_route(&mut old, &mut watcher, "p/probe");
+
+    cluster.nodes[0].signal(Signal::SIGSTOP);
+    std::thread::sleep(LEASE_TTL + Duration::from_millis(1500));
+    // Node 0's lease has expired: the client can be claimed by node 1.
+    let (mut new, connack, _) =
+        connect_until_accepted(&cluster.nodes[1], &connect_packet(V5, "sleeper"), WAIT);
+    assert!(!connack.session_present);
+    cluster.nodes[0].signal(Signal::SIGCONT);
+
+    // The old connection's publish must not be served by the resumed node.
+    old.send(&publish("p/stale", b"from the past", QoS::AtMostOnce, false, 0));
+    match old.next(WAIT) {
+        Received::Packet(Packet::Disconnect(disconnect)) => {
+            assert_eq!(disconnect.reason, ReasonCode::SERVER_BUSY)
+        }
+        Received::Closed => {}
+        other => panic!("the old connection was served: {other:?}"),
+    }
+    assert!(
+        receive(&mut watcher, Duration::from_secs(1)).is_none(),
+        "a message from the fenced node's old client was delivered"
+    );
+    // The new connection on node 1 is served.
+    new.send(&Packet::PingReq);
+    assert!(matches!(new.expect_packet(WAIT), Packet::PingResp));
+}
+
+#[test]
+fn existing_connections_keep_working_while_etcd_is_down_and_connects_resume_after() {
+    let mut etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "outage", 2);
+    let mut subscriber = connect(&cluster.nodes[0], V5, "outage-sub");
+    subscribe(&mut subscriber, "o/#", QoS::AtLeastOnce);
+    let mut publisher = connect(&cluster.nodes[1], V5, "outage-pub");
+    await_route(&mut publisher, &mut subscriber, "o/probe");
+
+    etcd.stop();
+    // Three lease lifetimes without etcd: the nodes keep serving (nobody can claim anything).
+    for i in 1..=6u16 {
+        std::thread::sleep(LEASE_TTL / 2);
+        publisher.send(&publish("o/1", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+        assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)), "round {i}");
+        let got = receive(&mut subscriber, WAIT).unwrap_or_else(|| {
+            panic!(
+                "round {i}: not delivered; node 0 log:\n{}\nnode 1 log:\n{}",
+                cluster.nodes[0].log(),
+                cluster.nodes[1].log()
+            )
+        });
+        assert_eq!(got.payload, format!("{i}").as_bytes());
+    }
+    // A client id this node does not own cannot be claimed: "server unavailable".
+    let (_, connack) = RawClient::connect_within(
+        cluster.nodes[0].addr(),
+        connect_packet(V5, "newcomer"),
+        CLAIM_WAIT,
+    );
+    assert_eq!(connack.reason, ReasonCode::SERVER_UNAVAILABLE);
+    let (_, connack) = RawClient::connect_within(
+        cluster.nodes[0].addr(),
+        connect_packet(V3, "newcomer3"),
+        CLAIM_WAIT,
+    );
+    assert_eq!(connack.reason, ReasonCode::SERVER_UNAVAILABLE, "3.1.1 return code 3");
+
+    etcd.restart().unwrap_or_else(|error| panic!("{error}"));
+    let (_client, _, _) = connect_until_accepted(
+        &cluster.nodes[0],
+        &connect_packet(V5, "newcomer"),
+        Duration::from_secs(15),
+    );
+    publisher.send(&publish("o/2", b"after", QoS::AtLeastOnce, false, 99));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    assert_eq!(
+        receive(&mut subscriber, WAIT).expect("delivered").payload,
+        Bytes::from_static(b"after")
+    );
+}
+
+#[test]
+fn a_three_member_etcd_losing_a_member_keeps_the_cluster_working() {
+    let mut etcd = EtcdCluster::start(3).unwrap_or_else(|error| panic!("{error}"));
+    let endpoints = etcd.endpoints().join(",");
+    // The default 6 s lease: losing etcd's leader costs an election (about a second) and the
+    // switch to another endpoint, which a 2 s lease (fencing 1.5 s after the last renewal)
+    // would not always outlast.
+    let cluster = start_cluster_with_ttl(&endpoints, "etcd3", 2, "6");
+    let mut subscriber = connect(&cluster.nodes[0], V5, "e3-sub");
+    subscribe(&mut subscriber, "e/#", QoS::AtLeastOnce);
+    etcd.kill(0);
+    // New claims still commit (two of three members are a quorum), on both nodes.
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let connect = connect_packet(V5, &format!("after-loss-{index}"));
+        let (_client, _, _) = connect_until_accepted(node, &connect, Duration::from_secs(15));
+    }
+    let mut publisher = connect(&cluster.nodes[1], V5, "e3-pub");
+    await_route(&mut publisher, &mut subscriber, "e/probe");
+}
