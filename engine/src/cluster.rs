@@ -133,8 +133,8 @@ struct OutLink {
 }
 
 /// A takeover this shard asked a peer for: the session it sent back (None inside: it had none).
-#[derive(Default)]
 struct Takeover {
+    client_id: String,
     transfer: RefCell<Option<Option<Restored>>>,
     signal: Signal,
 }
@@ -156,7 +156,9 @@ impl ShardCluster {
             clock,
             links: RefCell::new(HashMap::new()),
             takeovers: RefCell::new(HashMap::new()),
-            next_request: Cell::new(1),
+            // Request numbers differ between runs of the process, so that an answer to a
+            // request of a previous run (it crossed a restart) matches nothing in this one.
+            next_request: Cell::new(request_base()),
             encoder: RefCell::new(Encoder::new()),
             dropped: Cell::new(0),
         }
@@ -722,7 +724,11 @@ async fn take_over(
     let peer = cluster.node.peer(owner);
     let request = cluster.next_request.get();
     cluster.next_request.set(request + 1);
-    let takeover = Rc::new(Takeover::default());
+    let takeover = Rc::new(Takeover {
+        client_id: client_id.to_string(),
+        transfer: RefCell::new(None),
+        signal: Signal::default(),
+    });
     cluster.takeovers.borrow_mut().insert(request, takeover.clone());
     let sent = cluster.send(
         peer,
@@ -814,6 +820,15 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
     let Some(takeover) = cluster.takeovers.borrow().get(&transfer.request).cloned() else {
         return;
     };
+    if takeover.client_id != transfer.client_id {
+        tracing::warn!(
+            shard = %context.id,
+            "ignoring a session transfer for {:?} answering a request for {:?}",
+            transfer.client_id,
+            takeover.client_id
+        );
+        return;
+    }
     let session = match decode_transfer(&transfer, &cluster.clock) {
         Ok(session) => session,
         Err(error) => {
@@ -841,4 +856,13 @@ fn decode_transfer(
         restored.incoming_qos2.push((client_id.clone(), packet_id));
     }
     Ok(Some(restored))
+}
+
+/// The first takeover request number of this run: the wall clock in nanoseconds, high bits
+/// cleared so that numbers never wrap within a run.
+fn request_base() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
+    (nanos & (u64::MAX >> 2)).max(1)
 }
