@@ -51,6 +51,11 @@ const LINK_OUT_BYTES_MAX: usize = 64 << 20;
 /// How long a forwarded publish waits for its receipt before the publisher is answered with a
 /// failure (the peer's storage or shards are stuck).
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write to a peer may take before its link is closed as stuck.
+const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an incoming link may stay silent (peers send a heartbeat every
+/// [`LINK_HEARTBEAT`]) before it is closed as dead.
+const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -451,7 +456,16 @@ async fn pump(
     loop {
         let batch = std::mem::take(&mut *link.out.borrow_mut());
         if !batch.is_empty() {
-            stream.write_all(&batch).await?;
+            // A peer that stops reading must not hold this link (and the receipts and
+            // heartbeats behind it) forever: the link is closed and re-established.
+            let written = future::or(async { Some(stream.write_all(&batch).await) }, async {
+                runtime::sleep(LINK_WRITE_TIMEOUT).await;
+                None
+            })
+            .await;
+            written.unwrap_or_else(|| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))
+            })?;
             // Give the (now written) buffer back to keep its capacity.
             let mut out = link.out.borrow_mut();
             if out.is_empty() {
@@ -540,9 +554,18 @@ async fn in_link(context: Rc<ShardContext>, mut stream: Connection) {
     let mut buf = BytesMut::new();
     let mut from: Option<LinkPeer> = None;
     loop {
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        let read = future::or(async { Some(stream.read_buf(&mut buf).await) }, async {
+            runtime::sleep(LINK_READ_TIMEOUT).await;
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(0) | Err(_)) => return,
+            Some(Ok(_)) => {}
+            None => {
+                tracing::warn!(shard = %context.id, "closing a node link silent for {LINK_READ_TIMEOUT:?}");
+                return;
+            }
         }
         loop {
             let body = match frame::decode(&mut buf) {
@@ -790,7 +813,7 @@ fn hand_over(
         messages: None,
         incoming_qos2: None,
     };
-    if let Some(restored) = restored {
+    if let Some(restored) = &restored {
         if let Some((_, record)) = restored.sessions.first() {
             transfer.session = Some(encode_session(record));
         }
@@ -807,11 +830,17 @@ fn hand_over(
         transfer.incoming_qos2 = Some(restored.incoming_qos2.iter().map(|(_, id)| *id).collect());
     }
     if !cluster.send(peer, Body::SessionTransfer(Box::new(transfer))) {
+        // The session would be lost with the frame: it stays here (offline) instead, and the
+        // requester, getting no answer, refuses its connect.
         tracing::warn!(
             shard = %context.id,
-            "handed client {:?} over, but the link to its new node is down",
+            "cannot hand client {:?} over: the link to its new node is down; keeping its session",
             request.client_id
         );
+        if let Some(restored) = restored {
+            context.state.borrow_mut().adopt_session(restored, Instant::now());
+            context.apply_effects();
+        }
     }
 }
 

@@ -215,3 +215,17 @@ fn fencing_disconnects_every_client_with_0x89() {
         .any(|p| matches!(p, Packet::Disconnect(d) if d.reason.0 == 0x89)));
     assert!(pair.a.closed.contains(&one) && pair.a.closed.contains(&two));
 }
+
+#[test]
+fn a_clean_session_taken_over_does_not_give_up_its_client_id() {
+    // The peer claims the id from this node next: releasing it here would race that claim.
+    let mut pair = pair();
+    let client = pair.a.connect("clean", V5, true);
+    pair.a.take(client);
+    let home = shardmq_shard::home_shard("clean", 2).index();
+    let now = pair.a.now;
+    assert!(pair.a.shards[home].hand_over("clean", true, now).is_none(), "no session to move");
+    pair.a.run();
+    assert!(pair.a.closed.contains(&client));
+    assert!(!pair.a.ended.iter().any(|id| &**id == "clean"), "released: {:?}", pair.a.ended);
+}

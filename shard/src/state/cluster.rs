@@ -382,6 +382,11 @@ impl Shard {
         if let Some(conn) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(conn, ReasonCode::SESSION_TAKEN_OVER);
             self.detach(conn, WillRule::Takeover { session_resumes: !clean_start }, now);
+            // A clean session ends with its connection, but its client id moves to the peer:
+            // this node must not release the ownership the peer is about to claim from it.
+            self.effects.retain(
+                |effect| !matches!(effect, Effect::SessionEnded(ended) if *ended == client_id),
+            );
         }
         let clock = self.durable.as_ref().map(|d| d.clock)?;
         let session = self.sessions.get_mut(&client_id)?;
