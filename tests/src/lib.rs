@@ -450,6 +450,17 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
     }
 }
 
+/// A CONNECT that resumes (or creates) a persistent session: clean session 0 on 3.1.1, clean
+/// start 0 and a one-hour Session Expiry Interval on v5.
+pub fn persistent_connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
+    let mut connect = connect_packet(version, client_id);
+    connect.clean_start = false;
+    if version.is_v5() {
+        connect.properties.session_expiry_interval = Some(3600);
+    }
+    connect
+}
+
 /// How to install each external tool the tests run, for the failure message when one is missing.
 fn install_hint(program: &str) -> &'static str {
     match program {

@@ -11,7 +11,7 @@ use shardmq_io::codec::{
     Ack, ByteString, Bytes, ConnAck, Connect, Packet, PacketId, Properties, ProtocolVersion,
     Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
-use shardmq_tests::{connect_packet, Broker, RawClient, Received};
+use shardmq_tests::{connect_packet, persistent_connect_packet, Broker, RawClient, Received};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -97,16 +97,6 @@ fn connect(node: &Broker, version: ProtocolVersion, client_id: &str) -> RawClien
     let (client, connack) = RawClient::connect(node.addr(), connect_packet(version, client_id));
     assert_eq!(connack.reason, ReasonCode::SUCCESS, "{client_id}: {connack:?}");
     client
-}
-
-/// A CONNECT that keeps its session (an hour in v5; clean session off in 3.1.1).
-fn persistent(version: ProtocolVersion, client_id: &str) -> Connect {
-    let mut connect = connect_packet(version, client_id);
-    connect.clean_start = false;
-    if version.is_v5() {
-        connect.properties.session_expiry_interval = Some(3600);
-    }
-    connect
 }
 
 /// The next PUBLISH's payload, acknowledging it as its QoS asks.
@@ -333,7 +323,7 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
     let client_id = format!("mover-{name}");
     let (mut first, connack) = RawClient::connect_within(
         cluster.nodes[0].addr(),
-        persistent(version, &client_id),
+        persistent_connect_packet(version, &client_id),
         CLAIM_WAIT,
     );
     assert_eq!(connack.reason, ReasonCode::SUCCESS);
@@ -344,7 +334,7 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
     // (with its subscription) over.
     let (mut second, connack) = RawClient::connect_within(
         cluster.nodes[1].addr(),
-        persistent(version, &client_id),
+        persistent_connect_packet(version, &client_id),
         CLAIM_WAIT,
     );
     assert_eq!(connack.reason, ReasonCode::SUCCESS);
@@ -368,7 +358,7 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     let (mut third, connack) = RawClient::connect_within(
         cluster.nodes[2].addr(),
-        persistent(version, &client_id),
+        persistent_connect_packet(version, &client_id),
         CLAIM_WAIT,
     );
     assert_eq!(connack.reason, ReasonCode::SUCCESS);

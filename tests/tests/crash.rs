@@ -11,7 +11,10 @@ use shardmq_io::codec::{
     Ack, ByteString, Bytes, Connect, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
     Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
-use shardmq_tests::{client_id_on_shard, connect_packet, Broker, RawClient, Received, TestDir};
+use shardmq_tests::{
+    client_id_on_shard, connect_packet, persistent_connect_packet, Broker, RawClient, Received,
+    TestDir,
+};
 
 use ProtocolVersion::{V3_1_1, V5};
 
@@ -24,17 +27,6 @@ const COLLECT: Duration = Duration::from_secs(10);
 
 fn packet_id(id: u16) -> PacketId {
     PacketId::new(id).expect("packet ids start at 1")
-}
-
-/// A CONNECT that resumes (or creates) a persistent session: clean session 0 on 3.1.1, clean
-/// start 0 and a one-hour Session Expiry Interval on v5.
-fn persistent(version: ProtocolVersion, client_id: &str) -> Connect {
-    let mut connect = connect_packet(version, client_id);
-    connect.clean_start = false;
-    if version.is_v5() {
-        connect.properties.session_expiry_interval = Some(3600);
-    }
-    connect
 }
 
 fn publish(topic: &str, payload: &str, qos: QoS, id: Option<u16>, retain: bool) -> Packet {
@@ -153,7 +145,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9() {
         (V5, client_id_on_shard("crash-sub-5", 1)),
     ];
     for (version, id) in &subscribers {
-        let mut client = connect(&first, persistent(*version, id), false);
+        let mut client = connect(&first, persistent_connect_packet(*version, id), false);
         subscribe(&mut client, TOPIC, QoS::ExactlyOnce);
         disconnect(client);
     }
@@ -232,7 +224,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9() {
     let second = Broker::start_in(dir.path(), &["--shards", "2"]);
     for (version, id) in &subscribers {
         let who = format!("{id} ({version:?})");
-        let mut client = connect(&second, persistent(*version, id), true);
+        let mut client = connect(&second, persistent_connect_packet(*version, id), true);
         let got = collect(&mut client, &who);
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for g in &got {
@@ -354,7 +346,7 @@ fn in_flight_messages_to_a_connected_subscriber_are_resent_with_dup() {
     let dir = TestDir::new("inflight");
     let mut first = Broker::start_in(dir.path(), &["--shards", "2"]);
     let sub_id = client_id_on_shard("slow-sub", 1);
-    let mut slow = persistent(V5, &sub_id);
+    let mut slow = persistent_connect_packet(V5, &sub_id);
     slow.properties.receive_maximum = Some(RECEIVE_MAXIMUM);
     let mut subscriber = connect(&first, slow.clone(), false);
     subscribe(&mut subscriber, TOPIC, QoS::AtLeastOnce);
@@ -440,7 +432,7 @@ fn a_restart_with_another_shard_count_keeps_every_session() {
 
     let mut broker = Broker::start_in(dir.path(), &["--shards", "2"]);
     for (version, id) in &sessions {
-        let mut client = connect(&broker, persistent(*version, id), false);
+        let mut client = connect(&broker, persistent_connect_packet(*version, id), false);
         subscribe(&mut client, &format!("to/{id}"), QoS::AtLeastOnce);
         disconnect(client);
     }
@@ -465,7 +457,7 @@ fn a_restart_with_another_shard_count_keeps_every_session() {
         let first = shards == 3;
         let mut clients = Vec::new();
         for (version, id) in &sessions {
-            let mut client = connect(&broker, persistent(*version, id), true);
+            let mut client = connect(&broker, persistent_connect_packet(*version, id), true);
             if first {
                 // The queued message, delivered on the first restart and acknowledged.
                 match client.expect_packet(REPLY) {

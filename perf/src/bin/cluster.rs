@@ -15,7 +15,7 @@
 //! A complete run writes `perf/results/cluster/<date>-<commit>.{json,md}` and `LATEST.md`;
 //! `--quick` (a smoke run with small counts) writes under `target/cluster/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         results.insert(scenario.clone(), value);
         report.push_str(&text);
     }
-    let commit = commit(&workspace);
+    let commit = shardmq_perf::compare::commit(&workspace);
     let date = date();
     let complete = !args.quick && args.scenarios.len() == 3 && env.rounds >= 3;
     let out = args.out.unwrap_or_else(|| {
@@ -406,12 +406,8 @@ fn start_nodes(
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("node.log");
-        let mut command = Command::new("sh");
+        let mut command = shardmq_command(env);
         command
-            .arg("-c")
-            .arg(r#"ulimit -n "$(ulimit -Hn)" && exec "$@""#)
-            .arg("sh")
-            .arg(&env.shardmq)
             .args(["serve", "--shards", "1", "--durability", "none", "--log", "info"])
             .args(["--listen", &format!("{ip}:1883")])
             .arg("--data-dir")
@@ -489,21 +485,19 @@ fn stop_nodes(nodes: &mut [Node]) -> (u64, u64, u64) {
     totals
 }
 
+/// `shardmq` run through `sh` with the open-file limit raised to its hard value.
+fn shardmq_command(env: &Env) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(r#"ulimit -n "$(ulimit -Hn)" && exec "$@""#).arg("sh").arg(&env.shardmq);
+    command
+}
+
 /// Runs `shardmq loadgen <args> --target <every node> --json` and returns its report.
 fn loadgen(env: &Env, nodes: &[Node], args: &[&str]) -> anyhow::Result<Value> {
     let json_path = env.scratch.join("loadgen.json");
     let _ = std::fs::remove_file(&json_path);
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"ulimit -n "$(ulimit -Hn)" && exec "$@""#)
-        .arg("sh")
-        .arg(&env.shardmq)
-        .arg("loadgen")
-        .args(args)
-        .arg("--quiet")
-        .arg("--json")
-        .arg(&json_path);
+    let mut command = shardmq_command(env);
+    command.arg("loadgen").args(args).arg("--quiet").arg("--json").arg(&json_path);
     for node in nodes {
         command.args(["--target", &node.addr]);
     }
@@ -537,28 +531,6 @@ fn fmt_summary((median, min, max): (f64, f64, f64), decimals: usize) -> String {
         return format!("{median:.decimals$}");
     }
     format!("{median:.decimals$} [{min:.decimals$} – {max:.decimals$}]")
-}
-
-fn commit(workspace: &Path) -> String {
-    let output = Command::new("git")
-        .current_dir(workspace)
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let dirty = Command::new("git")
-        .current_dir(workspace)
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .is_some_and(|o| !o.stdout.is_empty());
-    if dirty {
-        format!("{output}-dirty")
-    } else {
-        output
-    }
 }
 
 fn date() -> String {

@@ -158,7 +158,7 @@ fn run_one(
 }
 
 /// `git describe`-like identity of the tree measured: the short commit, `-dirty` when changed.
-fn commit(workspace: &Path) -> String {
+pub fn commit(workspace: &Path) -> String {
     let git = |args: &[&str]| {
         Command::new("git")
             .current_dir(workspace)
