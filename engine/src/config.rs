@@ -374,7 +374,10 @@ mod tests {
     fn file(text: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("shardmq-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join(format!("{}.toml", text.len()));
+        // Tests run in parallel: every call gets its own file.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, text).expect("write config");
         ServeArgs { config: Some(path), ..ServeArgs::default() }.resolve()
     }
