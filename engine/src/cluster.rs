@@ -24,9 +24,11 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlEvent, ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    self, Body, Encoder, Heartbeat, Hello, Publish, Receipt, Route, RouteDelta, RouteSnapshot,
-    SessionMessage, SessionTransfer, TakeoverRequest,
+    self, Body, Encoder, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched,
+    RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
+    TakeoverRequest,
 };
+use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
 use shardmq_io::codec::ByteString;
 use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
@@ -34,7 +36,10 @@ use shardmq_shard::persist::{
     decode_message_record, decode_session, decode_stored_message, encode_message_record,
     encode_session, encode_stored_message, Restored, WallClock,
 };
-use shardmq_shard::{home_shard, Forward, PeerNode, PeerRoute, ShardId};
+use shardmq_shard::{
+    home_shard, retained_shard, Forward, Node, PeerNode, PeerRoute, RetainedPlacement, ShardId,
+    SharedMessage,
+};
 
 use crate::server::{MeshItem, ShardContext, Signal};
 
@@ -58,6 +63,12 @@ const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How many nodes keep a large retained message in full: the first ones of its topic on the
+/// HRW ring. Two, so that one node lost or restarting leaves a copy to fetch.
+const RETAINED_COPIES: usize = 2;
+/// How long a subscribe's fetch of a large retained message waits for one holder before it
+/// asks the next.
+const RETAINED_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the shards of a node share about the cluster: the control plane and the numbering of
 /// peer nodes. Locked only when membership changes or a link says hello, never per message.
@@ -67,6 +78,9 @@ pub struct NodeCluster {
     pub node: NodeId,
     pub fence: Arc<Fence>,
     pub claim_timeout: Duration,
+    /// Retained payloads up to this size are kept on every node, larger ones on
+    /// [`RETAINED_COPIES`] nodes.
+    pub retained_replicate_bytes_max: usize,
     registry: Mutex<Registry>,
 }
 
@@ -77,14 +91,37 @@ struct Registry {
 }
 
 impl NodeCluster {
-    pub fn new(control: ControlPlane, cluster: String, claim_timeout: Duration) -> NodeCluster {
+    pub fn new(
+        control: ControlPlane,
+        cluster: String,
+        claim_timeout: Duration,
+        retained_replicate_bytes_max: usize,
+    ) -> NodeCluster {
         NodeCluster {
             fence: control.fence(),
             node: control.node().clone(),
             control,
             cluster,
             claim_timeout,
+            retained_replicate_bytes_max,
             registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    /// How this node names `node` to its shards.
+    fn shard_node(&self, node: &NodeId) -> Node {
+        if *node == self.node {
+            Node::Here
+        } else {
+            Node::Peer(self.peer(node))
+        }
+    }
+
+    /// The id of a node named by a shard.
+    fn node_id(&self, node: Node) -> Option<NodeId> {
+        match node {
+            Node::Here => Some(self.node.clone()),
+            Node::Peer(peer) => self.name(peer),
         }
     }
 
@@ -112,12 +149,19 @@ impl std::fmt::Debug for NodeCluster {
     }
 }
 
-/// Lives on each shard: its outgoing links and the takeovers it waits for.
+/// Lives on each shard: its outgoing links and the takeovers and retained fetches it waits for.
 pub struct ShardCluster {
     pub node: Arc<NodeCluster>,
     clock: WallClock,
     links: RefCell<HashMap<PeerNode, Rc<OutLink>>>,
     takeovers: RefCell<HashMap<u64, Rc<Takeover>>>,
+    /// The live nodes (this one included), for the holders of large retained messages.
+    ring: Rc<RefCell<Ring>>,
+    /// Fetches of large retained messages the shard asked for, not started yet.
+    fetch_queue: RefCell<Vec<(u64, ByteString, Vec<PeerNode>)>>,
+    fetch_signal: Signal,
+    /// Retained fetches waiting for a holder's answer, by request number.
+    fetches: RefCell<HashMap<u64, Rc<Awaited<Option<SharedMessage>>>>>,
     next_request: Cell<u64>,
     encoder: RefCell<Encoder>,
     /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
@@ -140,8 +184,54 @@ struct OutLink {
 /// A takeover this shard asked a peer for: the session it sent back (None inside: it had none).
 struct Takeover {
     client_id: String,
-    transfer: RefCell<Option<Option<Restored>>>,
+    transfer: Awaited<Option<Restored>>,
+}
+
+/// An answer a task waits for, set by whoever reads it from a link.
+struct Awaited<T> {
+    value: RefCell<Option<T>>,
     signal: Signal,
+}
+
+impl<T> Awaited<T> {
+    fn new() -> Awaited<T> {
+        Awaited { value: RefCell::new(None), signal: Signal::default() }
+    }
+
+    fn set(&self, value: T) {
+        *self.value.borrow_mut() = Some(value);
+        self.signal.notify();
+    }
+
+    /// The answer, or `None` when it has not come by `deadline`.
+    async fn until(&self, deadline: Instant) -> Option<T> {
+        loop {
+            if let Some(value) = self.value.borrow_mut().take() {
+                return Some(value);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            future::or(self.signal.wait(), runtime::sleep(left)).await;
+        }
+    }
+}
+
+/// Chooses the holders of large retained messages: the first [`RETAINED_COPIES`] nodes of the
+/// topic on the HRW ring of live nodes, the same on every node that sees the same members.
+#[derive(Debug)]
+struct RingPlacement {
+    node: Arc<NodeCluster>,
+    ring: Rc<RefCell<Ring>>,
+}
+
+impl RetainedPlacement for RingPlacement {
+    fn holders(&self, topic: &str) -> Vec<Node> {
+        let ring = self.ring.borrow();
+        let owners = ring.owners(topic.as_bytes(), RETAINED_COPIES);
+        owners.into_iter().map(|node| self.node.shard_node(node)).collect()
+    }
 }
 
 /// Link messages one shard passes to another over the mesh.
@@ -152,6 +242,10 @@ pub enum ClusterItem {
     Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
     /// A peer answered this shard's takeover request.
     Transfer(Box<SessionTransfer>),
+    /// A peer fetches a retained message of this shard's partition.
+    Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
+    /// A peer answered this shard's retained fetch.
+    Fetched(Box<RetainedFetched>),
 }
 
 impl ShardCluster {
@@ -161,12 +255,34 @@ impl ShardCluster {
             clock,
             links: RefCell::new(HashMap::new()),
             takeovers: RefCell::new(HashMap::new()),
+            ring: Rc::new(RefCell::new(Ring::default())),
+            fetch_queue: RefCell::new(Vec::new()),
+            fetch_signal: Signal::default(),
+            fetches: RefCell::new(HashMap::new()),
             // Request numbers differ between runs of the process, so that an answer to a
             // request of a previous run (it crossed a restart) matches nothing in this one.
             next_request: Cell::new(request_base()),
             encoder: RefCell::new(Encoder::new()),
             dropped: Cell::new(0),
         }
+    }
+
+    /// Where this shard's large retained messages are kept (given to the shard's state).
+    pub fn placement(&self) -> Box<dyn RetainedPlacement> {
+        Box::new(RingPlacement { node: self.node.clone(), ring: self.ring.clone() })
+    }
+
+    fn next_request(&self) -> u64 {
+        let request = self.next_request.get();
+        self.next_request.set(request + 1);
+        request
+    }
+
+    /// The shard asked for a large retained message kept on other nodes
+    /// ([`shardmq_shard::Effect::FetchRetained`]); [`retained_fetcher`] fetches it.
+    pub fn fetch_retained(&self, token: u64, topic: ByteString, holders: Vec<PeerNode>) {
+        self.fetch_queue.borrow_mut().push((token, topic, holders));
+        self.fetch_signal.notify();
     }
 
     /// Queues a frame on the link to `peer`. False when the link is down or full.
@@ -186,11 +302,18 @@ impl ShardCluster {
     /// the publish could not be sent.
     pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
         match forward {
-            Forward::Publish { message, receipt, deliver, shared } => {
+            Forward::Publish { message, receipt, deliver, shared, holders } => {
                 let (shared_filter, shared_group) = match shared {
                     Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
                     None => (None, None),
                 };
+                let retained_holders = holders.map(|holders| {
+                    holders
+                        .into_iter()
+                        .filter_map(|node| self.node.node_id(node))
+                        .map(|node| node.to_string())
+                        .collect()
+                });
                 let body = Body::Publish(Box::new(Publish {
                     message: encode_stored_message(&message, &self.clock),
                     receipt: receipt.unwrap_or(0),
@@ -198,6 +321,7 @@ impl ShardCluster {
                     deliver,
                     shared_filter,
                     shared_group,
+                    retained_holders,
                 }));
                 if !self.send(peer, body) {
                     // The peer's link is down (the node is gone or restarting) or full: its
@@ -299,6 +423,7 @@ pub async fn control_events(
 }
 
 fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, members: &[Member]) {
+    *cluster.ring.borrow_mut() = Ring::from_members(members);
     let mut live = Vec::new();
     for member in members.iter().filter(|m| m.node != cluster.node.node) {
         let peer = cluster.node.peer(&member.node);
@@ -417,6 +542,7 @@ async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
 /// deltas and publishes follow (all on this thread, so nothing falls between them).
 fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
     let routes = context.state.borrow().route_snapshot();
+    let held = context.state.borrow().large_retained_topics();
     let mut out = link.out.borrow_mut();
     out.clear();
     let mut encoder = cluster.encoder.borrow_mut();
@@ -442,6 +568,10 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
         })),
         &mut out,
     );
+    if !held.is_empty() {
+        let topics = Some(held.iter().map(|topic| topic.to_string()).collect());
+        encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics })), &mut out);
+    }
     link.version.set(0);
     link.up.set(true);
 }
@@ -662,6 +792,9 @@ fn handle_frame(
                 }
                 _ => None,
             };
+            let holders = publish.retained_holders.map(|names| {
+                names.iter().map(|name| cluster.node.shard_node(&NodeId::new(name))).collect()
+            });
             context.state.borrow_mut().peer_publish(
                 from.peer,
                 reply_shard,
@@ -669,6 +802,7 @@ fn handle_frame(
                 receipt,
                 publish.deliver,
                 shared,
+                holders,
                 now,
             );
         }
@@ -704,6 +838,27 @@ fn handle_frame(
         Body::Heartbeat(heartbeat) => {
             cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
         }
+        Body::RetainedIndex(index) => {
+            let topics = index.topics.unwrap_or_default().into_iter().map(ByteString::from);
+            context.state.borrow_mut().retained_held_by(from.peer, topics.collect());
+        }
+        Body::RetainedFetch(fetch) => {
+            let partition = retained_shard(&fetch.topic, context.shards);
+            if partition == context.id {
+                answer_fetch(context, cluster, from.peer, &fetch);
+            } else {
+                let item = ClusterItem::Fetch { peer: from.peer, fetch };
+                context.to_peer(partition, MeshItem::Cluster(item));
+            }
+        }
+        Body::RetainedFetched(fetched) => {
+            let shard = ShardId(fetched.shard);
+            if shard == context.id {
+                fetched_arrived(cluster, *fetched);
+            } else if shard.0 < context.shards {
+                context.to_peer(shard, MeshItem::Cluster(ClusterItem::Fetched(fetched)));
+            }
+        }
     }
 }
 
@@ -714,6 +869,8 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         ClusterItem::Receipt { peer, token, ok } => cluster.receipt(context, peer, token, ok),
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
         ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
+        ClusterItem::Fetch { peer, fetch } => answer_fetch(context, &cluster, peer, &fetch),
+        ClusterItem::Fetched(fetched) => fetched_arrived(&cluster, *fetched),
     }
 }
 
@@ -745,13 +902,8 @@ async fn take_over(
     revision: Revision,
 ) -> bool {
     let peer = cluster.node.peer(owner);
-    let request = cluster.next_request.get();
-    cluster.next_request.set(request + 1);
-    let takeover = Rc::new(Takeover {
-        client_id: client_id.to_string(),
-        transfer: RefCell::new(None),
-        signal: Signal::default(),
-    });
+    let request = cluster.next_request();
+    let takeover = Rc::new(Takeover { client_id: client_id.to_string(), transfer: Awaited::new() });
     cluster.takeovers.borrow_mut().insert(request, takeover.clone());
     let sent = cluster.send(
         peer,
@@ -762,16 +914,10 @@ async fn take_over(
             clean_start,
         })),
     );
-    let deadline = Instant::now() + cluster.node.claim_timeout;
-    let mut transfer = None;
-    while sent && transfer.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        future::or(takeover.signal.wait(), runtime::sleep(left)).await;
-        transfer = takeover.transfer.borrow_mut().take();
-    }
+    let transfer = match sent {
+        true => takeover.transfer.until(Instant::now() + cluster.node.claim_timeout).await,
+        false => None,
+    };
     cluster.takeovers.borrow_mut().remove(&request);
     let Some(session) = transfer else {
         tracing::warn!(
@@ -865,8 +1011,93 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
             None
         }
     };
-    *takeover.transfer.borrow_mut() = Some(session);
-    takeover.signal.notify();
+    takeover.transfer.set(session);
+}
+
+// -------------------------------------------------------------------------------------------
+// Large retained messages
+// -------------------------------------------------------------------------------------------
+
+/// Fetches the large retained messages this shard's subscribes need from the nodes that keep
+/// them, each in a task of its own.
+pub async fn retained_fetcher(context: Rc<ShardContext>) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    while !context.stopping.get() {
+        let queued = std::mem::take(&mut *cluster.fetch_queue.borrow_mut());
+        if queued.is_empty() {
+            future::or(cluster.fetch_signal.wait(), context.stop_signal.wait()).await;
+            continue;
+        }
+        for (token, topic, holders) in queued {
+            runtime::spawn_local(fetch_one(
+                context.clone(),
+                cluster.clone(),
+                token,
+                topic,
+                holders,
+            ));
+        }
+    }
+}
+
+/// Asks each holder in turn for the retained message on `topic` until one has it, then hands
+/// it (or nothing) to the shard.
+async fn fetch_one(
+    context: Rc<ShardContext>,
+    cluster: Rc<ShardCluster>,
+    token: u64,
+    topic: ByteString,
+    holders: Vec<PeerNode>,
+) {
+    let mut found = None;
+    for holder in holders {
+        let request = cluster.next_request();
+        let answer = Rc::new(Awaited::new());
+        cluster.fetches.borrow_mut().insert(request, answer.clone());
+        let fetch = RetainedFetch { topic: topic.to_string(), request, reply_shard: context.id.0 };
+        let answered = match cluster.send(holder, Body::RetainedFetch(Box::new(fetch))) {
+            true => answer.until(Instant::now() + RETAINED_FETCH_TIMEOUT).await,
+            false => None,
+        };
+        cluster.fetches.borrow_mut().remove(&request);
+        if let Some(Some(message)) = answered {
+            found = Some(message);
+            break;
+        }
+    }
+    if found.is_none() {
+        tracing::debug!(shard = %context.id, %topic, "no holder answered with the retained message");
+    }
+    context.state.borrow_mut().retained_fetched(token, found, Instant::now());
+    context.apply_effects();
+}
+
+/// A peer fetches the retained message on a topic of this shard's partition.
+fn answer_fetch(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    peer: PeerNode,
+    fetch: &RetainedFetch,
+) {
+    let message = context.state.borrow().retained_message(&fetch.topic, Instant::now());
+    let fetched = RetainedFetched {
+        request: fetch.request,
+        shard: fetch.reply_shard,
+        message: message.map(|message| encode_stored_message(&message, &cluster.clock)),
+    };
+    // Lost with the link: the fetching node asks the next holder after its timeout.
+    cluster.send(peer, Body::RetainedFetched(Box::new(fetched)));
+}
+
+/// A peer answered one of this shard's retained fetches.
+fn fetched_arrived(cluster: &ShardCluster, fetched: RetainedFetched) {
+    let Some(answer) = cluster.fetches.borrow().get(&fetched.request).cloned() else { return };
+    let message = fetched.message.and_then(|bytes| {
+        decode_stored_message(&bytes, &cluster.clock)
+            .map_err(|error| tracing::warn!("bad retained message from a peer: {error}"))
+            .ok()
+    });
+    answer.set(message.map(Arc::new));
 }
 
 fn decode_transfer(

@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// "server unavailable" [default: 5].
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
+    /// Retained payloads up to this many bytes are kept on every node; larger ones only on two
+    /// nodes (chosen by rendezvous hashing of the topic), and fetched from there when a
+    /// subscribe needs them. The same on every node of a cluster [default: 1024].
+    #[arg(long, value_name = "BYTES")]
+    pub retained_replicate_max: Option<usize>,
 }
 
 /// The resolved configuration of a node.
@@ -138,6 +143,7 @@ pub struct ClusterConfig {
     pub claim_batch_delay: Duration,
     pub claim_batch_max: usize,
     pub claim_timeout: Duration,
+    pub retained_replicate_bytes_max: usize,
 }
 
 /// A configuration error: one line, naming the key.
@@ -189,7 +195,8 @@ impl ServeArgs {
             lease_ttl,
             claim_batch_delay_ms,
             claim_batch_max,
-            claim_timeout
+            claim_timeout,
+            retained_replicate_max
         )
     }
 
@@ -342,6 +349,7 @@ impl ServeArgs {
             claim_batch_delay: Duration::from_millis(self.claim_batch_delay_ms.unwrap_or(2)),
             claim_batch_max,
             claim_timeout: Duration::from_secs(claim_timeout),
+            retained_replicate_bytes_max: self.retained_replicate_max.unwrap_or(1024),
         }))
     }
 }

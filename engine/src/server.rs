@@ -221,7 +221,12 @@ fn join_cluster(
         config.node_id,
         config.etcd.join(",")
     );
-    let node = Arc::new(NodeCluster::new(control, config.name.clone(), config.claim_timeout));
+    let node = Arc::new(NodeCluster::new(
+        control,
+        config.name.clone(),
+        config.claim_timeout,
+        config.retained_replicate_bytes_max,
+    ));
     let joins = events
         .into_iter()
         .zip(link_sockets)
@@ -400,6 +405,8 @@ impl ShardContext {
         self.state.borrow_mut().drain_effects(&mut effects);
         // Receipts of forwards that could not be sent, answered once the loop is done.
         let mut answered: Vec<(u64, bool)> = Vec::new();
+        // Retained fetches with no cluster to fetch from (none is asked for then).
+        let mut answered_fetches: Vec<u64> = Vec::new();
         {
             let conns = self.conns.borrow();
             for effect in effects.drain(..) {
@@ -435,16 +442,23 @@ impl ShardContext {
                             cluster.node.control.release(&client_id);
                         }
                     }
+                    Effect::FetchRetained { token, topic, holders } => match &self.cluster {
+                        Some(cluster) => cluster.fetch_retained(token, topic, holders),
+                        None => answered_fetches.push(token),
+                    },
                 }
             }
         }
         // Give the (now empty) vector back to keep its capacity.
         *self.effects.borrow_mut() = effects;
-        if !answered.is_empty() {
+        if !answered.is_empty() || !answered_fetches.is_empty() {
             {
                 let mut state = self.state.borrow_mut();
                 for (token, ok) in answered {
                     state.peer_receipt(token, ok);
+                }
+                for token in answered_fetches {
+                    state.retained_fetched(token, None, Instant::now());
                 }
             }
             self.apply_effects();
@@ -483,7 +497,10 @@ async fn shard_main(
             let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
                 panic!("shard {id} cannot register its node-link listener: {error}")
             });
-            (Some(Rc::new(ShardCluster::new(node, clock))), Some((events, link_listener)))
+            let shard_cluster = ShardCluster::new(node, clock);
+            let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
+            state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
+            (Some(Rc::new(shard_cluster)), Some((events, link_listener)))
         }
         None => (None, None),
     };
@@ -558,6 +575,7 @@ async fn shard_main(
     if let Some((events, link_listener)) = cluster_tasks {
         runtime::spawn_local(cluster::control_events(context.clone(), events));
         runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
+        runtime::spawn_local(cluster::retained_fetcher(context.clone()));
     }
     runtime::spawn_local(accept_loop(context.clone(), listener));
 

@@ -26,5 +26,6 @@ pub use limits::Limits;
 pub use mesh::{ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
-    CommitBatch, Effect, Forward, PeerRoute, Shard, ShardStats, Ticket, PUBLISHER_PAUSE_MAX,
+    CommitBatch, Effect, Forward, Node, PeerRoute, RetainedPlacement, Shard, ShardStats, Ticket,
+    PUBLISHER_PAUSE_MAX,
 };

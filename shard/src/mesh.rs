@@ -21,8 +21,13 @@ pub enum ShardMsg {
     /// Barrier for a SUBSCRIBE: sent after the sender's RouteAdds, so when the receiver answers,
     /// it has applied them. Also asks for the receiver's retained messages matching `filters`.
     SubscribeSync { token: SyncToken, filters: Vec<ByteString> },
-    /// The answer to [`ShardMsg::SubscribeSync`].
-    SubscribeReady { token: SyncToken, retained: Vec<SharedMessage> },
+    /// The answer to [`ShardMsg::SubscribeSync`]: the receiver's retained messages, and its
+    /// notes of large ones kept on other nodes (topic and holders).
+    SubscribeReady {
+        token: SyncToken,
+        retained: Vec<SharedMessage>,
+        elsewhere: Vec<(ByteString, Vec<PeerNode>)>,
+    },
     /// Deliver to the receiver's own (non-shared) subscribers that match. With a `receipt`,
     /// the sender holds the publisher's acknowledgement until the receiver answers
     /// [`ShardMsg::Stored`] (after storing what it must).
@@ -37,8 +42,11 @@ pub enum ShardMsg {
         receipt: Option<u64>,
         publisher: Option<ConnId>,
     },
-    /// Store (or, with an empty payload, delete) a retained message in the receiver's partition.
-    Retain { message: SharedMessage, receipt: Option<u64> },
+    /// Store (or, with an empty payload, delete) a retained message in the receiver's partition;
+    /// with `elsewhere`, only note that these peer nodes keep it (a large one).
+    Retain { message: SharedMessage, receipt: Option<u64>, elsewhere: Option<Vec<PeerNode>> },
+    /// Peer node `node` keeps these large retained messages of the receiver's partition.
+    RetainedHeld { node: PeerNode, topics: Vec<ByteString> },
     /// The writes a receipt was asked for are durable (`ok`) or failed.
     Stored { token: u64, ok: bool },
     /// Stop reading the receiver's connection `conn`: a subscriber on the sender, fed by its

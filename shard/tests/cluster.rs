@@ -6,7 +6,7 @@ mod harness;
 
 use harness::{connack, payloads, Node};
 use shardmq_io::codec::{Packet, ProtocolVersion, QoS, SubscriptionOptions};
-use shardmq_shard::{Forward, PeerNode};
+use shardmq_shard::{retained_shard, Forward, PeerNode, RetainedPlacement};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// Each node knows the other as its peer number 0.
@@ -45,8 +45,17 @@ fn exchange(pair: &mut Pair) {
 fn carry(from: &mut Node, to: &mut Node) -> usize {
     let forwarded = std::mem::take(&mut from.forwarded);
     let routes = std::mem::take(&mut from.route_changes);
-    let moved = forwarded.len() + routes.len();
+    let fetches = std::mem::take(&mut from.fetches);
+    let moved = forwarded.len() + routes.len() + fetches.len();
     let now = to.now;
+    // The peer answers each fetch from the partition that keeps the topic.
+    for (shard, token, topic, holders) in fetches {
+        assert_eq!(holders, [PEER]);
+        let partition = retained_shard(&topic, 2).index();
+        let message = to.shards[partition].retained_message(&topic, now);
+        from.shards[shard.index()].retained_fetched(token, message, from.now);
+        from.run();
+    }
     for (origin, added, removed) in routes {
         to.shards[0].peer_routes_from_link(PEER, origin, false, added, removed);
         to.run();
@@ -54,8 +63,19 @@ fn carry(from: &mut Node, to: &mut Node) -> usize {
     for (origin, peer, forward) in forwarded {
         assert_eq!(peer, PEER);
         match forward {
-            Forward::Publish { message, receipt, deliver, shared } => {
-                to.shards[0].peer_publish(PEER, origin, message, receipt, deliver, shared, now);
+            Forward::Publish { message, receipt, deliver, shared, holders } => {
+                // The sender's names of nodes, as the receiver names them.
+                let holders = holders.map(|holders| {
+                    holders
+                        .into_iter()
+                        .map(|node| match node {
+                            shardmq_shard::Node::Here => shardmq_shard::Node::Peer(PEER),
+                            shardmq_shard::Node::Peer(_) => shardmq_shard::Node::Here,
+                        })
+                        .collect()
+                });
+                let shard = &mut to.shards[0];
+                shard.peer_publish(PEER, origin, message, receipt, deliver, shared, holders, now);
             }
             Forward::Receipt { token, shard, ok } => {
                 to.shards[shard.index()].peer_receipt(token, ok)
@@ -228,4 +248,92 @@ fn a_clean_session_taken_over_does_not_give_up_its_client_id() {
     pair.a.run();
     assert!(pair.a.closed.contains(&client));
     assert!(!pair.a.ended.iter().any(|id| &**id == "clean"), "released: {:?}", pair.a.ended);
+}
+
+/// Keeps large retained messages on node A only, as both nodes see it.
+#[derive(Debug)]
+struct OnA {
+    here: bool,
+}
+
+impl RetainedPlacement for OnA {
+    fn holders(&self, _topic: &str) -> Vec<shardmq_shard::Node> {
+        vec![if self.here { shardmq_shard::Node::Here } else { shardmq_shard::Node::Peer(PEER) }]
+    }
+}
+
+/// Payloads over this many bytes are "large" in these tests.
+const REPLICATE_MAX: usize = 8;
+
+fn pair_keeping_large_retained_on_a() -> Pair {
+    let mut pair = pair();
+    for (node, here) in [(&mut pair.a, true), (&mut pair.b, false)] {
+        for shard in &mut node.shards {
+            shard.set_retained_placement(Box::new(OnA { here }), REPLICATE_MAX);
+        }
+    }
+    pair
+}
+
+fn kept_in_full(node: &Node, topic: &str) -> bool {
+    node.shards.iter().any(|shard| shard.retained_message(topic, node.now).is_some())
+}
+
+#[test]
+fn a_large_retained_message_is_kept_on_its_holder_and_fetched_by_a_subscribe_elsewhere() {
+    let mut pair = pair_keeping_large_retained_on_a();
+    // Published on the node that does not keep it: it goes to A in full, B keeps a note.
+    let publisher = pair.b.connect("pub", V5, true);
+    pair.b.publish(publisher, "big/1", "a payload over eight bytes", QoS::AtLeastOnce, true);
+    pair.b.publish(publisher, "small/1", "tiny", QoS::AtLeastOnce, true);
+    exchange(&mut pair);
+    assert!(kept_in_full(&pair.a, "big/1"));
+    assert!(!kept_in_full(&pair.b, "big/1"), "the node that is no holder kept the payload");
+    assert!(kept_in_full(&pair.a, "small/1") && kept_in_full(&pair.b, "small/1"));
+
+    let subscriber = pair.b.connect("sub", V5, true);
+    pair.b.subscribe(subscriber, "#", QoS::AtLeastOnce);
+    assert_eq!(pair.b.fetches.len(), 1, "one fetch, for the large message only");
+    exchange(&mut pair);
+    let publishes = pair.b.publishes(subscriber);
+    let mut got = payloads(&publishes);
+    got.sort();
+    assert_eq!(got, ["a payload over eight bytes", "tiny"]);
+
+    // Replaced by a small one: kept everywhere again, and nothing is fetched.
+    pair.b.publish(publisher, "big/1", "now tiny", QoS::AtMostOnce, true);
+    exchange(&mut pair);
+    assert!(kept_in_full(&pair.b, "big/1"));
+    let late = pair.b.connect("late", V5, true);
+    pair.b.subscribe(late, "big/#", QoS::AtMostOnce);
+    assert!(pair.b.fetches.is_empty());
+    assert_eq!(payloads(&pair.b.publishes(late)), ["now tiny"]);
+}
+
+#[test]
+fn a_holder_that_leaves_is_not_asked_and_its_index_brings_it_back() {
+    let mut pair = pair_keeping_large_retained_on_a();
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "big/1", "a payload over eight bytes", QoS::AtMostOnce, true);
+    exchange(&mut pair);
+    assert!(!kept_in_full(&pair.b, "big/1"));
+    let held: Vec<_> = pair.a.shards.iter().flat_map(|s| s.large_retained_topics()).collect();
+    assert_eq!(held, ["big/1"]);
+
+    // A leaves: B has no one to fetch from, and the subscribe still completes.
+    for shard in &mut pair.b.shards {
+        shard.peer_gone(PEER);
+    }
+    let subscriber = pair.b.connect("sub", V5, true);
+    pair.b.subscribe(subscriber, "big/#", QoS::AtMostOnce);
+    assert!(pair.b.fetches.is_empty());
+    assert!(pair.b.publishes(subscriber).is_empty());
+
+    // A's link comes back and announces what it keeps: the next subscribe fetches it.
+    pair.b.shards[0].retained_held_by(PEER, held);
+    pair.b.run();
+    let again = pair.b.connect("again", V5, true);
+    pair.b.subscribe(again, "big/#", QoS::AtMostOnce);
+    exchange(&mut pair);
+    assert_eq!(payloads(&pair.b.publishes(again)), ["a payload over eight bytes"]);
 }

@@ -11,7 +11,9 @@ use shardmq_io::codec::{
     Ack, ByteString, Bytes, ConnAck, Connect, Packet, PacketId, Properties, ProtocolVersion,
     Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
-use shardmq_tests::{connect_packet, persistent_connect_packet, Broker, RawClient, Received};
+use shardmq_tests::{
+    connect_packet, persistent_connect_packet, Broker, RawClient, Received, TestDir,
+};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
@@ -28,25 +30,32 @@ struct Cluster {
 }
 
 fn start_node(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> Broker {
+    let args = node_args(endpoints, cluster, index, lease_ttl);
+    Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The command line of node `index` (node id `n{index}`, on 127.0.0.{index + 1}).
+fn node_args(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> Vec<String> {
     let address = format!("127.0.0.{}:0", index + 1);
     let node_id = format!("n{index}");
-    Broker::start_on(
+    [
+        "--listen",
         &address,
-        &[
-            "--etcd",
-            endpoints,
-            "--cluster",
-            cluster,
-            "--node-id",
-            &node_id,
-            "--link-listen",
-            &address,
-            "--lease-ttl",
-            lease_ttl,
-            "--claim-timeout",
-            "3",
-        ],
-    )
+        "--etcd",
+        endpoints,
+        "--cluster",
+        cluster,
+        "--node-id",
+        &node_id,
+        "--link-listen",
+        &address,
+        "--lease-ttl",
+        lease_ttl,
+        "--claim-timeout",
+        "3",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn start_cluster(endpoints: &str, name: &str, nodes: usize) -> Cluster {
@@ -239,36 +248,90 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
     }
 }
 
+/// The retained messages under `filter` a new subscriber on `node` gets, by payload size.
+fn retained_on(node: &Broker, client_id: &str, filter: &str) -> Vec<Bytes> {
+    // A node that just started holds connects until its first claims may commit.
+    let (mut reader, _, _) = connect_until_accepted(node, &connect_packet(V3, client_id), WAIT);
+    subscribe(&mut reader, filter, QoS::AtMostOnce);
+    let mut got = Vec::new();
+    while let Some(message) = receive(&mut reader, Duration::from_millis(300)) {
+        assert!(message.retain);
+        got.push(message.payload);
+    }
+    got.sort_by_key(|payload| payload.len());
+    got
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn stored_under(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("list a data directory").any(|entry| {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            return stored_under(&path, needle);
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.windows(needle.len()).any(|window| window == needle)
+    })
+}
+
 #[test]
 fn retained_messages_small_and_large_are_seen_from_every_node() {
     let etcd = etcd();
-    let cluster = start_cluster(&etcd.endpoint(), "retained", 3);
-    let mut publisher = connect(&cluster.nodes[0], V5, "retainer");
-    let large = vec![b'x'; 64 << 10];
+    // A large retained message (over the default 1 KiB) is kept in full on the two nodes its
+    // topic ranks first on the HRW ring, which every node computes alike.
+    let ring = shardmq_cluster::ring::Ring::new(
+        ["n0", "n1", "n2"].map(shardmq_cluster::NodeId::new).to_vec(),
+    );
+    let holders: Vec<String> =
+        ring.owners(b"r/large", 2).into_iter().map(|node| node.to_string()).collect();
+    let other = (0..3).find(|i| !holders.contains(&format!("n{i}"))).expect("a third node");
+    let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("retained-n{i}"))).collect();
+    let start = |index: usize| {
+        let args = node_args(&etcd.endpoint(), "retained", index, "2");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Broker::start_in(dirs[index].path(), &args)
+    };
+    let mut nodes: Vec<Broker> = (0..3).map(start).collect();
+
+    // Published on the node that is no holder: it sends the payload to the holders only.
+    let mut publisher = connect(&nodes[other], V5, "retainer");
+    // Distinct bytes, to look for in the data files.
+    let large: Vec<u8> = (0..64u32 << 10).map(|i| (i % 251) as u8).collect();
     publisher.send(&publish("r/small", b"small", QoS::AtLeastOnce, true, 1));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     publisher.send(&publish("r/large", &large, QoS::AtLeastOnce, true, 2));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    drop(publisher);
 
-    for (index, node) in cluster.nodes.iter().enumerate() {
-        let deadline = Instant::now() + PROPAGATION;
-        loop {
-            let mut reader = connect(node, V3, &format!("reader-{index}"));
-            subscribe(&mut reader, "r/#", QoS::AtMostOnce);
-            let mut got = Vec::new();
-            while let Some(message) = receive(&mut reader, Duration::from_millis(300)) {
-                assert!(message.retain);
-                got.push(message.payload);
+    let seen_everywhere = |nodes: &[Broker], round: &str| {
+        for (index, node) in nodes.iter().enumerate() {
+            let deadline = Instant::now() + PROPAGATION;
+            loop {
+                let got = retained_on(node, &format!("reader-{round}-{index}"), "r/#");
+                if got.len() == 2 {
+                    assert_eq!(got[0], Bytes::from_static(b"small"));
+                    assert!(got[1] == large, "node {index}: the large retained payload differs");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {index} has {} of 2 retained", got.len());
             }
-            got.sort_by_key(|payload| payload.len());
-            if got.len() == 2 {
-                assert_eq!(got[0], Bytes::from_static(b"small"));
-                assert!(got[1] == large, "the large retained payload differs");
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {index} has {} of 2 retained", got.len());
         }
+    };
+    seen_everywhere(&nodes, "first");
+    let marker = &large[1000..1256];
+    for (index, dir) in dirs.iter().enumerate() {
+        let holder = holders.contains(&format!("n{index}"));
+        assert_eq!(stored_under(dir.path(), marker), holder, "node n{index}, holder: {holder}");
     }
+
+    // The node that is no holder restarts: it learns again where the message is kept from
+    // its peers' links, and fetches it for a subscribe.
+    nodes[other].kill();
+    nodes[other] = start(other);
+    // It waits for its previous run's lease to expire before it joins.
+    let joined = nodes[other].wait_for_log("joined cluster", LEASE_TTL * 3);
+    assert!(joined.is_some(), "the restarted node did not join");
+    seen_everywhere(&nodes, "after-restart");
 }
 
 #[test]

@@ -1457,6 +1457,10 @@ mod root {
                 pub shared_filter: ::core::option::Option<::planus::alloc::string::String>,
                 /// The field `shared_group` in the table `Publish`
                 pub shared_group: ::core::option::Option<::planus::alloc::string::String>,
+                /// The field `retained_holders` in the table `Publish`
+                pub retained_holders: ::core::option::Option<
+                    ::planus::alloc::vec::Vec<::planus::alloc::string::String>,
+                >,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -1469,6 +1473,7 @@ mod root {
                         deliver: true,
                         shared_filter: ::core::default::Default::default(),
                         shared_group: ::core::default::Default::default(),
+                        retained_holders: ::core::default::Default::default(),
                     }
                 }
             }
@@ -1493,6 +1498,9 @@ mod root {
                     field_shared_group: impl ::planus::WriteAsOptional<
                         ::planus::Offset<::core::primitive::str>,
                     >,
+                    field_retained_holders: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<[::planus::Offset<str>]>,
+                    >,
                 ) -> ::planus::Offset<Self> {
                     let prepared_message = field_message.prepare(builder);
                     let prepared_receipt = field_receipt.prepare(builder, &0);
@@ -1500,8 +1508,9 @@ mod root {
                     let prepared_deliver = field_deliver.prepare(builder, &true);
                     let prepared_shared_filter = field_shared_filter.prepare(builder);
                     let prepared_shared_group = field_shared_group.prepare(builder);
+                    let prepared_retained_holders = field_retained_holders.prepare(builder);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<16> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<18> =
                         ::core::default::Default::default();
                     if prepared_receipt.is_some() {
                         table_writer.write_entry::<u64>(1);
@@ -1512,6 +1521,9 @@ mod root {
                     }
                     if prepared_shared_group.is_some() {
                         table_writer.write_entry::<::planus::Offset<str>>(5);
+                    }
+                    if prepared_retained_holders.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[::planus::Offset<str>]>>(6);
                     }
                     if prepared_reply_shard.is_some() {
                         table_writer.write_entry::<u16>(2);
@@ -1536,6 +1548,11 @@ mod root {
                                 prepared_shared_group
                             {
                                 object_writer.write::<_, _, 4>(&prepared_shared_group);
+                            }
+                            if let ::core::option::Option::Some(prepared_retained_holders) =
+                                prepared_retained_holders
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_retained_holders);
                             }
                             if let ::core::option::Option::Some(prepared_reply_shard) =
                                 prepared_reply_shard
@@ -1584,6 +1601,7 @@ mod root {
                         self.deliver,
                         &self.shared_filter,
                         &self.shared_group,
+                        &self.retained_holders,
                     )
                 }
             }
@@ -1712,6 +1730,31 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4, T5> PublishBuilder<(T0, T1, T2, T3, T4, T5)> {
+                /// Setter for the [`retained_holders` field](Publish#structfield.retained_holders).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn retained_holders<T6>(
+                    self,
+                    value: T6,
+                ) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                where
+                    T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                {
+                    let (v0, v1, v2, v3, v4, v5) = self.0;
+                    PublishBuilder((v0, v1, v2, v3, v4, v5, value))
+                }
+
+                /// Sets the [`retained_holders` field](Publish#structfield.retained_holders) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn retained_holders_as_null(
+                    self,
+                ) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, ())> {
+                    self.retained_holders(())
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Publish].
                 #[inline]
                 pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish>
@@ -1729,8 +1772,9 @@ mod root {
                     T3: ::planus::WriteAsDefault<bool, bool>,
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                    T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
                 > ::planus::WriteAs<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1747,8 +1791,9 @@ mod root {
                     T3: ::planus::WriteAsDefault<bool, bool>,
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                    T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
                 > ::planus::WriteAsOptional<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1768,12 +1813,14 @@ mod root {
                     T3: ::planus::WriteAsDefault<bool, bool>,
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
-                > ::planus::WriteAsOffset<Publish> for PublishBuilder<(T0, T1, T2, T3, T4, T5)>
+                    T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                > ::planus::WriteAsOffset<Publish>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish> {
-                    let (v0, v1, v2, v3, v4, v5) = &self.0;
-                    Publish::create(builder, v0, v1, v2, v3, v4, v5)
+                    let (v0, v1, v2, v3, v4, v5, v6) = &self.0;
+                    Publish::create(builder, v0, v1, v2, v3, v4, v5, v6)
                 }
             }
 
@@ -1827,6 +1874,18 @@ mod root {
                 {
                     self.0.access(5, "Publish", "shared_group")
                 }
+
+                /// Getter for the [`retained_holders` field](Publish#structfield.retained_holders).
+                #[inline]
+                pub fn retained_holders(
+                    &self,
+                ) -> ::planus::Result<
+                    ::core::option::Option<
+                        ::planus::Vector<'a, ::planus::Result<&'a ::core::primitive::str>>,
+                    >,
+                > {
+                    self.0.access(6, "Publish", "retained_holders")
+                }
             }
 
             impl<'a> ::core::fmt::Debug for PublishRef<'a> {
@@ -1846,6 +1905,11 @@ mod root {
                     {
                         f.field("shared_group", &field_shared_group);
                     }
+                    if let ::core::option::Option::Some(field_retained_holders) =
+                        self.retained_holders().transpose()
+                    {
+                        f.field("retained_holders", &field_retained_holders);
+                    }
                     f.finish()
                 }
             }
@@ -1862,6 +1926,13 @@ mod root {
                         deliver: ::core::convert::TryInto::try_into(value.deliver()?)?,
                         shared_filter: value.shared_filter()?.map(::core::convert::Into::into),
                         shared_group: value.shared_group()?.map(::core::convert::Into::into),
+                        retained_holders: if let ::core::option::Option::Some(retained_holders) =
+                            value.retained_holders()?
+                        {
+                            ::core::option::Option::Some(retained_holders.to_vec_result()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
                     })
                 }
             }
@@ -1939,7 +2010,7 @@ mod root {
             /// The table `Receipt` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Receipt` in the file `schema/link.fbs:57`
+            /// * Table `Receipt` in the file `schema/link.fbs:61`
             #[derive(
                 Clone,
                 Debug,
@@ -2284,7 +2355,7 @@ mod root {
             /// The table `TakeoverRequest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TakeoverRequest` in the file `schema/link.fbs:64`
+            /// * Table `TakeoverRequest` in the file `schema/link.fbs:68`
             #[derive(
                 Clone,
                 Debug,
@@ -2706,7 +2777,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:73`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:77`
             #[derive(
                 Clone,
                 Debug,
@@ -3017,7 +3088,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:80`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:84`
             #[derive(
                 Clone,
                 Debug,
@@ -3570,7 +3641,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:91`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:95`
             #[derive(
                 Clone,
                 Debug,
@@ -3829,10 +3900,1039 @@ mod root {
                 }
             }
 
+            /// The table `RetainedIndex` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:101`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct RetainedIndex {
+                /// The field `topics` in the table `RetainedIndex`
+                pub topics: ::core::option::Option<
+                    ::planus::alloc::vec::Vec<::planus::alloc::string::String>,
+                >,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for RetainedIndex {
+                fn default() -> Self {
+                    Self { topics: ::core::default::Default::default() }
+                }
+            }
+
+            impl RetainedIndex {
+                /// Creates a [RetainedIndexBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> RetainedIndexBuilder<()> {
+                    RetainedIndexBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_topics: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<[::planus::Offset<str>]>,
+                    >,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_topics = field_topics.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                        ::core::default::Default::default();
+                    if prepared_topics.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[::planus::Offset<str>]>>(0);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_topics) = prepared_topics {
+                                object_writer.write::<_, _, 4>(&prepared_topics);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<RetainedIndex>> for RetainedIndex {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedIndex> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<RetainedIndex>> for RetainedIndex {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedIndex>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<RetainedIndex> for RetainedIndex {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedIndex> {
+                    RetainedIndex::create(builder, &self.topics)
+                }
+            }
+
+            /// Builder for serializing an instance of the [RetainedIndex] type.
+            ///
+            /// Can be created using the [RetainedIndex::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct RetainedIndexBuilder<State>(State);
+
+            impl RetainedIndexBuilder<()> {
+                /// Setter for the [`topics` field](RetainedIndex#structfield.topics).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn topics<T0>(self, value: T0) -> RetainedIndexBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                {
+                    RetainedIndexBuilder((value,))
+                }
+
+                /// Sets the [`topics` field](RetainedIndex#structfield.topics) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn topics_as_null(self) -> RetainedIndexBuilder<((),)> {
+                    self.topics(())
+                }
+            }
+
+            impl<T0> RetainedIndexBuilder<(T0,)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedIndex].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedIndex>
+                where
+                    Self: ::planus::WriteAsOffset<RetainedIndex>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
+                ::planus::WriteAs<::planus::Offset<RetainedIndex>> for RetainedIndexBuilder<(T0,)>
+            {
+                type Prepared = ::planus::Offset<RetainedIndex>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedIndex> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
+                ::planus::WriteAsOptional<::planus::Offset<RetainedIndex>>
+                for RetainedIndexBuilder<(T0,)>
+            {
+                type Prepared = ::planus::Offset<RetainedIndex>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedIndex>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
+                ::planus::WriteAsOffset<RetainedIndex> for RetainedIndexBuilder<(T0,)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedIndex> {
+                    let (v0,) = &self.0;
+                    RetainedIndex::create(builder, v0)
+                }
+            }
+
+            /// Reference to a deserialized [RetainedIndex].
+            #[derive(Copy, Clone)]
+            pub struct RetainedIndexRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> RetainedIndexRef<'a> {
+                /// Getter for the [`topics` field](RetainedIndex#structfield.topics).
+                #[inline]
+                pub fn topics(
+                    &self,
+                ) -> ::planus::Result<
+                    ::core::option::Option<
+                        ::planus::Vector<'a, ::planus::Result<&'a ::core::primitive::str>>,
+                    >,
+                > {
+                    self.0.access(0, "RetainedIndex", "topics")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for RetainedIndexRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("RetainedIndexRef");
+                    if let ::core::option::Option::Some(field_topics) = self.topics().transpose() {
+                        f.field("topics", &field_topics);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<RetainedIndexRef<'a>> for RetainedIndex {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: RetainedIndexRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        topics: if let ::core::option::Option::Some(topics) = value.topics()? {
+                            ::core::option::Option::Some(topics.to_vec_result()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for RetainedIndexRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for RetainedIndexRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[RetainedIndexRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<RetainedIndex>> for RetainedIndex {
+                type Value = ::planus::Offset<RetainedIndex>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<RetainedIndex>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for RetainedIndexRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[RetainedIndexRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
+            /// The table `RetainedFetch` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:106`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct RetainedFetch {
+                /// The field `topic` in the table `RetainedFetch`
+                pub topic: ::planus::alloc::string::String,
+                /// The field `request` in the table `RetainedFetch`
+                pub request: u64,
+                /// The field `reply_shard` in the table `RetainedFetch`
+                pub reply_shard: u16,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for RetainedFetch {
+                fn default() -> Self {
+                    Self { topic: ::core::default::Default::default(), request: 0, reply_shard: 0 }
+                }
+            }
+
+            impl RetainedFetch {
+                /// Creates a [RetainedFetchBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> RetainedFetchBuilder<()> {
+                    RetainedFetchBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_topic: impl ::planus::WriteAs<::planus::Offset<str>>,
+                    field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_reply_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_topic = field_topic.prepare(builder);
+                    let prepared_request = field_request.prepare(builder, &0);
+                    let prepared_reply_shard = field_reply_shard.prepare(builder, &0);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                        ::core::default::Default::default();
+                    if prepared_request.is_some() {
+                        table_writer.write_entry::<u64>(1);
+                    }
+                    table_writer.write_entry::<::planus::Offset<str>>(0);
+                    if prepared_reply_shard.is_some() {
+                        table_writer.write_entry::<u16>(2);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_request) = prepared_request
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            object_writer.write::<_, _, 4>(&prepared_topic);
+                            if let ::core::option::Option::Some(prepared_reply_shard) =
+                                prepared_reply_shard
+                            {
+                                object_writer.write::<_, _, 2>(&prepared_reply_shard);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<RetainedFetch>> for RetainedFetch {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetch> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<RetainedFetch>> for RetainedFetch {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedFetch>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<RetainedFetch> for RetainedFetch {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetch> {
+                    RetainedFetch::create(builder, &self.topic, self.request, self.reply_shard)
+                }
+            }
+
+            /// Builder for serializing an instance of the [RetainedFetch] type.
+            ///
+            /// Can be created using the [RetainedFetch::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct RetainedFetchBuilder<State>(State);
+
+            impl RetainedFetchBuilder<()> {
+                /// Setter for the [`topic` field](RetainedFetch#structfield.topic).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn topic<T0>(self, value: T0) -> RetainedFetchBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                {
+                    RetainedFetchBuilder((value,))
+                }
+            }
+
+            impl<T0> RetainedFetchBuilder<(T0,)> {
+                /// Setter for the [`request` field](RetainedFetch#structfield.request).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request<T1>(self, value: T1) -> RetainedFetchBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0,) = self.0;
+                    RetainedFetchBuilder((v0, value))
+                }
+
+                /// Sets the [`request` field](RetainedFetch#structfield.request) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request_as_default(
+                    self,
+                ) -> RetainedFetchBuilder<(T0, ::planus::DefaultValue)> {
+                    self.request(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> RetainedFetchBuilder<(T0, T1)> {
+                /// Setter for the [`reply_shard` field](RetainedFetch#structfield.reply_shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn reply_shard<T2>(self, value: T2) -> RetainedFetchBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0, v1) = self.0;
+                    RetainedFetchBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`reply_shard` field](RetainedFetch#structfield.reply_shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn reply_shard_as_default(
+                    self,
+                ) -> RetainedFetchBuilder<(T0, T1, ::planus::DefaultValue)> {
+                    self.reply_shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2> RetainedFetchBuilder<(T0, T1, T2)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedFetch].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetch>
+                where
+                    Self: ::planus::WriteAsOffset<RetainedFetch>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<u16, u16>,
+                > ::planus::WriteAs<::planus::Offset<RetainedFetch>>
+                for RetainedFetchBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedFetch>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetch> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<u16, u16>,
+                > ::planus::WriteAsOptional<::planus::Offset<RetainedFetch>>
+                for RetainedFetchBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedFetch>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedFetch>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<u16, u16>,
+                > ::planus::WriteAsOffset<RetainedFetch> for RetainedFetchBuilder<(T0, T1, T2)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetch> {
+                    let (v0, v1, v2) = &self.0;
+                    RetainedFetch::create(builder, v0, v1, v2)
+                }
+            }
+
+            /// Reference to a deserialized [RetainedFetch].
+            #[derive(Copy, Clone)]
+            pub struct RetainedFetchRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> RetainedFetchRef<'a> {
+                /// Getter for the [`topic` field](RetainedFetch#structfield.topic).
+                #[inline]
+                pub fn topic(&self) -> ::planus::Result<&'a ::core::primitive::str> {
+                    self.0.access_required(0, "RetainedFetch", "topic")
+                }
+
+                /// Getter for the [`request` field](RetainedFetch#structfield.request).
+                #[inline]
+                pub fn request(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "RetainedFetch", "request")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`reply_shard` field](RetainedFetch#structfield.reply_shard).
+                #[inline]
+                pub fn reply_shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(2, "RetainedFetch", "reply_shard")?.unwrap_or(0),
+                    )
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for RetainedFetchRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("RetainedFetchRef");
+                    f.field("topic", &self.topic());
+                    f.field("request", &self.request());
+                    f.field("reply_shard", &self.reply_shard());
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<RetainedFetchRef<'a>> for RetainedFetch {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: RetainedFetchRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        topic: ::core::convert::Into::into(value.topic()?),
+                        request: ::core::convert::TryInto::try_into(value.request()?)?,
+                        reply_shard: ::core::convert::TryInto::try_into(value.reply_shard()?)?,
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for RetainedFetchRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for RetainedFetchRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[RetainedFetchRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<RetainedFetch>> for RetainedFetch {
+                type Value = ::planus::Offset<RetainedFetch>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<RetainedFetch>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for RetainedFetchRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[RetainedFetchRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
+            /// The table `RetainedFetched` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:114`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct RetainedFetched {
+                /// The field `request` in the table `RetainedFetched`
+                pub request: u64,
+                /// The field `shard` in the table `RetainedFetched`
+                pub shard: u16,
+                /// The field `message` in the table `RetainedFetched`
+                pub message: ::core::option::Option<::planus::alloc::vec::Vec<u8>>,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for RetainedFetched {
+                fn default() -> Self {
+                    Self { request: 0, shard: 0, message: ::core::default::Default::default() }
+                }
+            }
+
+            impl RetainedFetched {
+                /// Creates a [RetainedFetchedBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> RetainedFetchedBuilder<()> {
+                    RetainedFetchedBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_message: impl ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_request = field_request.prepare(builder, &0);
+                    let prepared_shard = field_shard.prepare(builder, &0);
+                    let prepared_message = field_message.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                        ::core::default::Default::default();
+                    if prepared_request.is_some() {
+                        table_writer.write_entry::<u64>(0);
+                    }
+                    if prepared_message.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[u8]>>(2);
+                    }
+                    if prepared_shard.is_some() {
+                        table_writer.write_entry::<u16>(1);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_request) = prepared_request
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            if let ::core::option::Option::Some(prepared_message) = prepared_message
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_message);
+                            }
+                            if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
+                                object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<RetainedFetched>> for RetainedFetched {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetched> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<RetainedFetched>> for RetainedFetched {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedFetched>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<RetainedFetched> for RetainedFetched {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetched> {
+                    RetainedFetched::create(builder, self.request, self.shard, &self.message)
+                }
+            }
+
+            /// Builder for serializing an instance of the [RetainedFetched] type.
+            ///
+            /// Can be created using the [RetainedFetched::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct RetainedFetchedBuilder<State>(State);
+
+            impl RetainedFetchedBuilder<()> {
+                /// Setter for the [`request` field](RetainedFetched#structfield.request).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request<T0>(self, value: T0) -> RetainedFetchedBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    RetainedFetchedBuilder((value,))
+                }
+
+                /// Sets the [`request` field](RetainedFetched#structfield.request) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request_as_default(
+                    self,
+                ) -> RetainedFetchedBuilder<(::planus::DefaultValue,)> {
+                    self.request(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> RetainedFetchedBuilder<(T0,)> {
+                /// Setter for the [`shard` field](RetainedFetched#structfield.shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard<T1>(self, value: T1) -> RetainedFetchedBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0,) = self.0;
+                    RetainedFetchedBuilder((v0, value))
+                }
+
+                /// Sets the [`shard` field](RetainedFetched#structfield.shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard_as_default(
+                    self,
+                ) -> RetainedFetchedBuilder<(T0, ::planus::DefaultValue)> {
+                    self.shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> RetainedFetchedBuilder<(T0, T1)> {
+                /// Setter for the [`message` field](RetainedFetched#structfield.message).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn message<T2>(self, value: T2) -> RetainedFetchedBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                {
+                    let (v0, v1) = self.0;
+                    RetainedFetchedBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`message` field](RetainedFetched#structfield.message) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn message_as_null(self) -> RetainedFetchedBuilder<(T0, T1, ())> {
+                    self.message(())
+                }
+            }
+
+            impl<T0, T1, T2> RetainedFetchedBuilder<(T0, T1, T2)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedFetched].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetched>
+                where
+                    Self: ::planus::WriteAsOffset<RetainedFetched>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                > ::planus::WriteAs<::planus::Offset<RetainedFetched>>
+                for RetainedFetchedBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedFetched>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetched> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                > ::planus::WriteAsOptional<::planus::Offset<RetainedFetched>>
+                for RetainedFetchedBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedFetched>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedFetched>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                > ::planus::WriteAsOffset<RetainedFetched>
+                for RetainedFetchedBuilder<(T0, T1, T2)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedFetched> {
+                    let (v0, v1, v2) = &self.0;
+                    RetainedFetched::create(builder, v0, v1, v2)
+                }
+            }
+
+            /// Reference to a deserialized [RetainedFetched].
+            #[derive(Copy, Clone)]
+            pub struct RetainedFetchedRef<'a>(
+                #[allow(dead_code)] ::planus::table_reader::Table<'a>,
+            );
+
+            impl<'a> RetainedFetchedRef<'a> {
+                /// Getter for the [`request` field](RetainedFetched#structfield.request).
+                #[inline]
+                pub fn request(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(0, "RetainedFetched", "request")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`shard` field](RetainedFetched#structfield.shard).
+                #[inline]
+                pub fn shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "RetainedFetched", "shard")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`message` field](RetainedFetched#structfield.message).
+                #[inline]
+                pub fn message(&self) -> ::planus::Result<::core::option::Option<&'a [u8]>> {
+                    self.0.access(2, "RetainedFetched", "message")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for RetainedFetchedRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("RetainedFetchedRef");
+                    f.field("request", &self.request());
+                    f.field("shard", &self.shard());
+                    if let ::core::option::Option::Some(field_message) = self.message().transpose()
+                    {
+                        f.field("message", &field_message);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<RetainedFetchedRef<'a>> for RetainedFetched {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: RetainedFetchedRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        request: ::core::convert::TryInto::try_into(value.request()?)?,
+                        shard: ::core::convert::TryInto::try_into(value.shard()?)?,
+                        message: value.message()?.map(|v| v.to_vec()),
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for RetainedFetchedRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for RetainedFetchedRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[RetainedFetchedRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<RetainedFetched>> for RetainedFetched {
+                type Value = ::planus::Offset<RetainedFetched>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<RetainedFetched>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for RetainedFetchedRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[RetainedFetchedRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:95`
+            /// * Union `Body` in the file `schema/link.fbs:120`
             #[derive(
                 Clone,
                 Debug,
@@ -3868,6 +4968,15 @@ mod root {
 
                 /// The variant of type `Heartbeat` in the union `Body`
                 Heartbeat(::planus::alloc::boxed::Box<self::Heartbeat>),
+
+                /// The variant of type `RetainedIndex` in the union `Body`
+                RetainedIndex(::planus::alloc::boxed::Box<self::RetainedIndex>),
+
+                /// The variant of type `RetainedFetch` in the union `Body`
+                RetainedFetch(::planus::alloc::boxed::Box<self::RetainedFetch>),
+
+                /// The variant of type `RetainedFetched` in the union `Body`
+                RetainedFetched(::planus::alloc::boxed::Box<self::RetainedFetched>),
             }
 
             impl Body {
@@ -3940,6 +5049,30 @@ mod root {
                 ) -> ::planus::UnionOffset<Self> {
                     ::planus::UnionOffset::new(8, value.prepare(builder).downcast())
                 }
+
+                #[inline]
+                pub fn create_retained_index(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::RetainedIndex>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(9, value.prepare(builder).downcast())
+                }
+
+                #[inline]
+                pub fn create_retained_fetch(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::RetainedFetch>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(10, value.prepare(builder).downcast())
+                }
+
+                #[inline]
+                pub fn create_retained_fetched(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::RetainedFetched>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(11, value.prepare(builder).downcast())
+                }
             }
 
             impl ::planus::WriteAsUnion<Body> for Body {
@@ -3958,6 +5091,11 @@ mod root {
                             Self::create_session_transfer(builder, value)
                         }
                         Self::Heartbeat(value) => Self::create_heartbeat(builder, value),
+                        Self::RetainedIndex(value) => Self::create_retained_index(builder, value),
+                        Self::RetainedFetch(value) => Self::create_retained_fetch(builder, value),
+                        Self::RetainedFetched(value) => {
+                            Self::create_retained_fetched(builder, value)
+                        }
                     }
                 }
             }
@@ -4054,6 +5192,39 @@ mod root {
                 pub fn heartbeat<T>(self, value: T) -> BodyBuilder<::planus::Initialized<8, T>>
                 where
                     T: ::planus::WriteAsOffset<self::Heartbeat>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`RetainedIndex` variant](Body#variant.RetainedIndex).
+                #[inline]
+                pub fn retained_index<T>(self, value: T) -> BodyBuilder<::planus::Initialized<9, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::RetainedIndex>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`RetainedFetch` variant](Body#variant.RetainedFetch).
+                #[inline]
+                pub fn retained_fetch<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<10, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::RetainedFetch>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`RetainedFetched` variant](Body#variant.RetainedFetched).
+                #[inline]
+                pub fn retained_fetched<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<11, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::RetainedFetched>,
                 {
                     BodyBuilder(::planus::Initialized(value))
                 }
@@ -4246,6 +5417,72 @@ mod root {
                     ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
                 }
             }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<9, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedIndex>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(9, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<9, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedIndex>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<10, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedFetch>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(10, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<10, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedFetch>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<11, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedFetched>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(11, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<11, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedFetched>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
 
             /// Reference to a deserialized [Body].
             #[derive(Copy, Clone, Debug)]
@@ -4258,6 +5495,9 @@ mod root {
                 TakeoverRequest(self::TakeoverRequestRef<'a>),
                 SessionTransfer(self::SessionTransferRef<'a>),
                 Heartbeat(self::HeartbeatRef<'a>),
+                RetainedIndex(self::RetainedIndexRef<'a>),
+                RetainedFetch(self::RetainedFetchRef<'a>),
+                RetainedFetched(self::RetainedFetchedRef<'a>),
             }
 
             impl<'a> ::core::convert::TryFrom<BodyRef<'a>> for Body {
@@ -4306,6 +5546,24 @@ mod root {
                                 ::core::convert::TryFrom::try_from(value)?,
                             ))
                         }
+
+                        BodyRef::RetainedIndex(value) => {
+                            Self::RetainedIndex(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
+
+                        BodyRef::RetainedFetch(value) => {
+                            Self::RetainedFetch(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
+
+                        BodyRef::RetainedFetched(value) => {
+                            Self::RetainedFetched(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
                     })
                 }
             }
@@ -4341,6 +5599,15 @@ mod root {
                         8 => ::core::result::Result::Ok(Self::Heartbeat(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
+                        9 => ::core::result::Result::Ok(Self::RetainedIndex(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
+                        10 => ::core::result::Result::Ok(Self::RetainedFetch(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
+                        11 => ::core::result::Result::Ok(Self::RetainedFetched(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
                         _ => ::core::result::Result::Err(
                             ::planus::errors::ErrorKind::UnknownUnionTag { tag },
                         ),
@@ -4355,7 +5622,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:106`
+            /// * Table `Frame` in the file `schema/link.fbs:134`
             #[derive(
                 Clone,
                 Debug,

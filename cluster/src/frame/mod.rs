@@ -20,8 +20,8 @@ use bytes::{Buf, BytesMut};
 use planus::ReadAsRoot;
 
 pub use link_generated::shardmq::link::{
-    Body, Frame, Heartbeat, Hello, Publish, Receipt, Route, RouteDelta, RouteSnapshot,
-    SessionMessage, SessionTransfer, TakeoverRequest,
+    Body, Frame, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched, RetainedIndex,
+    Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer, TakeoverRequest,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up
@@ -118,6 +118,12 @@ mod tests {
                 deliver: false,
                 shared_filter: None,
                 shared_group: None,
+                retained_holders: Some(vec!["n2".into()]),
+            })),
+            Body::RetainedFetch(Box::new(RetainedFetch {
+                topic: "big/1".into(),
+                request: 4,
+                reply_shard: 1,
             })),
             Body::Heartbeat(Box::new(Heartbeat { etcd_ok: true })),
         ];

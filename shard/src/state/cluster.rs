@@ -14,10 +14,10 @@ use shardmq_io::codec::{ByteString, ReasonCode};
 use super::{add_member, AckTo, Effect, Shard, WillRule};
 use crate::ids::{retained_shard, ConnId, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
-use crate::message::SharedMessage;
+use crate::message::{Message, SharedMessage};
 use crate::persist::{MessageRecord, MessageStage, Restored, SessionRecord};
-use crate::session::OutgoingStage;
-use crate::topic_tree::SubscriptionTrie;
+use crate::session::{OutgoingStage, Subscription};
+use crate::topic_tree::{SubscriptionTrie, TopicTree};
 
 /// A node-level route: a filter with subscribers on a shard, in a shared group or not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +38,11 @@ pub enum Forward {
         receipt: Option<u64>,
         deliver: bool,
         shared: Option<(ByteString, ByteString)>,
+        /// For a retained message too large to be kept on every node: the nodes that keep it
+        /// in full ([`Node::Here`] is the sending node). The peer keeps it in full if it is
+        /// one of them and otherwise only notes where it is; without `deliver`, such a peer
+        /// gets the message without its payload.
+        holders: Option<Vec<Node>>,
     },
     /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`.
     Receipt { token: u64, shard: ShardId, ok: bool },
@@ -48,6 +53,35 @@ pub enum Forward {
 pub(super) enum Target {
     Shard(ShardId),
     Peer(PeerNode),
+}
+
+/// A node of the cluster as a shard names it: this one, or a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Here,
+    Peer(PeerNode),
+}
+
+/// Chooses the nodes that keep a large retained message in full: the engine's rendezvous
+/// (HRW) ring over the live nodes, so that every node picks the same ones.
+pub trait RetainedPlacement: std::fmt::Debug {
+    /// The holders of a retained message on `topic`, best first.
+    fn holders(&self, topic: &str) -> Vec<Node>;
+}
+
+/// A retained message this node knows of but keeps only on other nodes: a subscribe that
+/// needs it fetches it from one of them.
+#[derive(Debug, Clone)]
+pub(super) struct RetainedElsewhere {
+    pub(super) holders: Vec<PeerNode>,
+    pub(super) expires_at: Option<Instant>,
+}
+
+/// A retained message fetched for a subscribe: who gets it once it arrives.
+#[derive(Debug)]
+struct RetainedFetch {
+    client_id: ByteString,
+    subscriptions: Vec<(ByteString, Subscription)>,
 }
 
 /// Key of the peer-route replica: a peer node with subscribers for a filter (in a group).
@@ -66,6 +100,14 @@ pub(super) struct Peers {
     by_origin: HashMap<(PeerNode, ShardId), HashSet<PeerRoute>>,
     /// How many shards of a peer node hold each route: the node has it while any does.
     counts: HashMap<(PeerNode, PeerRoute), u32>,
+    /// Where large retained messages are kept ([`Shard::set_retained_placement`]).
+    placement: Option<Box<dyn RetainedPlacement>>,
+    /// Retained payloads up to this size are kept on every node; larger ones on their holders.
+    replicate_bytes_max: usize,
+    /// This shard's partition of the large retained messages kept on other nodes only.
+    pub(super) retained_elsewhere: TopicTree<RetainedElsewhere>,
+    fetches: HashMap<u64, RetainedFetch>,
+    next_fetch: u64,
 }
 
 impl Peers {
@@ -126,6 +168,17 @@ impl Shard {
     /// that they are unique across nodes).
     pub fn set_assigned_id_prefix(&mut self, prefix: &str) {
         self.assigned_id_prefix = prefix.to_owned();
+    }
+
+    /// Where large retained messages are kept: on the nodes `placement` chooses, when their
+    /// payload is over `replicate_bytes_max` (smaller ones are kept on every node).
+    pub fn set_retained_placement(
+        &mut self,
+        placement: Box<dyn RetainedPlacement>,
+        replicate_bytes_max: usize,
+    ) {
+        self.peers.placement = Some(placement);
+        self.peers.replicate_bytes_max = replicate_bytes_max;
     }
 
     /// Every route of this shard, for the snapshot a node link starts with.
@@ -212,24 +265,64 @@ impl Shard {
                 }
             }
         }
+        // Its large retained messages can no longer be fetched from it; when it comes back,
+        // its links announce them again.
+        let held: Vec<ByteString> = self
+            .peers
+            .retained_elsewhere
+            .iter()
+            .filter(|(_, elsewhere)| elsewhere.holders.contains(&node))
+            .map(|(topic, _)| ByteString::from(topic))
+            .collect();
+        for topic in held {
+            let Some(mut elsewhere) = self.peers.retained_elsewhere.remove(&topic) else {
+                continue;
+            };
+            elsewhere.holders.retain(|&holder| holder != node);
+            if !elsewhere.holders.is_empty() {
+                self.peers.retained_elsewhere.insert(&topic, elsewhere);
+            }
+        }
+    }
+
+    /// The nodes that keep `message` in full, when it is a retained message too large to be
+    /// kept on every node (`None`: every node keeps it).
+    pub(super) fn retained_holders(&self, message: &SharedMessage) -> Option<Vec<Node>> {
+        let placement = self.peers.placement.as_ref()?;
+        let large = message.retain
+            && !self.peers.live.is_empty()
+            && message.payload.len() > self.peers.replicate_bytes_max;
+        large.then(|| placement.holders(&message.topic)).filter(|holders| !holders.is_empty())
     }
 
     /// Sends `message` once to each peer in `matched` and, when it is retained, to every live
-    /// peer (which stores it). Returns the receipts asked for.
+    /// peer (which stores it, or notes which `holders` do). Returns the receipts asked for.
     pub(super) fn forward_to_peers(
         &mut self,
         message: &SharedMessage,
         matched: &[PeerNode],
+        holders: Option<&[Node]>,
         receipt: Option<u64>,
     ) -> usize {
         let targets: Vec<PeerNode> =
             if message.retain { self.peers.live.clone() } else { matched.to_vec() };
+        // What a peer that neither delivers nor keeps a large retained message needs of it.
+        let note = holders.map(|_| {
+            SharedMessage::new(Message { payload: Default::default(), ..(**message).clone() })
+        });
         for &node in &targets {
+            let deliver = matched.contains(&node);
+            let keeps = holders.is_none_or(|holders| holders.contains(&Node::Peer(node)));
+            let message = match &note {
+                Some(note) if !deliver && !keeps => note.clone(),
+                _ => message.clone(),
+            };
             let forward = Forward::Publish {
-                message: message.clone(),
+                message,
                 receipt,
-                deliver: matched.contains(&node),
+                deliver,
                 shared: None,
+                holders: holders.map(<[Node]>::to_vec),
             };
             self.effects.push(Effect::Forward(node, forward));
         }
@@ -247,6 +340,8 @@ impl Shard {
     /// A message a peer node forwarded: stored if retained, then delivered to this node's
     /// subscribers (or to one member of its shared group). With a `receipt`, the peer's shard
     /// `reply_shard` gets a [`Forward::Receipt`] once everything it caused here is durable.
+    /// `holders` are the nodes that keep a large retained message in full, as this node names
+    /// them ([`Forward::Publish`]).
     #[allow(clippy::too_many_arguments)]
     pub fn peer_publish(
         &mut self,
@@ -256,13 +351,14 @@ impl Shard {
         receipt: Option<u64>,
         deliver: bool,
         shared: Option<(ByteString, ByteString)>,
+        holders: Option<Vec<Node>>,
         now: Instant,
     ) {
         let token = receipt.map(|_| self.new_ack_token());
         let writes_before = self.queued_ops();
         let mut receipts = 0;
         if message.retain {
-            receipts += self.retain_on_node(&message, token);
+            receipts += self.retain_on_node(&message, holders.as_deref(), token);
         }
         if deliver {
             receipts += match shared {
@@ -282,20 +378,148 @@ impl Shard {
         self.receipt(token, ok);
     }
 
-    /// Stores a retained message in its partition on this node. Returns the receipts asked for.
+    /// Stores a retained message in its partition on this node: in full, or, when it has
+    /// `holders` and this node is not one of them, as a note of where it is kept. Returns the
+    /// receipts asked for.
     pub(super) fn retain_on_node(
         &mut self,
         message: &SharedMessage,
+        holders: Option<&[Node]>,
         receipt: Option<u64>,
     ) -> usize {
+        let elsewhere = holders.filter(|holders| !holders.contains(&Node::Here)).map(|holders| {
+            holders
+                .iter()
+                .filter_map(|holder| match holder {
+                    Node::Peer(peer) => Some(*peer),
+                    Node::Here => None,
+                })
+                .collect::<Vec<PeerNode>>()
+        });
         let owner = retained_shard(&message.topic, self.shards);
         if owner == self.id {
-            self.store_retained(message.clone());
+            self.keep_retained(message.clone(), elsewhere);
             return 0;
         }
-        let msg = ShardMsg::Retain { message: message.clone(), receipt };
+        let msg = ShardMsg::Retain { message: message.clone(), receipt, elsewhere };
         self.effects.push(Effect::Mesh(owner, msg));
         usize::from(receipt.is_some())
+    }
+
+    /// Keeps a retained message of this shard's partition: in full, or (`elsewhere`) only as
+    /// a note of the nodes that keep it, dropping any older copy held here.
+    pub(super) fn keep_retained(
+        &mut self,
+        message: SharedMessage,
+        elsewhere: Option<Vec<PeerNode>>,
+    ) {
+        let Some(holders) = elsewhere else {
+            self.peers.retained_elsewhere.remove(&message.topic);
+            return self.store_retained(message);
+        };
+        // An empty payload deletes the copy kept here (a message that has holders is never
+        // empty: this is the note of one).
+        let delete =
+            SharedMessage::new(Message { payload: Default::default(), ..(*message).clone() });
+        self.store_retained(delete);
+        let note = RetainedElsewhere { holders, expires_at: message.expires_at };
+        self.peers.retained_elsewhere.insert(&message.topic, note);
+    }
+
+    /// This shard's large retained messages that are kept here in full, for a peer's link to
+    /// know what to fetch from this node.
+    pub fn large_retained_topics(&self) -> Vec<ByteString> {
+        if self.peers.placement.is_none() {
+            return Vec::new();
+        }
+        self.retained
+            .iter()
+            .filter(|(_, message)| message.payload.len() > self.peers.replicate_bytes_max)
+            .map(|(topic, _)| ByteString::from(topic))
+            .collect()
+    }
+
+    /// Peer `node` keeps these large retained messages in full (its link announced them).
+    /// Called on the shard that read them, which passes each to its partition's shard.
+    pub fn retained_held_by(&mut self, node: PeerNode, topics: Vec<ByteString>) {
+        let mut by_shard: HashMap<ShardId, Vec<ByteString>> = HashMap::new();
+        for topic in topics {
+            by_shard.entry(retained_shard(&topic, self.shards)).or_default().push(topic);
+        }
+        for (shard, topics) in by_shard {
+            if shard == self.id {
+                self.retained_held(node, topics);
+            } else {
+                self.effects.push(Effect::Mesh(shard, ShardMsg::RetainedHeld { node, topics }));
+            }
+        }
+    }
+
+    pub(super) fn retained_held(&mut self, node: PeerNode, topics: Vec<ByteString>) {
+        for topic in topics {
+            if self.retained.get(&topic).is_some() {
+                // A copy is kept here in full already.
+                continue;
+            }
+            let mut note = self
+                .peers
+                .retained_elsewhere
+                .remove(&topic)
+                .unwrap_or(RetainedElsewhere { holders: Vec::new(), expires_at: None });
+            if !note.holders.contains(&node) {
+                note.holders.push(node);
+            }
+            self.peers.retained_elsewhere.insert(&topic, note);
+        }
+    }
+
+    /// The retained message kept here in full on `topic` (this shard's partition), unexpired:
+    /// what a peer fetches.
+    pub fn retained_message(&self, topic: &str, now: Instant) -> Option<SharedMessage> {
+        self.retained.get(topic).filter(|message| !message.is_expired(now)).cloned()
+    }
+
+    /// This shard's notes of large retained messages kept elsewhere matching `filter`.
+    pub(super) fn collect_retained_elsewhere(
+        &self,
+        filter: &str,
+        now: Instant,
+        into: &mut Vec<(ByteString, Vec<PeerNode>)>,
+    ) {
+        self.peers.retained_elsewhere.for_each_match(filter, |topic, note| {
+            if note.expires_at.is_none_or(|at| at > now) {
+                into.push((ByteString::from(topic), note.holders.clone()));
+            }
+        });
+    }
+
+    /// Fetches large retained messages kept on other nodes for a subscribe: the engine asks
+    /// their holders and answers with [`Shard::retained_fetched`].
+    pub(super) fn fetch_retained(
+        &mut self,
+        client_id: &ByteString,
+        subscriptions: &[(ByteString, Subscription)],
+        elsewhere: Vec<(ByteString, Vec<PeerNode>)>,
+    ) {
+        for (topic, holders) in elsewhere {
+            let token = self.peers.next_fetch;
+            self.peers.next_fetch += 1;
+            let fetch = RetainedFetch {
+                client_id: client_id.clone(),
+                subscriptions: subscriptions.to_vec(),
+            };
+            self.peers.fetches.insert(token, fetch);
+            self.effects.push(Effect::FetchRetained { token, topic, holders });
+        }
+    }
+
+    /// A retained message fetched from its holder arrived (`None`: no holder had it): it goes
+    /// to the subscriptions that asked for it, as a retained message sent at subscribe.
+    pub fn retained_fetched(&mut self, token: u64, message: Option<SharedMessage>, now: Instant) {
+        let Some(fetch) = self.peers.fetches.remove(&token) else { return };
+        if let Some(message) = message.filter(|m| !m.is_expired(now) && m.retain) {
+            self.deliver_retained(&fetch.client_id, &fetch.subscriptions, vec![message], now);
+        }
     }
 
     /// Delivers to this node's non-shared subscribers only (a peer's message goes no further).

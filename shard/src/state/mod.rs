@@ -39,7 +39,7 @@ use backpressure::{Backpressure, Waiter};
 use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
 pub use durable::{CommitBatch, Ticket};
 mod cluster;
-pub use cluster::{Forward, PeerRoute};
+pub use cluster::{Forward, Node, PeerRoute, RetainedPlacement};
 use cluster::{Peers, Target};
 
 /// What the engine must do after an event.
@@ -62,6 +62,9 @@ pub enum Effect {
     /// A session ended here for good (not resumed, not handed over): the node may give up its
     /// ownership of the client id.
     SessionEnded(ByteString),
+    /// A subscribe needs the large retained message on `topic`, kept in full only on
+    /// `holders`: fetch it from one of them and answer [`Shard::retained_fetched`].
+    FetchRetained { token: u64, topic: ByteString, holders: Vec<PeerNode> },
 }
 
 /// Counters a shard keeps about itself; the engine aggregates them without locks.
@@ -152,6 +155,8 @@ struct PendingSubscribe {
     /// Filters that get retained messages, with the options and identifier they were made with.
     retained_for: Vec<(ByteString, Subscription)>,
     retained: Vec<SharedMessage>,
+    /// Large retained messages kept on other nodes, to fetch once the SUBACK is sent.
+    elsewhere: Vec<(ByteString, Vec<PeerNode>)>,
 }
 
 /// A session timer. Keepalive checks, one per connection, are kept apart in
@@ -1196,12 +1201,15 @@ impl Shard {
         let suback =
             SubAck { packet_id: subscribe.packet_id, properties: Properties::default(), reasons };
         let mut retained = Vec::new();
+        let mut elsewhere = Vec::new();
         for (filter, _) in &retained_for {
             self.collect_retained(filter, now, &mut retained);
+            self.collect_retained_elsewhere(filter, now, &mut elsewhere);
         }
         let others = usize::from(self.shards) - 1;
         if others == 0 || (new_routes.is_empty() && retained_for.is_empty()) {
             self.send(conn, &Packet::SubAck(suback));
+            self.fetch_retained(&client_id, &retained_for, elsewhere);
             return self.deliver_retained(&client_id, &retained_for, retained, now);
         }
         // Tell every other shard about the new routes, then wait until each has applied them
@@ -1220,7 +1228,15 @@ impl Shard {
         }
         self.pending_subscribes.insert(
             token,
-            PendingSubscribe { conn, client_id, suback, waiting: others, retained_for, retained },
+            PendingSubscribe {
+                conn,
+                client_id,
+                suback,
+                waiting: others,
+                retained_for,
+                retained,
+                elsewhere,
+            },
         );
     }
 
@@ -1379,8 +1395,9 @@ impl Shard {
         now: Instant,
     ) -> (Matched, usize) {
         let mut receipts = 0;
+        let holders = self.retained_holders(&message);
         if message.retain {
-            receipts += self.retain_on_node(&message, receipt);
+            receipts += self.retain_on_node(&message, holders.as_deref(), receipt);
         }
         // Shared groups with members on this shard compete with the other shards' members; the
         // local walk of the subscriber index collects them.
@@ -1412,7 +1429,7 @@ impl Shard {
             self.effects.push(Effect::Mesh(shard, msg));
             receipts += usize::from(receipt.is_some());
         }
-        receipts += self.forward_to_peers(&message, &peers, receipt);
+        receipts += self.forward_to_peers(&message, &peers, holders.as_deref(), receipt);
         for (filter, group, mut members) in groups {
             members.sort();
             let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
@@ -1439,6 +1456,7 @@ impl Shard {
                         receipt,
                         deliver: true,
                         shared: Some((filter, group)),
+                        holders: None,
                     };
                     self.effects.push(Effect::Forward(node, forward));
                     receipts += usize::from(receipt.is_some());
@@ -1758,13 +1776,16 @@ impl Shard {
             }
             ShardMsg::SubscribeSync { token, filters } => {
                 let mut retained = Vec::new();
+                let mut elsewhere = Vec::new();
                 for filter in &filters {
                     self.collect_retained(filter, now, &mut retained);
+                    self.collect_retained_elsewhere(filter, now, &mut elsewhere);
                 }
-                self.effects.push(Effect::Mesh(from, ShardMsg::SubscribeReady { token, retained }));
+                let msg = ShardMsg::SubscribeReady { token, retained, elsewhere };
+                self.effects.push(Effect::Mesh(from, msg));
             }
-            ShardMsg::SubscribeReady { token, retained } => {
-                self.subscribe_ready(token, retained, now)
+            ShardMsg::SubscribeReady { token, retained, elsewhere } => {
+                self.subscribe_ready(token, retained, elsewhere, now)
             }
             ShardMsg::Publish { message, receipt, publisher } => {
                 self.paced_by(from, publisher, |shard| {
@@ -1790,9 +1811,10 @@ impl Shard {
                     self.effects.push(Effect::Resume(conn));
                 }
             }
-            ShardMsg::Retain { message, receipt } => {
-                self.with_receipt(from, receipt, |shard| shard.store_retained(message))
+            ShardMsg::Retain { message, receipt, elsewhere } => {
+                self.with_receipt(from, receipt, |shard| shard.keep_retained(message, elsewhere))
             }
+            ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
             ShardMsg::Stored { token, ok } => self.receipt(token, ok),
             ShardMsg::PeerRoutes { node, origin, snapshot, added, removed } => {
                 self.peer_routes(node, origin, snapshot, added, removed)
@@ -1834,10 +1856,12 @@ impl Shard {
         &mut self,
         token: SyncToken,
         mut retained: Vec<SharedMessage>,
+        mut elsewhere: Vec<(ByteString, Vec<PeerNode>)>,
         now: Instant,
     ) {
         let Some(pending) = self.pending_subscribes.get_mut(&token) else { return };
         pending.retained.append(&mut retained);
+        pending.elsewhere.append(&mut elsewhere);
         pending.waiting -= 1;
         if pending.waiting > 0 {
             return;
@@ -1849,6 +1873,7 @@ impl Shard {
         if still_connected {
             self.send(pending.conn, &Packet::SubAck(pending.suback));
         }
+        self.fetch_retained(&pending.client_id, &pending.retained_for, pending.elsewhere);
         self.deliver_retained(&pending.client_id, &pending.retained_for, pending.retained, now);
     }
 }

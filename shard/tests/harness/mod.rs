@@ -39,6 +39,9 @@ pub struct Node {
     pub route_changes: Vec<(ShardId, Vec<PeerRoute>, Vec<PeerRoute>)>,
     /// Sessions that ended for good (`Effect::SessionEnded`).
     pub ended: Vec<ByteString>,
+    /// Large retained messages a subscribe asked to fetch from peers: (shard, token, topic,
+    /// holders).
+    pub fetches: Vec<(ShardId, u64, ByteString, Vec<PeerNode>)>,
     pub next_conn: u64,
     /// One store per shard, for durable nodes; `None` while a failed store awaits reopening.
     pub stores: Vec<Option<ShardStore>>,
@@ -67,6 +70,7 @@ impl Node {
             forwarded: Vec::new(),
             route_changes: Vec::new(),
             ended: Vec::new(),
+            fetches: Vec::new(),
             next_conn: 1,
             stores: Vec::new(),
             store_paths: Vec::new(),
@@ -234,6 +238,9 @@ impl Node {
                         self.route_changes.push((from, added, removed))
                     }
                     Effect::SessionEnded(client_id) => self.ended.push(client_id),
+                    Effect::FetchRetained { token, topic, holders } => {
+                        self.fetches.push((from, token, topic, holders))
+                    }
                 }
             }
             if let Some((from, to, msg)) = self.mesh.pop_front() {
