@@ -66,6 +66,8 @@ const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
 /// HRW ring. Two, so that one node lost or restarting leaves a copy to fetch.
 const RETAINED_COPIES: usize = 2;
+/// Topics per `RetainedIndex` frame at most (topics are up to 64 KiB, usually under 100 bytes).
+const RETAINED_INDEX_CHUNK: usize = 512;
 /// How long a subscribe's fetch of a large retained message waits for one holder before it
 /// asks the next.
 const RETAINED_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -568,8 +570,9 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
         })),
         &mut out,
     );
-    if !held.is_empty() {
-        let topics = Some(held.iter().map(|topic| topic.to_string()).collect());
+    // In chunks, so that no frame nears the frame size limit however many there are.
+    for chunk in held.chunks(RETAINED_INDEX_CHUNK) {
+        let topics = Some(chunk.iter().map(|topic| topic.to_string()).collect());
         encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics })), &mut out);
     }
     link.version.set(0);
