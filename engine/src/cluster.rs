@@ -26,7 +26,7 @@ use shardmq_cluster::control::{ControlEvent, ControlPlane, Fence};
 use shardmq_cluster::frame::{
     self, Body, Encoder, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched,
     RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
-    TakeoverRequest,
+    TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
@@ -157,6 +157,8 @@ pub struct ShardCluster {
     clock: WallClock,
     links: RefCell<HashMap<PeerNode, Rc<OutLink>>>,
     takeovers: RefCell<HashMap<u64, Rc<Takeover>>>,
+    /// Sessions handed over to peers, by client id, until each new owner confirms.
+    parked: RefCell<HashMap<String, Parked>>,
     /// The live nodes (this one included), for the holders of large retained messages.
     ring: Rc<RefCell<Ring>>,
     /// Fetches of large retained messages the shard asked for, not started yet.
@@ -183,10 +185,17 @@ struct OutLink {
     receipts: RefCell<HashMap<u64, Instant>>,
 }
 
-/// A takeover this shard asked a peer for: the session it sent back (None inside: it had none).
+/// A takeover this shard asked a peer for: whether the session it sent back is installed here
+/// (true also when it had none; false when its transfer could not be read).
 struct Takeover {
     client_id: String,
-    transfer: Awaited<Option<Restored>>,
+    installed: Awaited<bool>,
+}
+
+/// A session this shard handed over, kept until the new owner says it installed it.
+struct Parked {
+    request: u64,
+    session: Restored,
 }
 
 /// An answer a task waits for, set by whoever reads it from a link.
@@ -248,6 +257,8 @@ pub enum ClusterItem {
     Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
     /// A peer answered this shard's retained fetch.
     Fetched(Box<RetainedFetched>),
+    /// A peer installed a session this shard handed over.
+    Installed(Box<TransferInstalled>),
 }
 
 impl ShardCluster {
@@ -257,6 +268,7 @@ impl ShardCluster {
             clock,
             links: RefCell::new(HashMap::new()),
             takeovers: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::new()),
             ring: Rc::new(RefCell::new(Ring::default())),
             fetch_queue: RefCell::new(Vec::new()),
             fetch_signal: Signal::default(),
@@ -854,6 +866,14 @@ fn handle_frame(
                 context.to_peer(partition, MeshItem::Cluster(item));
             }
         }
+        Body::TransferInstalled(installed) => {
+            let home = home_shard(&installed.client_id, context.shards);
+            if home == context.id {
+                unpark(cluster, &installed);
+            } else {
+                context.to_peer(home, MeshItem::Cluster(ClusterItem::Installed(installed)));
+            }
+        }
         Body::RetainedFetched(fetched) => {
             let shard = ShardId(fetched.shard);
             if shard == context.id {
@@ -874,6 +894,7 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
         ClusterItem::Fetch { peer, fetch } => answer_fetch(context, &cluster, peer, &fetch),
         ClusterItem::Fetched(fetched) => fetched_arrived(&cluster, *fetched),
+        ClusterItem::Installed(installed) => unpark(&cluster, &installed),
     }
 }
 
@@ -906,7 +927,8 @@ async fn take_over(
 ) -> bool {
     let peer = cluster.node.peer(owner);
     let request = cluster.next_request();
-    let takeover = Rc::new(Takeover { client_id: client_id.to_string(), transfer: Awaited::new() });
+    let takeover =
+        Rc::new(Takeover { client_id: client_id.to_string(), installed: Awaited::new() });
     cluster.takeovers.borrow_mut().insert(request, takeover.clone());
     let sent = cluster.send(
         peer,
@@ -917,26 +939,33 @@ async fn take_over(
             clean_start,
         })),
     );
-    let transfer = match sent {
-        true => takeover.transfer.until(Instant::now() + cluster.node.claim_timeout).await,
+    let installed = match sent {
+        true => takeover.installed.until(Instant::now() + cluster.node.claim_timeout).await,
         false => None,
     };
     cluster.takeovers.borrow_mut().remove(&request);
-    let Some(session) = transfer else {
-        tracing::warn!(
-            shard = %context.id,
-            "cannot take client {client_id:?} over from {owner}: no answer over the node link"
-        );
-        return false;
-    };
-    if let Some(restored) = session {
-        context.state.borrow_mut().adopt_session(restored, Instant::now());
-        context.apply_effects();
+    match installed {
+        Some(true) => {}
+        Some(false) => return false,
+        None => {
+            tracing::warn!(
+                shard = %context.id,
+                "cannot take client {client_id:?} over from {owner}: no answer over the node link"
+            );
+            return false;
+        }
     }
-    matches!(
+    // When this claim fails, the session installed here stays (offline): the claim may still
+    // have committed, and whoever takes the client over next asks the key's owner for it.
+    let owned = matches!(
         cluster.node.control.claim_after_release(client_id, revision).await,
         ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned
-    )
+    );
+    if owned {
+        let installed = TransferInstalled { client_id: client_id.to_string(), request };
+        cluster.send(peer, Body::TransferInstalled(Box::new(installed)));
+    }
+    owned
 }
 
 /// A peer takes over a client homed on this shard: its connection here is closed, its session
@@ -990,7 +1019,53 @@ fn hand_over(
             context.state.borrow_mut().adopt_session(restored, Instant::now());
             context.apply_effects();
         }
+        return;
     }
+    // The frame (or the link) may still be lost, or the peer may fail to claim the client: a
+    // copy stays here until the peer says it installed the session and owns the client.
+    let Some(session) = restored else { return };
+    let client_id = request.client_id.clone();
+    let parked = Parked { request: request.request, session };
+    cluster.parked.borrow_mut().insert(client_id.clone(), parked);
+    let wait = cluster.node.claim_timeout * 2 + LINK_READ_TIMEOUT;
+    let context = context.clone();
+    let request = request.request;
+    runtime::spawn_local(async move {
+        runtime::sleep(wait).await;
+        restore_parked(&context, &client_id, request);
+    });
+}
+
+/// The new owner installed a session this shard handed over: the copy kept here goes.
+fn unpark(cluster: &ShardCluster, installed: &TransferInstalled) {
+    let mut parked = cluster.parked.borrow_mut();
+    if parked.get(&installed.client_id).is_some_and(|p| p.request == installed.request) {
+        parked.remove(&installed.client_id);
+    }
+}
+
+/// No word from the peer that it installed a session handed over to it: the copy kept here
+/// becomes the session again (offline), unless the client has one here by now. Where the peer
+/// did install it after all, its copy is the newer one, and a takeover from it replaces this one.
+fn restore_parked(context: &ShardContext, client_id: &str, request: u64) {
+    let Some(cluster) = &context.cluster else { return };
+    let parked = {
+        let mut parked = cluster.parked.borrow_mut();
+        match parked.get(client_id) {
+            Some(p) if p.request == request => parked.remove(client_id),
+            _ => None,
+        }
+    };
+    let Some(parked) = parked else { return };
+    if context.state.borrow().has_session(client_id) {
+        return;
+    }
+    tracing::warn!(
+        shard = %context.id,
+        "the node that took client {client_id:?} over never confirmed its session: keeping it here"
+    );
+    context.state.borrow_mut().adopt_session(parked.session, Instant::now());
+    context.apply_effects();
 }
 
 /// A peer answered one of this shard's takeover requests.
@@ -1007,14 +1082,21 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
         );
         return;
     }
-    let session = match decode_transfer(&transfer, &cluster.clock) {
-        Ok(session) => session,
-        Err(error) => {
-            tracing::warn!(shard = %context.id, "bad session transfer for {:?}: {error}", transfer.client_id);
-            None
+    // Installed at once, before anything else runs on this shard: from here on, a peer that
+    // takes the client over from this node finds the session here.
+    match decode_transfer(&transfer, &cluster.clock) {
+        Ok(Some(restored)) => {
+            context.state.borrow_mut().adopt_session(restored, Instant::now());
+            context.apply_effects();
+            takeover.installed.set(true);
         }
-    };
-    takeover.transfer.set(session);
+        Ok(None) => takeover.installed.set(true),
+        Err(error) => {
+            // Its node keeps its copy, not hearing that it was installed.
+            tracing::warn!(shard = %context.id, "bad session transfer for {:?}: {error}", transfer.client_id);
+            takeover.installed.set(false);
+        }
+    }
 }
 
 // -------------------------------------------------------------------------------------------

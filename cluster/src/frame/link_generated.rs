@@ -4929,10 +4929,327 @@ mod root {
                 }
             }
 
+            /// The table `TransferInstalled` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:122`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct TransferInstalled {
+                /// The field `client_id` in the table `TransferInstalled`
+                pub client_id: ::planus::alloc::string::String,
+                /// The field `request` in the table `TransferInstalled`
+                pub request: u64,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for TransferInstalled {
+                fn default() -> Self {
+                    Self { client_id: ::core::default::Default::default(), request: 0 }
+                }
+            }
+
+            impl TransferInstalled {
+                /// Creates a [TransferInstalledBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> TransferInstalledBuilder<()> {
+                    TransferInstalledBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_client_id: impl ::planus::WriteAs<::planus::Offset<str>>,
+                    field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_client_id = field_client_id.prepare(builder);
+                    let prepared_request = field_request.prepare(builder, &0);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<8> =
+                        ::core::default::Default::default();
+                    if prepared_request.is_some() {
+                        table_writer.write_entry::<u64>(1);
+                    }
+                    table_writer.write_entry::<::planus::Offset<str>>(0);
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_request) = prepared_request
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            object_writer.write::<_, _, 4>(&prepared_client_id);
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<TransferInstalled>> for TransferInstalled {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<TransferInstalled> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<TransferInstalled>> for TransferInstalled {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<TransferInstalled>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<TransferInstalled> for TransferInstalled {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<TransferInstalled> {
+                    TransferInstalled::create(builder, &self.client_id, self.request)
+                }
+            }
+
+            /// Builder for serializing an instance of the [TransferInstalled] type.
+            ///
+            /// Can be created using the [TransferInstalled::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct TransferInstalledBuilder<State>(State);
+
+            impl TransferInstalledBuilder<()> {
+                /// Setter for the [`client_id` field](TransferInstalled#structfield.client_id).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn client_id<T0>(self, value: T0) -> TransferInstalledBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                {
+                    TransferInstalledBuilder((value,))
+                }
+            }
+
+            impl<T0> TransferInstalledBuilder<(T0,)> {
+                /// Setter for the [`request` field](TransferInstalled#structfield.request).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request<T1>(self, value: T1) -> TransferInstalledBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0,) = self.0;
+                    TransferInstalledBuilder((v0, value))
+                }
+
+                /// Sets the [`request` field](TransferInstalled#structfield.request) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request_as_default(
+                    self,
+                ) -> TransferInstalledBuilder<(T0, ::planus::DefaultValue)> {
+                    self.request(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> TransferInstalledBuilder<(T0, T1)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [TransferInstalled].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<TransferInstalled>
+                where
+                    Self: ::planus::WriteAsOffset<TransferInstalled>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                > ::planus::WriteAs<::planus::Offset<TransferInstalled>>
+                for TransferInstalledBuilder<(T0, T1)>
+            {
+                type Prepared = ::planus::Offset<TransferInstalled>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<TransferInstalled> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                > ::planus::WriteAsOptional<::planus::Offset<TransferInstalled>>
+                for TransferInstalledBuilder<(T0, T1)>
+            {
+                type Prepared = ::planus::Offset<TransferInstalled>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<TransferInstalled>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                > ::planus::WriteAsOffset<TransferInstalled>
+                for TransferInstalledBuilder<(T0, T1)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<TransferInstalled> {
+                    let (v0, v1) = &self.0;
+                    TransferInstalled::create(builder, v0, v1)
+                }
+            }
+
+            /// Reference to a deserialized [TransferInstalled].
+            #[derive(Copy, Clone)]
+            pub struct TransferInstalledRef<'a>(
+                #[allow(dead_code)] ::planus::table_reader::Table<'a>,
+            );
+
+            impl<'a> TransferInstalledRef<'a> {
+                /// Getter for the [`client_id` field](TransferInstalled#structfield.client_id).
+                #[inline]
+                pub fn client_id(&self) -> ::planus::Result<&'a ::core::primitive::str> {
+                    self.0.access_required(0, "TransferInstalled", "client_id")
+                }
+
+                /// Getter for the [`request` field](TransferInstalled#structfield.request).
+                #[inline]
+                pub fn request(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "TransferInstalled", "request")?.unwrap_or(0),
+                    )
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for TransferInstalledRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("TransferInstalledRef");
+                    f.field("client_id", &self.client_id());
+                    f.field("request", &self.request());
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<TransferInstalledRef<'a>> for TransferInstalled {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: TransferInstalledRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        client_id: ::core::convert::Into::into(value.client_id()?),
+                        request: ::core::convert::TryInto::try_into(value.request()?)?,
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for TransferInstalledRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for TransferInstalledRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[TransferInstalledRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<TransferInstalled>> for TransferInstalled {
+                type Value = ::planus::Offset<TransferInstalled>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<TransferInstalled>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for TransferInstalledRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[TransferInstalledRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:120`
+            /// * Union `Body` in the file `schema/link.fbs:127`
             #[derive(
                 Clone,
                 Debug,
@@ -4977,6 +5294,9 @@ mod root {
 
                 /// The variant of type `RetainedFetched` in the union `Body`
                 RetainedFetched(::planus::alloc::boxed::Box<self::RetainedFetched>),
+
+                /// The variant of type `TransferInstalled` in the union `Body`
+                TransferInstalled(::planus::alloc::boxed::Box<self::TransferInstalled>),
             }
 
             impl Body {
@@ -5073,6 +5393,14 @@ mod root {
                 ) -> ::planus::UnionOffset<Self> {
                     ::planus::UnionOffset::new(11, value.prepare(builder).downcast())
                 }
+
+                #[inline]
+                pub fn create_transfer_installed(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::TransferInstalled>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(12, value.prepare(builder).downcast())
+                }
             }
 
             impl ::planus::WriteAsUnion<Body> for Body {
@@ -5095,6 +5423,9 @@ mod root {
                         Self::RetainedFetch(value) => Self::create_retained_fetch(builder, value),
                         Self::RetainedFetched(value) => {
                             Self::create_retained_fetched(builder, value)
+                        }
+                        Self::TransferInstalled(value) => {
+                            Self::create_transfer_installed(builder, value)
                         }
                     }
                 }
@@ -5225,6 +5556,18 @@ mod root {
                 ) -> BodyBuilder<::planus::Initialized<11, T>>
                 where
                     T: ::planus::WriteAsOffset<self::RetainedFetched>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`TransferInstalled` variant](Body#variant.TransferInstalled).
+                #[inline]
+                pub fn transfer_installed<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<12, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::TransferInstalled>,
                 {
                     BodyBuilder(::planus::Initialized(value))
                 }
@@ -5483,6 +5826,28 @@ mod root {
                     ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
                 }
             }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<12, T>>
+            where
+                T: ::planus::WriteAsOffset<self::TransferInstalled>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(12, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<12, T>>
+            where
+                T: ::planus::WriteAsOffset<self::TransferInstalled>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
 
             /// Reference to a deserialized [Body].
             #[derive(Copy, Clone, Debug)]
@@ -5498,6 +5863,7 @@ mod root {
                 RetainedIndex(self::RetainedIndexRef<'a>),
                 RetainedFetch(self::RetainedFetchRef<'a>),
                 RetainedFetched(self::RetainedFetchedRef<'a>),
+                TransferInstalled(self::TransferInstalledRef<'a>),
             }
 
             impl<'a> ::core::convert::TryFrom<BodyRef<'a>> for Body {
@@ -5564,6 +5930,12 @@ mod root {
                                 ::core::convert::TryFrom::try_from(value)?,
                             ))
                         }
+
+                        BodyRef::TransferInstalled(value) => {
+                            Self::TransferInstalled(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
                     })
                 }
             }
@@ -5608,6 +5980,9 @@ mod root {
                         11 => ::core::result::Result::Ok(Self::RetainedFetched(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
+                        12 => ::core::result::Result::Ok(Self::TransferInstalled(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
                         _ => ::core::result::Result::Err(
                             ::planus::errors::ErrorKind::UnknownUnionTag { tag },
                         ),
@@ -5622,7 +5997,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:134`
+            /// * Table `Frame` in the file `schema/link.fbs:142`
             #[derive(
                 Clone,
                 Debug,

@@ -22,6 +22,7 @@ use planus::ReadAsRoot;
 pub use link_generated::shardmq::link::{
     Body, Frame, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched, RetainedIndex,
     Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer, TakeoverRequest,
+    TransferInstalled,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up
