@@ -26,7 +26,9 @@
 //! every node.
 //!
 //! What the driver and the engine must do for these rules to hold (the simulation's engine
-//! model does each, and fails without it):
+//! model does each, and fails without it; `engine/src/cluster.rs` does each too: it installs a
+//! shipped session as the frame arrives, before its claim is sent, keeps a handed-over copy
+//! until `TransferInstalled`, and answers `busy` while one is kept for another node):
 //!
 //! - Answer every `Txn` exactly once (a timeout is `Failed`); keep the lease alive at least
 //!   every `ttl / 6`; send `etcd_ok` to every peer every few hundred milliseconds and pass

@@ -185,15 +185,28 @@ struct OutLink {
     receipts: RefCell<HashMap<u64, Instant>>,
 }
 
-/// A takeover this shard asked a peer for: whether the session it sent back is installed here
-/// (true also when it had none; false when its transfer could not be read).
+/// A takeover this shard asked a peer for, and how the peer answered.
 struct Takeover {
     client_id: String,
-    installed: Awaited<bool>,
+    answer: Awaited<TakeoverAnswer>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TakeoverAnswer {
+    /// The peer stopped serving the client; its session (if it had one) is installed here.
+    Installed,
+    /// The peer's transfer could not be read: it keeps its copy.
+    Unreadable,
+    /// The peer handed the client to a third node that has not confirmed yet: ask again.
+    Busy,
+}
+
+/// How long a connect waits before claiming again after a [`TakeoverAnswer::Busy`].
+const TAKEOVER_RETRY: Duration = Duration::from_millis(50);
 
 /// A session this shard handed over, kept until the new owner says it installed it.
 struct Parked {
+    peer: PeerNode,
     request: u64,
     session: Restored,
 }
@@ -906,17 +919,29 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
 /// it now (taking it over from the peer that served it, session included, if needed).
 pub async fn claim(context: &Rc<ShardContext>, client_id: &str, clean_start: bool) -> bool {
     let Some(cluster) = context.cluster.clone() else { return true };
-    match cluster.node.control.claim(client_id).await {
-        ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => true,
-        ClaimOutcome::HeldBy { owner, revision } => {
-            take_over(context, &cluster, client_id, clean_start, &owner, revision).await
+    let deadline = Instant::now() + cluster.node.claim_timeout;
+    loop {
+        let (owner, revision) = match cluster.node.control.claim(client_id).await {
+            ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => return true,
+            ClaimOutcome::HeldBy { owner, revision } => (owner, revision),
+            ClaimOutcome::Unavailable | ClaimOutcome::Fenced => return false,
+        };
+        let taken =
+            take_over(context, &cluster, client_id, clean_start, &owner, revision, deadline).await;
+        match taken {
+            Some(owned) => return owned,
+            // The owner is handing the client to another node: claim again once it has.
+            None if Instant::now() + TAKEOVER_RETRY < deadline => {
+                runtime::sleep(TAKEOVER_RETRY).await
+            }
+            None => return false,
         }
-        ClaimOutcome::Unavailable | ClaimOutcome::Fenced => false,
     }
 }
 
 /// Asks `owner` to stop serving `client_id` and send its session, installs the session here,
 /// then claims the id from it in etcd (the owner has stopped serving before the claim commits).
+/// Whether this node owns the client now; `None` when the owner answered "busy".
 async fn take_over(
     context: &Rc<ShardContext>,
     cluster: &Rc<ShardCluster>,
@@ -924,11 +949,11 @@ async fn take_over(
     clean_start: bool,
     owner: &NodeId,
     revision: Revision,
-) -> bool {
+    deadline: Instant,
+) -> Option<bool> {
     let peer = cluster.node.peer(owner);
     let request = cluster.next_request();
-    let takeover =
-        Rc::new(Takeover { client_id: client_id.to_string(), installed: Awaited::new() });
+    let takeover = Rc::new(Takeover { client_id: client_id.to_string(), answer: Awaited::new() });
     cluster.takeovers.borrow_mut().insert(request, takeover.clone());
     let sent = cluster.send(
         peer,
@@ -939,20 +964,21 @@ async fn take_over(
             clean_start,
         })),
     );
-    let installed = match sent {
-        true => takeover.installed.until(Instant::now() + cluster.node.claim_timeout).await,
+    let answer = match sent {
+        true => takeover.answer.until(deadline).await,
         false => None,
     };
     cluster.takeovers.borrow_mut().remove(&request);
-    match installed {
-        Some(true) => {}
-        Some(false) => return false,
+    match answer {
+        Some(TakeoverAnswer::Installed) => {}
+        Some(TakeoverAnswer::Unreadable) => return Some(false),
+        Some(TakeoverAnswer::Busy) => return None,
         None => {
             tracing::warn!(
                 shard = %context.id,
                 "cannot take client {client_id:?} over from {owner}: no answer over the node link"
             );
-            return false;
+            return Some(false);
         }
     }
     // When this claim fails, the session installed here stays (offline): the claim may still
@@ -965,7 +991,7 @@ async fn take_over(
         let installed = TransferInstalled { client_id: client_id.to_string(), request };
         cluster.send(peer, Body::TransferInstalled(Box::new(installed)));
     }
-    owned
+    Some(owned)
 }
 
 /// A peer takes over a client homed on this shard: its connection here is closed, its session
@@ -976,37 +1002,31 @@ fn hand_over(
     peer: PeerNode,
     request: &TakeoverRequest,
 ) {
-    let restored = context.state.borrow_mut().hand_over(
-        &request.client_id,
-        request.clean_start,
-        Instant::now(),
-    );
-    context.apply_effects();
-    cluster.node.control.handed_over(&request.client_id);
-    let mut transfer = SessionTransfer {
-        client_id: request.client_id.clone(),
-        request: request.request,
-        shard: request.reply_shard,
-        session: None,
-        messages: None,
-        incoming_qos2: None,
-    };
-    if let Some(restored) = &restored {
-        if let Some((_, record)) = restored.sessions.first() {
-            transfer.session = Some(encode_session(record));
+    let parked_for = cluster.parked.borrow().get(&request.client_id).map(|p| p.peer);
+    let restored = match parked_for {
+        // Handed to a third node that has not confirmed: "no session here" would let this
+        // peer claim the client without it. It asks again; by then the third node owns the
+        // client (and is asked instead), or the copy is back here.
+        Some(to) if to != peer => {
+            let busy = transfer_frame(cluster, request, None, true);
+            cluster.send(peer, Body::SessionTransfer(Box::new(busy)));
+            return;
         }
-        transfer.messages = Some(
+        // The same peer asks again (its claim failed, or it never got the transfer): it gets
+        // the same copy again.
+        Some(_) => cluster.parked.borrow_mut().remove(&request.client_id).map(|p| p.session),
+        None => {
+            let restored = context.state.borrow_mut().hand_over(
+                &request.client_id,
+                request.clean_start,
+                Instant::now(),
+            );
+            context.apply_effects();
+            cluster.node.control.handed_over(&request.client_id);
             restored
-                .messages
-                .iter()
-                .map(|(_, seq, record)| SessionMessage {
-                    seq: *seq,
-                    record: encode_message_record(record, &cluster.clock),
-                })
-                .collect(),
-        );
-        transfer.incoming_qos2 = Some(restored.incoming_qos2.iter().map(|(_, id)| *id).collect());
-    }
+        }
+    };
+    let transfer = transfer_frame(cluster, request, restored.as_ref(), false);
     if !cluster.send(peer, Body::SessionTransfer(Box::new(transfer))) {
         // The session would be lost with the frame: it stays here (offline) instead, and the
         // requester, getting no answer, refuses its connect.
@@ -1025,7 +1045,7 @@ fn hand_over(
     // copy stays here until the peer says it installed the session and owns the client.
     let Some(session) = restored else { return };
     let client_id = request.client_id.clone();
-    let parked = Parked { request: request.request, session };
+    let parked = Parked { peer, request: request.request, session };
     cluster.parked.borrow_mut().insert(client_id.clone(), parked);
     let wait = cluster.node.claim_timeout * 2 + LINK_READ_TIMEOUT;
     let context = context.clone();
@@ -1034,6 +1054,42 @@ fn hand_over(
         runtime::sleep(wait).await;
         restore_parked(&context, &client_id, request);
     });
+}
+
+/// The answer to a takeover `request`: the session handed over (`None`: there was none here),
+/// or "busy".
+fn transfer_frame(
+    cluster: &ShardCluster,
+    request: &TakeoverRequest,
+    restored: Option<&Restored>,
+    busy: bool,
+) -> SessionTransfer {
+    let mut transfer = SessionTransfer {
+        client_id: request.client_id.clone(),
+        request: request.request,
+        shard: request.reply_shard,
+        session: None,
+        messages: None,
+        incoming_qos2: None,
+        busy,
+    };
+    if let Some(restored) = restored {
+        if let Some((_, record)) = restored.sessions.first() {
+            transfer.session = Some(encode_session(record));
+        }
+        transfer.messages = Some(
+            restored
+                .messages
+                .iter()
+                .map(|(_, seq, record)| SessionMessage {
+                    seq: *seq,
+                    record: encode_message_record(record, &cluster.clock),
+                })
+                .collect(),
+        );
+        transfer.incoming_qos2 = Some(restored.incoming_qos2.iter().map(|(_, id)| *id).collect());
+    }
+    transfer
 }
 
 /// The new owner installed a session this shard handed over: the copy kept here goes.
@@ -1082,19 +1138,22 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
         );
         return;
     }
+    if transfer.busy {
+        return takeover.answer.set(TakeoverAnswer::Busy);
+    }
     // Installed at once, before anything else runs on this shard: from here on, a peer that
     // takes the client over from this node finds the session here.
     match decode_transfer(&transfer, &cluster.clock) {
         Ok(Some(restored)) => {
             context.state.borrow_mut().adopt_session(restored, Instant::now());
             context.apply_effects();
-            takeover.installed.set(true);
+            takeover.answer.set(TakeoverAnswer::Installed);
         }
-        Ok(None) => takeover.installed.set(true),
+        Ok(None) => takeover.answer.set(TakeoverAnswer::Installed),
         Err(error) => {
             // Its node keeps its copy, not hearing that it was installed.
             tracing::warn!(shard = %context.id, "bad session transfer for {:?}: {error}", transfer.client_id);
-            takeover.installed.set(false);
+            takeover.answer.set(TakeoverAnswer::Unreadable);
         }
     }
 }

@@ -3114,6 +3114,8 @@ mod root {
                     ::core::option::Option<::planus::alloc::vec::Vec<self::SessionMessage>>,
                 /// The field `incoming_qos2` in the table `SessionTransfer`
                 pub incoming_qos2: ::core::option::Option<::planus::alloc::vec::Vec<u16>>,
+                /// The field `busy` in the table `SessionTransfer`
+                pub busy: bool,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -3126,6 +3128,7 @@ mod root {
                         session: ::core::default::Default::default(),
                         messages: ::core::default::Default::default(),
                         incoming_qos2: ::core::default::Default::default(),
+                        busy: false,
                     }
                 }
             }
@@ -3148,6 +3151,7 @@ mod root {
                         ::planus::Offset<[::planus::Offset<self::SessionMessage>]>,
                     >,
                     field_incoming_qos2: impl ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    field_busy: impl ::planus::WriteAsDefault<bool, bool>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_client_id = field_client_id.prepare(builder);
                     let prepared_request = field_request.prepare(builder, &0);
@@ -3155,8 +3159,9 @@ mod root {
                     let prepared_session = field_session.prepare(builder);
                     let prepared_messages = field_messages.prepare(builder);
                     let prepared_incoming_qos2 = field_incoming_qos2.prepare(builder);
+                    let prepared_busy = field_busy.prepare(builder, &false);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<16> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<18> =
                         ::core::default::Default::default();
                     if prepared_request.is_some() {
                         table_writer.write_entry::<u64>(1);
@@ -3173,6 +3178,9 @@ mod root {
                     }
                     if prepared_shard.is_some() {
                         table_writer.write_entry::<u16>(2);
+                    }
+                    if prepared_busy.is_some() {
+                        table_writer.write_entry::<bool>(6);
                     }
 
                     unsafe {
@@ -3198,6 +3206,9 @@ mod root {
                             }
                             if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
                                 object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                            if let ::core::option::Option::Some(prepared_busy) = prepared_busy {
+                                object_writer.write::<_, _, 1>(&prepared_busy);
                             }
                         });
                     }
@@ -3243,6 +3254,7 @@ mod root {
                         &self.session,
                         &self.messages,
                         &self.incoming_qos2,
+                        self.busy,
                     )
                 }
             }
@@ -3378,6 +3390,32 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4, T5> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5)> {
+                /// Setter for the [`busy` field](SessionTransfer#structfield.busy).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn busy<T6>(
+                    self,
+                    value: T6,
+                ) -> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                where
+                    T6: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2, v3, v4, v5) = self.0;
+                    SessionTransferBuilder((v0, v1, v2, v3, v4, v5, value))
+                }
+
+                /// Sets the [`busy` field](SessionTransfer#structfield.busy) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn busy_as_default(
+                    self,
+                ) -> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, ::planus::DefaultValue)>
+                {
+                    self.busy(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [SessionTransfer].
                 #[inline]
                 pub fn finish(
@@ -3400,8 +3438,9 @@ mod root {
                         ::planus::Offset<[::planus::Offset<self::SessionMessage>]>,
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T6: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAs<::planus::Offset<SessionTransfer>>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 type Prepared = ::planus::Offset<SessionTransfer>;
 
@@ -3423,8 +3462,9 @@ mod root {
                         ::planus::Offset<[::planus::Offset<self::SessionMessage>]>,
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T6: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOptional<::planus::Offset<SessionTransfer>>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 type Prepared = ::planus::Offset<SessionTransfer>;
 
@@ -3446,16 +3486,17 @@ mod root {
                         ::planus::Offset<[::planus::Offset<self::SessionMessage>]>,
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T6: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOffset<SessionTransfer>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<SessionTransfer> {
-                    let (v0, v1, v2, v3, v4, v5) = &self.0;
-                    SessionTransfer::create(builder, v0, v1, v2, v3, v4, v5)
+                    let (v0, v1, v2, v3, v4, v5, v6) = &self.0;
+                    SessionTransfer::create(builder, v0, v1, v2, v3, v4, v5, v6)
                 }
             }
 
@@ -3514,6 +3555,14 @@ mod root {
                 {
                     self.0.access(5, "SessionTransfer", "incoming_qos2")
                 }
+
+                /// Getter for the [`busy` field](SessionTransfer#structfield.busy).
+                #[inline]
+                pub fn busy(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(6, "SessionTransfer", "busy")?.unwrap_or(false),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for SessionTransferRef<'a> {
@@ -3536,6 +3585,7 @@ mod root {
                     {
                         f.field("incoming_qos2", &field_incoming_qos2);
                     }
+                    f.field("busy", &self.busy());
                     f.finish()
                 }
             }
@@ -3564,6 +3614,7 @@ mod root {
                         } else {
                             ::core::option::Option::None
                         },
+                        busy: ::core::convert::TryInto::try_into(value.busy()?)?,
                     })
                 }
             }
@@ -3641,7 +3692,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:95`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:98`
             #[derive(
                 Clone,
                 Debug,
@@ -3903,7 +3954,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:101`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:104`
             #[derive(
                 Clone,
                 Debug,
@@ -4194,7 +4245,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:106`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:109`
             #[derive(
                 Clone,
                 Debug,
@@ -4555,7 +4606,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:114`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:117`
             #[derive(
                 Clone,
                 Debug,
@@ -4932,7 +4983,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:122`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:125`
             #[derive(
                 Clone,
                 Debug,
@@ -5249,7 +5300,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:127`
+            /// * Union `Body` in the file `schema/link.fbs:130`
             #[derive(
                 Clone,
                 Debug,
@@ -5997,7 +6048,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:142`
+            /// * Table `Frame` in the file `schema/link.fbs:145`
             #[derive(
                 Clone,
                 Debug,
