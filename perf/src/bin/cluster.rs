@@ -7,6 +7,9 @@
 //!   batching on and off (`--claim-batch-max 1 --claim-batch-delay-ms 0`), and the same on 3
 //!   nodes without etcd for the connect latency a claim adds. The nodes' shutdown lines give
 //!   claims and transactions.
+//! - `ownership`: the same claims without MQTT: 3 nodes' control planes in this process claim
+//!   distinct client ids as fast as etcd commits them, batching on and off — what the ownership
+//!   layer sustains when the connect path (TCP, CONNECT, the load generator) is not the limit.
 //! - `cross`: 1:1 QoS 1 streams at a fixed rate and closed loop, publisher and subscriber on
 //!   different nodes versus on the same node (same load on both nodes either way).
 //! - `hold`: connections held across 5 nodes, each under this machine's 20,000-descriptor limit;
@@ -33,8 +36,8 @@ struct Args {
     /// Rounds per configuration (medians are reported) [default: 3, 1 with --quick].
     #[arg(long)]
     rounds: Option<usize>,
-    /// Scenarios to run, comma-separated: claims, cross, hold.
-    #[arg(long, default_value = "claims,cross,hold", value_delimiter = ',')]
+    /// Scenarios to run, comma-separated: claims, ownership, cross, hold.
+    #[arg(long, default_value = "claims,ownership,cross,hold", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Where to write the results [default: perf/results/cluster, target/cluster with --quick].
     #[arg(long)]
@@ -89,16 +92,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("== {scenario}");
         let (value, text) = match scenario.as_str() {
             "claims" => claims(&env)?,
+            "ownership" => ownership(&env)?,
             "cross" => cross(&env)?,
             "hold" => hold(&env)?,
-            other => bail!("unknown scenario {other:?} (claims, cross, hold)"),
+            other => bail!("unknown scenario {other:?} (claims, ownership, cross, hold)"),
         };
         results.insert(scenario.clone(), value);
         report.push_str(&text);
     }
     let commit = shardmq_perf::compare::commit(&workspace);
     let date = date();
-    let complete = !args.quick && args.scenarios.len() == 3 && env.rounds >= 3;
+    let complete = !args.quick && args.scenarios.len() == 4 && env.rounds >= 3;
     let out = args.out.unwrap_or_else(|| {
         workspace.join(if complete { "perf/results/cluster" } else { "target/cluster" })
     });
@@ -216,6 +220,165 @@ fn claims(env: &Env) -> anyhow::Result<(Value, String)> {
         rows.join("\n")
     );
     Ok((Value::Object(values), text))
+}
+
+/// Claims each node keeps waiting at once in the `ownership` scenario: enough to fill
+/// 128-operation transactions while earlier ones are in flight.
+const OWNERSHIP_IN_FLIGHT: usize = 2048;
+
+fn ownership(env: &Env) -> anyhow::Result<(Value, String)> {
+    let per_node: u64 = if env.quick { 20_000 } else { 100_000 };
+    let configurations =
+        [("batching on (128 ops, 2 ms)", 128, 2), ("batching off (1 op per txn)", 1, 0)];
+    let mut rows = Vec::new();
+    let mut values = serde_json::Map::new();
+    for (name, ops, delay_ms) in configurations {
+        let mut rounds = Vec::new();
+        for round in 0..env.rounds {
+            let etcd = EtcdProcess::start().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let planes = (0..3)
+                .map(|i| start_control(&etcd.endpoint(), &format!("own{round}"), i, ops, delay_ms))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let started = Instant::now();
+            let workers: Vec<_> = planes
+                .iter()
+                .enumerate()
+                .map(|(i, plane)| {
+                    let plane = plane.clone();
+                    std::thread::spawn(move || claim_ids(&plane, i, per_node))
+                })
+                .collect();
+            let mut latency = hdrhistogram::Histogram::<u64>::new(3)?;
+            let mut refused = 0;
+            for worker in workers {
+                let (histogram, failed) =
+                    worker.join().map_err(|_| anyhow::anyhow!("a claim worker panicked"))??;
+                latency.add(histogram)?;
+                refused += failed;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let (mut txns, mut txn_ops) = (0, 0);
+            for plane in &planes {
+                let stats = plane.stats();
+                txns += stats.txns;
+                txn_ops += stats.txn_ops;
+                plane.shutdown();
+            }
+            drop(etcd);
+            let sample = json!({
+                "claims": 3 * per_node - refused,
+                "refused": refused,
+                "claims_per_sec": (3 * per_node - refused) as f64 / elapsed,
+                "p50_us": latency.value_at_quantile(0.5),
+                "p99_us": latency.value_at_quantile(0.99),
+                "txns": txns,
+                "txn_ops": txn_ops,
+            });
+            eprintln!("  {name} round {round}: {sample}");
+            rounds.push(sample);
+        }
+        let txns = summary(&rounds, "txns").0;
+        let ops_per_txn = if txns > 0.0 { summary(&rounds, "txn_ops").0 / txns } else { 0.0 };
+        rows.push(format!(
+            "| {name} | {} | {} | {} | {} | {ops_per_txn:.1} |",
+            fmt_summary(summary(&rounds, "claims_per_sec"), 0),
+            fmt_summary(summary(&rounds, "p50_us"), 0),
+            fmt_summary(summary(&rounds, "p99_us"), 0),
+            fmt_summary(summary(&rounds, "refused"), 0),
+        ));
+        values.insert(name.to_string(), Value::Array(rounds));
+    }
+    let text = format!(
+        "## Ownership: {} claims by 3 nodes' control planes, no MQTT\n\n\
+         Each of 3 control planes (the code a node runs, in this process) claims {per_node} \
+         distinct client ids with {OWNERSHIP_IN_FLIGHT} claims waiting at a time, against one \
+         etcd. `claims/s` is all claims over the wall time; latency is one claim's wait for \
+         its transaction.\n\n\
+         | configuration | claims/s | claim p50 µs | claim p99 µs | refused | ops per txn |\n\
+         |---|---|---|---|---|---|\n{}\n\n",
+        3 * per_node,
+        rows.join("\n")
+    );
+    Ok((Value::Object(values), text))
+}
+
+/// Starts node `index`'s control plane of cluster `cluster` and waits out its claim quarantine.
+fn start_control(
+    endpoint: &str,
+    cluster: &str,
+    index: usize,
+    ops: usize,
+    delay_ms: u64,
+) -> anyhow::Result<shardmq_cluster::control::ControlPlane> {
+    use shardmq_cluster::control::{ControlConfig, ControlPlane};
+    use shardmq_cluster::ownership::OwnershipConfig;
+    use shardmq_cluster::{ClaimOutcome, NodeId};
+
+    let node = NodeId::new(&format!("node{index}"));
+    let mut ownership = OwnershipConfig::new(node.clone());
+    ownership.batch_ops_max = ops;
+    ownership.batch_delay = Duration::from_millis(delay_ms);
+    // Claims queue behind each other here by design; none should give up.
+    ownership.claim_timeout = Duration::from_secs(60);
+    let config = ControlConfig {
+        cluster: cluster.to_string(),
+        node,
+        endpoints: vec![endpoint.to_string()],
+        link_advertise: ([127, 0, 0, 1], 1884 + index as u16).into(),
+        ownership,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let (plane, _events) = ControlPlane::start(config, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = format!("probe-{index}");
+        match futures_lite::future::block_on(plane.claim(&probe)) {
+            ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned => return Ok(plane),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => bail!("node{index} cannot claim: {other:?}"),
+        }
+    }
+}
+
+/// Claims `count` client ids of node `index`, [`OWNERSHIP_IN_FLIGHT`] at a time: their latency
+/// and how many were refused.
+fn claim_ids(
+    plane: &shardmq_cluster::control::ControlPlane,
+    index: usize,
+    count: u64,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    use shardmq_cluster::ClaimOutcome;
+    use std::cell::{Cell, RefCell};
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    let local = tokio::task::LocalSet::new();
+    let next = std::rc::Rc::new(Cell::new(0u64));
+    let refused = std::rc::Rc::new(Cell::new(0u64));
+    let latency = std::rc::Rc::new(RefCell::new(hdrhistogram::Histogram::<u64>::new(3)?));
+    for _ in 0..OWNERSHIP_IN_FLIGHT {
+        let (plane, next, refused, latency) =
+            (plane.clone(), next.clone(), refused.clone(), latency.clone());
+        local.spawn_local(async move {
+            loop {
+                let i = next.get();
+                if i >= count {
+                    return;
+                }
+                next.set(i + 1);
+                let started = Instant::now();
+                match plane.claim(&format!("node{index}-client-{i}")).await {
+                    ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned => {
+                        let micros = started.elapsed().as_micros() as u64;
+                        let _ = latency.borrow_mut().record(micros.max(1));
+                    }
+                    _ => refused.set(refused.get() + 1),
+                }
+            }
+        });
+    }
+    runtime.block_on(local);
+    let histogram = latency.borrow().clone();
+    Ok((histogram, refused.get()))
 }
 
 fn cross(env: &Env) -> anyhow::Result<(Value, String)> {
