@@ -9,6 +9,13 @@
 //! that shard applies routes on every shard, delivers publishes, and passes receipts and
 //! takeover messages to the shard they are for.
 //!
+//! Every connection a link makes is numbered in its hello, from a counter of the process seeded
+//! from the wall clock, so a reconnect or a restart brings a larger number. Two connections of
+//! one peer shard can be read at once (the old one not yet noticed dead, on another shard), so
+//! the receiving shards tag route frames with (the hello's lease, that number) and keep only the
+//! newest connection's routes ([`shardmq_shard::LinkEpoch`]). When the membership says an
+//! incarnation of a peer is gone, its routes go and its links that are still open are closed.
+//!
 //! The etcd side (membership, batched ownership, the lease and its deadline) runs on the
 //! control-plane thread ([`shardmq_cluster::control`]); shards reach it through
 //! [`ControlPlane`], whose calls are runtime-agnostic futures.
@@ -17,6 +24,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,8 +45,8 @@ use shardmq_shard::persist::{
     encode_session, encode_stored_message, Restored, WallClock,
 };
 use shardmq_shard::{
-    home_shard, retained_shard, Forward, Node, PeerNode, PeerRoute, RetainedPlacement, ShardId,
-    SharedMessage,
+    home_shard, retained_shard, Forward, LinkEpoch, LinkNumber, Node, PeerLease, PeerNode,
+    PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
 };
 
 use crate::server::{MeshItem, ShardContext, Signal};
@@ -50,8 +58,9 @@ const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between link connection attempts: doubles from the first to the last.
 const LINK_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const LINK_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Frames waiting for one link's socket at most. Past it, forwarded publishes to that peer are
-/// dropped (counted) until the socket drains: a slow peer costs bounded memory.
+/// Frames waiting for one link's socket at most, before a forwarded publish. Past it, forwarded
+/// publishes to that peer are dropped (counted) until the socket drains: a slow peer costs
+/// bounded memory. Every other frame is queued regardless (see [`ShardCluster::send`]).
 const LINK_OUT_BYTES_MAX: usize = 64 << 20;
 /// How long a forwarded publish waits for its receipt before the publisher is answered with a
 /// failure (the peer's storage or shards are stuck).
@@ -72,8 +81,9 @@ const RETAINED_INDEX_CHUNK: usize = 512;
 /// asks the next.
 const RETAINED_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the shards of a node share about the cluster: the control plane and the numbering of
-/// peer nodes. Locked only when membership changes or a link says hello, never per message.
+/// What the shards of a node share about the cluster: the control plane, the numbering of
+/// peer nodes and of link connections. Locked only when membership changes or a link says
+/// hello, never per message.
 pub struct NodeCluster {
     pub control: ControlPlane,
     pub cluster: String,
@@ -84,6 +94,9 @@ pub struct NodeCluster {
     /// [`RETAINED_COPIES`] nodes.
     pub retained_replicate_bytes_max: usize,
     registry: Mutex<Registry>,
+    /// The number of the next link connection any shard makes: larger than every number this
+    /// node's previous runs gave, since it starts from the wall clock.
+    next_link: AtomicU64,
 }
 
 #[derive(Default)]
@@ -107,7 +120,13 @@ impl NodeCluster {
             claim_timeout,
             retained_replicate_bytes_max,
             registry: Mutex::new(Registry::default()),
+            next_link: AtomicU64::new(run_base()),
         }
+    }
+
+    /// A number for a new link connection, larger than any given before.
+    fn next_link(&self) -> LinkNumber {
+        LinkNumber(self.next_link.fetch_add(1, Ordering::Relaxed))
     }
 
     /// How this node names `node` to its shards.
@@ -288,7 +307,7 @@ impl ShardCluster {
             fetches: RefCell::new(HashMap::new()),
             // Request numbers differ between runs of the process, so that an answer to a
             // request of a previous run (it crossed a restart) matches nothing in this one.
-            next_request: Cell::new(request_base()),
+            next_request: Cell::new(run_base()),
             encoder: RefCell::new(Encoder::new()),
             dropped: Cell::new(0),
         }
@@ -312,17 +331,27 @@ impl ShardCluster {
         self.fetch_signal.notify();
     }
 
-    /// Queues a frame on the link to `peer`. False when the link is down or full.
+    /// Queues a frame on the link to `peer`. False when the link is down.
+    ///
+    /// A full link takes the frame too: only forwarded publishes may be dropped for a full link
+    /// (the caller asks [`ShardCluster::has_room`]). A route delta lost while the link stays up
+    /// would leave the peer's replica wrong until the next reconnect, and a lost receipt or
+    /// takeover message would leave its waiter to time out; their volume is small, and a peer
+    /// that stops reading has its link closed after [`LINK_WRITE_TIMEOUT`], which empties it.
     fn send(&self, peer: PeerNode, body: Body) -> bool {
         let links = self.links.borrow();
         let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return false };
-        let mut out = link.out.borrow_mut();
-        if out.len() > LINK_OUT_BYTES_MAX {
-            return false;
-        }
-        self.encoder.borrow_mut().encode(body, &mut out);
+        self.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
         link.signal.notify();
         true
+    }
+
+    /// Whether the link to `peer` has room for a forwarded publish ([`LINK_OUT_BYTES_MAX`]).
+    fn has_room(&self, peer: PeerNode) -> bool {
+        self.links
+            .borrow()
+            .get(&peer)
+            .is_some_and(|link| link.out.borrow().len() <= LINK_OUT_BYTES_MAX)
     }
 
     /// Carries out a shard effect meant for a peer. Returns the receipt to answer at once when
@@ -350,7 +379,7 @@ impl ShardCluster {
                     shared_group,
                     retained_holders,
                 }));
-                if !self.send(peer, body) {
+                if !self.has_room(peer) || !self.send(peer, body) {
                     // The peer's link is down (the node is gone or restarting) or full: its
                     // subscribers miss this message. The publisher is not failed for it: a
                     // node that cannot be reached would otherwise stop every QoS 1 publish
@@ -375,7 +404,8 @@ impl ShardCluster {
     }
 
     /// This shard's routes changed: one delta on every link that is up (a link that is down
-    /// starts again from a snapshot).
+    /// starts again from a snapshot). Never dropped while the link is up: the peer applies a
+    /// delta only as the next of its connection's.
     pub fn routes_changed(&self, added: &[PeerRoute], removed: &[PeerRoute]) {
         let peers: Vec<PeerNode> = self.links.borrow().keys().copied().collect();
         for peer in peers {
@@ -459,10 +489,14 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
         match existing {
             Some(link) if *link.member.borrow() == *member => continue,
             Some(link) => {
-                // The peer restarted (a new lease) or moved: its old routes go, and the new
-                // links bring a snapshot.
+                // The peer restarted (a new lease) or moved: the link starts again towards it.
+                // A new lease also means the old incarnation is gone, with its routes; those
+                // its new links already sent stay.
                 retire(&link);
-                context.state.borrow_mut().peer_gone(peer);
+                let old_lease = link.member.borrow().lease;
+                if old_lease != member.lease {
+                    context.state.borrow_mut().peer_gone(peer, PeerLease(old_lease.0));
+                }
             }
             None => {}
         }
@@ -481,10 +515,13 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
     let gone: Vec<PeerNode> =
         cluster.links.borrow().keys().filter(|peer| !live.contains(peer)).copied().collect();
     for peer in gone {
-        if let Some(link) = cluster.links.borrow_mut().remove(&peer) {
-            retire(&link);
-        }
-        context.state.borrow_mut().peer_gone(peer);
+        let Some(link) = cluster.links.borrow_mut().remove(&peer) else { continue };
+        retire(&link);
+        let lease = link.member.borrow().lease;
+        let mut state = context.state.borrow_mut();
+        state.peer_gone(peer, PeerLease(lease.0));
+        state.peer_left(peer);
+        drop(state);
         tracing::info!(shard = %context.id, peer = ?cluster.node.name(peer), "peer left the cluster");
     }
     context.state.borrow_mut().set_peers(live);
@@ -565,8 +602,9 @@ async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// The link is connected: queue the hello and this shard's route snapshot, and mark it up so
-/// deltas and publishes follow (all on this thread, so nothing falls between them).
+/// The link is connected: queue the hello (with a new connection number) and this shard's route
+/// snapshot, and mark it up so deltas and publishes follow (all on this thread, so nothing falls
+/// between them).
 fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
     let routes = context.state.borrow().route_snapshot();
     let held = context.state.borrow().large_retained_topics();
@@ -586,6 +624,7 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
                 .map_or(0, |member| member.lease.0),
             shard: context.id.0,
             shards: context.shards,
+            link: cluster.node.next_link().0,
         })),
         &mut out,
     );
@@ -704,6 +743,11 @@ struct LinkPeer {
     peer: PeerNode,
     node: NodeId,
     origin: ShardId,
+    /// How many shards the peer has.
+    shards: u16,
+    /// The peer's incarnation and this connection's number: what its route frames are tagged
+    /// with.
+    epoch: LinkEpoch,
 }
 
 /// Reads one peer shard's link until it closes or sends something that is not a frame.
@@ -722,6 +766,21 @@ async fn in_link(context: Rc<ShardContext>, mut stream: Connection) {
             Some(Ok(_)) => {}
             None => {
                 tracing::warn!(shard = %context.id, "closing a node link silent for {LINK_READ_TIMEOUT:?}");
+                return;
+            }
+        }
+        if let Some(link) = &from {
+            // The membership says this incarnation of the peer is gone, yet its link is open
+            // (the peer was paused, or fenced and registered again): its frames would be
+            // ignored from now on, so the link is closed and the peer reconnects with a hello
+            // naming its current lease, and a snapshot.
+            if context.state.borrow().is_peer_lease_gone(link.peer, link.epoch.lease) {
+                tracing::info!(
+                    shard = %context.id,
+                    peer = %link.node,
+                    lease = link.epoch.lease.0,
+                    "closing a node link of a gone incarnation of its node"
+                );
                 return;
             }
         }
@@ -748,7 +807,25 @@ async fn in_link(context: Rc<ShardContext>, mut stream: Connection) {
                     }
                     let node = NodeId::new(&hello.node);
                     let peer = cluster.node.peer(&node);
-                    from = Some(LinkPeer { peer, node, origin: ShardId(hello.shard) });
+                    let lease = PeerLease(hello.lease);
+                    if context.state.borrow().is_peer_lease_gone(peer, lease) {
+                        // The peer has not learnt of its new lease yet: it retries, and is
+                        // served once its hello names it.
+                        tracing::debug!(
+                            shard = %context.id,
+                            peer = %node,
+                            lease = lease.0,
+                            "refusing a node link of a gone incarnation of its node"
+                        );
+                        return;
+                    }
+                    from = Some(LinkPeer {
+                        peer,
+                        node,
+                        origin: ShardId(hello.shard),
+                        shards: hello.shards,
+                        epoch: LinkEpoch { lease, link: LinkNumber(hello.link) },
+                    });
                 }
                 (None, _) => {
                     tracing::warn!(shard = %context.id, "closing a node link that sent no hello");
@@ -776,24 +853,24 @@ fn handle_frame(
     match body {
         Body::Hello(_) => {}
         Body::RouteSnapshot(snapshot) => {
-            let added = snapshot.routes.unwrap_or_default().into_iter().map(shard_route).collect();
+            let routes = snapshot.routes.unwrap_or_default().into_iter().map(shard_route).collect();
+            let frame = RouteFrame::Snapshot { shards: from.shards, routes };
             context.state.borrow_mut().peer_routes_from_link(
                 from.peer,
                 from.origin,
-                true,
-                added,
-                Vec::new(),
+                from.epoch,
+                frame,
             );
         }
         Body::RouteDelta(delta) => {
             let added = delta.added.unwrap_or_default().into_iter().map(shard_route).collect();
             let removed = delta.removed.unwrap_or_default().into_iter().map(shard_route).collect();
+            let frame = RouteFrame::Delta { version: delta.version, added, removed };
             context.state.borrow_mut().peer_routes_from_link(
                 from.peer,
                 from.origin,
-                false,
-                added,
-                removed,
+                from.epoch,
+                frame,
             );
         }
         Body::Publish(publish) => {
@@ -1262,9 +1339,11 @@ fn decode_transfer(
     Ok(Some(restored))
 }
 
-/// The first takeover request number of this run: the wall clock in nanoseconds, high bits
-/// cleared so that numbers never wrap within a run.
-fn request_base() -> u64 {
+/// The first takeover request number, or link connection number, of this run: the wall clock in
+/// nanoseconds, high bits cleared so that numbers never wrap within a run. A later run starts
+/// above the numbers an earlier one gave (unless the clock was set back by more than the run's
+/// count of them).
+fn run_base() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |elapsed| elapsed.as_nanos() as u64);

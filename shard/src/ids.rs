@@ -29,6 +29,17 @@ impl fmt::Display for PeerNode {
     }
 }
 
+/// A peer node's etcd lease, as the hello of its link named it: one incarnation of the node
+/// (a restart, or a re-registration after it fenced itself, brings a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerLease(pub i64);
+
+/// The number a peer gave one connection of its link (in the link's hello). A node numbers its
+/// link connections from a counter seeded from the wall clock at start-up, so a later connection
+/// from the same peer shard (a reconnect, or a restart of the node) has a larger number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkNumber(pub u64);
+
 /// A connection on one shard. Unique for the shard's lifetime (never reused), so a late event
 /// for a closed connection cannot reach its successor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -21,11 +21,13 @@ pub mod topic_tree;
 /// per process like std's, several times faster on short keys (foldhash).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-pub use ids::{home_shard, retained_shard, stable_hash, ConnId, PeerNode, ShardId};
+pub use ids::{
+    home_shard, retained_shard, stable_hash, ConnId, LinkNumber, PeerLease, PeerNode, ShardId,
+};
 pub use limits::Limits;
 pub use mesh::{ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
-    CommitBatch, Effect, Forward, Node, PeerRoute, RetainedPlacement, Shard, ShardStats, Ticket,
-    PUBLISHER_PAUSE_MAX,
+    CommitBatch, Effect, Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame, Shard,
+    ShardStats, Ticket, PUBLISHER_PAUSE_MAX,
 };

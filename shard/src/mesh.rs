@@ -3,9 +3,9 @@
 
 use shardmq_io::codec::ByteString;
 
-use crate::ids::{ConnId, PeerNode, ShardId};
+use crate::ids::{ConnId, PeerLease, PeerNode, ShardId};
 use crate::message::SharedMessage;
-use crate::state::PeerRoute;
+use crate::state::{LinkEpoch, RouteFrame};
 
 /// A token that pairs a [`ShardMsg::SubscribeSync`] with its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,16 +54,9 @@ pub enum ShardMsg {
     Pause { conn: ConnId },
     /// The sender's subscriber drained (or stalled): it no longer holds `conn`.
     Resume { conn: ConnId },
-    /// Routes of shard `origin` of peer node `node`, read from a node link by the sender and
-    /// passed to every shard of this node. A `snapshot` replaces everything held for that
-    /// origin.
-    PeerRoutes {
-        node: PeerNode,
-        origin: ShardId,
-        snapshot: bool,
-        added: Vec<PeerRoute>,
-        removed: Vec<PeerRoute>,
-    },
-    /// Peer node `node` left the cluster: forget its routes.
-    PeerGone { node: PeerNode },
+    /// A route frame of shard `origin` of peer node `node`, read by the sender from link
+    /// connection `epoch` and passed to every shard of this node.
+    PeerRoutes { node: PeerNode, origin: ShardId, epoch: LinkEpoch, frame: RouteFrame },
+    /// Incarnation `lease` of peer node `node` is gone: forget its routes.
+    PeerGone { node: PeerNode, lease: PeerLease },
 }

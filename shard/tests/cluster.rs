@@ -1,12 +1,17 @@
 //! The shard's side of the cluster at its boundary: two simulated nodes (durable, two shards
 //! each) with what one sends the other (`Effect::Forward`, `Effect::RoutesChanged`) carried over
-//! by hand, as the engine's node links do.
+//! by hand, as the engine's node links do; and one node's replica of a peer's routes fed the
+//! frames of several link connections and incarnations of the peer, in the orders the links and
+//! the mesh can deliver them.
 
 mod harness;
 
 use harness::{connack, payloads, Node};
-use shardmq_io::codec::{Packet, ProtocolVersion, QoS, SubscriptionOptions};
-use shardmq_shard::{retained_shard, Forward, PeerNode, RetainedPlacement};
+use shardmq_io::codec::{ByteString, Packet, ProtocolVersion, QoS, SubscriptionOptions};
+use shardmq_shard::{
+    retained_shard, ConnId, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode, PeerRoute,
+    RetainedPlacement, RouteFrame, ShardId,
+};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// Each node knows the other as its peer number 0.
@@ -16,7 +21,17 @@ const NOW_UNIX_MS: u64 = 1_790_000_000_000;
 struct Pair {
     a: Node,
     b: Node,
+    /// The links of A's shards to B, and of B's shards to A.
+    a_to_b: Links,
+    b_to_a: Links,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// The outgoing links of one node's shards, as the engine keeps them: each connection's epoch
+/// and the version of the last route delta sent on it.
+struct Links {
+    epochs: Vec<LinkEpoch>,
+    versions: Vec<u64>,
 }
 
 fn pair() -> Pair {
@@ -28,21 +43,39 @@ fn pair() -> Pair {
             shard.set_peers(vec![PEER]);
         }
     }
-    Pair { a, b, _dirs: dirs }
+    let a_to_b = connect_links(&a, &mut b, PeerLease(1));
+    let b_to_a = connect_links(&b, &mut a, PeerLease(2));
+    Pair { a, b, a_to_b, b_to_a, _dirs: dirs }
+}
+
+/// Connects every shard of `from` to `to`: each connection starts with the shard's snapshot.
+fn connect_links(from: &Node, to: &mut Node, lease: PeerLease) -> Links {
+    let shards = from.shard_count();
+    let mut links = Links { epochs: Vec::new(), versions: Vec::new() };
+    for (origin, shard) in from.shards.iter().enumerate() {
+        let epoch = LinkEpoch { lease, link: LinkNumber(100 + origin as u64) };
+        let frame = RouteFrame::Snapshot { shards, routes: shard.route_snapshot() };
+        to.shards[0].peer_routes_from_link(PEER, ShardId(origin as u16), epoch, frame);
+        to.run();
+        links.epochs.push(epoch);
+        links.versions.push(0);
+    }
+    links
 }
 
 /// Carries everything each node sent the other until nothing moves. Frames from a peer land on
 /// the receiving node's shard 0, as a link accepted there would.
 fn exchange(pair: &mut Pair) {
     loop {
-        let moved = carry(&mut pair.a, &mut pair.b) + carry(&mut pair.b, &mut pair.a);
+        let moved = carry(&mut pair.a, &mut pair.b, &mut pair.a_to_b)
+            + carry(&mut pair.b, &mut pair.a, &mut pair.b_to_a);
         if moved == 0 {
             return;
         }
     }
 }
 
-fn carry(from: &mut Node, to: &mut Node) -> usize {
+fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
     let forwarded = std::mem::take(&mut from.forwarded);
     let routes = std::mem::take(&mut from.route_changes);
     let fetches = std::mem::take(&mut from.fetches);
@@ -57,7 +90,10 @@ fn carry(from: &mut Node, to: &mut Node) -> usize {
         from.run();
     }
     for (origin, added, removed) in routes {
-        to.shards[0].peer_routes_from_link(PEER, origin, false, added, removed);
+        let version = &mut links.versions[origin.index()];
+        *version += 1;
+        let frame = RouteFrame::Delta { version: *version, added, removed };
+        to.shards[0].peer_routes_from_link(PEER, origin, links.epochs[origin.index()], frame);
         to.run();
     }
     for (origin, peer, forward) in forwarded {
@@ -322,7 +358,7 @@ fn a_holder_that_leaves_is_not_asked_and_its_index_brings_it_back() {
 
     // A leaves: B has no one to fetch from, and the subscribe still completes.
     for shard in &mut pair.b.shards {
-        shard.peer_gone(PEER);
+        shard.peer_left(PEER);
     }
     let subscriber = pair.b.connect("sub", V5, true);
     pair.b.subscribe(subscriber, "big/#", QoS::AtMostOnce);
@@ -336,4 +372,335 @@ fn a_holder_that_leaves_is_not_asked_and_its_index_brings_it_back() {
     pair.b.subscribe(again, "big/#", QoS::AtMostOnce);
     exchange(&mut pair);
     assert_eq!(payloads(&pair.b.publishes(again)), ["a payload over eight bytes"]);
+}
+
+// -------------------------------------------------------------------------------------------
+// The replica of a peer's routes
+// -------------------------------------------------------------------------------------------
+
+/// The topics the replica tests route, one filter each.
+const TOPICS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// A node of two shards receiving one peer's route frames, with a publisher on each shard to
+/// ask which topics that shard forwards to the peer (what its replica holds).
+struct Receiver {
+    node: Node,
+    publishers: Vec<ConnId>,
+}
+
+fn receiver() -> Receiver {
+    let mut node = Node::new(2);
+    for shard in &mut node.shards {
+        shard.set_peers(vec![PEER]);
+    }
+    let publishers = (0..2)
+        .map(|shard| {
+            let id = node.id_on("pub", shard);
+            let conn = node.connect(&id, V5, true);
+            node.take(conn);
+            conn
+        })
+        .collect();
+    Receiver { node, publishers }
+}
+
+fn epoch(lease: i64, link: u64) -> LinkEpoch {
+    LinkEpoch { lease: PeerLease(lease), link: LinkNumber(link) }
+}
+
+fn routes(filters: &[&str]) -> Vec<PeerRoute> {
+    filters.iter().map(|f| PeerRoute { filter: ByteString::from(*f), group: None }).collect()
+}
+
+/// The first frame of a connection from a peer with two shards.
+fn snapshot(filters: &[&str]) -> RouteFrame {
+    RouteFrame::Snapshot { shards: 2, routes: routes(filters) }
+}
+
+fn delta(version: u64, added: &[&str], removed: &[&str]) -> RouteFrame {
+    RouteFrame::Delta { version, added: routes(added), removed: routes(removed) }
+}
+
+impl Receiver {
+    /// Shard `reader` reads a frame of peer shard `origin` from a link, applies it and passes it
+    /// to the other shard, which applies it too.
+    fn read(&mut self, reader: usize, origin: u16, epoch: LinkEpoch, frame: RouteFrame) {
+        self.node.shards[reader].peer_routes_from_link(PEER, ShardId(origin), epoch, frame);
+        self.node.run();
+    }
+
+    /// Only shard `shard` gets a frame, as the mesh passes it on from whichever shard read it:
+    /// the frames of different links reach a shard in any order.
+    fn deliver(&mut self, shard: usize, origin: u16, epoch: LinkEpoch, frame: RouteFrame) {
+        self.node.shards[shard].peer_routes(PEER, ShardId(origin), epoch, frame);
+        self.node.run();
+    }
+
+    /// Every shard learns from the membership that incarnation `lease` of the peer is gone.
+    fn gone(&mut self, lease: i64) {
+        for shard in &mut self.node.shards {
+            shard.peer_gone(PEER, PeerLease(lease));
+        }
+        self.node.run();
+    }
+
+    /// The topics shard `shard` forwards to the peer.
+    fn routed(&mut self, shard: usize) -> Vec<&'static str> {
+        let mut routed = Vec::new();
+        for topic in TOPICS {
+            self.node.publish(self.publishers[shard], topic, "m", QoS::AtMostOnce, false);
+            let forwarded = std::mem::take(&mut self.node.forwarded);
+            if forwarded.iter().any(|(from, peer, forward)| {
+                from.index() == shard
+                    && *peer == PEER
+                    && matches!(forward, Forward::Publish { message, .. } if &*message.topic == topic)
+            }) {
+                routed.push(topic);
+            }
+        }
+        routed
+    }
+
+    /// Every shard routes exactly `expected` to the peer.
+    fn check(&mut self, expected: &[&str]) {
+        for shard in 0..self.node.shards.len() {
+            assert_eq!(self.routed(shard), expected, "the routes of shard {shard}");
+        }
+    }
+}
+
+#[test]
+fn an_old_links_delta_after_the_new_links_snapshot_is_ignored() {
+    let mut node = receiver();
+    let (old, new) = (epoch(1, 10), epoch(1, 11));
+    node.read(0, 0, old, snapshot(&["a"]));
+    // The peer reconnected. Its old link, read on shard 0 and not yet noticed dead, still
+    // delivers a delta; its new link, read on shard 1, the snapshot of the peer's routes. Each
+    // shard gets the other's frame over the mesh after its own: shard 0 the old delta first,
+    // shard 1 the new snapshot first.
+    let (old_delta, new_snapshot) = (delta(1, &["c"], &["a"]), snapshot(&["a", "b"]));
+    node.deliver(0, 0, old, old_delta.clone());
+    node.deliver(1, 0, new, new_snapshot.clone());
+    node.deliver(0, 0, new, new_snapshot);
+    node.deliver(1, 0, old, old_delta);
+    node.check(&["a", "b"]);
+    // The new link's own deltas follow its snapshot.
+    node.read(1, 0, new, delta(1, &["c"], &["b"]));
+    node.check(&["a", "c"]);
+}
+
+#[test]
+fn a_snapshot_of_a_newer_link_replaces_the_routes_and_an_older_one_does_not() {
+    let mut node = receiver();
+    node.read(0, 0, epoch(1, 10), snapshot(&["a"]));
+    node.read(0, 0, epoch(1, 10), delta(1, &["b"], &[]));
+    node.check(&["a", "b"]);
+    node.read(1, 0, epoch(1, 12), snapshot(&["c"]));
+    node.check(&["c"]);
+    // A snapshot of the connection in between, read late: its routes are older.
+    node.read(0, 0, epoch(1, 11), snapshot(&["d"]));
+    node.check(&["c"]);
+    // A later incarnation numbers its links higher still: its snapshot replaces them all.
+    node.read(0, 0, epoch(2, 20), snapshot(&["b", "d"]));
+    node.check(&["b", "d"]);
+}
+
+#[test]
+fn peer_gone_for_the_old_lease_keeps_the_routes_of_the_new_one() {
+    let mut node = receiver();
+    node.read(0, 0, epoch(1, 10), snapshot(&["a"]));
+    node.read(0, 1, epoch(1, 11), snapshot(&["b"]));
+    // The peer restarted: its shard 0 reconnected under its new lease before this node's
+    // membership watch reported the old one gone. Its shard 1 has not reconnected yet.
+    node.read(1, 0, epoch(2, 20), snapshot(&["c"]));
+    node.check(&["b", "c"]);
+    node.gone(1);
+    node.check(&["c"]);
+    node.read(1, 1, epoch(2, 21), snapshot(&["d"]));
+    node.check(&["c", "d"]);
+}
+
+#[test]
+fn a_late_frame_from_a_dead_lease_is_ignored() {
+    let mut node = receiver();
+    node.read(0, 0, epoch(1, 10), snapshot(&["a"]));
+    node.gone(1);
+    node.check(&[]);
+    for shard in &node.node.shards {
+        assert!(shard.is_peer_lease_gone(PEER, PeerLease(1)));
+        assert!(!shard.is_peer_lease_gone(PEER, PeerLease(2)));
+    }
+    // Frames of the dead incarnation still in flight (on a link not yet closed, or on the
+    // mesh) install nothing, not even from a link numbered higher than any seen.
+    node.read(1, 0, epoch(1, 10), delta(1, &["b"], &[]));
+    node.read(1, 1, epoch(1, 15), snapshot(&["c"]));
+    node.check(&[]);
+    node.read(0, 0, epoch(2, 20), snapshot(&["d"]));
+    node.check(&["d"]);
+}
+
+#[test]
+fn a_delta_out_of_sequence_is_ignored() {
+    let mut node = receiver();
+    let link = epoch(1, 10);
+    node.read(0, 0, link, snapshot(&["a"]));
+    node.read(0, 0, link, delta(2, &["b"], &[]));
+    node.check(&["a"]);
+    node.read(0, 0, link, delta(1, &["c"], &[]));
+    node.check(&["a", "c"]);
+    // Applied once: the same delta again is not the next one.
+    node.read(0, 0, link, delta(1, &[], &["c"]));
+    node.check(&["a", "c"]);
+    // A delta with no snapshot held for its origin has nothing to apply to.
+    node.read(0, 1, epoch(1, 11), delta(1, &["d"], &[]));
+    node.check(&["a", "c"]);
+}
+
+#[test]
+fn a_restart_with_fewer_shards_drops_the_routes_of_the_shards_it_no_longer_has() {
+    let mut node = receiver();
+    node.read(0, 0, epoch(1, 10), snapshot(&["a"]));
+    node.read(0, 1, epoch(1, 11), snapshot(&["b"]));
+    // The peer came back with one shard; the membership has not reported its old lease gone.
+    let one_shard = RouteFrame::Snapshot { shards: 1, routes: routes(&["c"]) };
+    node.read(1, 0, epoch(2, 20), one_shard);
+    node.check(&["c"]);
+}
+
+/// A seeded xorshift generator, so that a failing interleaving can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// One connection of the peer shard's link, and the shard of the receiver that reads it.
+struct Connection {
+    epoch: LinkEpoch,
+    reader: usize,
+    /// Frames sent and not yet read.
+    unread: std::collections::VecDeque<RouteFrame>,
+}
+
+#[test]
+fn the_replica_converges_on_the_newest_connection_whatever_the_order() {
+    for seed in 1..=300_u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut node = receiver();
+        // The peer shard: its routes, its incarnation, and the connections it opened so far.
+        let mut held: Vec<&str> = Vec::new();
+        let (mut lease, mut link, mut version) = (1_i64, 1_u64, 0_u64);
+        let mut connections = vec![Connection {
+            epoch: epoch(lease, link),
+            reader: rng.below(2),
+            unread: [snapshot(&[])].into(),
+        }];
+        // What each shard of the receiver has yet to get over the mesh, in order, and the
+        // leases its membership watch has yet to report gone.
+        let mut mesh: Vec<std::collections::VecDeque<(LinkEpoch, RouteFrame)>> =
+            vec![Default::default(), Default::default()];
+        let mut gone: Vec<Vec<i64>> = vec![Vec::new(), Vec::new()];
+        for _ in 0..60 {
+            match rng.below(10) {
+                // The peer's routes change: a delta on its current connection.
+                0..=2 => {
+                    let topic = TOPICS[rng.below(TOPICS.len())];
+                    let frame = if let Some(at) = held.iter().position(|t| *t == topic) {
+                        held.remove(at);
+                        delta(version + 1, &[], &[topic])
+                    } else {
+                        held.push(topic);
+                        delta(version + 1, &[topic], &[])
+                    };
+                    version += 1;
+                    connections.last_mut().expect("a connection").unread.push_back(frame);
+                }
+                // It reconnects (or restarts under a new lease, which every shard of the
+                // receiver learns later): the old connection loses what it had not delivered,
+                // or some of it, and the new one starts with a snapshot.
+                3 => {
+                    if rng.below(3) == 0 {
+                        for shard in &mut gone {
+                            shard.push(lease);
+                        }
+                        lease += 1;
+                    }
+                    let old = connections.last_mut().expect("a connection");
+                    let keep = rng.below(old.unread.len() + 1);
+                    old.unread.truncate(keep);
+                    link += 1;
+                    version = 0;
+                    connections.push(Connection {
+                        epoch: epoch(lease, link),
+                        reader: rng.below(2),
+                        unread: [snapshot(&held)].into(),
+                    });
+                }
+                // A connection's next frame is read: applied on its reader, queued for the other.
+                4..=6 => {
+                    let at = rng.below(connections.len());
+                    let connection = &mut connections[at];
+                    if let Some(frame) = connection.unread.pop_front() {
+                        deliver_read(&mut node, &mut mesh, connection, frame);
+                    }
+                }
+                // A shard gets the next frame another shard passed it.
+                7 | 8 => {
+                    let shard = rng.below(2);
+                    if let Some((epoch, frame)) = mesh[shard].pop_front() {
+                        node.deliver(shard, 0, epoch, frame);
+                    }
+                }
+                // A shard's membership watch reports a gone incarnation.
+                _ => {
+                    let shard = rng.below(2);
+                    if !gone[shard].is_empty() {
+                        let lease = gone[shard].remove(0);
+                        node.node.shards[shard].peer_gone(PEER, PeerLease(lease));
+                    }
+                }
+            }
+        }
+        // Everything still in flight arrives, the old connections' frames last of all.
+        let last = connections.len() - 1;
+        while let Some(frame) = connections[last].unread.pop_front() {
+            deliver_read(&mut node, &mut mesh, &connections[last], frame);
+        }
+        for connection in &mut connections[..last] {
+            while let Some(frame) = connection.unread.pop_front() {
+                deliver_read(&mut node, &mut mesh, connection, frame);
+            }
+        }
+        for (shard, queue) in mesh.iter_mut().enumerate() {
+            while let Some((epoch, frame)) = queue.pop_front() {
+                node.deliver(shard, 0, epoch, frame);
+            }
+        }
+        for (shard, leases) in gone.iter().enumerate() {
+            for &lease in leases {
+                node.node.shards[shard].peer_gone(PEER, PeerLease(lease));
+            }
+        }
+        held.sort_unstable();
+        for shard in 0..2 {
+            assert_eq!(node.routed(shard), held, "seed {seed}, shard {shard}");
+        }
+    }
+}
+
+/// A connection's frame is read on its reader, which applies it and passes it to the other
+/// shard's mesh queue.
+fn deliver_read(
+    node: &mut Receiver,
+    mesh: &mut [std::collections::VecDeque<(LinkEpoch, RouteFrame)>],
+    connection: &Connection,
+    frame: RouteFrame,
+) {
+    mesh[1 - connection.reader].push_back((connection.epoch, frame.clone()));
+    node.deliver(connection.reader, 0, connection.epoch, frame);
 }

@@ -45,6 +45,8 @@ mod root {
                 pub shard: u16,
                 /// The field `shards` in the table `Hello`
                 pub shards: u16,
+                /// The field `link` in the table `Hello`
+                pub link: u64,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -56,6 +58,7 @@ mod root {
                         lease: 0,
                         shard: 0,
                         shards: 0,
+                        link: 0,
                     }
                 }
             }
@@ -75,17 +78,22 @@ mod root {
                     field_lease: impl ::planus::WriteAsDefault<i64, i64>,
                     field_shard: impl ::planus::WriteAsDefault<u16, u16>,
                     field_shards: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_link: impl ::planus::WriteAsDefault<u64, u64>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_cluster = field_cluster.prepare(builder);
                     let prepared_node = field_node.prepare(builder);
                     let prepared_lease = field_lease.prepare(builder, &0);
                     let prepared_shard = field_shard.prepare(builder, &0);
                     let prepared_shards = field_shards.prepare(builder, &0);
+                    let prepared_link = field_link.prepare(builder, &0);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<14> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<16> =
                         ::core::default::Default::default();
                     if prepared_lease.is_some() {
                         table_writer.write_entry::<i64>(2);
+                    }
+                    if prepared_link.is_some() {
+                        table_writer.write_entry::<u64>(5);
                     }
                     table_writer.write_entry::<::planus::Offset<str>>(0);
                     table_writer.write_entry::<::planus::Offset<str>>(1);
@@ -100,6 +108,9 @@ mod root {
                         table_writer.finish(builder, |object_writer| {
                             if let ::core::option::Option::Some(prepared_lease) = prepared_lease {
                                 object_writer.write::<_, _, 8>(&prepared_lease);
+                            }
+                            if let ::core::option::Option::Some(prepared_link) = prepared_link {
+                                object_writer.write::<_, _, 8>(&prepared_link);
                             }
                             object_writer.write::<_, _, 4>(&prepared_cluster);
                             object_writer.write::<_, _, 4>(&prepared_node);
@@ -146,6 +157,7 @@ mod root {
                         self.lease,
                         self.shard,
                         self.shards,
+                        self.link,
                     )
                 }
             }
@@ -247,6 +259,28 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4> HelloBuilder<(T0, T1, T2, T3, T4)> {
+                /// Setter for the [`link` field](Hello#structfield.link).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn link<T5>(self, value: T5) -> HelloBuilder<(T0, T1, T2, T3, T4, T5)>
+                where
+                    T5: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0, v1, v2, v3, v4) = self.0;
+                    HelloBuilder((v0, v1, v2, v3, v4, value))
+                }
+
+                /// Sets the [`link` field](Hello#structfield.link) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn link_as_default(
+                    self,
+                ) -> HelloBuilder<(T0, T1, T2, T3, T4, ::planus::DefaultValue)> {
+                    self.link(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5> HelloBuilder<(T0, T1, T2, T3, T4, T5)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Hello].
                 #[inline]
                 pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Hello>
@@ -263,8 +297,9 @@ mod root {
                     T2: ::planus::WriteAsDefault<i64, i64>,
                     T3: ::planus::WriteAsDefault<u16, u16>,
                     T4: ::planus::WriteAsDefault<u16, u16>,
+                    T5: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAs<::planus::Offset<Hello>>
-                for HelloBuilder<(T0, T1, T2, T3, T4)>
+                for HelloBuilder<(T0, T1, T2, T3, T4, T5)>
             {
                 type Prepared = ::planus::Offset<Hello>;
 
@@ -280,8 +315,9 @@ mod root {
                     T2: ::planus::WriteAsDefault<i64, i64>,
                     T3: ::planus::WriteAsDefault<u16, u16>,
                     T4: ::planus::WriteAsDefault<u16, u16>,
+                    T5: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAsOptional<::planus::Offset<Hello>>
-                for HelloBuilder<(T0, T1, T2, T3, T4)>
+                for HelloBuilder<(T0, T1, T2, T3, T4, T5)>
             {
                 type Prepared = ::planus::Offset<Hello>;
 
@@ -300,12 +336,13 @@ mod root {
                     T2: ::planus::WriteAsDefault<i64, i64>,
                     T3: ::planus::WriteAsDefault<u16, u16>,
                     T4: ::planus::WriteAsDefault<u16, u16>,
-                > ::planus::WriteAsOffset<Hello> for HelloBuilder<(T0, T1, T2, T3, T4)>
+                    T5: ::planus::WriteAsDefault<u64, u64>,
+                > ::planus::WriteAsOffset<Hello> for HelloBuilder<(T0, T1, T2, T3, T4, T5)>
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Hello> {
-                    let (v0, v1, v2, v3, v4) = &self.0;
-                    Hello::create(builder, v0, v1, v2, v3, v4)
+                    let (v0, v1, v2, v3, v4, v5) = &self.0;
+                    Hello::create(builder, v0, v1, v2, v3, v4, v5)
                 }
             }
 
@@ -343,6 +380,12 @@ mod root {
                 pub fn shards(&self) -> ::planus::Result<u16> {
                     ::core::result::Result::Ok(self.0.access(4, "Hello", "shards")?.unwrap_or(0))
                 }
+
+                /// Getter for the [`link` field](Hello#structfield.link).
+                #[inline]
+                pub fn link(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(self.0.access(5, "Hello", "link")?.unwrap_or(0))
+                }
             }
 
             impl<'a> ::core::fmt::Debug for HelloRef<'a> {
@@ -353,6 +396,7 @@ mod root {
                     f.field("lease", &self.lease());
                     f.field("shard", &self.shard());
                     f.field("shards", &self.shards());
+                    f.field("link", &self.link());
                     f.finish()
                 }
             }
@@ -368,6 +412,7 @@ mod root {
                         lease: ::core::convert::TryInto::try_into(value.lease()?)?,
                         shard: ::core::convert::TryInto::try_into(value.shard()?)?,
                         shards: ::core::convert::TryInto::try_into(value.shards()?)?,
+                        link: ::core::convert::TryInto::try_into(value.link()?)?,
                     })
                 }
             }
@@ -445,7 +490,7 @@ mod root {
             /// The table `Route` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Route` in the file `schema/link.fbs:21`
+            /// * Table `Route` in the file `schema/link.fbs:26`
             #[derive(
                 Clone,
                 Debug,
@@ -747,7 +792,7 @@ mod root {
             /// The table `RouteSnapshot` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RouteSnapshot` in the file `schema/link.fbs:27`
+            /// * Table `RouteSnapshot` in the file `schema/link.fbs:33`
             #[derive(
                 Clone,
                 Debug,
@@ -1043,7 +1088,7 @@ mod root {
             /// The table `RouteDelta` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RouteDelta` in the file `schema/link.fbs:32`
+            /// * Table `RouteDelta` in the file `schema/link.fbs:38`
             #[derive(
                 Clone,
                 Debug,
@@ -1432,7 +1477,7 @@ mod root {
             /// The table `Publish` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Publish` in the file `schema/link.fbs:41`
+            /// * Table `Publish` in the file `schema/link.fbs:47`
             #[derive(
                 Clone,
                 Debug,
@@ -2010,7 +2055,7 @@ mod root {
             /// The table `Receipt` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Receipt` in the file `schema/link.fbs:61`
+            /// * Table `Receipt` in the file `schema/link.fbs:67`
             #[derive(
                 Clone,
                 Debug,
@@ -2355,7 +2400,7 @@ mod root {
             /// The table `TakeoverRequest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TakeoverRequest` in the file `schema/link.fbs:68`
+            /// * Table `TakeoverRequest` in the file `schema/link.fbs:74`
             #[derive(
                 Clone,
                 Debug,
@@ -2777,7 +2822,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:77`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:83`
             #[derive(
                 Clone,
                 Debug,
@@ -3088,7 +3133,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:84`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:90`
             #[derive(
                 Clone,
                 Debug,
@@ -3692,7 +3737,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:98`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:104`
             #[derive(
                 Clone,
                 Debug,
@@ -3954,7 +3999,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:104`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:110`
             #[derive(
                 Clone,
                 Debug,
@@ -4245,7 +4290,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:109`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:115`
             #[derive(
                 Clone,
                 Debug,
@@ -4606,7 +4651,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:117`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:123`
             #[derive(
                 Clone,
                 Debug,
@@ -4983,7 +5028,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:125`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:131`
             #[derive(
                 Clone,
                 Debug,
@@ -5300,7 +5345,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:130`
+            /// * Union `Body` in the file `schema/link.fbs:136`
             #[derive(
                 Clone,
                 Debug,
@@ -6048,7 +6093,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:145`
+            /// * Table `Frame` in the file `schema/link.fbs:151`
             #[derive(
                 Clone,
                 Debug,

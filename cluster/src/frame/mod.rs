@@ -106,6 +106,7 @@ mod tests {
                 lease: 7,
                 shard: 1,
                 shards: 2,
+                link: 1_790_000_000_000_000_001,
             })),
             Body::RouteDelta(Box::new(RouteDelta {
                 version: 3,

@@ -4,15 +4,29 @@
 //! Lives on each shard. Peer routes are a replica like the shard routes: the shard that reads a
 //! route frame from a node link applies it and passes it to every other shard
 //! ([`ShardMsg::PeerRoutes`]), so every shard can match a topic against every node's filters.
+//!
+//! Frames of different link connections reach a shard in no particular order: an old connection
+//! not yet noticed dead can be read on one shard while its replacement is read on another, and
+//! the mesh interleaves what the two pass on. So each peer shard's routes are held with the
+//! [`LinkEpoch`] they came on, and a frame is applied only if it belongs to the newest epoch:
+//!
+//! - a snapshot replaces the routes held unless they came on a newer link connection;
+//! - a delta applies only on top of its own connection's snapshot, and only as the next one;
+//! - [`Shard::peer_gone`] removes the routes of the incarnation (lease) that is gone, and
+//!   its frames that arrive afterwards are ignored.
+//!
+//! **Invariant:** once every frame sent has arrived, every shard holds, for each peer shard, the
+//! routes of its newest link connection, whatever the order in which the frames of different
+//! connections arrived (those of one connection arrive in order).
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use shardmq_io::codec::{ByteString, ReasonCode};
 
 use super::{add_member, AckTo, Effect, Shard, WillRule};
-use crate::ids::{retained_shard, ConnId, PeerNode, ShardId};
+use crate::ids::{retained_shard, ConnId, LinkNumber, PeerLease, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
 use crate::message::{Message, SharedMessage};
 use crate::persist::{MessageRecord, MessageStage, Restored, SessionRecord};
@@ -24,6 +38,26 @@ use crate::topic_tree::{SubscriptionTrie, TopicTree};
 pub struct PeerRoute {
     pub filter: ByteString,
     pub group: Option<ByteString>,
+}
+
+/// Which connection of a peer shard's link a route frame came on: the peer's incarnation, and
+/// the number the peer gave the connection (larger for a later one, across restarts too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkEpoch {
+    pub lease: PeerLease,
+    pub link: LinkNumber,
+}
+
+/// A route frame of one peer shard's link, as read from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteFrame {
+    /// Every route of the peer shard, sent first on each link connection. `shards` is how many
+    /// shards the peer node has (from the connection's hello): a restart with fewer shards
+    /// leaves origins that no link will ever replace.
+    Snapshot { shards: u16, routes: Vec<PeerRoute> },
+    /// Routes added to and removed from the peer shard; `version` counts the deltas since the
+    /// connection's snapshot, from 1.
+    Delta { version: u64, added: Vec<PeerRoute>, removed: Vec<PeerRoute> },
 }
 
 /// What a shard sends a peer node.
@@ -91,13 +125,19 @@ struct PeerRouteKey {
     group: Option<ByteString>,
 }
 
+/// How many gone incarnations (leases) of one peer node a shard remembers, to ignore their late
+/// frames. Such frames are in flight for a link read timeout at most, and a node restarts far less
+/// often, so the last few suffice; the oldest is forgotten first.
+const DEAD_LEASES_PER_PEER_MAX: usize = 8;
+
 /// Lives on each shard: the live peer nodes and a replica of their routes.
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     live: Vec<PeerNode>,
     routes: SubscriptionTrie<PeerRouteKey, ()>,
-    /// The routes each (peer node, shard of it) announced, to apply snapshots and forget nodes.
-    by_origin: HashMap<(PeerNode, ShardId), HashSet<PeerRoute>>,
+    /// The routes each (peer node, shard of it) announced, with the link connection they came
+    /// on, to apply snapshots and deltas and to forget incarnations.
+    by_origin: HashMap<(PeerNode, ShardId), OriginRoutes>,
     /// How many shards of a peer node hold each route: the node has it while any does.
     counts: HashMap<(PeerNode, PeerRoute), u32>,
     /// Where large retained messages are kept ([`Shard::set_retained_placement`]).
@@ -108,6 +148,29 @@ pub(super) struct Peers {
     pub(super) retained_elsewhere: TopicTree<RetainedElsewhere>,
     fetches: HashMap<u64, RetainedFetch>,
     next_fetch: u64,
+    /// Leases of peer incarnations that are gone, oldest first: their frames are ignored.
+    dead: HashMap<PeerNode, VecDeque<PeerLease>>,
+}
+
+/// The routes held for one peer shard.
+#[derive(Debug)]
+struct OriginRoutes {
+    /// The link connection whose snapshot they started from.
+    epoch: LinkEpoch,
+    /// The last delta of that connection applied (0: none since the snapshot).
+    version: u64,
+    routes: HashSet<PeerRoute>,
+}
+
+/// Why a route frame was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ignored {
+    /// It came from an incarnation of the peer that is gone.
+    DeadLease,
+    /// The routes held came on a newer link connection, or (for a delta) on another one.
+    OtherLink,
+    /// A delta that is not the next one of its connection: frames between were lost.
+    Gap { expected: u64 },
 }
 
 impl Peers {
@@ -149,6 +212,133 @@ impl Peers {
             count.remove();
             let key = PeerRouteKey { node, group: route.group.clone() };
             self.routes.remove(&route.filter, &key);
+        }
+    }
+
+    fn is_dead(&self, node: PeerNode, lease: PeerLease) -> bool {
+        self.dead.get(&node).is_some_and(|dead| dead.contains(&lease))
+    }
+
+    /// Applies a route frame of peer shard `origin` that came on link connection `epoch`.
+    fn apply(
+        &mut self,
+        node: PeerNode,
+        origin: ShardId,
+        epoch: LinkEpoch,
+        frame: RouteFrame,
+    ) -> Result<(), Ignored> {
+        if self.is_dead(node, epoch.lease) {
+            return Err(Ignored::DeadLease);
+        }
+        match frame {
+            RouteFrame::Snapshot { shards, routes } => {
+                self.snapshot(node, origin, epoch, shards, routes)
+            }
+            RouteFrame::Delta { version, added, removed } => {
+                self.delta(node, origin, epoch, version, added, removed)
+            }
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        node: PeerNode,
+        origin: ShardId,
+        epoch: LinkEpoch,
+        shards: u16,
+        routes: Vec<PeerRoute>,
+    ) -> Result<(), Ignored> {
+        if self.by_origin.get(&(node, origin)).is_some_and(|held| held.epoch.link > epoch.link) {
+            return Err(Ignored::OtherLink);
+        }
+        // Shards the peer had before a restart with fewer of them: no link replaces their
+        // routes, and a newer connection of the peer says they are gone.
+        let vanished: Vec<(PeerNode, ShardId)> = self
+            .by_origin
+            .iter()
+            .filter(|((n, o), held)| *n == node && o.0 >= shards && held.epoch.link < epoch.link)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in vanished {
+            self.forget(key);
+        }
+        // Only the difference touches the counts and the trie: a reconnect with the same routes
+        // changes nothing.
+        let routes: HashSet<PeerRoute> = routes.into_iter().collect();
+        let held = self.by_origin.remove(&(node, origin)).map(|held| held.routes);
+        let held = held.unwrap_or_default();
+        for route in held.difference(&routes) {
+            self.remove(node, route);
+        }
+        for route in routes.difference(&held) {
+            self.add(node, route.clone());
+        }
+        self.by_origin.insert((node, origin), OriginRoutes { epoch, version: 0, routes });
+        Ok(())
+    }
+
+    fn delta(
+        &mut self,
+        node: PeerNode,
+        origin: ShardId,
+        epoch: LinkEpoch,
+        version: u64,
+        added: Vec<PeerRoute>,
+        removed: Vec<PeerRoute>,
+    ) -> Result<(), Ignored> {
+        let Some(held) = self.by_origin.get_mut(&(node, origin)) else {
+            return Err(Ignored::OtherLink);
+        };
+        if held.epoch != epoch {
+            return Err(Ignored::OtherLink);
+        }
+        let expected = held.version.wrapping_add(1);
+        if version != expected {
+            return Err(Ignored::Gap { expected });
+        }
+        held.version = version;
+        let gone: Vec<PeerRoute> =
+            removed.into_iter().filter(|route| held.routes.remove(route)).collect();
+        let mut new = Vec::new();
+        for route in added {
+            if held.routes.insert(route.clone()) {
+                new.push(route);
+            }
+        }
+        for route in &gone {
+            self.remove(node, route);
+        }
+        for route in new {
+            self.add(node, route);
+        }
+        Ok(())
+    }
+
+    /// The incarnation `lease` of peer `node` is gone: its routes go, and so will its frames.
+    fn gone(&mut self, node: PeerNode, lease: PeerLease) {
+        let dead = self.dead.entry(node).or_default();
+        if !dead.contains(&lease) {
+            if dead.len() == DEAD_LEASES_PER_PEER_MAX {
+                dead.pop_front();
+            }
+            dead.push_back(lease);
+        }
+        let origins: Vec<(PeerNode, ShardId)> = self
+            .by_origin
+            .iter()
+            .filter(|((n, _), held)| *n == node && held.epoch.lease == lease)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in origins {
+            self.forget(key);
+        }
+    }
+
+    fn forget(&mut self, key: (PeerNode, ShardId)) {
+        if let Some(held) = self.by_origin.remove(&key) {
+            for route in &held.routes {
+                self.remove(key.0, route);
+            }
         }
     }
 }
@@ -202,71 +392,74 @@ impl Shard {
     // Peer routes
     // ---------------------------------------------------------------------------------------
 
-    /// Routes of shard `origin` of peer `node`. Called on the shard that read them from the
-    /// link, which passes them on to every other shard (`forward` is true there).
+    /// A route frame of shard `origin` of peer `node`, which came on link connection `epoch`:
+    /// applied unless it is stale (see the module docs). Called on every shard: by
+    /// [`Shard::peer_routes_from_link`] on the one that read it, over the mesh on the others.
     pub fn peer_routes(
         &mut self,
         node: PeerNode,
         origin: ShardId,
-        snapshot: bool,
-        added: Vec<PeerRoute>,
-        removed: Vec<PeerRoute>,
+        epoch: LinkEpoch,
+        frame: RouteFrame,
     ) {
-        let held = self.peers.by_origin.entry((node, origin)).or_default();
-        let mut gone = Vec::new();
-        if snapshot {
-            gone.extend(held.drain());
-        }
-        gone.extend(removed.into_iter().filter(|route| held.remove(route)));
-        let mut new = Vec::new();
-        for route in added {
-            if held.insert(route.clone()) {
-                new.push(route);
-            }
-        }
-        for route in &gone {
-            self.peers.remove(node, route);
-        }
-        for route in new {
-            self.peers.add(node, route);
+        match self.peers.apply(node, origin, epoch, frame) {
+            Ok(()) => {}
+            // Frames within one connection arrive in order, over TCP and then over the mesh:
+            // a gap means frames were lost, and the routes held stay as they are until the
+            // peer's next connection sends a snapshot.
+            Err(Ignored::Gap { expected }) => tracing::warn!(
+                shard = %self.id,
+                %node,
+                %origin,
+                link = epoch.link.0,
+                expected,
+                "ignoring a route delta out of sequence"
+            ),
+            // An old connection's frames, read after its replacement's: expected, and harmless.
+            Err(ignored) => tracing::debug!(
+                shard = %self.id,
+                %node,
+                %origin,
+                link = epoch.link.0,
+                lease = epoch.lease.0,
+                ?ignored,
+                "ignoring a stale route frame"
+            ),
         }
     }
 
-    /// Applies peer routes here and passes them to every other shard of this node.
+    /// Applies a route frame read from a node link here and passes it to every other shard of
+    /// this node.
     pub fn peer_routes_from_link(
         &mut self,
         node: PeerNode,
         origin: ShardId,
-        snapshot: bool,
-        added: Vec<PeerRoute>,
-        removed: Vec<PeerRoute>,
+        epoch: LinkEpoch,
+        frame: RouteFrame,
     ) {
         for shard in self.other_shards() {
-            let msg = ShardMsg::PeerRoutes {
-                node,
-                origin,
-                snapshot,
-                added: added.clone(),
-                removed: removed.clone(),
-            };
+            let msg = ShardMsg::PeerRoutes { node, origin, epoch, frame: frame.clone() };
             self.effects.push(Effect::Mesh(shard, msg));
         }
-        self.peer_routes(node, origin, snapshot, added, removed);
+        self.peer_routes(node, origin, epoch, frame);
     }
 
-    /// Peer `node` left the cluster: forget every route it had.
-    pub fn peer_gone(&mut self, node: PeerNode) {
-        let origins: Vec<(PeerNode, ShardId)> =
-            self.peers.by_origin.keys().filter(|(n, _)| *n == node).copied().collect();
-        for origin in origins {
-            if let Some(routes) = self.peers.by_origin.remove(&origin) {
-                for route in routes {
-                    self.peers.remove(node, &route);
-                }
-            }
-        }
-        // Its large retained messages can no longer be fetched from it; when it comes back,
-        // its links announce them again.
+    /// Incarnation `lease` of peer `node` is gone (it left the cluster, or restarted with a
+    /// new lease): forgets the routes that came from it, and ignores its frames from now on.
+    /// Routes a newer incarnation already sent stay.
+    pub fn peer_gone(&mut self, node: PeerNode, lease: PeerLease) {
+        self.peers.gone(node, lease);
+    }
+
+    /// Whether incarnation `lease` of peer `node` is gone ([`Shard::peer_gone`]): a link that
+    /// still speaks for it is closed, so that the peer reconnects under its current lease.
+    pub fn is_peer_lease_gone(&self, node: PeerNode, lease: PeerLease) -> bool {
+        self.peers.is_dead(node, lease)
+    }
+
+    /// Peer `node` left the cluster for good: its large retained messages are no longer
+    /// fetched from it (a restarted peer keeps its own and announces them again).
+    pub fn peer_left(&mut self, node: PeerNode) {
         let held: Vec<ByteString> = self
             .peers
             .retained_elsewhere

@@ -39,7 +39,7 @@ use backpressure::{Backpressure, Waiter};
 use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
 pub use durable::{CommitBatch, Ticket};
 mod cluster;
-pub use cluster::{Forward, Node, PeerRoute, RetainedPlacement};
+pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
 
 /// What the engine must do after an event.
@@ -1816,10 +1816,10 @@ impl Shard {
             }
             ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
             ShardMsg::Stored { token, ok } => self.receipt(token, ok),
-            ShardMsg::PeerRoutes { node, origin, snapshot, added, removed } => {
-                self.peer_routes(node, origin, snapshot, added, removed)
+            ShardMsg::PeerRoutes { node, origin, epoch, frame } => {
+                self.peer_routes(node, origin, epoch, frame)
             }
-            ShardMsg::PeerGone { node } => self.peer_gone(node),
+            ShardMsg::PeerGone { node, lease } => self.peer_gone(node, lease),
         }
     }
 
