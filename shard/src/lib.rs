@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorize;
 pub mod ids;
 pub mod limits;
 pub mod mesh;

@@ -33,6 +33,8 @@ pub struct Session {
     next_packet_id: u16,
     /// Whether the store holds a record of this session (so ending it must delete it).
     pub stored: bool,
+    /// The user name of its latest CONNECT, for the ACL (kept only when an ACL is in force).
+    pub username: Option<Box<str>>,
     held: Option<Box<Held>>,
 }
 
@@ -100,6 +102,7 @@ impl Session {
             expiry_secs,
             next_packet_id: 1,
             stored: false,
+            username: None,
             held: None,
         }
     }

@@ -22,6 +22,7 @@ use shardmq_io::codec::{
     UnsubAck, Unsubscribe,
 };
 
+use crate::authorize::Authorizer;
 use crate::ids::{home_shard, ConnId, PeerNode, ShardId};
 use crate::limits::Limits;
 use crate::mesh::{ShardMsg, SyncToken};
@@ -82,6 +83,8 @@ pub struct ShardStats {
     pub dropped_expired: u64,
     /// Messages not sent because they exceed the client's Maximum Packet Size.
     pub dropped_too_large: u64,
+    /// PUBLISHes the ACL refused.
+    pub dropped_not_authorized: u64,
 }
 
 /// Key of the local subscriber index: a client, and the shared group for `$share/` filters.
@@ -207,6 +210,8 @@ pub struct Shard {
     peers: Peers,
     /// Starts the client ids this shard assigns, so they are unique across the cluster.
     assigned_id_prefix: String,
+    /// The access policy (the ACL file); `None` allows everything.
+    authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 /// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
@@ -245,7 +250,13 @@ impl Shard {
             backpressure: Backpressure::new(id),
             peers: Peers::default(),
             assigned_id_prefix: String::from("shardmq"),
+            authorizer: None,
         }
+    }
+
+    /// The access policy every client of this shard is held to from now on (`None`: none).
+    pub fn set_authorizer(&mut self, authorizer: Option<Arc<dyn Authorizer>>) {
+        self.authorizer = authorizer;
     }
 
     /// A shard that stores persistent sessions, their messages, retained messages and delayed
@@ -421,6 +432,11 @@ impl Shard {
         // The decoded CONNECT's strings are slices of the connection's first read buffer; what
         // outlives the CONNECT (the client id, the will) is copied out so that buffer can go.
         let client_id = ByteString::from(&*connect.client_id);
+        if let (Some(authorizer), Some(will)) = (&self.authorizer, &connect.will) {
+            if !authorizer.can_publish(connect.username.as_deref(), &client_id, &will.topic) {
+                return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+            }
+        }
         // Take over an existing connection of this client.
         if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
@@ -438,6 +454,10 @@ impl Shard {
             self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_secs));
         session.expiry_secs = expiry_secs;
         session.conn = Some(conn);
+        session.username = match &self.authorizer {
+            Some(_) => connect.username.as_deref().map(Box::from),
+            None => None,
+        };
         session.epoch += 1;
         session.disconnected_at = None;
         // A will waiting for its delay is cancelled by the client coming back.
@@ -995,6 +1015,9 @@ impl Shard {
         let client_id = c.client_id.clone();
         let packet_id = publish.packet_id;
         self.stats.messages_received += 1;
+        if !self.may_publish(&client_id, &publish.topic) {
+            return self.refuse_publish(conn, &client_id, v5, publish.qos, packet_id);
+        }
 
         if publish.qos == QoS::ExactlyOnce {
             let Some(packet_id) = packet_id else { return };
@@ -1049,6 +1072,55 @@ impl Shard {
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
         self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts);
+    }
+
+    /// Answers a PUBLISH the ACL refuses, which is dropped: MQTT 5 says 0x87 in its PUBACK or
+    /// PUBREC; 3.1.1 has no way to say no, so its flow completes as if it were delivered
+    /// (as Mosquitto does).
+    fn refuse_publish(
+        &mut self,
+        conn: ConnId,
+        client_id: &ByteString,
+        v5: bool,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+    ) {
+        self.stats.dropped_not_authorized += 1;
+        let Some(packet_id) = packet_id else { return };
+        let reason = if v5 { ReasonCode::NOT_AUTHORIZED } else { ReasonCode::SUCCESS };
+        let ack = Ack { packet_id, reason, properties: Properties::default() };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(conn, &Packet::PubAck(ack)),
+            QoS::ExactlyOnce => {
+                if !v5 {
+                    // Its PUBREL must find the flow to complete it with PUBCOMP.
+                    if let Some(session) = self.sessions.get_mut(client_id) {
+                        session.held_mut().incoming_qos2.insert(packet_id.get());
+                    }
+                }
+                self.send(conn, &Packet::PubRec(ack));
+            }
+        }
+    }
+
+    fn username_of(&self, client_id: &str) -> Option<&str> {
+        self.sessions.get(client_id).and_then(|session| session.username.as_deref())
+    }
+
+    fn may_publish(&self, client_id: &str, topic: &str) -> bool {
+        let Some(authorizer) = &self.authorizer else { return true };
+        authorizer.can_publish(self.username_of(client_id), client_id, topic)
+    }
+
+    fn may_subscribe(&self, client_id: &str, filter: &str) -> bool {
+        let Some(authorizer) = &self.authorizer else { return true };
+        authorizer.can_subscribe(self.username_of(client_id), client_id, filter)
+    }
+
+    fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        let Some(authorizer) = &self.authorizer else { return true };
+        authorizer.can_read(self.username_of(client_id), client_id, topic)
     }
 
     fn pubrel(&mut self, conn: ConnId, ack: Ack) {
@@ -1159,6 +1231,14 @@ impl Shard {
                 Some(Ok((group, plain))) => (Some(ByteString::from(group)), plain),
                 _ => (None, &*filter),
             };
+            if !self.may_subscribe(&client_id, plain) {
+                reasons.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
             if plain.split('/').count() > self.limits.topic_levels_max {
                 reasons.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
@@ -1562,6 +1642,9 @@ impl Shard {
         admission: Admission,
         now: Instant,
     ) {
+        if !self.may_read(client_id, &delivery.message.topic) {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         if delivery.message.is_expired(now) {
             self.stats.dropped_expired += 1;
