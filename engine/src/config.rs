@@ -14,7 +14,8 @@ use shardmq_storage::Durability;
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
-    /// Address to accept MQTT clients on [default: 0.0.0.0:1883].
+    /// Address to accept MQTT clients on [default: 0.0.0.0:1883, narrowed to 127.0.0.1:1883
+    /// when no authentication is configured and `allow_anonymous` is not set].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Number of shards (one executor per core) [default: online cores].
@@ -111,6 +112,21 @@ pub struct ServeArgs {
     /// "server unavailable" [default: 5].
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
+    // Security (see docs/security.md).
+    /// Mosquitto-format password file (`mosquitto_passwd`, or `shardmq passwd`): clients must
+    /// log in with a user name and password from it.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto-format ACL file: what each user (or anonymous client) may publish, subscribe
+    /// to and receive. Without it, every client may do everything.
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// `true`: accept clients without a user name, from any address (without a password file,
+    /// listen where `listen` says). `false`: refuse them. Unset: with a password file, refuse
+    /// them; without one, accept them on loopback only [default: unset].
+    #[arg(long, value_name = "BOOL")]
+    pub allow_anonymous: Option<bool>,
+
     /// Retained payloads up to this many bytes are kept on every node; larger ones only on two
     /// nodes (chosen by rendezvous hashing of the topic), and fetched from there when a
     /// subscribe needs them. The same on every node of a cluster [default: 1024].
@@ -129,6 +145,40 @@ pub struct Config {
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
+    pub security: Security,
+}
+
+/// Who may connect: the password file, the ACL, and whether anonymous clients are accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    pub password_file: Option<PathBuf>,
+    pub acl_file: Option<PathBuf>,
+    /// Clients without a user name are accepted (on loopback only when `loopback_only`).
+    pub allow_anonymous: bool,
+    /// No authentication and no explicit `allow_anonymous`: the MQTT listener is loopback only.
+    pub loopback_only: bool,
+}
+
+impl Security {
+    /// One line for the start-up log: who may connect.
+    pub fn describe(&self) -> String {
+        let anonymous = match (self.allow_anonymous, self.loopback_only) {
+            (_, true) => "no authentication configured: anonymous clients on loopback only \
+                          (set `password_file`, or `allow_anonymous = true` to accept them from \
+                          other hosts)",
+            (true, false) => "anonymous clients accepted (`allow_anonymous = true`)",
+            (false, false) => "anonymous clients refused",
+        };
+        let passwords = match &self.password_file {
+            Some(path) => format!("password file {}; ", path.display()),
+            None => String::new(),
+        };
+        let acl = match &self.acl_file {
+            Some(path) => format!("; ACL {}", path.display()),
+            None => String::new(),
+        };
+        format!("{passwords}{anonymous}{acl}")
+    }
 }
 
 /// How a node joins its cluster.
@@ -196,7 +246,10 @@ impl ServeArgs {
             claim_batch_delay_ms,
             claim_batch_max,
             claim_timeout,
-            retained_replicate_max
+            retained_replicate_max,
+            password_file,
+            acl_file,
+            allow_anonymous
         )
     }
 
@@ -254,6 +307,13 @@ impl ServeArgs {
         at_least("max_output_buffer", limits.out_buffer_bytes_max as u64, 1024)?;
         at_least("connect_timeout", limits.connect_timeout.as_secs(), 1)?;
         let cluster = self.cluster_config()?;
+        let security = Security {
+            password_file: self.password_file.clone(),
+            acl_file: self.acl_file.clone(),
+            allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
+            loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
+        };
+        let listen = secure_listen(listen, &security, self.listen.is_some())?;
         Ok(Config {
             listen,
             shards,
@@ -262,6 +322,7 @@ impl ServeArgs {
             log: self.log.unwrap_or_else(|| "info".to_string()),
             limits,
             cluster,
+            security,
         })
     }
 
@@ -354,6 +415,28 @@ impl ServeArgs {
     }
 }
 
+/// Secure by default, like Mosquitto 2: without authentication, and without `allow_anonymous`
+/// set, the MQTT listener takes loopback only. The default wildcard address is narrowed to
+/// 127.0.0.1; an address given that is neither loopback nor a wildcard is refused.
+fn secure_listen(
+    listen: SocketAddr,
+    security: &Security,
+    given: bool,
+) -> Result<SocketAddr, ConfigError> {
+    if !security.loopback_only || listen.ip().is_loopback() {
+        return Ok(listen);
+    }
+    if listen.ip().is_unspecified() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], listen.port())));
+    }
+    let origin = if given { "" } else { " (the default)" };
+    Err(ConfigError(format!(
+        "`listen` {listen}{origin} is not a loopback address and no authentication is \
+         configured: set `password_file`, or `allow_anonymous = true` to accept anonymous \
+         clients from other hosts"
+    )))
+}
+
 fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     if value < min {
         return Err(ConfigError(format!(
@@ -393,7 +476,9 @@ mod tests {
     #[test]
     fn defaults() {
         let config = ServeArgs::default().resolve().expect("defaults are valid");
-        assert_eq!(config.listen, "0.0.0.0:1883".parse().expect("address"));
+        // No authentication: loopback only.
+        assert_eq!(config.listen, "127.0.0.1:1883".parse().expect("address"));
+        assert!(config.security.loopback_only && config.security.allow_anonymous);
         assert!(config.shards >= 1);
         assert_eq!(config.limits, Limits::default());
     }
@@ -448,5 +533,20 @@ mod tests {
         .expect_err("too many ops")
         .to_string();
         assert!(error.contains("`claim_batch_max`"), "{error}");
+    }
+
+    #[test]
+    fn secure_by_default() {
+        let open = file("allow_anonymous = true\n").expect("valid");
+        assert_eq!(open.listen, "0.0.0.0:1883".parse().expect("address"));
+        assert!(open.security.allow_anonymous && !open.security.loopback_only);
+        let error = file("listen = \"10.1.2.3:1883\"\n").expect_err("exposed").to_string();
+        assert!(error.contains("`listen`") && error.contains("allow_anonymous"), "{error}");
+        let local = file("listen = \"127.0.0.2:1883\"\n").expect("loopback is fine");
+        assert_eq!(local.listen, "127.0.0.2:1883".parse().expect("address"));
+        let with_passwords = file("password_file = \"/etc/shardmq/passwd\"\n").expect("valid");
+        assert_eq!(with_passwords.listen, "0.0.0.0:1883".parse().expect("address"));
+        assert!(!with_passwords.security.allow_anonymous);
+        assert!(with_passwords.security.describe().contains("anonymous clients refused"));
     }
 }

@@ -87,6 +87,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         "listening for MQTT on {bound} ({shards} shards; data dir {})",
         config.data_dir.display()
     );
+    tracing::info!("security: {}", config.security.describe());
 
     let mut clusters: Vec<Option<ShardJoin>> = (0..shards).map(|_| None).collect();
     let mut node_cluster = None;
