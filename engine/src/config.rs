@@ -163,9 +163,11 @@ impl Security {
     /// One line for the start-up log: who may connect.
     pub fn describe(&self) -> String {
         let anonymous = match (self.allow_anonymous, self.loopback_only) {
-            (_, true) => "no authentication configured: anonymous clients on loopback only \
+            (_, true) => {
+                "no authentication configured: anonymous clients on loopback only \
                           (set `password_file`, or `allow_anonymous = true` to accept them from \
-                          other hosts)",
+                          other hosts)"
+            }
             (true, false) => "anonymous clients accepted (`allow_anonymous = true`)",
             (false, false) => "anonymous clients refused",
         };

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod config;
+mod security;
 mod server;
 
 /// shardmq: a thread-per-core MQTT 3.1.1 / 5.0 broker for bare-metal Linux.
@@ -26,6 +27,9 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Run the bundled load generator against one or more brokers (see docs/loadgen.md).
     Loadgen(Box<shardmq_loadgen::LoadgenArgs>),
+    /// Add a user to a password file, or change its password (argon2id; the file keeps
+    /// Mosquitto's format, so `mosquitto_passwd` entries stay valid). SIGHUP the broker after.
+    Passwd(PasswdArgs),
     /// Read this host's limits and say what to change for a target connection count (not built
     /// yet).
     CheckSystem,
@@ -56,11 +60,43 @@ fn main() -> ExitCode {
             }
         }
         Command::Loadgen(args) => shardmq_loadgen::main(*args),
+        Command::Passwd(args) => match passwd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("shardmq passwd: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckSystem => {
             eprintln!("shardmq: this subcommand is not built yet (see README.md, Status)");
             ExitCode::FAILURE
         }
     }
+}
+
+#[derive(Debug, clap::Args)]
+struct PasswdArgs {
+    /// The password file; created (mode 0600) if missing.
+    file: std::path::PathBuf,
+    /// The user to add, or whose password to change.
+    user: String,
+}
+
+/// Asks for the password twice on a terminal, or reads one line from standard input (scripts).
+fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Reenter password: ")?;
+        anyhow::ensure!(first == again, "the passwords do not match");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    shardmq_auth::set_password(&args.file, &args.user, &password)?;
+    Ok(())
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

@@ -34,6 +34,7 @@ use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
+use crate::security::NodeSecurity;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
@@ -97,8 +98,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         node_cluster = Some(node);
     }
 
+    let security = Arc::new(NodeSecurity::load(&config.security)?);
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone())?;
+    spawn_signal_thread(stop.clone(), security.clone())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let connections = Arc::new(AtomicUsize::new(0));
@@ -117,6 +119,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             store,
             plan,
             cluster,
+            security: security.clone(),
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -247,6 +250,7 @@ struct Boot {
     cluster: Option<ShardJoin>,
     store: Arc<ShardStore>,
     plan: ShardPlan,
+    security: Arc<NodeSecurity>,
 }
 
 /// The node's stores at start-up.
@@ -295,18 +299,25 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     Ok(Stores { stores, plans: plan.shards, obsolete })
 }
 
-/// Waits for SIGINT/SIGTERM on a plain thread and raises the stop flag every shard's heartbeat
-/// reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]).
-fn spawn_signal_thread(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+/// Waits for signals on a plain thread: SIGINT/SIGTERM raise the stop flag every shard's
+/// heartbeat reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]); SIGHUP reads the
+/// password file and the ACL again (shards pick the new ACL up on their next tick).
+fn spawn_signal_thread(stop: Arc<AtomicBool>, security: Arc<NodeSecurity>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading the password file and the ACL");
+                    security.reload();
+                    continue;
+                }
                 tracing::info!(signal, "shutting down");
                 stop.store(true, Ordering::Relaxed);
+                return;
             }
         })
         .context("cannot start the signal thread")?;
@@ -374,6 +385,9 @@ pub(crate) struct ShardContext {
     pub(crate) stop_signal: Signal,
     /// Set when the node is part of a cluster.
     pub(crate) cluster: Option<Rc<ShardCluster>>,
+    /// Authentication on CONNECT, and the ACL this shard's state holds (of `acl_generation`).
+    security: Arc<NodeSecurity>,
+    acl_generation: Cell<u64>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
     connections_max: usize,
@@ -481,7 +495,7 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster } = boot;
+    let Boot { socket, mesh, stop, store, plan, cluster, security } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -492,6 +506,8 @@ async fn shard_main(
         .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
     let shards = config.shards;
     let mut state = Shard::with_storage(id, shards, config.limits.clone(), clock);
+    let (acl_generation, authorizer) = security.authorizer();
+    state.set_authorizer(authorizer);
     let (cluster, cluster_tasks) = match cluster {
         Some(ShardJoin { node, events, link_socket }) => {
             state.set_assigned_id_prefix(&format!("shardmq-{}", node.node));
@@ -526,6 +542,8 @@ async fn shard_main(
         ready_peers: Cell::new(0),
         ready_signal: Signal::default(),
         cluster,
+        security,
+        acl_generation: Cell::new(acl_generation),
     });
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
@@ -666,6 +684,12 @@ async fn reopen(
 
 async fn ticker(context: Rc<ShardContext>) {
     loop {
+        if context.security.generation() != context.acl_generation.get() {
+            // SIGHUP brought a new ACL.
+            let (generation, authorizer) = context.security.authorizer();
+            context.state.borrow_mut().set_authorizer(authorizer);
+            context.acl_generation.set(generation);
+        }
         let now = Instant::now();
         let wait = context
             .state
@@ -802,6 +826,9 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
             Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
         }
     };
+    if let Err(reason) = context.security.authenticate(&connect).await {
+        return send_refusal(&mut stream, connect.protocol, reason).await;
+    }
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
         context.id

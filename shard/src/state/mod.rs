@@ -454,10 +454,13 @@ impl Shard {
             self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_secs));
         session.expiry_secs = expiry_secs;
         session.conn = Some(conn);
-        session.username = match &self.authorizer {
+        let username = match &self.authorizer {
             Some(_) => connect.username.as_deref().map(Box::from),
             None => None,
         };
+        if username.is_some() || session.held().username.is_some() {
+            session.held_mut().username = username;
+        }
         session.epoch += 1;
         session.disconnected_at = None;
         // A will waiting for its delay is cancelled by the client coming back.
@@ -1105,7 +1108,7 @@ impl Shard {
     }
 
     fn username_of(&self, client_id: &str) -> Option<&str> {
-        self.sessions.get(client_id).and_then(|session| session.username.as_deref())
+        self.sessions.get(client_id).and_then(|session| session.held().username.as_deref())
     }
 
     fn may_publish(&self, client_id: &str, topic: &str) -> bool {

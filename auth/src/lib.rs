@@ -1,0 +1,25 @@
+//! Password files and ACL files in Mosquitto's formats, so operators bring the files they have.
+//!
+//! - [`PasswordFile`]: `username:hash` lines as `mosquitto_passwd` writes them (`$7$` PBKDF2 and
+//!   `$6$` SHA-512), plus argon2id lines written by our own [`set_password`].
+//! - [`Acl`]: Mosquitto's `acl_file` (`user`, `topic`, `pattern` lines) and the three questions a
+//!   broker asks of it: may this client publish here, subscribe to this filter, receive this
+//!   message.
+//!
+//! Both are parsed once (at start-up and on reload) into immutable values that shards share. ACL
+//! entries are split into levels when parsed; a check splits its topic lazily and compares
+//! `%u`/`%c` levels in place, so it never allocates.
+//!
+//! **Invariant:** a malformed file is refused whole, with one line naming the file and line; it is
+//! never half-applied.
+
+#![forbid(unsafe_code)]
+
+mod acl;
+mod error;
+mod password;
+mod topic;
+
+pub use acl::Acl;
+pub use error::AuthFileError;
+pub use password::{hash_password, set_password, PasswordFile};

@@ -1,0 +1,324 @@
+//! Password files: `username:hash` lines, as Mosquitto's `password_file` and `mosquitto_passwd`.
+//!
+//! Hashes read:
+//!
+//! - `$7$<iterations>$<salt>$<hash>`: PBKDF2-HMAC-SHA512 over the password bytes and the decoded
+//!   salt, 64-byte output; what `mosquitto_passwd` 2.x writes (101 iterations, 12-byte salt).
+//! - `$6$<salt>$<hash>`: SHA-512 of the password bytes followed by the decoded salt; what
+//!   `mosquitto_passwd` 1.x wrote (and 2.x with `-H sha512`).
+//! - `$argon2id$v=19$m=...`: a PHC string, as [`hash_password`] writes.
+//!
+//! Salt and hash are standard base64 (`+/`, padded), as OpenSSL's base64 BIO writes them; padding
+//! is optional when read.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::Path;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha512};
+use subtle::ConstantTimeEq as _;
+
+use crate::error::AuthFileError;
+
+/// The length of a SHA-512 output, the only hash length Mosquitto writes and accepts.
+const MOSQUITTO_HASH_BYTES: usize = 64;
+
+/// Mosquitto's base64: OpenSSL's, standard alphabet; padding optional on input.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A parsed password file; immutable, replaced as a whole on reload.
+pub struct PasswordFile {
+    users: HashMap<Box<str>, StoredHash>,
+}
+
+enum StoredHash {
+    /// `$6$`: SHA-512(password || salt).
+    Sha512 { salt: Box<[u8]>, hash: [u8; MOSQUITTO_HASH_BYTES] },
+    /// `$7$`: PBKDF2-HMAC-SHA512(password, salt, iterations).
+    Pbkdf2Sha512 { iterations: u32, salt: Box<[u8]>, hash: [u8; MOSQUITTO_HASH_BYTES] },
+    /// A PHC string, checked to parse as argon2id when the file was read.
+    Argon2id(Box<str>),
+}
+
+impl PasswordFile {
+    /// Parses a password file's text: one `username:hash` a line; blank lines and lines starting
+    /// with `#` are skipped; spaces and tabs around the username and the hash are ignored, as
+    /// Mosquitto does. A line without `:`, with an empty username, with a hash in none of the
+    /// schemes above, or repeating a username is an error naming the line.
+    pub fn parse(text: &str) -> Result<PasswordFile, AuthFileError> {
+        let mut users = HashMap::new();
+        let mut first_lines: HashMap<&str, usize> = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            let Some((username, hash)) = split_line(line) else {
+                continue;
+            };
+            let (username, hash) = match (username, hash) {
+                (Some(username), hash) if !username.is_empty() => (username, hash),
+                (Some(_), _) => return Err(AuthFileError::line(number, "empty username")),
+                (None, _) => {
+                    return Err(AuthFileError::line(number, "expected `username:hash`"));
+                }
+            };
+            if let Some(first) = first_lines.insert(username, number) {
+                return Err(AuthFileError::line(
+                    number,
+                    format!("user `{username}` is already on line {first}"),
+                ));
+            }
+            let stored = StoredHash::parse(hash).map_err(|what| {
+                AuthFileError::line(number, format!("user `{username}`: {what}"))
+            })?;
+            users.insert(username.into(), stored);
+        }
+        Ok(PasswordFile { users })
+    }
+
+    /// Reads and parses a password file; errors name the file.
+    pub fn load(path: &Path) -> Result<PasswordFile, AuthFileError> {
+        let text = fs::read_to_string(path).map_err(|error| AuthFileError::read(path, error))?;
+        PasswordFile::parse(&text).map_err(|error| error.in_file(path))
+    }
+
+    /// Whether `password` is this user's. `false` for an unknown user. The hash comparison is
+    /// constant-time; the hashing itself is slow on purpose (argon2id, PBKDF2), so call this off
+    /// a shard's reactor.
+    ///
+    /// An unknown user is answered without hashing, so timing tells whether a username exists,
+    /// as with Mosquitto.
+    pub fn verify(&self, username: &str, password: &[u8]) -> bool {
+        self.users.get(username).is_some_and(|stored| stored.verify(password))
+    }
+
+    /// How many users the file lists.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the file lists no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Whether the file lists `username`.
+    pub fn contains(&self, username: &str) -> bool {
+        self.users.contains_key(username)
+    }
+}
+
+/// Lists only how many users there are: hashes stay out of logs.
+impl fmt::Debug for PasswordFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordFile").field("users", &self.users.len()).finish_non_exhaustive()
+    }
+}
+
+impl StoredHash {
+    /// Parses the part after `username:`. Errors never quote the hash (a plain-text password
+    /// file would otherwise print its passwords).
+    fn parse(text: &str) -> Result<StoredHash, String> {
+        if let Some(rest) = text.strip_prefix("$7$") {
+            let mut parts = rest.split('$');
+            let (Some(iterations), Some(salt), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err("a `$7$` hash must be `$7$iterations$salt$hash`".to_owned());
+            };
+            let iterations = match iterations.parse::<u32>() {
+                Ok(iterations) if iterations >= 1 => iterations,
+                _ => return Err("the `$7$` iteration count must be a number from 1".to_owned()),
+            };
+            let (salt, hash) = (decode_salt(salt)?, decode_hash(hash)?);
+            Ok(StoredHash::Pbkdf2Sha512 { iterations, salt, hash })
+        } else if let Some(rest) = text.strip_prefix("$6$") {
+            let mut parts = rest.split('$');
+            let (Some(salt), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err("a `$6$` hash must be `$6$salt$hash`".to_owned());
+            };
+            let (salt, hash) = (decode_salt(salt)?, decode_hash(hash)?);
+            Ok(StoredHash::Sha512 { salt, hash })
+        } else if text.starts_with("$argon2id$") {
+            let parsed = PasswordHash::new(text)
+                .map_err(|error| format!("not a valid argon2id PHC string ({error})"))?;
+            if parsed.algorithm != argon2::ARGON2ID_IDENT || parsed.hash.is_none() {
+                return Err("not a complete argon2id PHC string".to_owned());
+            }
+            Params::try_from(&parsed)
+                .map_err(|error| format!("invalid argon2id parameters ({error})"))?;
+            Ok(StoredHash::Argon2id(text.into()))
+        } else {
+            Err("unknown hash scheme (expected `$7$` or `$6$` from mosquitto_passwd, or \
+                 `$argon2id$`); hash a plain-text file with `mosquitto_passwd -U` first"
+                .to_owned())
+        }
+    }
+
+    fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            StoredHash::Sha512 { salt, hash } => {
+                let mut digest = Sha512::new();
+                digest.update(password);
+                digest.update(salt);
+                digest.finalize().as_slice().ct_eq(hash).into()
+            }
+            StoredHash::Pbkdf2Sha512 { iterations, salt, hash } => {
+                let mut derived = [0u8; MOSQUITTO_HASH_BYTES];
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, *iterations, &mut derived);
+                derived.ct_eq(hash).into()
+            }
+            // The PHC string parsed when the file was read; `verify_password` compares in
+            // constant time with the parameters the string names.
+            StoredHash::Argon2id(phc) => PasswordHash::new(phc)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password, &parsed).is_ok()),
+        }
+    }
+}
+
+fn decode_salt(text: &str) -> Result<Box<[u8]>, String> {
+    match BASE64.decode(text) {
+        Ok(salt) if !salt.is_empty() => Ok(salt.into()),
+        _ => Err("the salt is not base64".to_owned()),
+    }
+}
+
+fn decode_hash(text: &str) -> Result<[u8; MOSQUITTO_HASH_BYTES], String> {
+    BASE64
+        .decode(text)
+        .ok()
+        .and_then(|hash| <[u8; MOSQUITTO_HASH_BYTES]>::try_from(hash).ok())
+        .ok_or_else(|| format!("the hash is not {MOSQUITTO_HASH_BYTES} bytes of base64"))
+}
+
+/// A line's username and hash, both trimmed of spaces and tabs: `None` for a blank line or a
+/// comment, `Some((None, _))` for a line without `:`.
+fn split_line(line: &str) -> Option<(Option<&str>, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    Some(match line.split_once(':') {
+        Some((username, hash)) => {
+            (Some(username.trim_matches([' ', '\t'])), hash.trim_matches([' ', '\t']))
+        }
+        None => (None, line),
+    })
+}
+
+/// Hashes a password for a password file line: argon2id with the `argon2` crate's defaults
+/// (19 MiB, 2 passes, 1 lane: OWASP's recommended minimum for argon2id), a 16-byte salt from the
+/// OS's random source, as a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+///
+/// Mosquitto cannot read these lines; it skips them with an error in its log.
+///
+/// # Panics
+///
+/// If the OS random source fails, or the password is over 4 GiB (argon2's limit;
+/// [`set_password`] refuses such a password instead).
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    match Argon2::default().hash_password(password.as_bytes(), &salt) {
+        Ok(hash) => hash.to_string(),
+        Err(error) => panic!("argon2id cannot hash a {}-byte password: {error}", password.len()),
+    }
+}
+
+/// Sets a user's password in a password file (the `shardmq passwd FILE USER` command): creates
+/// the file if it is missing, replaces the user's line (dropping any later duplicate of it) or
+/// appends one, and keeps every other line as it was, comments and Mosquitto's hashes included.
+///
+/// The new file is written beside the old one with mode 0600, synced, and renamed over it, so a
+/// broker reading the file sees the old one or the new one, never a mix. A username that is
+/// empty, contains `:` or a control character, starts with `#` or has spaces around it is
+/// refused (`InvalidInput`): the file could not hold it. Errors name the file.
+pub fn set_password(path: &Path, username: &str, password: &str) -> io::Result<()> {
+    check_username(username).map_err(|what| io::Error::new(io::ErrorKind::InvalidInput, what))?;
+    if u32::try_from(password.len()).is_err() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the password is over 4 GiB"));
+    }
+    let existing = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(in_file(path, error)),
+    };
+    let new_line = format!("{username}:{}", hash_password(password));
+    let mut contents = String::with_capacity(existing.len() + new_line.len() + 1);
+    let mut replaced = false;
+    for line in existing.lines() {
+        let line = match split_line(line) {
+            Some((Some(name), _)) if name == username => {
+                if replaced {
+                    continue;
+                }
+                replaced = true;
+                new_line.as_str()
+            }
+            _ => line,
+        };
+        contents.push_str(line);
+        contents.push('\n');
+    }
+    if !replaced {
+        contents.push_str(&new_line);
+        contents.push('\n');
+    }
+    write_atomically(path, contents.as_bytes()).map_err(|error| in_file(path, error))
+}
+
+fn check_username(username: &str) -> Result<(), &'static str> {
+    if username.is_empty() {
+        Err("the username is empty")
+    } else if username.contains(':') {
+        Err("a username cannot contain `:` (it ends the username in a password file)")
+    } else if username.contains(char::is_control) {
+        Err("a username cannot contain control characters")
+    } else if username.starts_with('#') {
+        Err("a username cannot start with `#` (the line would be a comment)")
+    } else if username != username.trim() {
+        Err("a username cannot start or end with a space")
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `contents` to a temporary file (mode 0600) in `path`'s directory, syncs it, renames it
+/// over `path`, and syncs the directory so the rename survives a crash.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let directory = match path.parent() {
+        Some(directory) if !directory.as_os_str().is_empty() => directory,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the password file path names no file")
+    })?;
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(fs::Permissions::from_mode(0o600));
+    }
+    // Dropped on any error below, which removes it.
+    let mut file = builder.tempfile_in(directory)?;
+    file.write_all(contents)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    #[cfg(unix)]
+    fs::File::open(directory)?.sync_all()?;
+    Ok(())
+}
+
+fn in_file(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}

@@ -1,0 +1,250 @@
+//! Authentication and the ACL end to end: password files made by Debian's `mosquitto_passwd`
+//! and by `shardmq passwd`, Mosquitto-format ACL files, Debian's `mosquitto_pub`/`mosquitto_sub`
+//! and raw clients for the exact reason codes, SIGHUP reloads, and the loopback-only default.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use shardmq_io::codec::{
+    Ack, ByteString, Bytes, ConnAck, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+};
+use shardmq_tests::{
+    broker_binary, connect_packet, require_tool, run_tool, tool_command, Broker, RawClient,
+    Received, TestDir,
+};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Makes `dir/passwd` with Debian's mosquitto_passwd, as an operator migrating would have it.
+fn mosquitto_password_file(dir: &TestDir, users: &[(&str, &str)]) -> std::path::PathBuf {
+    require_tool("mosquitto_passwd");
+    let path = dir.path().join("passwd");
+    for (index, (user, password)) in users.iter().enumerate() {
+        let mut command = tool_command("mosquitto_passwd");
+        if index == 0 {
+            command.arg("-c");
+        }
+        command.args(["-b"]).arg(&path).args([user, password]);
+        let output = run_tool(&mut command, WAIT);
+        assert!(output.status.success(), "mosquitto_passwd: {output:?}");
+    }
+    path
+}
+
+fn login(
+    broker: &Broker,
+    version: ProtocolVersion,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> (RawClient, ConnAck) {
+    let mut connect = connect_packet(version, client_id);
+    connect.username = user.map(ByteString::from);
+    connect.password = password.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    RawClient::connect(broker.addr(), connect)
+}
+
+fn mosquitto_pub(broker: &Broker, args: &[&str]) -> std::process::Output {
+    require_tool("mosquitto_pub");
+    let mut command = tool_command("mosquitto_pub");
+    command.args(["-h", "127.0.0.1", "-p", &broker.port().to_string()]).args(args);
+    run_tool(&mut command, WAIT)
+}
+
+fn pid(value: u16) -> PacketId {
+    PacketId::new(value).expect("non-zero")
+}
+
+#[test]
+fn mosquitto_passwd_files_log_clients_in_and_keep_others_out() {
+    let dir = TestDir::new("passwd");
+    let file = mosquitto_password_file(&dir, &[("alice", "wonderland"), ("bob", "builder")]);
+    let broker = Broker::start(&["--password-file", file.to_str().expect("utf-8 path")]);
+    let said = broker.wait_for_log("anonymous clients refused", WAIT);
+    assert!(said.is_some(), "{}", broker.log());
+
+    let (_alice, ok) = login(&broker, V5, "alice-1", Some("alice"), Some("wonderland"));
+    assert_eq!(ok.reason, ReasonCode::SUCCESS);
+    let (_, bad) = login(&broker, V5, "alice-2", Some("alice"), Some("wrong"));
+    assert_eq!(bad.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let (_, nobody) = login(&broker, V5, "nobody", Some("nobody"), Some("x"));
+    assert_eq!(nobody.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let (_, anonymous) = login(&broker, V5, "anon", None, None);
+    assert_eq!(anonymous.reason, ReasonCode::NOT_AUTHORIZED);
+    // 3.1.1 return codes 4 and 5 (the codec reads them back as 0x86 and 0x87).
+    let (_, bad) = login(&broker, V3, "bob-1", Some("bob"), Some("wrong"));
+    assert_eq!(bad.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let (_, anonymous) = login(&broker, V3, "anon3", None, None);
+    assert_eq!(anonymous.reason, ReasonCode::NOT_AUTHORIZED);
+
+    // Debian's own client, with and without the right password.
+    let good = mosquitto_pub(&broker, &["-u", "bob", "-P", "builder", "-t", "t", "-m", "hi"]);
+    assert!(good.status.success(), "{good:?}");
+    let wrong = mosquitto_pub(&broker, &["-u", "bob", "-P", "nope", "-t", "t", "-m", "hi"]);
+    assert!(!wrong.status.success(), "a wrong password was accepted: {wrong:?}");
+}
+
+#[test]
+fn shardmq_passwd_adds_a_user_that_sighup_lets_in() {
+    let dir = TestDir::new("shardmq-passwd");
+    let file = mosquitto_password_file(&dir, &[("alice", "wonderland")]);
+    let broker = Broker::start(&["--password-file", file.to_str().expect("utf-8 path")]);
+    let (_, before) = login(&broker, V5, "carol-1", Some("carol"), Some("s3cret"));
+    assert_eq!(before.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+
+    let mut passwd = Command::new(broker_binary())
+        .args(["passwd"])
+        .arg(&file)
+        .arg("carol")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardmq passwd");
+    passwd.stdin.take().expect("stdin").write_all(b"s3cret\n").expect("write the password");
+    let output = passwd.wait_with_output().expect("shardmq passwd ends");
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(&file).expect("read the password file");
+    assert!(text.contains("alice:$7$") && text.contains("carol:$argon2id$"), "{text}");
+
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    let (_, after) = login(&broker, V5, "carol-2", Some("carol"), Some("s3cret"));
+    assert_eq!(after.reason, ReasonCode::SUCCESS);
+    let (_, alice) = login(&broker, V5, "alice-1", Some("alice"), Some("wonderland"));
+    assert_eq!(alice.reason, ReasonCode::SUCCESS, "the mosquitto_passwd entry still works");
+}
+
+fn subscribe(client: &mut RawClient, filter: &str) -> ReasonCode {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: pid(1),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from(filter),
+            options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        }],
+    }));
+    match client.expect_packet(WAIT) {
+        Packet::SubAck(ack) => ack.reasons[0],
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+fn publish(client: &mut RawClient, topic: &str, payload: &str, retain: bool) -> ReasonCode {
+    client.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id: Some(pid(2)),
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    }));
+    match client.expect_packet(WAIT) {
+        Packet::PubAck(ack) => ack.reason,
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+}
+
+/// A PUBACK that lets the message through (success, or 0x10 "no matching subscribers").
+fn allowed(reason: ReasonCode) -> bool {
+    !reason.is_error()
+}
+
+/// The next PUBLISH's payload (acknowledged), or `None` when none comes within a short wait.
+fn next_payload(client: &mut RawClient) -> Option<Bytes> {
+    match client.next(Duration::from_millis(500)) {
+        Received::Packet(Packet::Publish(publish)) => {
+            if let Some(packet_id) = publish.packet_id {
+                client.send(&Packet::PubAck(Ack::success(packet_id)));
+            }
+            Some(publish.payload)
+        }
+        _ => None,
+    }
+}
+
+const ACL: &str = "\
+# Anonymous clients may read the public topics.
+topic read public/#
+
+user alice
+topic readwrite sensors/#
+topic deny sensors/secret
+
+user bob
+topic read sensors/#
+
+# Everyone may write their own status.
+pattern write status/%u
+";
+
+#[test]
+fn the_acl_file_rules_subscribes_publishes_retained_messages_and_reloads() {
+    let dir = TestDir::new("acl");
+    let passwords = mosquitto_password_file(&dir, &[("alice", "a"), ("bob", "b")]);
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).expect("write the ACL");
+    let broker = Broker::start(&[
+        "--password-file",
+        passwords.to_str().expect("utf-8 path"),
+        "--acl-file",
+        acl.to_str().expect("utf-8 path"),
+    ]);
+    let (mut alice, _) = login(&broker, V5, "alice", Some("alice"), Some("a"));
+    let (mut bob, _) = login(&broker, V5, "bob", Some("bob"), Some("b"));
+    let (mut bob3, _) = login(&broker, V3, "bob3", Some("bob"), Some("b"));
+
+    assert!(allowed(publish(&mut alice, "sensors/1", "retained reading", true)));
+    assert_eq!(publish(&mut bob, "sensors/1", "not bob's", false), ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(publish(&mut alice, "sensors/secret", "x", true), ReasonCode::NOT_AUTHORIZED);
+    assert!(allowed(publish(&mut bob, "status/bob", "up", false)));
+    assert_eq!(publish(&mut bob, "status/alice", "forged", false), ReasonCode::NOT_AUTHORIZED);
+
+    // Bob reads sensors/# (and gets the retained reading), may not subscribe elsewhere.
+    assert_eq!(subscribe(&mut bob, "sensors/#"), ReasonCode(1));
+    assert_eq!(next_payload(&mut bob).as_deref(), Some(&b"retained reading"[..]));
+    assert_eq!(subscribe(&mut bob, "#"), ReasonCode::NOT_AUTHORIZED);
+    assert!(subscribe(&mut bob3, "status/#").is_error(), "3.1.1 SUBACK 0x80 expected");
+    assert!(allowed(publish(&mut alice, "sensors/2", "live", false)));
+    assert_eq!(next_payload(&mut bob).as_deref(), Some(&b"live"[..]));
+
+    // A bad ACL on SIGHUP keeps the old one; a good one takes over.
+    std::fs::write(&acl, "user bob\ntopic sideways sensors/#\n").expect("write a bad ACL");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(broker.wait_for_log("keeping the ACL in force", WAIT).is_some(), "{}", broker.log());
+    assert!(allowed(publish(&mut alice, "sensors/3", "still", false)));
+    assert_eq!(next_payload(&mut bob).as_deref(), Some(&b"still"[..]));
+    std::fs::write(&acl, "user alice\ntopic readwrite sensors/#\n").expect("write a new ACL");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    // Shards pick the new ACL up within a tick (250 ms): bob may no longer read sensors/.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(allowed(publish(&mut alice, "sensors/4", "bob no longer reads this", false)));
+    assert_eq!(next_payload(&mut bob), None);
+}
+
+#[test]
+fn without_authentication_the_listener_is_loopback_only() {
+    let broker = Broker::start(&["--listen", "0.0.0.0:0"]);
+    assert!(broker.addr().ip().is_loopback(), "listening on {}", broker.addr());
+    let said = broker.wait_for_log("anonymous clients on loopback only", WAIT);
+    assert!(said.is_some(), "{}", broker.log());
+
+    let output = Command::new(broker_binary())
+        .args(["serve", "--listen", "192.0.2.1:1883", "--data-dir"])
+        .arg(TestDir::new("exposed").path())
+        .output()
+        .expect("run shardmq serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("allow_anonymous"), "{stderr}");
+
+    let open = Broker::start(&["--listen", "0.0.0.0:0", "--allow-anonymous", "true"]);
+    assert!(open.addr().ip().is_unspecified(), "listening on {}", open.addr());
+}
