@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info`, `debug`, `shardmq=debug` [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
+    /// Log lines as `human` text or `json` (one object per line, for log shippers)
+    /// [default: human].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
     /// Largest keepalive granted, in seconds [default: 65535].
     #[arg(long, value_name = "SECS")]
     pub max_keepalive: Option<u16>,
@@ -142,10 +146,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub log: String,
+    pub log_format: LogFormat,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
     pub security: Security,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    /// One JSON object per line: timestamp, level, message and fields.
+    Json,
 }
 
 /// Who may connect: the password file, the ACL, and whether anonymous clients are accepted.
@@ -225,6 +238,7 @@ impl ServeArgs {
             data_dir,
             durability,
             log,
+            log_format,
             max_keepalive,
             max_connections,
             max_packet_size,
@@ -309,6 +323,15 @@ impl ServeArgs {
         at_least("max_output_buffer", limits.out_buffer_bytes_max as u64, 1024)?;
         at_least("connect_timeout", limits.connect_timeout.as_secs(), 1)?;
         let cluster = self.cluster_config()?;
+        let log_format = match self.log_format.as_deref().unwrap_or("human") {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid value for `log_format`: {other:?}; expected \"human\" or \"json\""
+                )))
+            }
+        };
         let security = Security {
             password_file: self.password_file.clone(),
             acl_file: self.acl_file.clone(),
@@ -322,6 +345,7 @@ impl ServeArgs {
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             durability,
             log: self.log.unwrap_or_else(|| "info".to_string()),
+            log_format,
             limits,
             cluster,
             security,

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Err(error) = init_logging(&config.log) {
+            if let Err(error) = init_logging(&config.log, config.log_format) {
                 eprintln!("shardmq: invalid value for `log`: {error}");
                 return ExitCode::from(2);
             }
@@ -99,14 +99,16 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str, format: config::LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
     // Logs go to stderr, coloured only on a terminal, so scripts and tests can read them.
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     Ok(())
 }

@@ -248,3 +248,18 @@ fn without_authentication_the_listener_is_loopback_only() {
     let open = Broker::start(&["--listen", "0.0.0.0:0", "--allow-anonymous", "true"]);
     assert!(open.addr().ip().is_unspecified(), "listening on {}", open.addr());
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let broker = Broker::start(&["--log-format", "json"]);
+    let said = broker.wait_for_log("anonymous clients on loopback only", WAIT);
+    assert!(said.is_some(), "{}", broker.log());
+    let log = broker.log();
+    for line in log.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(object["timestamp"].is_string() && object["level"].is_string(), "{line}");
+        assert!(object["message"].is_string(), "{line}");
+    }
+    assert!(log.lines().count() >= 2, "{log}");
+}
