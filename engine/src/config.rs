@@ -79,6 +79,15 @@ pub struct ServeArgs {
     /// Largest Session Expiry Interval granted, in seconds [default: 4294967295, never].
     #[arg(long, value_name = "SECS")]
     pub max_session_expiry: Option<u32>,
+    /// New connections accepted per second on this node at most; past it, connections wait in
+    /// the listen backlog, and clients already connected keep the broker's attention
+    /// [default: unlimited].
+    #[arg(long, value_name = "N")]
+    pub max_connect_rate: Option<u32>,
+    /// Resident memory (bytes) above which new CONNECTs are refused (v5 0x89 "server busy",
+    /// 3.1.1 code 3) while existing clients keep working [default: none].
+    #[arg(long, value_name = "BYTES")]
+    pub max_memory: Option<u64>,
     /// Seconds a new connection has to send CONNECT [default: 10].
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
@@ -147,6 +156,10 @@ pub struct Config {
     pub durability: Durability,
     pub log: String,
     pub log_format: LogFormat,
+    /// New connections per second the node accepts at most (`None`: unlimited).
+    pub connect_rate_max: Option<u32>,
+    /// Resident memory above which new CONNECTs are refused.
+    pub memory_max: Option<u64>,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
@@ -253,6 +266,8 @@ impl ServeArgs {
             max_topic_alias,
             max_session_expiry,
             connect_timeout,
+            max_connect_rate,
+            max_memory,
             cluster,
             node_id,
             etcd,
@@ -339,6 +354,12 @@ impl ServeArgs {
             loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
         };
         let listen = secure_listen(listen, &security, self.listen.is_some())?;
+        if let Some(rate) = self.max_connect_rate {
+            at_least("max_connect_rate", u64::from(rate), 1)?;
+        }
+        if let Some(bytes) = self.max_memory {
+            at_least("max_memory", bytes, 1 << 20)?;
+        }
         Ok(Config {
             listen,
             shards,
@@ -346,6 +367,8 @@ impl ServeArgs {
             durability,
             log: self.log.unwrap_or_else(|| "info".to_string()),
             log_format,
+            connect_rate_max: self.max_connect_rate,
+            memory_max: self.max_memory,
             limits,
             cluster,
             security,

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod config;
+mod overload;
 mod security;
 mod server;
 

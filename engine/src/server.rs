@@ -34,6 +34,7 @@ use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
+use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::security::NodeSecurity;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
@@ -99,6 +100,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let security = Arc::new(NodeSecurity::load(&config.security)?);
+    let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(stop.clone(), security.clone())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
@@ -120,6 +122,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             plan,
             cluster,
             security: security.clone(),
+            memory: memory.clone(),
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -251,6 +254,7 @@ struct Boot {
     store: Arc<ShardStore>,
     plan: ShardPlan,
     security: Arc<NodeSecurity>,
+    memory: Arc<MemoryWatch>,
 }
 
 /// The node's stores at start-up.
@@ -388,6 +392,9 @@ pub(crate) struct ShardContext {
     /// Authentication on CONNECT, and the ACL this shard's state holds (of `acl_generation`).
     security: Arc<NodeSecurity>,
     acl_generation: Cell<u64>,
+    /// This shard's share of `max_connect_rate`, and the node's memory high-water mark.
+    connect_budget: Option<RefCell<ConnectBudget>>,
+    memory: Arc<MemoryWatch>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
     connections_max: usize,
@@ -495,7 +502,7 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster, security } = boot;
+    let Boot { socket, mesh, stop, store, plan, cluster, security, memory } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -544,6 +551,11 @@ async fn shard_main(
         cluster,
         security,
         acl_generation: Cell::new(acl_generation),
+        connect_budget: config.connect_rate_max.map(|rate| {
+            let share = f64::from(rate) / f64::from(shards);
+            RefCell::new(ConnectBudget::new(share, Instant::now()))
+        }),
+        memory,
     });
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
@@ -752,6 +764,16 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
 async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
     let mut last_error_log: Option<Instant> = None;
     loop {
+        if let Some(budget) = &context.connect_budget {
+            // Over the connect rate: what is not accepted waits in the listen backlog.
+            loop {
+                let wait = budget.borrow_mut().take(Instant::now());
+                if wait.is_zero() {
+                    break;
+                }
+                runtime::sleep(wait).await;
+            }
+        }
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             context.stop_signal.wait().await;
             None
@@ -826,6 +848,10 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
             Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
         }
     };
+    if context.memory.is_over() {
+        // Over the memory high-water mark: new clients wait, connected ones keep working.
+        return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
+    }
     if let Err(reason) = context.security.authenticate(&connect).await {
         return send_refusal(&mut stream, connect.protocol, reason).await;
     }

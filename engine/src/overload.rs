@@ -1,0 +1,121 @@
+//! Overload protection at the node's door: a connect-rate budget per shard and a resident-memory
+//! high-water mark. Both act on new connections only, so clients already connected keep their
+//! service while a reconnect storm or a memory squeeze lasts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the memory watch reads the process's resident size.
+const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// New connections one shard may accept: refilled at `rate` per second, holding at most one
+/// second's worth, so a storm is let in at the configured rate after a burst of that size. A
+/// connection not accepted yet waits in the kernel's listen backlog, costing the broker nothing.
+#[derive(Debug)]
+pub(crate) struct ConnectBudget {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl ConnectBudget {
+    pub(crate) fn new(rate_per_sec: f64, now: Instant) -> ConnectBudget {
+        let rate = rate_per_sec.max(f64::MIN_POSITIVE);
+        ConnectBudget { rate, tokens: rate.max(1.0), at: now }
+    }
+
+    /// Counts one connection and returns zero when one may be accepted now; otherwise how long
+    /// to wait before asking again.
+    pub(crate) fn take(&mut self, now: Instant) -> Duration {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate.max(1.0));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+    }
+}
+
+/// Whether the process is over its memory high-water mark, kept up to date by a thread of its
+/// own (one read of /proc/self/status every [`MEMORY_CHECK_INTERVAL`]) and read by a handshake
+/// with one relaxed load.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryWatch {
+    over: AtomicBool,
+}
+
+impl MemoryWatch {
+    pub(crate) fn is_over(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
+    /// Starts watching the resident size against `max` bytes (nothing is watched without one).
+    pub(crate) fn start(max: Option<u64>) -> anyhow::Result<Arc<MemoryWatch>> {
+        let watch = Arc::new(MemoryWatch::default());
+        let Some(max) = max else { return Ok(watch) };
+        let shared = watch.clone();
+        std::thread::Builder::new().name("memory-watch".into()).spawn(move || loop {
+            let Some(resident) = resident_bytes() else {
+                tracing::warn!("cannot read /proc/self/status: max_memory is not enforced");
+                return;
+            };
+            let over = resident > max;
+            if shared.over.swap(over, Ordering::Relaxed) != over {
+                if over {
+                    tracing::warn!(
+                        "resident memory {} MiB is over max_memory ({} MiB): refusing new \
+                         connections until it is back under",
+                        resident >> 20,
+                        max >> 20
+                    );
+                } else {
+                    tracing::info!(
+                        "resident memory {} MiB: accepting connections again",
+                        resident >> 20
+                    );
+                }
+            }
+            std::thread::sleep(MEMORY_CHECK_INTERVAL);
+        })?;
+        Ok(watch)
+    }
+}
+
+/// The process's resident set size, from the `VmRSS:` line of /proc/self/status (in kB).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_lets_a_burst_in_then_paces() {
+        let start = Instant::now();
+        let mut budget = ConnectBudget::new(10.0, start);
+        for _ in 0..10 {
+            assert_eq!(budget.take(start), Duration::ZERO);
+        }
+        let wait = budget.take(start);
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert_eq!(budget.take(start + Duration::from_millis(100)), Duration::ZERO);
+        // Idle time refills at most one second's worth.
+        let later = start + Duration::from_secs(60);
+        for _ in 0..10 {
+            assert_eq!(budget.take(later), Duration::ZERO);
+        }
+        assert!(budget.take(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn resident_size_is_readable() {
+        assert!(resident_bytes().is_some_and(|bytes| bytes > 1 << 20));
+    }
+}
