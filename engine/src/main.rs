@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check_system;
 mod cluster;
 mod config;
 mod server;
@@ -26,9 +27,9 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Run the bundled load generator against one or more brokers (see docs/loadgen.md).
     Loadgen(Box<shardmq_loadgen::LoadgenArgs>),
-    /// Read this host's limits and say what to change for a target connection count (not built
-    /// yet).
-    CheckSystem,
+    /// Read this host's file limits, kernel settings and memory, and say what to change to hold
+    /// a target number of connections (see docs/tuning.md). Exits 1 when something must change.
+    CheckSystem(check_system::CheckSystemArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,10 +57,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Loadgen(args) => shardmq_loadgen::main(*args),
-        Command::CheckSystem => {
-            eprintln!("shardmq: this subcommand is not built yet (see README.md, Status)");
-            ExitCode::FAILURE
-        }
+        Command::CheckSystem(args) => check_system::main(args),
     }
 }
 

@@ -36,7 +36,7 @@ use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 /// Packets one connection decodes and hands to its shard before yielding to other tasks.
 const PACKETS_PER_TURN_MAX: usize = 256;
 /// How often a shard runs its timers (keepalive, will delay, session expiry) at the latest.
