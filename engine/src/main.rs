@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check_system;
 mod cluster;
 mod config;
 mod overload;
@@ -31,9 +32,9 @@ enum Command {
     /// Add a user to a password file, or change its password (argon2id; the file keeps
     /// Mosquitto's format, so `mosquitto_passwd` entries stay valid). SIGHUP the broker after.
     Passwd(PasswdArgs),
-    /// Read this host's limits and say what to change for a target connection count (not built
-    /// yet).
-    CheckSystem,
+    /// Read this host's file limits, kernel settings and memory, and say what to change to hold
+    /// a target number of connections (see docs/tuning.md). Exits 1 when something must change.
+    CheckSystem(check_system::CheckSystemArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,10 +69,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckSystem => {
-            eprintln!("shardmq: this subcommand is not built yet (see README.md, Status)");
-            ExitCode::FAILURE
-        }
+        Command::CheckSystem(args) => check_system::main(args),
     }
 }
 

@@ -38,7 +38,7 @@ use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::security::NodeSecurity;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 /// Packets one connection decodes and hands to its shard before yielding to other tasks.
 const PACKETS_PER_TURN_MAX: usize = 256;
 /// How often a shard runs its timers (keepalive, will delay, session expiry) at the latest.
@@ -81,6 +81,11 @@ pub(crate) struct Adoption {
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let shards = usize::from(config.shards);
     let clock = WallClock::new(Instant::now());
+    // Signals are handled from here on: a SIGTERM during start-up stops the node cleanly once
+    // its shards run, instead of killing it.
+    let security = Arc::new(NodeSecurity::load(&config.security)?);
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(stop.clone(), security.clone())?;
     let Stores { stores, plans, obsolete } = open_stores(&config, clock)?;
     let sockets = bind_listener_sockets(config.listen, LISTEN_BACKLOG, shards)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -99,10 +104,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         node_cluster = Some(node);
     }
 
-    let security = Arc::new(NodeSecurity::load(&config.security)?);
     let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone(), security.clone())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let connections = Arc::new(AtomicUsize::new(0));

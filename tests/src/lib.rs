@@ -467,6 +467,7 @@ fn install_hint(program: &str) -> &'static str {
         "mosquitto_pub" | "mosquitto_sub" => "apt-get install mosquitto-clients",
         "/usr/bin/python3" => "apt-get install python3 python3-paho-mqtt",
         "stdbuf" => "apt-get install coreutils",
+        "systemd-analyze" => "apt-get install systemd",
         _ => "install it (see scripts/test)",
     }
 }
