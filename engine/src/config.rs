@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// "server unavailable" [default: 5].
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
+    /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready` (plain HTTP;
+    /// keep it on a private address) [default: none].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+
     // Security (see docs/security.md).
     /// Mosquitto-format password file (`mosquitto_passwd`, or `shardmq passwd`): clients must
     /// log in with a user name and password from it.
@@ -160,6 +165,8 @@ pub struct Config {
     pub connect_rate_max: Option<u32>,
     /// Resident memory above which new CONNECTs are refused.
     pub memory_max: Option<u64>,
+    /// Where `/metrics`, `/health` and `/ready` are served.
+    pub admin_listen: Option<SocketAddr>,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
@@ -268,6 +275,7 @@ impl ServeArgs {
             connect_timeout,
             max_connect_rate,
             max_memory,
+            admin_listen,
             cluster,
             node_id,
             etcd,
@@ -354,6 +362,14 @@ impl ServeArgs {
             loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
         };
         let listen = secure_listen(listen, &security, self.listen.is_some())?;
+        let admin_listen = match self.admin_listen.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|error| {
+                ConfigError(format!(
+                    "invalid value for `admin_listen`: {text:?} ({error}); expected IP:PORT"
+                ))
+            })?),
+        };
         if let Some(rate) = self.max_connect_rate {
             at_least("max_connect_rate", u64::from(rate), 1)?;
         }
@@ -369,6 +385,7 @@ impl ServeArgs {
             log_format,
             connect_rate_max: self.max_connect_rate,
             memory_max: self.max_memory,
+            admin_listen,
             limits,
             cluster,
             security,

@@ -32,6 +32,7 @@ use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 
+use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
 use crate::overload::{ConnectBudget, MemoryWatch};
@@ -105,6 +106,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
+    let counters = Arc::new(NodeCounters::new(shards));
+    if let Some(address) = config.admin_listen {
+        let fence = node_cluster.as_ref().map(|node| node.fence.clone());
+        // Ready once every shard accepts, and (in a cluster) while the node may serve.
+        let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
+        let bound = crate::admin::start(address, counters.clone(), ready)?;
+        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready)");
+    }
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let connections = Arc::new(AtomicUsize::new(0));
@@ -125,6 +134,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             cluster,
             security: security.clone(),
             memory: memory.clone(),
+            counters: counters.clone(),
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -257,6 +267,7 @@ struct Boot {
     plan: ShardPlan,
     security: Arc<NodeSecurity>,
     memory: Arc<MemoryWatch>,
+    counters: Arc<NodeCounters>,
 }
 
 /// The node's stores at start-up.
@@ -397,6 +408,8 @@ pub(crate) struct ShardContext {
     /// This shard's share of `max_connect_rate`, and the node's memory high-water mark.
     connect_budget: Option<RefCell<ConnectBudget>>,
     memory: Arc<MemoryWatch>,
+    /// This shard's slot of the counters `/metrics` reads.
+    counters: Arc<NodeCounters>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
     connections_max: usize,
@@ -504,7 +517,7 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster, security, memory } = boot;
+    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -558,6 +571,7 @@ async fn shard_main(
             RefCell::new(ConnectBudget::new(share, Instant::now()))
         }),
         memory,
+        counters,
     });
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
@@ -713,6 +727,7 @@ async fn ticker(context: Rc<ShardContext>) {
         runtime::sleep(wait.max(Duration::from_millis(1))).await;
         context.state.borrow_mut().tick(Instant::now());
         context.apply_effects();
+        context.counters.publish(usize::from(context.id.0), &context.state.borrow().stats());
     }
 }
 
@@ -765,6 +780,8 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
 
 async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
     let mut last_error_log: Option<Instant> = None;
+    let shard = usize::from(context.id.0);
+    context.counters.set_ready(shard, true);
     loop {
         if let Some(budget) = &context.connect_budget {
             // Over the connect rate: what is not accepted waits in the listen backlog.
@@ -781,7 +798,10 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
             None
         })
         .await;
-        let Some(accepted) = accepted else { return };
+        let Some(accepted) = accepted else {
+            context.counters.set_ready(shard, false);
+            return;
+        };
         match accepted {
             Ok(stream) => {
                 // TCP_NODELAY comes from the listener (`bind_listener_socket`): Linux copies it

@@ -1,0 +1,102 @@
+//! The admin endpoint: `/metrics` read with a Prometheus text-format parser, `/health`,
+//! `/ready`, and 404 elsewhere.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use shardmq_io::codec::{
+    ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+};
+use shardmq_tests::{connect_packet, Broker, RawClient};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// GET `path`: the status code and the body.
+fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("connect to the admin endpoint");
+    stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, body.to_owned())
+}
+
+fn admin_address(broker: &Broker) -> SocketAddr {
+    let line = broker.wait_for_log("admin endpoint on http://", WAIT).expect("the admin log line");
+    let rest = line.split("admin endpoint on http://").nth(1).expect("an address");
+    rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("a socket address")
+}
+
+/// The sum over shards of metric `name` (with `cause` when given).
+fn total(body: &str, name: &str, cause: Option<&str>) -> f64 {
+    let lines = body.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .filter(|sample| cause.is_none_or(|cause| sample.labels.get("cause") == Some(cause)))
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_health_and_readiness() {
+    let broker = Broker::start(&["--admin-listen", "127.0.0.1:0"]);
+    let admin = admin_address(&broker);
+    assert_eq!(get(admin, "/health").0, 200);
+    assert_eq!(get(admin, "/nowhere").0, 404);
+    let deadline = Instant::now() + WAIT;
+    while get(admin, "/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, &format!("m{i}")))
+        })
+        .collect();
+    let (mut publisher, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "publisher"));
+    for i in 1..=5u16 {
+        publisher.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteString::from("metrics/test"),
+            packet_id: PacketId::new(i),
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"x"),
+        }));
+        assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    }
+    // Shards publish their counters every tick (250 ms).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(admin, "/metrics");
+        assert_eq!(status, 200);
+        let connections = total(&body, "shardmq_connections", None);
+        let received = total(&body, "shardmq_messages_received_total", None);
+        if connections == 4.0 && received == 5.0 {
+            assert_eq!(total(&body, "shardmq_messages_dropped_total", Some("queue_full")), 0.0);
+            assert!(body.contains("shardmq_uptime_seconds"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections {connections}, received {received}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(clients);
+}
