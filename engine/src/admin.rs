@@ -70,6 +70,24 @@ impl NodeCounters {
         }
     }
 
+    /// The node's totals (every shard as of its last tick), and its uptime in seconds.
+    pub fn totals(&self) -> (ShardStats, u64) {
+        let mut total = ShardStats::default();
+        for slot in &self.shards {
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            total.connections += load(&slot.connections);
+            total.sessions += load(&slot.sessions);
+            total.messages_received += load(&slot.messages_received);
+            total.messages_sent += load(&slot.messages_sent);
+            total.dropped_qos0_slow += load(&slot.dropped_qos0_slow);
+            total.dropped_queue_full += load(&slot.dropped_queue_full);
+            total.dropped_expired += load(&slot.dropped_expired);
+            total.dropped_too_large += load(&slot.dropped_too_large);
+            total.dropped_not_authorized += load(&slot.dropped_not_authorized);
+        }
+        (total, self.started.elapsed().as_secs())
+    }
+
     fn ready(&self) -> bool {
         self.shards.iter().all(|slot| slot.ready.load(Ordering::Relaxed))
     }

@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// "server unavailable" [default: 5].
     #[arg(long, value_name = "SECS")]
     pub claim_timeout: Option<u64>,
+    /// Seconds between updates of the `$SYS/broker/...` topics (Mosquitto's names), 0 for none
+    /// [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub sys_interval: Option<u64>,
     /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready` (plain HTTP;
     /// keep it on a private address) [default: none].
     #[arg(long, value_name = "ADDR")]
@@ -167,6 +171,8 @@ pub struct Config {
     pub memory_max: Option<u64>,
     /// Where `/metrics`, `/health` and `/ready` are served.
     pub admin_listen: Option<SocketAddr>,
+    /// How often `$SYS` topics are published (`None`: never).
+    pub sys_interval: Option<Duration>,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
@@ -276,6 +282,7 @@ impl ServeArgs {
             max_connect_rate,
             max_memory,
             admin_listen,
+            sys_interval,
             cluster,
             node_id,
             etcd,
@@ -386,6 +393,9 @@ impl ServeArgs {
             connect_rate_max: self.max_connect_rate,
             memory_max: self.max_memory,
             admin_listen,
+            sys_interval: Some(self.sys_interval.unwrap_or(10))
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs),
             limits,
             cluster,
             security,

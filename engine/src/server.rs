@@ -619,6 +619,9 @@ async fn shard_main(
     }
 
     runtime::spawn_local(ticker(context.clone()));
+    if let (Some(interval), 0) = (config.sys_interval, id.0) {
+        runtime::spawn_local(sys_publisher(context.clone(), interval));
+    }
     if let Some((events, link_listener)) = cluster_tasks {
         runtime::spawn_local(cluster::control_events(context.clone(), events));
         runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
@@ -728,6 +731,47 @@ async fn ticker(context: Rc<ShardContext>) {
         context.state.borrow_mut().tick(Instant::now());
         context.apply_effects();
         context.counters.publish(usize::from(context.id.0), &context.state.borrow().stats());
+    }
+}
+
+/// Publishes the `$SYS/broker/...` topics (Mosquitto's names) every `interval`, retained, on
+/// this node only; runs on shard 0 from the node's counters.
+async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
+    let version = format!("shardmq {}", env!("CARGO_PKG_VERSION"));
+    loop {
+        // The first update once every shard has published its counters (a tick).
+        runtime::sleep(TICK_INTERVAL * 2).await;
+        if context.stopping.get() {
+            return;
+        }
+        let (total, uptime) = context.counters.totals();
+        let dropped = total.dropped_qos0_slow
+            + total.dropped_queue_full
+            + total.dropped_expired
+            + total.dropped_too_large
+            + total.dropped_not_authorized;
+        let topics = [
+            ("$SYS/broker/version", version.clone()),
+            ("$SYS/broker/uptime", format!("{uptime} seconds")),
+            ("$SYS/broker/clients/connected", total.connections.to_string()),
+            ("$SYS/broker/clients/total", total.sessions.to_string()),
+            (
+                "$SYS/broker/clients/disconnected",
+                total.sessions.saturating_sub(total.connections).to_string(),
+            ),
+            ("$SYS/broker/publish/messages/received", total.messages_received.to_string()),
+            ("$SYS/broker/publish/messages/sent", total.messages_sent.to_string()),
+            ("$SYS/broker/publish/messages/dropped", dropped.to_string()),
+        ];
+        {
+            let mut state = context.state.borrow_mut();
+            let now = Instant::now();
+            for (topic, value) in topics {
+                state.publish_system(topic, value, now);
+            }
+        }
+        context.apply_effects();
+        runtime::sleep(interval.saturating_sub(TICK_INTERVAL * 2)).await;
     }
 }
 

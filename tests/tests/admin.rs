@@ -100,3 +100,47 @@ fn metrics_health_and_readiness() {
     }
     drop(clients);
 }
+
+#[test]
+fn sys_topics_carry_mosquittos_names() {
+    shardmq_tests::require_tool("mosquitto_sub");
+    let broker = Broker::start(&["--sys-interval", "1"]);
+    let mut command = shardmq_tests::tool_command("mosquitto_sub");
+    command.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-v"]).args([
+        "-t",
+        "$SYS/broker/#",
+        "-C",
+        "16",
+        "-W",
+        "5",
+    ]);
+    let output = shardmq_tests::run_tool(&mut command, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value = |topic: &str| {
+        text.lines()
+            .filter_map(|line| line.strip_prefix(topic)?.strip_prefix(' '))
+            .next_back()
+            .unwrap_or_else(|| panic!("no {topic} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(value("$SYS/broker/version").starts_with("shardmq "));
+    assert!(value("$SYS/broker/uptime").ends_with(" seconds"));
+    // mosquitto_sub itself is connected (its second round of values counts it for sure).
+    let connected: u64 = value("$SYS/broker/clients/connected").parse().expect("a number");
+    assert!(connected >= 1, "{text}");
+    for topic in [
+        "$SYS/broker/clients/total",
+        "$SYS/broker/publish/messages/received",
+        "$SYS/broker/publish/messages/sent",
+        "$SYS/broker/publish/messages/dropped",
+    ] {
+        value(topic).parse::<u64>().unwrap_or_else(|_| panic!("{topic} is not a number"));
+    }
+    // `#` alone does not match `$SYS` topics (MQTT 4.7.2).
+    let mut command = shardmq_tests::tool_command("mosquitto_sub");
+    command
+        .args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-v"])
+        .args(["-t", "#", "-C", "1", "-W", "2"]);
+    let output = shardmq_tests::run_tool(&mut command, Duration::from_secs(10));
+    assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
+}

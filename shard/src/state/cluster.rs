@@ -715,6 +715,22 @@ impl Shard {
         }
     }
 
+    /// Publishes a message of the broker itself (`$SYS/...`): retained and delivered on this
+    /// node only, never forwarded to peers (each node speaks for itself).
+    pub fn publish_system(&mut self, topic: &str, payload: String, now: Instant) {
+        let message = SharedMessage::new(Message {
+            topic: ByteString::from(topic),
+            payload: payload.into(),
+            qos: shardmq_io::codec::QoS::AtMostOnce,
+            retain: true,
+            properties: Default::default(),
+            expires_at: None,
+            publisher: ByteString::from_static("$SYS"),
+        });
+        self.retain_on_node(&message, None, None);
+        self.route_on_node(&message, None, now);
+    }
+
     /// Delivers to this node's non-shared subscribers only (a peer's message goes no further).
     fn route_on_node(
         &mut self,

@@ -1829,13 +1829,18 @@ impl Shard {
             tracing::warn!(shard = %self.id, topic = %message.topic, "retained payload over the limit; message not retained");
             return;
         }
+        // The broker's own `$SYS` topics (a fixed handful, rewritten every few seconds) neither
+        // count against the limit nor go to disk: a restart publishes them afresh.
+        let system = message.topic.starts_with("$SYS/");
         let per_shard_max = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
         let replaces = self.retained.get(&message.topic).is_some();
-        if !replaces && self.retained.len() >= per_shard_max {
+        if !replaces && !system && self.retained.len() >= per_shard_max {
             tracing::warn!(shard = %self.id, topic = %message.topic, "retained store full; message not retained");
             return;
         }
-        self.persist_retained(&message, true);
+        if !system {
+            self.persist_retained(&message, true);
+        }
         self.insert_retained(message);
     }
 
