@@ -28,16 +28,36 @@ struct ShardSlot {
     dropped_expired: AtomicU64,
     dropped_too_large: AtomicU64,
     dropped_not_authorized: AtomicU64,
+    retained: AtomicU64,
+    /// Storage group commits by duration: counts per bucket of [`COMMIT_BUCKETS_SECS`] (and
+    /// one past the last), their number and their total duration in microseconds.
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_SECS.len() + 1],
+    commits: AtomicU64,
+    commit_micros: AtomicU64,
 }
+
+/// Upper bounds (seconds) of the storage commit latency histogram's buckets: an fsync'd group
+/// commit takes from tens of microseconds (no fsync) to tens of milliseconds (a slow disk).
+const COMMIT_BUCKETS_SECS: [f64; 10] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
+
+/// What the node's control plane counted (etcd ownership transactions), read when scraped.
+pub type EtcdStats = Box<dyn Fn() -> shardmq_cluster::control::ControlStats + Send + Sync>;
 
 /// Reads one counter of a shard's slot.
 type Field = fn(&ShardSlot) -> &AtomicU64;
 
 /// Every shard's counters, shared with the admin thread.
-#[derive(Debug)]
 pub struct NodeCounters {
     shards: Vec<ShardSlot>,
     started: Instant,
+    etcd: std::sync::OnceLock<EtcdStats>,
+}
+
+impl std::fmt::Debug for NodeCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCounters").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
 }
 
 impl NodeCounters {
@@ -45,7 +65,25 @@ impl NodeCounters {
         NodeCounters {
             shards: (0..shards).map(|_| ShardSlot::default()).collect(),
             started: Instant::now(),
+            etcd: std::sync::OnceLock::new(),
         }
+    }
+
+    /// In a cluster: where `/metrics` reads the etcd ownership counters from.
+    pub fn set_etcd(&self, stats: EtcdStats) {
+        let _ = self.etcd.set(stats);
+    }
+
+    /// Shard `shard` finished a storage group commit that took `took`.
+    pub fn commit_took(&self, shard: usize, took: std::time::Duration) {
+        let Some(slot) = self.shards.get(shard) else { return };
+        let secs = took.as_secs_f64();
+        let bucket = COMMIT_BUCKETS_SECS.iter().position(|&bound| secs <= bound);
+        let bucket = bucket.unwrap_or(COMMIT_BUCKETS_SECS.len());
+        slot.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        slot.commits.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        slot.commit_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Shard `shard` publishes its counters (called by that shard only).
@@ -61,6 +99,7 @@ impl NodeCounters {
         store(&slot.dropped_expired, stats.dropped_expired);
         store(&slot.dropped_too_large, stats.dropped_too_large);
         store(&slot.dropped_not_authorized, stats.dropped_not_authorized);
+        store(&slot.retained, stats.retained);
     }
 
     /// Shard `shard` accepts clients (or stopped doing so).
@@ -95,7 +134,13 @@ impl NodeCounters {
     /// The Prometheus text exposition of every counter, per shard.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let per_shard: [(&str, &str, &str, Field); 4] = [
+        let per_shard: [(&str, &str, &str, Field); 5] = [
+            (
+                "shardmq_retained_messages",
+                "gauge",
+                "Retained messages kept in full, by partition.",
+                |s| &s.retained,
+            ),
             ("shardmq_connections", "gauge", "Client connections.", |s| &s.connections),
             ("shardmq_sessions", "gauge", "Sessions, connected or not.", |s| &s.sessions),
             (
@@ -129,6 +174,55 @@ impl NodeCounters {
             for (cause, field) in causes {
                 let value = field(slot).load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{shard=\"{shard}\",cause=\"{cause}\"}} {value}");
+            }
+        }
+        let name = "shardmq_storage_commit_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Storage group commits (fsync included) by duration.\n# TYPE {name} histogram"
+        );
+        for (shard, slot) in self.shards.iter().enumerate() {
+            let mut cumulative = 0;
+            for (index, bound) in COMMIT_BUCKETS_SECS.iter().enumerate() {
+                cumulative += slot.commit_buckets[index].load(Ordering::Relaxed);
+                let _ =
+                    writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{bound}\"}} {cumulative}");
+            }
+            let count = slot.commits.load(Ordering::Relaxed);
+            let sum = slot.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {count}");
+        }
+        if let Some(etcd) = self.etcd.get() {
+            let stats = etcd();
+            let counters = [
+                ("shardmq_etcd_claims_total", "Ownership claims received.", stats.claims),
+                ("shardmq_etcd_txns_total", "Ownership transactions sent to etcd.", stats.txns),
+                (
+                    "shardmq_etcd_txn_ops_total",
+                    "Operations in those transactions (ops/txns is the batch size).",
+                    stats.txn_ops,
+                ),
+                (
+                    "shardmq_etcd_txns_committed_total",
+                    "Transactions committed.",
+                    stats.txns_committed,
+                ),
+                (
+                    "shardmq_etcd_txns_compare_failed_total",
+                    "Transactions that lost a compare.",
+                    stats.txns_compare_failed,
+                ),
+                (
+                    "shardmq_etcd_txns_failed_total",
+                    "Transactions that timed out or failed (etcd unreachable).",
+                    stats.txns_failed,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ =
+                    writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
             }
         }
         let name = "shardmq_uptime_seconds";

@@ -107,6 +107,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 
     let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
     let counters = Arc::new(NodeCounters::new(shards));
+    if let Some(node) = &node_cluster {
+        let node = node.clone();
+        counters.set_etcd(Box::new(move || node.control.stats()));
+    }
     if let Some(address) = config.admin_listen {
         let fence = node_cluster.as_ref().map(|node| node.fence.clone());
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
@@ -665,6 +669,7 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
         loop {
             let Some(batch) = context.state.borrow_mut().take_commit_batch() else { break };
             let ops = batch.ops;
+            let started = Instant::now();
             let outcome = match store.clone() {
                 Some(open) => runtime::spawn_blocking(move || open.commit(&ops))
                     .await
@@ -673,6 +678,9 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
                 None => Err(anyhow::anyhow!("the store is closed after an earlier failure")),
             };
             let ok = outcome.is_ok();
+            if ok {
+                context.counters.commit_took(usize::from(context.id.0), started.elapsed());
+            }
             if let Err(error) = outcome {
                 context.commit_failed.set(true);
                 let now = Instant::now();

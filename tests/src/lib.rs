@@ -585,3 +585,29 @@ impl Broker {
         child.wait().expect("wait for the killed broker")
     }
 }
+
+/// GET `path` from an HTTP server (the broker's admin endpoint): the status code and the body.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the HTTP server");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, body.to_owned())
+}
+
+impl Broker {
+    /// The address of the admin endpoint (`--admin-listen`), from its start-up log line.
+    pub fn admin_address(&self) -> SocketAddr {
+        const LINE: &str = "admin endpoint on http://";
+        let line = self
+            .wait_for_log(LINE, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no admin endpoint in the log:\n{}", self.log()));
+        let rest = line.split(LINE).nth(1).expect("an address");
+        rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("a socket address")
+    }
+}

@@ -1,35 +1,14 @@
 //! The admin endpoint: `/metrics` read with a Prometheus text-format parser, `/health`,
 //! `/ready`, and 404 elsewhere.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use shardmq_io::codec::{
     ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
 };
-use shardmq_tests::{connect_packet, Broker, RawClient};
+use shardmq_tests::{connect_packet, http_get as get, Broker, RawClient};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// GET `path`: the status code and the body.
-fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to the admin endpoint");
-    stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .expect("send the request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, body.to_owned())
-}
-
-fn admin_address(broker: &Broker) -> SocketAddr {
-    let line = broker.wait_for_log("admin endpoint on http://", WAIT).expect("the admin log line");
-    let rest = line.split("admin endpoint on http://").nth(1).expect("an address");
-    rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("a socket address")
-}
 
 /// The sum over shards of metric `name` (with `cause` when given).
 fn total(body: &str, name: &str, cause: Option<&str>) -> f64 {
@@ -49,10 +28,18 @@ fn total(body: &str, name: &str, cause: Option<&str>) -> f64 {
         .sum()
 }
 
+/// Storage group commits over every shard: the `+Inf` buckets of the commit histogram.
+fn commits(body: &str) -> u64 {
+    body.lines()
+        .filter(|line| line.starts_with("shardmq_storage_commit_seconds_count"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[test]
 fn metrics_health_and_readiness() {
     let broker = Broker::start(&["--admin-listen", "127.0.0.1:0"]);
-    let admin = admin_address(&broker);
+    let admin = broker.admin_address();
     assert_eq!(get(admin, "/health").0, 200);
     assert_eq!(get(admin, "/nowhere").0, 404);
     let deadline = Instant::now() + WAIT;
@@ -80,6 +67,17 @@ fn metrics_health_and_readiness() {
         }));
         assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     }
+    // A retained message is stored: a storage commit, and one retained message.
+    publisher.send(&Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: ByteString::from("metrics/retained"),
+        packet_id: PacketId::new(9),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"kept"),
+    }));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     // Shards publish their counters every tick (250 ms).
     let deadline = Instant::now() + WAIT;
     loop {
@@ -87,9 +85,10 @@ fn metrics_health_and_readiness() {
         assert_eq!(status, 200);
         let connections = total(&body, "shardmq_connections", None);
         let received = total(&body, "shardmq_messages_received_total", None);
-        if connections == 4.0 && received == 5.0 {
+        if connections == 4.0 && received == 6.0 && commits(&body) >= 1 {
             assert_eq!(total(&body, "shardmq_messages_dropped_total", Some("queue_full")), 0.0);
             assert!(body.contains("shardmq_uptime_seconds"), "{body}");
+            assert_eq!(total(&body, "shardmq_retained_messages", None), 1.0, "{body}");
             break;
         }
         assert!(

@@ -53,6 +53,8 @@ fn node_args(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> V
         lease_ttl,
         "--claim-timeout",
         "3",
+        "--admin-listen",
+        &format!("127.0.0.{}:0", index + 1),
     ]
     .map(String::from)
     .to_vec()
@@ -212,6 +214,14 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
     subscribe(&mut subscriber, "t/#", QoS::ExactlyOnce);
     let mut publisher = connect(&cluster.nodes[1], V5, "pub");
     await_route(&mut publisher, &mut subscriber, "t/probe");
+    // The claims are on the node's /metrics.
+    let (status, metrics) = shardmq_tests::http_get(cluster.nodes[0].admin_address(), "/metrics");
+    assert_eq!(status, 200);
+    let claims = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("shardmq_etcd_claims_total "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(claims.is_some_and(|claims| claims >= 1), "{metrics}");
 
     for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
         let payload = format!("qos{}", qos as u8);

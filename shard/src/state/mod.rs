@@ -85,6 +85,8 @@ pub struct ShardStats {
     pub dropped_too_large: u64,
     /// PUBLISHes the ACL refused.
     pub dropped_not_authorized: u64,
+    /// Retained messages in this shard's partition (kept here in full).
+    pub retained: u64,
 }
 
 /// Key of the local subscriber index: a client, and the shared group for `$share/` filters.
@@ -279,6 +281,7 @@ impl Shard {
         ShardStats {
             connections: self.conns.len() as u64,
             sessions: self.sessions.len() as u64,
+            retained: self.retained.len() as u64,
             ..self.stats.clone()
         }
     }
