@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 /// How often the memory watch reads the process's resident size.
 const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
-/// New connections one shard may accept: refilled at `rate` per second, holding at most one
-/// second's worth, so a storm is let in at the configured rate after a burst of that size. A
-/// connection not accepted yet waits in the kernel's listen backlog, costing the broker nothing.
+/// New connections one shard may admit: refilled at `rate` per second, holding at most one
+/// second's worth, so a storm is let in at the configured rate after a burst of that size; the
+/// connections past it are refused (CONNACK 0x9F) once their CONNECT is read.
 #[derive(Debug)]
 pub(crate) struct ConnectBudget {
     rate: f64,
@@ -25,8 +25,8 @@ impl ConnectBudget {
         ConnectBudget { rate, tokens: rate.max(1.0), at: now }
     }
 
-    /// Counts one connection and returns zero when one may be accepted now; otherwise how long
-    /// to wait before asking again.
+    /// Counts one connection and returns zero when it may be admitted now; otherwise (nothing
+    /// counted) how long until one may.
     pub(crate) fn take(&mut self, now: Instant) -> Duration {
         let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.rate.max(1.0));

@@ -835,16 +835,6 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
     let shard = usize::from(context.id.0);
     context.counters.set_ready(shard, true);
     loop {
-        if let Some(budget) = &context.connect_budget {
-            // Over the connect rate: what is not accepted waits in the listen backlog.
-            loop {
-                let wait = budget.borrow_mut().take(Instant::now());
-                if wait.is_zero() {
-                    break;
-                }
-                runtime::sleep(wait).await;
-            }
-        }
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             context.stop_signal.wait().await;
             None
@@ -858,7 +848,15 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
             Ok(stream) => {
                 // TCP_NODELAY comes from the listener (`bind_listener_socket`): Linux copies it
                 // to every accepted socket, one setsockopt per connection saved.
-                runtime::spawn_local(handshake(context.clone(), stream));
+                // Over the connect rate, the connection is refused as soon as its CONNECT is
+                // read (CONNACK 0x9F, 3.1.1 code 3): a storm costs a read and a write per
+                // attempt, and the clients' own back-off, rather than a backlog that keeps
+                // growing while connected clients wait behind it.
+                let over_rate = context
+                    .connect_budget
+                    .as_ref()
+                    .is_some_and(|budget| !budget.borrow_mut().take(Instant::now()).is_zero());
+                runtime::spawn_local(handshake(context.clone(), stream, over_rate));
             }
             Err(error) => {
                 let now = Instant::now();
@@ -881,7 +879,7 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
 
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
-async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
+async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate: bool) {
     let mut decoder = Decoder::server(context.packet_bytes_max);
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + context.connect_timeout;
@@ -922,6 +920,10 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection) {
             Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
         }
     };
+    if over_rate {
+        return send_refusal(&mut stream, connect.protocol, ReasonCode::CONNECTION_RATE_EXCEEDED)
+            .await;
+    }
     if context.memory.is_over() {
         // Over the memory high-water mark: new clients wait, connected ones keep working.
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;

@@ -1,7 +1,7 @@
 //! Overload protection end to end: the connect-rate budget and the memory high-water mark act
 //! on new connections only; clients already connected keep working.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shardmq_io::codec::{
     ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -17,11 +17,11 @@ fn pid(value: u16) -> PacketId {
 }
 
 #[test]
-fn a_connect_storm_is_let_in_at_the_configured_rate() {
-    // 20 connections per second over 2 shards: a burst of up to 20, then 20 a second.
+fn connects_past_the_rate_are_refused_with_0x9f() {
+    // 20 connections per second over 2 shards: each shard lets a burst of 10 in, then 10 a
+    // second; the rest are refused as soon as their CONNECT is read.
     let broker = Broker::start(&["--max-connect-rate", "20"]);
     let addr = broker.addr();
-    let started = Instant::now();
     let clients: Vec<_> = (0..60)
         .map(|i| {
             std::thread::spawn(move || {
@@ -30,17 +30,27 @@ fn a_connect_storm_is_let_in_at_the_configured_rate() {
             })
         })
         .collect();
-    let mut held = Vec::new();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
     for client in clients {
         let (client, connack) = client.join().expect("a client thread");
-        assert_eq!(connack.reason, ReasonCode::SUCCESS);
-        held.push(client);
+        match connack.reason {
+            ReasonCode::SUCCESS => accepted.push(client),
+            ReasonCode::CONNECTION_RATE_EXCEEDED => refused += 1,
+            other => panic!("refused with {other:?}"),
+        }
     }
-    // Whichever way the kernel spreads them over the two listeners, one shard takes 30 or more
-    // at 10 a second after a burst of 10: 2 s at least. (No upper bound: that is speed, and
-    // speed is measured in perf/, not asserted here.)
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1500), "60 connects in {took:?} at 20/s");
+    // At least the burst gets in; far from all 60 (what refills while they connect is small).
+    assert!(
+        accepted.len() >= 10 && refused >= 20,
+        "{} accepted, {refused} refused",
+        accepted.len()
+    );
+    // The budget refills: a second later, a client gets in (3.1.1 too).
+    std::thread::sleep(Duration::from_millis(1100));
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "after-the-storm");
+    let (_client, connack) = RawClient::connect(addr, connect);
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
 }
 
 fn resident_bytes(pid: u32) -> u64 {
