@@ -312,6 +312,17 @@ fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     // Dropped on any error below, which removes it.
     let mut file = builder.tempfile_in(directory)?;
     file.write_all(contents)?;
+    #[cfg(unix)]
+    if let Ok(existing) = fs::metadata(path) {
+        // The file keeps its owner and group (the broker's user must still read it after
+        // `sudo shardmq passwd ...`); changing the owner needs root, and is skipped without it
+        // when the owner is already the caller.
+        use std::os::unix::fs::MetadataExt as _;
+        let ours = file.as_file().metadata()?;
+        if (ours.uid(), ours.gid()) != (existing.uid(), existing.gid()) {
+            std::os::unix::fs::fchown(file.as_file(), Some(existing.uid()), Some(existing.gid()))?;
+        }
+    }
     file.as_file().sync_all()?;
     file.persist(path).map_err(|error| error.error)?;
     #[cfg(unix)]

@@ -244,3 +244,22 @@ fn load_names_the_file_and_line() {
     assert!(message.starts_with(&format!("{}: ", missing.display())), "{message}");
     assert!(!message.contains('\n'), "{message}");
 }
+
+#[test]
+fn set_password_keeps_the_files_owner() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = temp_dir();
+    let path = dir.path().join("passwd");
+    fs::write(&path, "").expect("create the file");
+    let me = fs::metadata(&path).expect("metadata").uid();
+    // As root (CI, `sudo shardmq passwd`), hand the file to another user first: it must stay
+    // theirs. Otherwise the file is ours and must stay ours.
+    let owner = if me == 0 { 65534 } else { me };
+    if me == 0 {
+        std::os::unix::fs::chown(&path, Some(owner), Some(owner)).expect("chown");
+    }
+    set_password(&path, "alice", "secret").expect("set a password");
+    let after = fs::metadata(&path).expect("metadata");
+    assert_eq!((after.uid(), after.gid() == owner || me != 0), (owner, true));
+    assert!(load(&path).verify("alice", b"secret"));
+}

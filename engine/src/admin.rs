@@ -30,9 +30,8 @@ struct ShardSlot {
     dropped_not_authorized: AtomicU64,
     retained: AtomicU64,
     /// Storage group commits by duration: counts per bucket of [`COMMIT_BUCKETS_SECS`] (and
-    /// one past the last), their number and their total duration in microseconds.
+    /// one past the last), and their total duration in microseconds.
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_SECS.len() + 1],
-    commits: AtomicU64,
     commit_micros: AtomicU64,
 }
 
@@ -81,7 +80,6 @@ impl NodeCounters {
         let bucket = COMMIT_BUCKETS_SECS.iter().position(|&bound| secs <= bound);
         let bucket = bucket.unwrap_or(COMMIT_BUCKETS_SECS.len());
         slot.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        slot.commits.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         slot.commit_micros.fetch_add(micros, Ordering::Relaxed);
     }
@@ -188,7 +186,10 @@ impl NodeCounters {
                 let _ =
                     writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{bound}\"}} {cumulative}");
             }
-            let count = slot.commits.load(Ordering::Relaxed);
+            // From the buckets (the overflow one included), so that the exposition is
+            // consistent however the relaxed counters interleave with a commit.
+            let count =
+                cumulative + slot.commit_buckets[COMMIT_BUCKETS_SECS.len()].load(Ordering::Relaxed);
             let sum = slot.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"+Inf\"}} {count}");
             let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {sum}");

@@ -502,8 +502,14 @@ fn secure_listen(
     if !security.loopback_only || listen.ip().is_loopback() {
         return Ok(listen);
     }
-    if listen.ip().is_unspecified() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], listen.port())));
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.port())))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            return Ok(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port())))
+        }
+        _ => {}
     }
     let origin = if given { "" } else { " (the default)" };
     Err(ConfigError(format!(

@@ -6,20 +6,30 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use shardmq_auth::{Acl, PasswordFile};
 use shardmq_io::codec::{Connect, ReasonCode};
-use shardmq_io::runtime;
 use shardmq_shard::authorize::Authorizer;
 
 use crate::config::Security;
+
+/// Threads that check passwords for the whole node. Not the shards' blocking threads: those
+/// run the storage commits, which a flood of logins (argon2id takes tens of milliseconds on
+/// purpose) must not hold up.
+const PASSWORD_CHECK_THREADS: usize = 2;
+/// Password checks waiting at most; past it a CONNECT is refused with 0x89 "server busy" (a
+/// login storm costs bounded memory and a bounded wait).
+const PASSWORD_CHECKS_QUEUED_MAX: usize = 256;
+
+type Check = Box<dyn FnOnce() + Send>;
 
 /// The node's security state, shared by every shard; read on CONNECT and when a shard picks up
 /// a reloaded ACL, never per message.
 #[derive(Debug)]
 pub struct NodeSecurity {
+    checks: mpsc::SyncSender<Check>,
     config: Security,
     passwords: RwLock<Option<Arc<PasswordFile>>>,
     acl: RwLock<Option<Arc<dyn Authorizer>>>,
@@ -54,7 +64,25 @@ impl NodeSecurity {
         if let Some(passwords) = &passwords {
             tracing::info!("{} users in the password file", passwords.len());
         }
+        let (checks, queue) = mpsc::sync_channel::<Check>(PASSWORD_CHECKS_QUEUED_MAX);
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..PASSWORD_CHECK_THREADS {
+            let queue = queue.clone();
+            std::thread::Builder::new().name(format!("password-check-{index}")).spawn(
+                move || {
+                    loop {
+                        let next =
+                            queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                        let Ok(check) = next else { return };
+                        // A panicking check drops its reply (the CONNECT is refused); the thread
+                        // goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+                    }
+                },
+            )?;
+        }
         Ok(NodeSecurity {
+            checks,
             config: config.clone(),
             passwords: RwLock::new(passwords),
             acl: RwLock::new(acl),
@@ -106,21 +134,31 @@ impl NodeSecurity {
             };
         };
         let Some(passwords) = read(&self.passwords).clone() else {
-            // No password file: a user name is taken as given (the ACL may still use it).
-            return Ok(());
+            // No password file: a user name cannot be checked. It is taken as given only where
+            // anonymous clients are welcome anyway (loopback-only default, `allow_anonymous =
+            // true`); with `allow_anonymous = false` nobody can log in.
+            return match self.config.allow_anonymous {
+                true => Ok(()),
+                false => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            };
         };
         let Some(password) = connect.password.clone() else {
             return Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         };
         let username = username.to_owned();
-        // Hashes are slow on purpose (argon2id): off the shard's thread.
-        let verified =
-            runtime::spawn_blocking(move || passwords.verify(&username, &password)).await;
-        match verified {
+        // Hashes are slow on purpose (argon2id): on the node's password threads.
+        let (reply, verified) = async_channel::bounded(1);
+        let check: Check = Box::new(move || {
+            let _ = reply.try_send(passwords.verify(&username, &password));
+        });
+        if self.checks.try_send(check).is_err() {
+            return Err(ReasonCode::SERVER_BUSY);
+        }
+        match verified.recv().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
-            Err(panicked) => {
-                tracing::error!("checking a password panicked: {panicked}");
+            Err(_) => {
+                tracing::error!("a password check failed (it panicked)");
                 Err(ReasonCode::SERVER_UNAVAILABLE)
             }
         }

@@ -33,6 +33,8 @@ pub struct Session {
     next_packet_id: u16,
     /// Whether the store holds a record of this session (so ending it must delete it).
     pub stored: bool,
+    /// The user name of the latest CONNECT, kept while an ACL is in force (for its checks).
+    pub username: Option<Box<str>>,
     held: Option<Box<Held>>,
 }
 
@@ -49,9 +51,6 @@ pub struct Held {
     pub queued_bytes: usize,
     /// Inbound QoS 2 packet identifiers received and not yet released (PUBREL).
     pub incoming_qos2: HashSet<u16>,
-    /// The user name of the latest CONNECT, for the ACL: kept only while an ACL is in force,
-    /// so that sessions cost nothing more without one.
-    pub username: Option<Box<str>>,
     /// A will whose delay is running: published when it is due or when the session ends.
     pub pending_will: Option<(SharedMessage, Instant)>,
 }
@@ -63,7 +62,6 @@ impl Held {
             && self.queue.is_empty()
             && self.incoming_qos2.is_empty()
             && self.pending_will.is_none()
-            && self.username.is_none()
     }
 }
 
@@ -104,6 +102,7 @@ impl Session {
             expiry_secs,
             next_packet_id: 1,
             stored: false,
+            username: None,
             held: None,
         }
     }

@@ -165,3 +165,38 @@ fn a_will_the_client_may_not_publish_refuses_the_connect() {
     let conn = node.connect_with(packet);
     assert_eq!(connack(&node.take(conn)).reason, ReasonCode::SUCCESS);
 }
+
+#[test]
+fn clients_never_publish_on_sys_topics() {
+    let mut node = Node::new(2);
+    let client = connect_as(&mut node, "faker", None, V5);
+    node.publish(client, "$SYS/broker/clients/connected", "9999", QoS::AtLeastOnce, true);
+    let acks: Vec<Packet> = node.take(client);
+    assert!(
+        matches!(acks.as_slice(), [Packet::PubAck(ack)] if ack.reason == ReasonCode::NOT_AUTHORIZED),
+        "{acks:?}"
+    );
+    let reader = connect_as(&mut node, "reader", None, V5);
+    node.send(
+        reader,
+        Packet::Subscribe(Subscribe {
+            packet_id: pid(3),
+            properties: Properties::default(),
+            filters: vec![TopicFilterEntry {
+                filter: ByteString::from("$SYS/#"),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            }],
+        }),
+    );
+    assert!(node.publishes(reader).is_empty(), "a client's $SYS message was retained");
+    let mut packet = connect("willing", V5, true);
+    packet.will = Some(Will {
+        topic: ByteString::from("$SYS/broker/uptime"),
+        payload: Bytes::from_static(b"0 seconds"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: Properties::default(),
+    });
+    let conn = node.connect_with(packet);
+    assert_eq!(connack(&node.take(conn)).reason, ReasonCode::NOT_AUTHORIZED);
+}

@@ -247,6 +247,13 @@ fn without_authentication_the_listener_is_loopback_only() {
 
     let open = Broker::start(&["--listen", "0.0.0.0:0", "--allow-anonymous", "true"]);
     assert!(open.addr().ip().is_unspecified(), "listening on {}", open.addr());
+
+    // `allow_anonymous = false` without a password file: nobody can log in, named or not.
+    let closed = Broker::start(&["--allow-anonymous", "false"]);
+    let (_, named) = login(&closed, V5, "named", Some("anyone"), Some("anything"));
+    assert_eq!(named.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let (_, anonymous) = login(&closed, V5, "anonymous", None, None);
+    assert_eq!(anonymous.reason, ReasonCode::NOT_AUTHORIZED);
 }
 
 #[test]

@@ -435,8 +435,12 @@ impl Shard {
         // The decoded CONNECT's strings are slices of the connection's first read buffer; what
         // outlives the CONNECT (the client id, the will) is copied out so that buffer can go.
         let client_id = ByteString::from(&*connect.client_id);
-        if let (Some(authorizer), Some(will)) = (&self.authorizer, &connect.will) {
-            if !authorizer.can_publish(connect.username.as_deref(), &client_id, &will.topic) {
+        if let Some(will) = &connect.will {
+            let refused = is_system_topic(&will.topic)
+                || self.authorizer.as_ref().is_some_and(|authorizer| {
+                    !authorizer.can_publish(connect.username.as_deref(), &client_id, &will.topic)
+                });
+            if refused {
                 return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
             }
         }
@@ -457,13 +461,10 @@ impl Shard {
             self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_secs));
         session.expiry_secs = expiry_secs;
         session.conn = Some(conn);
-        let username = match &self.authorizer {
+        session.username = match &self.authorizer {
             Some(_) => connect.username.as_deref().map(Box::from),
             None => None,
         };
-        if username.is_some() || session.held().username.is_some() {
-            session.held_mut().username = username;
-        }
         session.epoch += 1;
         session.disconnected_at = None;
         // A will waiting for its delay is cancelled by the client coming back.
@@ -1021,8 +1022,8 @@ impl Shard {
         let client_id = c.client_id.clone();
         let packet_id = publish.packet_id;
         self.stats.messages_received += 1;
-        if !self.may_publish(&client_id, &publish.topic) {
-            return self.refuse_publish(conn, &client_id, v5, publish.qos, packet_id);
+        if is_system_topic(&publish.topic) || !self.may_publish(&client_id, &publish.topic) {
+            return self.refuse_publish(conn, v5, publish.qos, packet_id);
         }
 
         if publish.qos == QoS::ExactlyOnce {
@@ -1083,14 +1084,7 @@ impl Shard {
     /// Answers a PUBLISH the ACL refuses, which is dropped: MQTT 5 says 0x87 in its PUBACK or
     /// PUBREC; 3.1.1 has no way to say no, so its flow completes as if it were delivered
     /// (as Mosquitto does).
-    fn refuse_publish(
-        &mut self,
-        conn: ConnId,
-        client_id: &ByteString,
-        v5: bool,
-        qos: QoS,
-        packet_id: Option<PacketId>,
-    ) {
+    fn refuse_publish(&mut self, conn: ConnId, v5: bool, qos: QoS, packet_id: Option<PacketId>) {
         self.stats.dropped_not_authorized += 1;
         let Some(packet_id) = packet_id else { return };
         let reason = if v5 { ReasonCode::NOT_AUTHORIZED } else { ReasonCode::SUCCESS };
@@ -1098,20 +1092,13 @@ impl Shard {
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(conn, &Packet::PubAck(ack)),
-            QoS::ExactlyOnce => {
-                if !v5 {
-                    // Its PUBREL must find the flow to complete it with PUBCOMP.
-                    if let Some(session) = self.sessions.get_mut(client_id) {
-                        session.held_mut().incoming_qos2.insert(packet_id.get());
-                    }
-                }
-                self.send(conn, &Packet::PubRec(ack));
-            }
+            // Its PUBREL gets PUBCOMP all the same (3.1.1 carries no reason code).
+            QoS::ExactlyOnce => self.send(conn, &Packet::PubRec(ack)),
         }
     }
 
     fn username_of(&self, client_id: &str) -> Option<&str> {
-        self.sessions.get(client_id).and_then(|session| session.held().username.as_deref())
+        self.sessions.get(client_id).and_then(|session| session.username.as_deref())
     }
 
     fn may_publish(&self, client_id: &str, topic: &str) -> bool {
@@ -1834,7 +1821,7 @@ impl Shard {
         }
         // The broker's own `$SYS` topics (a fixed handful, rewritten every few seconds) neither
         // count against the limit nor go to disk: a restart publishes them afresh.
-        let system = message.topic.starts_with("$SYS/");
+        let system = is_system_topic(&message.topic);
         let per_shard_max = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
         let replaces = self.retained.get(&message.topic).is_some();
         if !replaces && !system && self.retained.len() >= per_shard_max {
@@ -1970,6 +1957,12 @@ impl Shard {
         self.fetch_retained(&pending.client_id, &pending.retained_for, pending.elsewhere);
         self.deliver_retained(&pending.client_id, &pending.retained_for, pending.retained, now);
     }
+}
+
+/// Whether `topic` is one of the broker's own (`$SYS/...`): clients may read them, never
+/// publish there (their retained copies are exempt from the retained limit and kept off disk).
+fn is_system_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }
 
 /// Adds `target` to the members of shared group (`filter`, `group`) among a publish's targets.
