@@ -40,6 +40,12 @@ impl Message {
         Some(u32::try_from(secs).unwrap_or(u32::MAX))
     }
 
+    /// The message as a node that only notes where it is kept gets it: everything but the
+    /// payload.
+    pub fn without_payload(&self) -> Message {
+        Message { payload: Default::default(), ..self.clone() }
+    }
+
     /// The payload bytes a queue is charged for this message.
     pub fn cost_bytes(&self) -> usize {
         self.payload.len() + self.topic.len()

@@ -500,9 +500,7 @@ impl Shard {
         let targets: Vec<PeerNode> =
             if message.retain { self.peers.live.clone() } else { matched.to_vec() };
         // What a peer that neither delivers nor keeps a large retained message needs of it.
-        let note = holders.map(|_| {
-            SharedMessage::new(Message { payload: Default::default(), ..(**message).clone() })
-        });
+        let note = holders.map(|_| SharedMessage::new(message.without_payload()));
         for &node in &targets {
             let deliver = matched.contains(&node);
             let keeps = holders.is_none_or(|holders| holders.contains(&Node::Peer(node)));
@@ -610,11 +608,8 @@ impl Shard {
             self.peers.retained_elsewhere.remove(&message.topic);
             return self.store_retained(message);
         };
-        // An empty payload deletes the copy kept here (a message that has holders is never
-        // empty: this is the note of one).
-        let delete =
-            SharedMessage::new(Message { payload: Default::default(), ..(*message).clone() });
-        self.store_retained(delete);
+        // A copy kept here before (this node was a holder) is older than the holders' one.
+        self.forget_retained(&message);
         let note = RetainedElsewhere { holders, expires_at: message.expires_at };
         self.peers.retained_elsewhere.insert(&message.topic, note);
     }

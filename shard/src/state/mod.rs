@@ -1809,11 +1809,7 @@ impl Shard {
     /// Stores, replaces or (empty payload) deletes a retained message of this shard's partition.
     fn store_retained(&mut self, message: SharedMessage) {
         if message.payload.is_empty() {
-            if let Some(old) = self.retained.remove(&message.topic) {
-                self.retained_bytes -= old.cost_bytes();
-                self.persist_retained(&message, false);
-            }
-            return;
+            return self.forget_retained(&message);
         }
         if message.payload.len() > self.limits.retained_payload_bytes_max {
             tracing::warn!(shard = %self.id, topic = %message.topic, "retained payload over the limit; message not retained");
@@ -1832,6 +1828,14 @@ impl Shard {
             self.persist_retained(&message, true);
         }
         self.insert_retained(message);
+    }
+
+    /// Deletes the retained message on `message`'s topic kept here, if any.
+    fn forget_retained(&mut self, message: &SharedMessage) {
+        if let Some(old) = self.retained.remove(&message.topic) {
+            self.retained_bytes -= old.cost_bytes();
+            self.persist_retained(message, false);
+        }
     }
 
     fn insert_retained(&mut self, message: SharedMessage) {
