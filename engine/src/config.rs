@@ -10,6 +10,8 @@ use serde::Deserialize;
 use shardmq_shard::Limits;
 use shardmq_storage::Durability;
 
+use crate::listeners::TlsFiles;
+
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,12 +156,47 @@ pub struct ServeArgs {
     /// subscribe needs them. The same on every node of a cluster [default: 1024].
     #[arg(long, value_name = "BYTES")]
     pub retained_replicate_max: Option<usize>,
+
+    /// Also listen for MQTT over TLS on this address (needs `tls_cert` and `tls_key`).
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<String>,
+
+    /// The server certificate chain (PEM) for `tls_listen` and `wss_listen`; reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `tls_cert`; reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM); reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Take the client certificate's common name as the user name, with no password (needs
+    /// `tls_client_ca`) [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub tls_cert_as_username: Option<bool>,
+
+    /// Also listen for MQTT over WebSocket (subprotocol `mqtt`, any path) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub ws_listen: Option<String>,
+
+    /// Also listen for MQTT over secure WebSocket (WSS; needs `tls_cert` and `tls_key`).
+    #[arg(long, value_name = "ADDR")]
+    pub wss_listen: Option<String>,
 }
 
 /// The resolved configuration of a node.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// MQTT over TLS, WebSocket and secure WebSocket, where configured.
+    pub tls_listen: Option<SocketAddr>,
+    pub ws_listen: Option<SocketAddr>,
+    pub wss_listen: Option<SocketAddr>,
+    /// Set when a TLS listener is configured.
+    pub tls: Option<TlsFiles>,
     pub shards: u16,
     pub data_dir: PathBuf,
     pub durability: Durability,
@@ -295,7 +332,14 @@ impl ServeArgs {
             retained_replicate_max,
             password_file,
             acl_file,
-            allow_anonymous
+            allow_anonymous,
+            tls_listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            tls_cert_as_username,
+            ws_listen,
+            wss_listen
         )
     }
 
@@ -368,7 +412,34 @@ impl ServeArgs {
             allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
             loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
         };
-        let listen = secure_listen(listen, &security, self.listen.is_some())?;
+        let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
+        let tls = self.tls_files()?;
+        // A client certificate authenticates: mutual TLS listeners may face other hosts.
+        let mutual = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        let extra = |key: &str, text: &Option<String>, authenticated: bool| {
+            let Some(text) = text else { return Ok(None) };
+            let address = text.parse::<SocketAddr>().map_err(|error| {
+                ConfigError(format!(
+                    "invalid value for `{key}`: {text:?} ({error}); expected IP:PORT"
+                ))
+            })?;
+            if authenticated {
+                return Ok(Some(address));
+            }
+            secure_listen(key, address, &security, true).map(Some)
+        };
+        let tls_listen = extra("tls_listen", &self.tls_listen, mutual)?;
+        let ws_listen = extra("ws_listen", &self.ws_listen, false)?;
+        let wss_listen = extra("wss_listen", &self.wss_listen, mutual)?;
+        if tls.is_none() {
+            for (key, given) in [("tls_listen", tls_listen), ("wss_listen", wss_listen)] {
+                if given.is_some() {
+                    return Err(ConfigError(format!(
+                        "`{key}` is set but `tls_cert` and `tls_key` are not"
+                    )));
+                }
+            }
+        }
         let admin_listen = match self.admin_listen.as_deref() {
             None => None,
             Some(text) => Some(text.parse::<SocketAddr>().map_err(|error| {
@@ -385,6 +456,10 @@ impl ServeArgs {
         }
         Ok(Config {
             listen,
+            tls_listen,
+            ws_listen,
+            wss_listen,
+            tls,
             shards,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             durability,
@@ -400,6 +475,45 @@ impl ServeArgs {
             cluster,
             security,
         })
+    }
+
+    fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let as_username = self.tls_cert_as_username.unwrap_or(false);
+        let (certificate, key) = match (&self.tls_cert, &self.tls_key) {
+            (Some(certificate), Some(key)) => (certificate.clone(), key.clone()),
+            (None, None) => {
+                for (key, given) in [
+                    ("tls_client_ca", self.tls_client_ca.is_some()),
+                    ("tls_cert_as_username", as_username),
+                ] {
+                    if given {
+                        return Err(ConfigError(format!(
+                            "`{key}` is set but `tls_cert` and `tls_key` are not"
+                        )));
+                    }
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => {
+                return Err(ConfigError("`tls_cert` is set but `tls_key` is not".into()))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("`tls_key` is set but `tls_cert` is not".into()))
+            }
+        };
+        if as_username && self.tls_client_ca.is_none() {
+            return Err(ConfigError(
+                "`tls_cert_as_username` needs `tls_client_ca` (client certificates are not \
+                 asked for without it)"
+                    .into(),
+            ));
+        }
+        Ok(Some(TlsFiles {
+            certificate,
+            key,
+            client_ca: self.tls_client_ca.clone(),
+            certificate_as_username: as_username,
+        }))
     }
 
     fn cluster_config(&self) -> Result<Option<ClusterConfig>, ConfigError> {
@@ -495,6 +609,7 @@ impl ServeArgs {
 /// set, the MQTT listener takes loopback only. The default wildcard address is narrowed to
 /// 127.0.0.1; an address given that is neither loopback nor a wildcard is refused.
 fn secure_listen(
+    key: &str,
     listen: SocketAddr,
     security: &Security,
     given: bool,
@@ -513,7 +628,7 @@ fn secure_listen(
     }
     let origin = if given { "" } else { " (the default)" };
     Err(ConfigError(format!(
-        "`listen` {listen}{origin} is not a loopback address and no authentication is \
+        "`{key}` {listen}{origin} is not a loopback address and no authentication is \
          configured: set `password_file`, or `allow_anonymous = true` to accept anonymous \
          clients from other hosts"
     )))
@@ -615,6 +730,45 @@ mod tests {
         .expect_err("too many ops")
         .to_string();
         assert!(error.contains("`claim_batch_max`"), "{error}");
+    }
+
+    #[test]
+    fn tls_and_websocket_keys() {
+        let config = file(
+            "tls_listen = \"127.0.0.1:8883\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+             ws_listen = \"127.0.0.1:8080\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.tls_listen, Some("127.0.0.1:8883".parse().expect("address")));
+        assert_eq!(config.ws_listen, Some("127.0.0.1:8080".parse().expect("address")));
+        let tls = config.tls.expect("TLS files");
+        assert!(tls.client_ca.is_none() && !tls.certificate_as_username);
+        for (text, key) in [
+            ("tls_listen = \"127.0.0.1:8883\"\n", "`tls_listen`"),
+            ("wss_listen = \"127.0.0.1:8883\"\n", "`wss_listen`"),
+            ("tls_cert = \"c.pem\"\n", "`tls_key`"),
+            ("tls_client_ca = \"ca.pem\"\n", "`tls_client_ca`"),
+            (
+                "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_cert_as_username = true\n",
+                "`tls_cert_as_username`",
+            ),
+            ("ws_listen = \"nowhere\"\n", "`ws_listen`"),
+        ] {
+            let error = file(text).expect_err(text).to_string();
+            assert!(error.contains(key) && !error.contains('\n'), "{text}: {error}");
+        }
+        // Without authentication, WebSocket and TLS listeners are loopback only too; a mutual
+        // TLS listener authenticates its clients and may face other hosts.
+        let narrowed = file("ws_listen = \"0.0.0.0:8080\"\n").expect("narrowed");
+        assert_eq!(narrowed.ws_listen, Some("127.0.0.1:8080".parse().expect("address")));
+        let error = file("ws_listen = \"10.1.2.3:8080\"\n").expect_err("exposed").to_string();
+        assert!(error.contains("`ws_listen`") && error.contains("allow_anonymous"), "{error}");
+        let mutual = file(
+            "tls_listen = \"0.0.0.0:8883\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+             tls_client_ca = \"ca.pem\"\n",
+        )
+        .expect("mutual TLS may face other hosts");
+        assert_eq!(mutual.tls_listen, Some("0.0.0.0:8883".parse().expect("address")));
     }
 
     #[test]

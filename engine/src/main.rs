@@ -12,6 +12,7 @@ mod admin;
 mod check_system;
 mod cluster;
 mod config;
+mod listeners;
 mod overload;
 mod security;
 mod server;

@@ -9,7 +9,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,6 +27,7 @@ use shardmq_io::runtime::{
     self, bind_listener_sockets, build_mesh, needs_accept_backoff, Connection, ListenerSocket,
     MeshEnds, MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener,
 };
+use shardmq_io::transport::{Layer, Layered, MqttStream};
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
@@ -35,6 +35,7 @@ use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
+use crate::listeners::{ListenerKind, ShardListener, TlsCertificates};
 use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::security::NodeSecurity;
 
@@ -74,8 +75,31 @@ pub(crate) enum MeshItem {
 /// A connection moving to its client's home shard, with everything already read from it.
 pub(crate) struct Adoption {
     stream: StreamHandoff,
+    /// Its TLS / WebSocket state, if it has layers.
+    layer: Option<Box<Layer>>,
     connect: Box<Connect>,
     leftover: Bytes,
+}
+
+/// A client connection's stream as a shard runs it: plain TCP ([`Connection`]) or with layers
+/// ([`Layered`]). The connection code is generic over it, so a plain connection pays nothing
+/// for the layers others have.
+pub(crate) trait ClientStream: MqttStream + Unpin + 'static {
+    /// The socket and the layer state, to move the connection to another shard.
+    fn into_parts(self) -> (Connection, Option<Box<Layer>>);
+}
+
+impl ClientStream for Connection {
+    fn into_parts(self) -> (Connection, Option<Box<Layer>>) {
+        (self, None)
+    }
+}
+
+impl ClientStream for Layered {
+    fn into_parts(self) -> (Connection, Option<Box<Layer>>) {
+        let (connection, layer) = Layered::into_parts(self);
+        (connection, Some(layer))
+    }
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
@@ -85,16 +109,12 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     // Signals are handled from here on: a SIGTERM during start-up stops the node cleanly once
     // its shards run, instead of killing it.
     let security = Arc::new(NodeSecurity::load(&config.security)?);
+    let tls = config.tls.as_ref().map(TlsCertificates::load).transpose()?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone(), security.clone())?;
+    spawn_signal_thread(stop.clone(), security.clone(), tls.clone())?;
     let Stores { stores, plans, obsolete } = open_stores(&config, clock)?;
-    let sockets = bind_listener_sockets(config.listen, LISTEN_BACKLOG, shards)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let bound: SocketAddr = sockets[0].local_addr().context("listener address")?;
-    tracing::info!(
-        "listening for MQTT on {bound} ({shards} shards; data dir {})",
-        config.data_dir.display()
-    );
+    let listeners = crate::listeners::bind(&config, shards)?;
+    tracing::info!("data dir {}", config.data_dir.display());
     tracing::info!("security: {}", config.security.describe());
 
     let mut clusters: Vec<Option<ShardJoin>> = (0..shards).map(|_| None).collect();
@@ -123,14 +143,15 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let connections = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(AtomicUsize::new(0));
     let obsolete = Arc::new(obsolete);
-    let per_shard: Vec<_> = sockets
+    let per_shard: Vec<_> = listeners
         .into_iter()
         .zip(mesh)
         .zip(stops)
         .zip(stores.into_iter().zip(plans))
         .zip(clusters)
-        .map(|((((socket, mesh), stop), (store, plan)), cluster)| Boot {
-            socket,
+        .map(|((((listeners, mesh), stop), (store, plan)), cluster)| Boot {
+            listeners,
+            tls: tls.clone(),
             mesh,
             stop,
             store,
@@ -263,7 +284,8 @@ const ETCD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything one shard starts with.
 struct Boot {
-    socket: ListenerSocket,
+    listeners: Vec<ShardListener>,
+    tls: Option<Arc<TlsCertificates>>,
     mesh: MeshEnds<Vec<MeshItem>>,
     stop: Arc<AtomicBool>,
     cluster: Option<ShardJoin>,
@@ -322,8 +344,13 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
 
 /// Waits for signals on a plain thread: SIGINT/SIGTERM raise the stop flag every shard's
 /// heartbeat reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]); SIGHUP reads the
-/// password file and the ACL again (shards pick the new ACL up on their next tick).
-fn spawn_signal_thread(stop: Arc<AtomicBool>, security: Arc<NodeSecurity>) -> anyhow::Result<()> {
+/// password file, the ACL and the TLS files again (shards pick the new ACL up on their next
+/// tick; new TLS connections take the new certificate).
+fn spawn_signal_thread(
+    stop: Arc<AtomicBool>,
+    security: Arc<NodeSecurity>,
+    tls: Option<Arc<TlsCertificates>>,
+) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
@@ -332,8 +359,11 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, security: Arc<NodeSecurity>) -> an
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    tracing::info!("SIGHUP: reloading the password file and the ACL");
+                    tracing::info!("SIGHUP: reloading the password file, the ACL and TLS files");
                     security.reload();
+                    if let Some(tls) = &tls {
+                        tls.reload();
+                    }
                     continue;
                 }
                 tracing::info!(signal, "shutting down");
@@ -409,11 +439,14 @@ pub(crate) struct ShardContext {
     /// Authentication on CONNECT, and the ACL this shard's state holds (of `acl_generation`).
     security: Arc<NodeSecurity>,
     acl_generation: Cell<u64>,
-    /// This shard's share of `max_connect_rate`, and the node's memory high-water mark.
-    connect_budget: Option<RefCell<ConnectBudget>>,
+    /// This shard's share of `max_connect_rate` (per listener), and the node's memory
+    /// high-water mark.
+    connect_rate_share: Option<f64>,
     memory: Arc<MemoryWatch>,
     /// This shard's slot of the counters `/metrics` reads.
     counters: Arc<NodeCounters>,
+    /// The TLS configuration TLS listeners hand new connections.
+    tls: Option<Arc<TlsCertificates>>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
     connections_max: usize,
@@ -521,15 +554,22 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters } = boot;
+    let Boot { listeners, tls, mesh, stop, store, plan, cluster, security, memory, counters } =
+        boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
     // Fails only when the shard cannot make its epoll set (out of descriptors or memory at
     // start-up); the shard's panic stops the broker with the reason.
-    let listener = socket
-        .into_listener()
-        .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
+    let listeners: Vec<(ListenerKind, TcpListener)> = listeners
+        .into_iter()
+        .map(|ShardListener { kind, socket }| {
+            let listener = socket
+                .into_listener()
+                .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
+            (kind, listener)
+        })
+        .collect();
     let shards = config.shards;
     let mut state = Shard::with_storage(id, shards, config.limits.clone(), clock);
     let (acl_generation, authorizer) = security.authorizer();
@@ -570,10 +610,8 @@ async fn shard_main(
         cluster,
         security,
         acl_generation: Cell::new(acl_generation),
-        connect_budget: config.connect_rate_max.map(|rate| {
-            let share = f64::from(rate) / f64::from(shards);
-            RefCell::new(ConnectBudget::new(share, Instant::now()))
-        }),
+        connect_rate_share: config.connect_rate_max.map(|rate| f64::from(rate) / f64::from(shards)),
+        tls,
         memory,
         counters,
     });
@@ -631,7 +669,9 @@ async fn shard_main(
         runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
         runtime::spawn_local(cluster::retained_fetcher(context.clone()));
     }
-    runtime::spawn_local(accept_loop(context.clone(), listener));
+    for (kind, listener) in listeners {
+        runtime::spawn_local(accept_loop(context.clone(), listener, kind));
+    }
 
     // Runs until the signal thread raises the stop flag.
     stopping.wait().await;
@@ -821,7 +861,22 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                     let buf = BytesMut::from(&adoption.leftover[..]);
                     let decoder =
                         Decoder::client(adoption.connect.protocol, context.packet_bytes_max);
-                    start_connection(context.clone(), stream, decoder, buf, adoption.connect);
+                    match adoption.layer {
+                        None => start_connection(
+                            context.clone(),
+                            stream,
+                            decoder,
+                            buf,
+                            adoption.connect,
+                        ),
+                        Some(layer) => start_connection(
+                            context.clone(),
+                            Layered::new(stream, layer),
+                            decoder,
+                            buf,
+                            adoption.connect,
+                        ),
+                    }
                 }
             }
         }
@@ -830,8 +885,11 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
     }
 }
 
-async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
+async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: ListenerKind) {
     let mut last_error_log: Option<Instant> = None;
+    // Each listener has its own connect budget: a storm on one leaves the others' alone.
+    let mut budget =
+        context.connect_rate_share.map(|share| ConnectBudget::new(share, Instant::now()));
     let shard = usize::from(context.id.0);
     context.counters.set_ready(shard, true);
     loop {
@@ -852,11 +910,15 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
                 // read (CONNACK 0x9F, 3.1.1 code 3): a storm costs a read and a write per
                 // attempt, and the clients' own back-off, rather than a backlog that keeps
                 // growing while connected clients wait behind it.
-                let over_rate = context
-                    .connect_budget
-                    .as_ref()
-                    .is_some_and(|budget| !budget.borrow_mut().take(Instant::now()).is_zero());
-                runtime::spawn_local(handshake(context.clone(), stream, over_rate));
+                let over_rate =
+                    budget.as_mut().is_some_and(|budget| !budget.take(Instant::now()).is_zero());
+                match kind.layer(context.tls.as_deref()) {
+                    None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
+                    Some(layer) => {
+                        let stream = Layered::new(stream, Layer::new(&layer));
+                        runtime::spawn_local(handshake(context.clone(), stream, over_rate));
+                    }
+                }
             }
             Err(error) => {
                 let now = Instant::now();
@@ -879,11 +941,11 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener) {
 
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
-async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate: bool) {
+async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, over_rate: bool) {
     let mut decoder = Decoder::server(context.packet_bytes_max);
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + context.connect_timeout;
-    let connect = loop {
+    let mut connect = loop {
         match decoder.decode(&mut buf) {
             Ok(Decoded::Packet(Packet::Connect(connect))) => break connect,
             // The server decoder refuses anything else as the first packet.
@@ -892,7 +954,7 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate:
                 let left = deadline.saturating_duration_since(Instant::now());
                 let readable = future::or(
                     async {
-                        stream.readable().await;
+                        poll_fn(|cx| stream.poll_readable(cx)).await;
                         true
                     },
                     async {
@@ -928,8 +990,22 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate:
         // Over the memory high-water mark: new clients wait, connected ones keep working.
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
     }
-    if let Err(reason) = context.security.authenticate(&connect).await {
-        return send_refusal(&mut stream, connect.protocol, reason).await;
+    let certified = match &context.tls {
+        Some(tls) if tls.certificate_as_username() => stream.peer_common_name(),
+        _ => None,
+    };
+    match certified {
+        // The client's certificate, checked against the client CA in the TLS handshake, is
+        // its credential: its common name is the user name, and no password is asked for.
+        Some(name) => {
+            connect.username = Some(name.into());
+            connect.password = None;
+        }
+        None => {
+            if let Err(reason) = context.security.authenticate(&connect).await {
+                return send_refusal(&mut stream, connect.protocol, reason).await;
+            }
+        }
     }
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
@@ -942,9 +1018,10 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate:
         // timeout futures) would otherwise stay allocated beside the connection for its life.
         return start_connection(context, stream, decoder, buf, connect);
     }
-    match stream.into_handoff() {
+    let (connection, layer) = stream.into_parts();
+    match connection.into_handoff() {
         Ok(handoff) => {
-            let adoption = Adoption { stream: handoff, connect, leftover: buf.freeze() };
+            let adoption = Adoption { stream: handoff, layer, connect, leftover: buf.freeze() };
             context.to_peer(home, MeshItem::Adopt(adoption));
         }
         Err(error) => tracing::warn!(shard = %context.id, "cannot hand a connection over: {error}"),
@@ -953,8 +1030,8 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate:
 
 /// Answers a CONNECT that could not be decoded: a v5 CONNACK with the reason code, a 3.1.1
 /// CONNACK "unacceptable protocol version" for an unknown level, or just a close.
-async fn refuse_connect(
-    mut stream: Connection,
+async fn refuse_connect<S: ClientStream>(
+    mut stream: S,
     version: Option<ProtocolVersion>,
     error: &DecodeError,
 ) {
@@ -969,7 +1046,11 @@ async fn refuse_connect(
 }
 
 /// Writes a CONNACK refusing the connection (best effort: the connection closes next anyway).
-async fn send_refusal(stream: &mut Connection, version: ProtocolVersion, reason: ReasonCode) {
+async fn send_refusal<S: ClientStream>(
+    stream: &mut S,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
     let connack = Packet::ConnAck(ConnAck {
         session_present: false,
         reason,
@@ -977,16 +1058,17 @@ async fn send_refusal(stream: &mut Connection, version: ProtocolVersion, reason:
     });
     let mut out = BytesMut::new();
     if connack.encode(version, &mut out).is_ok() {
-        let _ = stream.write_all(&out).await;
+        let _ = poll_fn(|cx| poll_write_all(stream, &mut out, cx)).await;
+        stream.close_gracefully();
     }
 }
 
 /// Admits a connection whose CONNECT has been read on its client's home shard: registers it
 /// with the shard and starts its task ([`ConnectionTask`]), or refuses it (too many
 /// connections, or the broker is stopping).
-fn start_connection(
+fn start_connection<S: ClientStream>(
     context: Rc<ShardContext>,
-    mut stream: Connection,
+    mut stream: S,
     decoder: Decoder,
     buf: BytesMut,
     connect: Box<Connect>,
@@ -1029,9 +1111,9 @@ fn start_connection(
 }
 
 /// Hands an admitted connection's CONNECT to the shard and starts its task.
-fn register_connection(
+fn register_connection<S: ClientStream>(
     context: Rc<ShardContext>,
-    stream: Connection,
+    stream: S,
     decoder: Decoder,
     buf: BytesMut,
     connect: Box<Connect>,
@@ -1059,18 +1141,19 @@ fn unbox<T>(boxed: Box<T>) -> T {
 /// connection, and a compiler-laid-out coroutine kept 240 bytes (the arguments, the output being
 /// written and each await's future side by side, `-Zprint-type-sizes`) where these fields take
 /// 72 (output that finds the socket full waits in [`ShardContext::blocked_out`]).
-struct ConnectionTask {
+struct ConnectionTask<S> {
     context: Rc<ShardContext>,
     conn: ConnId,
     /// Bytes read and not yet decoded; no allocation while empty.
     buf: BytesMut,
     decoder: Decoder,
-    stream: Connection,
+    stream: S,
     step: Step,
 }
 
-// Every connection's task holds one: its size is part of the memory per idle connection.
-const _: () = assert!(std::mem::size_of::<ConnectionTask>() == 72);
+// Every plain connection's task holds one: its size is part of the memory per idle connection
+// (a TLS or WebSocket one adds a pointer to its layer).
+const _: () = assert!(std::mem::size_of::<ConnectionTask<Connection>>() == 72);
 
 /// Where a [`ConnectionTask`] goes on when polled.
 #[derive(Debug, Clone, Copy)]
@@ -1088,7 +1171,7 @@ enum Step {
     Wait,
 }
 
-impl Future for ConnectionTask {
+impl<S: ClientStream> Future for ConnectionTask<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
@@ -1111,7 +1194,7 @@ impl Future for ConnectionTask {
     }
 }
 
-impl ConnectionTask {
+impl<S: ClientStream> ConnectionTask<S> {
     /// The connection's loop. Ready with true if the connection was lost (EOF or an error)
     /// rather than closed by the shard.
     fn serve(&mut self, cx: &mut TaskContext<'_>) -> Poll<bool> {
@@ -1148,7 +1231,7 @@ impl ConnectionTask {
                         Poll::Pending => {
                             return match self.stream.poll_signals(SIGNAL_CLOSE, cx) {
                                 Poll::Ready(signals) if signals & SIGNAL_CLOSE != 0 => {
-                                    let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                                    self.stream.close_gracefully();
                                     Poll::Ready(false)
                                 }
                                 _ => Poll::Pending,
@@ -1162,7 +1245,7 @@ impl ConnectionTask {
                     self.context.apply_effects();
                     let signals = self.stream.signals();
                     if signals & SIGNAL_CLOSE != 0 && signals & SIGNAL_FLUSH == 0 {
-                        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+                        self.stream.close_gracefully();
                         return Poll::Ready(false);
                     }
                     self.step = Step::Feed;
@@ -1280,8 +1363,8 @@ fn front_is_publish(buf: &BytesMut) -> bool {
 
 /// Writes `out` until it is empty, or until the socket is full (pending; `out` keeps the rest),
 /// or the write fails.
-fn poll_write_all(
-    stream: &mut Connection,
+fn poll_write_all<S: MqttStream>(
+    stream: &mut S,
     out: &mut BytesMut,
     cx: &mut TaskContext<'_>,
 ) -> Poll<std::io::Result<()>> {
@@ -1292,7 +1375,8 @@ fn poll_write_all(
             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
         }
     }
-    Poll::Ready(Ok(()))
+    // What a layer (TLS, WebSocket) holds goes out too.
+    stream.poll_flush(cx)
 }
 
 /// Polls [`runtime::yield_if_needed`] once: pending when the task has run long enough and

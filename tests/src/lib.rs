@@ -468,6 +468,7 @@ fn install_hint(program: &str) -> &'static str {
         "/usr/bin/python3" => "apt-get install python3 python3-paho-mqtt",
         "stdbuf" => "apt-get install coreutils",
         "systemd-analyze" => "apt-get install systemd",
+        "chromium" => "apt-get install chromium",
         _ => "install it (see scripts/test)",
     }
 }

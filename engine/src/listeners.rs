@@ -1,0 +1,128 @@
+//! The node's client listeners: plain MQTT, MQTT over TLS, MQTT over WebSocket and over secure
+//! WebSocket. Each is bound once per shard (SO_REUSEPORT), so every shard accepts on every
+//! listener; the layers under MQTT are `shardmq_io::transport`'s.
+//!
+//! The TLS certificate, key and client CA are read at start-up and again on SIGHUP: a new
+//! connection takes the configuration in force when it is accepted, and a bad new file keeps
+//! the old one in force (the log says why).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use shardmq_io::runtime::{bind_listener_sockets, ListenerSocket};
+use shardmq_io::transport::{load_tls_config, LayerKind, ServerConfig};
+
+use crate::config::Config;
+use crate::server::LISTEN_BACKLOG;
+
+/// What a listener puts under MQTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    Mqtt,
+    Tls,
+    WebSocket,
+    SecureWebSocket,
+}
+
+impl ListenerKind {
+    fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Mqtt => "MQTT",
+            ListenerKind::Tls => "MQTT over TLS",
+            ListenerKind::WebSocket => "MQTT over WebSocket",
+            ListenerKind::SecureWebSocket => "MQTT over secure WebSocket",
+        }
+    }
+
+    /// The layers for a connection accepted now (`None` for plain MQTT).
+    pub(crate) fn layer(self, tls: Option<&TlsCertificates>) -> Option<LayerKind> {
+        let current = || tls.expect("TLS listeners are bound only with TLS configured").current();
+        match self {
+            ListenerKind::Mqtt => None,
+            ListenerKind::Tls => Some(LayerKind::Tls(current())),
+            ListenerKind::WebSocket => Some(LayerKind::WebSocket),
+            ListenerKind::SecureWebSocket => Some(LayerKind::TlsWebSocket(current())),
+        }
+    }
+}
+
+/// One listener's socket for one shard.
+pub(crate) struct ShardListener {
+    pub(crate) kind: ListenerKind,
+    pub(crate) socket: ListenerSocket,
+}
+
+/// Binds every configured listener, one socket per shard each: the list for each shard.
+pub(crate) fn bind(config: &Config, shards: usize) -> anyhow::Result<Vec<Vec<ShardListener>>> {
+    let wanted = [
+        (ListenerKind::Mqtt, Some(config.listen), "listen"),
+        (ListenerKind::Tls, config.tls_listen, "tls_listen"),
+        (ListenerKind::WebSocket, config.ws_listen, "ws_listen"),
+        (ListenerKind::SecureWebSocket, config.wss_listen, "wss_listen"),
+    ];
+    let mut per_shard: Vec<Vec<ShardListener>> = (0..shards).map(|_| Vec::new()).collect();
+    for (kind, address, key) in wanted {
+        let Some(address) = address else { continue };
+        let sockets = bind_listener_sockets(address, LISTEN_BACKLOG, shards)
+            .with_context(|| format!("cannot listen on {address} (`{key}`)"))?;
+        let bound = sockets[0].local_addr().context("listener address")?;
+        tracing::info!("listening for {} on {bound} ({shards} shards)", kind.name());
+        for (shard, socket) in per_shard.iter_mut().zip(sockets) {
+            shard.push(ShardListener { kind, socket });
+        }
+    }
+    Ok(per_shard)
+}
+
+/// Where the TLS files are, and how client certificates are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// The client certificate's common name is the client's user name (no password needed).
+    pub certificate_as_username: bool,
+}
+
+/// The TLS server configuration in force, shared by every shard; replaced by [`reload`].
+///
+/// [`reload`]: TlsCertificates::reload
+#[derive(Debug)]
+pub(crate) struct TlsCertificates {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl TlsCertificates {
+    /// Reads the files; one line naming the bad file if they cannot be used.
+    pub(crate) fn load(files: &TlsFiles) -> anyhow::Result<TlsCertificates> {
+        let config = load_tls_config(&files.certificate, &files.key, files.client_ca.as_deref())
+            .context("cannot use the TLS files")?;
+        Ok(TlsCertificates { files: files.clone(), current: RwLock::new(config) })
+    }
+
+    /// The configuration for a connection accepted now.
+    pub(crate) fn current(&self) -> Arc<ServerConfig> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub(crate) fn certificate_as_username(&self) -> bool {
+        self.files.certificate_as_username
+    }
+
+    /// SIGHUP: reads the files again; connections already open keep their session keys.
+    pub(crate) fn reload(&self) {
+        let files = &self.files;
+        match load_tls_config(&files.certificate, &files.key, files.client_ca.as_deref()) {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+                tracing::info!("reloaded the TLS certificate {}", files.certificate.display());
+            }
+            Err(error) => tracing::error!(
+                "cannot use the TLS files: {error}; keeping the certificate in force"
+            ),
+        }
+    }
+}

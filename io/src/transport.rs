@@ -1,0 +1,735 @@
+//! TLS and WebSocket under MQTT: the byte streams a connection task reads and writes.
+//!
+//! A plain TCP connection is a [`Connection`] and costs nothing more. A TLS, WebSocket or
+//! WebSocket-over-TLS connection is a [`Layered`] one: the same [`Connection`] plus a boxed
+//! [`Layer`] that turns wire bytes into MQTT bytes and back, sans-IO (rustls'
+//! `ServerConnection` and tungstenite's `WebSocketContext` are driven with in-memory buffers,
+//! never with the socket). Both implement [`MqttStream`], the interface the connection loops are
+//! written against, so the broker's loops are the same code for every transport.
+//!
+//! The layer does the handshakes itself, as the first bytes arrive: the TLS handshake, then the
+//! WebSocket upgrade (`GET` on any path, subprotocol `mqtt` or `mqttv3.1` when the client offers
+//! a list). Whatever they must send goes into the layer's output, which is written whenever the
+//! connection is polled: a handshake never waits for the MQTT side to write.
+//!
+//! A [`Layer`] is `Send`: it travels with its connection's fd when the connection moves to its
+//! client's home shard.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConnection};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+use crate::runtime::Connection;
+
+/// The TLS server configuration a listener hands each new connection.
+pub use rustls::ServerConfig;
+
+/// The largest WebSocket upgrade request read (a browser's is well under 2 KiB).
+const WS_REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// The largest WebSocket frame accepted; MQTT's own packet limit applies to what they carry.
+const WS_FRAME_BYTES_MAX: usize = 16 << 20;
+/// Plaintext read from TLS at a time.
+const TLS_READ_CHUNK_BYTES: usize = 16 * 1024;
+/// What the WebSocket reader reads at a time (tungstenite's default is 128 KiB per connection).
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// A connection's byte stream as the connection loops see it: MQTT bytes in, MQTT bytes out,
+/// and the shard's per-connection signals (which live on the underlying [`Connection`]).
+pub trait MqttStream {
+    /// The TCP connection underneath.
+    fn connection(&self) -> &Connection;
+
+    /// Ready when [`try_read_buf`](Self::try_read_buf) may find something; keeps the waker
+    /// otherwise. Also moves output the layer has pending (handshake replies).
+    fn poll_readable(&mut self, context: &Context<'_>) -> Poll<()>;
+
+    /// Appends the MQTT bytes that have arrived to `buf` without waiting: `Some(n)` bytes,
+    /// `Some(0)` at the end of the stream, `None` if nothing (yet).
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<Option<usize>>;
+
+    /// Takes a prefix of `bytes` (not empty) once there is room: how many were taken. Bytes
+    /// taken may still be in the layer: [`poll_flush`](Self::poll_flush) writes them.
+    fn poll_write(&mut self, context: &Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Ready once everything taken has been handed to the socket.
+    fn poll_flush(&mut self, context: &Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Ends the stream: a TLS close_notify or a WebSocket close frame where there is a layer
+    /// (best effort: never waits), then a TCP shutdown of both halves.
+    fn close_gracefully(&mut self);
+
+    /// The user name the client's certificate carries (its subject's common name), if the
+    /// stream is TLS and the client sent one.
+    fn peer_common_name(&self) -> Option<String> {
+        None
+    }
+
+    /// See [`Connection::notify_key`].
+    fn notify_key(&self) -> u64 {
+        self.connection().notify_key()
+    }
+
+    /// See [`Connection::signals`].
+    fn signals(&self) -> u8 {
+        self.connection().signals()
+    }
+
+    /// See [`Connection::clear_signals`].
+    fn clear_signals(&self, signals: u8) {
+        self.connection().clear_signals(signals);
+    }
+
+    /// See [`Connection::poll_signals`].
+    fn poll_signals(&self, interest: u8, context: &Context<'_>) -> Poll<u8> {
+        self.connection().poll_signals(interest, context)
+    }
+}
+
+impl MqttStream for Connection {
+    fn connection(&self) -> &Connection {
+        self
+    }
+
+    fn poll_readable(&mut self, context: &Context<'_>) -> Poll<()> {
+        Connection::poll_readable(self, context)
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+        Connection::try_read_buf(self, buf)
+    }
+
+    fn poll_write(&mut self, context: &Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Connection::poll_write(self, context, bytes)
+    }
+
+    fn poll_flush(&mut self, _context: &Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn close_gracefully(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Which layers a listener puts under MQTT.
+#[derive(Debug, Clone)]
+pub enum LayerKind {
+    Tls(Arc<ServerConfig>),
+    WebSocket,
+    TlsWebSocket(Arc<ServerConfig>),
+}
+
+/// The TLS and WebSocket state of one connection. Boxed: plain connections do without it.
+pub struct Layer {
+    tls: Option<ServerConnection>,
+    ws: Option<WebSocket>,
+    /// Wire bytes for the socket, not yet written.
+    out: BytesMut,
+    /// Wire bytes just read, before the layers take them (empty between reads).
+    raw: BytesMut,
+    /// The peer ended the stream inside a layer (close_notify, a close frame).
+    ended: bool,
+}
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer")
+            .field("tls", &self.tls.is_some())
+            .field("websocket", &self.ws.is_some())
+            .field("out", &self.out.len())
+            .finish()
+    }
+}
+
+/// The WebSocket layer: reading the upgrade request, then frames.
+enum WebSocket {
+    Upgrading { request: BytesMut },
+    Open { context: Box<WebSocketContext>, input: BytesMut },
+}
+
+impl Layer {
+    pub fn new(kind: &LayerKind) -> Box<Layer> {
+        let (tls, ws) = match kind {
+            LayerKind::Tls(config) => (Some(config.clone()), false),
+            LayerKind::WebSocket => (None, true),
+            LayerKind::TlsWebSocket(config) => (Some(config.clone()), true),
+        };
+        Box::new(Layer {
+            // Fails only for a config without a usable protocol version, which
+            // `load_tls_config` never builds.
+            tls: tls.map(|config| {
+                ServerConnection::new(config).expect("a TLS config from load_tls_config")
+            }),
+            ws: ws.then(|| WebSocket::Upgrading { request: BytesMut::new() }),
+            out: BytesMut::new(),
+            raw: BytesMut::new(),
+            ended: false,
+        })
+    }
+
+    /// Takes the wire bytes in `self.raw` through the layers, appending the MQTT bytes that
+    /// come out to `buf`. Replies the layers owe (handshakes, pongs, alerts) go to `self.out`.
+    fn ingest(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        let raw = std::mem::take(&mut self.raw);
+        let mut plain = BytesMut::new();
+        let plain: &[u8] = match &mut self.tls {
+            None => &raw,
+            Some(tls) => {
+                let mut input: &[u8] = &raw;
+                while !input.is_empty() {
+                    tls.read_tls(&mut input)?;
+                    let processed = tls.process_new_packets();
+                    // An alert for the peer, if the records were bad, or handshake replies.
+                    while tls.wants_write() {
+                        tls.write_tls(&mut BytesWriter(&mut self.out))?;
+                    }
+                    if let Err(error) = processed {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                    }
+                    let mut chunk = [0u8; TLS_READ_CHUNK_BYTES];
+                    loop {
+                        match tls.reader().read(&mut chunk) {
+                            Ok(0) => {
+                                self.ended = true;
+                                break;
+                            }
+                            Ok(n) => plain.extend_from_slice(&chunk[..n]),
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+                &plain
+            }
+        };
+        let reply = match &mut self.ws {
+            None => {
+                buf.extend_from_slice(plain);
+                None
+            }
+            Some(ws) => ws.ingest(plain, buf, &mut self.ended)?,
+        };
+        if let Some(reply) = reply {
+            self.seal(&reply)?;
+        }
+        // The scratch buffer is kept only while it holds something (never, here).
+        drop(raw);
+        Ok(())
+    }
+
+    /// Puts bytes from the WebSocket layer (or MQTT bytes without one) on the wire: through
+    /// TLS when there is TLS.
+    fn seal(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.tls {
+            None => self.out.extend_from_slice(bytes),
+            Some(tls) => {
+                tls.writer().write_all(bytes)?;
+                while tls.wants_write() {
+                    tls.write_tls(&mut BytesWriter(&mut self.out))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames MQTT bytes for the wire.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.ws {
+            None => self.seal(bytes),
+            Some(WebSocket::Open { context, .. }) => {
+                let mut framed = Vec::with_capacity(bytes.len() + 10);
+                let mut pipe = Pipe { input: &mut BytesMut::new(), output: &mut framed };
+                context
+                    .write(&mut pipe, Message::Binary(Bytes::copy_from_slice(bytes)))
+                    .and_then(|()| context.flush(&mut pipe))
+                    .map_err(ws_error)?;
+                self.seal(&framed)
+            }
+            Some(WebSocket::Upgrading { .. }) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "MQTT output before the WebSocket upgrade",
+            )),
+        }
+    }
+
+    /// Queues the layers' goodbyes (best effort).
+    fn close(&mut self) {
+        let mut goodbye = Vec::new();
+        if let Some(WebSocket::Open { context, .. }) = &mut self.ws {
+            let mut pipe = Pipe { input: &mut BytesMut::new(), output: &mut goodbye };
+            let _ = context.close(&mut pipe, None);
+        }
+        let _ = self.seal(&goodbye);
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+            while tls.wants_write() {
+                if tls.write_tls(&mut BytesWriter(&mut self.out)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl WebSocket {
+    /// Takes bytes below the WebSocket layer; appends the MQTT bytes to `buf`. Returns what
+    /// must be sent back (the upgrade response, pongs, a close reply).
+    fn ingest(
+        &mut self,
+        bytes: &[u8],
+        buf: &mut BytesMut,
+        ended: &mut bool,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let mut reply = Vec::new();
+        if let WebSocket::Upgrading { request } = self {
+            request.extend_from_slice(bytes);
+            let Some(end) = find_header_end(request) else {
+                if request.len() > WS_REQUEST_BYTES_MAX {
+                    reply
+                        .extend_from_slice(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n");
+                    *ended = true;
+                    return Ok(Some(reply));
+                }
+                return Ok(None);
+            };
+            match upgrade_response(&request[..end]) {
+                Ok(response) => {
+                    reply.extend_from_slice(response.as_bytes());
+                    let input = request.split_off(end);
+                    let config = WebSocketConfig::default()
+                        .read_buffer_size(WS_READ_BUFFER_BYTES)
+                        .write_buffer_size(0)
+                        .max_frame_size(Some(WS_FRAME_BYTES_MAX))
+                        .max_message_size(Some(WS_FRAME_BYTES_MAX));
+                    *self = WebSocket::Open {
+                        context: Box::new(WebSocketContext::new(Role::Server, Some(config))),
+                        input,
+                    };
+                }
+                Err(refusal) => {
+                    reply.extend_from_slice(refusal.as_bytes());
+                    *ended = true;
+                    return Ok(Some(reply));
+                }
+            }
+        } else if let WebSocket::Open { input, .. } = self {
+            input.extend_from_slice(bytes);
+        }
+        let WebSocket::Open { context, input } = self else { return Ok(Some(reply)) };
+        loop {
+            let mut pipe = Pipe { input, output: &mut reply };
+            match context.read(&mut pipe) {
+                Ok(Message::Binary(data)) => buf.extend_from_slice(&data),
+                // MQTT over WebSocket is binary frames only (MQTT 5.0 §6.0).
+                Ok(Message::Text(_)) => {
+                    let _ = context.close(&mut pipe, None);
+                    *ended = true;
+                    break;
+                }
+                Ok(Message::Close(_)) => {
+                    // tungstenite queued the close reply; flush it into `reply`.
+                    let _ = context.flush(&mut pipe);
+                    *ended = true;
+                    break;
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(tungstenite::Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    break
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    *ended = true;
+                    break;
+                }
+                Err(error) => return Err(ws_error(error)),
+            }
+        }
+        if input.is_empty() {
+            *input = BytesMut::new();
+        }
+        Ok(Some(reply))
+    }
+}
+
+/// Where the HTTP request's header ends (past its blank line), if it has arrived.
+fn find_header_end(request: &[u8]) -> Option<usize> {
+    request.windows(4).position(|window| window == b"\r\n\r\n").map(|at| at + 4)
+}
+
+/// The reply to a WebSocket upgrade request: `101 Switching Protocols`, or the HTTP error that
+/// refuses it.
+fn upgrade_response(request: &[u8]) -> Result<String, String> {
+    const BAD_REQUEST: &str = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(request) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(BAD_REQUEST.to_string()),
+    }
+    if parsed.method != Some("GET") {
+        return Err("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\n\r\n".to_string());
+    }
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|header| header.name.eq_ignore_ascii_case(name))
+            .and_then(|header| std::str::from_utf8(header.value).ok())
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|value| {
+            value.split(',').any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err("HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n\
+                    Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n"
+            .to_string());
+    }
+    if header("sec-websocket-version") != Some("13") {
+        return Err("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
+                    Connection: close\r\n\r\n"
+            .to_string());
+    }
+    let Some(key) = header("sec-websocket-key").map(str::trim) else {
+        return Err(BAD_REQUEST.to_string());
+    };
+    // A client that names subprotocols must be offered one of MQTT's; one that names none gets
+    // none (some embedded clients send no header).
+    let protocol = match header("sec-websocket-protocol") {
+        None => None,
+        Some(offered) => {
+            let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+            match ["mqtt", "mqttv3.1"].into_iter().find(|p| offered.contains(p)) {
+                Some(protocol) => Some(protocol),
+                None => return Err(BAD_REQUEST.to_string()),
+            }
+        }
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let protocol = protocol.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+    ))
+}
+
+fn ws_error(error: tungstenite::Error) -> io::Error {
+    match error {
+        tungstenite::Error::Io(error) => error,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+/// tungstenite's view of the bytes below it: reads what arrived (then `WouldBlock`), writes
+/// into a buffer.
+struct Pipe<'a> {
+    input: &'a mut BytesMut,
+    output: &'a mut Vec<u8>,
+}
+
+impl Read for Pipe<'_> {
+    fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = into.len().min(self.input.len());
+        into[..n].copy_from_slice(&self.input[..n]);
+        self.input.advance(n);
+        Ok(n)
+    }
+}
+
+impl Write for Pipe<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `Write` into a `BytesMut` (rustls writes its records through `dyn Write`).
+struct BytesWriter<'a>(&'a mut BytesMut);
+
+impl Write for BytesWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection with TLS and/or WebSocket under MQTT.
+#[derive(Debug)]
+pub struct Layered {
+    connection: Connection,
+    layer: Box<Layer>,
+}
+
+impl Layered {
+    pub fn new(connection: Connection, layer: Box<Layer>) -> Layered {
+        Layered { connection, layer }
+    }
+
+    /// The connection and its layer, to move them to another shard.
+    pub fn into_parts(self) -> (Connection, Box<Layer>) {
+        (self.connection, self.layer)
+    }
+
+    /// Writes pending wire bytes until done or the socket is full.
+    fn poll_out(&mut self, context: &Context<'_>) -> Poll<io::Result<()>> {
+        while !self.layer.out.is_empty() {
+            match self.connection.poll_write(context, &self.layer.out) {
+                Poll::Ready(Ok(sent)) => self.layer.out.advance(sent),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // An idle connection keeps no output buffer.
+        self.layer.out = BytesMut::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what it can of the pending wire bytes without keeping any waker.
+    fn try_out(&mut self) -> io::Result<()> {
+        match self.poll_out(&Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl MqttStream for Layered {
+    fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    fn poll_readable(&mut self, context: &Context<'_>) -> Poll<()> {
+        if !self.layer.out.is_empty() {
+            // A handshake reply the socket had no room for: its writability wakes us too.
+            if let Poll::Ready(Err(_)) = self.poll_out(context) {
+                return Poll::Ready(());
+            }
+        }
+        if self.layer.ended {
+            return Poll::Ready(());
+        }
+        self.connection.poll_readable(context)
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+        if self.layer.ended {
+            self.try_out()?;
+            return Ok(Some(0));
+        }
+        let read = self.connection.try_read_buf(&mut self.layer.raw);
+        let eof = match read {
+            Ok(Some(0)) => true,
+            Ok(Some(_)) => false,
+            Ok(None) => {
+                self.layer.raw = BytesMut::new();
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let before = buf.len();
+        let ingested = self.layer.ingest(buf);
+        // Replies (and a TLS alert for bad records) go out before anything else happens.
+        let flushed = self.try_out();
+        ingested?;
+        flushed?;
+        let n = buf.len() - before;
+        if n > 0 {
+            Ok(Some(n))
+        } else if eof || self.layer.ended {
+            Ok(Some(0))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn poll_write(&mut self, context: &Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        // Earlier output first: the layer's buffer holds at most one write's worth.
+        match self.poll_out(context) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Err(error) = self.layer.send(bytes) {
+            return Poll::Ready(Err(error));
+        }
+        if let Poll::Ready(Err(error)) = self.poll_out(context) {
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(&mut self, context: &Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_out(context)
+    }
+
+    fn close_gracefully(&mut self) {
+        self.layer.close();
+        let _ = self.try_out();
+        let _ = self.connection.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn peer_common_name(&self) -> Option<String> {
+        let certificate = self.layer.tls.as_ref()?.peer_certificates()?.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+        let name = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+        Some(name.to_string())
+    }
+}
+
+/// Why a TLS certificate, key or CA file cannot be used: one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: no {what} found in it (PEM expected)")]
+    Empty { path: String, what: &'static str },
+    #[error("TLS setup: {0}")]
+    Invalid(String),
+}
+
+/// Builds the TLS server side from PEM files: the certificate chain and its key, and, for
+/// mutual TLS, the CA that client certificates must chain to (clients without a valid
+/// certificate are then refused during the handshake).
+pub fn load_tls_config(
+    certificate: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let read_error = |path: &Path, error: &dyn std::fmt::Display| TlsConfigError::Read {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    };
+    let chain = read_certificates(certificate)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            TlsConfigError::Empty { path: key.display().to_string(), what: "private key" }
+        }
+        error => read_error(key, &error),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsConfigError::Invalid(error.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for certificate in read_certificates(path)? {
+                roots.add(certificate).map_err(|error| {
+                    TlsConfigError::Invalid(format!("{}: {error}", path.display()))
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| TlsConfigError::Invalid(format!("{}: {error}", path.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|error| TlsConfigError::Invalid(format!("{}: {error}", certificate.display())))?;
+    Ok(Arc::new(config))
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| TlsConfigError::Read {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    if certificates.is_empty() {
+        return Err(TlsConfigError::Empty {
+            path: path.display().to_string(),
+            what: "certificate",
+        });
+    }
+    Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(extra: &str) -> String {
+        format!(
+            "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, \
+             Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn upgrade_accepts_any_path_and_picks_mqtt() {
+        let response =
+            upgrade_response(request("Sec-WebSocket-Protocol: foo, mqtt\r\n").as_bytes())
+                .expect("accepted");
+        // RFC 6455's example key and accept value.
+        assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
+        assert!(response.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{response}");
+        let other_path = request("").replace("/mqtt", "/anything/else");
+        let response = upgrade_response(other_path.as_bytes()).expect("any path");
+        assert!(!response.contains("Sec-WebSocket-Protocol"), "{response}");
+    }
+
+    #[test]
+    fn upgrade_refusals() {
+        let refused = upgrade_response(request("Sec-WebSocket-Protocol: chat\r\n").as_bytes());
+        assert!(refused.expect_err("no mqtt").starts_with("HTTP/1.1 400"));
+        let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(upgrade_response(plain).expect_err("no upgrade").starts_with("HTTP/1.1 426"));
+        let post = request("").replace("GET", "POST");
+        assert!(upgrade_response(post.as_bytes()).expect_err("post").starts_with("HTTP/1.1 405"));
+        assert!(upgrade_response(b"\x16\x03\x01garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn websocket_layer_carries_binary_frames_both_ways() {
+        let mut layer = Layer::new(&LayerKind::WebSocket);
+        let mut mqtt = BytesMut::new();
+        // The request arrives in two pieces, with the first frame right behind it.
+        let request = request("Sec-WebSocket-Protocol: mqtt\r\n");
+        let (first, second) = request.as_bytes().split_at(20);
+        layer.raw.extend_from_slice(first);
+        layer.ingest(&mut mqtt).expect("partial request");
+        assert!(layer.out.is_empty() && mqtt.is_empty());
+        layer.raw.extend_from_slice(second);
+        // A masked binary frame "\x10\x00" (mask 1,2,3,4), then a ping.
+        layer.raw.extend_from_slice(&[0x82, 0x82, 1, 2, 3, 4, 0x10 ^ 1, 2]);
+        layer.raw.extend_from_slice(&[0x89, 0x80, 9, 9, 9, 9]);
+        layer.ingest(&mut mqtt).expect("request and frames");
+        assert_eq!(&mqtt[..], &[0x10, 0x00]);
+        let out = String::from_utf8_lossy(&layer.out).to_string();
+        assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+        // The pong follows the response.
+        assert!(layer.out.ends_with(&[0x8A, 0x00]), "{:?}", &layer.out[..]);
+        layer.out.clear();
+        layer.send(&[0x20, 0x02, 0, 0]).expect("send");
+        // Server frames are unmasked: FIN + binary, length 4.
+        assert_eq!(&layer.out[..], &[0x82, 0x04, 0x20, 0x02, 0, 0]);
+        // A text frame ends the stream.
+        layer.raw.extend_from_slice(&[0x81, 0x81, 0, 0, 0, 0, b'x']);
+        layer.ingest(&mut mqtt).expect("text");
+        assert!(layer.ended);
+    }
+}

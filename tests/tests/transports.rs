@@ -1,0 +1,424 @@
+//! MQTT over TLS, mutual TLS, WebSocket and secure WebSocket, end to end with clients nobody
+//! here wrote: Debian's `mosquitto_pub`/`mosquitto_sub` over TLS with a test CA (and client
+//! certificates), Python `paho-mqtt` over WebSocket and WSS, and MQTT.js (npm `mqtt`) in
+//! headless Chromium on a page served locally, the way browser dashboards connect. Certificate
+//! reloads on SIGHUP, good and bad.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use shardmq_tests::{require_tool, run_tool, spawn_tool, tool_command, Broker, TestDir};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// Debian's interpreter, where python3-paho-mqtt installs.
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A test CA and certificates it signs, written as PEM files into a directory.
+struct Pki {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("CA key");
+        Pki { issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate") }
+    }
+
+    /// Writes the CA certificate to `path`.
+    fn write_ca(&self, path: &Path) {
+        std::fs::write(path, self.issuer.pem()).expect("write the CA");
+    }
+
+    /// Signs a certificate for `common_name` (a server for 127.0.0.1 and localhost, or a
+    /// client) and writes it and its key to `certificate` and `key`.
+    fn issue(&self, common_name: &str, server: bool, certificate: &Path, key: &Path) {
+        let names = if server {
+            vec!["127.0.0.1".to_string(), "localhost".to_string()]
+        } else {
+            Vec::new()
+        };
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key_pair = KeyPair::generate().expect("key");
+        let signed = params.signed_by(&key_pair, &self.issuer).expect("sign");
+        std::fs::write(certificate, signed.pem()).expect("write the certificate");
+        std::fs::write(key, key_pair.serialize_pem()).expect("write the key");
+    }
+}
+
+/// Where a listener of the broker is, from its start-up log line ("listening for {what} on").
+fn listener(broker: &Broker, what: &str) -> SocketAddr {
+    let needle = format!("listening for {what} on ");
+    let line = broker
+        .wait_for_log(&needle, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no {what} listener in the log:\n{}", broker.log()));
+    line.split(&needle)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|address| address.parse().ok())
+        .expect("a socket address")
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// `mosquitto_sub` for one message on `topic` over TLS, running in the background.
+fn tls_subscriber(
+    address: SocketAddr,
+    ca: &Path,
+    extra: &[&str],
+    topic: &str,
+) -> std::process::Child {
+    require_tool("mosquitto_sub");
+    let mut command = Command::new("mosquitto_sub");
+    command
+        .args(["-h", "127.0.0.1", "-p", &address.port().to_string(), "--cafile", path_arg(ca)])
+        .args(["-t", topic, "-q", "1", "-C", "1", "-W", "10", "-V", "mqttv5"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn_tool(&mut command)
+}
+
+/// `mosquitto_pub` of one message over TLS: whether it succeeded, and its stderr.
+fn tls_publish(
+    address: SocketAddr,
+    ca: &Path,
+    extra: &[&str],
+    topic: &str,
+    message: &str,
+) -> (bool, String) {
+    require_tool("mosquitto_pub");
+    let mut command = tool_command("mosquitto_pub");
+    command
+        .args(["-h", "127.0.0.1", "-p", &address.port().to_string(), "--cafile", path_arg(ca)])
+        .args(["-t", topic, "-m", message, "-q", "1", "-V", "mqttv5"])
+        .args(extra);
+    let output = run_tool(&mut command, WAIT);
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Gives a subscriber started in the background time to connect and subscribe before the
+/// message it waits for is published (a local broker needs milliseconds).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn finish(child: std::process::Child) -> (bool, String) {
+    let deadline = Instant::now() + WAIT + Duration::from_secs(2);
+    let mut child = child;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn tls_with_mosquitto_clients_and_certificate_reload() {
+    let dir = TestDir::new("tls");
+    let (ca1, ca2) = (dir.path().join("ca1.pem"), dir.path().join("ca2.pem"));
+    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let first = Pki::new("shardmq test CA 1");
+    first.write_ca(&ca1);
+    first.issue("broker", true, &certificate, &key);
+    let broker = Broker::start(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path_arg(&certificate),
+        "--tls-key",
+        path_arg(&key),
+    ]);
+    let tls = listener(&broker, "MQTT over TLS");
+
+    // A subscriber and a publisher over TLS, verifying the broker against the test CA.
+    let subscriber = tls_subscriber(tls, &ca1, &[], "tls/test");
+    settle();
+    let (published, stderr) = tls_publish(tls, &ca1, &[], "tls/test", "over tls");
+    assert!(published, "mosquitto_pub over TLS failed: {stderr}");
+    let (received, output) = finish(subscriber);
+    assert!(received && output.trim() == "over tls", "mosquitto_sub over TLS: {output}");
+    // The plain listener still speaks plain MQTT.
+    let mut plain = tool_command("mosquitto_pub");
+    plain.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-t", "t", "-m", "x"]);
+    assert!(run_tool(&mut plain, WAIT).status.success());
+
+    // A new certificate from another CA, then SIGHUP: new connections get it.
+    let second = Pki::new("shardmq test CA 2");
+    second.write_ca(&ca2);
+    second.issue("broker", true, &certificate, &key);
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    broker
+        .wait_for_log("reloaded the TLS certificate", WAIT)
+        .unwrap_or_else(|| panic!("no reload in the log:\n{}", broker.log()));
+    let (published, stderr) = tls_publish(tls, &ca2, &[], "tls/test", "after reload");
+    assert!(published, "the reloaded certificate is not served: {stderr}");
+    let (published, _) = tls_publish(tls, &ca1, &[], "tls/test", "old CA");
+    assert!(!published, "the old certificate is still served after a reload");
+
+    // A broken file on the next SIGHUP keeps the certificate in force, and says why.
+    std::fs::write(&certificate, "not a certificate\n").expect("break the certificate");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    let line = broker
+        .wait_for_log("keeping the certificate in force", WAIT)
+        .unwrap_or_else(|| panic!("no refusal in the log:\n{}", broker.log()));
+    assert!(line.contains("server.pem"), "the log does not name the file: {line}");
+    let (published, stderr) = tls_publish(tls, &ca2, &[], "tls/test", "still served");
+    assert!(published, "a bad reload broke the listener: {stderr}");
+}
+
+#[test]
+fn mutual_tls_takes_the_certificate_name_as_the_user() {
+    let dir = TestDir::new("mtls");
+    let ca = dir.path().join("ca.pem");
+    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let (alice, alice_key) = (dir.path().join("alice.pem"), dir.path().join("alice.key"));
+    let (mallory, mallory_key) = (dir.path().join("mallory.pem"), dir.path().join("mallory.key"));
+    let pki = Pki::new("shardmq test CA");
+    pki.write_ca(&ca);
+    pki.issue("broker", true, &certificate, &key);
+    pki.issue("alice", false, &alice, &alice_key);
+    // Signed by a CA the broker does not trust.
+    Pki::new("someone else").issue("mallory", false, &mallory, &mallory_key);
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user alice\ntopic readwrite alice/#\n").expect("write the ACL");
+    let broker = Broker::start(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path_arg(&certificate),
+        "--tls-key",
+        path_arg(&key),
+        "--tls-client-ca",
+        path_arg(&ca),
+        "--tls-cert-as-username",
+        "true",
+        "--allow-anonymous",
+        "false",
+        "--acl-file",
+        path_arg(&acl),
+    ]);
+    let tls = listener(&broker, "MQTT over TLS");
+    let as_alice = ["--cert", path_arg(&alice), "--key", path_arg(&alice_key)];
+
+    // alice's certificate is her credential (no password, anonymous refused), and the ACL
+    // applies to her by that name: her own topics work.
+    let subscriber = tls_subscriber(tls, &ca, &as_alice, "alice/inbox");
+    settle();
+    let (published, stderr) = tls_publish(tls, &ca, &as_alice, "alice/inbox", "hello alice");
+    assert!(published, "alice cannot publish with her certificate: {stderr}");
+    let (received, output) = finish(subscriber);
+    assert!(received && output.trim() == "hello alice", "alice's subscriber: {output}");
+    // Others' topics are refused to her: the SUBACK says so.
+    let (received, output) =
+        finish(tls_subscriber(tls, &ca, &[&as_alice[..], &["-W", "2"]].concat(), "bob/inbox"));
+    assert!(output.contains("denied"), "alice subscribed to bob's topic ({received}): {output}");
+
+    // No certificate, or one from another CA: the handshake fails.
+    let (published, _) = tls_publish(tls, &ca, &[], "alice/inbox", "no certificate");
+    assert!(!published, "a client without a certificate got in");
+    let as_mallory = ["--cert", path_arg(&mallory), "--key", path_arg(&mallory_key)];
+    let (published, _) = tls_publish(tls, &ca, &as_mallory, "alice/inbox", "forged");
+    assert!(!published, "a certificate from an untrusted CA got in");
+}
+
+/// Runs a paho-mqtt round trip over WebSocket (`ca`: over WSS, verifying with it): subscribe,
+/// publish QoS 1, receive. Fails the test with paho's output otherwise.
+fn paho_websocket_round_trip(address: SocketAddr, path: &str, version: &str, ca: Option<&Path>) {
+    require_tool(PYTHON);
+    const SCRIPT: &str = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+port, path, version, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
+client = mqtt.Client(client_id="ws-" + version + path.replace("/", "-"), protocol=protocol,
+                     transport="websockets")
+client.ws_set_options(path=path)
+if ca:
+    client.tls_set(ca_certs=ca)
+subscribed, received = threading.Event(), threading.Event()
+client.on_subscribe = lambda *args: subscribed.set()
+client.on_message = lambda c, u, m: m.payload == b"over websocket" and received.set()
+client.connect("127.0.0.1", port, 30)
+client.loop_start()
+client.subscribe("ws/test", qos=1)
+if not subscribed.wait(5):
+    print("no SUBACK"); sys.exit(1)
+client.publish("ws/test", b"over websocket", qos=1)
+ok = received.wait(5)
+client.disconnect()
+client.loop_stop()
+print("ok" if ok else "no message")
+"#;
+    let mut command = tool_command(PYTHON);
+    command
+        .args(["-c", SCRIPT, &address.port().to_string(), path, version])
+        .arg(ca.map_or(String::new(), |ca| path_arg(ca).to_string()));
+    let output = run_tool(&mut command, Duration::from_secs(20));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "paho over WebSocket (v{version}, path {path}, TLS {}) failed: {stdout}\n{}",
+        ca.is_some(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn websocket_and_secure_websocket_with_paho() {
+    let dir = TestDir::new("ws");
+    let ca = dir.path().join("ca.pem");
+    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let pki = Pki::new("shardmq test CA");
+    pki.write_ca(&ca);
+    pki.issue("broker", true, &certificate, &key);
+    let broker = Broker::start(&[
+        "--ws-listen",
+        "127.0.0.1:0",
+        "--wss-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path_arg(&certificate),
+        "--tls-key",
+        path_arg(&key),
+    ]);
+    let ws = listener(&broker, "MQTT over WebSocket");
+    let wss = listener(&broker, "MQTT over secure WebSocket");
+    // Clients' default path, any other path, both protocol versions, and WSS.
+    paho_websocket_round_trip(ws, "/mqtt", "5", None);
+    paho_websocket_round_trip(ws, "/some/other/path", "3", None);
+    paho_websocket_round_trip(wss, "/mqtt", "5", Some(&ca));
+
+    // A plain HTTP request on the WebSocket port is refused in HTTP, not left hanging.
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(ws).expect("connect");
+    http.set_read_timeout(Some(WAIT)).expect("timeout");
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut response = String::new();
+    let _ = http.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 426"), "{response:?}");
+}
+
+/// MQTT.js's browser bundle, fetched by scripts/test from the npm registry (pinned version
+/// and checksum) into the target directory.
+fn mqtt_js() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let path = root.join("target/tools/mqtt-js-5.16.0/package/dist/mqtt.min.js");
+    assert!(
+        path.is_file(),
+        "{} is missing: scripts/test fetches MQTT.js (npm `mqtt` 5.16.0) there",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn mqtt_js_in_headless_chromium() {
+    require_tool("chromium");
+    let bundle = std::fs::read(mqtt_js()).expect("read mqtt.min.js");
+    let broker = Broker::start(&["--ws-listen", "127.0.0.1:0"]);
+    let ws = listener(&broker, "MQTT over WebSocket");
+    // The page a browser dashboard would be: MQTT.js over ws://.../mqtt, MQTT 5, a QoS 1
+    // subscribe and publish; it reports back to the server that served it.
+    let page = format!(
+        r#"<!doctype html><html><body><script src="/mqtt.min.js"></script><script>
+function report(text) {{ fetch("/result?" + encodeURIComponent(text)); }}
+try {{
+  const client = mqtt.connect("ws://127.0.0.1:{port}/mqtt",
+    {{ clientId: "chromium", protocolVersion: 5, reconnectPeriod: 0 }});
+  client.on("connect", () => client.subscribe("browser/test", {{ qos: 1 }}, (error) => {{
+    if (error) report("subscribe failed: " + error);
+    else client.publish("browser/test", "hello from chromium", {{ qos: 1 }});
+  }}));
+  client.on("message", (topic, payload) => report("ok " + topic + " " + payload.toString()));
+  client.on("error", (error) => report("error " + error));
+}} catch (error) {{ report("exception " + error); }}
+</script></body></html>"#,
+        port = ws.port()
+    );
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("page server");
+    let page_address = server.server_addr().to_ip().expect("an IP address");
+    let dir = TestDir::new("chromium");
+    let mut chromium = tool_command("chromium");
+    chromium
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg(format!("http://{page_address}/"));
+    let mut chromium = spawn_tool(&mut chromium);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut result = None;
+    while result.is_none() && Instant::now() < deadline {
+        let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(200)) else { continue };
+        let url = request.url().to_string();
+        let response = match url.as_str() {
+            "/" => tiny_http::Response::from_data(page.clone().into_bytes()).with_header(
+                "Content-Type: text/html".parse::<tiny_http::Header>().expect("header"),
+            ),
+            "/mqtt.min.js" => tiny_http::Response::from_data(bundle.clone()).with_header(
+                "Content-Type: text/javascript".parse::<tiny_http::Header>().expect("header"),
+            ),
+            other => {
+                if let Some(text) = other.strip_prefix("/result?") {
+                    result = Some(percent_decode(text));
+                }
+                tiny_http::Response::from_data(Vec::new())
+            }
+        };
+        let _ = request.respond(response);
+    }
+    let _ = chromium.kill();
+    let output = chromium.wait_with_output().expect("chromium's output");
+    assert_eq!(
+        result.as_deref(),
+        Some("ok browser/test hello from chromium"),
+        "MQTT.js in Chromium did not get its message back; chromium said:\n{}\nbroker log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        broker.log()
+    );
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
