@@ -14,6 +14,7 @@ mod cluster;
 mod config;
 mod listeners;
 mod overload;
+mod reload;
 mod security;
 mod server;
 
@@ -43,18 +44,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let config = match (*args).resolve() {
+            let args = *args;
+            let config = match args.clone().resolve() {
                 Ok(config) => config,
                 Err(error) => {
                     eprintln!("shardmq: {error}");
                     return ExitCode::from(2);
                 }
             };
-            if let Err(error) = init_logging(&config.log, config.log_format) {
-                eprintln!("shardmq: invalid value for `log`: {error}");
-                return ExitCode::from(2);
-            }
-            match server::serve(config) {
+            let set_log_filter = match init_logging(&config.log, config.log_format) {
+                Ok(set_log_filter) => set_log_filter,
+                Err(error) => {
+                    eprintln!("shardmq: invalid value for `log`: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            match server::serve(config, args, set_log_filter) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -100,16 +105,28 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str, format: config::LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+/// Installs the log subscriber; returns how to change its filter later (SIGHUP).
+fn init_logging(filter: &str, format: config::LogFormat) -> anyhow::Result<reload::SetLogFilter> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter)?;
     // Logs go to stderr, coloured only on a terminal, so scripts and tests can read them.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    match format {
-        config::LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        config::LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    Ok(())
+    let builder = tracing_subscriber::fmt().with_target(false).with_writer(std::io::stderr);
+    Ok(match format {
+        config::LogFormat::Human => {
+            let builder = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter: &str| Ok(handle.reload(EnvFilter::try_new(filter)?)?))
+        }
+        config::LogFormat::Json => {
+            let builder =
+                builder.json().flatten_event(true).with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter: &str| Ok(handle.reload(EnvFilter::try_new(filter)?)?))
+        }
+    })
 }

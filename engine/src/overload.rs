@@ -2,7 +2,7 @@
 //! high-water mark. Both act on new connections only, so clients already connected keep their
 //! service while a reconnect storm or a memory squeeze lasts.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ impl ConnectBudget {
 #[derive(Debug, Default)]
 pub(crate) struct MemoryWatch {
     over: AtomicBool,
+    /// The high-water mark in bytes; 0 for none (a reload may set or clear it).
+    max: AtomicU64,
 }
 
 impl MemoryWatch {
@@ -52,12 +54,24 @@ impl MemoryWatch {
         self.over.load(Ordering::Relaxed)
     }
 
-    /// Starts watching the resident size against `max` bytes (nothing is watched without one).
+    /// A new high-water mark (`None`: none), from the next check on.
+    pub(crate) fn set_max(&self, max: Option<u64>) {
+        self.max.store(max.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Starts watching the resident size against `max` bytes (nothing is read while there is
+    /// none).
     pub(crate) fn start(max: Option<u64>) -> anyhow::Result<Arc<MemoryWatch>> {
         let watch = Arc::new(MemoryWatch::default());
-        let Some(max) = max else { return Ok(watch) };
+        watch.set_max(max);
         let shared = watch.clone();
         std::thread::Builder::new().name("memory-watch".into()).spawn(move || loop {
+            let max = shared.max.load(Ordering::Relaxed);
+            if max == 0 {
+                shared.over.store(false, Ordering::Relaxed);
+                std::thread::sleep(MEMORY_CHECK_INTERVAL);
+                continue;
+            }
             let Some(resident) = resident_bytes() else {
                 tracing::warn!("cannot read /proc/self/status: max_memory is not enforced");
                 return;

@@ -37,6 +37,7 @@ use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
 use crate::listeners::{ListenerKind, ShardListener, TlsCertificates};
 use crate::overload::{ConnectBudget, MemoryWatch};
+use crate::reload::{LiveConfig, Reloader};
 use crate::security::NodeSecurity;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
@@ -102,8 +103,13 @@ impl ClientStream for Layered {
     }
 }
 
-/// Runs the broker until SIGINT or SIGTERM.
-pub fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs the broker until SIGINT or SIGTERM. `args` (the command line) and `set_log_filter` are
+/// for SIGHUP, which reads the configuration again.
+pub fn serve(
+    config: Config,
+    args: crate::config::ServeArgs,
+    set_log_filter: crate::reload::SetLogFilter,
+) -> anyhow::Result<()> {
     let shards = usize::from(config.shards);
     let clock = WallClock::new(Instant::now());
     // Signals are handled from here on: a SIGTERM during start-up stops the node cleanly once
@@ -111,7 +117,13 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let security = Arc::new(NodeSecurity::load(&config.security)?);
     let tls = config.tls.as_ref().map(TlsCertificates::load).transpose()?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(stop.clone(), security.clone(), tls.clone())?;
+    let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
+    let live = Arc::new(LiveConfig::new(config.clone()));
+    let reloader = Reloader::new(args, set_log_filter, live.clone(), memory.clone());
+    spawn_signal_thread(
+        stop.clone(),
+        Reloads { security: security.clone(), tls: tls.clone(), reloader },
+    )?;
     let Stores { stores, plans, obsolete } = open_stores(&config, clock)?;
     let listeners = crate::listeners::bind(&config, shards)?;
     tracing::info!("data dir {}", config.data_dir.display());
@@ -125,7 +137,6 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         node_cluster = Some(node);
     }
 
-    let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
     let counters = Arc::new(NodeCounters::new(shards));
     if let Some(node) = &node_cluster {
         let node = node.clone();
@@ -158,6 +169,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             plan,
             cluster,
             security: security.clone(),
+            live: live.clone(),
             memory: memory.clone(),
             counters: counters.clone(),
         })
@@ -292,6 +304,7 @@ struct Boot {
     store: Arc<ShardStore>,
     plan: ShardPlan,
     security: Arc<NodeSecurity>,
+    live: Arc<LiveConfig>,
     memory: Arc<MemoryWatch>,
     counters: Arc<NodeCounters>,
 }
@@ -342,15 +355,18 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     Ok(Stores { stores, plans: plan.shards, obsolete })
 }
 
-/// Waits for signals on a plain thread: SIGINT/SIGTERM raise the stop flag every shard's
-/// heartbeat reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]); SIGHUP reads the
-/// password file, the ACL and the TLS files again (shards pick the new ACL up on their next
-/// tick; new TLS connections take the new certificate).
-fn spawn_signal_thread(
-    stop: Arc<AtomicBool>,
+/// What SIGHUP reads again.
+struct Reloads {
     security: Arc<NodeSecurity>,
     tls: Option<Arc<TlsCertificates>>,
-) -> anyhow::Result<()> {
+    reloader: Reloader,
+}
+
+/// Waits for signals on a plain thread: SIGINT/SIGTERM raise the stop flag every shard's
+/// heartbeat reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]); SIGHUP reads the
+/// configuration, the password file, the ACL and the TLS files again (shards pick the new ACL
+/// and limits up on their next tick; new TLS connections take the new certificate).
+fn spawn_signal_thread(stop: Arc<AtomicBool>, reloads: Reloads) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
@@ -359,9 +375,13 @@ fn spawn_signal_thread(
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    tracing::info!("SIGHUP: reloading the password file, the ACL and TLS files");
-                    security.reload();
-                    if let Some(tls) = &tls {
+                    tracing::info!(
+                        "SIGHUP: reloading the configuration, the password file, the ACL and \
+                         the TLS files"
+                    );
+                    reloads.reloader.reload();
+                    reloads.security.reload();
+                    if let Some(tls) = &reloads.tls {
                         tls.reload();
                     }
                     continue;
@@ -441,7 +461,10 @@ pub(crate) struct ShardContext {
     acl_generation: Cell<u64>,
     /// This shard's share of `max_connect_rate` (per listener), and the node's memory
     /// high-water mark.
-    connect_rate_share: Option<f64>,
+    connect_rate_share: Cell<Option<f64>>,
+    /// The configuration in force (SIGHUP replaces it), and the generation this shard applied.
+    live: Arc<LiveConfig>,
+    live_generation: Cell<u64>,
     memory: Arc<MemoryWatch>,
     /// This shard's slot of the counters `/metrics` reads.
     counters: Arc<NodeCounters>,
@@ -449,9 +472,9 @@ pub(crate) struct ShardContext {
     tls: Option<Arc<TlsCertificates>>,
     /// Connections on the whole node (incremented at CONNECT, decremented at close).
     connections: Arc<AtomicUsize>,
-    connections_max: usize,
-    packet_bytes_max: u32,
-    connect_timeout: Duration,
+    connections_max: Cell<usize>,
+    packet_bytes_max: Cell<u32>,
+    connect_timeout: Cell<Duration>,
     effects: RefCell<Vec<Effect>>,
     /// Output of connections whose socket was full, until it is written: kept here rather than
     /// in each [`ConnectionTask`], which every idle connection has.
@@ -554,8 +577,9 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { listeners, tls, mesh, stop, store, plan, cluster, security, memory, counters } =
+    let Boot { listeners, tls, mesh, stop, store, plan, cluster, security, live, memory, counters } =
         boot;
+    let live_generation = live.generation();
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -598,9 +622,9 @@ async fn shard_main(
         stopping: Cell::new(false),
         stop_signal: Signal::default(),
         connections,
-        connections_max: config.limits.connections_max,
-        packet_bytes_max: config.limits.packet_bytes_max,
-        connect_timeout: config.limits.connect_timeout,
+        connections_max: Cell::new(config.limits.connections_max),
+        packet_bytes_max: Cell::new(config.limits.packet_bytes_max),
+        connect_timeout: Cell::new(config.limits.connect_timeout),
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
         commit_signal: Signal::default(),
@@ -610,7 +634,9 @@ async fn shard_main(
         cluster,
         security,
         acl_generation: Cell::new(acl_generation),
-        connect_rate_share: config.connect_rate_max.map(|rate| f64::from(rate) / f64::from(shards)),
+        connect_rate_share: Cell::new(connect_rate_share(&config)),
+        live,
+        live_generation: Cell::new(live_generation),
         tls,
         memory,
         counters,
@@ -761,8 +787,23 @@ async fn reopen(
     }
 }
 
+/// A shard's share of the node's connect rate, per listener.
+fn connect_rate_share(config: &Config) -> Option<f64> {
+    config.connect_rate_max.map(|rate| f64::from(rate) / f64::from(config.shards))
+}
+
 async fn ticker(context: Rc<ShardContext>) {
     loop {
+        if context.live.generation() != context.live_generation.get() {
+            // SIGHUP brought a new configuration: what may change while running.
+            let (generation, config) = context.live.current();
+            context.state.borrow_mut().set_limits(config.limits.clone());
+            context.connections_max.set(config.limits.connections_max);
+            context.packet_bytes_max.set(config.limits.packet_bytes_max);
+            context.connect_timeout.set(config.limits.connect_timeout);
+            context.connect_rate_share.set(connect_rate_share(&config));
+            context.live_generation.set(generation);
+        }
         if context.security.generation() != context.acl_generation.get() {
             // SIGHUP brought a new ACL.
             let (generation, authorizer) = context.security.authorizer();
@@ -860,7 +901,7 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                     };
                     let buf = BytesMut::from(&adoption.leftover[..]);
                     let decoder =
-                        Decoder::client(adoption.connect.protocol, context.packet_bytes_max);
+                        Decoder::client(adoption.connect.protocol, context.packet_bytes_max.get());
                     match adoption.layer {
                         None => start_connection(
                             context.clone(),
@@ -888,8 +929,8 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
 async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: ListenerKind) {
     let mut last_error_log: Option<Instant> = None;
     // Each listener has its own connect budget: a storm on one leaves the others' alone.
-    let mut budget =
-        context.connect_rate_share.map(|share| ConnectBudget::new(share, Instant::now()));
+    let mut share = context.connect_rate_share.get();
+    let mut budget = share.map(|share| ConnectBudget::new(share, Instant::now()));
     let shard = usize::from(context.id.0);
     context.counters.set_ready(shard, true);
     loop {
@@ -910,6 +951,11 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
                 // read (CONNACK 0x9F, 3.1.1 code 3): a storm costs a read and a write per
                 // attempt, and the clients' own back-off, rather than a backlog that keeps
                 // growing while connected clients wait behind it.
+                if context.connect_rate_share.get() != share {
+                    // A reload changed the rate.
+                    share = context.connect_rate_share.get();
+                    budget = share.map(|share| ConnectBudget::new(share, Instant::now()));
+                }
                 let over_rate =
                     budget.as_mut().is_some_and(|budget| !budget.take(Instant::now()).is_zero());
                 match kind.layer(context.tls.as_deref()) {
@@ -942,9 +988,9 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
 async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, over_rate: bool) {
-    let mut decoder = Decoder::server(context.packet_bytes_max);
+    let mut decoder = Decoder::server(context.packet_bytes_max.get());
     let mut buf = BytesMut::new();
-    let deadline = Instant::now() + context.connect_timeout;
+    let deadline = Instant::now() + context.connect_timeout.get();
     let mut connect = loop {
         match decoder.decode(&mut buf) {
             Ok(Decoded::Packet(Packet::Connect(connect))) => break connect,
@@ -1073,7 +1119,7 @@ fn start_connection<S: ClientStream>(
     buf: BytesMut,
     connect: Box<Connect>,
 ) {
-    if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max
+    if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max.get()
         || context.stopping.get()
     {
         context.connections.fetch_sub(1, Ordering::Relaxed);

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-/// Limits shared by every shard (a copy per shard; they never change while running).
+/// Limits shared by every shard (a copy per shard; replaced as a whole by a configuration
+/// reload, [`crate::Shard::set_limits`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest packet accepted from a client, fixed header included (CONNACK Maximum Packet Size).

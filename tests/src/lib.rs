@@ -125,7 +125,12 @@ impl Broker {
             } else {
                 &["--listen", "127.0.0.1:0"][..]
             })
-            .args(["--log", "info"])
+            // `--log info` unless the test sets the level or gives a config file that may.
+            .args(if extra.contains(&"--log") || extra.contains(&"--config") {
+                &[][..]
+            } else {
+                &["--log", "info"][..]
+            })
             // Two shards unless the test asks for another count.
             .args(if extra.contains(&"--shards") { &[][..] } else { &["--shards", "2"][..] })
             .arg("--data-dir")

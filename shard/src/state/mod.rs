@@ -277,6 +277,12 @@ impl Shard {
         &self.limits
     }
 
+    /// Limits for what happens from now on (a configuration reload): a connected client keeps
+    /// what its CONNACK advertised, and what is already queued stays queued.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     pub fn stats(&self) -> ShardStats {
         ShardStats {
             connections: self.conns.len() as u64,

@@ -1,0 +1,83 @@
+//! SIGHUP reads the configuration file again: limits and the log filter change while running,
+//! a key that needs a restart is named in the log and left alone, and a bad file keeps what is
+//! in force.
+
+use std::time::{Duration, Instant};
+
+use shardmq_io::codec::{ProtocolVersion, ReasonCode};
+use shardmq_tests::{connect_packet, Broker, RawClient, TestDir};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn count(broker: &Broker, needle: &str) -> usize {
+    broker.log().lines().filter(|line| line.contains(needle)).count()
+}
+
+/// Waits until `needle` has been logged `times` times.
+fn wait_for_count(broker: &Broker, needle: &str, times: usize) {
+    let deadline = Instant::now() + WAIT;
+    while count(broker, needle) < times {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not logged {times} times:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn connect(broker: &Broker, client_id: &str) -> (RawClient, ReasonCode) {
+    let (client, connack) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, client_id));
+    (client, connack.reason)
+}
+
+#[test]
+fn sighup_applies_limits_and_log_filter_and_keeps_a_bad_file_out() {
+    let dir = TestDir::new("reload");
+    let config = dir.path().join("shardmq.toml");
+    std::fs::write(&config, "log = \"info\"\nmax_connections = 1\n").expect("write config");
+    let broker = Broker::start(&["--config", config.to_str().expect("UTF-8 path")]);
+
+    let (_first, reason) = connect(&broker, "first");
+    assert_eq!(reason, ReasonCode::SUCCESS);
+    let (_, reason) = connect(&broker, "second");
+    assert_eq!(reason, ReasonCode::QUOTA_EXCEEDED, "max_connections = 1 is not in force");
+
+    // A higher limit, a quieter log, and a key that needs a restart.
+    std::fs::write(&config, "log = \"warn\"\nmax_connections = 100\nsys_interval = 5\n")
+        .expect("rewrite config");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_count(&broker, "take effect only after a restart: sys_interval", 1);
+    // Shards apply it on their next tick (every 250 ms at the latest).
+    let deadline = Instant::now() + WAIT;
+    let _second = loop {
+        let (client, reason) = connect(&broker, "second");
+        if reason == ReasonCode::SUCCESS {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "the new max_connections is not applied: {reason:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // The next SIGHUP's info line is filtered out now; its warning is not.
+    assert_eq!(count(&broker, "SIGHUP: reloading"), 1);
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_count(&broker, "take effect only after a restart: sys_interval", 2);
+    assert_eq!(count(&broker, "SIGHUP: reloading"), 1, "the log filter was not reloaded");
+
+    // A bad value keeps the configuration in force, naming the key.
+    std::fs::write(&config, "log = \"warn\"\nmax_connections = 100\nmax_inflight = 0\n")
+        .expect("rewrite config");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_count(&broker, "keeping the configuration in force", 1);
+    let line = broker
+        .log()
+        .lines()
+        .find(|line| line.contains("keeping the configuration in force"))
+        .map(str::to_owned)
+        .expect("the line");
+    assert!(line.contains("`max_inflight`"), "{line}");
+    let (_third, reason) = connect(&broker, "third");
+    assert_eq!(reason, ReasonCode::SUCCESS, "a bad reload changed the limits");
+}
