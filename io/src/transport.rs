@@ -232,9 +232,24 @@ impl Layer {
         match &mut self.tls {
             None => self.out.extend_from_slice(bytes),
             Some(tls) => {
-                tls.writer().write_all(bytes)?;
-                while tls.wants_write() {
-                    tls.write_tls(&mut BytesWriter(&mut self.out))?;
+                // rustls buffers at most 64 KiB of plaintext: seal it piece by piece, moving
+                // the records out as they are made (`out` is bounded by the caller's writes).
+                let mut rest = bytes;
+                loop {
+                    let taken = tls.writer().write(rest)?;
+                    rest = &rest[taken..];
+                    while tls.wants_write() {
+                        tls.write_tls(&mut BytesWriter(&mut self.out))?;
+                    }
+                    if rest.is_empty() {
+                        break;
+                    }
+                    if taken == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            "TLS takes no more plaintext",
+                        ));
+                    }
                 }
             }
         }
@@ -731,5 +746,73 @@ mod tests {
         layer.raw.extend_from_slice(&[0x81, 0x81, 0, 0, 0, 0, b'x']);
         layer.ingest(&mut mqtt).expect("text");
         assert!(layer.ended);
+    }
+
+    /// A rustls client and the server layer, joined in memory.
+    fn tls_pair() -> (rustls::ClientConnection, Box<Layer>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let dir = std::env::temp_dir().join(format!("shardmq-transport-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).expect("cert file");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key file");
+        let server = load_tls_config(&cert, &key, None).expect("server config");
+        let mut roots = RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let client = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+        (client, Layer::new(&LayerKind::Tls(server)))
+    }
+
+    /// Moves bytes both ways until neither side has anything to say; returns the MQTT bytes the
+    /// layer produced and the plaintext the client read.
+    fn pump(client: &mut rustls::ClientConnection, layer: &mut Layer) -> (BytesMut, Vec<u8>) {
+        let (mut mqtt, mut plain) = (BytesMut::new(), Vec::new());
+        loop {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).expect("client write");
+            }
+            layer.raw.extend_from_slice(&to_server);
+            layer.ingest(&mut mqtt).expect("server ingest");
+            let to_client = std::mem::take(&mut layer.out);
+            let mut input: &[u8] = &to_client;
+            while !input.is_empty() {
+                client.read_tls(&mut input).expect("client read");
+                client.process_new_packets().expect("client process");
+                let mut chunk = [0u8; 65536];
+                while let Ok(n) = client.reader().read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    plain.extend_from_slice(&chunk[..n]);
+                }
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return (mqtt, plain);
+            }
+        }
+    }
+
+    #[test]
+    fn tls_layer_carries_large_writes_both_ways() {
+        let (mut client, mut layer) = tls_pair();
+        let (mqtt, _) = pump(&mut client, &mut layer);
+        assert!(mqtt.is_empty() && !client.is_handshaking());
+        // Far more than rustls' 64 KiB plaintext buffer, each way.
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| i as u8).collect();
+        layer.send(&big).expect("server send");
+        // (The client buffers it all: rustls limits that only by default.)
+        client.set_buffer_limit(None);
+        client.writer().write_all(&big[..1_000_000]).expect("client send");
+        let (mqtt, plain) = pump(&mut client, &mut layer);
+        assert!(plain == big, "the client read {} of {} bytes", plain.len(), big.len());
+        assert!(mqtt[..] == big[..1_000_000], "the server read {} bytes", mqtt.len());
     }
 }
