@@ -111,12 +111,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let node = node.clone();
         counters.set_etcd(Box::new(move || node.control.stats()));
     }
+    // Each shard answers the admin API's questions from a channel of its own.
+    let (admin_shards, admin_requests) = crate::admin::Shards::new(shards);
     if let Some(address) = config.admin_listen {
         let fence = node_cluster.as_ref().map(|node| node.fence.clone());
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
         let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
-        let bound = crate::admin::start(address, counters.clone(), ready)?;
-        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready)");
+        let bound = crate::admin::start(address, counters.clone(), admin_shards, ready)?;
+        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
     }
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
@@ -129,7 +131,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .zip(stops)
         .zip(stores.into_iter().zip(plans))
         .zip(clusters)
-        .map(|((((socket, mesh), stop), (store, plan)), cluster)| Boot {
+        .zip(admin_requests)
+        .map(|(((((socket, mesh), stop), (store, plan)), cluster), admin)| Boot {
             socket,
             mesh,
             stop,
@@ -139,6 +142,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             security: security.clone(),
             memory: memory.clone(),
             counters: counters.clone(),
+            admin,
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -272,6 +276,8 @@ struct Boot {
     security: Arc<NodeSecurity>,
     memory: Arc<MemoryWatch>,
     counters: Arc<NodeCounters>,
+    /// The admin API's questions for this shard.
+    admin: crate::admin::ShardRequests,
 }
 
 /// The node's stores at start-up.
@@ -521,7 +527,8 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters } = boot;
+    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters, admin } =
+        boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;
@@ -623,6 +630,7 @@ async fn shard_main(
     }
 
     runtime::spawn_local(ticker(context.clone()));
+    runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin));
     if let (Some(interval), 0) = (config.sys_interval, id.0) {
         runtime::spawn_local(sys_publisher(context.clone(), interval));
     }
@@ -767,8 +775,14 @@ async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
                 "$SYS/broker/clients/disconnected",
                 total.sessions.saturating_sub(total.connections).to_string(),
             ),
-            ("$SYS/broker/publish/messages/received", total.messages_received.to_string()),
-            ("$SYS/broker/publish/messages/sent", total.messages_sent.to_string()),
+            (
+                "$SYS/broker/publish/messages/received",
+                total.messages_received.iter().sum::<u64>().to_string(),
+            ),
+            (
+                "$SYS/broker/publish/messages/sent",
+                total.messages_sent.iter().sum::<u64>().to_string(),
+            ),
             ("$SYS/broker/publish/messages/dropped", dropped.to_string()),
         ];
         {
