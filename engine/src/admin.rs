@@ -107,7 +107,13 @@ const SHARD_METRICS: [ShardMetric; 17] = [
         Some(("cause", "qos0_slow_consumer")),
         dropped_qos0_slow
     ),
-    metric!("shardmq_messages_dropped_total", "", "", Some(("cause", "queue_full")), dropped_queue_full),
+    metric!(
+        "shardmq_messages_dropped_total",
+        "",
+        "",
+        Some(("cause", "queue_full")),
+        dropped_queue_full
+    ),
     metric!("shardmq_messages_dropped_total", "", "", Some(("cause", "expired")), dropped_expired),
     metric!(
         "shardmq_messages_dropped_total",
@@ -323,7 +329,8 @@ impl NodeCounters {
 /// Writes the queue gauges each shard answered with.
 fn render_queue_gauges(out: &mut String, gauges: &[Option<QueueGauges>]) {
     type Gauge = fn(&QueueGauges) -> u64;
-    let families: [(&str, &str, Option<(&str, &str)>, Gauge); 7] = [
+    type Label = Option<(&'static str, &'static str)>;
+    let families: [(&str, &str, Label, Gauge); 7] = [
         (
             "shardmq_queued_messages",
             "Messages queued in sessions (offline, or waiting for the in-flight window).",
@@ -619,15 +626,16 @@ fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> 
         (method, Some(rest)) if rest.starts_with("clients/") => {
             let client_id = percent_decode(&rest["clients/".len()..]);
             let home = home_shard(&client_id, shards.count());
-            let not_here = || {
-                error(404, format!("no session for client id {client_id:?} on this node"))
-            };
+            let not_here =
+                || error(404, format!("no session for client id {client_id:?} on this node"));
             match method {
-                tiny_http::Method::Get => match shards.ask(home, Query::Detail(client_id.clone())) {
-                    Ok(Answer::Detail(Some(detail))) => (200, detail_json(&detail, home)),
-                    Ok(_) => not_here(),
-                    Err(why) => unanswered(home, why),
-                },
+                tiny_http::Method::Get => {
+                    match shards.ask(home, Query::Detail(client_id.clone())) {
+                        Ok(Answer::Detail(Some(detail))) => (200, detail_json(&detail, home)),
+                        Ok(_) => not_here(),
+                        Err(why) => unanswered(home, why),
+                    }
+                }
                 tiny_http::Method::Delete => {
                     let session = match param("clean") {
                         None | Some("false") => KickSession::Keep,
@@ -802,7 +810,10 @@ mod tests {
         assert_eq!(total.throttled, 8);
         let gauges = [Some(QueueGauges { largest_queue: 7, ..QueueGauges::default() }), None];
         let text = counters.render(&gauges);
-        assert!(text.contains("shardmq_messages_received_total{shard=\"1\",qos=\"2\"} 3"), "{text}");
+        assert!(
+            text.contains("shardmq_messages_received_total{shard=\"1\",qos=\"2\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("shardmq_messages_dropped_total{shard=\"0\",cause=\"expired\"} 5"));
         assert!(text.contains("shardmq_session_queue_largest{shard=\"0\"} 7"), "{text}");
         assert!(!text.contains("shardmq_session_queue_largest{shard=\"1\"}"), "{text}");

@@ -527,8 +527,7 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters, admin } =
-        boot;
+    let Boot { socket, mesh, stop, store, plan, cluster, security, memory, counters, admin } = boot;
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
     let mesh = mesh.connect().await;

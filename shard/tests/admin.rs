@@ -12,9 +12,7 @@ use shardmq_io::codec::{
     Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling,
     SubscriptionOptions, Will,
 };
-use shardmq_shard::{
-    home_shard, ClientSummary, KickSession, Kicked, Limits, Presence, WillState,
-};
+use shardmq_shard::{home_shard, ClientSummary, KickSession, Kicked, Limits, Presence, WillState};
 
 use ProtocolVersion::{V3_1_1, V5};
 

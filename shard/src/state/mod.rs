@@ -44,8 +44,8 @@ pub use admin::{
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
 use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
-use throttle::{Rates, Throttle};
 pub use durable::{CommitBatch, Ticket};
+use throttle::{Rates, Throttle};
 mod cluster;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};

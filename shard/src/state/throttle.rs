@@ -71,18 +71,16 @@ impl Budget {
     fn refill(&mut self, rates: &Rates, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now.max(self.at);
-        self.messages = (self.messages + elapsed * rates.messages_per_sec).min(rates.messages_burst());
+        self.messages =
+            (self.messages + elapsed * rates.messages_per_sec).min(rates.messages_burst());
         self.bytes = (self.bytes + elapsed * rates.bytes_per_sec).min(rates.bytes_burst());
     }
 
     /// How long until the next PUBLISH may be read: until a whole message token and a
     /// non-negative byte balance are back. Zero when it may be read now.
     fn wait(&self, rates: &Rates) -> Duration {
-        let messages = if self.messages < 1.0 {
-            (1.0 - self.messages) / rates.messages_per_sec
-        } else {
-            0.0
-        };
+        let messages =
+            if self.messages < 1.0 { (1.0 - self.messages) / rates.messages_per_sec } else { 0.0 };
         let bytes = if self.bytes < 0.0 { -self.bytes / rates.bytes_per_sec } else { 0.0 };
         // Rounded up to the millisecond, so the timer does not fire a hair early and go round
         // again.
@@ -110,7 +108,13 @@ impl Throttle {
 
     /// `conn` sent a packet of `bytes` (a PUBLISH when `messages` is 1). True when this
     /// throttles it (it was not throttled before).
-    pub(super) fn charge(&mut self, conn: ConnId, messages: u32, bytes: usize, now: Instant) -> bool {
+    pub(super) fn charge(
+        &mut self,
+        conn: ConnId,
+        messages: u32,
+        bytes: usize,
+        now: Instant,
+    ) -> bool {
         let rates = self.rates;
         let budget = self.budgets.entry(conn).or_insert_with(|| Budget::full(&rates, now));
         budget.refill(&rates, now);
