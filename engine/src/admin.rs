@@ -1,5 +1,11 @@
-//! The admin endpoint (`--admin-listen`): Prometheus `/metrics`, `/health` and `/ready`, served by
-//! a small blocking HTTP server on a thread of its own, never on a shard.
+//! The admin endpoint (`--admin-listen`): Prometheus `/metrics`, `/health`, `/ready` and the
+//! client API (`/api/v1/clients`: list, inspect, kick), served by a small blocking HTTP server
+//! on a thread of its own, never on a shard.
+//!
+//! The admin thread reaches a shard through a bounded channel per shard ([`Shards`]), which a
+//! task on that shard ([`answer_requests`]) drains, answering from the shard's state on a
+//! one-slot channel the admin thread waits on with a timeout (503 past it). A client's
+//! questions go to its home shard only; a listing asks every shard for one bounded page.
 //!
 //! Counters are gathered without locks on the data path: each shard copies its own counters
 //! ([`ShardStats`]) into its slot of [`NodeCounters`] on every tick (250 ms), with relaxed
@@ -8,31 +14,152 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use shardmq_shard::ShardStats;
+use serde_json::{json, Value};
+use shardmq_io::codec::ProtocolVersion;
+use shardmq_io::runtime;
+use shardmq_shard::{
+    home_shard, ClientDetail, ClientSummary, KickSession, Kicked, Presence, QueueGauges, ShardId,
+    ShardStats, WillState,
+};
+
+use crate::server::ShardContext;
+
+/// One number a shard publishes every tick (a field of [`ShardStats`]) and how `/metrics`
+/// shows it. Adding a shard counter is a field of `ShardStats` and an entry of
+/// [`SHARD_METRICS`]: the slots, the publishing, the totals and the exposition follow.
+struct ShardMetric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// The label (name, value) that tells this series from the others of the same metric.
+    label: Option<(&'static str, &'static str)>,
+    read: fn(&ShardStats) -> u64,
+    add: fn(&mut ShardStats, u64),
+}
+
+/// A [`ShardMetric`] of a field of [`ShardStats`] (an array element for labelled series).
+macro_rules! metric {
+    ($name:literal, $kind:literal, $help:literal, $label:expr, $($field:tt)+) => {
+        ShardMetric {
+            name: $name,
+            kind: $kind,
+            help: $help,
+            label: $label,
+            read: |stats| stats.$($field)+,
+            add: |stats, value| stats.$($field)+ += value,
+        }
+    };
+}
+
+/// Every shard counter `/metrics` shows; series of one metric are adjacent.
+const SHARD_METRICS: [ShardMetric; 17] = [
+    metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
+    metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
+    metric!(
+        "shardmq_retained_messages",
+        "gauge",
+        "Retained messages kept in full, by partition.",
+        None,
+        retained
+    ),
+    metric!(
+        "shardmq_messages_received_total",
+        "counter",
+        "PUBLISH packets received from clients, by QoS.",
+        Some(("qos", "0")),
+        messages_received[0]
+    ),
+    metric!("shardmq_messages_received_total", "", "", Some(("qos", "1")), messages_received[1]),
+    metric!("shardmq_messages_received_total", "", "", Some(("qos", "2")), messages_received[2]),
+    metric!(
+        "shardmq_messages_sent_total",
+        "counter",
+        "PUBLISH packets sent to clients, by QoS.",
+        Some(("qos", "0")),
+        messages_sent[0]
+    ),
+    metric!("shardmq_messages_sent_total", "", "", Some(("qos", "1")), messages_sent[1]),
+    metric!("shardmq_messages_sent_total", "", "", Some(("qos", "2")), messages_sent[2]),
+    metric!(
+        "shardmq_bytes_received_total",
+        "counter",
+        "Bytes of the packets clients sent after CONNECT.",
+        None,
+        bytes_received
+    ),
+    metric!(
+        "shardmq_bytes_sent_total",
+        "counter",
+        "Bytes handed to clients' sockets.",
+        None,
+        bytes_sent
+    ),
+    metric!(
+        "shardmq_messages_dropped_total",
+        "counter",
+        "Messages not delivered, by cause.",
+        Some(("cause", "qos0_slow_consumer")),
+        dropped_qos0_slow
+    ),
+    metric!(
+        "shardmq_messages_dropped_total",
+        "",
+        "",
+        Some(("cause", "queue_full")),
+        dropped_queue_full
+    ),
+    metric!("shardmq_messages_dropped_total", "", "", Some(("cause", "expired")), dropped_expired),
+    metric!(
+        "shardmq_messages_dropped_total",
+        "",
+        "",
+        Some(("cause", "too_large_for_client")),
+        dropped_too_large
+    ),
+    metric!(
+        "shardmq_messages_dropped_total",
+        "",
+        "",
+        Some(("cause", "not_authorized")),
+        dropped_not_authorized
+    ),
+    metric!(
+        "shardmq_client_throttled_total",
+        "counter",
+        "Times a connection went over max_client_message_rate or max_client_byte_rate and was \
+         not read until its budget refilled.",
+        None,
+        throttled
+    ),
+];
 
 /// One shard's counters as of its last tick.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ShardSlot {
     ready: AtomicBool,
-    connections: AtomicU64,
-    sessions: AtomicU64,
-    messages_received: AtomicU64,
-    messages_sent: AtomicU64,
-    dropped_qos0_slow: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_expired: AtomicU64,
-    dropped_too_large: AtomicU64,
-    dropped_not_authorized: AtomicU64,
-    retained: AtomicU64,
+    /// The values of [`SHARD_METRICS`], in order.
+    values: [AtomicU64; SHARD_METRICS.len()],
     /// Storage group commits by duration: counts per bucket of [`COMMIT_BUCKETS_SECS`] (and
     /// one past the last), and their total duration in microseconds.
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_SECS.len() + 1],
     commit_micros: AtomicU64,
+}
+
+impl Default for ShardSlot {
+    fn default() -> ShardSlot {
+        ShardSlot {
+            ready: AtomicBool::new(false),
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+            commit_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            commit_micros: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Upper bounds (seconds) of the storage commit latency histogram's buckets: an fsync'd group
@@ -42,9 +169,6 @@ const COMMIT_BUCKETS_SECS: [f64; 10] =
 
 /// What the node's control plane counted (etcd ownership transactions), read when scraped.
 pub type EtcdStats = Box<dyn Fn() -> shardmq_cluster::control::ControlStats + Send + Sync>;
-
-/// Reads one counter of a shard's slot.
-type Field = fn(&ShardSlot) -> &AtomicU64;
 
 /// Every shard's counters, shared with the admin thread.
 pub struct NodeCounters {
@@ -87,17 +211,9 @@ impl NodeCounters {
     /// Shard `shard` publishes its counters (called by that shard only).
     pub fn publish(&self, shard: usize, stats: &ShardStats) {
         let Some(slot) = self.shards.get(shard) else { return };
-        let store = |counter: &AtomicU64, value: u64| counter.store(value, Ordering::Relaxed);
-        store(&slot.connections, stats.connections);
-        store(&slot.sessions, stats.sessions);
-        store(&slot.messages_received, stats.messages_received);
-        store(&slot.messages_sent, stats.messages_sent);
-        store(&slot.dropped_qos0_slow, stats.dropped_qos0_slow);
-        store(&slot.dropped_queue_full, stats.dropped_queue_full);
-        store(&slot.dropped_expired, stats.dropped_expired);
-        store(&slot.dropped_too_large, stats.dropped_too_large);
-        store(&slot.dropped_not_authorized, stats.dropped_not_authorized);
-        store(&slot.retained, stats.retained);
+        for (metric, value) in SHARD_METRICS.iter().zip(&slot.values) {
+            value.store((metric.read)(stats), Ordering::Relaxed);
+        }
     }
 
     /// Shard `shard` accepts clients (or stopped doing so).
@@ -111,16 +227,9 @@ impl NodeCounters {
     pub fn totals(&self) -> (ShardStats, u64) {
         let mut total = ShardStats::default();
         for slot in &self.shards {
-            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            total.connections += load(&slot.connections);
-            total.sessions += load(&slot.sessions);
-            total.messages_received += load(&slot.messages_received);
-            total.messages_sent += load(&slot.messages_sent);
-            total.dropped_qos0_slow += load(&slot.dropped_qos0_slow);
-            total.dropped_queue_full += load(&slot.dropped_queue_full);
-            total.dropped_expired += load(&slot.dropped_expired);
-            total.dropped_too_large += load(&slot.dropped_too_large);
-            total.dropped_not_authorized += load(&slot.dropped_not_authorized);
+            for (metric, value) in SHARD_METRICS.iter().zip(&slot.values) {
+                (metric.add)(&mut total, value.load(Ordering::Relaxed));
+            }
         }
         (total, self.started.elapsed().as_secs())
     }
@@ -129,51 +238,32 @@ impl NodeCounters {
         self.shards.iter().all(|slot| slot.ready.load(Ordering::Relaxed))
     }
 
-    /// The Prometheus text exposition of every counter, per shard.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition of every counter, per shard, with the queue gauges the
+    /// shards answered (`None` for a shard that did not answer in time: left out).
+    pub fn render(&self, gauges: &[Option<QueueGauges>]) -> String {
         let mut out = String::new();
-        let per_shard: [(&str, &str, &str, Field); 5] = [
-            (
-                "shardmq_retained_messages",
-                "gauge",
-                "Retained messages kept in full, by partition.",
-                |s| &s.retained,
-            ),
-            ("shardmq_connections", "gauge", "Client connections.", |s| &s.connections),
-            ("shardmq_sessions", "gauge", "Sessions, connected or not.", |s| &s.sessions),
-            (
-                "shardmq_messages_received_total",
-                "counter",
-                "PUBLISH packets received from clients.",
-                |s| &s.messages_received,
-            ),
-            ("shardmq_messages_sent_total", "counter", "PUBLISH packets sent to clients.", |s| {
-                &s.messages_sent
-            }),
-        ];
-        for (name, kind, help, field) in per_shard {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (index, metric) in SHARD_METRICS.iter().enumerate() {
+            let name = metric.name;
+            let first = index == 0 || SHARD_METRICS[index - 1].name != name;
+            if !first {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", metric.help, metric.kind);
+            // Every series of the metric, shard by shard.
+            let series = SHARD_METRICS.iter().enumerate().skip(index);
+            let series: Vec<_> = series.take_while(|(_, m)| m.name == name).collect();
             for (shard, slot) in self.shards.iter().enumerate() {
-                let value = field(slot).load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {value}");
+                for &(at, metric) in &series {
+                    let value = slot.values[at].load(Ordering::Relaxed);
+                    let label = match metric.label {
+                        Some((key, value)) => format!(",{key}=\"{value}\""),
+                        None => String::new(),
+                    };
+                    let _ = writeln!(out, "{name}{{shard=\"{shard}\"{label}}} {value}");
+                }
             }
         }
-        let name = "shardmq_messages_dropped_total";
-        let _ =
-            writeln!(out, "# HELP {name} Messages not delivered, by cause.\n# TYPE {name} counter");
-        let causes: [(&str, Field); 5] = [
-            ("qos0_slow_consumer", |s| &s.dropped_qos0_slow),
-            ("queue_full", |s| &s.dropped_queue_full),
-            ("expired", |s| &s.dropped_expired),
-            ("too_large_for_client", |s| &s.dropped_too_large),
-            ("not_authorized", |s| &s.dropped_not_authorized),
-        ];
-        for (shard, slot) in self.shards.iter().enumerate() {
-            for (cause, field) in causes {
-                let value = field(slot).load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}{{shard=\"{shard}\",cause=\"{cause}\"}} {value}");
-            }
-        }
+        render_queue_gauges(&mut out, gauges);
         let name = "shardmq_storage_commit_seconds";
         let _ = writeln!(
             out,
@@ -236,11 +326,216 @@ impl NodeCounters {
     }
 }
 
-/// Serves `/metrics`, `/health` and `/ready` on `address` from a thread of its own. `ready`
-/// adds what the node knows beyond its shards (in a cluster: whether it may serve).
+/// Writes the queue gauges each shard answered with.
+fn render_queue_gauges(out: &mut String, gauges: &[Option<QueueGauges>]) {
+    type Gauge = fn(&QueueGauges) -> u64;
+    type Label = Option<(&'static str, &'static str)>;
+    let families: [(&str, &str, Label, Gauge); 7] = [
+        (
+            "shardmq_queued_messages",
+            "Messages queued in sessions (offline, or waiting for the in-flight window).",
+            None,
+            |g| g.queued_messages,
+        ),
+        (
+            "shardmq_queued_messages_offline",
+            "Messages queued for sessions without a connection.",
+            None,
+            |g| g.queued_messages_offline,
+        ),
+        ("shardmq_queued_bytes", "Bytes of the queued messages.", None, |g| g.queued_bytes),
+        (
+            "shardmq_inflight_messages",
+            "QoS 1/2 messages in flight, out (to clients) and in (QoS 2 from clients).",
+            Some(("direction", "out")),
+            |g| g.inflight_out,
+        ),
+        ("shardmq_inflight_messages", "", Some(("direction", "in")), |g| g.inflight_in),
+        (
+            "shardmq_session_queue_largest",
+            "Messages in the longest queue of one session.",
+            None,
+            |g| g.largest_queue,
+        ),
+        (
+            "shardmq_throttled_connections",
+            "Connections not read right now because they are over their rate limit.",
+            None,
+            |g| g.throttled_connections,
+        ),
+    ];
+    for (name, help, label, read) in families {
+        if !help.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        }
+        for (shard, gauges) in gauges.iter().enumerate() {
+            let Some(gauges) = gauges else { continue };
+            let label = label.map_or(String::new(), |(key, value)| format!(",{key}=\"{value}\""));
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"{label}}} {}", read(gauges));
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Reaching the shards
+// -------------------------------------------------------------------------------------------
+
+/// Requests waiting for one shard at most; past it the API answers 503 (busy).
+const SHARD_REQUESTS_MAX: usize = 64;
+/// How long the admin thread waits for a shard's answer before answering 503.
+const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a scrape waits for the queue gauges of a shard before leaving them out.
+const GAUGES_TIMEOUT: Duration = Duration::from_secs(1);
+/// Clients per page of `/api/v1/clients` when `limit` is not given, and at most.
+const CLIENTS_PAGE_DEFAULT: usize = 100;
+const CLIENTS_PAGE_MAX: usize = 10_000;
+
+/// What the admin thread asks a shard.
+#[derive(Debug)]
+pub(crate) enum Query {
+    Page { after: Option<String>, limit: usize, presence: Presence },
+    Detail(String),
+    Kick { client_id: String, session: KickSession },
+    Gauges,
+}
+
+/// What a shard answers.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Page(Vec<ClientSummary>),
+    Detail(Option<Box<ClientDetail>>),
+    Kicked(Option<Kicked>),
+    Gauges(QueueGauges),
+}
+
+/// A question for a shard, with where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    query: Query,
+    reply: std::sync::mpsc::SyncSender<Answer>,
+}
+
+/// Lives on the admin thread: a bounded channel to each shard, which a task of that shard
+/// ([`answer_requests`]) drains. The answer comes back on a one-slot channel of its own.
+#[derive(Debug, Clone)]
+pub struct Shards {
+    senders: Vec<async_channel::Sender<Request>>,
+}
+
+/// The receiving end for each shard, in shard order.
+pub(crate) type ShardRequests = async_channel::Receiver<Request>;
+
+/// Why a shard gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unanswered {
+    /// Its request queue is full.
+    Busy,
+    /// No answer within the timeout (or the shard is gone).
+    TimedOut,
+}
+
+impl Shards {
+    /// The channels of a node of `shards` shards.
+    pub(crate) fn new(shards: usize) -> (Shards, Vec<ShardRequests>) {
+        let (senders, receivers) =
+            (0..shards).map(|_| async_channel::bounded(SHARD_REQUESTS_MAX)).unzip();
+        (Shards { senders }, receivers)
+    }
+
+    fn count(&self) -> u16 {
+        self.senders.len() as u16
+    }
+
+    /// Sends `query` to every shard in `shards` and waits for each answer (up to `timeout`
+    /// overall, so a node of many shards does not wait shard after shard).
+    fn ask_each(
+        &self,
+        shards: impl Iterator<Item = ShardId>,
+        mut query: impl FnMut() -> Query,
+        timeout: Duration,
+    ) -> Vec<Result<Answer, Unanswered>> {
+        let deadline = Instant::now() + timeout;
+        let waiting: Vec<_> = shards
+            .map(|shard| {
+                let (reply, answer) = std::sync::mpsc::sync_channel(1);
+                let request = Request { query: query(), reply };
+                match self.senders.get(shard.index()).map(|s| s.try_send(request)) {
+                    Some(Ok(())) => Ok(answer),
+                    Some(Err(async_channel::TrySendError::Full(_))) => Err(Unanswered::Busy),
+                    _ => Err(Unanswered::TimedOut),
+                }
+            })
+            .collect();
+        waiting
+            .into_iter()
+            .map(|answer| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                answer?.recv_timeout(left).map_err(|_| Unanswered::TimedOut)
+            })
+            .collect()
+    }
+
+    fn ask(&self, shard: ShardId, query: Query) -> Result<Answer, Unanswered> {
+        let mut query = Some(query);
+        let answer = self.ask_each(
+            std::iter::once(shard),
+            || query.take().unwrap_or(Query::Gauges),
+            SHARD_ANSWER_TIMEOUT,
+        );
+        answer.into_iter().next().unwrap_or(Err(Unanswered::TimedOut))
+    }
+
+    /// Every shard's queue gauges, `None` for those that did not answer in time.
+    fn gauges(&self) -> Vec<Option<QueueGauges>> {
+        let all = (0..self.count()).map(ShardId);
+        self.ask_each(all, || Query::Gauges, GAUGES_TIMEOUT)
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(Answer::Gauges(gauges)) => Some(gauges),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Lives on each shard: answers the admin thread's questions from the shard's state, one per
+/// turn, between the shard's other events.
+pub(crate) async fn answer_requests(context: Rc<ShardContext>, requests: ShardRequests) {
+    while let Ok(Request { query, reply }) = requests.recv().await {
+        let now = Instant::now();
+        let answer = match query {
+            Query::Page { after, limit, presence } => {
+                let state = context.state.borrow();
+                Answer::Page(state.client_page(after.as_deref(), limit, presence, now))
+            }
+            Query::Detail(client_id) => {
+                let state = context.state.borrow();
+                Answer::Detail(state.client_detail(&client_id, now).map(Box::new))
+            }
+            Query::Kick { client_id, session } => {
+                let kicked = context.state.borrow_mut().kick(&client_id, session, now);
+                context.apply_effects();
+                Answer::Kicked(kicked)
+            }
+            Query::Gauges => Answer::Gauges(context.state.borrow().queue_gauges()),
+        };
+        // The admin thread may have given up waiting; then nobody wants the answer.
+        let _ = reply.try_send(answer);
+        runtime::yield_if_needed().await;
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// HTTP
+// -------------------------------------------------------------------------------------------
+
+/// Serves `/metrics`, `/health`, `/ready` and the client API (`/api/v1/...`) on `address`
+/// from a thread of its own. `ready` adds what the node knows beyond its shards (in a
+/// cluster: whether it may serve).
 pub fn start(
     address: SocketAddr,
     counters: Arc<NodeCounters>,
+    shards: Shards,
     ready: impl Fn() -> bool + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
     let server = tiny_http::Server::http(address)
@@ -250,15 +545,25 @@ pub fn start(
         server.server_addr().to_ip().context("the admin endpoint is not on an IP address")?;
     std::thread::Builder::new().name("admin".into()).spawn(move || {
         for request in server.incoming_requests() {
-            let (status, body, kind) = match (request.method(), request.url()) {
-                (tiny_http::Method::Get, "/metrics") => {
-                    (200, counters.render(), "text/plain; version=0.0.4; charset=utf-8")
-                }
+            let (path, query) = match request.url().split_once('?') {
+                Some((path, query)) => (path.to_owned(), query.to_owned()),
+                None => (request.url().to_owned(), String::new()),
+            };
+            let (status, body, kind) = match (request.method(), path.as_str()) {
+                (tiny_http::Method::Get, "/metrics") => (
+                    200,
+                    counters.render(&shards.gauges()),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ),
                 (tiny_http::Method::Get, "/health") => (200, "ok\n".to_owned(), "text/plain"),
                 (tiny_http::Method::Get, "/ready") if counters.ready() && ready() => {
                     (200, "ready\n".to_owned(), "text/plain")
                 }
                 (tiny_http::Method::Get, "/ready") => (503, "not ready\n".to_owned(), "text/plain"),
+                (method, path) if path.starts_with("/api/") => {
+                    let (status, body) = api(&shards, method, path, &query);
+                    (status, format!("{body}\n"), "application/json")
+                }
                 _ => (404, "not found\n".to_owned(), "text/plain"),
             };
             let mut response = tiny_http::Response::from_string(body).with_status_code(status);
@@ -271,4 +576,248 @@ pub fn start(
         }
     })?;
     Ok(bound)
+}
+
+/// A JSON error body.
+fn error(status: u16, message: impl Into<String>) -> (u16, Value) {
+    (status, json!({ "error": message.into() }))
+}
+
+fn unanswered(shard: ShardId, why: Unanswered) -> (u16, Value) {
+    match why {
+        Unanswered::Busy => error(503, format!("shard {shard} is busy with other requests")),
+        Unanswered::TimedOut => error(
+            503,
+            format!("shard {shard} did not answer within {}s", SHARD_ANSWER_TIMEOUT.as_secs()),
+        ),
+    }
+}
+
+/// The client API: `GET /api/v1/clients` (and `/api/v1/sessions`), `GET` and `DELETE`
+/// `/api/v1/clients/{client_id}`.
+fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> (u16, Value) {
+    let params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect();
+    let param = |name: &str| params.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
+    let rest = path.strip_prefix("/api/v1/");
+    match (method, rest) {
+        (tiny_http::Method::Get, Some("clients" | "sessions")) => {
+            let limit = match param("limit").map(str::parse::<usize>) {
+                None => CLIENTS_PAGE_DEFAULT,
+                Some(Ok(limit)) if (1..=CLIENTS_PAGE_MAX).contains(&limit) => limit,
+                Some(_) => {
+                    return error(400, format!("limit must be from 1 to {CLIENTS_PAGE_MAX}"))
+                }
+            };
+            let presence = match param("connected") {
+                None => Presence::Any,
+                Some("true") => Presence::Connected,
+                Some("false") => Presence::Offline,
+                Some(_) => return error(400, "connected must be true or false"),
+            };
+            list(shards, param("after"), limit, presence)
+        }
+        (method, Some(rest)) if rest.starts_with("clients/") => {
+            let client_id = percent_decode(&rest["clients/".len()..]);
+            let home = home_shard(&client_id, shards.count());
+            let not_here =
+                || error(404, format!("no session for client id {client_id:?} on this node"));
+            match method {
+                tiny_http::Method::Get => {
+                    match shards.ask(home, Query::Detail(client_id.clone())) {
+                        Ok(Answer::Detail(Some(detail))) => (200, detail_json(&detail, home)),
+                        Ok(_) => not_here(),
+                        Err(why) => unanswered(home, why),
+                    }
+                }
+                tiny_http::Method::Delete => {
+                    let session = match param("clean") {
+                        None | Some("false") => KickSession::Keep,
+                        Some("true") => KickSession::Discard,
+                        Some(_) => return error(400, "clean must be true or false"),
+                    };
+                    let query = Query::Kick { client_id: client_id.clone(), session };
+                    match shards.ask(home, query) {
+                        Ok(Answer::Kicked(Some(kicked))) => (
+                            200,
+                            json!({
+                                "client_id": client_id,
+                                "disconnected": kicked.disconnected,
+                                "session_discarded": kicked.session_ended,
+                            }),
+                        ),
+                        Ok(_) => not_here(),
+                        Err(why) => unanswered(home, why),
+                    }
+                }
+                _ => error(405, "use GET or DELETE"),
+            }
+        }
+        (_, Some("clients" | "sessions")) => error(405, "use GET"),
+        _ => error(404, "no such API path"),
+    }
+}
+
+/// One page of the node's sessions in client id order: each shard's page past the cursor,
+/// merged and cut to `limit`. `next_after` is the cursor of the next page (absent on the
+/// last one).
+fn list(shards: &Shards, after: Option<&str>, limit: usize, presence: Presence) -> (u16, Value) {
+    let all = (0..shards.count()).map(ShardId);
+    let query = || Query::Page { after: after.map(str::to_owned), limit, presence };
+    let mut page: Vec<(ClientSummary, ShardId)> = Vec::new();
+    for (index, answer) in shards.ask_each(all, query, SHARD_ANSWER_TIMEOUT).into_iter().enumerate()
+    {
+        let shard = ShardId(index as u16);
+        match answer {
+            Ok(Answer::Page(clients)) => page.extend(clients.into_iter().map(|c| (c, shard))),
+            Ok(_) => return error(500, "unexpected answer"),
+            Err(why) => return unanswered(shard, why),
+        }
+    }
+    page.sort_by(|(a, _), (b, _)| a.client_id.cmp(&b.client_id));
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next_after = page.last().filter(|_| more).map(|(last, _)| last.client_id.to_string());
+    let clients: Vec<Value> =
+        page.iter().map(|(client, shard)| summary_json(client, *shard)).collect();
+    (200, json!({ "clients": clients, "next_after": next_after }))
+}
+
+fn protocol_name(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V3_1 => "3.1",
+        ProtocolVersion::V3_1_1 => "3.1.1",
+        ProtocolVersion::V5 => "5.0",
+    }
+}
+
+/// Unix time (seconds) `ago` before now.
+fn unix_secs_ago(ago: Duration) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    now.saturating_sub(ago).as_secs()
+}
+
+fn summary_json(client: &ClientSummary, shard: ShardId) -> Value {
+    json!({
+        "client_id": client.client_id.to_string(),
+        "connected": client.conn.is_some(),
+        "shard": shard.0,
+        "protocol": client.protocol.map(protocol_name),
+        "username": client.username,
+        "keepalive_secs": client.keepalive_secs,
+        "session_expiry_secs": client.session_expiry_secs,
+        "connected_at": client.connected_for.map(unix_secs_ago),
+        "disconnected_at": client.offline_for.map(unix_secs_ago),
+        "subscriptions": client.subscriptions,
+        "inflight": client.inflight_out,
+        "queued": client.queued_messages,
+    })
+}
+
+fn detail_json(detail: &ClientDetail, shard: ShardId) -> Value {
+    let mut value = summary_json(&detail.summary, shard);
+    let subscriptions: Vec<Value> = detail
+        .subscriptions
+        .iter()
+        .map(|s| {
+            json!({
+                "filter": s.filter.to_string(),
+                "qos": s.qos as u8,
+                "no_local": s.no_local,
+                "retain_as_published": s.retain_as_published,
+                "retain_handling": s.retain_handling as u8,
+                "subscription_identifier": s.identifier,
+            })
+        })
+        .collect();
+    let will = match detail.will {
+        WillState::None => "none",
+        WillState::Connected => "set",
+        WillState::Delayed => "delayed",
+    };
+    if let Value::Object(map) = &mut value {
+        map.insert("subscription_count".into(), json!(detail.summary.subscriptions));
+        map.insert("subscriptions".into(), json!(subscriptions));
+        map.insert("queued_bytes".into(), json!(detail.queued_bytes));
+        map.insert("inflight_in".into(), json!(detail.inflight_in));
+        map.insert("inflight_out".into(), json!(detail.summary.inflight_out));
+        map.insert("output_buffer_bytes".into(), json!(detail.output_bytes));
+        map.insert("will".into(), json!(will));
+        map.insert("paused".into(), json!(detail.paused));
+        map.insert("throttled".into(), json!(detail.throttled));
+    }
+    value
+}
+
+/// Decodes `%XX` escapes (and `+` as a space in query strings is not assumed: client ids may
+/// contain `+`). Invalid escapes stay as they are; invalid UTF-8 is replaced.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb%20c"), "a/b c");
+        assert_eq!(percent_decode("plain+id"), "plain+id");
+        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+
+    #[test]
+    fn every_counter_is_shown_and_summed() {
+        let counters = NodeCounters::new(2);
+        let stats = ShardStats {
+            messages_received: [1, 2, 3],
+            bytes_sent: 10,
+            throttled: 4,
+            dropped_expired: 5,
+            ..ShardStats::default()
+        };
+        counters.publish(0, &stats);
+        counters.publish(1, &stats);
+        let (total, _) = counters.totals();
+        assert_eq!(total.messages_received, [2, 4, 6]);
+        assert_eq!(total.bytes_sent, 20);
+        assert_eq!(total.throttled, 8);
+        let gauges = [Some(QueueGauges { largest_queue: 7, ..QueueGauges::default() }), None];
+        let text = counters.render(&gauges);
+        assert!(
+            text.contains("shardmq_messages_received_total{shard=\"1\",qos=\"2\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("shardmq_messages_dropped_total{shard=\"0\",cause=\"expired\"} 5"));
+        assert!(text.contains("shardmq_session_queue_largest{shard=\"0\"} 7"), "{text}");
+        assert!(!text.contains("shardmq_session_queue_largest{shard=\"1\"}"), "{text}");
+        assert_eq!(text.matches("# TYPE shardmq_messages_sent_total counter").count(), 1);
+        assert_eq!(text.matches("# TYPE shardmq_inflight_messages gauge").count(), 1);
+    }
 }

@@ -86,6 +86,15 @@ pub struct ServeArgs {
     /// code 3) [default: unlimited].
     #[arg(long, value_name = "N")]
     pub max_connect_rate: Option<u32>,
+    /// PUBLISH packets per second one client connection may send; past it (after a burst of
+    /// one second's worth) the broker stops reading that connection until its budget refills,
+    /// so TCP slows the client down and nothing is lost [default: unlimited].
+    #[arg(long, value_name = "N")]
+    pub max_client_message_rate: Option<u32>,
+    /// Inbound bytes per second one client connection may send, throttled the same way
+    /// [default: unlimited].
+    #[arg(long, value_name = "BYTES")]
+    pub max_client_byte_rate: Option<u64>,
     /// Resident memory (bytes) above which new CONNECTs are refused (v5 0x89 "server busy",
     /// 3.1.1 code 3) while existing clients keep working [default: none].
     #[arg(long, value_name = "BYTES")]
@@ -317,6 +326,8 @@ impl ServeArgs {
             max_session_expiry,
             connect_timeout,
             max_connect_rate,
+            max_client_message_rate,
+            max_client_byte_rate,
             max_memory,
             admin_listen,
             sys_interval,
@@ -388,6 +399,8 @@ impl ServeArgs {
             connect_timeout: self
                 .connect_timeout
                 .map_or(defaults.connect_timeout, Duration::from_secs),
+            client_messages_per_sec_max: self.max_client_message_rate,
+            client_bytes_per_sec_max: self.max_client_byte_rate,
         };
         // The smallest packet that can carry a CONNACK with its properties, and a PUBLISH.
         at_least("max_packet_size", u64::from(limits.packet_bytes_max), 64)?;
@@ -450,6 +463,12 @@ impl ServeArgs {
         };
         if let Some(rate) = self.max_connect_rate {
             at_least("max_connect_rate", u64::from(rate), 1)?;
+        }
+        if let Some(rate) = self.max_client_message_rate {
+            at_least("max_client_message_rate", u64::from(rate), 1)?;
+        }
+        if let Some(rate) = self.max_client_byte_rate {
+            at_least("max_client_byte_rate", rate, 1)?;
         }
         if let Some(bytes) = self.max_memory {
             at_least("max_memory", bytes, 1 << 20)?;

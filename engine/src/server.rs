@@ -142,12 +142,14 @@ pub fn serve(
         let node = node.clone();
         counters.set_etcd(Box::new(move || node.control.stats()));
     }
+    // Each shard answers the admin API's questions from a channel of its own.
+    let (admin_shards, admin_requests) = crate::admin::Shards::new(shards);
     if let Some(address) = config.admin_listen {
         let fence = node_cluster.as_ref().map(|node| node.fence.clone());
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
         let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
-        let bound = crate::admin::start(address, counters.clone(), ready)?;
-        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready)");
+        let bound = crate::admin::start(address, counters.clone(), admin_shards, ready)?;
+        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
     }
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
@@ -160,7 +162,8 @@ pub fn serve(
         .zip(stops)
         .zip(stores.into_iter().zip(plans))
         .zip(clusters)
-        .map(|((((listeners, mesh), stop), (store, plan)), cluster)| Boot {
+        .zip(admin_requests)
+        .map(|(((((listeners, mesh), stop), (store, plan)), cluster), admin)| Boot {
             listeners,
             tls: tls.clone(),
             mesh,
@@ -172,6 +175,7 @@ pub fn serve(
             live: live.clone(),
             memory: memory.clone(),
             counters: counters.clone(),
+            admin,
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -307,6 +311,8 @@ struct Boot {
     live: Arc<LiveConfig>,
     memory: Arc<MemoryWatch>,
     counters: Arc<NodeCounters>,
+    /// The admin API's questions for this shard.
+    admin: crate::admin::ShardRequests,
 }
 
 /// The node's stores at start-up.
@@ -577,8 +583,20 @@ async fn shard_main(
     started: Arc<AtomicUsize>,
     obsolete: Arc<Vec<std::path::PathBuf>>,
 ) {
-    let Boot { listeners, tls, mesh, stop, store, plan, cluster, security, live, memory, counters } =
-        boot;
+    let Boot {
+        listeners,
+        tls,
+        mesh,
+        stop,
+        store,
+        plan,
+        cluster,
+        security,
+        live,
+        memory,
+        counters,
+        admin,
+    } = boot;
     let live_generation = live.generation();
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
@@ -687,6 +705,7 @@ async fn shard_main(
     }
 
     runtime::spawn_local(ticker(context.clone()));
+    runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin));
     if let (Some(interval), 0) = (config.sys_interval, id.0) {
         runtime::spawn_local(sys_publisher(context.clone(), interval));
     }
@@ -848,8 +867,14 @@ async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
                 "$SYS/broker/clients/disconnected",
                 total.sessions.saturating_sub(total.connections).to_string(),
             ),
-            ("$SYS/broker/publish/messages/received", total.messages_received.to_string()),
-            ("$SYS/broker/publish/messages/sent", total.messages_sent.to_string()),
+            (
+                "$SYS/broker/publish/messages/received",
+                total.messages_received.iter().sum::<u64>().to_string(),
+            ),
+            (
+                "$SYS/broker/publish/messages/sent",
+                total.messages_sent.iter().sum::<u64>().to_string(),
+            ),
             ("$SYS/broker/publish/messages/dropped", dropped.to_string()),
         ];
         {

@@ -29,6 +29,7 @@ pub use limits::Limits;
 pub use mesh::{ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
-    CommitBatch, Effect, Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame, Shard,
-    ShardStats, Ticket, PUBLISHER_PAUSE_MAX,
+    ClientDetail, ClientSummary, CommitBatch, Effect, Forward, KickSession, Kicked, LinkEpoch,
+    Node, PeerRoute, Presence, QueueGauges, RetainedPlacement, RouteFrame, Shard, ShardStats,
+    SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX,
 };

@@ -36,6 +36,11 @@ pub struct Limits {
     pub connections_max: usize,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout: Duration,
+    /// PUBLISH packets per second one connection may send (`None`: unlimited). Past it, with a
+    /// burst of one second's worth, the connection is not read until its budget refills.
+    pub client_messages_per_sec_max: Option<u32>,
+    /// Inbound bytes per second one connection may send (`None`: unlimited), as above.
+    pub client_bytes_per_sec_max: Option<u64>,
 }
 
 impl Default for Limits {
@@ -55,6 +60,8 @@ impl Default for Limits {
             session_expiry_secs_max: u32::MAX,
             connections_max: 1_000_000,
             connect_timeout: Duration::from_secs(10),
+            client_messages_per_sec_max: None,
+            client_bytes_per_sec_max: None,
         }
     }
 }

@@ -594,10 +594,15 @@ impl Broker {
 
 /// GET `path` from an HTTP server (the broker's admin endpoint): the status code and the body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    http_request(address, "GET", path)
+}
+
+/// Sends one HTTP/1.1 request with `method` and no body; returns the status and the body.
+pub fn http_request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the HTTP server");
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .expect("send the request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the response");

@@ -1,12 +1,18 @@
 //! The admin endpoint: `/metrics` read with a Prometheus text-format parser, `/health`,
-//! `/ready`, and 404 elsewhere.
+//! `/ready`, 404 elsewhere; the client API (list, inspect, kick) with real clients; and
+//! per-client rate limits seen from a client.
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use shardmq_io::codec::{
-    ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+    ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, TopicFilterEntry, Will,
 };
-use shardmq_tests::{connect_packet, http_get as get, Broker, RawClient};
+use shardmq_tests::{
+    connect_packet, http_get as get, http_request, persistent_connect_packet, Broker, RawClient,
+    Received,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -142,4 +148,277 @@ fn sys_topics_carry_mosquittos_names() {
         .args(["-t", "#", "-C", "1", "-W", "2"]);
     let output = shardmq_tests::run_tool(&mut command, Duration::from_secs(10));
     assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// A GET or DELETE whose answer is JSON.
+fn api(admin: std::net::SocketAddr, method: &str, path: &str) -> (u16, Value) {
+    let (status, body) = http_request(admin, method, path);
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, value)
+}
+
+fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(1).expect("non-zero"),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from(filter),
+            options: SubscriptionOptions::with_qos(qos),
+        }],
+    }));
+    assert!(matches!(client.expect_packet(WAIT), Packet::SubAck(_)));
+}
+
+fn publish_packet(topic: &str, payload: String, qos: QoS, id: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: ByteString::from(topic),
+        packet_id: PacketId::new(id),
+        properties: Properties::default(),
+        payload: Bytes::from(payload),
+    })
+}
+
+fn client_ids(page: &Value) -> Vec<String> {
+    page["clients"]
+        .as_array()
+        .expect("a list of clients")
+        .iter()
+        .map(|c| c["client_id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+#[test]
+fn clients_are_listed_inspected_and_kicked() {
+    let broker = Broker::start(&["--admin-listen", "127.0.0.1:0"]);
+    let admin = broker.admin_address();
+    let (mut watcher, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "watcher"));
+    subscribe(&mut watcher, "will/#", QoS::AtMostOnce);
+    let mut connect = persistent_connect_packet(ProtocolVersion::V5, "kick me/1");
+    connect.keep_alive_secs = 30;
+    connect.will = Some(Will {
+        topic: ByteString::from("will/kicked"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let (mut kicked, _) = RawClient::connect(broker.addr(), connect);
+    subscribe(&mut kicked, "a/#", QoS::AtLeastOnce);
+    let (_v3, _) = RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V3_1_1, "v3"));
+    let (_other, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "other"));
+
+    // The list, in client id order, a page at a time.
+    let (status, page) = api(admin, "GET", "/api/v1/clients");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(client_ids(&page), ["kick me/1", "other", "v3", "watcher"]);
+    assert!(page["next_after"].is_null());
+    let listed = &page["clients"][0];
+    assert_eq!(listed["connected"], true);
+    assert_eq!(listed["protocol"], "5.0");
+    assert_eq!(listed["keepalive_secs"], 30);
+    assert_eq!(listed["session_expiry_secs"], 3600);
+    assert_eq!(listed["subscriptions"], 1);
+    assert!(listed["connected_at"].as_u64().is_some(), "{listed}");
+    let (_, first) = api(admin, "GET", "/api/v1/clients?limit=3");
+    assert_eq!(client_ids(&first), ["kick me/1", "other", "v3"]);
+    assert_eq!(first["next_after"], "v3");
+    let (_, second) = api(admin, "GET", "/api/v1/sessions?limit=3&after=v3");
+    assert_eq!(client_ids(&second), ["watcher"]);
+    assert_eq!(api(admin, "GET", "/api/v1/clients?limit=0").0, 400);
+
+    // One client in detail (its id percent-encoded).
+    let (status, detail) = api(admin, "GET", "/api/v1/clients/kick%20me%2F1");
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["client_id"], "kick me/1");
+    assert_eq!(detail["subscriptions"][0]["filter"], "a/#");
+    assert_eq!(detail["subscriptions"][0]["qos"], 1);
+    assert_eq!(detail["will"], "set");
+    assert_eq!(detail["queued"], 0);
+    let (status, missing) = api(admin, "GET", "/api/v1/clients/nobody");
+    assert_eq!(status, 404);
+    assert!(missing["error"].as_str().is_some(), "{missing}");
+
+    // Kicked: DISCONNECT 0x98, then closed; the will goes out as for any server-side close.
+    let (status, answer) = api(admin, "DELETE", "/api/v1/clients/kick%20me%2F1");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["disconnected"], true);
+    assert_eq!(answer["session_discarded"], false);
+    match kicked.expect_packet(WAIT) {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::ADMINISTRATIVE_ACTION),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    kicked.expect_closed(WAIT);
+    match watcher.expect_packet(WAIT) {
+        Packet::Publish(will) => assert_eq!(&*will.topic, "will/kicked"),
+        other => panic!("expected the will, got {other:?}"),
+    }
+    // The persistent session stays, offline, until it is kicked with ?clean=true.
+    let (_, offline) = api(admin, "GET", "/api/v1/clients?connected=false");
+    assert_eq!(client_ids(&offline), ["kick me/1"]);
+    assert_eq!(offline["clients"][0]["connected"], false);
+    assert!(offline["clients"][0]["disconnected_at"].as_u64().is_some());
+    let (status, answer) = api(admin, "DELETE", "/api/v1/clients/kick%20me%2F1?clean=true");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["disconnected"], false);
+    assert_eq!(answer["session_discarded"], true);
+    assert_eq!(api(admin, "GET", "/api/v1/clients/kick%20me%2F1").0, 404);
+    assert_eq!(api(admin, "DELETE", "/api/v1/clients/nobody").0, 404);
+    assert_eq!(http_request(admin, "POST", "/api/v1/clients").0, 405);
+}
+
+/// Samples of `name` whose labels include `label`.
+fn sum_where(body: &str, name: &str, label: (&str, &str)) -> f64 {
+    let lines = body.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_show_bytes_messages_by_qos_and_queue_depth() {
+    let broker = Broker::start(&["--admin-listen", "127.0.0.1:0"]);
+    let admin = broker.admin_address();
+    // A persistent session that goes offline with a subscription: it queues what it misses.
+    let (mut sleeper, _) = RawClient::connect(
+        broker.addr(),
+        persistent_connect_packet(ProtocolVersion::V3_1_1, "sleeper"),
+    );
+    subscribe(&mut sleeper, "q/#", QoS::AtLeastOnce);
+    drop(sleeper);
+    let deadline = Instant::now() + WAIT;
+    while api(admin, "GET", "/api/v1/clients?connected=false").1["clients"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the session never went offline");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut publisher, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "publisher"));
+    for id in 1..=3 {
+        publisher.send(&publish_packet("q/x", format!("m{id}"), QoS::AtLeastOnce, id));
+        assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    }
+    publisher.send(&publish_packet("q/x", "zero".into(), QoS::AtMostOnce, 0));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(admin, "/metrics");
+        let qos1 = sum_where(&body, "shardmq_messages_received_total", ("qos", "1"));
+        let qos0 = sum_where(&body, "shardmq_messages_received_total", ("qos", "0"));
+        let offline = total(&body, "shardmq_queued_messages_offline", None);
+        if qos1 == 3.0 && qos0 == 1.0 && offline == 3.0 {
+            assert_eq!(total(&body, "shardmq_queued_messages", None), 3.0, "{body}");
+            assert_eq!(total(&body, "shardmq_session_queue_largest", None), 3.0, "{body}");
+            assert!(total(&body, "shardmq_queued_bytes", None) > 0.0, "{body}");
+            // Four PUBLISHes and the subscriber's SUBSCRIBE at least.
+            assert!(total(&body, "shardmq_bytes_received_total", None) >= 40.0, "{body}");
+            // CONNACKs, SUBACK and PUBACKs.
+            assert!(total(&body, "shardmq_bytes_sent_total", None) >= 20.0, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "qos1 {qos1}, qos0 {qos0}, offline {offline}:\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Back online, the queue drains to the client (QoS 1 messages it must acknowledge).
+    let (mut sleeper, _) = RawClient::connect(
+        broker.addr(),
+        persistent_connect_packet(ProtocolVersion::V3_1_1, "sleeper"),
+    );
+    for _ in 0..3 {
+        match sleeper.expect_packet(WAIT) {
+            Packet::PubAck(_) => {}
+            Packet::Publish(p) => sleeper.send(&Packet::PubAck(shardmq_io::codec::Ack::success(
+                p.packet_id.expect("QoS 1"),
+            ))),
+            other => panic!("{other:?}"),
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(admin, "/metrics");
+        let sent = sum_where(&body, "shardmq_messages_sent_total", ("qos", "1"));
+        if sent == 3.0 && total(&body, "shardmq_queued_messages", None) == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_rate_limited_client_is_slowed_down_and_loses_nothing() {
+    const RATE: u16 = 20;
+    const MESSAGES: u16 = RATE * 5;
+    let broker = Broker::start(&[
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--max-client-message-rate",
+        &RATE.to_string(),
+    ]);
+    let admin = broker.admin_address();
+    let (mut subscriber, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "subscriber"));
+    subscribe(&mut subscriber, "rate/#", QoS::AtMostOnce);
+    let (mut fast, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "fast"));
+    let (mut other, _) =
+        RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, "other"));
+
+    let started = Instant::now();
+    // Everything at once: the broker reads it at RATE per second (after a burst of RATE).
+    let mut bytes = bytes::BytesMut::new();
+    for id in 1..=MESSAGES {
+        publish_packet("rate/fast", format!("{id}"), QoS::AtLeastOnce, id)
+            .encode(ProtocolVersion::V5, &mut bytes)
+            .expect("encodes");
+    }
+    fast.send_bytes(&bytes);
+    // Meanwhile another client is not slowed: its message overtakes most of the fast one's.
+    std::thread::sleep(Duration::from_millis(1500));
+    other.send(&publish_packet("rate/other", "other".into(), QoS::AtMostOnce, 0));
+
+    let mut got = Vec::new();
+    let mut other_at = None;
+    while got.len() < usize::from(MESSAGES) {
+        match subscriber.next(Duration::from_secs(20)) {
+            Received::Packet(Packet::Publish(p)) if &*p.topic == "rate/other" => {
+                other_at = Some(got.len());
+            }
+            Received::Packet(Packet::Publish(p)) => {
+                got.push(std::str::from_utf8(&p.payload).expect("utf-8").parse::<u16>().expect("n"))
+            }
+            other => panic!("after {} messages: {other:?}", got.len()),
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(got, (1..=MESSAGES).collect::<Vec<_>>(), "every message, in order");
+    let mut acks = 0;
+    while acks < MESSAGES {
+        match fast.expect_packet(WAIT) {
+            Packet::PubAck(_) => acks += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    // The burst and then RATE per second: about four seconds; the bound is generous.
+    let expected = Duration::from_secs(u64::from((MESSAGES - RATE) / RATE));
+    assert!(took >= expected * 3 / 4, "{MESSAGES} messages at {RATE}/s took {took:?}");
+    let other_at = other_at.expect("the other client's message arrived");
+    assert!(other_at < usize::from(MESSAGES) * 3 / 4, "arrived after {other_at} of the fast");
+
+    let (_, body) = get(admin, "/metrics");
+    assert!(total(&body, "shardmq_client_throttled_total", None) >= 1.0, "{body}");
 }

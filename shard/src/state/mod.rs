@@ -31,14 +31,21 @@ use crate::session::{Outgoing, OutgoingStage, Session, Subscription};
 use crate::topic_tree::{topic_matches, SubscriptionTrie, TopicTree};
 use crate::FastMap;
 
+mod admin;
 mod backpressure;
 mod durable;
+mod throttle;
 
 use crate::persist::{MessageStage, WallClock};
+pub use admin::{
+    ClientDetail, ClientSummary, KickSession, Kicked, Presence, QueueGauges, SubscriptionInfo,
+    WillState,
+};
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
 use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
 pub use durable::{CommitBatch, Ticket};
+use throttle::{Rates, Throttle};
 mod cluster;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
@@ -73,8 +80,16 @@ pub enum Effect {
 pub struct ShardStats {
     pub connections: u64,
     pub sessions: u64,
-    pub messages_received: u64,
-    pub messages_sent: u64,
+    /// PUBLISH packets received from clients, by QoS (index 0, 1, 2).
+    pub messages_received: [u64; 3],
+    /// PUBLISH packets sent to clients, by QoS.
+    pub messages_sent: [u64; 3],
+    /// Bytes of the packets clients sent after their CONNECT.
+    pub bytes_received: u64,
+    /// Bytes handed to clients' sockets.
+    pub bytes_sent: u64,
+    /// Times a connection went over its rate limit and stopped being read for a while.
+    pub throttled: u64,
     /// QoS 0 messages dropped because a connection's output buffer was full.
     pub dropped_qos0_slow: u64,
     /// Messages dropped because a session's queue was full.
@@ -126,8 +141,14 @@ struct Conn {
     version: ProtocolVersion,
     flush_requested: bool,
     closing: bool,
+    /// When the connection was made, in seconds since the shard's time base (fits what would
+    /// otherwise be padding; see [`Shard::mark_time`]).
+    connected_secs: u32,
     aliases: Option<Box<TopicAliases>>,
 }
+
+// Every connection has one: its size is part of the memory per idle connection.
+const _: () = assert!(std::mem::size_of::<Conn>() == 120);
 
 impl Conn {
     /// 1.5 × the keepalive in force; `None` when keepalive is off.
@@ -214,6 +235,10 @@ pub struct Shard {
     assigned_id_prefix: String,
     /// The access policy (the ACL file); `None` allows everything.
     authorizer: Option<Arc<dyn Authorizer>>,
+    /// Per-connection rate limits; `None` (no budget kept at all) when none is configured.
+    throttle: Option<Throttle>,
+    /// The first instant the shard was told of: what [`Conn::connected_secs`] counts from.
+    time_base: Option<Instant>,
 }
 
 /// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
@@ -226,6 +251,7 @@ enum Matched {
 impl Shard {
     pub fn new(id: ShardId, shards: u16, limits: Limits) -> Shard {
         assert!(id.0 < shards, "shard {id} outside a node of {shards} shards");
+        let rates = Rates::new(limits.client_messages_per_sec_max, limits.client_bytes_per_sec_max);
         Shard {
             id,
             shards,
@@ -253,6 +279,8 @@ impl Shard {
             peers: Peers::default(),
             assigned_id_prefix: String::from("shardmq"),
             authorizer: None,
+            throttle: rates.map(Throttle::new),
+            time_base: None,
         }
     }
 
@@ -302,6 +330,7 @@ impl Shard {
         match self.conns.get_mut(&conn) {
             Some(c) => {
                 c.flush_requested = false;
+                self.stats.bytes_sent += c.out.len() as u64;
                 std::mem::take(&mut c.out)
             }
             None => BytesMut::new(),
@@ -332,7 +361,7 @@ impl Shard {
             if waiter.shard != self.id {
                 let resume = ShardMsg::Resume { conn: waiter.conn };
                 self.effects.push(Effect::Mesh(waiter.shard, resume));
-            } else if !self.backpressure.is_paused(waiter.conn) {
+            } else if !self.is_paused(waiter.conn) {
                 self.effects.push(Effect::Resume(waiter.conn));
             }
         }
@@ -350,9 +379,26 @@ impl Shard {
     }
 
     /// Whether the engine must stop reading `conn`: a subscriber its publishes went to is over
-    /// its limits and draining ([`Effect::Resume`] says when to read again).
+    /// its limits and draining, or it is over its rate limit ([`Effect::Resume`] says when to
+    /// read again).
     pub fn is_paused(&self, conn: ConnId) -> bool {
-        self.backpressure.is_paused(conn)
+        self.backpressure.is_paused(conn) || self.is_throttled(conn)
+    }
+
+    /// Whether `conn` is over its rate limit (`max_client_message_rate`/`_byte_rate`).
+    fn is_throttled(&self, conn: ConnId) -> bool {
+        self.throttle.as_ref().is_some_and(|throttle| throttle.is_throttled(conn))
+    }
+
+    /// Seconds from the shard's time base to `now`, setting the base on first use.
+    fn mark_time(&mut self, now: Instant) -> u32 {
+        let base = *self.time_base.get_or_insert(now);
+        u32::try_from(now.saturating_duration_since(base).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Time from the shard's time base to `now`.
+    fn since_start(&self, now: Instant) -> Duration {
+        self.time_base.map_or(Duration::ZERO, |base| now.saturating_duration_since(base))
     }
 
     /// Over the high-water mark: the output buffer full, or the queue half full.
@@ -375,8 +421,11 @@ impl Shard {
             || held.queued_bytes > self.limits.queued_bytes_max / 4
     }
 
-    /// `conn` is gone: it holds no publisher and waits for no subscriber.
+    /// `conn` is gone: it holds no publisher, waits for no subscriber, and has no rate budget.
     fn forget_pressure(&mut self, conn: ConnId) {
+        if let Some(throttle) = &mut self.throttle {
+            throttle.forget(conn);
+        }
         let mut released = Vec::new();
         self.backpressure.forget(conn, &mut released);
         self.release_waiters(released);
@@ -508,6 +557,7 @@ impl Shard {
             )
         });
 
+        let connected_secs = self.mark_time(now);
         let window = connect
             .properties
             .receive_maximum
@@ -522,6 +572,7 @@ impl Shard {
             out: BytesMut::new(),
             flush_requested: false,
             closing: false,
+            connected_secs,
             will,
             will_delay_secs,
             window,
@@ -585,6 +636,7 @@ impl Shard {
                 out,
                 flush_requested: false,
                 closing: true,
+                connected_secs: 0,
                 will: None,
                 will_delay_secs: 0,
                 window: 1,
@@ -625,6 +677,16 @@ impl Shard {
             return;
         }
         c.last_seen = now;
+        let version = c.version;
+        // Measured, not re-encoded: the packet's size on the wire.
+        let bytes = packet.encoded_len(version).unwrap_or(0);
+        self.stats.bytes_received += bytes as u64;
+        let messages = u32::from(matches!(packet, Packet::Publish(_)));
+        if let Some(throttle) = &mut self.throttle {
+            if throttle.charge(conn, messages, bytes, now) {
+                self.stats.throttled += 1;
+            }
+        }
         self.paced_by(self.id, Some(conn), |shard| shard.handle_packet(conn, packet, now));
     }
 
@@ -807,6 +869,15 @@ impl Shard {
         let mut released = Vec::new();
         self.backpressure.stall_overdue(now, &mut released);
         self.release_waiters(released);
+        if let Some(throttle) = &mut self.throttle {
+            let mut resumed = Vec::new();
+            throttle.tick(now, &mut resumed);
+            for conn in resumed {
+                if !self.backpressure.is_paused(conn) {
+                    self.effects.push(Effect::Resume(conn));
+                }
+            }
+        }
         // The two heaps are merged in time order; at the same instant keepalive checks go first.
         loop {
             let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
@@ -836,7 +907,8 @@ impl Shard {
     pub fn next_deadline(&self) -> Option<Instant> {
         let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
         let session = self.timers.peek().map(|Reverse((due, _))| *due);
-        keepalive.into_iter().chain(session).min()
+        let throttle = self.throttle.as_ref().and_then(Throttle::next_deadline);
+        keepalive.into_iter().chain(session).chain(throttle).min()
     }
 
     fn check_keepalive(&mut self, conn: ConnId, now: Instant) {
@@ -946,7 +1018,7 @@ impl Shard {
                 tracing::error!(%error, "could not encode a forwarded PUBLISH");
                 return false;
             }
-            self.stats.messages_sent += 1;
+            self.stats.messages_sent[delivery.qos as usize] += 1;
             if !c.flush_requested {
                 c.flush_requested = true;
                 self.effects.push(Effect::Flush(conn));
@@ -990,7 +1062,7 @@ impl Shard {
                 return false;
             }
         }
-        self.stats.messages_sent += 1;
+        self.stats.messages_sent[delivery.qos as usize] += 1;
         self.send(conn, &packet);
         true
     }
@@ -1027,7 +1099,7 @@ impl Shard {
         }
         let client_id = c.client_id.clone();
         let packet_id = publish.packet_id;
-        self.stats.messages_received += 1;
+        self.stats.messages_received[publish.qos as usize] += 1;
         if is_system_topic(&publish.topic) || !self.may_publish(&client_id, &publish.topic) {
             return self.refuse_publish(conn, v5, publish.qos, packet_id);
         }
