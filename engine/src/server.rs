@@ -35,6 +35,7 @@ use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
+use crate::enhanced_auth::{self, ConnectionWire};
 use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::security::NodeSecurity;
 
@@ -928,9 +929,13 @@ async fn handshake(context: Rc<ShardContext>, mut stream: Connection, over_rate:
         // Over the memory high-water mark: new clients wait, connected ones keep working.
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
     }
-    if let Err(reason) = context.security.authenticate(&connect).await {
-        return send_refusal(&mut stream, connect.protocol, reason).await;
-    }
+    // The password, or the Authentication Method's exchange (which may read AUTH packets).
+    let mut wire =
+        ConnectionWire { stream: &mut stream, decoder: &mut decoder, buf: &mut buf, deadline };
+    let Some(connect) = enhanced_auth::authenticate(&context.security, connect, &mut wire).await
+    else {
+        return;
+    };
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
         context.id
