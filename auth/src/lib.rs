@@ -1,7 +1,10 @@
 //! Password files and ACL files in Mosquitto's formats, so operators bring the files they have.
 //!
 //! - [`PasswordFile`]: `username:hash` lines as `mosquitto_passwd` writes them (`$7$` PBKDF2 and
-//!   `$6$` SHA-512), plus argon2id lines written by our own [`set_password`].
+//!   `$6$` SHA-512), plus argon2id lines written by our own [`set_password`] and SCRAM-SHA-256
+//!   verifiers written by [`set_scram_password`].
+//! - [`scram`]: the server's side of a SCRAM-SHA-256 exchange (MQTT 5 enhanced authentication),
+//!   sans-IO.
 //! - [`Acl`]: Mosquitto's `acl_file` (`user`, `topic`, `pattern` lines) and the three questions a
 //!   broker asks of it: may this client publish here, subscribe to this filter, receive this
 //!   message.
@@ -18,8 +21,9 @@
 mod acl;
 mod error;
 mod password;
+pub mod scram;
 mod topic;
 
 pub use acl::Acl;
 pub use error::AuthFileError;
-pub use password::{hash_password, set_password, PasswordFile};
+pub use password::{hash_password, scram_hash, set_password, set_scram_password, PasswordFile};

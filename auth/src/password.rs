@@ -7,6 +7,11 @@
 //! - `$6$<salt>$<hash>`: SHA-512 of the password bytes followed by the decoded salt; what
 //!   `mosquitto_passwd` 1.x wrote (and 2.x with `-H sha512`).
 //! - `$argon2id$v=19$m=...`: a PHC string, as [`hash_password`] writes.
+//! - `$scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>`: a SCRAM-SHA-256 verifier
+//!   (RFC 5802 §3; the fields of RFC 5803's `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+//!   with `$` between all of them), as [`scram_hash`] writes. It serves MQTT 5 enhanced
+//!   authentication (`SCRAM-SHA-256`) and a plain CONNECT password alike: the password is run
+//!   through PBKDF2-HMAC-SHA-256 and compared with StoredKey. Only these entries can use SCRAM.
 //!
 //! Salt and hash are standard base64 (`+/`, padded), as OpenSSL's base64 BIO writes them; padding
 //! is optional when read.
@@ -17,7 +22,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::Path;
 
-use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::rand_core::{OsRng, RngCore as _};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -27,12 +32,13 @@ use sha2::{Digest as _, Sha512};
 use subtle::ConstantTimeEq as _;
 
 use crate::error::AuthFileError;
+use crate::scram::{self, ScramCredentials, ScramVerifier};
 
 /// The length of a SHA-512 output, the only hash length Mosquitto writes and accepts.
 const MOSQUITTO_HASH_BYTES: usize = 64;
 
 /// Mosquitto's base64: OpenSSL's, standard alphabet; padding optional on input.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
@@ -40,6 +46,12 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// A parsed password file; immutable, replaced as a whole on reload.
 pub struct PasswordFile {
     users: HashMap<Box<str>, StoredHash>,
+    /// Random per parsed file: the salts of stand-in SCRAM verifiers for users without one are
+    /// derived from it, so they stay the same across attempts but cannot be predicted.
+    scram_secret: [u8; 32],
+    /// The iteration count stand-in verifiers show: the one most of the file's SCRAM entries use,
+    /// so an unknown user's server-first message looks like a real user's.
+    scram_iterations: u32,
 }
 
 enum StoredHash {
@@ -49,6 +61,8 @@ enum StoredHash {
     Pbkdf2Sha512 { iterations: u32, salt: Box<[u8]>, hash: [u8; MOSQUITTO_HASH_BYTES] },
     /// A PHC string, checked to parse as argon2id when the file was read.
     Argon2id(Box<str>),
+    /// `$scram-sha-256$`: a SCRAM-SHA-256 verifier.
+    ScramSha256(ScramVerifier),
 }
 
 impl PasswordFile {
@@ -82,7 +96,19 @@ impl PasswordFile {
             })?;
             users.insert(username.into(), stored);
         }
-        Ok(PasswordFile { users })
+        let mut iteration_counts: HashMap<u32, usize> = HashMap::new();
+        for stored in users.values() {
+            if let StoredHash::ScramSha256(verifier) = stored {
+                *iteration_counts.entry(verifier.iterations()).or_default() += 1;
+            }
+        }
+        let scram_iterations = iteration_counts
+            .into_iter()
+            .max_by_key(|&(iterations, count)| (count, iterations))
+            .map_or(scram::ITERATIONS_DEFAULT, |(iterations, _)| iterations);
+        let mut scram_secret = [0u8; 32];
+        OsRng.fill_bytes(&mut scram_secret);
+        Ok(PasswordFile { users, scram_secret, scram_iterations })
     }
 
     /// Reads and parses a password file; errors name the file.
@@ -99,6 +125,16 @@ impl PasswordFile {
     /// as with Mosquitto.
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
         self.users.get(username).is_some_and(|stored| stored.verify(password))
+    }
+
+    /// The SCRAM-SHA-256 verifier to run an exchange for `username` against: the user's own, or
+    /// a stand-in that fails at the proof for a user who is not listed or whose entry is not a
+    /// SCRAM one (its salt stable across attempts, its iteration count the file's usual one).
+    pub fn scram_credentials(&self, username: &str) -> ScramCredentials {
+        match self.users.get(username) {
+            Some(StoredHash::ScramSha256(verifier)) => ScramCredentials::known(verifier.clone()),
+            _ => ScramCredentials::unknown(username, &self.scram_secret, self.scram_iterations),
+        }
     }
 
     /// How many users the file lists.
@@ -157,9 +193,12 @@ impl StoredHash {
             Params::try_from(&parsed)
                 .map_err(|error| format!("invalid argon2id parameters ({error})"))?;
             Ok(StoredHash::Argon2id(text.into()))
+        } else if let Some(rest) = text.strip_prefix("$scram-sha-256$") {
+            ScramVerifier::parse(rest).map(StoredHash::ScramSha256)
         } else {
             Err("unknown hash scheme (expected `$7$` or `$6$` from mosquitto_passwd, or \
-                 `$argon2id$`); hash a plain-text file with `mosquitto_passwd -U` first"
+                 `$argon2id$` or `$scram-sha-256$`); hash a plain-text file with \
+                 `mosquitto_passwd -U` first"
                 .to_owned())
         }
     }
@@ -181,19 +220,20 @@ impl StoredHash {
             // constant time with the parameters the string names.
             StoredHash::Argon2id(phc) => PasswordHash::new(phc)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password, &parsed).is_ok()),
+            StoredHash::ScramSha256(verifier) => verifier.verify_password(password),
         }
     }
 }
 
 fn decode_salt(text: &str) -> Result<Box<[u8]>, String> {
-    match BASE64.decode(text) {
+    match BASE64_LENIENT.decode(text) {
         Ok(salt) if !salt.is_empty() => Ok(salt.into()),
         _ => Err("the salt is not base64".to_owned()),
     }
 }
 
 fn decode_hash(text: &str) -> Result<[u8; MOSQUITTO_HASH_BYTES], String> {
-    BASE64
+    BASE64_LENIENT
         .decode(text)
         .ok()
         .and_then(|hash| <[u8; MOSQUITTO_HASH_BYTES]>::try_from(hash).ok())
@@ -242,16 +282,58 @@ pub fn hash_password(password: &str) -> String {
 /// empty, contains `:` or a control character, starts with `#` or has spaces around it is
 /// refused (`InvalidInput`): the file could not hold it. Errors name the file.
 pub fn set_password(path: &Path, username: &str, password: &str) -> io::Result<()> {
+    check_password(username, password)?;
+    set_line(path, username, &hash_password(password))
+}
+
+/// Hashes a password as a SCRAM-SHA-256 verifier for a password-file line
+/// (`$scram-sha-256$<iterations>$<salt>$<StoredKey>$<ServerKey>`), with a 16-byte salt from the
+/// OS's random source.
+///
+/// # Panics
+///
+/// If `iterations` is under [`scram::ITERATIONS_MIN`] (4096), or the OS random source fails.
+pub fn scram_hash(password: &str, iterations: u32) -> String {
+    assert!(iterations >= scram::ITERATIONS_MIN, "SCRAM needs at least 4096 iterations");
+    ScramVerifier::derive(password.as_bytes(), &scram::random_salt(), iterations).to_hash_string()
+}
+
+/// [`set_password`] writing a SCRAM-SHA-256 verifier ([`scram_hash`]) instead of argon2id (the
+/// `shardmq passwd --scram FILE USER` command): the user can then log in with MQTT 5 enhanced
+/// authentication `SCRAM-SHA-256` as well as with a plain password. Fewer than 4096 iterations
+/// are refused (`InvalidInput`).
+pub fn set_scram_password(
+    path: &Path,
+    username: &str,
+    password: &str,
+    iterations: u32,
+) -> io::Result<()> {
+    check_password(username, password)?;
+    if iterations < scram::ITERATIONS_MIN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("SCRAM needs at least {} iterations", scram::ITERATIONS_MIN),
+        ));
+    }
+    set_line(path, username, &scram_hash(password, iterations))
+}
+
+fn check_password(username: &str, password: &str) -> io::Result<()> {
     check_username(username).map_err(|what| io::Error::new(io::ErrorKind::InvalidInput, what))?;
     if u32::try_from(password.len()).is_err() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "the password is over 4 GiB"));
     }
+    Ok(())
+}
+
+/// Replaces `username`'s line with `username:hash` (or appends it), atomically.
+fn set_line(path: &Path, username: &str, hash: &str) -> io::Result<()> {
     let existing = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => String::new(),
         Err(error) => return Err(in_file(path, error)),
     };
-    let new_line = format!("{username}:{}", hash_password(password));
+    let new_line = format!("{username}:{hash}");
     let mut contents = String::with_capacity(existing.len() + new_line.len() + 1);
     let mut replaced = false;
     for line in existing.lines() {

@@ -200,8 +200,8 @@ fn malformed_lines_are_errors_naming_the_line() {
     check_error(
         "user:plaintext",
         "line 1: user `user`: unknown hash scheme (expected `$7$` or `$6$` from \
-         mosquitto_passwd, or `$argon2id$`); hash a plain-text file with `mosquitto_passwd -U` \
-         first",
+         mosquitto_passwd, or `$argon2id$` or `$scram-sha-256$`); hash a plain-text file with \
+         `mosquitto_passwd -U` first",
     );
     check_error(
         "user:$7$0$c2FsdA==$aGFzaA==",
@@ -221,6 +221,86 @@ fn malformed_lines_are_errors_naming_the_line() {
         "line 1: user `u`: not a complete argon2id PHC string",
     );
     check_error(&format!("a:{good}\n\na:{good}\n"), "line 3: user `a` is already on line 1");
+    check_error(
+        "u:$scram-sha-256$4095$c2FsdA==$AAAA$AAAA",
+        "line 1: user `u`: the `$scram-sha-256$` iteration count must be a number from 4096",
+    );
+    check_error(
+        "u:$scram-sha-256$4096$c2FsdA==$AAAA",
+        "line 1: user `u`: a `$scram-sha-256$` hash must be \
+         `$scram-sha-256$iterations$salt$StoredKey$ServerKey`",
+    );
+    check_error(
+        "u:$scram-sha-256$4096$c2FsdA==$AAAA$AAAA",
+        "line 1: user `u`: the StoredKey is not 32 bytes of base64",
+    );
+}
+
+/// RFC 7677's user "user" with password "pencil", as a line of ours.
+const PENCIL_LINE: &str = "user:$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$\
+                           WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=$\
+                           wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+#[test]
+fn scram_lines_serve_plain_passwords_and_scram_exchanges() {
+    use shardmq_auth::scram::{server_first, ScramClient, ScramError};
+
+    let passwords = parse(&format!("{PENCIL_LINE}\nother:{}\n", hash_password("pw")));
+    assert!(passwords.verify("user", b"pencil"));
+    assert!(!passwords.verify("user", b"pencil2"));
+    assert!(passwords.verify("other", b"pw"));
+
+    // RFC 7677's exchange runs against the file's entry.
+    let client = ScramClient::new("user", b"pencil", "rOprNGfwEbeRWgbNEkqO");
+    let exchange = server_first(
+        &client.client_first(),
+        |name| passwords.scram_credentials(name),
+        "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+    )
+    .unwrap();
+    let last = client.client_final(exchange.message()).unwrap();
+    let success = exchange.finish(&last.message).unwrap();
+    assert!(last.verify_server_final(&success.server_final));
+
+    // An argon2id user cannot use SCRAM, and fails like an unknown user: at the proof.
+    for name in ["other", "nobody"] {
+        let client = ScramClient::new(name, b"pw", "abc");
+        let exchange =
+            server_first(&client.client_first(), |name| passwords.scram_credentials(name), "xyz")
+                .unwrap();
+        let text = String::from_utf8(exchange.message().to_vec()).unwrap();
+        // The stand-in shows the iteration count the file's SCRAM entries use.
+        assert!(text.ends_with(",i=4096"), "{text}");
+        let last = client.client_final(exchange.message()).unwrap();
+        assert_eq!(exchange.finish(&last.message), Err(ScramError::Failed));
+    }
+}
+
+#[test]
+fn set_scram_password_writes_a_line_both_logins_accept() {
+    use shardmq_auth::scram::{server_first, ScramClient};
+    use shardmq_auth::set_scram_password;
+
+    let dir = temp_dir();
+    let path = dir.path().join("passwd");
+    set_password(&path, "argon", "a").unwrap();
+    set_scram_password(&path, "sam", "s3cret", 4096).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nsam:$scram-sha-256$4096$"), "{text}");
+    let passwords = load(&path);
+    assert!(passwords.verify("sam", b"s3cret") && passwords.verify("argon", b"a"));
+    let client = ScramClient::new("sam", b"s3cret", "n0nce");
+    let exchange =
+        server_first(&client.client_first(), |name| passwords.scram_credentials(name), "srv")
+            .unwrap();
+    let last = client.client_final(exchange.message()).unwrap();
+    assert!(exchange.finish(&last.message).is_ok());
+    // Replacing the entry with an argon2id one takes SCRAM away.
+    set_password(&path, "sam", "s3cret").unwrap();
+    assert!(!fs::read_to_string(&path).unwrap().contains("scram"));
+
+    let error = set_scram_password(&path, "sam", "x", 4095).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
 }
 
 #[test]

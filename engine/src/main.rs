@@ -12,6 +12,7 @@ mod admin;
 mod check_system;
 mod cluster;
 mod config;
+mod enhanced_auth;
 mod listeners;
 mod overload;
 mod reload;
@@ -32,8 +33,9 @@ enum Command {
     Serve(Box<config::ServeArgs>),
     /// Run the bundled load generator against one or more brokers (see docs/loadgen.md).
     Loadgen(Box<shardmq_loadgen::LoadgenArgs>),
-    /// Add a user to a password file, or change its password (argon2id; the file keeps
-    /// Mosquitto's format, so `mosquitto_passwd` entries stay valid). SIGHUP the broker after.
+    /// Add a user to a password file, or change its password (argon2id, or a SCRAM-SHA-256
+    /// verifier with --scram; the file keeps Mosquitto's format, so `mosquitto_passwd` entries
+    /// stay valid). SIGHUP the broker after.
     Passwd(PasswdArgs),
     /// Read this host's file limits, kernel settings and memory, and say what to change to hold
     /// a target number of connections (see docs/tuning.md). Exits 1 when something must change.
@@ -86,6 +88,14 @@ struct PasswdArgs {
     file: std::path::PathBuf,
     /// The user to add, or whose password to change.
     user: String,
+    /// Store a SCRAM-SHA-256 verifier instead of an argon2id hash: the user can then log in with
+    /// MQTT 5 enhanced authentication (method `SCRAM-SHA-256`) as well as with a plain password.
+    #[arg(long)]
+    scram: bool,
+    /// PBKDF2 iterations of the SCRAM verifier (at least 4096, RFC 7677). Every SCRAM login makes
+    /// the client pay them; a plain-password login against the entry makes the broker pay them.
+    #[arg(long, requires = "scram", default_value_t = shardmq_auth::scram::ITERATIONS_DEFAULT)]
+    iterations: u32,
 }
 
 /// Asks for the password twice on a terminal, or reads one line from standard input (scripts).
@@ -101,7 +111,11 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     anyhow::ensure!(!password.is_empty(), "empty password");
-    shardmq_auth::set_password(&args.file, &args.user, &password)?;
+    if args.scram {
+        shardmq_auth::set_scram_password(&args.file, &args.user, &password, args.iterations)?;
+    } else {
+        shardmq_auth::set_password(&args.file, &args.user, &password)?;
+    }
     Ok(())
 }
 

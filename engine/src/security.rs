@@ -3,6 +3,10 @@
 //! [`Authorizer`]). Both are Mosquitto's formats (`shardmq_auth`), so operators migrate their
 //! files unchanged, and both are read again on SIGHUP: a bad new file keeps the old one in force
 //! and the log says why.
+//!
+//! The password file also serves MQTT 5 enhanced authentication (SCRAM-SHA-256,
+//! `enhanced_auth.rs`): on CONNECT in the handshake, and for re-authentication on the shards
+//! through their [`Authorizer`], which reads the file in force when each exchange starts.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +15,10 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 use anyhow::Context;
 use shardmq_auth::{Acl, PasswordFile};
 use shardmq_io::codec::{Connect, ReasonCode};
-use shardmq_shard::authorize::Authorizer;
+use shardmq_shard::authorize::{AuthStep, Authorizer};
 
 use crate::config::Security;
+use crate::enhanced_auth;
 
 /// Threads that check passwords for the whole node. Not the shards' blocking threads: those
 /// run the storage commits, which a flood of logins (argon2id takes tens of milliseconds on
@@ -25,33 +30,50 @@ const PASSWORD_CHECKS_QUEUED_MAX: usize = 256;
 
 type Check = Box<dyn FnOnce() + Send>;
 
+/// The password file in force, shared by the handshake and every shard's [`Authorizer`] (a
+/// reload replaces what it holds, so the next exchange uses the new file).
+type Passwords = Arc<RwLock<Option<Arc<PasswordFile>>>>;
+
 /// The node's security state, shared by every shard; read on CONNECT and when a shard picks up
 /// a reloaded ACL, never per message.
 #[derive(Debug)]
 pub struct NodeSecurity {
     checks: mpsc::SyncSender<Check>,
     config: Security,
-    passwords: RwLock<Option<Arc<PasswordFile>>>,
-    acl: RwLock<Option<Arc<dyn Authorizer>>>,
+    passwords: Passwords,
+    acl: RwLock<Option<Arc<Acl>>>,
     /// Bumped by every reload that changed the ACL: shards compare it with the one they hold.
     generation: AtomicU64,
 }
 
-/// The ACL file as a shard's [`Authorizer`].
+/// A shard's [`Authorizer`]: the ACL file (everything allowed without one) and the password
+/// file's authentication methods.
 #[derive(Debug)]
-struct AclFile(Acl);
+struct NodeAuthorizer {
+    acl: Option<Arc<Acl>>,
+    passwords: Passwords,
+}
 
-impl Authorizer for AclFile {
+impl Authorizer for NodeAuthorizer {
     fn can_publish(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
-        self.0.can_publish(username, client_id, topic)
+        self.acl.as_ref().is_none_or(|acl| acl.can_publish(username, client_id, topic))
     }
 
     fn can_subscribe(&self, username: Option<&str>, client_id: &str, filter: &str) -> bool {
-        self.0.can_subscribe(username, client_id, filter)
+        self.acl.as_ref().is_none_or(|acl| acl.can_subscribe(username, client_id, filter))
     }
 
     fn can_read(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
-        self.0.can_read(username, client_id, topic)
+        self.acl.as_ref().is_none_or(|acl| acl.can_read(username, client_id, topic))
+    }
+
+    fn supports_auth_method(&self, method: &str) -> bool {
+        enhanced_auth::supports(read(&self.passwords).as_deref(), method)
+    }
+
+    fn start_authentication(&self, method: &str, data: Option<&[u8]>) -> AuthStep {
+        let passwords = read(&self.passwords).clone();
+        enhanced_auth::start(passwords.as_deref(), method, data)
     }
 }
 
@@ -84,7 +106,7 @@ impl NodeSecurity {
         Ok(NodeSecurity {
             checks,
             config: config.clone(),
-            passwords: RwLock::new(passwords),
+            passwords: Arc::new(RwLock::new(passwords)),
             acl: RwLock::new(acl),
             generation: AtomicU64::new(0),
         })
@@ -114,10 +136,25 @@ impl NodeSecurity {
         }
     }
 
-    /// The ACL shards hold themselves to, and its generation.
+    /// The ACL shards hold themselves to (with the password file's authentication methods),
+    /// and its generation. `None` when neither file is configured: everything is allowed and no
+    /// method is offered.
     pub fn authorizer(&self) -> (u64, Option<Arc<dyn Authorizer>>) {
         let generation = self.generation.load(Ordering::Acquire);
-        (generation, read(&self.acl).clone())
+        let acl = read(&self.acl).clone();
+        if acl.is_none() && self.config.password_file.is_none() {
+            return (generation, None);
+        }
+        let authorizer = NodeAuthorizer { acl, passwords: self.passwords.clone() };
+        (generation, Some(Arc::new(authorizer)))
+    }
+
+    /// Starts an enhanced-authentication exchange of a CONNECT (`enhanced_auth.rs`), against the
+    /// password file in force. Cheap for SCRAM (the client does the slow hashing), so it runs on
+    /// the shard.
+    pub fn start_authentication(&self, method: &str, data: Option<&[u8]>) -> AuthStep {
+        let passwords = read(&self.passwords).clone();
+        enhanced_auth::start(passwords.as_deref(), method, data)
     }
 
     pub fn generation(&self) -> u64 {
@@ -171,9 +208,9 @@ fn read_passwords(path: &Path) -> anyhow::Result<Arc<PasswordFile>> {
     Ok(Arc::new(passwords))
 }
 
-fn read_acl(path: &Path) -> anyhow::Result<Arc<dyn Authorizer>> {
+fn read_acl(path: &Path) -> anyhow::Result<Arc<Acl>> {
     let acl = Acl::load(path).with_context(|| format!("cannot use acl_file {}", path.display()))?;
-    Ok(Arc::new(AclFile(acl)))
+    Ok(Arc::new(acl))
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -35,6 +35,7 @@ use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
 use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
+use crate::enhanced_auth::{self, ConnectionWire};
 use crate::listeners::{ListenerKind, ShardListener, TlsCertificates};
 use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::reload::{LiveConfig, Reloader};
@@ -1065,19 +1066,29 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
         Some(tls) if tls.certificate_as_username() => stream.peer_common_name(),
         _ => None,
     };
-    match certified {
+    let connect = match certified {
         // The client's certificate, checked against the client CA in the TLS handshake, is
         // its credential: its common name is the user name, and no password is asked for.
         Some(name) => {
             connect.username = Some(name.into());
             connect.password = None;
+            connect
         }
         None => {
-            if let Err(reason) = context.security.authenticate(&connect).await {
-                return send_refusal(&mut stream, connect.protocol, reason).await;
+            // The password, or the Authentication Method's exchange (which may read AUTH
+            // packets).
+            let mut wire = ConnectionWire {
+                stream: &mut stream,
+                decoder: &mut decoder,
+                buf: &mut buf,
+                deadline,
+            };
+            match enhanced_auth::authenticate(&context.security, connect, &mut wire).await {
+                Some(connect) => connect,
+                None => return,
             }
         }
-    }
+    };
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
         context.id
@@ -1434,7 +1445,7 @@ fn front_is_publish(buf: &BytesMut) -> bool {
 
 /// Writes `out` until it is empty, or until the socket is full (pending; `out` keeps the rest),
 /// or the write fails.
-fn poll_write_all<S: MqttStream>(
+pub(crate) fn poll_write_all<S: MqttStream>(
     stream: &mut S,
     out: &mut BytesMut,
     cx: &mut TaskContext<'_>,

@@ -270,3 +270,256 @@ fn json_logs_are_one_object_per_line() {
     }
     assert!(log.lines().count() >= 2, "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5 enhanced authentication: SCRAM-SHA-256
+// ---------------------------------------------------------------------------------------------
+
+const SCRAM: &str = "SCRAM-SHA-256";
+
+/// Runs `shardmq passwd [--scram] FILE USER` with `password` on standard input.
+fn shardmq_passwd(file: &std::path::Path, user: &str, password: &str, scram: bool) {
+    let mut command = Command::new(broker_binary());
+    command.arg("passwd");
+    if scram {
+        command.args(["--scram", "--iterations", "4096"]);
+    }
+    let mut passwd = command
+        .arg(file)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardmq passwd");
+    let line = format!("{password}\n");
+    passwd.stdin.take().expect("stdin").write_all(line.as_bytes()).expect("write the password");
+    let output = passwd.wait_with_output().expect("shardmq passwd ends");
+    assert!(output.status.success(), "{output:?}");
+}
+
+fn auth_packet(reason: ReasonCode, method: &str, data: &[u8]) -> Packet {
+    Packet::Auth(shardmq_io::codec::Auth {
+        reason,
+        properties: Properties {
+            authentication_method: Some(ByteString::from(method)),
+            authentication_data: Some(Bytes::copy_from_slice(data)),
+            ..Properties::default()
+        },
+    })
+}
+
+/// The AUTH the broker sent next, which must name SCRAM-SHA-256: its reason and data.
+fn expect_auth(client: &mut RawClient) -> (ReasonCode, Bytes) {
+    match client.next(WAIT) {
+        Received::Packet(Packet::Auth(auth)) => {
+            assert_eq!(auth.properties.authentication_method.as_deref(), Some(SCRAM));
+            (auth.reason, auth.properties.authentication_data.unwrap_or_default())
+        }
+        other => panic!("expected AUTH, got {other:?}"),
+    }
+}
+
+/// A SCRAM-SHA-256 CONNECT exchange over a raw socket: CONNECT with the client-first message,
+/// AUTH 0x18 server-first, AUTH 0x18 client-final, CONNACK. Returns the client and the CONNACK;
+/// on success, the CONNACK's server-final message has been checked.
+fn scram_login(
+    broker: &Broker,
+    client_id: &str,
+    user: &str,
+    password: &str,
+    connect_username: Option<&str>,
+) -> (RawClient, ConnAck) {
+    let scram = shardmq_auth::scram::ScramClient::new(user, password.as_bytes(), "c1i3ntn0nce");
+    let mut connect = connect_packet(V5, client_id);
+    connect.username = connect_username.map(ByteString::from);
+    connect.properties.authentication_method = Some(ByteString::from(SCRAM));
+    connect.properties.authentication_data = Some(Bytes::from(scram.client_first()));
+    let mut client = RawClient::open(broker.addr(), V5);
+    client.send(&Packet::Connect(Box::new(connect)));
+    let (reason, server_first) = expect_auth(&mut client);
+    assert_eq!(reason, ReasonCode::CONTINUE_AUTHENTICATION);
+    let last = scram.client_final(&server_first).expect("a valid server-first message");
+    client.send(&auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, SCRAM, &last.message));
+    let connack = match client.next(WAIT) {
+        Received::Packet(Packet::ConnAck(connack)) => connack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    };
+    if connack.reason == ReasonCode::SUCCESS {
+        assert_eq!(connack.properties.authentication_method.as_deref(), Some(SCRAM));
+        let server_final = connack.properties.authentication_data.as_deref().unwrap_or_default();
+        assert!(last.verify_server_final(server_final), "a wrong server signature");
+    }
+    (client, connack)
+}
+
+/// Re-authenticates a connected client: `Ok` after AUTH 0x00 with a correct server signature,
+/// `Err` with the DISCONNECT's reason.
+fn scram_reauthenticate(
+    client: &mut RawClient,
+    user: &str,
+    password: &str,
+) -> Result<(), ReasonCode> {
+    let scram = shardmq_auth::scram::ScramClient::new(user, password.as_bytes(), "r3auth");
+    client.send(&auth_packet(ReasonCode::RE_AUTHENTICATE, SCRAM, &scram.client_first()));
+    let (reason, server_first) = expect_auth(client);
+    assert_eq!(reason, ReasonCode::CONTINUE_AUTHENTICATION);
+    let last = scram.client_final(&server_first).expect("a valid server-first message");
+    client.send(&auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, SCRAM, &last.message));
+    match client.next(WAIT) {
+        Received::Packet(Packet::Auth(auth)) => {
+            assert_eq!(auth.reason, ReasonCode::SUCCESS);
+            let server_final = auth.properties.authentication_data.unwrap_or_default();
+            assert!(last.verify_server_final(&server_final), "a wrong server signature");
+            Ok(())
+        }
+        Received::Packet(Packet::Disconnect(disconnect)) => {
+            client.expect_closed(WAIT);
+            Err(disconnect.reason)
+        }
+        other => panic!("expected AUTH or DISCONNECT, got {other:?}"),
+    }
+}
+
+#[test]
+fn scram_sha_256_logs_in_reauthenticates_and_names_the_acl_user() {
+    let dir = TestDir::new("scram");
+    let file = dir.path().join("passwd");
+    shardmq_passwd(&file, "sam", "s3cret", true);
+    shardmq_passwd(&file, "argon", "a", false);
+    let text = std::fs::read_to_string(&file).expect("read the password file");
+    assert!(
+        text.contains("sam:$scram-sha-256$4096$") && text.contains("argon:$argon2id$"),
+        "{text}"
+    );
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user sam\ntopic readwrite sam/#\n").expect("write the ACL");
+    let broker = Broker::start(&[
+        "--password-file",
+        file.to_str().expect("utf-8 path"),
+        "--acl-file",
+        acl.to_str().expect("utf-8 path"),
+    ]);
+
+    // On both shards: one handshake stays on the accepting shard, the other is handed over.
+    for shard in 0..2 {
+        let client_id = shardmq_tests::client_id_on_shard("scram", shard);
+        let (mut client, connack) = scram_login(&broker, &client_id, "sam", "s3cret", None);
+        assert_eq!(connack.reason, ReasonCode::SUCCESS, "{connack:?}");
+        // The SCRAM user is the session's user: the ACL lets sam write sam/#, nothing else.
+        assert!(allowed(publish(&mut client, "sam/1", "x", false)));
+        assert_eq!(publish(&mut client, "other/1", "x", false), ReasonCode::NOT_AUTHORIZED);
+
+        assert_eq!(scram_reauthenticate(&mut client, "sam", "s3cret"), Ok(()));
+        assert!(allowed(publish(&mut client, "sam/2", "still connected", false)));
+        assert_eq!(
+            scram_reauthenticate(&mut client, "sam", "wrong"),
+            Err(ReasonCode::NOT_AUTHORIZED)
+        );
+    }
+
+    // A CONNECT User Name must be the SCRAM user.
+    let (_, same) = scram_login(&broker, "named", "sam", "s3cret", Some("sam"));
+    assert_eq!(same.reason, ReasonCode::SUCCESS);
+    let (_, other) = scram_login(&broker, "misnamed", "sam", "s3cret", Some("argon"));
+    assert_eq!(other.reason, ReasonCode::NOT_AUTHORIZED);
+
+    // Wrong password, unknown user, a user whose entry is argon2id: all refused at the proof.
+    for (user, password) in [("sam", "wrong"), ("nobody", "s3cret"), ("argon", "a")] {
+        let (mut client, refused) = scram_login(&broker, "refused", user, password, None);
+        assert_eq!(refused.reason, ReasonCode::NOT_AUTHORIZED, "{user}");
+        client.expect_closed(WAIT);
+    }
+
+    // The SCRAM entry also serves a plain password: a raw CONNECT and Debian's mosquitto_pub.
+    let (_, plain) = login(&broker, V5, "plain", Some("sam"), Some("s3cret"));
+    assert_eq!(plain.reason, ReasonCode::SUCCESS);
+    let (_, wrong) = login(&broker, V5, "plain", Some("sam"), Some("s3cret!"));
+    assert_eq!(wrong.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let good = mosquitto_pub(&broker, &["-u", "sam", "-P", "s3cret", "-t", "sam/t", "-m", "hi"]);
+    assert!(good.status.success(), "{good:?}");
+
+    // A user added while the broker runs can use SCRAM after SIGHUP.
+    shardmq_passwd(&file, "sue", "n3w", true);
+    let (_, before) = scram_login(&broker, "sue-1", "sue", "n3w", None);
+    assert_eq!(before.reason, ReasonCode::NOT_AUTHORIZED);
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    let (_, after) = scram_login(&broker, "sue-2", "sue", "n3w", None);
+    assert_eq!(after.reason, ReasonCode::SUCCESS);
+}
+
+#[test]
+fn other_methods_and_brokers_without_a_password_file_get_0x8c() {
+    let dir = TestDir::new("scram-methods");
+    let file = dir.path().join("passwd");
+    shardmq_passwd(&file, "sam", "s3cret", true);
+    let with_file = Broker::start(&["--password-file", file.to_str().expect("utf-8 path")]);
+    let without_file = Broker::start(&[]);
+    for (broker, method) in
+        [(&with_file, "SCRAM-SHA-1"), (&with_file, "scram-sha-256"), (&without_file, SCRAM)]
+    {
+        let mut connect = connect_packet(V5, "method");
+        connect.properties.authentication_method = Some(ByteString::from(method));
+        connect.properties.authentication_data = Some(Bytes::from_static(b"n,,n=sam,r=abc"));
+        let (mut client, connack) = RawClient::connect(broker.addr(), connect);
+        assert_eq!(connack.reason, ReasonCode::BAD_AUTHENTICATION_METHOD, "{method}");
+        client.expect_closed(WAIT);
+    }
+
+    // AUTH on a connection that logged in with a password is a protocol error.
+    let (mut plain, _) = login(&with_file, V5, "plain", Some("sam"), Some("s3cret"));
+    plain.send(&auth_packet(ReasonCode::RE_AUTHENTICATE, SCRAM, b"n,,n=sam,r=abc"));
+    match plain.next(WAIT) {
+        Received::Packet(Packet::Disconnect(disconnect)) => {
+            assert_eq!(disconnect.reason, ReasonCode::PROTOCOL_ERROR)
+        }
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_scram_exchange_is_bound_by_the_connect_timeout_and_the_protocol() {
+    let dir = TestDir::new("scram-timeout");
+    let file = dir.path().join("passwd");
+    shardmq_passwd(&file, "sam", "s3cret", true);
+    let broker = Broker::start(&[
+        "--password-file",
+        file.to_str().expect("utf-8 path"),
+        "--connect-timeout",
+        "1",
+    ]);
+    let scram = shardmq_auth::scram::ScramClient::new("sam", b"s3cret", "abc");
+    let scram_connect = || {
+        let mut connect = connect_packet(V5, "slow");
+        connect.properties.authentication_method = Some(ByteString::from(SCRAM));
+        connect.properties.authentication_data = Some(Bytes::from(scram.client_first()));
+        Packet::Connect(Box::new(connect))
+    };
+
+    // A client that never answers the server-first message is closed at the connect timeout.
+    let mut silent = RawClient::open(broker.addr(), V5);
+    silent.send(&scram_connect());
+    assert_eq!(expect_auth(&mut silent).0, ReasonCode::CONTINUE_AUTHENTICATION);
+    let took = silent.expect_closed(Duration::from_secs(3));
+    assert!(took <= Duration::from_secs(2), "closed after {took:?}, expected about 1 s");
+
+    // Anything but AUTH 0x18 with the same method is a protocol error.
+    for answer in [
+        Packet::PingReq,
+        auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, "SCRAM-SHA-1", b"c=biws,r=abc,p=AAAA"),
+        auth_packet(ReasonCode::RE_AUTHENTICATE, SCRAM, b"c=biws,r=abc,p=AAAA"),
+    ] {
+        let mut client = RawClient::open(broker.addr(), V5);
+        client.send(&scram_connect());
+        assert_eq!(expect_auth(&mut client).0, ReasonCode::CONTINUE_AUTHENTICATION);
+        client.send(&answer);
+        match client.next(WAIT) {
+            Received::Packet(Packet::ConnAck(connack)) => {
+                assert_eq!(connack.reason, ReasonCode::PROTOCOL_ERROR, "{answer:?}")
+            }
+            other => panic!("expected CONNACK, got {other:?} after {answer:?}"),
+        }
+        client.expect_closed(WAIT);
+    }
+}

@@ -14,15 +14,15 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use shardmq_io::codec::topic::split_shared;
 use shardmq_io::codec::{
-    Ack, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, PlainPublish,
-    Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    Ack, Auth, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId,
+    PlainPublish, Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 
-use crate::authorize::Authorizer;
+use crate::authorize::{AuthExchange, AuthStep, Authorizer};
 use crate::ids::{home_shard, ConnId, PeerNode, ShardId};
 use crate::limits::Limits;
 use crate::mesh::{ShardMsg, SyncToken};
@@ -239,6 +239,18 @@ pub struct Shard {
     throttle: Option<Throttle>,
     /// The first instant the shard was told of: what [`Conn::connected_secs`] counts from.
     time_base: Option<Instant>,
+    /// Connections that authenticated with an Authentication Method (MQTT 5 enhanced
+    /// authentication): the method, and the re-authentication under way. Beside [`Conn`] rather
+    /// than in it, so the connections that use none (nearly all) pay nothing for it.
+    enhanced_auth: FastMap<ConnId, EnhancedAuth>,
+}
+
+/// A connection's enhanced authentication.
+#[derive(Debug)]
+struct EnhancedAuth {
+    method: ByteString,
+    /// A re-authentication waiting for the client's next AUTH 0x18.
+    exchange: Option<Box<dyn AuthExchange>>,
 }
 
 /// What a publish matched, for the v5 PUBACK/PUBREC "No matching subscribers" reason.
@@ -281,6 +293,7 @@ impl Shard {
             authorizer: None,
             throttle: rates.map(Throttle::new),
             time_base: None,
+            enhanced_auth: FastMap::default(),
         }
     }
 
@@ -442,10 +455,27 @@ impl Shard {
         let v5 = version.is_v5();
         let mut connack_properties = Properties::default();
 
-        if connect.properties.authentication_method.is_some() {
-            // Enhanced authentication is not offered (yet): the spec's answer is 0x8C.
-            return self.refuse(conn, version, ReasonCode::BAD_AUTHENTICATION_METHOD, now);
-        }
+        // The engine ran the method's exchange before the CONNECT got here (see `authorize`);
+        // the CONNACK carries its last message. Without an authorizer vouching for the method,
+        // the spec's answer is 0x8C.
+        let auth_method = match connect.properties.authentication_method.as_deref() {
+            None => None,
+            Some(method)
+                if self
+                    .authorizer
+                    .as_ref()
+                    .is_some_and(|authorizer| authorizer.supports_auth_method(method)) =>
+            {
+                let method = ByteString::from(method);
+                connack_properties.authentication_method = Some(method.clone());
+                connack_properties.authentication_data =
+                    connect.properties.authentication_data.as_deref().map(Bytes::copy_from_slice);
+                Some(method)
+            }
+            Some(_) => {
+                return self.refuse(conn, version, ReasonCode::BAD_AUTHENTICATION_METHOD, now);
+            }
+        };
         if connect.client_id.is_empty() {
             if !v5 && !connect.clean_start {
                 return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
@@ -584,6 +614,9 @@ impl Shard {
             self.keepalive_timers.push(Reverse((now + grace, conn)));
         }
         self.conns.insert(conn, c);
+        if let Some(method) = auth_method {
+            self.enhanced_auth.insert(conn, EnhancedAuth { method, exchange: None });
+        }
 
         if v5 {
             connack_properties.receive_maximum = Some(self.limits.inflight_max);
@@ -702,14 +735,59 @@ impl Shard {
             Packet::PingReq => self.send(conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.client_disconnect(conn, disconnect, now),
             Packet::Connect(_) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
-            // AUTH needs an authentication method, which CONNECT cannot have set (refused above);
-            // the server-to-client packets are never valid from a client.
-            Packet::Auth(_)
-            | Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+            Packet::Auth(auth) => self.reauthenticate(conn, auth, now),
+            // The server-to-client packets are never valid from a client.
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now)
+            }
         }
+    }
+
+    /// An AUTH from a connected client: a re-authentication with the CONNECT's method (0x19
+    /// starts it, 0x18 continues it), answered with AUTH 0x18 (continue) or 0x00 (success). Other
+    /// packets keep flowing meanwhile. AUTH on a connection without enhanced authentication, with
+    /// another method or out of turn is a protocol error (DISCONNECT 0x82); a failed exchange,
+    /// or one that proves another user, is DISCONNECT 0x87 (the method's reason code).
+    fn reauthenticate(&mut self, conn: ConnId, auth: Auth, now: Instant) {
+        let Some(state) = self.enhanced_auth.get_mut(&conn) else {
+            return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+        };
+        if auth.properties.authentication_method.as_deref() != Some(&*state.method) {
+            return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+        }
+        let data = auth.properties.authentication_data.as_deref();
+        let step = match (auth.reason, state.exchange.take()) {
+            (ReasonCode::RE_AUTHENTICATE, None) => match &self.authorizer {
+                Some(authorizer) => authorizer.start_authentication(&state.method, data),
+                None => AuthStep::Failure(ReasonCode::BAD_AUTHENTICATION_METHOD),
+            },
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(exchange)) => exchange.step(data),
+            // 0x00 from a client, 0x19 during an exchange, 0x18 without one.
+            _ => return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+        };
+        let method = state.method.clone();
+        let (reason, data) = match step {
+            AuthStep::Continue { exchange, data } => {
+                state.exchange = Some(exchange);
+                (ReasonCode::CONTINUE_AUTHENTICATION, Some(data))
+            }
+            AuthStep::Success { username, data } => {
+                let client_id = self.conns.get(&conn).map(|c| c.client_id.clone());
+                let same_user = client_id
+                    .is_some_and(|client_id| self.username_of(&client_id) == Some(&*username));
+                if !same_user {
+                    return self.protocol_violation(conn, ReasonCode::NOT_AUTHORIZED, now);
+                }
+                (ReasonCode::SUCCESS, data)
+            }
+            AuthStep::Failure(reason) => return self.protocol_violation(conn, reason, now),
+        };
+        let properties = Properties {
+            authentication_method: Some(method),
+            authentication_data: data,
+            ..Properties::default()
+        };
+        self.send(conn, &Packet::Auth(Auth { reason, properties }));
     }
 
     /// The connection's bytes could not be decoded: DISCONNECT with the error's reason code (v5)
@@ -729,12 +807,14 @@ impl Shard {
             self.detach(conn, WillRule::Publish, now);
         }
         self.conns.remove(&conn);
+        self.enhanced_auth.remove(&conn);
         self.forget_pressure(conn);
     }
 
     /// The engine closed a connection after [`Effect::Close`].
     pub fn connection_closed(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+        self.enhanced_auth.remove(&conn);
         self.forget_pressure(conn);
     }
 
