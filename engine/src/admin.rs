@@ -506,11 +506,20 @@ pub(crate) async fn answer_requests(context: Rc<ShardContext>, requests: ShardRe
         let answer = match query {
             Query::Page { after, limit, presence } => {
                 let state = context.state.borrow();
-                Answer::Page(state.client_page(after.as_deref(), limit, presence, now))
+                let mut page = state.client_page(after.as_deref(), limit, presence, now);
+                for client in &mut page {
+                    client.peer = client.conn.and_then(|conn| context.peer_addr(conn));
+                }
+                Answer::Page(page)
             }
             Query::Detail(client_id) => {
                 let state = context.state.borrow();
-                Answer::Detail(state.client_detail(&client_id, now).map(Box::new))
+                let mut detail = state.client_detail(&client_id, now);
+                if let Some(detail) = &mut detail {
+                    let conn = detail.summary.conn;
+                    detail.summary.peer = conn.and_then(|conn| context.peer_addr(conn));
+                }
+                Answer::Detail(detail.map(Box::new))
             }
             Query::Kick { client_id, session } => {
                 let kicked = context.state.borrow_mut().kick(&client_id, session, now);
@@ -707,6 +716,7 @@ fn summary_json(client: &ClientSummary, shard: ShardId) -> Value {
     json!({
         "client_id": client.client_id.to_string(),
         "connected": client.conn.is_some(),
+        "peer_address": client.peer.map(|peer| peer.to_string()),
         "shard": shard.0,
         "protocol": client.protocol.map(protocol_name),
         "username": client.username,

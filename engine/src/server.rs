@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -431,10 +432,14 @@ impl Signal {
 
 /// How the shard reaches a connection's task: the key of the connection's slot in the shard's
 /// epoll set ([`Connection::notify_key`]), where the signals below wait for the task with the
-/// waker the slot keeps anyway. Kept by value in [`ShardContext::conns`], 16 bytes an entry
-/// with its key (a waker and flags of its own made that 32).
+/// waker the slot keeps anyway; and its socket's [`Connection::peer_key`], for the admin API's
+/// peer addresses. Kept by value in [`ShardContext::conns`], 24 bytes an entry with its key (a
+/// waker and flags of its own made that 40).
 #[derive(Debug, Clone, Copy)]
-struct ConnHandle(u64);
+pub(crate) struct ConnHandle {
+    notify: u64,
+    peer: i32,
+}
 
 /// The shard asked for something since the task last looked (set with every signal below, and
 /// alone by a resume).
@@ -446,7 +451,17 @@ const SIGNAL_CLOSE: u8 = 4;
 
 impl ConnHandle {
     fn notify(self, signals: u8) {
-        Connection::notify(self.0, signals | SIGNAL_WAKE);
+        Connection::notify(self.notify, signals | SIGNAL_WAKE);
+    }
+}
+
+impl ShardContext {
+    /// The address of the client on `conn`, while it is connected to this shard.
+    pub(crate) fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        // The entry goes before its connection closes (`ConnectionTask::poll`): the key is
+        // still that connection's socket.
+        let handle = *self.conns.borrow().get(&conn)?;
+        Connection::peer_addr_of(handle.peer).ok()
     }
 }
 
@@ -1201,7 +1216,8 @@ fn register_connection<S: ClientStream>(
     connect: Box<Connect>,
 ) {
     let conn = context.new_conn_id();
-    context.conns.borrow_mut().insert(conn, ConnHandle(stream.notify_key()));
+    let handle = ConnHandle { notify: stream.notify_key(), peer: stream.peer_key() };
+    context.conns.borrow_mut().insert(conn, handle);
     context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
     context.apply_effects();
     runtime::spawn_local(ConnectionTask { context, conn, buf, decoder, stream, step: Step::Feed });

@@ -73,6 +73,11 @@ pub trait MqttStream {
         None
     }
 
+    /// See [`Connection::peer_key`].
+    fn peer_key(&self) -> i32 {
+        self.connection().peer_key()
+    }
+
     /// See [`Connection::notify_key`].
     fn notify_key(&self) -> u64 {
         self.connection().notify_key()

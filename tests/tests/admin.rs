@@ -219,6 +219,7 @@ fn clients_are_listed_inspected_and_kicked() {
     assert!(page["next_after"].is_null());
     let listed = &page["clients"][0];
     assert_eq!(listed["connected"], true);
+    assert_eq!(listed["peer_address"], kicked.local_addr().to_string());
     assert_eq!(listed["protocol"], "5.0");
     assert_eq!(listed["keepalive_secs"], 30);
     assert_eq!(listed["session_expiry_secs"], 3600);
@@ -261,6 +262,7 @@ fn clients_are_listed_inspected_and_kicked() {
     let (_, offline) = api(admin, "GET", "/api/v1/clients?connected=false");
     assert_eq!(client_ids(&offline), ["kick me/1"]);
     assert_eq!(offline["clients"][0]["connected"], false);
+    assert!(offline["clients"][0]["peer_address"].is_null());
     assert!(offline["clients"][0]["disconnected_at"].as_u64().is_some());
     let (status, answer) = api(admin, "DELETE", "/api/v1/clients/kick%20me%2F1?clean=true");
     assert_eq!(status, 200, "{answer}");

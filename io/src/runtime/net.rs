@@ -396,6 +396,24 @@ impl Connection {
         sock_addr(SockRef::from(&self.fd).peer_addr()?)
     }
 
+    /// A key for [`Connection::peer_addr_of`]: the socket's fd number, 4 bytes to keep where
+    /// the connection itself is not at hand.
+    pub fn peer_key(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// The client's address, for the connection whose [`peer_key`](Self::peer_key) this is.
+    /// The caller must know that connection is still open (a key outlives its connection, and
+    /// its number is reused by the next socket opened); the answer is then exact, and at worst
+    /// another socket's address, never unsafe.
+    #[allow(unsafe_code)]
+    pub fn peer_addr_of(key: i32) -> io::Result<SocketAddr> {
+        // SAFETY: getpeername only reads the fd's socket for the duration of the call; an fd
+        // that is closed makes it fail with EBADF.
+        let fd = unsafe { BorrowedFd::borrow_raw(key) };
+        sock_addr(SockRef::from(&fd).peer_addr()?)
+    }
+
     /// The broker's address of this connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         sock_addr(SockRef::from(&self.fd).local_addr()?)

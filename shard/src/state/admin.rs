@@ -21,6 +21,9 @@ pub struct ClientSummary {
     pub client_id: ByteString,
     /// The live connection, if any (the engine finds its peer address from it).
     pub conn: Option<ConnId>,
+    /// The client's address: the shard knows no sockets, so it leaves this `None` for the
+    /// engine to fill in from `conn`.
+    pub peer: Option<std::net::SocketAddr>,
     /// The connection's protocol version (`None` while offline).
     pub protocol: Option<ProtocolVersion>,
     /// The user name, kept while an ACL is in force (`None` otherwise, or without one).
@@ -210,6 +213,7 @@ impl Shard {
         Some(ClientSummary {
             client_id: client_id.clone(),
             conn: session.conn,
+            peer: None,
             protocol: conn.map(|c| c.version),
             username: session.username.as_deref().map(str::to_owned),
             keepalive_secs: conn.map(|c| (c.keepalive_grace_ms / 1500) as u16),
