@@ -46,12 +46,23 @@ pub(crate) const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// A parsed password file; immutable, replaced as a whole on reload.
 pub struct PasswordFile {
     users: HashMap<Box<str>, StoredHash>,
-    /// Random per parsed file: the salts of stand-in SCRAM verifiers for users without one are
-    /// derived from it, so they stay the same across attempts but cannot be predicted.
+    /// Random per process: the salts of stand-in SCRAM verifiers for users without one are
+    /// derived from it, so they stay the same across attempts and reloads (a salt that changed
+    /// on reload while real users' stayed would tell who exists) but cannot be predicted.
     scram_secret: [u8; 32],
     /// The iteration count stand-in verifiers show: the one most of the file's SCRAM entries use,
     /// so an unknown user's server-first message looks like a real user's.
     scram_iterations: u32,
+}
+
+/// The secret of [`PasswordFile::scram_secret`], drawn once per process.
+fn process_scram_secret() -> &'static [u8; 32] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        secret
+    })
 }
 
 enum StoredHash {
@@ -106,9 +117,7 @@ impl PasswordFile {
             .into_iter()
             .max_by_key(|&(iterations, count)| (count, iterations))
             .map_or(scram::ITERATIONS_DEFAULT, |(iterations, _)| iterations);
-        let mut scram_secret = [0u8; 32];
-        OsRng.fill_bytes(&mut scram_secret);
-        Ok(PasswordFile { users, scram_secret, scram_iterations })
+        Ok(PasswordFile { users, scram_secret: *process_scram_secret(), scram_iterations })
     }
 
     /// Reads and parses a password file; errors name the file.

@@ -678,7 +678,9 @@ fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> 
 /// last one).
 fn list(shards: &Shards, after: Option<&str>, limit: usize, presence: Presence) -> (u16, Value) {
     let all = (0..shards.count()).map(ShardId);
-    let query = || Query::Page { after: after.map(str::to_owned), limit, presence };
+    // One more than the page from each shard: when the rest are all on one shard, its extra
+    // one says there is a next page.
+    let query = || Query::Page { after: after.map(str::to_owned), limit: limit + 1, presence };
     let mut page: Vec<(ClientSummary, ShardId)> = Vec::new();
     for (index, answer) in shards.ask_each(all, query, SHARD_ANSWER_TIMEOUT).into_iter().enumerate()
     {

@@ -427,8 +427,11 @@ impl ServeArgs {
         };
         let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
         let tls = self.tls_files()?;
-        // A client certificate authenticates: mutual TLS listeners may face other hosts.
-        let mutual = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        // A client certificate that names its user authenticates: such mutual TLS listeners
+        // may face other hosts. (A certificate alone, with user names the clients pick, does
+        // not: the loopback-only rule stays.)
+        let mutual =
+            tls.as_ref().is_some_and(|tls| tls.client_ca.is_some() && tls.certificate_as_username);
         let extra = |key: &str, text: &Option<String>, authenticated: bool| {
             let Some(text) = text else { return Ok(None) };
             let address = text.parse::<SocketAddr>().map_err(|error| {
@@ -782,12 +785,13 @@ mod tests {
         assert_eq!(narrowed.ws_listen, Some("127.0.0.1:8080".parse().expect("address")));
         let error = file("ws_listen = \"10.1.2.3:8080\"\n").expect_err("exposed").to_string();
         assert!(error.contains("`ws_listen`") && error.contains("allow_anonymous"), "{error}");
-        let mutual = file(
-            "tls_listen = \"0.0.0.0:8883\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
-             tls_client_ca = \"ca.pem\"\n",
-        )
-        .expect("mutual TLS may face other hosts");
-        assert_eq!(mutual.tls_listen, Some("0.0.0.0:8883".parse().expect("address")));
+        let mutual = "tls_listen = \"10.1.2.3:8883\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+                      tls_client_ca = \"ca.pem\"\n";
+        let error = file(mutual).expect_err("client-chosen user names").to_string();
+        assert!(error.contains("`tls_listen`"), "{error}");
+        let named = file(&format!("{mutual}tls_cert_as_username = true\n"))
+            .expect("certificates that name their users may face other hosts");
+        assert_eq!(named.tls_listen, Some("10.1.2.3:8883".parse().expect("address")));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! SIGHUP for the configuration: the file given with `--config` is read again (flags still win),
 //! and what can change while running takes effect: the log filter at once, the limits and the
-//! connect rate on every shard's next tick (for what happens from then on: a client keeps what
-//! its CONNACK told it), the memory high-water mark on the watch's next check. A file that no
+//! connect rate on every shard's next tick (for what happens from then on), the memory
+//! high-water mark on the watch's next check. Limits a CONNACK advertises (maximum packet size,
+//! receive maximum, topic alias maximum) stay until a restart: connected clients rely on them. A file that no
 //! longer parses keeps everything as it is, and the log says why; keys that need a restart
 //! (addresses, shards, the data directory, …) are named in the log and left alone.
 
@@ -96,7 +97,12 @@ impl Reloader {
         // Keys that need a restart keep their running value, so shards never see them change.
         let mut applied = (*old).clone();
         applied.log = new.log;
-        applied.limits = new.limits;
+        // What a CONNACK advertises stays as connected clients were told (restart-only).
+        let mut limits = new.limits;
+        limits.packet_bytes_max = old.limits.packet_bytes_max;
+        limits.inflight_max = old.limits.inflight_max;
+        limits.topic_alias_max = old.limits.topic_alias_max;
+        applied.limits = limits;
         applied.connect_rate_max = new.connect_rate_max;
         applied.memory_max = new.memory_max;
         self.live.replace(applied);
@@ -125,5 +131,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("sys_interval", old.sys_interval != new.sys_interval);
     check("password_file/acl_file/allow_anonymous", old.security != new.security);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));
+    check("max_packet_size", old.limits.packet_bytes_max != new.limits.packet_bytes_max);
+    check("max_inflight", old.limits.inflight_max != new.limits.inflight_max);
+    check("max_topic_alias", old.limits.topic_alias_max != new.limits.topic_alias_max);
     changed
 }

@@ -44,6 +44,9 @@ use crate::security::NodeSecurity;
 
 /// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
 pub(crate) const LISTEN_BACKLOG: i32 = 4096;
+/// What a WebSocket frame or message may carry beyond the largest MQTT packet: several small
+/// packets beside it (clients coalesce).
+const WS_FRAME_SLACK_BYTES: usize = 64 << 10;
 /// Packets one connection decodes and hands to its shard before yielding to other tasks.
 const PACKETS_PER_TURN_MAX: usize = 256;
 /// How often a shard runs its timers (keepalive, will delay, session expiry) at the latest.
@@ -1002,7 +1005,9 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
                 match kind.layer(context.tls.as_deref()) {
                     None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
                     Some(layer) => {
-                        let stream = Layered::new(stream, Layer::new(&layer));
+                        let frame_bytes_max =
+                            context.packet_bytes_max.get() as usize + WS_FRAME_SLACK_BYTES;
+                        let stream = Layered::new(stream, Layer::new(&layer, frame_bytes_max));
                         runtime::spawn_local(handshake(context.clone(), stream, over_rate));
                     }
                 }
@@ -1078,10 +1083,26 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
     }
     let certified = match &context.tls {
-        Some(tls) if tls.certificate_as_username() => stream.peer_common_name(),
+        Some(tls) if tls.certificate_as_username() && stream.is_tls() => {
+            match stream.peer_common_name() {
+                Some(name) => Some(name),
+                // A certificate without a usable common name names nobody: no falling back
+                // to a user name the client picks.
+                None => {
+                    return send_refusal(&mut stream, connect.protocol, ReasonCode::NOT_AUTHORIZED)
+                        .await
+                }
+            }
+        }
         _ => None,
     };
     let connect = match certified {
+        // The certificate names the user; an Authentication Method's exchange would be
+        // another identity, and is refused.
+        Some(_) if connect.properties.authentication_method.is_some() => {
+            let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
+            return send_refusal(&mut stream, connect.protocol, reason).await;
+        }
         // The client's certificate, checked against the client CA in the TLS handshake, is
         // its credential: its common name is the user name, and no password is asked for.
         Some(name) => {
@@ -1100,7 +1121,11 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             };
             match enhanced_auth::authenticate(&context.security, connect, &mut wire).await {
                 Some(connect) => connect,
-                None => return,
+                None => {
+                    // Refused (the CONNACK is out) or gone.
+                    stream.close_gracefully();
+                    return;
+                }
             }
         }
     };

@@ -35,8 +35,9 @@ pub use rustls::ServerConfig;
 
 /// The largest WebSocket upgrade request read (a browser's is well under 2 KiB).
 const WS_REQUEST_BYTES_MAX: usize = 8 * 1024;
-/// The largest WebSocket frame accepted; MQTT's own packet limit applies to what they carry.
-const WS_FRAME_BYTES_MAX: usize = 16 << 20;
+/// Wire bytes a layer holds for the socket past which it stops reading the client: replies
+/// (pongs, handshakes) to a client that sends but never reads cost at most this.
+const LAYER_OUT_BYTES_MAX: usize = 64 << 10;
 /// Plaintext read from TLS at a time.
 const TLS_READ_CHUNK_BYTES: usize = 16 * 1024;
 /// What the WebSocket reader reads at a time (tungstenite's default is 128 KiB per connection).
@@ -71,6 +72,11 @@ pub trait MqttStream {
     /// stream is TLS and the client sent one.
     fn peer_common_name(&self) -> Option<String> {
         None
+    }
+
+    /// Whether the stream is TLS (and so may carry a client certificate).
+    fn is_tls(&self) -> bool {
+        false
     }
 
     /// See [`Connection::peer_key`].
@@ -143,6 +149,10 @@ pub struct Layer {
     raw: BytesMut,
     /// The peer ended the stream inside a layer (close_notify, a close frame).
     ended: bool,
+    /// The largest WebSocket frame or message accepted: what the MQTT packet limit allows
+    /// (tungstenite hands a message over only when it is whole, so this bounds what one client
+    /// can make the layer hold).
+    ws_message_bytes_max: usize,
 }
 
 impl std::fmt::Debug for Layer {
@@ -157,12 +167,21 @@ impl std::fmt::Debug for Layer {
 
 /// The WebSocket layer: reading the upgrade request, then frames.
 enum WebSocket {
-    Upgrading { request: BytesMut },
-    Open { context: Box<WebSocketContext>, input: BytesMut },
+    /// `scanned`: how much of the request has been searched for its end already.
+    Upgrading {
+        request: BytesMut,
+        scanned: usize,
+    },
+    Open {
+        context: Box<WebSocketContext>,
+        input: BytesMut,
+    },
 }
 
 impl Layer {
-    pub fn new(kind: &LayerKind) -> Box<Layer> {
+    /// A layer for a new connection; `ws_message_bytes_max` bounds WebSocket frames and
+    /// messages (the MQTT packet limit and some room for small packets beside it).
+    pub fn new(kind: &LayerKind, ws_message_bytes_max: usize) -> Box<Layer> {
         let (tls, ws) = match kind {
             LayerKind::Tls(config) => (Some(config.clone()), false),
             LayerKind::WebSocket => (None, true),
@@ -174,10 +193,11 @@ impl Layer {
             tls: tls.map(|config| {
                 ServerConnection::new(config).expect("a TLS config from load_tls_config")
             }),
-            ws: ws.then(|| WebSocket::Upgrading { request: BytesMut::new() }),
+            ws: ws.then(|| WebSocket::Upgrading { request: BytesMut::new(), scanned: 0 }),
             out: BytesMut::new(),
             raw: BytesMut::new(),
             ended: false,
+            ws_message_bytes_max,
         })
     }
 
@@ -221,7 +241,7 @@ impl Layer {
                 buf.extend_from_slice(plain);
                 None
             }
-            Some(ws) => ws.ingest(plain, buf, &mut self.ended)?,
+            Some(ws) => ws.ingest(plain, buf, &mut self.ended, self.ws_message_bytes_max)?,
         };
         if let Some(reply) = reply {
             self.seal(&reply)?;
@@ -308,11 +328,16 @@ impl WebSocket {
         bytes: &[u8],
         buf: &mut BytesMut,
         ended: &mut bool,
+        message_bytes_max: usize,
     ) -> io::Result<Option<Vec<u8>>> {
         let mut reply = Vec::new();
-        if let WebSocket::Upgrading { request } = self {
+        if let WebSocket::Upgrading { request, scanned } = self {
             request.extend_from_slice(bytes);
-            let Some(end) = find_header_end(request) else {
+            // Only the new bytes (and the three before them) can complete the blank line.
+            let from = scanned.saturating_sub(3);
+            let found = find_header_end(&request[from..]).map(|end| from + end);
+            *scanned = request.len();
+            let Some(end) = found else {
                 if request.len() > WS_REQUEST_BYTES_MAX {
                     reply
                         .extend_from_slice(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n");
@@ -328,8 +353,8 @@ impl WebSocket {
                     let config = WebSocketConfig::default()
                         .read_buffer_size(WS_READ_BUFFER_BYTES)
                         .write_buffer_size(0)
-                        .max_frame_size(Some(WS_FRAME_BYTES_MAX))
-                        .max_message_size(Some(WS_FRAME_BYTES_MAX));
+                        .max_frame_size(Some(message_bytes_max))
+                        .max_message_size(Some(message_bytes_max));
                     *self = WebSocket::Open {
                         context: Box::new(WebSocketContext::new(Role::Server, Some(config))),
                         input,
@@ -404,11 +429,19 @@ fn upgrade_response(request: &[u8]) -> Result<String, String> {
             .find(|header| header.name.eq_ignore_ascii_case(name))
             .and_then(|header| std::str::from_utf8(header.value).ok())
     };
-    let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|value| {
-            value.split(',').any(|part| part.trim().eq_ignore_ascii_case(token))
-        })
+    // A list header may come as several lines: every line's values.
+    let values = |name: &str| -> Vec<&str> {
+        parsed
+            .headers
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case(name))
+            .filter_map(|header| std::str::from_utf8(header.value).ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect()
     };
+    let has_token =
+        |name: &str, token: &str| values(name).iter().any(|part| part.eq_ignore_ascii_case(token));
     if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
         return Err("HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n\
                     Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n"
@@ -419,19 +452,23 @@ fn upgrade_response(request: &[u8]) -> Result<String, String> {
                     Connection: close\r\n\r\n"
             .to_string());
     }
-    let Some(key) = header("sec-websocket-key").map(str::trim) else {
+    // The key is 16 random bytes in base64 (RFC 6455 §4.1): 24 characters ending in "==".
+    let Some(key) = header("sec-websocket-key").map(str::trim).filter(|key| {
+        key.len() == 24
+            && key.ends_with("==")
+            && key[..22].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    }) else {
         return Err(BAD_REQUEST.to_string());
     };
     // A client that names subprotocols must be offered one of MQTT's; one that names none gets
     // none (some embedded clients send no header).
-    let protocol = match header("sec-websocket-protocol") {
-        None => None,
-        Some(offered) => {
-            let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
-            match ["mqtt", "mqttv3.1"].into_iter().find(|p| offered.contains(p)) {
-                Some(protocol) => Some(protocol),
-                None => return Err(BAD_REQUEST.to_string()),
-            }
+    let offered = values("sec-websocket-protocol");
+    let protocol = if offered.is_empty() {
+        None
+    } else {
+        match ["mqtt", "mqttv3.1"].into_iter().find(|p| offered.contains(p)) {
+            Some(protocol) => Some(protocol),
+            None => return Err(BAD_REQUEST.to_string()),
         }
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -540,9 +577,14 @@ impl MqttStream for Layered {
 
     fn poll_readable(&mut self, context: &Context<'_>) -> Poll<()> {
         if !self.layer.out.is_empty() {
-            // A handshake reply the socket had no room for: its writability wakes us too.
-            if let Poll::Ready(Err(_)) = self.poll_out(context) {
-                return Poll::Ready(());
+            // A reply the socket had no room for: its writability wakes us too.
+            match self.poll_out(context) {
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                // A client that does not read what it asks for (pongs) is not read either.
+                Poll::Pending if self.layer.out.len() > LAYER_OUT_BYTES_MAX => {
+                    return Poll::Pending
+                }
+                _ => {}
             }
         }
         if self.layer.ended {
@@ -606,6 +648,10 @@ impl MqttStream for Layered {
         self.layer.close();
         let _ = self.try_out();
         let _ = self.connection.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn is_tls(&self) -> bool {
+        self.layer.tls.is_some()
     }
 
     fn peer_common_name(&self) -> Option<String> {
@@ -721,11 +767,33 @@ mod tests {
         let post = request("").replace("GET", "POST");
         assert!(upgrade_response(post.as_bytes()).expect_err("post").starts_with("HTTP/1.1 405"));
         assert!(upgrade_response(b"\x16\x03\x01garbage\r\n\r\n").is_err());
+        let bad_key = request("").replace("dGhlIHNhbXBsZSBub25jZQ==", "not-a-key");
+        assert!(upgrade_response(bad_key.as_bytes()).expect_err("key").starts_with("HTTP/1.1 400"));
+        // Subprotocols offered over several header lines count together.
+        let split = request("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: mqtt\r\n");
+        let response = upgrade_response(split.as_bytes()).expect("mqtt on the second line");
+        assert!(response.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{response}");
+    }
+
+    #[test]
+    fn websocket_request_byte_by_byte_and_frames_over_the_limit() {
+        let mut layer = Layer::new(&LayerKind::WebSocket, 1024);
+        let mut mqtt = BytesMut::new();
+        for byte in request("").bytes() {
+            layer.raw.extend_from_slice(&[byte]);
+            layer.ingest(&mut mqtt).expect("a byte of the request");
+        }
+        assert!(String::from_utf8_lossy(&layer.out).starts_with("HTTP/1.1 101"));
+        // A frame announcing more than the limit is refused from its header, before its
+        // payload is buffered.
+        layer.raw.extend_from_slice(&[0x82, 0x80 | 126, 0x08, 0x00, 1, 2, 3, 4]);
+        assert!(layer.ingest(&mut mqtt).is_err());
+        assert!(mqtt.is_empty());
     }
 
     #[test]
     fn websocket_layer_carries_binary_frames_both_ways() {
-        let mut layer = Layer::new(&LayerKind::WebSocket);
+        let mut layer = Layer::new(&LayerKind::WebSocket, 1 << 20);
         let mut mqtt = BytesMut::new();
         // The request arrives in two pieces, with the first frame right behind it.
         let request = request("Sec-WebSocket-Protocol: mqtt\r\n");
@@ -772,7 +840,7 @@ mod tests {
             .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let client = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
-        (client, Layer::new(&LayerKind::Tls(server)))
+        (client, Layer::new(&LayerKind::Tls(server), 1 << 20))
     }
 
     /// Moves bytes both ways until neither side has anything to say; returns the MQTT bytes the

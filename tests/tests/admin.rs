@@ -424,3 +424,19 @@ fn a_rate_limited_client_is_slowed_down_and_loses_nothing() {
     let (_, body) = get(admin, "/metrics");
     assert!(total(&body, "shardmq_client_throttled_total", None) >= 1.0, "{body}");
 }
+
+#[test]
+fn pages_continue_when_the_rest_are_on_one_shard() {
+    let broker = Broker::start(&["--admin-listen", "127.0.0.1:0", "--shards", "1"]);
+    let admin = broker.admin_address();
+    let _clients: Vec<RawClient> = ["a", "b", "c"]
+        .iter()
+        .map(|id| RawClient::connect(broker.addr(), connect_packet(ProtocolVersion::V5, id)).0)
+        .collect();
+    let (_, first) = api(admin, "GET", "/api/v1/clients?limit=2");
+    assert_eq!(client_ids(&first), ["a", "b"]);
+    assert_eq!(first["next_after"], "b", "{first}");
+    let (_, second) = api(admin, "GET", "/api/v1/clients?limit=2&after=b");
+    assert_eq!(client_ids(&second), ["c"]);
+    assert!(second["next_after"].is_null(), "{second}");
+}

@@ -39,7 +39,8 @@ impl Pki {
     }
 
     /// Signs a certificate for `common_name` (a server for 127.0.0.1 and localhost, or a
-    /// client) and writes it and its key to `certificate` and `key`.
+    /// client; an empty name: a client certificate with no common name at all) and writes it
+    /// and its key to `certificate` and `key`.
     fn issue(&self, common_name: &str, server: bool, certificate: &Path, key: &Path) {
         let names = if server {
             vec!["127.0.0.1".to_string(), "localhost".to_string()]
@@ -47,7 +48,10 @@ impl Pki {
             Vec::new()
         };
         let mut params = CertificateParams::new(names).expect("params");
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if !common_name.is_empty() {
+            params.distinguished_name.push(DnType::CommonName, common_name);
+        }
         params.extended_key_usages = vec![if server {
             ExtendedKeyUsagePurpose::ServerAuth
         } else {
@@ -248,6 +252,38 @@ fn mutual_tls_takes_the_certificate_name_as_the_user() {
     let as_mallory = ["--cert", path_arg(&mallory), "--key", path_arg(&mallory_key)];
     let (published, _) = tls_publish(tls, &ca, &as_mallory, "alice/inbox", "forged");
     assert!(!published, "a certificate from an untrusted CA got in");
+}
+
+#[test]
+fn a_certificate_without_a_name_is_refused_not_trusted_with_any_name() {
+    let dir = TestDir::new("nameless");
+    let ca = dir.path().join("ca.pem");
+    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let (nameless, nameless_key) = (dir.path().join("nameless.pem"), dir.path().join("n.key"));
+    let pki = Pki::new("shardmq test CA");
+    pki.write_ca(&ca);
+    pki.issue("broker", true, &certificate, &key);
+    pki.issue("", false, &nameless, &nameless_key);
+    // The loopback-only default: anonymous clients and claimed user names would be accepted
+    // on a plain listener, so only the certificate rule keeps "alice" out.
+    let broker = Broker::start(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path_arg(&certificate),
+        "--tls-key",
+        path_arg(&key),
+        "--tls-client-ca",
+        path_arg(&ca),
+        "--tls-cert-as-username",
+        "true",
+    ]);
+    let tls = listener(&broker, "MQTT over TLS");
+    let as_nobody =
+        ["--cert", path_arg(&nameless), "--key", path_arg(&nameless_key), "-u", "alice"];
+    let (published, stderr) = tls_publish(tls, &ca, &as_nobody, "alice/inbox", "who am I");
+    assert!(!published, "a certificate without a common name got in as alice: {stderr}");
+    assert!(stderr.to_lowercase().contains("not authori"), "{stderr}");
 }
 
 /// Runs a paho-mqtt round trip over WebSocket (`ca`: over WSS, verifying with it): subscribe,

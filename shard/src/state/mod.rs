@@ -318,9 +318,27 @@ impl Shard {
         &self.limits
     }
 
-    /// Limits for what happens from now on (a configuration reload): a connected client keeps
-    /// what its CONNACK advertised, and what is already queued stays queued.
+    /// Limits for what happens from now on (a configuration reload): what is already queued
+    /// stays queued, and budgets of rate-limited connections carry over to the new rates.
+    /// Limits a CONNACK advertises (packet size, receive maximum, topic aliases) must not
+    /// change under connected clients: the engine keeps them until a restart.
     pub fn set_limits(&mut self, limits: Limits) {
+        let rates = Rates::new(limits.client_messages_per_sec_max, limits.client_bytes_per_sec_max);
+        match (&mut self.throttle, rates) {
+            (Some(throttle), Some(rates)) => throttle.set_rates(rates),
+            (None, Some(rates)) => self.throttle = Some(Throttle::new(rates)),
+            (Some(throttle), None) => {
+                // No limit any more: whoever waited for its budget reads again.
+                let resumed: Vec<ConnId> = throttle.throttled_conns().collect();
+                self.throttle = None;
+                for conn in resumed {
+                    if !self.backpressure.is_paused(conn) {
+                        self.effects.push(Effect::Resume(conn));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
         self.limits = limits;
     }
 

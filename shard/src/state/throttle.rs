@@ -164,6 +164,17 @@ impl Throttle {
         }
     }
 
+    /// New rates (a configuration reload): budgets are kept, and refill at the new rates up
+    /// to the new bursts from their next refill on.
+    pub(super) fn set_rates(&mut self, rates: Rates) {
+        self.rates = rates;
+    }
+
+    /// The connections throttled now (for resuming them all when the limits go away).
+    pub(super) fn throttled_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.budgets.iter().filter(|(_, budget)| budget.throttled).map(|(&conn, _)| conn)
+    }
+
     /// `conn` is gone. (Its timer, if any, finds no budget and is dropped.)
     pub(super) fn forget(&mut self, conn: ConnId) {
         self.budgets.remove(&conn);
