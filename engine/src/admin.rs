@@ -315,6 +315,26 @@ impl NodeCounters {
                 let _ =
                     writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
             }
+            use shardmq_cluster::control::{TXN_LATENCY_BUCKETS_SECS, TXN_OPS_BUCKETS};
+            let latency_bounds: Vec<String> =
+                TXN_LATENCY_BUCKETS_SECS.iter().map(f64::to_string).collect();
+            render_histogram(
+                &mut out,
+                "shardmq_etcd_txn_seconds",
+                "Ownership transactions by duration, sent to answered (failures included).",
+                &latency_bounds,
+                &stats.txn_latency_buckets,
+                stats.txn_latency_micros as f64 / 1e6,
+            );
+            let ops_bounds: Vec<String> = TXN_OPS_BUCKETS.iter().map(u64::to_string).collect();
+            render_histogram(
+                &mut out,
+                "shardmq_etcd_txn_ops",
+                "Ownership transactions by operations (the batch size).",
+                &ops_bounds,
+                &stats.txn_ops_buckets,
+                stats.txn_ops as f64,
+            );
         }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();
@@ -324,6 +344,27 @@ impl NodeCounters {
         );
         out
     }
+}
+
+/// Writes a node-wide histogram: `buckets` counts per bound of `bounds`, the last one past them
+/// all.
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[String],
+    buckets: &[u64],
+    sum: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(buckets) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let count = cumulative + buckets.get(bounds.len()).copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
 }
 
 /// Writes the queue gauges each shard answered with.

@@ -222,6 +222,19 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
         .find_map(|line| line.strip_prefix("shardmq_etcd_claims_total "))
         .and_then(|value| value.parse::<u64>().ok());
     assert!(claims.is_some_and(|claims| claims >= 1), "{metrics}");
+    // And the transactions by duration and by batch size, as Prometheus histograms.
+    let lines = metrics.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the text format");
+    for name in ["shardmq_etcd_txn_seconds", "shardmq_etcd_txn_ops"] {
+        let sample = scrape.samples.iter().find(|sample| sample.metric == name);
+        let count = match sample.map(|sample| &sample.value) {
+            Some(prometheus_parse::Value::Histogram(buckets)) => {
+                buckets.last().map_or(0.0, |bucket| bucket.count)
+            }
+            other => panic!("{name}: {other:?}\n{metrics}"),
+        };
+        assert!(count >= 1.0, "{name} counted no transaction:\n{metrics}");
+    }
 
     for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
         let payload = format!("qos{}", qos as u8);

@@ -351,8 +351,8 @@ impl Driver {
 
     fn spawn_txn(&mut self, id: TxnId, lease: LeaseId, ops: Vec<crate::ownership::TxnOp>) {
         let stats = Arc::clone(&self.shared.stats);
-        stats.txns.fetch_add(1, Ordering::Relaxed);
-        stats.txn_ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        let stats_for_latency = Arc::clone(&stats);
+        stats.txn_sent(ops.len());
         let answers = self.txn_answers_tx.clone();
         let txn = etcd::run_txn(
             self.etcd.clone(),
@@ -363,7 +363,9 @@ impl Driver {
             stats,
         );
         tokio::spawn(async move {
+            let sent = std::time::Instant::now();
             let answer = txn.await;
+            stats_for_latency.txn_answered(sent.elapsed());
             // The loop is gone only at shutdown, when no answer matters.
             let _ = answers.send((id, answer)).await;
         });

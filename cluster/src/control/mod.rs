@@ -158,7 +158,21 @@ pub struct ControlStats {
     pub txns_compare_failed: u64,
     /// Timed out or errored (etcd unreachable).
     pub txns_failed: u64,
+    /// Transactions by duration (sent to answered, failures included): counts per bucket of
+    /// [`TXN_LATENCY_BUCKETS_SECS`], the last one past them all.
+    pub txn_latency_buckets: [u64; TXN_LATENCY_BUCKETS_SECS.len() + 1],
+    /// The sum of those durations, in microseconds.
+    pub txn_latency_micros: u64,
+    /// Transactions by operations (the batch size): counts per bucket of
+    /// [`TXN_OPS_BUCKETS`], the last one past them all.
+    pub txn_ops_buckets: [u64; TXN_OPS_BUCKETS.len() + 1],
 }
+
+/// Upper bounds (seconds) of the transaction latency histogram's buckets.
+pub const TXN_LATENCY_BUCKETS_SECS: [f64; 10] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Upper bounds of the batch-size histogram's buckets (etcd takes 128 operations at most).
+pub const TXN_OPS_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 
 /// The counters behind [`ControlStats`].
 #[derive(Debug, Default)]
@@ -169,6 +183,29 @@ pub(crate) struct Stats {
     pub(crate) txns_committed: AtomicU64,
     pub(crate) txns_compare_failed: AtomicU64,
     pub(crate) txns_failed: AtomicU64,
+    pub(crate) txn_latency_buckets: [AtomicU64; TXN_LATENCY_BUCKETS_SECS.len() + 1],
+    pub(crate) txn_latency_micros: AtomicU64,
+    pub(crate) txn_ops_buckets: [AtomicU64; TXN_OPS_BUCKETS.len() + 1],
+}
+
+impl Stats {
+    /// Counts a transaction of `ops` operations sent.
+    pub(crate) fn txn_sent(&self, ops: usize) {
+        self.txns.fetch_add(1, Ordering::Relaxed);
+        self.txn_ops.fetch_add(ops as u64, Ordering::Relaxed);
+        let bucket = TXN_OPS_BUCKETS.iter().position(|&bound| ops as u64 <= bound);
+        let bucket = bucket.unwrap_or(TXN_OPS_BUCKETS.len());
+        self.txn_ops_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a transaction answered (or failed) after `took`.
+    pub(crate) fn txn_answered(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = TXN_LATENCY_BUCKETS_SECS.iter().position(|&bound| secs <= bound);
+        let bucket = bucket.unwrap_or(TXN_LATENCY_BUCKETS_SECS.len());
+        self.txn_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.txn_latency_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 /// A request from a shard to the control thread.
@@ -339,6 +376,9 @@ impl ControlPlane {
             txns_committed: load(&stats.txns_committed),
             txns_compare_failed: load(&stats.txns_compare_failed),
             txns_failed: load(&stats.txns_failed),
+            txn_latency_buckets: std::array::from_fn(|i| load(&stats.txn_latency_buckets[i])),
+            txn_latency_micros: load(&stats.txn_latency_micros),
+            txn_ops_buckets: std::array::from_fn(|i| load(&stats.txn_ops_buckets[i])),
         }
     }
 
