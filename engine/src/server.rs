@@ -506,6 +506,10 @@ pub(crate) struct ShardContext {
     blocked_out: RefCell<HashMap<ConnId, BytesMut>>,
     /// Wakes the group committer.
     commit_signal: Signal,
+    /// When the ticker wakes next, and what wakes it sooner ([`ShardContext::apply_effects`]
+    /// when the state machine's next deadline became earlier).
+    ticker_due: Cell<Instant>,
+    ticker_wake: Signal,
     /// Set when a commit of this shard failed (so start-up keeps the files it moved data from).
     commit_failed: Cell<bool>,
     /// Peers whose [`MeshItem::Ready`] has arrived.
@@ -573,6 +577,11 @@ impl ShardContext {
         }
         // Give the (now empty) vector back to keep its capacity.
         *self.effects.borrow_mut() = effects;
+        if self.state.borrow().next_deadline().is_some_and(|due| due < self.ticker_due.get()) {
+            // Sooner than the ticker means to look (a connection throttled until then).
+            self.ticker_due.set(Instant::now());
+            self.ticker_wake.notify();
+        }
         if !answered.is_empty() || !answered_fetches.is_empty() {
             {
                 let mut state = self.state.borrow_mut();
@@ -665,6 +674,8 @@ async fn shard_main(
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
         commit_signal: Signal::default(),
+        ticker_due: Cell::new(Instant::now()),
+        ticker_wake: Signal::default(),
         commit_failed: Cell::new(false),
         ready_peers: Cell::new(0),
         ready_signal: Signal::default(),
@@ -853,8 +864,11 @@ async fn ticker(context: Rc<ShardContext>) {
             .state
             .borrow()
             .next_deadline()
-            .map_or(TICK_INTERVAL, |due| due.saturating_duration_since(now).min(TICK_INTERVAL));
-        runtime::sleep(wait.max(Duration::from_millis(1))).await;
+            .map_or(TICK_INTERVAL, |due| due.saturating_duration_since(now).min(TICK_INTERVAL))
+            .max(Duration::from_millis(1));
+        context.ticker_due.set(now + wait);
+        // An earlier deadline set meanwhile (a throttled connection's resume) wakes it early.
+        future::or(runtime::sleep(wait), context.ticker_wake.wait()).await;
         context.state.borrow_mut().tick(Instant::now());
         context.apply_effects();
         context.counters.publish(usize::from(context.id.0), &context.state.borrow().stats());
