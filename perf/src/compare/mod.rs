@@ -5,7 +5,7 @@
 
 mod brokers;
 mod plot;
-mod procfs;
+pub mod procfs;
 mod report;
 mod scenarios;
 
@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 
-pub use brokers::{BrokerKind, RUMQTTD_VERSION};
+pub use brokers::{pinned, BrokerKind, RUMQTTD_VERSION};
 pub use scenarios::{Measurement, Scenario, Size};
 
 use brokers::{BrokerSetup, Programs, RunningBroker};
