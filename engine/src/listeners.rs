@@ -35,6 +35,11 @@ impl ListenerKind {
         }
     }
 
+    /// Whether the listener's connections start with a TLS handshake.
+    pub(crate) fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::SecureWebSocket)
+    }
+
     /// The layers for a connection accepted now (`None` for plain MQTT).
     pub(crate) fn layer(self, tls: Option<&TlsCertificates>) -> Option<LayerKind> {
         let current = || tls.expect("TLS listeners are bound only with TLS configured").current();

@@ -1016,6 +1016,12 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
                 }
                 let over_rate =
                     budget.as_mut().is_some_and(|budget| !budget.take(Instant::now()).is_zero());
+                if over_rate && kind.is_tls() {
+                    // A CONNACK 0x9F would cost a TLS handshake first (hundreds of µs of CPU,
+                    // what the rate limit is there to save): closed at once instead.
+                    stream.close();
+                    continue;
+                }
                 match kind.layer(context.tls.as_deref()) {
                     None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
                     Some(layer) => {

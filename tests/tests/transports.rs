@@ -200,6 +200,42 @@ fn tls_with_mosquitto_clients_and_certificate_reload() {
 }
 
 #[test]
+fn connect_rate_is_per_listener_and_tls_refusals_skip_the_handshake() {
+    let dir = TestDir::new("tls-rate");
+    let ca = dir.path().join("ca.pem");
+    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let pki = Pki::new("shardmq test CA");
+    pki.write_ca(&ca);
+    pki.issue("broker", true, &certificate, &key);
+    // One connect a second per listener.
+    let broker = Broker::start(&[
+        "--shards",
+        "1",
+        "--max-connect-rate",
+        "1",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path_arg(&certificate),
+        "--tls-key",
+        path_arg(&key),
+    ]);
+    let tls = listener(&broker, "MQTT over TLS");
+    let (first, stderr) = tls_publish(tls, &ca, &[], "t", "first");
+    assert!(first, "the first TLS connect is within the rate: {stderr}");
+    // The next one at once is over it: closed before the TLS handshake, so the client sees a
+    // TLS failure rather than a CONNACK.
+    let (second, stderr) = tls_publish(tls, &ca, &[], "t", "second");
+    assert!(!second, "a TLS connect over the rate got in");
+    assert!(!stderr.contains("rate"), "it got a CONNACK, so the handshake ran: {stderr}");
+    // The plain listener's budget is its own.
+    let mut plain = tool_command("mosquitto_pub");
+    plain.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-t", "t", "-m", "x"]);
+    let output = run_tool(&mut plain, WAIT);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
 fn mutual_tls_takes_the_certificate_name_as_the_user() {
     let dir = TestDir::new("mtls");
     let ca = dir.path().join("ca.pem");
