@@ -16,18 +16,16 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::future;
 use shardmq_auth::scram::{self, ServerFirst, SCRAM_SHA_256};
 use shardmq_auth::PasswordFile;
 use shardmq_io::codec::{
     Auth, ByteString, ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties,
     ReasonCode,
 };
-use shardmq_io::runtime;
 use shardmq_shard::authorize::{AuthExchange, AuthStep};
 
 use crate::security::NodeSecurity;
-use crate::server::{poll_write_all, ClientStream};
+use crate::server::{poll_write_all, read_more, ClientStream};
 
 /// AUTH round trips one CONNECT may take. SCRAM needs one; the bound stops a method that never
 /// ends from holding a connection (the connect timeout bounds it too).
@@ -215,27 +213,9 @@ impl<S: ClientStream> AuthWire for ConnectionWire<'_, S> {
                 Ok(Decoded::NeedMore(_)) => {}
                 Err(error) => return Received::Invalid(error),
             }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            let stream = &mut *self.stream;
-            let readable = future::or(
-                async {
-                    std::future::poll_fn(|cx| stream.poll_readable(cx)).await;
-                    true
-                },
-                async {
-                    runtime::sleep(left).await;
-                    false
-                },
-            )
-            .await;
-            if !readable {
+            // EOF, an error or the connect timeout.
+            if !read_more(self.stream, self.buf, self.deadline).await {
                 return Received::Gone;
-            }
-            match self.stream.try_read_buf(self.buf) {
-                Ok(Some(n)) if n > 0 => {}
-                Ok(None) => {}
-                // EOF or an error.
-                _ => return Received::Gone,
             }
         }
     }

@@ -1063,32 +1063,9 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             // The server decoder refuses anything else as the first packet.
             Ok(Decoded::Packet(_)) => return,
             Ok(Decoded::NeedMore(_)) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let readable = future::or(
-                    async {
-                        poll_fn(|cx| stream.poll_readable(cx)).await;
-                        true
-                    },
-                    async {
-                        runtime::sleep(left).await;
-                        false
-                    },
-                )
-                .await;
-                if !readable {
-                    // No CONNECT in time: close.
+                // No CONNECT in time, EOF or an error: close.
+                if !read_more(&mut stream, &mut buf, deadline).await {
                     return;
-                }
-                match stream.try_read_buf(&mut buf) {
-                    Ok(Some(n)) if n > 0 => {}
-                    Ok(None) => {
-                        if buf.is_empty() {
-                            // Nothing yet: wait again holding no buffer.
-                            buf = BytesMut::new();
-                        }
-                    }
-                    // EOF or an error: close.
-                    _ => return,
                 }
             }
             Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
@@ -1167,6 +1144,41 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             context.to_peer(home, MeshItem::Adopt(adoption));
         }
         Err(error) => tracing::warn!(shard = %context.id, "cannot hand a connection over: {error}"),
+    }
+}
+
+/// Waits until `deadline` for more bytes and appends them to `buf` (maybe none: a spurious
+/// wake-up, or bytes a layer kept). False on EOF, an error, or the deadline. An empty `buf` is
+/// given up while it waits.
+pub(crate) async fn read_more<S: ClientStream>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let readable = future::or(
+        async {
+            poll_fn(|cx| stream.poll_readable(cx)).await;
+            true
+        },
+        async {
+            runtime::sleep(left).await;
+            false
+        },
+    )
+    .await;
+    if !readable {
+        return false;
+    }
+    match stream.try_read_buf(buf) {
+        Ok(Some(n)) if n > 0 => true,
+        Ok(None) => {
+            if buf.is_empty() {
+                *buf = BytesMut::new();
+            }
+            true
+        }
+        _ => false,
     }
 }
 

@@ -64,6 +64,42 @@ impl Pki {
     }
 }
 
+/// A test directory with a CA (`ca.pem`) and the broker's certificate from it
+/// (`server.pem`, `server.key`).
+struct Fixture {
+    dir: TestDir,
+    pki: Pki,
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let dir = TestDir::new(name);
+        let ca = dir.path().join("ca.pem");
+        let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+        let pki = Pki::new("shardmq test CA");
+        pki.write_ca(&ca);
+        pki.issue("broker", true, &certificate, &key);
+        Fixture { dir, pki, ca, certificate, key }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A broker with `listeners` (e.g. `--tls-listen 127.0.0.1:0`), the certificate, and
+    /// `extra` flags.
+    fn broker(&self, listeners: &[&str], extra: &[&str]) -> Broker {
+        let tls_files =
+            ["--tls-cert", path_arg(&self.certificate), "--tls-key", path_arg(&self.key)];
+        Broker::start(&[listeners, &tls_files[..], extra].concat())
+    }
+}
+
+const TLS_LISTENER: [&str; 2] = ["--tls-listen", "127.0.0.1:0"];
+
 /// Where a listener of the broker is, from its start-up log line ("listening for {what} on").
 fn listener(broker: &Broker, what: &str) -> SocketAddr {
     let needle = format!("listening for {what} on ");
@@ -147,20 +183,10 @@ fn finish(child: std::process::Child) -> (bool, String) {
 
 #[test]
 fn tls_with_mosquitto_clients_and_certificate_reload() {
-    let dir = TestDir::new("tls");
-    let (ca1, ca2) = (dir.path().join("ca1.pem"), dir.path().join("ca2.pem"));
-    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    let first = Pki::new("shardmq test CA 1");
-    first.write_ca(&ca1);
-    first.issue("broker", true, &certificate, &key);
-    let broker = Broker::start(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path_arg(&certificate),
-        "--tls-key",
-        path_arg(&key),
-    ]);
+    let fixture = Fixture::new("tls");
+    let (ca1, ca2) = (fixture.ca.clone(), fixture.path("ca2.pem"));
+    let (certificate, key) = (fixture.certificate.clone(), fixture.key.clone());
+    let broker = fixture.broker(&TLS_LISTENER, &[]);
     let tls = listener(&broker, "MQTT over TLS");
 
     // A subscriber and a publisher over TLS, verifying the broker against the test CA.
@@ -201,25 +227,10 @@ fn tls_with_mosquitto_clients_and_certificate_reload() {
 
 #[test]
 fn connect_rate_is_per_listener_and_tls_refusals_skip_the_handshake() {
-    let dir = TestDir::new("tls-rate");
-    let ca = dir.path().join("ca.pem");
-    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    let pki = Pki::new("shardmq test CA");
-    pki.write_ca(&ca);
-    pki.issue("broker", true, &certificate, &key);
+    let fixture = Fixture::new("tls-rate");
+    let ca = fixture.ca.clone();
     // One connect a second per listener.
-    let broker = Broker::start(&[
-        "--shards",
-        "1",
-        "--max-connect-rate",
-        "1",
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path_arg(&certificate),
-        "--tls-key",
-        path_arg(&key),
-    ]);
+    let broker = fixture.broker(&TLS_LISTENER, &["--shards", "1", "--max-connect-rate", "1"]);
     let tls = listener(&broker, "MQTT over TLS");
     let (first, stderr) = tls_publish(tls, &ca, &[], "t", "first");
     assert!(first, "the first TLS connect is within the rate: {stderr}");
@@ -237,35 +248,28 @@ fn connect_rate_is_per_listener_and_tls_refusals_skip_the_handshake() {
 
 #[test]
 fn mutual_tls_takes_the_certificate_name_as_the_user() {
-    let dir = TestDir::new("mtls");
-    let ca = dir.path().join("ca.pem");
-    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    let (alice, alice_key) = (dir.path().join("alice.pem"), dir.path().join("alice.key"));
-    let (mallory, mallory_key) = (dir.path().join("mallory.pem"), dir.path().join("mallory.key"));
-    let pki = Pki::new("shardmq test CA");
-    pki.write_ca(&ca);
-    pki.issue("broker", true, &certificate, &key);
-    pki.issue("alice", false, &alice, &alice_key);
+    let fixture = Fixture::new("mtls");
+    let ca = fixture.ca.clone();
+    let (alice, alice_key) = (fixture.path("alice.pem"), fixture.path("alice.key"));
+    let (mallory, mallory_key) = (fixture.path("mallory.pem"), fixture.path("mallory.key"));
+    fixture.pki.issue("alice", false, &alice, &alice_key);
     // Signed by a CA the broker does not trust.
     Pki::new("someone else").issue("mallory", false, &mallory, &mallory_key);
-    let acl = dir.path().join("acl");
+    let acl = fixture.path("acl");
     std::fs::write(&acl, "user alice\ntopic readwrite alice/#\n").expect("write the ACL");
-    let broker = Broker::start(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path_arg(&certificate),
-        "--tls-key",
-        path_arg(&key),
-        "--tls-client-ca",
-        path_arg(&ca),
-        "--tls-cert-as-username",
-        "true",
-        "--allow-anonymous",
-        "false",
-        "--acl-file",
-        path_arg(&acl),
-    ]);
+    let broker = fixture.broker(
+        &TLS_LISTENER,
+        &[
+            "--tls-client-ca",
+            path_arg(&ca),
+            "--tls-cert-as-username",
+            "true",
+            "--allow-anonymous",
+            "false",
+            "--acl-file",
+            path_arg(&acl),
+        ],
+    );
     let tls = listener(&broker, "MQTT over TLS");
     let as_alice = ["--cert", path_arg(&alice), "--key", path_arg(&alice_key)];
 
@@ -292,28 +296,14 @@ fn mutual_tls_takes_the_certificate_name_as_the_user() {
 
 #[test]
 fn a_certificate_without_a_name_is_refused_not_trusted_with_any_name() {
-    let dir = TestDir::new("nameless");
-    let ca = dir.path().join("ca.pem");
-    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    let (nameless, nameless_key) = (dir.path().join("nameless.pem"), dir.path().join("n.key"));
-    let pki = Pki::new("shardmq test CA");
-    pki.write_ca(&ca);
-    pki.issue("broker", true, &certificate, &key);
-    pki.issue("", false, &nameless, &nameless_key);
+    let fixture = Fixture::new("nameless");
+    let ca = fixture.ca.clone();
+    let (nameless, nameless_key) = (fixture.path("nameless.pem"), fixture.path("n.key"));
+    fixture.pki.issue("", false, &nameless, &nameless_key);
     // The loopback-only default: anonymous clients and claimed user names would be accepted
     // on a plain listener, so only the certificate rule keeps "alice" out.
-    let broker = Broker::start(&[
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path_arg(&certificate),
-        "--tls-key",
-        path_arg(&key),
-        "--tls-client-ca",
-        path_arg(&ca),
-        "--tls-cert-as-username",
-        "true",
-    ]);
+    let ca_flags = ["--tls-client-ca", path_arg(&ca), "--tls-cert-as-username", "true"];
+    let broker = fixture.broker(&TLS_LISTENER, &ca_flags);
     let tls = listener(&broker, "MQTT over TLS");
     let as_nobody =
         ["--cert", path_arg(&nameless), "--key", path_arg(&nameless_key), "-u", "alice"];
@@ -366,22 +356,10 @@ print("ok" if ok else "no message")
 
 #[test]
 fn websocket_and_secure_websocket_with_paho() {
-    let dir = TestDir::new("ws");
-    let ca = dir.path().join("ca.pem");
-    let (certificate, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
-    let pki = Pki::new("shardmq test CA");
-    pki.write_ca(&ca);
-    pki.issue("broker", true, &certificate, &key);
-    let broker = Broker::start(&[
-        "--ws-listen",
-        "127.0.0.1:0",
-        "--wss-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path_arg(&certificate),
-        "--tls-key",
-        path_arg(&key),
-    ]);
+    let fixture = Fixture::new("ws");
+    let ca = fixture.ca.clone();
+    let broker =
+        fixture.broker(&["--ws-listen", "127.0.0.1:0", "--wss-listen", "127.0.0.1:0"], &[]);
     let ws = listener(&broker, "MQTT over WebSocket");
     let wss = listener(&broker, "MQTT over secure WebSocket");
     // Clients' default path, any other path, both protocol versions, and WSS.
