@@ -63,8 +63,8 @@ const HEARTBEAT: Duration = Duration::from_millis(5);
 /// How long shutdown waits for connections to flush their DISCONNECT before exiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How often a failing commit is logged at most.
-const COMMIT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// How often commits that keep failing (a full disk) are logged again after the first failure.
+const COMMIT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What travels between shards: state-machine messages, connections being handed over, and the
 /// start-up barrier.
@@ -778,7 +778,9 @@ async fn heartbeat(stop: Arc<AtomicBool>, stopping: Rc<Signal>) {
 async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability: Durability) {
     let path = store.path().to_path_buf();
     let mut store = Some(store);
-    let mut last_error_log: Option<Instant> = None;
+    // Since when commits fail, how many did, and when that was last logged: an operator sees
+    // the start, a reminder per COMMIT_ERROR_LOG_INTERVAL and the end, not a line per message.
+    let mut failing: Option<(Instant, u64, Instant)> = None;
     loop {
         context.commit_signal.wait().await;
         loop {
@@ -795,17 +797,35 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
             let ok = outcome.is_ok();
             if ok {
                 context.counters.commit_took(usize::from(context.id.0), started.elapsed());
+                if let Some((since, failed, _)) = failing.take() {
+                    tracing::warn!(shard = %context.id, path = %path.display(), "storage commits succeed again, after {failed} failed over {:.1} s", since.elapsed().as_secs_f64());
+                }
             }
             if let Err(error) = outcome {
                 context.commit_failed.set(true);
                 let now = Instant::now();
-                if last_error_log.is_none_or(|at| now - at >= COMMIT_ERROR_LOG_INTERVAL) {
-                    tracing::error!(shard = %context.id, path = %path.display(), "storage commit failed: {error:#}; refusing what needed it");
-                    last_error_log = Some(now);
-                }
                 // redb refuses further commits after a failed one: reopen the file (which also
                 // recovers it) before the next batch.
-                store = reopen(store.take(), &path, durability).await;
+                let reopened = reopen(store.take(), &path, durability).await;
+                let reopen_error = reopened
+                    .as_ref()
+                    .err()
+                    .map(|error| format!("; reopening the file failed too: {error}"))
+                    .unwrap_or_default();
+                store = reopened.ok();
+                match &mut failing {
+                    None => {
+                        tracing::error!(shard = %context.id, path = %path.display(), "storage commit failed: {error:#}{reopen_error}; refusing QoS 1/2 messages that need the store until a commit succeeds");
+                        failing = Some((now, 1, now));
+                    }
+                    Some((since, failed, logged_at)) => {
+                        *failed += 1;
+                        if now - *logged_at >= COMMIT_ERROR_LOG_INTERVAL {
+                            tracing::error!(shard = %context.id, path = %path.display(), "storage commits still failing ({failed} over {:.0} s): {error:#}{reopen_error}", (now - *since).as_secs_f64());
+                            *logged_at = now;
+                        }
+                    }
+                }
             }
             context.state.borrow_mut().commit_finished(batch.tickets, ok);
             context.apply_effects();
@@ -813,26 +833,20 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
     }
 }
 
-/// Closes a store that failed and opens its file again; `None` if it cannot be opened now (the
-/// next commit reports that and tries again).
+/// Closes a store that failed and opens its file again; an error if it cannot be opened now
+/// (the committer logs it with the failure; the next commit reports that and tries again).
 async fn reopen(
     store: Option<Arc<ShardStore>>,
     path: &std::path::Path,
     durability: Durability,
-) -> Option<Arc<ShardStore>> {
+) -> anyhow::Result<Arc<ShardStore>> {
     // The blocking thread of the failed commit has dropped its reference by now.
     drop(store);
     let path = path.to_path_buf();
     match runtime::spawn_blocking(move || ShardStore::open(&path, durability)).await {
-        Ok(Ok(store)) => Some(Arc::new(store)),
-        Ok(Err(error)) => {
-            tracing::error!("cannot reopen the store: {error}");
-            None
-        }
-        Err(panicked) => {
-            tracing::error!("reopening the store panicked: {panicked}");
-            None
-        }
+        Ok(Ok(store)) => Ok(Arc::new(store)),
+        Ok(Err(error)) => Err(anyhow::Error::from(error)),
+        Err(panicked) => Err(anyhow::anyhow!("reopening panicked: {panicked}")),
     }
 }
 

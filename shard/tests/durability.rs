@@ -172,6 +172,58 @@ fn in_flight_messages_are_resent_with_dup_after_a_restart() {
 }
 
 #[test]
+fn a_qos2_message_refused_for_a_full_disk_frees_its_packet_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let qos2 = |payload: &'static [u8], dup| Publish {
+        dup,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteString::from("t"),
+        packet_id: shardmq_io::codec::PacketId::new(5),
+        properties: Properties::default(),
+        payload: Bytes::from_static(payload),
+    };
+    {
+        let mut node = Node::durable(dir.path(), 2, T0);
+        let sub = node.connect_with(persistent("sub", V5));
+        node.subscribe(sub, "t", QoS::AtLeastOnce);
+        node.lose(sub);
+        let v5 = node.connect_with(persistent("p5", V5));
+        let v3 = node.connect_with(persistent("p3", V3_1_1));
+        node.take(v5);
+        node.take(v3);
+        node.faults.fail_after(0);
+        node.send(v5, Packet::Publish(qos2(b"refused", false)));
+        let got = acks(&mut node, v5);
+        assert!(
+            matches!(got.as_slice(), [Packet::PubRec(a)] if a.reason == ReasonCode::UNSPECIFIED_ERROR),
+            "{got:?}"
+        );
+        node.send(v3, Packet::Publish(qos2(b"closed", false)));
+        assert!(acks(&mut node, v3).is_empty() && node.closed.contains(&v3));
+        node.faults.recover();
+        // A refusal ends the v5 exchange [MQTT-4.3.3]: the same packet id is a new message.
+        node.send(v5, Packet::Publish(qos2(b"new with the same id", false)));
+        let got = acks(&mut node, v5);
+        assert!(matches!(got.as_slice(), [Packet::PubRec(a)] if a.reason == ReasonCode::SUCCESS));
+        // The 3.1.1 publisher saw no PUBREC and resends on its next connection.
+        let v3 = node.connect_with(persistent("p3", V3_1_1));
+        node.take(v3);
+        node.send(v3, Packet::Publish(qos2(b"resent", true)));
+        assert!(matches!(acks(&mut node, v3).as_slice(), [Packet::PubRec(_)]));
+    }
+    // Both acknowledged messages were stored, not taken for duplicates of the refused ones.
+    let mut node = Node::durable(dir.path(), 2, T0 + 1_000);
+    let sub = node.connect_with(persistent("sub", V5));
+    let payloads: Vec<Bytes> = node
+        .take(sub)
+        .into_iter()
+        .filter_map(|p| if let Packet::Publish(p) = p { Some(p.payload) } else { None })
+        .collect();
+    assert_eq!(payloads, [&b"new with the same id"[..], &b"resent"[..]]);
+}
+
+#[test]
 fn an_inbound_qos2_message_is_not_delivered_twice_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let qos2 = |dup| Publish {

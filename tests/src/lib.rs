@@ -88,6 +88,15 @@ impl Broker {
         Broker::launch(&[], data_dir, extra, None)
     }
 
+    /// Like [`Broker::start_in`], under a wrapper command as in [`Broker::start_wrapped`].
+    pub fn start_wrapped_in(
+        wrapper: &[&str],
+        data_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Broker {
+        Broker::launch(wrapper, data_dir, extra, None)
+    }
+
     /// Like [`Broker::start`], listening on `listen` (e.g. `127.0.0.2:0`, for one of several
     /// nodes of a cluster on this machine).
     pub fn start_on(listen: &str, extra: &[&str]) -> Broker {

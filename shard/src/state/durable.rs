@@ -77,6 +77,9 @@ pub(super) struct HeldAck {
     ack: AckTo,
     waiting: usize,
     failed: bool,
+    /// The publisher of a QoS 2 message from a client, whose packet id must be released if
+    /// storing fails (its connection may be gone by then).
+    qos2_client: Option<ByteString>,
 }
 
 impl Shard {
@@ -233,10 +236,14 @@ impl Shard {
         if waiting == 0 {
             return self.answer(ack, true);
         }
+        let mut qos2_client = None;
         if let AckTo::Client(ack) = ack {
             self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
+            if ack.qos == QoS::ExactlyOnce {
+                qos2_client = self.conns.get(&ack.conn).map(|c| c.client_id.clone());
+            }
         }
-        self.held_acks.insert(token, HeldAck { ack, waiting, failed: false });
+        self.held_acks.insert(token, HeldAck { ack, waiting, failed: false, qos2_client });
         if local {
             self.queue_ticket(Ticket::Ack(token));
         }
@@ -262,7 +269,22 @@ impl Shard {
         if held.waiting > 0 {
             return;
         }
-        let Some(HeldAck { ack, failed, .. }) = self.held_acks.remove(&token) else { return };
+        let Some(HeldAck { ack, failed, qos2_client, .. }) = self.held_acks.remove(&token) else {
+            return;
+        };
+        if let (true, Some(client_id), AckTo::Client(ack)) = (failed, qos2_client, ack) {
+            // Not stored, so not received: forget the packet id, or the client's next PUBLISH
+            // with it (a new message after a v5 refusal, or the resend after a 3.1.1 close)
+            // would count as a duplicate and be acknowledged without being stored.
+            let released = self
+                .sessions
+                .get_mut(&client_id)
+                .and_then(Session::held_if_any)
+                .is_some_and(|held| held.incoming_qos2.remove(&ack.packet_id.get()));
+            if released {
+                self.persist_incoming_qos2(&client_id, ack.packet_id.get(), false);
+            }
+        }
         self.answer(ack, !failed);
     }
 
