@@ -2,7 +2,7 @@
 //! tests open (`docs/storage-format.md`: keep a fixture of every released format).
 //!
 //! `cargo run -p shardmq-shard --example write_fixture -- <dir>` writes `<dir>/shard-0.redb`
-//! holding one persistent session with a subscription, a queued QoS 1 message, a retained
+//! holding one persistent session (of the user `fixture-user`, since format 2) with a subscription, a queued QoS 1 message, a retained
 //! message and a will, all through the same encoders the broker uses. Every time in it is a
 //! fixed wall-clock time, so that two runs describe the same contents.
 
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use shardmq_io::codec::{ByteString, Properties, QoS, RetainHandling, SubscriptionOptions};
 use shardmq_shard::persist::{
     encode_message_record, encode_session, encode_stored_message, encode_will, MessageRecord,
-    MessageStage, SessionRecord, WallClock,
+    MessageStage, SessionRecord, WallClock, UPGRADES,
 };
 use shardmq_shard::session::Subscription;
 use shardmq_shard::{Delivery, Message};
@@ -52,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = SessionRecord {
         expiry_secs: u32::MAX,
         disconnected_at_unix_ms: BASE_UNIX_MS + 500,
+        username: Some(ByteString::from("fixture-user")),
         subscriptions: vec![(
             ByteString::from("fixture/#"),
             Subscription {
@@ -80,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let will = message("fixture/will", b"gone", false);
     let will_due = base + Duration::from_secs(60);
 
-    let store = ShardStore::open(&path, Durability::Immediate)?;
+    let store = ShardStore::open(&path, Durability::Immediate, UPGRADES)?;
     store.commit(&[
         Op::PutSession { client_id: client_id.clone(), record: encode_session(&session) },
         Op::PutMessage {

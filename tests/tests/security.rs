@@ -7,12 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, ConnAck, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, ConnAck, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
+    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    broker_binary, connect_packet, require_tool, run_tool, tool_command, Broker, RawClient,
-    Received, TestDir,
+    broker_binary, connect_packet, persistent_connect_packet, require_tool, run_tool, tool_command,
+    Broker, RawClient, Received, TestDir,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -226,6 +226,49 @@ fn the_acl_file_rules_subscribes_publishes_retained_messages_and_reloads() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(allowed(publish(&mut alice, "sensors/4", "bob no longer reads this", false)));
     assert_eq!(next_payload(&mut bob), None);
+}
+
+/// The user name is stored with the session: after a restart, the ACL still checks the
+/// deliveries to alice's offline session as alice's (before storage format 2 they were checked
+/// as an anonymous client's, and refused).
+#[test]
+fn an_offline_session_keeps_its_user_name_across_a_restart() {
+    let dir = TestDir::new("acl-restart");
+    let passwords = mosquitto_password_file(&dir, &[("alice", "a"), ("bob", "b")]);
+    let acl = dir.path().join("acl");
+    // Anonymous clients may read nothing.
+    std::fs::write(&acl, "user alice\ntopic read alice/#\n\nuser bob\ntopic write alice/#\n")
+        .expect("write the ACL");
+    let data = dir.path().join("data");
+    let args = [
+        "--password-file",
+        passwords.to_str().expect("utf-8 path"),
+        "--acl-file",
+        acl.to_str().expect("utf-8 path"),
+    ];
+    let alice_connect = || {
+        let mut connect = persistent_connect_packet(V5, "alice-phone");
+        connect.username = Some(ByteString::from("alice"));
+        connect.password = Some(Bytes::from_static(b"a"));
+        connect
+    };
+
+    let mut first = Broker::start_in(&data, &args);
+    let (mut alice, connack) = RawClient::connect(first.addr(), alice_connect());
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert_eq!(subscribe(&mut alice, "alice/#"), ReasonCode(1));
+    alice.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
+    drop(alice);
+    assert!(first.stop().success(), "{}", first.log());
+
+    let second = Broker::start_in(&data, &args);
+    let (mut bob, _) = login(&second, V5, "bob", Some("bob"), Some("b"));
+    assert!(allowed(publish(&mut bob, "alice/x", "for alice", false)));
+
+    let (mut alice, connack) = RawClient::connect(second.addr(), alice_connect());
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present, "{}", second.log());
+    assert_eq!(next_payload(&mut alice).as_deref(), Some(&b"for alice"[..]), "{}", second.log());
 }
 
 #[test]
