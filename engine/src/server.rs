@@ -29,9 +29,9 @@ use shardmq_io::runtime::{
     MeshEnds, MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener,
 };
 use shardmq_io::transport::{Layer, Layered, MqttStream};
-use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock};
+use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGRADES};
 use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
-use shardmq_storage::{shard_file, shard_files, Durability, ShardStore};
+use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
 
 use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
@@ -341,7 +341,13 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     for (index, path) in shard_files(dir)
         .with_context(|| format!("cannot read the data directory {}", dir.display()))?
     {
-        let store = ShardStore::open(&path, config.durability)?;
+        let store = ShardStore::open(&path, config.durability, UPGRADES)?;
+        if let Some(from) = store.migrated_from() {
+            tracing::info!(
+                "migrated {} from storage format {from} to {FORMAT_VERSION}",
+                path.display()
+            );
+        }
         let snapshot = store.load()?;
         let restored = decode_snapshot(snapshot, &clock)
             .with_context(|| format!("cannot restore {}", path.display()))?;
@@ -358,7 +364,7 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     );
     let obsolete = plan.obsolete_files.iter().map(|&i| shard_file(dir, i)).collect();
     let stores = (0..config.shards)
-        .map(|i| ShardStore::open(&shard_file(dir, i), config.durability).map(Arc::new))
+        .map(|i| ShardStore::open(&shard_file(dir, i), config.durability, UPGRADES).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     if config.durability == Durability::None {
         tracing::warn!("durability = none: a crash can lose messages already acknowledged");
@@ -843,7 +849,7 @@ async fn reopen(
     // The blocking thread of the failed commit has dropped its reference by now.
     drop(store);
     let path = path.to_path_buf();
-    match runtime::spawn_blocking(move || ShardStore::open(&path, durability)).await {
+    match runtime::spawn_blocking(move || ShardStore::open(&path, durability, UPGRADES)).await {
         Ok(Ok(store)) => Ok(Arc::new(store)),
         Ok(Err(error)) => Err(anyhow::Error::from(error)),
         Err(panicked) => Err(anyhow::anyhow!("reopening panicked: {panicked}")),

@@ -2,8 +2,10 @@
 //! messages, delayed wills), and the wall clock that makes stored deadlines survive a restart.
 //!
 //! The storage crate keeps these records as opaque values (`docs/storage-format.md` lists the
-//! tables); this module owns their layout. Every record starts with [`RECORD_VERSION`]; a change
-//! to a layout bumps it together with the store's format version.
+//! tables); this module owns their layout. Every record starts with the version of its layout
+//! ([`SESSION_RECORD_VERSION`], or [`RECORD_VERSION`] for the others); a change to a layout bumps
+//! its version together with the store's format version, and adds an [`Upgrade`] to
+//! [`UPGRADES`] if files of the old format are to be migrated rather than refused.
 //!
 //! Decoding never panics on a damaged record: it returns [`RecordError`].
 
@@ -16,13 +18,30 @@ use shardmq_io::codec::{
     ByteString, Properties, PropertyContext, QoS, RetainHandling, SubscriptionOptions,
 };
 
-use shardmq_storage::Snapshot;
+use shardmq_storage::{Snapshot, Upgrade};
 
 use crate::message::{Delivery, Message, SharedMessage};
 use crate::session::Subscription;
 
-/// The layout version written first in every record.
+/// The layout version written first in message, retained and will records (unchanged since
+/// storage format 1).
 pub const RECORD_VERSION: u8 = 1;
+
+/// The layout version written first in session records: 2 since storage format 2, which added
+/// the user name. [`decode_session`] also reads version 1.
+pub const SESSION_RECORD_VERSION: u8 = 2;
+
+/// How `ShardStore::open` migrates a file of an older storage format: format 1 to 2 rewrites
+/// every session record as version 2, with no user name (format 1 did not keep it). The other
+/// records kept their layout and version, so they stay as they are.
+pub const UPGRADES: &[Upgrade] = &[Upgrade { from: 1, sessions: upgrade_session_record }];
+
+/// A session record of any version [`decode_session`] reads, re-encoded in the current one.
+fn upgrade_session_record(record: &[u8]) -> Result<Vec<u8>, String> {
+    decode_session(record)
+        .map(|session| encode_session(&session))
+        .map_err(|error| error.to_string())
+}
 
 /// A record that cannot be decoded: the store is damaged or was written by another version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,6 +241,10 @@ pub struct SessionRecord {
     pub expiry_secs: u32,
     /// When it lost its connection (wall clock, ms); 0 while connected.
     pub disconnected_at_unix_ms: u64,
+    /// The user name of its latest CONNECT, kept while an ACL is in force (the ACL checks the
+    /// deliveries to the session against it, also while it is offline). `None` in a record of
+    /// version 1.
+    pub username: Option<ByteString>,
     /// Subscriptions by the filter as the client wrote it.
     pub subscriptions: Vec<(ByteString, Subscription)>,
 }
@@ -259,12 +282,20 @@ struct Fields {
 }
 
 impl Fields {
+    /// A reader after the version byte, which must be [`RECORD_VERSION`].
     fn new(bytes: &[u8], what: &'static str) -> Result<Fields, RecordError> {
-        let mut fields = Fields { bytes: Bytes::copy_from_slice(bytes), what };
-        if fields.u8()? != RECORD_VERSION {
+        let (fields, version) = Fields::versioned(bytes, what)?;
+        if version != RECORD_VERSION {
             return Err(fields.error("written by another record version"));
         }
         Ok(fields)
+    }
+
+    /// A reader after the version byte, and that version.
+    fn versioned(bytes: &[u8], what: &'static str) -> Result<(Fields, u8), RecordError> {
+        let mut fields = Fields { bytes: Bytes::copy_from_slice(bytes), what };
+        let version = fields.u8()?;
+        Ok((fields, version))
     }
 
     fn error(&self, why: &'static str) -> RecordError {
@@ -344,11 +375,21 @@ fn options_from(byte: u8, fields: &Fields) -> Result<SubscriptionOptions, Record
     })
 }
 
+/// A session record, version [`SESSION_RECORD_VERSION`]. Also what a takeover ships to the new
+/// owner node (in the link frame's `session` bytes).
 pub fn encode_session(record: &SessionRecord) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    buf.put_u8(RECORD_VERSION);
+    buf.put_u8(SESSION_RECORD_VERSION);
     buf.put_u32(record.expiry_secs);
     buf.put_u64(record.disconnected_at_unix_ms);
+    match &record.username {
+        None => buf.put_u8(0),
+        Some(username) => {
+            buf.put_u8(1);
+            // MQTT caps a user name at 65,535 bytes, as it does a topic.
+            put_str(&mut buf, username);
+        }
+    }
     buf.put_u32(record.subscriptions.len() as u32);
     for (filter, subscription) in &record.subscriptions {
         put_str(&mut buf, filter);
@@ -358,10 +399,23 @@ pub fn encode_session(record: &SessionRecord) -> Vec<u8> {
     buf.to_vec()
 }
 
+/// A session record of version [`SESSION_RECORD_VERSION`], or of version 1 (storage format 1,
+/// or a takeover from a node still running it), which has no user name.
 pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
-    let mut fields = Fields::new(bytes, "session")?;
+    let (mut fields, version) = Fields::versioned(bytes, "session")?;
+    if version != 1 && version != SESSION_RECORD_VERSION {
+        return Err(fields.error("written by another record version"));
+    }
     let expiry_secs = fields.u32()?;
     let disconnected_at_unix_ms = fields.u64()?;
+    let username = match version {
+        1 => None,
+        _ => match fields.u8()? {
+            0 => None,
+            1 => Some(fields.string()?),
+            _ => return Err(fields.error("invalid user name flag")),
+        },
+    };
     let count = fields.u32()?;
     let mut subscriptions = Vec::new();
     for _ in 0..count {
@@ -372,7 +426,7 @@ pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
         subscriptions.push((filter, Subscription { options, identifier }));
     }
     fields.end()?;
-    Ok(SessionRecord { expiry_secs, disconnected_at_unix_ms, subscriptions })
+    Ok(SessionRecord { expiry_secs, disconnected_at_unix_ms, username, subscriptions })
 }
 
 fn put_message(buf: &mut BytesMut, message: &Message, clock: &WallClock) {
@@ -516,6 +570,7 @@ mod tests {
         let session = SessionRecord {
             expiry_secs: 3600,
             disconnected_at_unix_ms: 1_700_000_000_500,
+            username: Some(ByteString::from("alice")),
             subscriptions: vec![(
                 ByteString::from("$share/g/a/+"),
                 Subscription {
@@ -529,7 +584,12 @@ mod tests {
                 },
             )],
         };
-        assert_eq!(decode_session(&encode_session(&session)), Ok(session));
+        assert_eq!(decode_session(&encode_session(&session)), Ok(session.clone()));
+        // No user name and an empty one are two things.
+        for username in [None, Some(ByteString::from(""))] {
+            let session = SessionRecord { username, ..session.clone() };
+            assert_eq!(decode_session(&encode_session(&session)), Ok(session));
+        }
 
         let stored = message(base);
         assert_eq!(
@@ -583,7 +643,65 @@ mod tests {
         let mut other_version = good.clone();
         other_version[0] = 99;
         assert!(decode_message_record(&other_version, &clock).is_err());
-        assert!(decode_session(&[RECORD_VERSION, 1, 2]).is_err());
+        assert!(decode_session(&[SESSION_RECORD_VERSION, 1, 2]).is_err());
+        let session = SessionRecord {
+            expiry_secs: 1,
+            disconnected_at_unix_ms: 2,
+            username: Some(ByteString::from("bob")),
+            subscriptions: vec![],
+        };
+        let good = encode_session(&session);
+        for cut in 0..good.len() {
+            assert!(decode_session(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad_flag = good.clone();
+        bad_flag[13] = 2;
+        assert!(decode_session(&bad_flag).is_err());
+        let mut other_version = good;
+        other_version[0] = 3;
+        assert!(decode_session(&other_version).is_err());
+    }
+
+    /// A version-1 session record, byte for byte as storage format 1 wrote it.
+    fn session_record_v1() -> Vec<u8> {
+        let mut record = vec![1];
+        record.extend_from_slice(&3600u32.to_be_bytes());
+        record.extend_from_slice(&1_700_000_000_500u64.to_be_bytes());
+        record.extend_from_slice(&1u32.to_be_bytes());
+        record.extend_from_slice(&3u16.to_be_bytes());
+        record.extend_from_slice(b"a/#");
+        record.push(0x01);
+        record.extend_from_slice(&7u32.to_be_bytes());
+        record
+    }
+
+    #[test]
+    fn a_version_1_session_record_reads_as_one_without_a_user_name() {
+        let expected = SessionRecord {
+            expiry_secs: 3600,
+            disconnected_at_unix_ms: 1_700_000_000_500,
+            username: None,
+            subscriptions: vec![(
+                ByteString::from("a/#"),
+                Subscription {
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        no_local: false,
+                        retain_as_published: false,
+                        retain_handling: RetainHandling::SendAtSubscribe,
+                    },
+                    identifier: Some(7),
+                },
+            )],
+        };
+        assert_eq!(decode_session(&session_record_v1()), Ok(expected.clone()));
+
+        let upgraded = upgrade_session_record(&session_record_v1()).unwrap();
+        assert_eq!(upgraded[0], SESSION_RECORD_VERSION);
+        assert_eq!(upgraded, encode_session(&expected));
+        // Upgrading a damaged record says why, for the store's error.
+        let error = upgrade_session_record(&session_record_v1()[..5]).unwrap_err();
+        assert_eq!(error, "damaged session record: truncated");
     }
 
     #[test]

@@ -200,3 +200,49 @@ fn clients_never_publish_on_sys_topics() {
     let conn = node.connect_with(packet);
     assert_eq!(connack(&node.take(conn)).reason, ReasonCode::NOT_AUTHORIZED);
 }
+
+fn durable_node(dir: &std::path::Path) -> Node {
+    let mut node = Node::durable(dir, 2, 1_790_000_000_000);
+    for shard in &mut node.shards {
+        shard.set_authorizer(Some(Arc::new(Policy)));
+    }
+    node
+}
+
+/// alice's offline session is checked as alice's after a restart (the user name is in the
+/// stored session record) and after it moves to another node (the same record travels).
+#[test]
+fn an_offline_session_keeps_its_user_name_across_a_restart_and_a_handover() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = durable_node(dir.path());
+    let mut packet = connect("alice-phone", V3, false);
+    packet.username = Some(ByteString::from("alice"));
+    let alice = node.connect_with(packet.clone());
+    node.subscribe(alice, "a/#", QoS::AtLeastOnce);
+    node.lose(alice);
+    drop(node);
+
+    let mut node = durable_node(dir.path());
+    let admin = connect_as(&mut node, "admin", Some("admin"), V5);
+    node.publish(admin, "a/after-restart", "1", QoS::AtLeastOnce, false);
+
+    // Handed over to another node as the engine ships it: the encoded session record.
+    let home = shardmq_shard::home_shard("alice-phone", 2).index();
+    let now = node.now;
+    let mut restored = node.shards[home].hand_over("alice-phone", false, now).expect("a session");
+    node.run();
+    let (client_id, record) = restored.sessions.pop().expect("the session");
+    assert_eq!(record.username.as_deref(), Some("alice"));
+    let shipped = shardmq_shard::persist::encode_session(&record);
+    let record = shardmq_shard::persist::decode_session(&shipped).expect("decodes");
+    restored.sessions.push((client_id, record));
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let mut other = durable_node(other_dir.path());
+    other.shards[home].adopt_session(restored, now);
+    other.run();
+    let admin = connect_as(&mut other, "admin", Some("admin"), V5);
+    other.publish(admin, "a/after-handover", "2", QoS::AtLeastOnce, false);
+
+    let alice = other.connect_with(packet);
+    assert_eq!(payloads(&other.publishes(alice)), ["1", "2"]);
+}

@@ -33,8 +33,26 @@ pub enum StorageError {
         path: PathBuf,
         /// The format version recorded in the file's `meta` table.
         found: u32,
-        /// The one format version this build reads and writes ([`crate::FORMAT_VERSION`]).
+        /// The format version this build writes ([`crate::FORMAT_VERSION`]).
         supported: u32,
+    },
+
+    /// The file is of an older format, and one of its records could not be rewritten in the
+    /// current one (a damaged record). The migration's transaction was aborted: the file is as
+    /// it was.
+    #[error(
+        "cannot migrate shard store {} from storage format {from} to {}: {detail}; \
+         the file was left as it was",
+        path.display(),
+        crate::FORMAT_VERSION
+    )]
+    Migrate {
+        /// The shard file.
+        path: PathBuf,
+        /// The format version recorded in the file.
+        from: u32,
+        /// Which record failed, and why.
+        detail: String,
     },
 
     /// A commit failed. Nothing of the batch is visible to this handle, but whether the batch

@@ -13,10 +13,12 @@ use redb::backends::FileBackend;
 
 use crate::faults::{Faults, FaultyBackend};
 use crate::store::CACHE_BYTES_MAX;
-use crate::{Durability, Op, SessionSnapshot, ShardStore, Snapshot, StorageError};
+use crate::{
+    Durability, Op, SessionSnapshot, ShardStore, Snapshot, StorageError, Upgrade, FORMAT_VERSION,
+};
 
 fn open_faulty(path: &Path, faults: &Arc<Faults>) -> Result<ShardStore, StorageError> {
-    open_faulty_with_cache(path, faults, CACHE_BYTES_MAX)
+    open_faulty_with(path, faults, &[], CACHE_BYTES_MAX)
 }
 
 fn open_faulty_with_cache(
@@ -24,10 +26,19 @@ fn open_faulty_with_cache(
     faults: &Arc<Faults>,
     cache_bytes: usize,
 ) -> Result<ShardStore, StorageError> {
+    open_faulty_with(path, faults, &[], cache_bytes)
+}
+
+fn open_faulty_with(
+    path: &Path,
+    faults: &Arc<Faults>,
+    upgrades: &[Upgrade],
+    cache_bytes: usize,
+) -> Result<ShardStore, StorageError> {
     let file: File =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).unwrap();
     let backend = FaultyBackend { file: FileBackend::new(file).unwrap(), faults: faults.clone() };
-    ShardStore::open_with_backend(path, backend, Durability::Immediate, cache_bytes)
+    ShardStore::open_with_backend(path, backend, Durability::Immediate, upgrades, cache_bytes)
 }
 
 fn session(client_id: &str) -> Op {
@@ -189,4 +200,96 @@ fn a_failed_handle_reads_only_what_redb_has_cached() {
     drop(store);
     let store = open_faulty_with_cache(&path, &faults, 0).unwrap();
     assert_eq!(client_ids(&store.load().unwrap()), ["a"]);
+}
+
+/// The previous format's sessions record, as a test stands it in: the upgrade to the current
+/// format appends " v2".
+fn upgrade_session(record: &[u8]) -> Result<Vec<u8>, String> {
+    let mut rewritten = record.to_vec();
+    rewritten.extend_from_slice(b" v2");
+    Ok(rewritten)
+}
+
+const UPGRADES: &[Upgrade] = &[Upgrade { from: FORMAT_VERSION - 1, sessions: upgrade_session }];
+
+/// The format version and the sessions of a file, read with plain redb (which repairs it).
+fn raw_contents(path: &Path) -> (u32, Vec<(String, Vec<u8>)>) {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    let db = redb::Database::open(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let meta: TableDefinition<&str, u32> = TableDefinition::new("meta");
+    let version = read.open_table(meta).unwrap().get("format_version").unwrap().unwrap().value();
+    let sessions: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+    let rows = read
+        .open_table(sessions)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|row| {
+            let (key, value) = row.unwrap();
+            (key.value().to_owned(), value.value().to_vec())
+        })
+        .collect();
+    (version, rows)
+}
+
+/// The migration runs in one write transaction with the new version: whichever backend call
+/// fails (the disk filling up at any point of it, which is also where a crash would stop it),
+/// the file is afterwards wholly of the old format with the old records, or wholly migrated.
+#[test]
+fn a_migration_cut_short_leaves_the_file_wholly_old_or_wholly_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.redb");
+    {
+        let store = ShardStore::open(&old, Durability::Immediate, &[]).unwrap();
+        // Enough sessions for the migration to write several pages.
+        let batch: Vec<Op> = (0..200).map(|i| session(&format!("client-{i:03}"))).collect();
+        store.commit(&batch).unwrap();
+    }
+    set_format_version(&old, FORMAT_VERSION - 1);
+    let (_, before) = raw_contents(&old);
+    let after: Vec<(String, Vec<u8>)> = before
+        .iter()
+        .map(|(client_id, record)| (client_id.clone(), upgrade_session(record).unwrap()))
+        .collect();
+
+    let (mut cut_short, mut migrated) = (0, false);
+    for calls in 0..1_000 {
+        let path = dir.path().join(format!("copy-{calls}.redb"));
+        std::fs::copy(&old, &path).unwrap();
+        let faults = Faults::new();
+        faults.fail_after(calls);
+        let opened = open_faulty_with(&path, &faults, UPGRADES, CACHE_BYTES_MAX);
+        let succeeded = opened.is_ok();
+        if let Ok(store) = &opened {
+            assert_eq!(store.migrated_from(), Some(FORMAT_VERSION - 1));
+        }
+        drop(opened);
+        let contents = raw_contents(&path);
+        if contents.0 == FORMAT_VERSION {
+            assert_eq!(contents.1, after, "fail after {calls} calls: migrated, but not whole");
+        } else {
+            assert!(!succeeded, "fail after {calls} calls: the open succeeded unmigrated");
+            assert_eq!(contents, (FORMAT_VERSION - 1, before.clone()), "fail after {calls} calls");
+            cut_short += 1;
+        }
+        std::fs::remove_file(&path).unwrap();
+        if succeeded {
+            migrated = true;
+            break;
+        }
+    }
+    assert!(migrated, "the migration never succeeded");
+    assert!(cut_short > 3, "only {cut_short} failure points were tried");
+}
+
+/// Rewrites the format version in `meta`, as an older build would have left it.
+fn set_format_version(path: &Path, version: u32) {
+    let db = redb::Database::open(path).unwrap();
+    let write = db.begin_write().unwrap();
+    {
+        let meta: redb::TableDefinition<&str, u32> = redb::TableDefinition::new("meta");
+        write.open_table(meta).unwrap().insert("format_version", version).unwrap();
+    }
+    write.commit().unwrap();
 }

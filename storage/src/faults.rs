@@ -12,7 +12,7 @@ use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
 use crate::store::CACHE_BYTES_MAX;
-use crate::{Durability, ShardStore, StorageError};
+use crate::{Durability, ShardStore, StorageError, Upgrade};
 
 /// The switch a test holds to make its backend fail and recover.
 #[derive(Debug)]
@@ -134,11 +134,12 @@ impl Faults {
 }
 
 impl ShardStore {
-    /// Opens (creating if needed) the shard file at `path` behind a backend that fails when
-    /// `faults` says so.
+    /// Opens (creating if needed, migrating with `upgrades` as [`ShardStore::open`] does) the
+    /// shard file at `path` behind a backend that fails when `faults` says so.
     pub fn open_faulty(
         path: &Path,
         durability: Durability,
+        upgrades: &[Upgrade],
         faults: Arc<Faults>,
     ) -> Result<ShardStore, StorageError> {
         let file = std::fs::OpenOptions::new()
@@ -157,6 +158,7 @@ impl ShardStore {
             path,
             FaultyBackend { file: backend, faults },
             durability,
+            upgrades,
             CACHE_BYTES_MAX,
         )
     }

@@ -23,4 +23,6 @@ pub mod faults;
 
 pub use error::StorageError;
 pub use files::{shard_file, shard_files};
-pub use store::{Durability, Op, SessionSnapshot, ShardStore, Snapshot, FORMAT_VERSION};
+pub use store::{
+    Durability, Op, RewriteRecord, SessionSnapshot, ShardStore, Snapshot, Upgrade, FORMAT_VERSION,
+};

@@ -12,9 +12,12 @@ use crate::StorageError;
 /// The storage format this build reads and writes, recorded in the `meta` table.
 ///
 /// It covers the table layout *and* the record encodings the shard crate puts in the values
-/// (`shard/src/persist.rs`): a change to either one bumps it, and a build refuses a file whose
-/// version differs (see `docs/storage-format.md`, "Versions and migration").
-pub const FORMAT_VERSION: u32 = 1;
+/// (`shard/src/persist.rs`): a change to either one bumps it. A build migrates an older file
+/// when it is given an [`Upgrade`] for every step up to this version, and refuses any other
+/// version (see `docs/storage-format.md`, "Versions and migration").
+///
+/// Format 2 added the user name to the session record.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// redb's page cache for one shard file. redb's default is 1 GiB per database, which a shard
 /// would fill while [`ShardStore::load`] reads every row at start-up and then keep for the life
@@ -31,6 +34,29 @@ const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mess
 const INCOMING_QOS2: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming_qos2");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills");
+
+/// Rewrites one record of an older format as a record of the next format, or says why it
+/// cannot (a damaged record).
+pub type RewriteRecord = fn(&[u8]) -> Result<Vec<u8>, String>;
+
+/// One step of a migration: how the records of format `from` become records of format
+/// `from + 1`.
+///
+/// This crate never looks inside a record, so the crate that owns the record layouts (the
+/// shard crate, `shard/src/persist.rs`) provides the steps, and [`ShardStore::open`] applies
+/// them: every step from the file's version up to [`FORMAT_VERSION`], all in one write
+/// transaction together with the new `format_version`. A crash during the migration therefore
+/// leaves a file that is wholly the old format or wholly the new one.
+///
+/// Only the tables whose records changed are named; a later step that changes another table's
+/// records (or a key) adds a field here.
+#[derive(Clone, Copy, Debug)]
+pub struct Upgrade {
+    /// The format this step reads; it writes `from + 1`.
+    pub from: u32,
+    /// Rewrites every `sessions` value.
+    pub sessions: RewriteRecord,
+}
 
 /// How [`ShardStore::commit`] makes a batch durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,23 +205,35 @@ pub struct ShardStore {
     // Set by the first failed commit; redb refuses writes from then on (see the type's docs).
     // Atomic because `commit` takes `&self`.
     needs_reopen: AtomicBool,
+    // The format this open migrated the file from, if it did.
+    migrated_from: Option<u32>,
 }
 
 impl ShardStore {
     /// Opens the shard file at `path`, creating it and its tables if it does not exist. The
     /// parent directory must exist.
     ///
-    /// A file of another format version is refused with [`StorageError::FormatVersion`]. A file
-    /// left by a crash or a failed commit is repaired first (redb walks the whole file). The
-    /// file stays locked while the store is open: a second open fails with
+    /// A file of an older format version is migrated to [`FORMAT_VERSION`] with `upgrades` (one
+    /// [`Upgrade`] per step; the shard crate's `persist::UPGRADES`), in one durable write
+    /// transaction, before this returns; [`migrated_from`](Self::migrated_from) then says so.
+    /// A record that an upgrade cannot rewrite fails the open with [`StorageError::Migrate`]
+    /// and leaves the file as it was. A file of a newer version, or of an older one without
+    /// the upgrades to reach this version, is refused with [`StorageError::FormatVersion`].
+    ///
+    /// A file left by a crash or a failed commit is repaired first (redb walks the whole file).
+    /// The file stays locked while the store is open: a second open fails with
     /// [`StorageError::Open`] until this one is dropped.
-    pub fn open(path: &Path, durability: Durability) -> Result<ShardStore, StorageError> {
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        upgrades: &[Upgrade],
+    ) -> Result<ShardStore, StorageError> {
         let open_error = |source: redb::Error| StorageError::Open { path: path.into(), source };
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES_MAX)
             .create(path)
             .map_err(|error| open_error(error.into()))?;
-        Self::from_database(db, path, durability)
+        Self::from_database(db, path, durability, upgrades)
     }
 
     /// Like [`open`](Self::open), over a given redb backend and cache size; `path` only names
@@ -206,13 +244,14 @@ impl ShardStore {
         path: &Path,
         backend: impl redb::StorageBackend,
         durability: Durability,
+        upgrades: &[Upgrade],
         cache_bytes: usize,
     ) -> Result<ShardStore, StorageError> {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create_with_backend(backend)
             .map_err(|error| StorageError::Open { path: path.into(), source: error.into() })?;
-        Self::from_database(db, path, durability)
+        Self::from_database(db, path, durability, upgrades)
     }
 
     /// The redb database, for tests that check what redb itself does after a failure.
@@ -225,6 +264,7 @@ impl ShardStore {
         db: redb::Database,
         path: &Path,
         durability: Durability,
+        upgrades: &[Upgrade],
     ) -> Result<ShardStore, StorageError> {
         let open_error = |source: redb::Error| match source {
             redb::Error::PreviousIo => StorageError::NeedsReopen { path: path.into() },
@@ -256,6 +296,7 @@ impl ShardStore {
                 Err(error) => return Err(open_error(error.into())),
             }
         };
+        let mut migrated_from = None;
         match version {
             None => Self::initialize(&db).map_err(open_error)?,
             Some(None) => {
@@ -266,18 +307,70 @@ impl ShardStore {
             }
             Some(Some(FORMAT_VERSION)) => {}
             Some(Some(found)) => {
-                return Err(StorageError::FormatVersion {
+                let refused = StorageError::FormatVersion {
                     path: path.into(),
                     found,
                     supported: FORMAT_VERSION,
-                })
+                };
+                let Some(steps) = upgrade_path(upgrades, found) else { return Err(refused) };
+                Self::migrate(&db, &steps).map_err(|failure| match failure {
+                    MigrateFailure::Redb(error) => open_error(error),
+                    MigrateFailure::Record { client_id, detail } => StorageError::Migrate {
+                        path: path.into(),
+                        from: found,
+                        detail: format!("the session of client id {client_id:?}: {detail}"),
+                    },
+                })?;
+                migrated_from = Some(found);
             }
         }
         let durability = match durability {
             Durability::Immediate => redb::Durability::Immediate,
             Durability::None => redb::Durability::None,
         };
-        Ok(ShardStore { db, path: path.into(), durability, needs_reopen: AtomicBool::new(false) })
+        Ok(ShardStore {
+            db,
+            path: path.into(),
+            durability,
+            needs_reopen: AtomicBool::new(false),
+            migrated_from,
+        })
+    }
+
+    /// Applies `steps` (consecutive, from the file's version up to [`FORMAT_VERSION`]) and
+    /// records the new version, in one write transaction with redb's default, immediate,
+    /// durability: a crash leaves the file wholly as it was or wholly migrated. A failing step
+    /// drops the transaction, which aborts it.
+    ///
+    /// Each rewritten table is read into memory first (redb cannot write a table while
+    /// iterating it); `load` holds the same rows in memory at start-up anyway.
+    fn migrate(db: &redb::Database, steps: &[Upgrade]) -> Result<(), MigrateFailure> {
+        let write = db.begin_write()?;
+        {
+            let mut sessions = write.open_table(SESSIONS)?;
+            for step in steps {
+                let mut rows = Vec::new();
+                for row in sessions.iter()? {
+                    let (client_id, record) = row?;
+                    rows.push((client_id.value().to_owned(), record.value().to_vec()));
+                }
+                for (client_id, record) in rows {
+                    let rewritten = (step.sessions)(&record).map_err(|detail| {
+                        MigrateFailure::Record { client_id: client_id.clone(), detail }
+                    })?;
+                    sessions.insert(client_id.as_str(), rewritten.as_slice())?;
+                }
+            }
+            write.open_table(META)?.insert(META_FORMAT_VERSION, FORMAT_VERSION)?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// The format version this open migrated the file from (`None`: the file was already of
+    /// [`FORMAT_VERSION`], or new), for the caller's log.
+    pub fn migrated_from(&self) -> Option<u32> {
+        self.migrated_from
     }
 
     /// Creates every table and records the format version, durably whatever the configured
@@ -458,6 +551,29 @@ impl ShardStore {
             snapshot.wills.push((client_id.value().to_owned(), record.value().to_vec()));
         }
         Ok(snapshot)
+    }
+}
+
+/// The upgrades that take a file of format `found` to [`FORMAT_VERSION`], in order, or `None`
+/// if `found` is not older or a step is missing.
+fn upgrade_path(upgrades: &[Upgrade], found: u32) -> Option<Vec<Upgrade>> {
+    if found == 0 || found >= FORMAT_VERSION {
+        return None;
+    }
+    (found..FORMAT_VERSION)
+        .map(|from| upgrades.iter().find(|upgrade| upgrade.from == from).copied())
+        .collect()
+}
+
+/// Why `migrate` failed: redb, or a record the upgrade could not rewrite.
+enum MigrateFailure {
+    Redb(redb::Error),
+    Record { client_id: String, detail: String },
+}
+
+impl<E: Into<redb::Error>> From<E> for MigrateFailure {
+    fn from(error: E) -> Self {
+        MigrateFailure::Redb(error.into())
     }
 }
 

@@ -153,7 +153,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = shard_file(dir.path(), 0);
-        let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+        let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
         let mut model = Model::default();
         for batch in batches(ops, &sizes) {
             store.commit(&batch).unwrap();
@@ -161,7 +161,7 @@ proptest! {
             prop_assert_eq!(store.load().unwrap(), model.snapshot());
         }
         drop(store);
-        let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+        let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
         prop_assert_eq!(store.load().unwrap(), model.snapshot());
     }
 }

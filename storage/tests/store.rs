@@ -6,7 +6,7 @@ use std::path::Path;
 
 use shardmq_storage::{
     shard_file, shard_files, Durability, Op, SessionSnapshot, ShardStore, Snapshot, StorageError,
-    FORMAT_VERSION,
+    Upgrade, FORMAT_VERSION,
 };
 
 /// Commits `batches` in order to a fresh store, then checks that `load` returns `expected`, on
@@ -14,13 +14,13 @@ use shardmq_storage::{
 fn check(batches: &[Vec<Op>], expected: &Snapshot) {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 0);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     for batch in batches {
         store.commit(batch).unwrap();
     }
     assert_eq!(&store.load().unwrap(), expected, "before reopening");
     drop(store);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     assert_eq!(&store.load().unwrap(), expected, "after reopening");
 }
 
@@ -189,13 +189,13 @@ fn deleting_absent_rows_and_empty_batches_change_nothing() {
 fn durability_none_commits_are_readable_and_survive_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 0);
-    let store = ShardStore::open(&path, Durability::None).unwrap();
+    let store = ShardStore::open(&path, Durability::None, &[]).unwrap();
     for n in 0..100u64 {
         store.commit(&[put_session("c", b"s"), put_message("c", n, b"m")]).unwrap();
     }
     assert_eq!(store.load().unwrap().sessions[0].messages.len(), 100);
     drop(store);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     assert_eq!(store.load().unwrap().sessions[0].messages.len(), 100);
 }
 
@@ -214,30 +214,118 @@ fn set_format_version(path: &Path, version: u32) {
 fn another_format_version_is_refused_with_how_to_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 4);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     store.commit(&[put_session("c", b"s")]).unwrap();
     drop(store);
-    set_format_version(&path, 2);
 
-    let error = ShardStore::open(&path, Durability::Immediate).unwrap_err();
-    let StorageError::FormatVersion { path: error_path, found, supported } = &error else {
-        panic!("expected FormatVersion, got {error:?}");
+    // A newer format (whatever upgrades this build has), an older one it has no upgrade from,
+    // and a version no build wrote.
+    for (found, upgrades) in [(99, UPGRADES), (FORMAT_VERSION - 1, &[][..]), (0, UPGRADES)] {
+        set_format_version(&path, found);
+        let error = ShardStore::open(&path, Durability::Immediate, upgrades).unwrap_err();
+        let StorageError::FormatVersion { path: error_path, found: error_found, supported } =
+            &error
+        else {
+            panic!("expected FormatVersion, got {error:?}");
+        };
+        assert_eq!(
+            (error_path.as_path(), *error_found, *supported),
+            (path.as_path(), found, FORMAT_VERSION)
+        );
+        let message = error.to_string();
+        assert!(message.contains(&*path.to_string_lossy()), "{message}");
+        assert!(
+            message.contains(&format!(
+                "has storage format {found}, but this build reads format {FORMAT_VERSION}; start \
+                 with an empty data directory or use the shardmq version that wrote it"
+            )),
+            "{message}"
+        );
+    }
+
+    // The refused opens left the tables as they were: the right build still reads them.
+    set_format_version(&path, FORMAT_VERSION);
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
+    assert_eq!(store.load().unwrap().sessions, vec![session("c", b"s", &[], &[])]);
+}
+
+/// A test's stand-in for the previous format's session records: the upgrade appends " new",
+/// and refuses a record that says "damaged".
+fn upgrade_session(record: &[u8]) -> Result<Vec<u8>, String> {
+    if record == b"damaged" {
+        return Err("truncated".into());
+    }
+    let mut rewritten = record.to_vec();
+    rewritten.extend_from_slice(b" new");
+    Ok(rewritten)
+}
+
+const UPGRADES: &[Upgrade] = &[Upgrade { from: FORMAT_VERSION - 1, sessions: upgrade_session }];
+
+#[test]
+fn an_older_format_is_migrated_on_open_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shard_file(dir.path(), 0);
+    let store = ShardStore::open(&path, Durability::None, &[]).unwrap();
+    assert_eq!(store.migrated_from(), None, "a new file");
+    store
+        .commit(&[
+            put_session("a", b"session a"),
+            put_message("a", 1, b"m"),
+            put_qos2("a", 9),
+            put_session("b", b""),
+            put_retained("t", b"r"),
+            put_will("a", b"w"),
+        ])
+        .unwrap();
+    drop(store);
+    set_format_version(&path, FORMAT_VERSION - 1);
+
+    let expected = Snapshot {
+        sessions: vec![
+            session("a", b"session a new", &[(1, b"m")], &[9]),
+            session("b", b" new", &[], &[]),
+        ],
+        retained: vec![("t".into(), b"r".to_vec())],
+        wills: vec![("a".into(), b"w".to_vec())],
     };
-    assert_eq!((error_path.as_path(), *found, *supported), (path.as_path(), 2, FORMAT_VERSION));
+    // Migrated even with `Durability::None`: the migration is always durable.
+    let store = ShardStore::open(&path, Durability::None, UPGRADES).unwrap();
+    assert_eq!(store.migrated_from(), Some(FORMAT_VERSION - 1));
+    assert_eq!(store.load().unwrap(), expected);
+    drop(store);
+    // Reopened, it is of the current format: nothing to migrate, even without upgrades.
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
+    assert_eq!(store.migrated_from(), None);
+    assert_eq!(store.load().unwrap(), expected);
+}
+
+#[test]
+fn a_record_the_upgrade_refuses_fails_the_open_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = shard_file(dir.path(), 0);
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
+    store.commit(&[put_session("a", b"fine"), put_session("b", b"damaged")]).unwrap();
+    drop(store);
+    set_format_version(&path, FORMAT_VERSION - 1);
+
+    let error = ShardStore::open(&path, Durability::Immediate, UPGRADES).unwrap_err();
+    assert!(matches!(error, StorageError::Migrate { from, .. } if from == FORMAT_VERSION - 1));
     let message = error.to_string();
     assert!(message.contains(&*path.to_string_lossy()), "{message}");
-    assert!(
-        message.contains(
-            "this build reads format 1; start with an empty data directory or use the shardmq \
-             version that wrote it"
-        ),
-        "{message}"
-    );
+    assert!(message.contains("client id \"b\": truncated"), "{message}");
+    assert!(message.contains("the file was left as it was"), "{message}");
 
-    // The refused open left the tables as they were: the right build still reads them.
+    // Still the old format with the old records ("a" was not rewritten either).
+    let error = ShardStore::open(&path, Durability::Immediate, &[]).unwrap_err();
+    assert!(
+        matches!(error, StorageError::FormatVersion { found, .. } if found == FORMAT_VERSION - 1),
+        "{error:?}"
+    );
     set_format_version(&path, FORMAT_VERSION);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
-    assert_eq!(store.load().unwrap().sessions.len(), 1);
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
+    let sessions = store.load().unwrap().sessions;
+    assert_eq!(sessions, vec![session("a", b"fine", &[], &[]), session("b", b"damaged", &[], &[])]);
 }
 
 #[test]
@@ -246,7 +334,7 @@ fn files_that_are_not_shard_stores_are_refused_naming_the_file() {
 
     let garbage = dir.path().join("garbage.redb");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
-    let error = ShardStore::open(&garbage, Durability::Immediate).unwrap_err();
+    let error = ShardStore::open(&garbage, Durability::Immediate, &[]).unwrap_err();
     assert!(matches!(error, StorageError::Open { .. }), "{error:?}");
     assert!(error.to_string().contains("garbage.redb"), "{error}");
 
@@ -258,12 +346,12 @@ fn files_that_are_not_shard_stores_are_refused_naming_the_file() {
         write.open_table(other).unwrap().insert(1, 1).unwrap();
         write.commit().unwrap();
     }
-    let error = ShardStore::open(&foreign, Durability::Immediate).unwrap_err();
+    let error = ShardStore::open(&foreign, Durability::Immediate, &[]).unwrap_err();
     assert!(matches!(error, StorageError::Corrupt { .. }), "{error:?}");
     assert!(error.to_string().contains("foreign.redb"), "{error}");
 
     let missing_dir = dir.path().join("no such dir").join("shard-0.redb");
-    let error = ShardStore::open(&missing_dir, Durability::Immediate).unwrap_err();
+    let error = ShardStore::open(&missing_dir, Durability::Immediate, &[]).unwrap_err();
     assert!(matches!(error, StorageError::Open { .. }), "{error:?}");
     assert!(error.to_string().contains("no such dir"), "{error}");
 }
@@ -272,18 +360,18 @@ fn files_that_are_not_shard_stores_are_refused_naming_the_file() {
 fn a_file_is_opened_by_one_store_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 0);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
-    let error = ShardStore::open(&path, Durability::Immediate).unwrap_err();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
+    let error = ShardStore::open(&path, Durability::Immediate, &[]).unwrap_err();
     assert!(matches!(error, StorageError::Open { .. }), "{error:?}");
     drop(store);
-    ShardStore::open(&path, Durability::Immediate).unwrap();
+    ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
 }
 
 #[test]
 fn a_message_row_without_its_session_is_reported_by_load() {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 0);
-    drop(ShardStore::open(&path, Durability::Immediate).unwrap());
+    drop(ShardStore::open(&path, Durability::Immediate, &[]).unwrap());
     {
         // Only a foreign writer can leave such a row; this crate refuses to.
         let db = redb::Database::open(&path).unwrap();
@@ -293,7 +381,7 @@ fn a_message_row_without_its_session_is_reported_by_load() {
         write.open_table(messages).unwrap().insert(("ghost", 1), b"m".as_slice()).unwrap();
         write.commit().unwrap();
     }
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     let error = store.load().unwrap_err();
     assert!(matches!(error, StorageError::Corrupt { .. }), "{error:?}");
     assert!(error.to_string().contains("\"ghost\""), "{error}");
@@ -303,7 +391,7 @@ fn a_message_row_without_its_session_is_reported_by_load() {
 fn a_put_for_a_client_without_a_session_panics_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = shard_file(dir.path(), 0);
-    let store = ShardStore::open(&path, Durability::Immediate).unwrap();
+    let store = ShardStore::open(&path, Durability::Immediate, &[]).unwrap();
     store.commit(&[put_session("c", b"s")]).unwrap();
     for orphan in [put_message("ghost", 1, b"m"), put_qos2("ghost", 1)] {
         let batch = [put_retained("t", b"r"), orphan];
@@ -324,7 +412,7 @@ fn shard_files_lists_shard_files_in_order() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(shard_file(dir.path(), 12), dir.path().join("shard-12.redb"));
     for n in [10, 2, 0] {
-        drop(ShardStore::open(&shard_file(dir.path(), n), Durability::Immediate).unwrap());
+        drop(ShardStore::open(&shard_file(dir.path(), n), Durability::Immediate, &[]).unwrap());
     }
     for stray in ["shard-02.redb", "shard-3.redb.bak", "notes.txt", "shard-x.redb"] {
         std::fs::write(dir.path().join(stray), b"").unwrap();

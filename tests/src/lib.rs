@@ -209,6 +209,29 @@ impl Broker {
 
     /// Waits until a logged line contains `needle` and returns that line; `None` if the timeout
     /// passes or the broker exits first.
+    /// How many lines logged so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        let log = self.log.lines.lock().expect("log lock");
+        log.lines.iter().filter(|line| line.contains(needle)).count()
+    }
+
+    /// Waits until `times` lines contain `needle` (for a line a second signal logs again);
+    /// false if that does not happen within `timeout`.
+    pub fn wait_for_log_count(&self, needle: &str, times: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut log = self.log.lines.lock().expect("log lock");
+        loop {
+            if log.lines.iter().filter(|line| line.contains(needle)).count() >= times {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if log.ended || left.is_zero() {
+                return false;
+            }
+            log = self.log.changed.wait_timeout(log, left).expect("log lock").0;
+        }
+    }
+
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let mut log = self.log.lines.lock().expect("log lock");

@@ -490,3 +490,29 @@ fn a_restart_with_another_shard_count_keeps_every_session() {
         );
     }
 }
+
+/// A data directory written by a build of storage format 1 (the fixture in
+/// `shard/tests/fixtures/format1`) is migrated at start, one log line per file, and serves its
+/// session, queued message and retained message as before.
+#[test]
+fn a_data_directory_of_storage_format_1_is_migrated_at_start() {
+    let dir = TestDir::new("format1");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shard/tests/fixtures/format1/shard-0.redb");
+    std::fs::copy(&fixture, dir.path().join("shard-0.redb")).expect("copy the fixture");
+    let broker = Broker::start_in(dir.path(), &["--shards", "1"]);
+    let log = broker.log();
+    let migrated: Vec<&str> = log.lines().filter(|line| line.contains("migrated")).collect();
+    assert_eq!(migrated.len(), 1, "{log}");
+    assert!(migrated[0].contains("shard-0.redb from storage format 1 to 2"), "{log}");
+
+    let mut resumed = connect(&broker, persistent_connect_packet(V5, "fixture-client"), true);
+    // The queued message; the will, long due, may have been queued behind it (the session
+    // subscribes to fixture/#).
+    let got = collect(&mut resumed, "fixture-client");
+    assert_eq!(got.first().map(|got| got.payload.as_str()), Some("queued"), "{got:?}\n{log}");
+    let mut reader = connect(&broker, connect_packet(V5, "retained-reader"), false);
+    subscribe(&mut reader, "fixture/retained", QoS::AtLeastOnce);
+    let got = collect(&mut reader, "retained-reader");
+    assert_eq!(got.iter().map(|got| got.payload.as_str()).collect::<Vec<_>>(), ["retained"]);
+}

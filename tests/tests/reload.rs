@@ -10,20 +10,16 @@ use shardmq_tests::{connect_packet, Broker, RawClient, TestDir};
 const WAIT: Duration = Duration::from_secs(5);
 
 fn count(broker: &Broker, needle: &str) -> usize {
-    broker.log().lines().filter(|line| line.contains(needle)).count()
+    broker.log_count(needle)
 }
 
 /// Waits until `needle` has been logged `times` times.
 fn wait_for_count(broker: &Broker, needle: &str, times: usize) {
-    let deadline = Instant::now() + WAIT;
-    while count(broker, needle) < times {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not logged {times} times:\n{}",
-            broker.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        broker.wait_for_log_count(needle, times, WAIT),
+        "{needle:?} not logged {times} times:\n{}",
+        broker.log()
+    );
 }
 
 fn connect(broker: &Broker, client_id: &str) -> (RawClient, ReasonCode) {

@@ -7,12 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, ConnAck, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, ConnAck, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
+    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    broker_binary, connect_packet, require_tool, run_tool, tool_command, Broker, RawClient,
-    Received, TestDir,
+    broker_binary, connect_packet, persistent_connect_packet, require_tool, run_tool, tool_command,
+    Broker, RawClient, Received, TestDir,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -112,7 +112,9 @@ fn shardmq_passwd_adds_a_user_that_sighup_lets_in() {
     assert!(text.contains("alice:$7$") && text.contains("carol:$argon2id$"), "{text}");
 
     broker.signal(nix::sys::signal::Signal::SIGHUP);
-    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    // The password file's own line ("reloaded the configuration" comes before it).
+    let reloaded = format!("reloaded {}", file.display());
+    assert!(broker.wait_for_log(&reloaded, WAIT).is_some(), "{}", broker.log());
     let (_, after) = login(&broker, V5, "carol-2", Some("carol"), Some("s3cret"));
     assert_eq!(after.reason, ReasonCode::SUCCESS);
     let (_, alice) = login(&broker, V5, "alice-1", Some("alice"), Some("wonderland"));
@@ -220,12 +222,57 @@ fn the_acl_file_rules_subscribes_publishes_retained_messages_and_reloads() {
     assert!(allowed(publish(&mut alice, "sensors/3", "still", false)));
     assert_eq!(next_payload(&mut bob).as_deref(), Some(&b"still"[..]));
     std::fs::write(&acl, "user alice\ntopic readwrite sensors/#\n").expect("write a new ACL");
+    let reloaded = format!("reloaded {}", acl.display());
+    let before = broker.log_count(&reloaded);
     broker.signal(nix::sys::signal::Signal::SIGHUP);
-    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    assert!(broker.wait_for_log_count(&reloaded, before + 1, WAIT), "{}", broker.log());
     // Shards pick the new ACL up within a tick (250 ms): bob may no longer read sensors/.
     std::thread::sleep(Duration::from_millis(600));
     assert!(allowed(publish(&mut alice, "sensors/4", "bob no longer reads this", false)));
     assert_eq!(next_payload(&mut bob), None);
+}
+
+/// The user name is stored with the session: after a restart, the ACL still checks the
+/// deliveries to alice's offline session as alice's (before storage format 2 they were checked
+/// as an anonymous client's, and refused).
+#[test]
+fn an_offline_session_keeps_its_user_name_across_a_restart() {
+    let dir = TestDir::new("acl-restart");
+    let passwords = mosquitto_password_file(&dir, &[("alice", "a"), ("bob", "b")]);
+    let acl = dir.path().join("acl");
+    // Anonymous clients may read nothing.
+    std::fs::write(&acl, "user alice\ntopic read alice/#\n\nuser bob\ntopic write alice/#\n")
+        .expect("write the ACL");
+    let data = dir.path().join("data");
+    let args = [
+        "--password-file",
+        passwords.to_str().expect("utf-8 path"),
+        "--acl-file",
+        acl.to_str().expect("utf-8 path"),
+    ];
+    let alice_connect = || {
+        let mut connect = persistent_connect_packet(V5, "alice-phone");
+        connect.username = Some(ByteString::from("alice"));
+        connect.password = Some(Bytes::from_static(b"a"));
+        connect
+    };
+
+    let mut first = Broker::start_in(&data, &args);
+    let (mut alice, connack) = RawClient::connect(first.addr(), alice_connect());
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert_eq!(subscribe(&mut alice, "alice/#"), ReasonCode(1));
+    alice.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
+    drop(alice);
+    assert!(first.stop().success(), "{}", first.log());
+
+    let second = Broker::start_in(&data, &args);
+    let (mut bob, _) = login(&second, V5, "bob", Some("bob"), Some("b"));
+    assert!(allowed(publish(&mut bob, "alice/x", "for alice", false)));
+
+    let (mut alice, connack) = RawClient::connect(second.addr(), alice_connect());
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present, "{}", second.log());
+    assert_eq!(next_payload(&mut alice).as_deref(), Some(&b"for alice"[..]), "{}", second.log());
 }
 
 #[test]
@@ -443,8 +490,10 @@ fn scram_sha_256_logs_in_reauthenticates_and_names_the_acl_user() {
     shardmq_passwd(&file, "sue", "n3w", true);
     let (_, before) = scram_login(&broker, "sue-1", "sue", "n3w", None);
     assert_eq!(before.reason, ReasonCode::NOT_AUTHORIZED);
+    let reloaded = format!("reloaded {}", file.display());
+    let reloads = broker.log_count(&reloaded);
     broker.signal(nix::sys::signal::Signal::SIGHUP);
-    assert!(broker.wait_for_log("reloaded", WAIT).is_some(), "{}", broker.log());
+    assert!(broker.wait_for_log_count(&reloaded, reloads + 1, WAIT), "{}", broker.log());
     let (_, after) = scram_login(&broker, "sue-2", "sue", "n3w", None);
     assert_eq!(after.reason, ReasonCode::SUCCESS);
 }

@@ -850,6 +850,7 @@ impl Shard {
         let record = SessionRecord {
             expiry_secs: session.expiry_secs,
             disconnected_at_unix_ms: clock.unix_ms(disconnected_at).max(1),
+            username: session.username.as_deref().map(ByteString::from),
             subscriptions,
         };
         restored.sessions.push((client_id.clone(), record));

@@ -401,6 +401,9 @@ impl Shard {
             let mut session = Session::new(record.expiry_secs);
             session.epoch = 1;
             session.stored = true;
+            // The ACL checks deliveries to the offline session as this user, as before the
+            // restart (or the takeover), not as an anonymous client.
+            session.username = record.username.as_deref().map(Box::from);
             // A session connected when the broker stopped counts as disconnected from now.
             let disconnected_unix_ms = match record.disconnected_at_unix_ms {
                 0 => clock.unix_ms(now),
@@ -503,6 +506,7 @@ fn session_op(client_id: &ByteString, session: &Session, clock: &WallClock) -> O
     let record = SessionRecord {
         expiry_secs: session.expiry_secs,
         disconnected_at_unix_ms: session.disconnected_at.map_or(0, |at| clock.unix_ms(at).max(1)),
+        username: session.username.as_deref().map(ByteString::from),
         subscriptions: session.held().subscriptions.iter().map(|(f, s)| (f.clone(), *s)).collect(),
     };
     Op::PutSession { client_id: client_id.to_string(), record: encode_session(&record) }

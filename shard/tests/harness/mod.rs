@@ -15,7 +15,7 @@ use shardmq_io::codec::{
     ByteString, Connect, Decoded, Decoder, Packet, PacketId, Properties, ProtocolVersion, Publish,
     QoS, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
-use shardmq_shard::persist::{decode_snapshot, rehome, WallClock};
+use shardmq_shard::persist::{decode_snapshot, rehome, WallClock, UPGRADES};
 use shardmq_shard::{
     home_shard, ConnId, Effect, Forward, Limits, PeerNode, PeerRoute, Shard, ShardId, ShardMsg,
 };
@@ -90,15 +90,21 @@ impl Node {
             .collect();
         let mut files = Vec::new();
         for (index, path) in shardmq_storage::shard_files(dir).expect("data dir") {
-            let store = ShardStore::open(&path, Durability::Immediate).expect("store opens");
+            let store =
+                ShardStore::open(&path, Durability::Immediate, UPGRADES).expect("store opens");
             let restored = decode_snapshot(store.load().expect("loads"), &clock).expect("decodes");
             files.push((index, restored));
         }
         let plan = rehome(files, shards);
         for i in 0..shards {
             let path = shard_file(dir, i);
-            let store = ShardStore::open_faulty(&path, Durability::Immediate, node.faults.clone())
-                .expect("store opens");
+            let store = ShardStore::open_faulty(
+                &path,
+                Durability::Immediate,
+                UPGRADES,
+                node.faults.clone(),
+            )
+            .expect("store opens");
             node.stores.push(Some(store));
             node.store_paths.push(path);
         }
@@ -135,6 +141,7 @@ impl Node {
                 self.stores[index] = ShardStore::open_faulty(
                     &self.store_paths[index],
                     Durability::Immediate,
+                    UPGRADES,
                     self.faults.clone(),
                 )
                 .ok();
