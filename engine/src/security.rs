@@ -118,8 +118,10 @@ impl NodeSecurity {
         if let Some(path) = &self.config.password_file {
             match read_passwords(path) {
                 Ok(passwords) => {
-                    tracing::info!("reloaded {} ({} users)", path.display(), passwords.len());
+                    // In force before the log says so (tests and operators act on the line).
+                    let users = passwords.len();
                     *write(&self.passwords) = Some(passwords);
+                    tracing::info!("reloaded {} ({users} users)", path.display());
                 }
                 Err(error) => tracing::error!("{error:#}; keeping the password file in force"),
             }
@@ -127,9 +129,9 @@ impl NodeSecurity {
         if let Some(path) = &self.config.acl_file {
             match read_acl(path) {
                 Ok(acl) => {
-                    tracing::info!("reloaded {}", path.display());
                     *write(&self.acl) = Some(acl);
                     self.generation.fetch_add(1, Ordering::Release);
+                    tracing::info!("reloaded {}", path.display());
                 }
                 Err(error) => tracing::error!("{error:#}; keeping the ACL in force"),
             }
