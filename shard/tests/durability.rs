@@ -346,3 +346,100 @@ fn changing_the_shard_count_keeps_every_session_and_retained_message() {
         assert_eq!(node.publishes(watcher).len(), ids.len(), "with {shards} shards");
     }
 }
+
+/// A QoS 2 PUBLISH whose PUBREC is held for its commit, resent on a new connection (a client
+/// that reconnects resends): the resend is not acknowledged before the commit ends, and when it
+/// ends the PUBREC goes to the new connection, saying whether the message was stored.
+#[test]
+fn a_qos2_resend_on_a_new_connection_waits_for_the_first_copys_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let qos2 = |dup| Publish {
+        dup,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteString::from("t"),
+        packet_id: shardmq_io::codec::PacketId::new(7),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"resent"),
+    };
+    let mut node = Node::durable(dir.path(), 2, T0);
+    let sub = node.connect_with(persistent("sub", V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let first = node.connect_with(persistent("pub", V5));
+    node.take(first);
+    node.hold_commits = true;
+    node.send(first, Packet::Publish(qos2(false)));
+    assert!(acks(&mut node, first).is_empty(), "acknowledged before its commit");
+    node.lose(first);
+    let second = node.connect_with(persistent("pub", V5));
+    node.take(second);
+    node.send(second, Packet::Publish(qos2(true)));
+    assert!(acks(&mut node, second).is_empty(), "the resend was acknowledged before the commit");
+    // The commit fails: the new connection hears it (and the id is free again).
+    node.faults.fail_after(0);
+    node.flush_commits();
+    let got = acks(&mut node, second);
+    assert!(
+        matches!(got.as_slice(), [Packet::PubRec(a)] if a.reason == ReasonCode::UNSPECIFIED_ERROR),
+        "{got:?}"
+    );
+    node.faults.recover();
+    node.send(second, Packet::Publish(qos2(false)));
+    let got = acks(&mut node, second);
+    assert!(
+        matches!(got.as_slice(), [Packet::PubRec(a)] if a.reason == ReasonCode::SUCCESS),
+        "{got:?}"
+    );
+}
+
+/// A client that reconnects with a clean start and reuses a QoS 2 packet id while the commit of
+/// its old session's message under that id is still running: when that commit fails, the new
+/// message keeps its id (a duplicate of it is still recognised, not delivered twice).
+#[test]
+fn a_failed_commit_frees_only_its_own_qos2_packet_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let qos2 = |payload: &'static [u8], dup| Publish {
+        dup,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteString::from("t"),
+        packet_id: shardmq_io::codec::PacketId::new(9),
+        properties: Properties::default(),
+        payload: Bytes::from_static(payload),
+    };
+    let mut node = Node::durable(dir.path(), 2, T0);
+    let sub = node.connect_with(persistent("sub", V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    let old = node.connect_with(persistent("pub", V5));
+    node.take(old);
+    node.hold_commits = true;
+    node.send(old, Packet::Publish(qos2(b"old", false)));
+    // The old message's commit is under way ...
+    let shard = node.conns[&old].0.index();
+    let first = node.shards[shard].take_commit_batch().expect("the old message's batch");
+    node.lose(old);
+    // ... when the client comes back with a clean start: a new session, which takes id 9 for
+    // another message (its writes go in the next batch).
+    let new = node.connect_with(connect("pub", V5, true));
+    node.take(new);
+    node.send(new, Packet::Publish(qos2(b"new", false)));
+    // The first commit fails; the second succeeds.
+    node.shards[shard].commit_finished(first.tickets, false);
+    node.run();
+    node.flush_commits();
+    let got = acks(&mut node, new);
+    assert!(
+        matches!(got.as_slice(), [Packet::PubRec(a)] if a.reason == ReasonCode::SUCCESS),
+        "{got:?}"
+    );
+    let delivered = |node: &mut Node| {
+        node.publishes(sub).into_iter().filter(|p| &p.payload[..] == b"new").count()
+    };
+    let before = delivered(&mut node);
+    // The new message's duplicate is still a duplicate: acknowledged, not delivered again.
+    node.send(new, Packet::Publish(qos2(b"new", true)));
+    let got = acks(&mut node, new);
+    assert!(matches!(got.as_slice(), [Packet::PubRec(_)]), "{got:?}");
+    assert_eq!(delivered(&mut node), 0, "the duplicate was delivered again ({before} before)");
+}

@@ -241,6 +241,9 @@ impl Shard {
             self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
             if ack.qos == QoS::ExactlyOnce {
                 qos2_client = self.conns.get(&ack.conn).map(|c| c.client_id.clone());
+                if let Some(client_id) = &qos2_client {
+                    self.held_qos2.insert((client_id.clone(), ack.packet_id.get()), token);
+                }
             }
         }
         self.held_acks.insert(token, HeldAck { ack, waiting, failed: false, qos2_client });
@@ -249,9 +252,28 @@ impl Shard {
         }
     }
 
-    /// Whether the acknowledgement of this inbound packet is still held.
-    pub(super) fn ack_is_held(&self, conn: ConnId, packet_id: PacketId) -> bool {
-        self.held_ack_ids.contains_key(&(conn, packet_id.get()))
+    /// A QoS 2 PUBLISH resent (before PUBREL) by `client_id` on `conn`: if the PUBREC of its
+    /// first copy is still held for its commit, it now goes to `conn` once the commit ends
+    /// (the first copy's connection may be gone: a client that reconnects resends), and true;
+    /// false when nothing is held (the first PUBREC may be sent again at once).
+    pub(super) fn hold_qos2_resend(
+        &mut self,
+        client_id: &ByteString,
+        packet_id: PacketId,
+        conn: ConnId,
+    ) -> bool {
+        let Some(&token) = self.held_qos2.get(&(client_id.clone(), packet_id.get())) else {
+            return false;
+        };
+        let Some(HeldAck { ack: AckTo::Client(ack), .. }) = self.held_acks.get_mut(&token) else {
+            return false;
+        };
+        if ack.conn != conn {
+            self.held_ack_ids.remove(&(ack.conn, packet_id.get()));
+            ack.conn = conn;
+            self.held_ack_ids.insert((conn, packet_id.get()), token);
+        }
+        true
     }
 
     fn send_ack(&mut self, ack: InboundAck) {
@@ -272,7 +294,21 @@ impl Shard {
         let Some(HeldAck { ack, failed, qos2_client, .. }) = self.held_acks.remove(&token) else {
             return;
         };
-        if let (true, Some(client_id), AckTo::Client(ack)) = (failed, qos2_client, ack) {
+        // Whether the client's packet id still belongs to this message: a new session of the
+        // client (clean start) may have taken the same id for another message meanwhile.
+        let owned = match (&qos2_client, &ack) {
+            (Some(client_id), AckTo::Client(ack)) => {
+                let key = (client_id.clone(), ack.packet_id.get());
+                let owned = self.held_qos2.get(&key) == Some(&token);
+                if owned {
+                    self.held_qos2.remove(&key);
+                }
+                owned
+            }
+            _ => false,
+        };
+        if let (true, true, Some(client_id), AckTo::Client(ack)) = (failed, owned, qos2_client, ack)
+        {
             // Not stored, so not received: forget the packet id, or the client's next PUBLISH
             // with it (a new message after a v5 refusal, or the resend after a 3.1.1 close)
             // would count as a duplicate and be acknowledged without being stored.
@@ -515,3 +551,6 @@ fn session_op(client_id: &ByteString, session: &Session, clock: &WallClock) -> O
 /// The held-acknowledgement maps of a shard.
 pub(super) type HeldAcks = HashMap<u64, HeldAck>;
 pub(super) type HeldAckIds = HashMap<(ConnId, u16), u64>;
+/// The held QoS 2 acknowledgements by (client id, packet id): the message that owns that id
+/// until its commit ends.
+pub(super) type HeldQos2 = HashMap<(ByteString, u16), u64>;

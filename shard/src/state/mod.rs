@@ -43,7 +43,7 @@ pub use admin::{
 };
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
-use durable::{AckTo, Durable, HeldAckIds, HeldAcks};
+use durable::{AckTo, Durable, HeldAckIds, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
 mod cluster;
@@ -225,6 +225,7 @@ pub struct Shard {
     durable: Option<Durable>,
     held_acks: HeldAcks,
     held_ack_ids: HeldAckIds,
+    held_qos2: HeldQos2,
     /// Scratch space for matching, kept to avoid allocating per publish.
     scratch_targets: FastMap<ByteString, Delivery>,
     /// Publishers paused while their subscribers drain.
@@ -286,6 +287,7 @@ impl Shard {
             durable: None,
             held_acks: HeldAcks::new(),
             held_ack_ids: HeldAckIds::new(),
+            held_qos2: HeldQos2::new(),
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
             peers: Peers::default(),
@@ -1206,9 +1208,10 @@ impl Shard {
             let Some(packet_id) = packet_id else { return };
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
             if session.held().incoming_qos2.contains(&packet_id.get()) {
-                // A resend before PUBREL: acknowledge again (unless the first PUBREC is still
-                // held for its commit), deliver nothing twice.
-                if !self.ack_is_held(conn, packet_id) {
+                // A resend before PUBREL: acknowledge again, deliver nothing twice. If the first
+                // PUBREC is still held for its commit, it goes to this connection when the
+                // commit ends (success or refusal), not now.
+                if !self.hold_qos2_resend(&client_id, packet_id, conn) {
                     self.send(conn, &Packet::PubRec(Ack::success(packet_id)));
                 }
                 return;
