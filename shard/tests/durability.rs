@@ -32,6 +32,19 @@ fn acks(node: &mut Node, conn: shardmq_shard::ConnId) -> Vec<Packet> {
         .collect()
 }
 
+/// A QoS 2 PUBLISH on topic `t`.
+fn qos2_publish(packet_id: u16, payload: &'static [u8], dup: bool) -> Publish {
+    Publish {
+        dup,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: ByteString::from("t"),
+        packet_id: shardmq_io::codec::PacketId::new(packet_id),
+        properties: Properties::default(),
+        payload: Bytes::from_static(payload),
+    }
+}
+
 #[test]
 fn the_acknowledgement_waits_for_the_commit_on_every_shard() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -174,15 +187,7 @@ fn in_flight_messages_are_resent_with_dup_after_a_restart() {
 #[test]
 fn a_qos2_message_refused_for_a_full_disk_frees_its_packet_id() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let qos2 = |payload: &'static [u8], dup| Publish {
-        dup,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: ByteString::from("t"),
-        packet_id: shardmq_io::codec::PacketId::new(5),
-        properties: Properties::default(),
-        payload: Bytes::from_static(payload),
-    };
+    let qos2 = |payload: &'static [u8], dup| qos2_publish(5, payload, dup);
     {
         let mut node = Node::durable(dir.path(), 2, T0);
         let sub = node.connect_with(persistent("sub", V5));
@@ -226,15 +231,7 @@ fn a_qos2_message_refused_for_a_full_disk_frees_its_packet_id() {
 #[test]
 fn an_inbound_qos2_message_is_not_delivered_twice_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let qos2 = |dup| Publish {
-        dup,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: ByteString::from("t"),
-        packet_id: shardmq_io::codec::PacketId::new(5),
-        properties: Properties::default(),
-        payload: Bytes::from_static(b"once"),
-    };
+    let qos2 = |dup| qos2_publish(5, b"once", dup);
     {
         let mut node = Node::durable(dir.path(), 2, T0);
         let sub = node.connect_with(persistent("sub", V5));
@@ -353,15 +350,7 @@ fn changing_the_shard_count_keeps_every_session_and_retained_message() {
 #[test]
 fn a_qos2_resend_on_a_new_connection_waits_for_the_first_copys_commit() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let qos2 = |dup| Publish {
-        dup,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: ByteString::from("t"),
-        packet_id: shardmq_io::codec::PacketId::new(7),
-        properties: Properties::default(),
-        payload: Bytes::from_static(b"resent"),
-    };
+    let qos2 = |dup| qos2_publish(7, b"resent", dup);
     let mut node = Node::durable(dir.path(), 2, T0);
     let sub = node.connect_with(persistent("sub", V5));
     node.subscribe(sub, "t", QoS::AtLeastOnce);
@@ -399,15 +388,7 @@ fn a_qos2_resend_on_a_new_connection_waits_for_the_first_copys_commit() {
 #[test]
 fn a_failed_commit_frees_only_its_own_qos2_packet_id() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let qos2 = |payload: &'static [u8], dup| Publish {
-        dup,
-        qos: QoS::ExactlyOnce,
-        retain: false,
-        topic: ByteString::from("t"),
-        packet_id: shardmq_io::codec::PacketId::new(9),
-        properties: Properties::default(),
-        payload: Bytes::from_static(payload),
-    };
+    let qos2 = |payload: &'static [u8], dup| qos2_publish(9, payload, dup);
     let mut node = Node::durable(dir.path(), 2, T0);
     let sub = node.connect_with(persistent("sub", V5));
     node.subscribe(sub, "t", QoS::AtLeastOnce);
