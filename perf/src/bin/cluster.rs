@@ -472,14 +472,8 @@ fn hold(env: &Env) -> anyhow::Result<(Value, String)> {
                     alive = true;
                     max_fds[i] = max_fds[i].max(entries.count() as u64);
                 }
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = status
-                        .lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    max_rss_kb[i] = max_rss_kb[i].max(rss);
+                if let Ok(rss) = shardmq_perf::compare::procfs::rss_bytes(*pid) {
+                    max_rss_kb[i] = max_rss_kb[i].max(rss / 1024);
                 }
             }
             if !alive {
