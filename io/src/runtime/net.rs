@@ -405,13 +405,23 @@ impl Connection {
     /// The client's address, for the connection whose [`peer_key`](Self::peer_key) this is.
     /// The caller must know that connection is still open (a key outlives its connection, and
     /// its number is reused by the next socket opened); the answer is then exact, and at worst
-    /// another socket's address, never unsafe.
+    /// another socket's address or an error, never unsafe: the number is only passed to
+    /// getpeername, not taken as an owned or borrowed fd.
     #[allow(unsafe_code)]
     pub fn peer_addr_of(key: i32) -> io::Result<SocketAddr> {
-        // SAFETY: getpeername only reads the fd's socket for the duration of the call; an fd
-        // that is closed makes it fail with EBADF.
-        let fd = unsafe { BorrowedFd::borrow_raw(key) };
-        sock_addr(SockRef::from(&fd).peer_addr()?)
+        // SAFETY: getpeername writes at most `len` bytes into the storage socket2 hands over
+        // and sets `len` to what it wrote; any fd number is acceptable to it (a closed one or
+        // one that is no socket fails with EBADF / ENOTSOCK).
+        let ((), address) = unsafe {
+            socket2::SockAddr::try_init(|storage, len| {
+                if libc::getpeername(key, storage.cast(), len) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+        }?;
+        sock_addr(address)
     }
 
     /// The broker's address of this connection.
