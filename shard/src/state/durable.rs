@@ -238,7 +238,6 @@ impl Shard {
         }
         let mut qos2_client = None;
         if let AckTo::Client(ack) = ack {
-            self.held_ack_ids.insert((ack.conn, ack.packet_id.get()), token);
             if ack.qos == QoS::ExactlyOnce {
                 qos2_client = self.conns.get(&ack.conn).map(|c| c.client_id.clone());
                 if let Some(client_id) = &qos2_client {
@@ -268,11 +267,7 @@ impl Shard {
         let Some(HeldAck { ack: AckTo::Client(ack), .. }) = self.held_acks.get_mut(&token) else {
             return false;
         };
-        if ack.conn != conn {
-            self.held_ack_ids.remove(&(ack.conn, packet_id.get()));
-            ack.conn = conn;
-            self.held_ack_ids.insert((conn, packet_id.get()), token);
-        }
+        ack.conn = conn;
         true
     }
 
@@ -333,7 +328,6 @@ impl Shard {
                 return self.effects.push(Effect::Forward(node, receipt));
             }
         };
-        self.held_ack_ids.remove(&(ack.conn, ack.packet_id.get()));
         if ok {
             return self.send_ack(ack);
         }
@@ -550,7 +544,6 @@ fn session_op(client_id: &ByteString, session: &Session, clock: &WallClock) -> O
 
 /// The held-acknowledgement maps of a shard.
 pub(super) type HeldAcks = HashMap<u64, HeldAck>;
-pub(super) type HeldAckIds = HashMap<(ConnId, u16), u64>;
 /// The held QoS 2 acknowledgements by (client id, packet id): the message that owns that id
 /// until its commit ends.
 pub(super) type HeldQos2 = HashMap<(ByteString, u16), u64>;

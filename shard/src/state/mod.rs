@@ -43,7 +43,7 @@ pub use admin::{
 };
 pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
-use durable::{AckTo, Durable, HeldAckIds, HeldAcks, HeldQos2};
+use durable::{AckTo, Durable, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
 mod cluster;
@@ -224,7 +224,6 @@ pub struct Shard {
     /// Set when this shard stores its sessions and retained messages.
     durable: Option<Durable>,
     held_acks: HeldAcks,
-    held_ack_ids: HeldAckIds,
     held_qos2: HeldQos2,
     /// Scratch space for matching, kept to avoid allocating per publish.
     scratch_targets: FastMap<ByteString, Delivery>,
@@ -286,7 +285,6 @@ impl Shard {
             stats: ShardStats::default(),
             durable: None,
             held_acks: HeldAcks::new(),
-            held_ack_ids: HeldAckIds::new(),
             held_qos2: HeldQos2::new(),
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
