@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use shardmq_io::codec::{
-    ByteString, ConnAck, Connect, Decoded, Decoder, Packet, Properties, ProtocolVersion,
+    ByteString, ConnAck, Connect, Decoded, Decoder, Disconnect, Packet, Properties,
+    ProtocolVersion, ReasonCode,
 };
 
 /// Shards every test broker runs: two, so that clients and retained topics land on different
@@ -471,6 +472,22 @@ impl RawClient {
 /// A read timeout shows as `WouldBlock` on Linux and as `TimedOut` elsewhere.
 fn is_timeout(error: &std::io::Error) -> bool {
     matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Connects to `broker` with `connect` and expects a successful CONNACK with the given session
+/// present flag.
+pub fn connect_ok(broker: &Broker, connect: Connect, session_present: bool) -> RawClient {
+    let id = connect.client_id.to_string();
+    let (client, connack) = RawClient::connect(broker.addr(), connect);
+    assert_eq!(connack.reason, ReasonCode::SUCCESS, "{id}: {connack:?}");
+    assert_eq!(connack.session_present, session_present, "{id}: session present");
+    client
+}
+
+/// Sends DISCONNECT (normal) and closes: a persistent session stays.
+pub fn disconnect(mut client: RawClient) {
+    client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
+    drop(client);
 }
 
 /// A CONNECT with a clean start, keepalive 60 s, no will and no credentials.

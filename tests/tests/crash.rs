@@ -8,12 +8,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, Connect, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    client_id_on_shard, connect_packet, persistent_connect_packet, Broker, RawClient, Received,
-    TestDir,
+    client_id_on_shard, connect_ok, connect_packet, disconnect, persistent_connect_packet, Broker,
+    RawClient, Received, TestDir,
 };
 
 use ProtocolVersion::{V3_1_1, V5};
@@ -63,21 +63,6 @@ fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
             other => panic!("expected SUBACK for {filter}, got {other:?}"),
         }
     }
-}
-
-/// Connects with `connect` and expects a successful CONNACK with the given session present flag.
-fn connect(broker: &Broker, connect: Connect, session_present: bool) -> RawClient {
-    let id = connect.client_id.to_string();
-    let (client, connack) = RawClient::connect(broker.addr(), connect);
-    assert_eq!(connack.reason, ReasonCode::SUCCESS, "{id}: {connack:?}");
-    assert_eq!(connack.session_present, session_present, "{id}: session present");
-    client
-}
-
-/// Sends DISCONNECT (normal) and closes: a persistent session stays.
-fn disconnect(mut client: RawClient) {
-    client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
-    drop(client);
 }
 
 /// One PUBLISH a subscriber received.
@@ -145,7 +130,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9() {
         (V5, client_id_on_shard("crash-sub-5", 1)),
     ];
     for (version, id) in &subscribers {
-        let mut client = connect(&first, persistent_connect_packet(*version, id), false);
+        let mut client = connect_ok(&first, persistent_connect_packet(*version, id), false);
         subscribe(&mut client, TOPIC, QoS::ExactlyOnce);
         disconnect(client);
     }
@@ -224,7 +209,7 @@ fn acknowledged_qos1_and_qos2_messages_survive_kill_9() {
     let second = Broker::start_in(dir.path(), &["--shards", "2"]);
     for (version, id) in &subscribers {
         let who = format!("{id} ({version:?})");
-        let mut client = connect(&second, persistent_connect_packet(*version, id), true);
+        let mut client = connect_ok(&second, persistent_connect_packet(*version, id), true);
         let got = collect(&mut client, &who);
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for g in &got {
@@ -306,7 +291,7 @@ fn acknowledged_retained_messages_survive_kill_9() {
     first.kill();
 
     let second = Broker::start_in(dir.path(), &["--shards", "2"]);
-    let mut watcher = connect(&second, connect_packet(V5, "ret-watcher"), false);
+    let mut watcher = connect_ok(&second, connect_packet(V5, "ret-watcher"), false);
     watcher.send(&Packet::Subscribe(Subscribe {
         packet_id: packet_id(1),
         properties: Properties::default(),
@@ -348,7 +333,7 @@ fn in_flight_messages_to_a_connected_subscriber_are_resent_with_dup() {
     let sub_id = client_id_on_shard("slow-sub", 1);
     let mut slow = persistent_connect_packet(V5, &sub_id);
     slow.properties.receive_maximum = Some(RECEIVE_MAXIMUM);
-    let mut subscriber = connect(&first, slow.clone(), false);
+    let mut subscriber = connect_ok(&first, slow.clone(), false);
     subscribe(&mut subscriber, TOPIC, QoS::AtLeastOnce);
 
     let (mut publisher, _) =
@@ -397,7 +382,7 @@ fn in_flight_messages_to_a_connected_subscriber_are_resent_with_dup() {
     drop(publisher);
 
     let second = Broker::start_in(dir.path(), &["--shards", "2"]);
-    let mut again = connect(&second, slow, true);
+    let mut again = connect_ok(&second, slow, true);
     let got = collect(&mut again, &sub_id);
     let resent: Vec<(String, u16)> = got
         .iter()
@@ -432,7 +417,7 @@ fn a_restart_with_another_shard_count_keeps_every_session() {
 
     let mut broker = Broker::start_in(dir.path(), &["--shards", "2"]);
     for (version, id) in &sessions {
-        let mut client = connect(&broker, persistent_connect_packet(*version, id), false);
+        let mut client = connect_ok(&broker, persistent_connect_packet(*version, id), false);
         subscribe(&mut client, &format!("to/{id}"), QoS::AtLeastOnce);
         disconnect(client);
     }
@@ -457,7 +442,7 @@ fn a_restart_with_another_shard_count_keeps_every_session() {
         let first = shards == 3;
         let mut clients = Vec::new();
         for (version, id) in &sessions {
-            let mut client = connect(&broker, persistent_connect_packet(*version, id), true);
+            let mut client = connect_ok(&broker, persistent_connect_packet(*version, id), true);
             if first {
                 // The queued message, delivered on the first restart and acknowledged.
                 match client.expect_packet(REPLY) {
@@ -506,12 +491,12 @@ fn a_data_directory_of_storage_format_1_is_migrated_at_start() {
     assert_eq!(migrated.len(), 1, "{log}");
     assert!(migrated[0].contains("shard-0.redb from storage format 1 to 2"), "{log}");
 
-    let mut resumed = connect(&broker, persistent_connect_packet(V5, "fixture-client"), true);
+    let mut resumed = connect_ok(&broker, persistent_connect_packet(V5, "fixture-client"), true);
     // The queued message; the will, long due, may have been queued behind it (the session
     // subscribes to fixture/#).
     let got = collect(&mut resumed, "fixture-client");
     assert_eq!(got.first().map(|got| got.payload.as_str()), Some("queued"), "{got:?}\n{log}");
-    let mut reader = connect(&broker, connect_packet(V5, "retained-reader"), false);
+    let mut reader = connect_ok(&broker, connect_packet(V5, "retained-reader"), false);
     subscribe(&mut reader, "fixture/retained", QoS::AtLeastOnce);
     let got = collect(&mut reader, "retained-reader");
     assert_eq!(got.iter().map(|got| got.payload.as_str()).collect::<Vec<_>>(), ["retained"]);

@@ -22,12 +22,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, Connect, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    client_id_on_shard, connect_packet, persistent_connect_packet, require_tool, Broker, RawClient,
-    Received, TestDir,
+    client_id_on_shard, connect_ok, connect_packet, disconnect, persistent_connect_packet,
+    require_tool, Broker, RawClient, Received, TestDir,
 };
 
 use ProtocolVersion::{V3_1_1, V5};
@@ -175,19 +175,6 @@ fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
     }
 }
 
-fn connect(broker: &Broker, connect: Connect, session_present: bool) -> RawClient {
-    let id = connect.client_id.to_string();
-    let (client, connack) = RawClient::connect(broker.addr(), connect);
-    assert_eq!(connack.reason, ReasonCode::SUCCESS, "{id}: {connack:?}");
-    assert_eq!(connack.session_present, session_present, "{id}: session present");
-    client
-}
-
-fn disconnect(mut client: RawClient) {
-    client.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
-    drop(client);
-}
-
 /// Publishes QoS 1 `name` and returns the PUBACK's reason code.
 fn publish_qos1(client: &mut RawClient, name: &str, id: u16) -> ReasonCode {
     client.send(&publish("fd/q1", name, QoS::AtLeastOnce, Some(id)));
@@ -267,14 +254,14 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_acknowledged() {
     // The persistent session, offline; the publishers on the other shard, so that storing goes
     // through a receipt from the subscriber's shard.
     let subscriber_id = client_id_on_shard("fd-sub", 0);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), false);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), false);
     subscribe(&mut subscriber, "fd/#", QoS::ExactlyOnce);
     disconnect(subscriber);
-    let mut live_sub = connect(&broker, connect_packet(V5, "fd-live-sub"), false);
+    let mut live_sub = connect_ok(&broker, connect_packet(V5, "fd-live-sub"), false);
     subscribe(&mut live_sub, "live/#", QoS::AtMostOnce);
-    let mut live_pub = connect(&broker, connect_packet(V5, "fd-live-pub"), false);
+    let mut live_pub = connect_ok(&broker, connect_packet(V5, "fd-live-pub"), false);
     let mut publisher =
-        connect(&broker, connect_packet(V5, &client_id_on_shard("fd-pub", 1)), false);
+        connect_ok(&broker, connect_packet(V5, &client_id_on_shard("fd-pub", 1)), false);
 
     let mut acknowledged = BTreeSet::new();
     for id in 1..=5 {
@@ -310,7 +297,8 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_acknowledged() {
     assert_eq!(publish_qos2(&mut publisher, "full-qos2", 7), CANNOT_STORE);
     qos0_flows(&mut live_pub, &mut live_sub, "qos0-while-full");
     // 3.1.1 has no way to refuse: the connection closes without an acknowledgement.
-    let mut old = connect(&broker, connect_packet(V3_1_1, &client_id_on_shard("fd-311", 1)), false);
+    let mut old =
+        connect_ok(&broker, connect_packet(V3_1_1, &client_id_on_shard("fd-311", 1)), false);
     old.send(&publish("fd/q1", "full-311", QoS::AtLeastOnce, Some(1)));
     old.expect_closed(REPLY);
 
@@ -347,7 +335,7 @@ fn a_full_disk_refuses_what_it_cannot_store_and_loses_nothing_acknowledged() {
 
     // A restart on the same data finds every acknowledged message.
     let broker = disk.broker(&[]);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), true);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), true);
     let got: BTreeSet<String> = collect(&mut subscriber).into_iter().collect();
     let missing: Vec<&String> = acknowledged.difference(&got).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
@@ -358,10 +346,10 @@ fn a_broker_stops_and_starts_again_on_a_full_disk() {
     let disk = SmallDisk::new(DISK_SIZE);
     let mut broker = disk.broker(&[]);
     let subscriber_id = client_id_on_shard("fd-sub", 0);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), false);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), false);
     subscribe(&mut subscriber, "fd/#", QoS::AtLeastOnce);
     disconnect(subscriber);
-    let mut publisher = connect(&broker, connect_packet(V5, "fd-pub"), false);
+    let mut publisher = connect_ok(&broker, connect_packet(V5, "fd-pub"), false);
     assert_eq!(publish_qos1(&mut publisher, "before", 1), ReasonCode::SUCCESS);
     disk.fill();
     let refused = (1..=PUBLISHES_MAX).find(|&id| {
@@ -374,11 +362,11 @@ fn a_broker_stops_and_starts_again_on_a_full_disk() {
 
     // It starts on the full disk and refuses what it cannot store; freeing space heals it.
     let broker = disk.broker(&[]);
-    let mut publisher = connect(&broker, connect_packet(V5, "fd-pub"), false);
+    let mut publisher = connect_ok(&broker, connect_packet(V5, "fd-pub"), false);
     assert_eq!(publish_qos1(&mut publisher, "full", 1), CANNOT_STORE);
     disk.free();
     assert_eq!(publish_qos1(&mut publisher, "after", 2), ReasonCode::SUCCESS);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), true);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), true);
     let got = collect(&mut subscriber);
     assert!(got.contains(&"before".to_string()) && got.contains(&"after".to_string()), "{got:?}");
 }
@@ -388,11 +376,11 @@ fn a_connected_subscriber_that_does_not_acknowledge_loses_nothing_acknowledged()
     let disk = SmallDisk::new(DISK_SIZE);
     let mut broker = disk.broker(&[]);
     let subscriber_id = client_id_on_shard("fd-sub", 0);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), false);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), false);
     subscribe(&mut subscriber, "fd/#", QoS::AtLeastOnce);
     // Stays connected and reads nothing: what it is sent stays in flight, the rest queues.
     let mut publisher =
-        connect(&broker, connect_packet(V5, &client_id_on_shard("fd-pub", 1)), false);
+        connect_ok(&broker, connect_packet(V5, &client_id_on_shard("fd-pub", 1)), false);
     let mut acknowledged = BTreeSet::new();
     let mut publish_all = |publisher: &mut RawClient, prefix: &str, ids: std::ops::Range<u16>| {
         let mut refused = 0;
@@ -419,7 +407,7 @@ fn a_connected_subscriber_that_does_not_acknowledge_loses_nothing_acknowledged()
     assert!(broker.stop().success(), "the broker exits cleanly:\n{}", broker.log());
 
     let broker = disk.broker(&[]);
-    let mut subscriber = connect(&broker, persistent_connect_packet(V5, &subscriber_id), true);
+    let mut subscriber = connect_ok(&broker, persistent_connect_packet(V5, &subscriber_id), true);
     let got: BTreeSet<String> = collect(&mut subscriber).into_iter().collect();
     let missing: Vec<&String> = acknowledged.difference(&got).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
