@@ -83,6 +83,8 @@ pub enum Failure {
     OutOfDescriptors,
     /// No PINGRESP within a keepalive period.
     KeepaliveTimeout,
+    /// A write the broker did not take (it stopped reading) within the drain time.
+    WriteStalled,
     /// The broker sent bytes that do not decode, or a packet out of place.
     Protocol(String),
     /// Any other socket error, by kind.
@@ -103,6 +105,7 @@ impl Failure {
             Failure::PortsExhausted => "ports_exhausted".into(),
             Failure::OutOfDescriptors => "out_of_descriptors".into(),
             Failure::KeepaliveTimeout => "keepalive_timeout".into(),
+            Failure::WriteStalled => "write_stalled".into(),
             Failure::Protocol(_) => "protocol_error".into(),
             Failure::Io(kind) => format!("io_{kind:?}").to_lowercase(),
         }
@@ -388,7 +391,12 @@ impl Connection {
 
     async fn disconnect_inline(mut self, pool: &BufferPool) {
         let disconnect = Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
-        if self.send_packet(&disconnect, pool).await.is_err() {
+        // A broker that does not read any more does not get to hold the run up.
+        let sent = futures_lite::future::or(self.send_packet(&disconnect, pool), async {
+            runtime::sleep(DISCONNECT_LINGER).await;
+            Err(Failure::WriteStalled)
+        });
+        if sent.await.is_err() {
             return;
         }
         let wait_for_close = async {

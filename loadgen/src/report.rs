@@ -41,6 +41,10 @@ pub struct WorkerReport {
     pub last_received_ns: u64,
     pub publishers: Vec<PublisherEnd>,
     pub subscribers: Vec<SubscriberEnd>,
+    /// Client tasks still running [`FINISH_GRACE`](crate::worker::FINISH_GRACE) after the run
+    /// finished (stuck on a broker that stopped reading or answering): abandoned, not awaited.
+    #[serde(default)]
+    pub stuck: u64,
 }
 
 /// A subscriber's side of the end-of-run check.
@@ -89,6 +93,7 @@ impl WorkerReport {
         self.last_received_ns = self.last_received_ns.max(other.last_received_ns);
         self.publishers.extend(other.publishers);
         self.subscribers.extend(other.subscribers);
+        self.stuck += other.stuck;
     }
 }
 
@@ -121,8 +126,8 @@ pub struct ConnectionsReport {
     /// Failed attempts by reason: `refused`, `timeout`, `reset`, `closed_by_broker`,
     /// `connack_0xNN`, `suback_0xNN`, `ports_exhausted`, `out_of_descriptors`, ...
     pub failures: BTreeMap<String, u64>,
-    /// Connections lost after they were up, by reason (same names, plus `keepalive_timeout`
-    /// and `disconnect_0xNN`).
+    /// Connections lost after they were up, by reason (same names, plus `keepalive_timeout`,
+    /// `write_stalled` and `disconnect_0xNN`).
     pub dropped: BTreeMap<String, u64>,
     pub stayed_up: u64,
     /// From the first attempt to the last CONNACK.
@@ -212,6 +217,14 @@ impl Report {
             problems.push(format!(
                 "{dropped} connections were lost during the run: {}",
                 describe_counts(&raw.dropped)
+            ));
+        }
+        if raw.stuck > 0 {
+            problems.push(format!(
+                "{} clients had not ended {} s after the run finished (the broker stopped reading \
+                 or answering them): abandoned",
+                raw.stuck,
+                crate::worker::FINISH_GRACE.as_secs()
             ));
         }
         let open_ns = raw.last_connected_ns.saturating_sub(raw.first_attempt_ns);

@@ -49,8 +49,13 @@ const WAIT_POLL: Duration = Duration::from_millis(1);
 /// The most messages a publisher encodes into one write: bounds its write buffer and the time
 /// it runs before yielding to the worker's other tasks.
 pub const PUBLISH_BATCH_MAX: usize = 256;
-/// How long a publisher that has stopped waits for its outstanding acknowledgements.
+/// How long a publisher that has stopped waits for its outstanding acknowledgements, and for
+/// a write the broker is not reading.
 pub const ACK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker waits for its client tasks once the run has finished. Every wait of a
+/// client is bounded by its own timeout; this bounds the run even if one is not (a bug), so a
+/// run always ends with a report rather than hanging.
+pub const FINISH_GRACE: Duration = Duration::from_secs(20);
 
 /// What the coordinator gives a worker.
 #[derive(Debug)]
@@ -226,12 +231,18 @@ pub async fn run_worker(input: WorkerInput) -> WorkerReport {
     let worker = Rc::new(Worker::new(input.index, input.config, input.shared));
     runtime::spawn_local(control(worker.clone(), input.progress));
     open_clients(&worker, input.start_ns).await;
-    // Every client task ends after `finish` (or on its own failure); wait for the last.
-    while !(worker.finish.is_raised() && worker.tasks.get() == 0) {
+    // Every client task ends after `finish` (or on its own failure); wait for the last, but
+    // not past FINISH_GRACE.
+    while !worker.finish.is_raised() {
+        runtime::sleep(WAIT_POLL).await;
+    }
+    let give_up_ns = now_ns() + duration_ns(FINISH_GRACE);
+    while worker.tasks.get() > 0 && now_ns() < give_up_ns {
         runtime::sleep(WAIT_POLL).await;
     }
     worker.publish_counts();
     let mut report = worker.report.replace(WorkerReport::default());
+    report.stuck = worker.tasks.get();
     let counts = worker.counts.get();
     report.sent = counts.sent;
     report.acknowledged = counts.acknowledged;
@@ -890,7 +901,17 @@ async fn publish(
             worker.count(|counts| counts.sent += encoded);
         }
         if !out.is_empty() {
-            connection.write(&out).await?;
+            // A write waits for the broker to read; once stopped, no longer than the drain.
+            let stalled = async {
+                if !stopping {
+                    stop.raised().await;
+                }
+                let deadline_ns =
+                    drain_deadline_ns.unwrap_or(now_ns() + duration_ns(ACK_DRAIN_TIMEOUT));
+                runtime::sleep(until(deadline_ns)).await;
+                Err(Failure::WriteStalled)
+            };
+            future::or(connection.write(&out), stalled).await?;
             out.clear();
         }
         if stopping && state.in_flight.is_empty() {

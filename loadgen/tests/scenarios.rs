@@ -361,6 +361,35 @@ fn a_broker_killed_mid_run_is_reported_not_waited_for() {
     assert!(messages.integrity.iter().all(|group| group.dropped_subscribers), "{}", report.table());
 }
 
+/// A broker that stops reading (SIGSTOP: its sockets fill up and nothing drains them) must not
+/// hold the run up: a publisher's write waits at most the acknowledgement drain after the stop,
+/// and the run ends with a report naming what happened.
+#[test]
+fn a_broker_that_stops_reading_is_reported_not_waited_for() {
+    let broker = start_shardmq("stopped", &[]);
+    let flags = format!(
+        "pairs --target {} --qos 0 --publishers 2 --payload 16384 --duration 4 --drain-timeout 1 --workers 1",
+        broker.addr
+    );
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(loadgen(&flags));
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = broker.child.id().to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let report = ended.recv_timeout(Duration::from_secs(60));
+    signal("-CONT");
+    let report = report.expect("the run ends although its broker stopped reading");
+    assert!(!report.passed, "{}", report.table());
+    let stalled = report.connections.dropped.get("write_stalled").copied().unwrap_or(0);
+    assert!(stalled > 0, "{}", report.table());
+}
+
 #[test]
 fn retained_500_reach_every_wildcard_subscriber() {
     let broker = start_shardmq("retained", &[]);
