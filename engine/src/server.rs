@@ -1380,8 +1380,12 @@ impl<S: ClientStream> ConnectionTask<S> {
                 Step::Write | Step::Blocked => {
                     let written = if let Step::Write = self.step {
                         let mut out = self.context.state.borrow_mut().take_output(conn);
+                        let taken = out.len();
                         let written = poll_write_all(&mut self.stream, &mut out, cx);
                         if written.is_pending() {
+                            if out.len() < taken {
+                                self.partly_written();
+                            }
                             // The socket is full: the rest waits beside the task rather than in
                             // it (rarely needed, and the task's state is every idle
                             // connection's).
@@ -1391,12 +1395,20 @@ impl<S: ClientStream> ConnectionTask<S> {
                         written
                     } else {
                         let mut blocked = self.context.blocked_out.borrow_mut();
-                        let written = match blocked.get_mut(&conn) {
-                            Some(out) => poll_write_all(&mut self.stream, out, cx),
-                            None => Poll::Ready(Ok(())),
+                        let (written, moved) = match blocked.get_mut(&conn) {
+                            Some(out) => {
+                                let before = out.len();
+                                let written = poll_write_all(&mut self.stream, out, cx);
+                                (written, out.len() < before)
+                            }
+                            None => (Poll::Ready(Ok(())), false),
                         };
                         if let Poll::Ready(Ok(())) = written {
                             blocked.remove(&conn);
+                        }
+                        drop(blocked);
+                        if written.is_pending() && moved {
+                            self.partly_written();
                         }
                         written
                     };
@@ -1473,6 +1485,12 @@ impl<S: ClientStream> ConnectionTask<S> {
                 }
             }
         }
+    }
+
+    /// The socket took part of this connection's output and is full again: tells the shard
+    /// the subscriber still drains (a congested one that does is not stalled).
+    fn partly_written(&self) {
+        self.context.state.borrow_mut().output_progress(self.conn, Instant::now());
     }
 
     /// Feeds what has arrived to the shard, a bounded batch per turn, and says what comes

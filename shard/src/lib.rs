@@ -31,5 +31,5 @@ pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
     ClientDetail, ClientSummary, CommitBatch, Effect, Forward, KickSession, Kicked, LinkEpoch,
     Node, PeerRoute, Presence, QueueGauges, RetainedPlacement, RouteFrame, Shard, ShardStats,
-    SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX,
+    SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX, SUBSCRIBER_STALL_QUIET,
 };

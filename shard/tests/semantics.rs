@@ -534,8 +534,10 @@ fn a_stuck_consumer_stops_pausing_publishers_and_its_qos0_is_dropped_and_counted
     let publisher = node.connect("p", V3_1_1, true);
     let fed = publish_until_paused(&mut node, publisher, 50);
     assert!(fed < 20 && node.shards[0].is_paused(publisher));
-    // Not drained within the pause limit: the publisher goes on and the consumer is stalled.
-    let later = node.now + shardmq_shard::PUBLISHER_PAUSE_MAX;
+    // Its socket took nothing for the quiet time: the publisher goes on and the consumer is
+    // stalled, without waiting out the whole pause limit.
+    let later = node.now + shardmq_shard::SUBSCRIBER_STALL_QUIET;
+    assert_eq!(node.shards[0].next_deadline(), Some(later), "the shard asks to be ticked then");
     node.shards[0].tick(later);
     node.shards[0].drain_effects(&mut Vec::new());
     assert!(!node.shards[0].is_paused(publisher));
@@ -543,6 +545,30 @@ fn a_stuck_consumer_stops_pausing_publishers_and_its_qos0_is_dropped_and_counted
     let stats = node.shards[0].stats();
     assert!(stats.dropped_qos0_slow + stats.dropped_queue_full >= 30, "{stats:?}");
     assert!(node.shards[0].take_output(sub).len() <= 1000 + 200);
+}
+
+#[test]
+fn a_slow_consumer_whose_socket_still_takes_bytes_holds_its_publishers_until_the_pause_limit() {
+    let limits =
+        Limits { out_buffer_bytes_max: 1000, queued_messages_max: 20, ..Limits::default() };
+    let mut node = Node::with_limits(1, limits);
+    let sub = node.connect("slow", V3_1_1, true);
+    node.subscribe(sub, "t", QoS::AtMostOnce);
+    let publisher = node.connect("p", V3_1_1, true);
+    publish_until_paused(&mut node, publisher, 50);
+    let start = node.now;
+    let quiet = shardmq_shard::SUBSCRIBER_STALL_QUIET;
+    // The engine reports partial writes (the socket took some bytes) every half quiet time.
+    let mut at = start;
+    while at + quiet / 2 < start + shardmq_shard::PUBLISHER_PAUSE_MAX {
+        at += quiet / 2;
+        node.shards[0].output_progress(sub, at);
+        node.shards[0].tick(at);
+        assert!(node.shards[0].is_paused(publisher), "still paused at {:?}", at - start);
+    }
+    node.shards[0].tick(start + shardmq_shard::PUBLISHER_PAUSE_MAX);
+    node.shards[0].drain_effects(&mut Vec::new());
+    assert!(!node.shards[0].is_paused(publisher), "released at the pause limit");
 }
 
 #[test]

@@ -5,10 +5,13 @@
 //! engine stops reading it until the subscriber drains below its low-water mark. Publishers are
 //! slowed to what their subscribers take instead of the broker dropping what it cannot deliver.
 //!
-//! A subscriber that makes no progress must not stop everyone who publishes to it: once it has
-//! been congested for [`PAUSE_MAX`] it is *stalled*, releases the publishers it holds and pauses
-//! nobody until it drains; what does not fit its limits meanwhile is dropped and counted, as a
-//! slow consumer's messages are.
+//! A subscriber that makes no progress must not stop everyone who publishes to it: once its
+//! socket has taken nothing for [`STALL_QUIET`] (the engine reports every write that moved
+//! bytes, whole or partial), or it has been congested for [`PAUSE_MAX`] however it drains, it
+//! is *stalled*, releases the publishers it holds and pauses nobody until it drains; what does
+//! not fit its limits meanwhile is dropped and counted, as a slow consumer's messages are. A
+//! subscriber that stopped reading holds its publishers for about a tenth of a second, not for
+//! `PAUSE_MAX`.
 //!
 //! A publish forwarded to another shard names its publisher: when it congests a subscriber
 //! there, that shard sends [`ShardMsg::Pause`](crate::ShardMsg::Pause) to the publisher's shard,
@@ -24,6 +27,10 @@ use crate::ids::ShardId;
 
 /// The longest a congested subscriber holds its publishers before it counts as stalled.
 pub const PAUSE_MAX: Duration = Duration::from_millis(500);
+/// How long a congested subscriber's socket may take nothing before it counts as stalled: long
+/// enough for a busy client's scheduling hiccup, short against the latency of everyone its
+/// publishers also feed.
+pub const STALL_QUIET: Duration = Duration::from_millis(100);
 
 /// A publishing connection, on this shard or another (whose publishes arrive over the mesh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,13 +51,25 @@ pub(super) struct Backpressure {
     paused: HashMap<Waiter, u32>,
     /// This shard's connections that other shards hold, with how many holds each.
     remote_holds: HashMap<ConnId, u32>,
+    /// When [`Backpressure::stall_overdue`] may next stall someone (no later than that; it may
+    /// find nothing to do).
+    check_due: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Congestion {
     since: Instant,
+    /// When its socket last took bytes (or it congested).
+    progress: Instant,
     stalled: bool,
     waiters: Vec<Waiter>,
+}
+
+impl Congestion {
+    /// When it stalls unless its socket takes something first.
+    fn stall_due(&self) -> Instant {
+        (self.since + PAUSE_MAX).min(self.progress + STALL_QUIET)
+    }
 }
 
 impl Backpressure {
@@ -61,6 +80,7 @@ impl Backpressure {
             congested: HashMap::new(),
             paused: HashMap::new(),
             remote_holds: HashMap::new(),
+            check_due: None,
         }
     }
 
@@ -87,10 +107,14 @@ impl Backpressure {
     /// not paused by this shard before (a remote one must be told).
     pub(super) fn congested(&mut self, target: ConnId, now: Instant) -> Option<Waiter> {
         let ingress = self.ingress.filter(|_| self.applies(target))?;
-        let congestion = self.congested.entry(target).or_insert_with(|| Congestion {
-            since: now,
-            stalled: false,
-            waiters: Vec::new(),
+        let check_due = &mut self.check_due;
+        let congestion = self.congested.entry(target).or_insert_with(|| {
+            let congestion =
+                Congestion { since: now, progress: now, stalled: false, waiters: Vec::new() };
+            *check_due = Some(
+                check_due.map_or(congestion.stall_due(), |due| due.min(congestion.stall_due())),
+            );
+            congestion
         });
         // A publisher usually congests a subscriber with several messages in a row; one held
         // twice is released twice, so a rarer repeat further back costs only a list entry
@@ -116,16 +140,41 @@ impl Backpressure {
         }
     }
 
-    /// Subscribers congested for [`PAUSE_MAX`] stall and let their publishers go.
+    /// `target`'s socket took bytes: a congested subscriber that drains, however slowly, is
+    /// not stalled (until [`PAUSE_MAX`]).
+    pub(super) fn progressed(&mut self, target: ConnId, now: Instant) {
+        if let Some(congestion) = self.congested.get_mut(&target) {
+            congestion.progress = now;
+        }
+    }
+
+    /// Subscribers whose socket took nothing for [`STALL_QUIET`], or congested for
+    /// [`PAUSE_MAX`], stall and let their publishers go.
     pub(super) fn stall_overdue(&mut self, now: Instant, released: &mut Vec<Waiter>) {
+        if self.check_due.is_none_or(|due| due > now) {
+            return;
+        }
         let mut waiters = Vec::new();
+        let mut check_due: Option<Instant> = None;
         for congestion in self.congested.values_mut() {
-            if !congestion.stalled && now.saturating_duration_since(congestion.since) >= PAUSE_MAX {
+            if congestion.stalled {
+                continue;
+            }
+            let due = congestion.stall_due();
+            if due <= now {
                 congestion.stalled = true;
                 waiters.append(&mut congestion.waiters);
+            } else {
+                check_due = Some(check_due.map_or(due, |earliest| earliest.min(due)));
             }
         }
+        self.check_due = check_due;
         self.release(waiters, released);
+    }
+
+    /// When [`Backpressure::stall_overdue`] has something to look at.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.check_due
     }
 
     /// The local connection `conn` is gone: it neither waits nor holds anyone.
@@ -210,9 +259,9 @@ mod tests {
         let mut pressure = pressure(publisher);
         pressure.congested(stuck, now);
         let mut released = Vec::new();
-        pressure.stall_overdue(now + PAUSE_MAX / 2, &mut released);
+        pressure.stall_overdue(now + STALL_QUIET / 2, &mut released);
         assert!(released.is_empty());
-        pressure.stall_overdue(now + PAUSE_MAX, &mut released);
+        pressure.stall_overdue(now + STALL_QUIET, &mut released);
         assert_eq!(released, vec![pressure.local(publisher)]);
         assert!(!pressure.applies(stuck));
         pressure.congested(stuck, now + PAUSE_MAX);
@@ -220,6 +269,37 @@ mod tests {
         // Drained: it may pace its publishers again.
         pressure.relieved(stuck, &mut released);
         assert!(pressure.applies(stuck));
+    }
+
+    #[test]
+    fn a_subscriber_whose_socket_takes_nothing_stalls_after_the_quiet_time() {
+        let now = Instant::now();
+        let (publisher, stuck, slow) = (ConnId(1), ConnId(2), ConnId(3));
+        let mut pressure = pressure(publisher);
+        let waiter = pressure.local(publisher);
+        pressure.congested(stuck, now);
+        assert_eq!(pressure.next_deadline(), Some(now + STALL_QUIET));
+        let mut released = Vec::new();
+        pressure.stall_overdue(now + STALL_QUIET / 2, &mut released);
+        assert!(released.is_empty() && pressure.is_paused(publisher));
+        pressure.stall_overdue(now + STALL_QUIET, &mut released);
+        assert_eq!(released, vec![waiter], "released once its socket took nothing");
+        assert_eq!(pressure.next_deadline(), None);
+
+        // A slow subscriber whose socket keeps taking bytes holds its publisher until
+        // PAUSE_MAX.
+        released.clear();
+        pressure.congested(slow, now);
+        let mut at = now;
+        while at < now + PAUSE_MAX {
+            at += STALL_QUIET / 2;
+            pressure.progressed(slow, at);
+            pressure
+                .stall_overdue(at.min(now + PAUSE_MAX - Duration::from_millis(1)), &mut released);
+        }
+        assert!(released.is_empty() && pressure.is_paused(publisher));
+        pressure.stall_overdue(now + PAUSE_MAX, &mut released);
+        assert_eq!(released, vec![waiter], "released at PAUSE_MAX");
     }
 
     #[test]

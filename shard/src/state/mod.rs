@@ -41,8 +41,8 @@ pub use admin::{
     ClientDetail, ClientSummary, KickSession, Kicked, Presence, QueueGauges, SubscriptionInfo,
     WillState,
 };
-pub use backpressure::PAUSE_MAX as PUBLISHER_PAUSE_MAX;
 use backpressure::{Backpressure, Waiter};
+pub use backpressure::{PAUSE_MAX as PUBLISHER_PAUSE_MAX, STALL_QUIET as SUBSCRIBER_STALL_QUIET};
 use durable::{AckTo, Durable, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
@@ -377,12 +377,22 @@ impl Shard {
             if let Some(session) = self.sessions.get_mut(&client_id) {
                 session.release_if_empty();
             }
-            if self.backpressure.is_congested(conn) && !self.over_low_water(&client_id, conn) {
-                let mut released = Vec::new();
-                self.backpressure.relieved(conn, &mut released);
-                self.release_waiters(released);
+            if self.backpressure.is_congested(conn) {
+                if self.over_low_water(&client_id, conn) {
+                    self.backpressure.progressed(conn, now);
+                } else {
+                    let mut released = Vec::new();
+                    self.backpressure.relieved(conn, &mut released);
+                    self.release_waiters(released);
+                }
             }
         }
+    }
+
+    /// The engine wrote part of what [`Shard::take_output`] gave it (the socket took some bytes,
+    /// then was full): a congested subscriber still drains, so it is not stalled.
+    pub fn output_progress(&mut self, conn: ConnId, now: Instant) {
+        self.backpressure.progressed(conn, now);
     }
 
     /// Publishers this shard no longer holds: local ones may be read again (unless another
@@ -1006,7 +1016,8 @@ impl Shard {
         let keepalive = self.keepalive_timers.peek().map(|Reverse((due, _))| *due);
         let session = self.timers.peek().map(|Reverse((due, _))| *due);
         let throttle = self.throttle.as_ref().and_then(Throttle::next_deadline);
-        keepalive.into_iter().chain(session).chain(throttle).min()
+        let stall = self.backpressure.next_deadline();
+        keepalive.into_iter().chain(session).chain(throttle).chain(stall).min()
     }
 
     fn check_keepalive(&mut self, conn: ConnId, now: Instant) {
