@@ -4,7 +4,8 @@
 //!
 //! One broker (release build, 2 shards, the default `durability`), and three runs of the
 //! bundled load generator side by side:
-//! - `conn`: 13,800 idle connections held for the whole run (keepalive 30 s);
+//! - `conn`: 13,600 idle connections held for the whole run (keepalive 30 s), opened once the
+//!   churn has settled;
 //! - `churn`: 10,000 persistent-session clients, each subscribed to its own topic, reconnecting
 //!   1,000 times a second in all (each is online 5 s, offline 5 s: ~5,000 up at a time) while a
 //!   publisher sends 1,000 QoS 1 msg/s round-robin over their topics; every message queued
@@ -42,7 +43,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     minutes: u64,
     /// Idle connections held for the whole run.
-    #[arg(long, default_value_t = 13_800)]
+    #[arg(long, default_value_t = 13_600)]
     idle: u64,
     /// Persistent-session clients that reconnect (the churn): half of them are up at a time.
     #[arg(long, default_value_t = 10_000)]
@@ -137,20 +138,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let seconds = (args.minutes * 60).to_string();
-    let idle_json = scratch.join("idle.json");
-    let idle = Process(
-        with_open_files_raised()
-            .arg(&shardmq)
-            .args(["loadgen", "conn", "--target", &target, "--quiet", "--workers", "1"])
-            .args(["--connections", &args.idle.to_string(), "--rate", "2000"])
-            .args(["--hold", &seconds, "--source", "127.0.0.20-127.0.0.23", "--json"])
-            .arg(&idle_json)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(scratch.join("idle.log"))?)
-            .spawn()
-            .context("starting the idle connections")?,
-    );
+    let started = Instant::now();
     let churn_json = scratch.join("churn.json");
     let churn = Process(
         with_open_files_raised()
@@ -184,6 +172,27 @@ fn main() -> anyhow::Result<()> {
             .spawn()
             .context("starting the pairs load generator")?,
     );
+    // The churn clients all connect at first and settle to half of them up within one
+    // period: the idle connections come after, so that the peak stays under the broker's
+    // open-file limit.
+    let period = args.churn_clients / args.churn_rate.max(1);
+    let idle_delay = period + 5;
+    std::thread::sleep(Duration::from_secs(idle_delay));
+    let idle_hold = (args.minutes * 60).saturating_sub(idle_delay).max(1).to_string();
+    let idle_json = scratch.join("idle.json");
+    let idle = Process(
+        with_open_files_raised()
+            .arg(&shardmq)
+            .args(["loadgen", "conn", "--target", &target, "--workers", "1"])
+            .args(["--connections", &args.idle.to_string(), "--rate", "2000"])
+            .args(["--hold", &idle_hold, "--source", "127.0.0.20-127.0.0.23", "--json"])
+            .arg(&idle_json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(scratch.join("idle.log"))?)
+            .spawn()
+            .context("starting the idle connections")?,
+    );
     // The pairs' progress lines: the worst per-second p99 since the last sample.
     let worst_p99 = Arc::new(Mutex::new(None::<f64>));
     let progress = pairs.0.stderr.take().context("the pairs' stderr")?;
@@ -212,7 +221,6 @@ fn main() -> anyhow::Result<()> {
         });
     }
 
-    let started = Instant::now();
     let mut samples = Vec::new();
     let mut cpu_before = procfs::cpu_seconds(pid)?;
     let mut sampled_at = Instant::now();
