@@ -70,6 +70,13 @@ const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an incoming link may stay silent (peers send a heartbeat every
 /// [`LINK_HEARTBEAT`]) before it is closed as dead.
 const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long what this node sent on a link may stay unacknowledged by the peer's kernel before
+/// the link fails (`TCP_USER_TIMEOUT`). A peer cut off by a partition sends no FIN or RST: without
+/// this, the link's writes kept succeeding for the ~15 minutes the kernel retransmits, forwarded
+/// QoS 1 publishes waited [`RECEIPT_TIMEOUT`] and then failed, and the link came back only when
+/// a retransmission got through after the cut healed. The incoming side notices the same
+/// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
+const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
@@ -590,7 +597,8 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
 }
 
 async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
-    let connected = future::or(async { Some(TcpStream::connect(address, None).await) }, async {
+    let connecting = TcpStream::connect_with_user_timeout(address, LINK_USER_TIMEOUT);
+    let connected = future::or(async { Some(connecting.await) }, async {
         runtime::sleep(LINK_CONNECT_TIMEOUT).await;
         None
     })
