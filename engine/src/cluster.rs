@@ -77,6 +77,9 @@ const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// a retransmission got through after the cut healed. The incoming side notices the same
 /// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
 const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
+/// Claims of stored sessions in flight at most while a shard claims them again under a new lease
+/// (one full etcd transaction).
+const RECLAIM_CLAIMS_IN_FLIGHT: usize = 128;
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
@@ -481,8 +484,51 @@ pub async fn control_events(
             }
             ControlEvent::Serving => {
                 tracing::info!(shard = %context.id, "serving again with a new etcd lease");
+                runtime::spawn_local(reclaim_sessions(context.clone(), cluster));
             }
         }
+    }
+}
+
+/// The node holds a new lease (at start, or after a fence): the etcd keys that named it owner of
+/// its stored sessions went with the old lease. Claims every session stored offline on this
+/// shard again, so that a client reconnecting to another node is taken over from here with its
+/// session (and the messages queued for it) instead of starting anew there. A key another node
+/// holds now means that node took the client meanwhile and has the newer session: it is left
+/// alone, and the copy here is replaced if the client ever returns via a takeover.
+async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) {
+    let client_ids = context.state.borrow().offline_session_ids();
+    if client_ids.is_empty() {
+        return;
+    }
+    // A bounded number of claims in flight, as permits in a channel.
+    let (permits, returned) = async_channel::bounded::<()>(RECLAIM_CLAIMS_IN_FLIGHT);
+    let left = Rc::new(Cell::new(client_ids.len()));
+    let elsewhere = Rc::new(Cell::new(0_usize));
+    let total = client_ids.len();
+    for client_id in client_ids {
+        if permits.send(()).await.is_err() {
+            return;
+        }
+        let (cluster, returned) = (cluster.clone(), returned.clone());
+        let (left, elsewhere, shard) = (left.clone(), elsewhere.clone(), context.id);
+        runtime::spawn_local(async move {
+            let outcome = cluster.node.control.claim(&client_id).await;
+            if !matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned) {
+                elsewhere.set(elsewhere.get() + 1);
+            }
+            let _ = returned.recv().await;
+            left.set(left.get() - 1);
+            if left.get() == 0 {
+                tracing::info!(
+                    %shard,
+                    "claimed {} of {total} stored sessions again under the new lease \
+                     ({} held elsewhere or not claimable now)",
+                    total - elsewhere.get(),
+                    elsewhere.get()
+                );
+            }
+        });
     }
 }
 
