@@ -80,6 +80,9 @@ const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
 /// Claims of stored sessions in flight at most while a shard claims them again under a new lease
 /// (one full etcd transaction).
 const RECLAIM_CLAIMS_IN_FLIGHT: usize = 128;
+/// How often such a claim is tried when it times out, and the pause between two tries.
+const RECLAIM_ATTEMPTS_MAX: u32 = 5;
+const RECLAIM_RETRY: Duration = Duration::from_millis(500);
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
@@ -513,7 +516,15 @@ async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) 
         let (cluster, returned) = (cluster.clone(), returned.clone());
         let (left, elsewhere, shard) = (left.clone(), elsewhere.clone(), context.id);
         runtime::spawn_local(async move {
-            let outcome = cluster.node.control.claim(&client_id).await;
+            // A claim that timed out (etcd slow, or claims still held back after the node's
+            // silence) is tried again: given up, its session could not follow its client.
+            let mut attempts = 1;
+            let mut outcome = cluster.node.control.claim(&client_id).await;
+            while outcome == ClaimOutcome::Unavailable && attempts < RECLAIM_ATTEMPTS_MAX {
+                runtime::sleep(RECLAIM_RETRY).await;
+                attempts += 1;
+                outcome = cluster.node.control.claim(&client_id).await;
+            }
             if !matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned) {
                 elsewhere.set(elsewhere.get() + 1);
             }
