@@ -12,6 +12,7 @@
 //! names, so tests may run in parallel; [`Net`]'s drop removes namespaces and links even when
 //! the test panics. These tests need root, `ip` (iproute2) and `nft` (nftables).
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -50,6 +51,8 @@ const NFT_TABLE: &str = "shardmq_partition";
 const NFT_SET: &str = "cut";
 /// What each shard of a node logs when the node holds a new lease (at start-up too).
 const SERVING_AGAIN: &str = "serving again with a new etcd lease";
+/// What each shard holding stored sessions logs once it has claimed them again under a new lease.
+const RECLAIMED: &str = "stored sessions again under the new lease";
 
 // -------------------------------------------------------------------------------------------
 // The network
@@ -629,6 +632,26 @@ impl Rumqtt {
         }
     }
 
+    /// [`Rumqtt::connect`] again while refused ("server unavailable": the node is new, or the
+    /// client's previous node may still serve it), for up to `timeout`.
+    fn connect_until_accepted(
+        runtime: &tokio::runtime::Runtime,
+        addr: SocketAddr,
+        client_id: &str,
+        timeout: Duration,
+    ) -> (Rumqtt, bool) {
+        let start = Instant::now();
+        loop {
+            match Rumqtt::connect(runtime, addr, client_id) {
+                Ok(connected) => return connected,
+                Err(refusal) => {
+                    assert!(start.elapsed() < timeout, "{client_id} refused on {addr}: {refusal}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
     /// The next PUBLISH's payload within `timeout`; panics if the connection ended.
     fn next_publish(&self, timeout: Duration) -> Option<Bytes> {
         let deadline = Instant::now() + timeout;
@@ -704,7 +727,7 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
     // On n0: a rumqttc client, a raw client, and a persistent session that is offline with a
     // queued QoS 1 message. A retained message is on every node.
     let (mover, session_present) =
-        Rumqtt::connect(&runtime, mqtt_addr(&net, 0), "mover").expect("connect to n0");
+        Rumqtt::connect_until_accepted(&runtime, mqtt_addr(&net, 0), "mover", PROPAGATION);
     assert!(!session_present);
     mover.client.try_subscribe("m/#", V5QoS::AtLeastOnce).expect("queue SUBSCRIBE");
     let mut raw_old = connect(mqtt_addr(&net, 0), connect_packet(V5, "raw-mover"));
@@ -758,17 +781,8 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
 
     // The clients move to the majority: refused there ("server unavailable") until n0's lease
     // has expired in etcd, then accepted. rumqttc first.
-    let mut moved = None;
-    while moved.is_none() {
-        match Rumqtt::connect(&runtime, mqtt_addr(&net, 1), "mover") {
-            Ok(connected) => moved = Some(connected),
-            Err(refusal) => {
-                assert!(cut_at.elapsed() < PROPAGATION, "mover refused on n1: {refusal}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-    let (mover_new, session_present) = moved.expect("connected");
+    let (mover_new, session_present) =
+        Rumqtt::connect_until_accepted(&runtime, mqtt_addr(&net, 1), "mover", PROPAGATION);
     let moved_at = Instant::now();
     // The session stayed on n0's disk, out of reach: a new one starts (docs/cluster.md).
     assert!(!session_present, "the session on the cut-off node cannot move");
@@ -854,19 +868,24 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
         Bytes::from_static(b"queued before the cut")
     );
     // The other one's client comes back on n1 instead: n0 claimed its stored sessions again
-    // under its new lease, so n1 takes this one over from n0, queued message and all. The
-    // rumqttc client's session, which started anew on n1 during the cut, stays n1's.
+    // under its new lease (each shard holding some logs when it is done), so n1 takes this one
+    // over from n0, queued message and all. The rumqttc client's session, which started anew on
+    // n1 during the cut, stays n1's.
+    let shards: HashSet<u16> = ["waiter", "waiter2", "mover"]
+        .iter()
+        .map(|id| shardmq_shard::home_shard(id, shardmq_tests::SHARDS).0)
+        .collect();
+    assert!(
+        nodes[0].wait_for_log_count(RECLAIMED, shards.len(), PROPAGATION),
+        "n0 did not claim its stored sessions again:\n{}",
+        nodes[0].log()
+    );
     let (mut waiter2, connack, _) =
         connect_until_accepted(mqtt_addr(&net, 1), &persistent_connect_packet(V5, "waiter2"), WAIT);
     assert!(connack.session_present, "the session stayed behind on n0");
     assert_eq!(
         receive(&mut waiter2, WAIT).expect("the queued message").payload,
         Bytes::from_static(b"queued before the cut")
-    );
-    assert!(
-        nodes[0].log_contains("held elsewhere or not claimable now"),
-        "n0 did not claim its stored sessions again:\n{}",
-        nodes[0].log()
     );
     // The moved clients stay where they are: served on n1 still.
     raw_new.send(&Packet::PingReq);
