@@ -70,6 +70,19 @@ const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an incoming link may stay silent (peers send a heartbeat every
 /// [`LINK_HEARTBEAT`]) before it is closed as dead.
 const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long what this node sent on a link may stay unacknowledged by the peer's kernel before
+/// the link fails (`TCP_USER_TIMEOUT`). A peer cut off by a partition sends no FIN or RST: without
+/// this, the link's writes kept succeeding for the ~15 minutes the kernel retransmits, forwarded
+/// QoS 1 publishes waited [`RECEIPT_TIMEOUT`] and then failed, and the link came back only when
+/// a retransmission got through after the cut healed. The incoming side notices the same
+/// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
+const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
+/// Claims of stored sessions in flight at most while a shard claims them again under a new lease
+/// (one full etcd transaction).
+const RECLAIM_CLAIMS_IN_FLIGHT: usize = 128;
+/// How often such a claim is tried when it times out, and the pause between two tries.
+const RECLAIM_ATTEMPTS_MAX: u32 = 5;
+const RECLAIM_RETRY: Duration = Duration::from_millis(500);
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
@@ -474,8 +487,59 @@ pub async fn control_events(
             }
             ControlEvent::Serving => {
                 tracing::info!(shard = %context.id, "serving again with a new etcd lease");
+                runtime::spawn_local(reclaim_sessions(context.clone(), cluster));
             }
         }
+    }
+}
+
+/// The node holds a new lease (at start, or after a fence): the etcd keys that named it owner of
+/// its stored sessions went with the old lease. Claims every session stored offline on this
+/// shard again, so that a client reconnecting to another node is taken over from here with its
+/// session (and the messages queued for it) instead of starting anew there. A key another node
+/// holds now means that node took the client meanwhile and has the newer session: it is left
+/// alone, and the copy here is replaced if the client ever returns via a takeover.
+async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) {
+    let client_ids = context.state.borrow().offline_session_ids();
+    if client_ids.is_empty() {
+        return;
+    }
+    // A bounded number of claims in flight, as permits in a channel.
+    let (permits, returned) = async_channel::bounded::<()>(RECLAIM_CLAIMS_IN_FLIGHT);
+    let left = Rc::new(Cell::new(client_ids.len()));
+    let elsewhere = Rc::new(Cell::new(0_usize));
+    let total = client_ids.len();
+    for client_id in client_ids {
+        if permits.send(()).await.is_err() {
+            return;
+        }
+        let (cluster, returned) = (cluster.clone(), returned.clone());
+        let (left, elsewhere, shard) = (left.clone(), elsewhere.clone(), context.id);
+        runtime::spawn_local(async move {
+            // A claim that timed out (etcd slow, or claims still held back after the node's
+            // silence) is tried again: given up, its session could not follow its client.
+            let mut attempts = 1;
+            let mut outcome = cluster.node.control.claim(&client_id).await;
+            while outcome == ClaimOutcome::Unavailable && attempts < RECLAIM_ATTEMPTS_MAX {
+                runtime::sleep(RECLAIM_RETRY).await;
+                attempts += 1;
+                outcome = cluster.node.control.claim(&client_id).await;
+            }
+            if !matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned) {
+                elsewhere.set(elsewhere.get() + 1);
+            }
+            let _ = returned.recv().await;
+            left.set(left.get() - 1);
+            if left.get() == 0 {
+                tracing::info!(
+                    %shard,
+                    "claimed {} of {total} stored sessions again under the new lease \
+                     ({} held elsewhere or not claimable now)",
+                    total - elsewhere.get(),
+                    elsewhere.get()
+                );
+            }
+        });
     }
 }
 
@@ -590,7 +654,8 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
 }
 
 async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
-    let connected = future::or(async { Some(TcpStream::connect(address, None).await) }, async {
+    let connecting = TcpStream::connect_with_user_timeout(address, LINK_USER_TIMEOUT);
+    let connected = future::or(async { Some(connecting.await) }, async {
         runtime::sleep(LINK_CONNECT_TIMEOUT).await;
         None
     })

@@ -42,6 +42,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -477,13 +478,36 @@ impl TcpStream {
     /// Errors come as the kernel reports them: `ECONNREFUSED`, `EADDRNOTAVAIL` when no local port
     /// is left for the pair, `EMFILE` when out of descriptors. No timeout: a SYN that is never
     /// answered is retried by the kernel for minutes, so callers race this with a timer.
-    #[allow(unsafe_code)]
     pub async fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+        TcpStream::connect_with(target, source, None).await
+    }
+
+    /// Like [`connect`](TcpStream::connect) with `TCP_USER_TIMEOUT` set: the kernel aborts the
+    /// connection (the next read or write fails with `ETIMEDOUT`) once data it sent has stayed
+    /// unacknowledged for `user_timeout`. Without it, a peer cut off silently (no FIN, no RST:
+    /// a partition, a dead machine) keeps a connection that writes succeed on for the ~15
+    /// minutes the kernel retransmits (`tcp_retries2`).
+    pub async fn connect_with_user_timeout(
+        target: SocketAddr,
+        user_timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        TcpStream::connect_with(target, None, Some(user_timeout)).await
+    }
+
+    #[allow(unsafe_code)]
+    async fn connect_with(
+        target: SocketAddr,
+        source: Option<IpAddr>,
+        user_timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
         let socket = Socket::new(
             Domain::for_address(target),
             Type::STREAM.nonblocking(),
             Some(Protocol::TCP),
         )?;
+        if user_timeout.is_some() {
+            socket.set_tcp_user_timeout(user_timeout)?;
+        }
         if let Some(source) = source {
             set_bind_address_no_port(&socket)?;
             socket.bind(&SocketAddr::new(source, 0).into())?;

@@ -902,4 +902,10 @@ impl Shard {
     pub fn has_session(&self, client_id: &str) -> bool {
         self.sessions.contains_key(client_id)
     }
+
+    /// The client ids of the sessions stored here whose client is not connected.
+    pub fn offline_session_ids(&self) -> Vec<ByteString> {
+        let offline = self.sessions.iter().filter(|(_, session)| session.conn.is_none());
+        offline.map(|(client_id, _)| client_id.clone()).collect()
+    }
 }
