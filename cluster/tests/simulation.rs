@@ -36,8 +36,8 @@
 //!
 //! - *Swizzle-clogging* (FoundationDB): a random subset of the nodes is clogged one by one, a
 //!   few milliseconds to 100 ms apart, then unclogged one by one in another random order, after
-//!   50 ms to 8 s. A clogged node runs on, but everything it sends or is sent (node-link frames,
-//!   etcd requests, answers, watch events) is held and delivered in order when both ends are
+//!   50 ms to 8 s. A clogged node runs on, but what it sends, is sent, or both (node-link frames,
+//!   etcd requests, answers, watch events) is held and delivered in order when its ends are
 //!   unclogged: old heartbeats, keepalive answers, takeover asks and replies arrive late and in
 //!   bursts, and its requests reach etcd seconds after they were sent.
 //! - *A lease expiring at the worst moment*: the owner of a client's key is cut from etcd,
@@ -106,7 +106,10 @@ const ETCD_DELAY_MAX: u64 = 300 * MS;
 const CLOCK_DRIFT_PPM_MAX: u64 = 2_000;
 /// Simulated time per seed.
 const SIM_DURATION: u64 = 20 * SECOND;
-const SEEDS_DEFAULT: u64 = 2_000;
+/// What CI runs on every change, in a debug build: about a minute on the 2-vCPU machine (16 ms a
+/// seed). 10,000 seeds take close to three minutes there, so they run in release instead
+/// (`perf/simulate`, about 10 s).
+const SEEDS_DEFAULT: u64 = 4_000;
 const NODES_MAX: usize = 5;
 /// A run has a few thousand events; far more means something spins.
 const EVENTS_MAX: u64 = 500_000;
@@ -352,10 +355,10 @@ enum Event {
         generation: u64,
     },
     EtcdReturns,
-    /// One step of a swizzle: `node` is clogged from now until `until`.
+    /// One step of a swizzle: `node` is clogged from now on.
     Clog {
         node: usize,
-        until: u64,
+        clog: Clog,
     },
     Chaos,
 }
@@ -372,6 +375,14 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// Which of a node's messages a clog holds, and until when.
+#[derive(Debug, Clone, Copy)]
+struct Clog {
+    until: u64,
+    sends: bool,
+    receives: bool,
 }
 
 #[derive(Debug)]
@@ -520,9 +531,10 @@ struct Node {
     peers_cut_generation: u64,
     /// Clock rate: local time runs `1 + drift_ppm / 1e6` times simulated time.
     drift_ppm: i64,
-    /// Swizzle-clogging: until then every message to or from this node (node links, etcd
-    /// requests, answers and watch events) is held, not dropped, and delivered in order after.
-    clogged_until: Option<u64>,
+    /// Swizzle-clogging: until then the messages this node sends, receives, or both (node
+    /// links, etcd requests, answers and watch events) are held, not dropped, and delivered in
+    /// order after.
+    clog: Option<Clog>,
     /// Until then watch events for this node are held and then delivered in one burst, while
     /// its etcd requests and answers stay timely.
     watch_held_until: Option<u64>,
@@ -668,7 +680,7 @@ impl World {
                 peers_cut_generation: 0,
                 drift_ppm: rng.range(0, 2 * CLOCK_DRIFT_PPM_MAX) as i64
                     - CLOCK_DRIFT_PPM_MAX as i64,
-                clogged_until: None,
+                clog: None,
                 watch_held_until: None,
                 keepalives_lost_until: None,
             })
@@ -1579,7 +1591,11 @@ impl World {
         for (step, node) in order.iter().enumerate() {
             let rank = unclog.iter().position(|n| n == node).unwrap_or(0) as u64;
             let until = unclog_from + rank * gap;
-            self.schedule(self.now + step as u64 * gap, Event::Clog { node: *node, until });
+            // Mostly both ways; one way now and then (the switch port's queue in one direction).
+            let (sends, receives) =
+                [(true, true), (true, true), (true, false), (false, true)][self.rng.pick(4)];
+            let clog = Clog { until, sends, receives };
+            self.schedule(self.now + step as u64 * gap, Event::Clog { node: *node, clog });
         }
     }
 
@@ -1685,13 +1701,16 @@ impl World {
 
     /// Until when a clog holds this event, if one does.
     fn held_until(&self, event: &Event) -> Option<u64> {
-        let clogged =
-            |node: usize| self.nodes[node].clogged_until.filter(|until| *until > self.now);
+        let clogged = |node: usize, direction: fn(&Clog) -> bool| {
+            let clog = self.nodes[node].clog.as_ref()?;
+            (clog.until > self.now && direction(clog)).then_some(clog.until)
+        };
+        let sends = |clog: &Clog| clog.sends;
+        let receives = |clog: &Clog| clog.receives;
         match event {
-            Event::ToEtcd { node, .. }
-            | Event::FromEtcd { node, .. }
-            | Event::Watch { node, .. } => clogged(*node),
-            Event::Link { from, to, .. } => clogged(*from).max(clogged(*to)),
+            Event::ToEtcd { node, .. } => clogged(*node, sends),
+            Event::FromEtcd { node, .. } | Event::Watch { node, .. } => clogged(*node, receives),
+            Event::Link { from, to, .. } => clogged(*from, sends).max(clogged(*to, receives)),
             _ => None,
         }
     }
@@ -1810,10 +1829,17 @@ impl World {
                 self.log(|| "etcd returns".to_owned());
                 self.notify_watchers();
             }
-            Event::Clog { node, until } => {
-                let clogged = &mut self.nodes[node].clogged_until;
-                *clogged = Some(clogged.map_or(until, |earlier| earlier.max(until)));
-                self.log(|| format!("node-{node} clogged until {until}µs"));
+            Event::Clog { node, clog } => {
+                self.log(|| format!("node-{node} clogged: {clog:?}"));
+                let current = &mut self.nodes[node].clog;
+                *current = Some(match current.take().filter(|earlier| earlier.until > self.now) {
+                    Some(earlier) => Clog {
+                        until: earlier.until.max(clog.until),
+                        sends: earlier.sends || clog.sends,
+                        receives: earlier.receives || clog.receives,
+                    },
+                    None => clog,
+                });
             }
             Event::Chaos => self.chaos(),
         }
