@@ -560,13 +560,13 @@ impl Shard {
         if let (Some(remote), Some(token)) = (receipt, token) {
             let wrote = self.queued_ops() > writes_before;
             let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote };
-            self.acknowledge(ack, token, wrote, receipts);
+            self.acknowledge(ack, token, wrote, receipts, now);
         }
     }
 
     /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).
-    pub fn peer_receipt(&mut self, token: u64, ok: bool) {
-        self.receipt(token, ok);
+    pub fn peer_receipt(&mut self, token: u64, ok: bool, now: Instant) {
+        self.receipt(token, ok, now);
     }
 
     /// Stores a retained message in its partition on this node: in full, or, when it has

@@ -1255,7 +1255,7 @@ impl Shard {
         };
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
-        self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts);
+        self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts, now);
     }
 
     /// Answers a PUBLISH the ACL refuses, which is dropped: MQTT 5 says 0x87 in its PUBACK or
@@ -2077,7 +2077,7 @@ impl Shard {
                 self.with_receipt(from, receipt, |shard| shard.keep_retained(message, elsewhere))
             }
             ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
-            ShardMsg::Stored { token, ok } => self.receipt(token, ok),
+            ShardMsg::Stored { token, ok } => self.receipt(token, ok, now),
             ShardMsg::PeerRoutes { node, origin, epoch, frame } => {
                 self.peer_routes(node, origin, epoch, frame)
             }
