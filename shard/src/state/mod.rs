@@ -1128,6 +1128,10 @@ impl Shard {
         properties.message_expiry_interval = message.remaining_expiry_secs(now);
         let mut topic = message.topic.clone();
         // Aliases are assigned on first use and never replaced; a resent PUBLISH keeps its topic.
+        // A new alias is recorded only once its PUBLISH is written (below): the client learns an
+        // alias from the PUBLISH that carries it with the topic, so one dropped as too large
+        // must not leave it assigned.
+        let mut new_alias = None;
         if c.alias_out_max > 0 && !dup {
             let alias_out_max = usize::from(c.alias_out_max);
             let aliases = &mut c.aliases().outgoing;
@@ -1138,7 +1142,7 @@ impl Shard {
                 }
                 None if aliases.len() < alias_out_max => {
                     let alias = aliases.len() as u16 + 1;
-                    aliases.insert(topic.clone(), alias);
+                    new_alias = Some((topic.clone(), alias));
                     properties.topic_alias = Some(alias);
                 }
                 None => {}
@@ -1158,6 +1162,11 @@ impl Shard {
             _ => {
                 self.stats.dropped_too_large += 1;
                 return false;
+            }
+        }
+        if let Some((topic, alias)) = new_alias {
+            if !c.closing {
+                c.aliases().outgoing.insert(topic, alias);
             }
         }
         self.stats.messages_sent[delivery.qos as usize] += 1;
