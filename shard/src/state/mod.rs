@@ -47,6 +47,8 @@ use durable::{AckTo, Durable, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
 mod cluster;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
 
