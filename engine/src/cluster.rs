@@ -446,7 +446,7 @@ impl ShardCluster {
             .get(&peer)
             .is_some_and(|link| link.receipts.borrow_mut().remove(&token).is_some());
         if waited {
-            context.state.borrow_mut().peer_receipt(token, ok);
+            context.state.borrow_mut().peer_receipt(token, ok, Instant::now());
             context.apply_effects();
         }
     }
@@ -624,7 +624,7 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
                 if !unanswered.is_empty() {
                     let mut state = context.state.borrow_mut();
                     for token in unanswered {
-                        state.peer_receipt(token, true);
+                        state.peer_receipt(token, true, Instant::now());
                     }
                 }
                 context.apply_effects();
@@ -774,7 +774,7 @@ fn expire_receipts(context: &ShardContext, link: &OutLink, now: Instant) {
         let mut state = context.state.borrow_mut();
         for token in expired {
             receipts.remove(&token);
-            state.peer_receipt(token, false);
+            state.peer_receipt(token, false, now);
         }
     }
     context.apply_effects();

@@ -592,7 +592,7 @@ impl ShardContext {
             {
                 let mut state = self.state.borrow_mut();
                 for (token, ok) in answered {
-                    state.peer_receipt(token, ok);
+                    state.peer_receipt(token, ok, Instant::now());
                 }
                 for token in answered_fetches {
                     state.retained_fetched(token, None, Instant::now());
@@ -833,7 +833,7 @@ async fn committer(context: Rc<ShardContext>, store: Arc<ShardStore>, durability
                     }
                 }
             }
-            context.state.borrow_mut().commit_finished(batch.tickets, ok);
+            context.state.borrow_mut().commit_finished(batch.tickets, ok, Instant::now());
             context.apply_effects();
         }
     }

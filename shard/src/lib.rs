@@ -22,6 +22,11 @@ pub mod topic_tree;
 /// per process like std's, several times faster on short keys (foldhash).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The checks of the fuzz targets under `shard/fuzz`, replayed over their corpus by
+/// `tests/fuzz_corpus.rs`.
+#[cfg(feature = "fuzzing")]
+pub use state::fuzzing;
+
 pub use ids::{
     home_shard, retained_shard, stable_hash, ConnId, LinkNumber, PeerLease, PeerNode, ShardId,
 };

@@ -114,7 +114,7 @@ fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
                 shard.peer_publish(PEER, origin, message, receipt, deliver, shared, holders, now);
             }
             Forward::Receipt { token, shard, ok } => {
-                to.shards[shard.index()].peer_receipt(token, ok)
+                to.shards[shard.index()].peer_receipt(token, ok, now)
             }
         }
         to.run();

@@ -126,6 +126,40 @@ fn a_full_disk_refuses_instead_of_acknowledging_and_recovers_without_a_restart()
     assert!(payloads.contains(&&b"stored"[..]), "{payloads:?}");
 }
 
+/// A 3.1.1 publisher closed because its message could not be stored loses its connection as on
+/// any close the server makes for an error: its will goes out and its session (clean, expiry 0)
+/// ends. Found by the session fuzz target (shard/fuzz/regressions/session/): the session stayed
+/// attached to the closed connection, so it never expired and its will was never sent.
+#[test]
+fn a_storage_failure_close_detaches_the_session_and_sends_the_will() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::durable(dir.path(), 2, T0);
+    // An offline persistent subscriber: a QoS 1 message on `t` must be stored for it.
+    let sub = node.connect_with(persistent("offline", V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    node.lose(sub);
+    let watcher = node.connect("watcher", V5, true);
+    node.subscribe(watcher, "will/#", QoS::AtMostOnce);
+    let mut with_will = connect("p3", V3_1_1, true);
+    with_will.will = Some(Will {
+        topic: ByteString::from("will/p3"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let v3 = node.connect_with(with_will);
+    node.take(v3);
+    node.take(watcher);
+    node.faults.fail_after(0);
+    node.publish(v3, "t", "refused", QoS::AtLeastOnce, false);
+    assert!(node.closed.contains(&v3), "3.1.1 publisher's connection closed");
+    assert_eq!(payloads(&node.publishes(watcher)), ["gone"], "the will went out");
+    assert!(node.ended.iter().any(|id| id == "p3"), "the clean session ended");
+    let shard = &node.shards[node.conns[&v3].0.index()];
+    assert!(!shard.has_session("p3"), "no session is left attached to the closed connection");
+}
+
 #[test]
 fn a_restart_restores_sessions_queues_and_retained_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -406,7 +440,8 @@ fn a_failed_commit_frees_only_its_own_qos2_packet_id() {
     node.take(new);
     node.send(new, Packet::Publish(qos2(b"new", false)));
     // The first commit fails; the second succeeds.
-    node.shards[shard].commit_finished(first.tickets, false);
+    let now = node.now;
+    node.shards[shard].commit_finished(first.tickets, false, now);
     node.run();
     node.flush_commits();
     let got = acks(&mut node, new);

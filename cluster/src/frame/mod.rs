@@ -19,6 +19,9 @@ mod link_generated;
 use bytes::{Buf, BytesMut};
 use planus::ReadAsRoot;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use link_generated::shardmq::link::{
     Body, Frame, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched, RetainedIndex,
     Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer, TakeoverRequest,

@@ -560,13 +560,13 @@ impl Shard {
         if let (Some(remote), Some(token)) = (receipt, token) {
             let wrote = self.queued_ops() > writes_before;
             let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote };
-            self.acknowledge(ack, token, wrote, receipts);
+            self.acknowledge(ack, token, wrote, receipts, now);
         }
     }
 
     /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).
-    pub fn peer_receipt(&mut self, token: u64, ok: bool) {
-        self.receipt(token, ok);
+    pub fn peer_receipt(&mut self, token: u64, ok: bool, now: Instant) {
+        self.receipt(token, ok, now);
     }
 
     /// Stores a retained message in its partition on this node: in full, or, when it has
@@ -907,5 +907,52 @@ impl Shard {
     pub fn offline_session_ids(&self) -> Vec<ByteString> {
         let offline = self.sessions.iter().filter(|(_, session)| session.conn.is_none());
         offline.map(|(client_id, _)| client_id.clone()).collect()
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+impl Shard {
+    /// The routes held for each peer shard (those holding any), for the fuzz checks.
+    pub(super) fn peer_routes_held(
+        &self,
+    ) -> std::collections::BTreeMap<(PeerNode, ShardId), std::collections::BTreeSet<PeerRoute>>
+    {
+        self.peers
+            .by_origin
+            .iter()
+            .filter(|(_, held)| !held.routes.is_empty())
+            .map(|(key, held)| (*key, held.routes.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// The peer-route counts and match index agree with the routes held per peer shard, and
+    /// nothing is held for a gone incarnation. Panics otherwise (a fuzz check).
+    pub(super) fn audit_peer_routes(&self) {
+        let peers = &self.peers;
+        let mut counts: HashMap<(PeerNode, PeerRoute), u32> = HashMap::new();
+        for ((node, origin), held) in &peers.by_origin {
+            assert!(
+                !peers.is_dead(*node, held.epoch.lease),
+                "routes of {node} {origin} held for a gone incarnation"
+            );
+            for route in &held.routes {
+                *counts.entry((*node, route.clone())).or_default() += 1;
+            }
+        }
+        assert_eq!(counts, peers.counts, "peer route counts differ from the routes held");
+        let indexed: HashSet<(PeerNode, PeerRoute)> = peers
+            .routes
+            .iter()
+            .map(|(filter, key, ())| {
+                let route =
+                    PeerRoute { filter: ByteString::from(filter), group: key.group.clone() };
+                (key.node, route)
+            })
+            .collect();
+        let counted: HashSet<(PeerNode, PeerRoute)> = counts.into_keys().collect();
+        assert_eq!(indexed, counted, "the peer route index differs from the counts");
+        for (node, dead) in &peers.dead {
+            assert!(dead.len() <= DEAD_LEASES_PER_PEER_MAX, "{node}: too many gone leases kept");
+        }
     }
 }

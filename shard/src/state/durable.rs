@@ -11,7 +11,7 @@ use std::time::Instant;
 use shardmq_io::codec::{Ack, ByteString, Packet, PacketId, Properties, QoS, ReasonCode};
 use shardmq_storage::Op;
 
-use super::{Effect, Forward, Shard, Timer};
+use super::{Effect, Forward, Shard, Timer, WillRule};
 use crate::ids::{ConnId, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
 use crate::message::{Delivery, SharedMessage};
@@ -231,10 +231,17 @@ impl Shard {
 
     /// Sends the PUBACK/PUBREC for an inbound message now, or holds it until `local` (this
     /// shard's queued writes) and `remote` receipts are durable.
-    pub(super) fn acknowledge(&mut self, ack: AckTo, token: u64, local: bool, remote: usize) {
+    pub(super) fn acknowledge(
+        &mut self,
+        ack: AckTo,
+        token: u64,
+        local: bool,
+        remote: usize,
+        now: Instant,
+    ) {
         let waiting = remote + usize::from(local);
         if waiting == 0 {
-            return self.answer(ack, true);
+            return self.answer(ack, true, now);
         }
         let mut qos2_client = None;
         if let AckTo::Client(ack) = ack {
@@ -279,7 +286,7 @@ impl Shard {
         self.send(conn, &packet);
     }
 
-    fn release(&mut self, token: u64, ok: bool) {
+    fn release(&mut self, token: u64, ok: bool, now: Instant) {
         let Some(held) = self.held_acks.get_mut(&token) else { return };
         held.failed |= !ok;
         held.waiting -= 1;
@@ -316,11 +323,11 @@ impl Shard {
                 self.persist_incoming_qos2(&client_id, ack.packet_id.get(), false);
             }
         }
-        self.answer(ack, !failed);
+        self.answer(ack, !failed, now);
     }
 
     /// Tells whoever waits for an inbound message that it is stored (`ok`) or not.
-    fn answer(&mut self, ack: AckTo, ok: bool) {
+    fn answer(&mut self, ack: AckTo, ok: bool, now: Instant) {
         let ack = match ack {
             AckTo::Client(ack) => ack,
             AckTo::Peer { node, shard, token } => {
@@ -336,22 +343,25 @@ impl Shard {
         if v5 {
             self.send_ack(InboundAck { reason: ReasonCode::UNSPECIFIED_ERROR, ..ack });
         } else {
-            self.close_for_storage_failure(ack.conn);
+            self.close_for_storage_failure(ack.conn, now);
         }
     }
 
-    fn close_for_storage_failure(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if !c.closing {
-                c.closing = true;
-                self.effects.push(Effect::Close(conn));
-            }
+    ///
+    /// The session loses its connection as on any other close the server makes for an error:
+    /// its will goes out and its expiry starts. (Only marking the connection closing left the
+    /// session attached to a connection that was gone: never expiring, its will never sent, and
+    /// its messages queued past the queue's limits until the client came back.)
+    fn close_for_storage_failure(&mut self, conn: ConnId, now: Instant) {
+        if self.conns.get(&conn).is_some_and(|c| !c.closing) {
+            self.effects.push(Effect::Close(conn));
+            self.detach(conn, WillRule::Publish, now);
         }
     }
 
     /// Another shard finished (or failed) the writes an acknowledgement here waits for.
-    pub(super) fn receipt(&mut self, token: u64, ok: bool) {
-        self.release(token, ok);
+    pub(super) fn receipt(&mut self, token: u64, ok: bool, now: Instant) {
+        self.release(token, ok, now);
     }
 
     /// After handling a message another shard asked a receipt for: answer once the writes it
@@ -399,14 +409,14 @@ impl Shard {
     }
 
     /// A commit ended: release what waited for it (acknowledge, or refuse on failure).
-    pub fn commit_finished(&mut self, tickets: Vec<Ticket>, ok: bool) {
+    pub fn commit_finished(&mut self, tickets: Vec<Ticket>, ok: bool, now: Instant) {
         let Some(durable) = self.durable.as_mut() else { return };
         durable.committing = false;
         durable.resync = !ok;
         let more = !durable.queued.ops.is_empty() || !durable.queued.tickets.is_empty();
         for ticket in tickets {
             match ticket {
-                Ticket::Ack(token) => self.release(token, ok),
+                Ticket::Ack(token) => self.release(token, ok, now),
                 Ticket::Receipt { origin, token } => {
                     self.effects.push(Effect::Mesh(origin, ShardMsg::Stored { token, ok }));
                 }

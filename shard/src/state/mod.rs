@@ -47,6 +47,8 @@ use durable::{AckTo, Durable, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
 mod cluster;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
 
@@ -1139,6 +1141,10 @@ impl Shard {
         properties.message_expiry_interval = message.remaining_expiry_secs(now);
         let mut topic = message.topic.clone();
         // Aliases are assigned on first use and never replaced; a resent PUBLISH keeps its topic.
+        // A new alias is recorded only once its PUBLISH is written (below): the client learns an
+        // alias from the PUBLISH that carries it with the topic, so one dropped as too large
+        // must not leave it assigned.
+        let mut new_alias = None;
         if c.alias_out_max > 0 && !dup {
             let alias_out_max = usize::from(c.alias_out_max);
             let aliases = &mut c.aliases().outgoing;
@@ -1149,7 +1155,7 @@ impl Shard {
                 }
                 None if aliases.len() < alias_out_max => {
                     let alias = aliases.len() as u16 + 1;
-                    aliases.insert(topic.clone(), alias);
+                    new_alias = Some((topic.clone(), alias));
                     properties.topic_alias = Some(alias);
                 }
                 None => {}
@@ -1169,6 +1175,11 @@ impl Shard {
             _ => {
                 self.stats.dropped_too_large += 1;
                 return false;
+            }
+        }
+        if let Some((topic, alias)) = new_alias {
+            if !c.closing {
+                c.aliases().outgoing.insert(topic, alias);
             }
         }
         self.stats.messages_sent[delivery.qos as usize] += 1;
@@ -1266,7 +1277,7 @@ impl Shard {
         };
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
-        self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts);
+        self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts, now);
     }
 
     /// Answers a PUBLISH the ACL refuses, which is dropped: MQTT 5 says 0x87 in its PUBACK or
@@ -2088,7 +2099,7 @@ impl Shard {
                 self.with_receipt(from, receipt, |shard| shard.keep_retained(message, elsewhere))
             }
             ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
-            ShardMsg::Stored { token, ok } => self.receipt(token, ok),
+            ShardMsg::Stored { token, ok } => self.receipt(token, ok, now),
             ShardMsg::PeerRoutes { node, origin, epoch, frame } => {
                 self.peer_routes(node, origin, epoch, frame)
             }

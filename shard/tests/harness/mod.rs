@@ -151,7 +151,8 @@ impl Node {
             if !ok {
                 self.stores[index] = None;
             }
-            self.shards[index].commit_finished(batch.tickets, ok);
+            let now = self.now;
+            self.shards[index].commit_finished(batch.tickets, ok, now);
         }
     }
 
