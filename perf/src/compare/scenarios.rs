@@ -246,6 +246,45 @@ pub struct Measurement {
     pub latency_spectrum: Vec<(f64, f64)>,
 }
 
+/// The load generator did not end within its run's time and a margin: killed.
+#[derive(Debug)]
+pub struct LoadgenHung {
+    pub secs: u64,
+    /// Each thread's kernel wait channel when it was killed.
+    pub waits: String,
+}
+
+impl std::fmt::Display for LoadgenHung {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "the load generator ran past {} s (its threads waited in: {})",
+            self.secs, self.waits
+        )
+    }
+}
+
+impl std::error::Error for LoadgenHung {}
+
+/// `name:wchan` of each thread of `pid`, comma-separated.
+fn thread_waits(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return "?".into() };
+    let mut waits: Vec<String> = tasks
+        .filter_map(Result::ok)
+        .map(|task| {
+            let read = |file: &str| {
+                std::fs::read_to_string(task.path().join(file))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            format!("{}:{}", read("comm"), read("wchan"))
+        })
+        .collect();
+    waits.sort();
+    waits.join(", ")
+}
+
 /// Runs `scenario` against the running `broker` with the load generator pinned to `cpu`.
 pub fn run(
     scenario: Scenario,
@@ -289,9 +328,12 @@ pub fn run(
             cpu_samples.push((spawned.elapsed(), cpu - cpu_before));
         }
         if Instant::now() > deadline {
+            // Where its threads wait, for the record (a worker parked in io_uring with work
+            // left has been seen: docs/reliability.md, "Soak").
+            let waits = thread_waits(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the load generator ran past {} s", size.duration_secs + 120);
+            return Err(LoadgenHung { secs: size.duration_secs + 120, waits }.into());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
