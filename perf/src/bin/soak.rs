@@ -8,7 +8,7 @@
 //!   churn has settled;
 //! - `churn`: 10,000 persistent-session clients, each subscribed to its own topic, reconnecting
 //!   1,000 times a second in all (each is online 5 s, offline 5 s: ~5,000 up at a time) while a
-//!   publisher sends 1,000 QoS 1 msg/s round-robin over their topics; every message queued
+//!   publisher sends 1,100 QoS 1 msg/s round-robin over their topics; every message queued
 //!   while a client was offline must arrive when it is back;
 //! - `pairs`: 100 QoS 1 publisher/subscriber pairs at 2,000 msg/s in all, whose per-second
 //!   delivery p99 is the latency curve.
@@ -51,8 +51,10 @@ struct Args {
     /// Reconnects per second over all churn clients.
     #[arg(long, default_value_t = 1_000)]
     churn_rate: u64,
-    /// QoS 1 messages per second to the churn clients' topics.
-    #[arg(long, default_value_t = 1_000)]
+    /// QoS 1 messages per second to the churn clients' topics. Not a multiple of the reconnect
+    /// rate: at 1,000 msg/s over 10,000 topics each client's message came exactly as it went
+    /// offline, every period, and none was ever queued while it was offline.
+    #[arg(long, default_value_t = 1_100)]
     churn_publish_rate: u64,
     /// QoS 1 publisher/subscriber pairs whose latency is measured.
     #[arg(long, default_value_t = 100)]
