@@ -363,12 +363,14 @@ fn a_broker_killed_mid_run_is_reported_not_waited_for() {
 
 /// A broker that stops reading (SIGSTOP: its sockets fill up and nothing drains them) must not
 /// hold the run up: a publisher's write waits at most the acknowledgement drain after the stop,
-/// and the run ends with a report naming what happened.
+/// and the run ends with a report naming what happened. Large messages for five seconds after
+/// the stop: the publishers' socket buffers (up to 36 MiB each here) fill at even 20 MB/s.
 #[test]
 fn a_broker_that_stops_reading_is_reported_not_waited_for() {
     let broker = start_shardmq("stopped", &[]);
     let flags = format!(
-        "pairs --target {} --qos 0 --publishers 2 --payload 16384 --duration 4 --drain-timeout 1 --workers 1",
+        "pairs --target {} --qos 0 --publishers 2 --payload 65536 --duration 6 --drain-timeout 1 \
+         --workers 1",
         broker.addr
     );
     let (done, ended) = mpsc::channel();
