@@ -16,6 +16,24 @@ use super::{
     PACKET_BYTES_MAX,
 };
 
+/// Runs `check` over every input committed for fuzz target `target` under `fuzz_dir` (its
+/// `corpus/<target>/` and `regressions/<target>/`), as the crates' `fuzz_corpus` tests do on
+/// stable Rust; returns how many there were. An input whose check panics fails, named.
+pub fn replay_corpus(fuzz_dir: &std::path::Path, target: &str, check: fn(&[u8])) -> usize {
+    let mut count = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir.join(dir).join(target)) else { continue };
+        for entry in entries {
+            let path = entry.expect("readable corpus directory").path();
+            let data = std::fs::read(&path).expect("readable corpus file");
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{} fails its check", path.display());
+            count += 1;
+        }
+    }
+    count
+}
+
 /// Which decoder an input drives, picked by its first byte.
 fn version_for(selector: u8) -> Option<ProtocolVersion> {
     match selector % 4 {
