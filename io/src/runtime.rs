@@ -1,6 +1,7 @@
 //! The runtime seam: the only place in shardmq that names glommio.
 //!
-//! The broker is thread-per-core on glommio 0.9.0 (the last crates.io release, pinned exactly).
+//! The broker is thread-per-core on glommio 0.9.0 (the last crates.io release, pinned exactly,
+//! built from `vendor/glommio` with one scheduler fix: vendor/README.md).
 //! Everything the other crates need from the runtime goes through this small API, so a later move
 //! to another io_uring runtime (compio, a published glommio fork) touches this module only:
 //!

@@ -401,3 +401,34 @@ fn out_of_descriptors_asks_for_backoff() {
     check(libc::ECONNABORTED, false);
     check(libc::EAGAIN, false);
 }
+
+/// glommio 0.9.0 parked its thread when the preempt timer had fired before the first task queue
+/// ran, with queues still runnable, and nothing was coming to wake it: with a 20 µs timer this
+/// chain of local wake-ups (no I/O, no timer) hung within milliseconds every time. The vendored
+/// copy (vendor/README.md) runs the queues instead of parking.
+#[test]
+fn an_executor_preempted_before_running_its_queues_does_not_park() {
+    const ROUNDS: u32 = 100_000;
+    let (done_sender, done_receiver) = mpsc::channel();
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(SHARD_IO_MEMORY_BYTES)
+        .preempt_timer(Duration::from_micros(20))
+        .spawn(move || async move {
+            for round in 0..ROUNDS {
+                let task = glommio::spawn_local(async move {
+                    let spin = (0..200u32).fold(round, |acc, step| acc.wrapping_mul(31) ^ step);
+                    std::hint::black_box(spin);
+                    glommio::yield_if_needed().await;
+                });
+                task.await;
+            }
+            done_sender.send(()).expect("the test is waiting");
+        })
+        .expect("an executor");
+    let finished = done_receiver.recv_timeout(TEST_DEADLINE);
+    assert!(
+        finished.is_ok(),
+        "{ROUNDS} local tasks not run within {TEST_DEADLINE:?}: the executor parked"
+    );
+    executor.join().expect("the executor's thread");
+}
