@@ -4,8 +4,8 @@
 //!
 //! One broker (release build, 2 shards, the default `durability`), and three runs of the
 //! bundled load generator side by side:
-//! - `conn`: 13,600 idle connections held for the whole run (keepalive 30 s), opened once the
-//!   churn has settled;
+//! - `conn`: 13,600 idle MQTT 5 connections held for the whole run (keepalive 30 s), opened once
+//!   the churn has settled;
 //! - `churn`: 10,000 persistent-session clients, each subscribed to its own topic, reconnecting
 //!   1,000 times a second in all (each is online 5 s, offline 5 s: ~5,000 up at a time) while a
 //!   publisher sends 1,100 QoS 1 msg/s round-robin over their topics; every message queued
@@ -186,6 +186,9 @@ fn main() -> anyhow::Result<()> {
         with_open_files_raised()
             .arg(&shardmq)
             .args(["loadgen", "conn", "--target", &target, "--workers", "1"])
+            // MQTT 5, so that a connection the broker closes says why (its DISCONNECT's reason
+            // code is counted as `disconnect_0xNN`).
+            .args(["--mqtt", "5"])
             .args(["--connections", &args.idle.to_string(), "--rate", "2000"])
             .args(["--hold", &idle_hold, "--source", "127.0.0.20-127.0.0.23", "--json"])
             .arg(&idle_json)
