@@ -445,9 +445,14 @@ impl Ownership {
         self.advance(now);
         if *node != self.config.node {
             self.reports.insert(node.clone(), PeerReport { etcd_ok, received_at: now });
-            self.extension = self.extension_until();
+            // A report only makes the reports fresher, so an extension it ends was ended by a
+            // peer that reaches etcd again: it grows no more, but lasts until the reports it was
+            // built on run out, as if this one had come that much later (which CLAIM_QUARANTINE
+            // covers). When etcd restarts every node reconnects within a few hundred
+            // milliseconds, and this node's own renewal lands in that time instead of it
+            // fencing (and dropping its clients) for having come second.
+            self.extension = self.extension_until().or(self.extension);
         }
-        // A peer that reaches etcd ends an extension at once.
         self.check_deadline(now);
         self.flush(now);
     }
@@ -573,13 +578,16 @@ impl Ownership {
     /// keeps serving while *every* other member of the last known member set (at least one)
     /// has reported within [`PEER_REPORT_FRESH`], after our last renewal was sent, that it
     /// cannot reach etcd either; the extension ends [`PEER_REPORT_FRESH`] after the oldest of
-    /// those reports, or at once when any peer reports that etcd answers it. Why this is safe:
+    /// those reports, and grows no more once any peer reports that etcd answers it. Why this is
+    /// safe:
     ///
     /// - While etcd is down, nobody can claim: every claim is an etcd transaction.
     /// - When etcd comes back, its new leader re-grants every lease a full TTL (a leader
     ///   promotion refreshes leases), so this node's keys cannot expire before `return + ttl`.
     ///   The peers reach etcd within a keepalive interval and report `etcd_ok` within a
-    ///   heartbeat, well inside that TTL, and this node fences then if it still cannot renew.
+    ///   heartbeat; the extension built on their earlier reports then runs out (at most
+    ///   [`PEER_REPORT_FRESH`] later) well inside that TTL, and this node fences then if it still
+    ///   cannot renew.
     /// - If instead etcd stayed up and every node was cut off from it, the leases did expire.
     ///   A node sends no transaction once etcd has been silent for close to its `etcd_ok`
     ///   window ([`TXN_DELAY_MAX`]), and the first peer to reach etcd again sends none for
@@ -1492,9 +1500,36 @@ mod tests {
             assert_eq!(h.own.serving_until(), Some(now + PEER_REPORT_FRESH));
             now += ms(250);
         }
-        // One of them reaches etcd: this node cannot renew, so it fences at once.
+        // One of them reaches etcd: the extension grows no more. This node cannot renew, so it
+        // fences when the reports it had run out.
+        let until = h.own.serving_until().expect("serving");
         h.own.peer_report(&NodeId::new("c"), true, now);
+        assert!(h.actions().is_empty(), "fenced before the reports ran out");
+        h.own.peer_report(&NodeId::new("b"), false, now + ms(100));
+        assert_eq!(h.own.serving_until(), Some(until), "extended after a peer reached etcd");
+        h.own.tick(until - ms(1));
+        assert!(h.actions().is_empty());
+        h.own.tick(until);
         assert_eq!(h.actions(), [Action::Fence, Action::GrantLease]);
+    }
+
+    #[test]
+    fn a_renewal_after_etcd_returns_keeps_serving_though_a_peer_reached_etcd_first() {
+        let mut h = Harness::new();
+        let deadline = h.at(TTL - TTL / 4);
+        let mut now = deadline - ms(500);
+        while now < deadline + Duration::from_secs(5) {
+            h.own.peer_report(&NodeId::new("b"), false, now);
+            h.own.peer_report(&NodeId::new("c"), false, now);
+            now += ms(250);
+        }
+        // etcd is back: "c" renewed first and says so; this node's own keepalive is answered
+        // 30 ms later, within the extension.
+        h.own.peer_report(&NodeId::new("c"), true, now);
+        h.own.lease_renewed(now + ms(30));
+        h.own.tick(now + PEER_REPORT_FRESH + ms(10));
+        assert!(h.actions().is_empty(), "fenced though its lease was renewed");
+        assert_eq!(h.own.serving_until(), Some(now + ms(30) + TTL - TTL / 4));
     }
 
     #[test]
