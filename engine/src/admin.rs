@@ -58,7 +58,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 17] = [
+const SHARD_METRICS: [ShardMetric; 23] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -86,6 +86,36 @@ const SHARD_METRICS: [ShardMetric; 17] = [
     ),
     metric!("shardmq_messages_sent_total", "", "", Some(("qos", "1")), messages_sent[1]),
     metric!("shardmq_messages_sent_total", "", "", Some(("qos", "2")), messages_sent[2]),
+    metric!(
+        "shardmq_payload_bytes_received_total",
+        "counter",
+        "Payload bytes of the PUBLISH packets received from clients, by QoS.",
+        Some(("qos", "0")),
+        payload_bytes_received[0]
+    ),
+    metric!(
+        "shardmq_payload_bytes_received_total",
+        "",
+        "",
+        Some(("qos", "1")),
+        payload_bytes_received[1]
+    ),
+    metric!(
+        "shardmq_payload_bytes_received_total",
+        "",
+        "",
+        Some(("qos", "2")),
+        payload_bytes_received[2]
+    ),
+    metric!(
+        "shardmq_payload_bytes_sent_total",
+        "counter",
+        "Payload bytes of the PUBLISH packets sent to clients, by QoS.",
+        Some(("qos", "0")),
+        payload_bytes_sent[0]
+    ),
+    metric!("shardmq_payload_bytes_sent_total", "", "", Some(("qos", "1")), payload_bytes_sent[1]),
+    metric!("shardmq_payload_bytes_sent_total", "", "", Some(("qos", "2")), payload_bytes_sent[2]),
     metric!(
         "shardmq_bytes_received_total",
         "counter",

@@ -81,9 +81,9 @@ pub struct ServeArgs {
     /// Largest Session Expiry Interval granted, in seconds [default: 4294967295, never].
     #[arg(long, value_name = "SECS")]
     pub max_session_expiry: Option<u32>,
-    /// New connections accepted per second on this node at most; past it, a connection is
-    /// refused as soon as its CONNECT is read (CONNACK 0x9F "connection rate exceeded", 3.1.1
-    /// code 3) [default: unlimited].
+    /// New connections accepted per second on this node at most, on each listener (TCP, TLS,
+    /// WebSocket, WSS) separately; past it, a connection is refused as soon as its CONNECT is
+    /// read (CONNACK 0x9F "connection rate exceeded", 3.1.1 code 3) [default: unlimited].
     #[arg(long, value_name = "N")]
     pub max_connect_rate: Option<u32>,
     /// PUBLISH packets per second one client connection may send; past it (after a burst of

@@ -899,6 +899,8 @@ async fn ticker(context: Rc<ShardContext>) {
 /// this node only; runs on shard 0 from the node's counters.
 async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
     let version = format!("shardmq {}", env!("CARGO_PKG_VERSION"));
+    // Mosquitto's clients/maximum: the most clients connected at once, as seen at each update.
+    let mut connected_max = 0;
     loop {
         // The first update once every shard has published its counters (a tick).
         runtime::sleep(TICK_INTERVAL * 2).await;
@@ -911,11 +913,13 @@ async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
             + total.dropped_expired
             + total.dropped_too_large
             + total.dropped_not_authorized;
+        connected_max = connected_max.max(total.connections);
         let topics = [
             ("$SYS/broker/version", version.clone()),
             ("$SYS/broker/uptime", format!("{uptime} seconds")),
             ("$SYS/broker/clients/connected", total.connections.to_string()),
             ("$SYS/broker/clients/total", total.sessions.to_string()),
+            ("$SYS/broker/clients/maximum", connected_max.to_string()),
             (
                 "$SYS/broker/clients/disconnected",
                 total.sessions.saturating_sub(total.connections).to_string(),
@@ -929,6 +933,9 @@ async fn sys_publisher(context: Rc<ShardContext>, interval: Duration) {
                 total.messages_sent.iter().sum::<u64>().to_string(),
             ),
             ("$SYS/broker/publish/messages/dropped", dropped.to_string()),
+            ("$SYS/broker/bytes/received", total.bytes_received.to_string()),
+            ("$SYS/broker/bytes/sent", total.bytes_sent.to_string()),
+            ("$SYS/broker/retained messages/count", total.retained.to_string()),
         ];
         {
             let mut state = context.state.borrow_mut();

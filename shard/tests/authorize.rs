@@ -113,6 +113,13 @@ fn a_refused_publish_is_dropped_and_answered_0x87_on_v5() {
         matches!(acks.as_slice(), [Packet::PubAck(ack)] if ack.reason == ReasonCode::NOT_AUTHORIZED),
         "{acks:?}"
     );
+    // QoS 2 on v5: PUBREC 0x87, which ends the exchange (no PUBREL follows).
+    node.publish(writer, "a/secret", "no", QoS::ExactlyOnce, false);
+    let recs: Vec<Packet> = node.take(writer);
+    assert!(
+        matches!(recs.as_slice(), [Packet::PubRec(rec)] if rec.reason == ReasonCode::NOT_AUTHORIZED),
+        "{recs:?}"
+    );
     node.publish(writer, "a/ok", "yes", QoS::AtLeastOnce, false);
     assert_eq!(payloads(&node.publishes(reader)), ["yes"]);
 

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use shardmq_io::codec::{
-    ByteString, ConnAck, Connect, Decoded, Decoder, Disconnect, Packet, Properties,
-    ProtocolVersion, ReasonCode,
+    Ack, ByteString, ConnAck, Connect, Decoded, Decoder, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 
 /// Shards every test broker runs: two, so that clients and retained topics land on different
@@ -513,6 +513,108 @@ pub fn persistent_connect_packet(version: ProtocolVersion, client_id: &str) -> C
         connect.properties.session_expiry_interval = Some(3600);
     }
     connect
+}
+
+/// Makes `dir/passwd` with Debian's `mosquitto_passwd`, as an operator migrating from Mosquitto
+/// would have it: one `(user, password)` per line.
+pub fn mosquitto_password_file(dir: &TestDir, users: &[(&str, &str)]) -> PathBuf {
+    require_tool("mosquitto_passwd");
+    let path = dir.path().join("passwd");
+    for (index, (user, password)) in users.iter().enumerate() {
+        let mut command = tool_command("mosquitto_passwd");
+        if index == 0 {
+            command.arg("-c");
+        }
+        command.args(["-b"]).arg(&path).args([user, password]);
+        let output = run_tool(&mut command, REPLY_WAIT);
+        assert!(output.status.success(), "mosquitto_passwd: {output:?}");
+    }
+    path
+}
+
+/// How long the packet helpers below wait for one answer from the broker.
+pub const REPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// A packet identifier; `value` must not be 0.
+pub fn packet_id(value: u16) -> PacketId {
+    PacketId::new(value).expect("a packet identifier is not 0")
+}
+
+/// A PUBLISH with no properties; `packet` is its identifier at QoS 1 and 2 (ignored at QoS 0).
+pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet: u16) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(packet)),
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    })
+}
+
+/// Subscribes to `filter` at `qos` and expects the next packet to be a SUBACK that grants it
+/// (at any QoS).
+pub fn subscribe_granted(client: &mut RawClient, filter: &str, qos: QoS) {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from(filter),
+            options: SubscriptionOptions::with_qos(qos),
+        }],
+    }));
+    match client.expect_packet(REPLY_WAIT) {
+        Packet::SubAck(ack) => assert!(!ack.reasons[0].is_error(), "{filter} refused: {ack:?}"),
+        other => panic!("expected SUBACK for {filter}, got {other:?}"),
+    }
+}
+
+/// The next PUBLISH, acknowledged as its QoS asks (QoS 2: PUBREC, the PUBREL, PUBCOMP); other
+/// packets before it are skipped. `None` if the connection closed or nothing came within
+/// `timeout`.
+pub fn receive_publish(client: &mut RawClient, timeout: Duration) -> Option<Publish> {
+    loop {
+        match client.next(timeout) {
+            Received::Packet(Packet::Publish(publish)) => {
+                match (publish.qos, publish.packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => client.send(&Packet::PubAck(Ack::success(id))),
+                    (QoS::ExactlyOnce, Some(id)) => {
+                        client.send(&Packet::PubRec(Ack::success(id)));
+                        match client.expect_packet(REPLY_WAIT) {
+                            Packet::PubRel(_) => {}
+                            other => panic!("expected PUBREL, got {other:?}"),
+                        }
+                        client.send(&Packet::PubComp(Ack::success(id)));
+                    }
+                    _ => {}
+                }
+                return Some(publish);
+            }
+            Received::Packet(_) => {}
+            Received::Closed | Received::TimedOut => return None,
+        }
+    }
+}
+
+/// Publishes QoS 0 probes on `topic` through `publisher` until `subscriber` gets one (in a
+/// cluster: the subscriber's route has reached the publisher's node), then drains the probes
+/// that follow. Panics after `timeout`.
+pub fn await_route(
+    publisher: &mut RawClient,
+    subscriber: &mut RawClient,
+    topic: &str,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        publisher.send(&publish_packet(topic, b"probe", QoS::AtMostOnce, false, 0));
+        if receive_publish(subscriber, Duration::from_millis(100)).is_some() {
+            while receive_publish(subscriber, Duration::from_millis(200)).is_some() {}
+            return;
+        }
+        assert!(Instant::now() < deadline, "the route of {topic} never reached the publisher");
+    }
 }
 
 /// How to install each external tool the tests run, for the failure message when one is missing.

@@ -115,7 +115,8 @@ fn sys_topics_carry_mosquittos_names() {
         "-t",
         "$SYS/broker/#",
         "-C",
-        "16",
+        // Two rounds of the 12 topics.
+        "24",
         "-W",
         "5",
     ]);
@@ -133,11 +134,16 @@ fn sys_topics_carry_mosquittos_names() {
     // mosquitto_sub itself is connected (its second round of values counts it for sure).
     let connected: u64 = value("$SYS/broker/clients/connected").parse().expect("a number");
     assert!(connected >= 1, "{text}");
+    let maximum: u64 = value("$SYS/broker/clients/maximum").parse().expect("a number");
+    assert!(maximum >= connected, "{text}");
     for topic in [
         "$SYS/broker/clients/total",
         "$SYS/broker/publish/messages/received",
         "$SYS/broker/publish/messages/sent",
         "$SYS/broker/publish/messages/dropped",
+        "$SYS/broker/bytes/received",
+        "$SYS/broker/bytes/sent",
+        "$SYS/broker/retained messages/count",
     ] {
         value(topic).parse::<u64>().unwrap_or_else(|_| panic!("{topic} is not a number"));
     }
@@ -330,6 +336,10 @@ fn metrics_show_bytes_messages_by_qos_and_queue_depth() {
             assert!(total(&body, "shardmq_bytes_received_total", None) >= 40.0, "{body}");
             // CONNACKs, SUBACK and PUBACKs.
             assert!(total(&body, "shardmq_bytes_sent_total", None) >= 20.0, "{body}");
+            // Payloads by QoS: "m1".."m3" and "zero".
+            let payload =
+                |qos| sum_where(&body, "shardmq_payload_bytes_received_total", ("qos", qos));
+            assert_eq!((payload("0"), payload("1"), payload("2")), (4.0, 6.0, 0.0), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "qos1 {qos1}, qos0 {qos0}, offline {offline}:\n{body}");
@@ -354,6 +364,8 @@ fn metrics_show_bytes_messages_by_qos_and_queue_depth() {
         let (_, body) = get(admin, "/metrics");
         let sent = sum_where(&body, "shardmq_messages_sent_total", ("qos", "1"));
         if sent == 3.0 && total(&body, "shardmq_queued_messages", None) == 0.0 {
+            let payload = sum_where(&body, "shardmq_payload_bytes_sent_total", ("qos", "1"));
+            assert_eq!(payload, 6.0, "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "{body}");

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use shardmq_cluster::testing::{EtcdCluster, EtcdProcess};
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, ConnAck, Connect, Packet, PacketId, Properties, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    connect_packet, persistent_connect_packet, Broker, RawClient, Received, TestDir,
+    await_route, connect_packet, disconnect, mosquitto_password_file, packet_id,
+    persistent_connect_packet, publish_packet, receive_publish, subscribe_granted, Broker,
+    RawClient, Received, TestDir,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -73,85 +75,10 @@ fn etcd() -> EtcdProcess {
     EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"))
 }
 
-fn id(value: u16) -> PacketId {
-    PacketId::new(value).expect("non-zero")
-}
-
-fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qos,
-        retain,
-        topic: ByteString::from(topic),
-        packet_id: (qos != QoS::AtMostOnce).then(|| id(packet_id)),
-        properties: Properties::default(),
-        payload: Bytes::copy_from_slice(payload),
-    })
-}
-
-fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        properties: Properties::default(),
-        filters: vec![TopicFilterEntry {
-            filter: ByteString::from(filter),
-            options: SubscriptionOptions::with_qos(qos),
-        }],
-    }));
-    match client.expect_packet(WAIT) {
-        Packet::SubAck(ack) => assert!(!ack.reasons[0].is_error(), "refused: {ack:?}"),
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
 fn connect(node: &Broker, version: ProtocolVersion, client_id: &str) -> RawClient {
     let (client, connack) = RawClient::connect(node.addr(), connect_packet(version, client_id));
     assert_eq!(connack.reason, ReasonCode::SUCCESS, "{client_id}: {connack:?}");
     client
-}
-
-/// The next PUBLISH's payload, acknowledging it as its QoS asks.
-fn receive(client: &mut RawClient, timeout: Duration) -> Option<Publish> {
-    loop {
-        match client.next(timeout) {
-            Received::Packet(Packet::Publish(publish)) => {
-                match (publish.qos, publish.packet_id) {
-                    (QoS::AtLeastOnce, Some(packet_id)) => {
-                        client.send(&Packet::PubAck(Ack::success(packet_id)))
-                    }
-                    (QoS::ExactlyOnce, Some(packet_id)) => {
-                        client.send(&Packet::PubRec(Ack::success(packet_id)));
-                        match client.expect_packet(WAIT) {
-                            Packet::PubRel(_) => {}
-                            other => panic!("expected PUBREL, got {other:?}"),
-                        }
-                        client.send(&Packet::PubComp(Ack::success(packet_id)));
-                    }
-                    _ => {}
-                }
-                return Some(publish);
-            }
-            Received::Packet(_) => {}
-            Received::Closed | Received::TimedOut => return None,
-        }
-    }
-}
-
-/// Publishes `probe` on `topic` through `publisher` until `subscriber` gets one: the
-/// subscriber's route has reached the publisher's node. Drains the probes that follow.
-fn await_route(publisher: &mut RawClient, subscriber: &mut RawClient, topic: &str) {
-    let deadline = Instant::now() + PROPAGATION;
-    loop {
-        publisher.send(&publish(topic, b"probe", QoS::AtMostOnce, false, 0));
-        if receive(subscriber, Duration::from_millis(100)).is_some() {
-            while receive(subscriber, Duration::from_millis(200)).is_some() {}
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the route of {topic} never reached the publisher's node"
-        );
-    }
 }
 
 /// Connects `connect` to `node` until CONNACK is a success (or `timeout` passes): returns the
@@ -211,9 +138,9 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
     let etcd = etcd();
     let cluster = start_cluster(&etcd.endpoint(), "qos", 3);
     let mut subscriber = connect(&cluster.nodes[0], V5, "sub");
-    subscribe(&mut subscriber, "t/#", QoS::ExactlyOnce);
+    subscribe_granted(&mut subscriber, "t/#", QoS::ExactlyOnce);
     let mut publisher = connect(&cluster.nodes[1], V5, "pub");
-    await_route(&mut publisher, &mut subscriber, "t/probe");
+    await_route(&mut publisher, &mut subscriber, "t/probe", PROPAGATION);
     // The claims are on the node's /metrics.
     let (status, metrics) = shardmq_tests::http_get(cluster.nodes[0].admin_address(), "/metrics");
     assert_eq!(status, 200);
@@ -238,26 +165,32 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
 
     for (n, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce].into_iter().enumerate() {
         let payload = format!("qos{}", qos as u8);
-        publisher.send(&publish("t/x", payload.as_bytes(), qos, false, n as u16 + 1));
+        publisher.send(&publish_packet("t/x", payload.as_bytes(), qos, false, n as u16 + 1));
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_))),
             QoS::ExactlyOnce => {
                 assert!(matches!(publisher.expect_packet(WAIT), Packet::PubRec(_)));
-                publisher.send(&Packet::PubRel(Ack::success(id(n as u16 + 1))));
+                publisher.send(&Packet::PubRel(Ack::success(packet_id(n as u16 + 1))));
                 assert!(matches!(publisher.expect_packet(WAIT), Packet::PubComp(_)));
             }
         }
-        let got = receive(&mut subscriber, WAIT).expect("delivered across nodes");
+        let got = receive_publish(&mut subscriber, WAIT).expect("delivered across nodes");
         assert_eq!(got.payload, payload.as_bytes());
         assert_eq!(got.qos, qos);
     }
 
     // One publisher's QoS 1 messages keep their order across the link (third node this time).
     let mut third = connect(&cluster.nodes[2], V3, "pub3");
-    await_route(&mut third, &mut subscriber, "t/probe3");
+    await_route(&mut third, &mut subscriber, "t/probe3", PROPAGATION);
     for i in 1..=200u16 {
-        third.send(&publish("t/order", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+        third.send(&publish_packet(
+            "t/order",
+            format!("{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i,
+        ));
     }
     let mut acks = 0;
     while acks < 200 {
@@ -266,7 +199,7 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
         }
     }
     for i in 1..=200u16 {
-        let got = receive(&mut subscriber, WAIT).expect("delivered");
+        let got = receive_publish(&mut subscriber, WAIT).expect("delivered");
         assert_eq!(got.payload, format!("{i}").as_bytes(), "out of order");
     }
 }
@@ -275,9 +208,9 @@ fn publishes_cross_nodes_at_every_qos_in_order() {
 fn retained_on(node: &Broker, client_id: &str, filter: &str) -> Vec<Bytes> {
     // A node that just started holds connects until its first claims may commit.
     let (mut reader, _, _) = connect_until_accepted(node, &connect_packet(V3, client_id), WAIT);
-    subscribe(&mut reader, filter, QoS::AtMostOnce);
+    subscribe_granted(&mut reader, filter, QoS::AtMostOnce);
     let mut got = Vec::new();
-    while let Some(message) = receive(&mut reader, Duration::from_millis(300)) {
+    while let Some(message) = receive_publish(&mut reader, Duration::from_millis(300)) {
         assert!(message.retain);
         got.push(message.payload);
     }
@@ -320,9 +253,9 @@ fn retained_messages_small_and_large_are_seen_from_every_node() {
     let mut publisher = connect(&nodes[other], V5, "retainer");
     // Distinct bytes, to look for in the data files.
     let large: Vec<u8> = (0..64u32 << 10).map(|i| (i % 251) as u8).collect();
-    publisher.send(&publish("r/small", b"small", QoS::AtLeastOnce, true, 1));
+    publisher.send(&publish_packet("r/small", b"small", QoS::AtLeastOnce, true, 1));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
-    publisher.send(&publish("r/large", &large, QoS::AtLeastOnce, true, 2));
+    publisher.send(&publish_packet("r/large", &large, QoS::AtLeastOnce, true, 2));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     drop(publisher);
 
@@ -364,7 +297,7 @@ fn a_shared_group_spread_over_nodes_gets_each_message_once() {
     let mut members: Vec<RawClient> = (0..2)
         .map(|index| {
             let mut member = connect(&cluster.nodes[index], V5, &format!("member-{index}"));
-            subscribe(&mut member, "$share/g/s/#", QoS::AtLeastOnce);
+            subscribe_granted(&mut member, "$share/g/s/#", QoS::AtLeastOnce);
             member
         })
         .collect();
@@ -373,26 +306,32 @@ fn a_shared_group_spread_over_nodes_gets_each_message_once() {
     let deadline = Instant::now() + PROPAGATION;
     let mut probed = [false, false];
     while probed != [true, true] {
-        publisher.send(&publish("s/probe", b"probe", QoS::AtMostOnce, false, 0));
+        publisher.send(&publish_packet("s/probe", b"probe", QoS::AtMostOnce, false, 0));
         for (index, member) in members.iter_mut().enumerate() {
-            while receive(member, Duration::from_millis(50)).is_some() {
+            while receive_publish(member, Duration::from_millis(50)).is_some() {
                 probed[index] = true;
             }
         }
         assert!(Instant::now() < deadline, "shared routes did not reach the publisher: {probed:?}");
     }
     for member in &mut members {
-        while receive(member, Duration::from_millis(300)).is_some() {}
+        while receive_publish(member, Duration::from_millis(300)).is_some() {}
     }
 
     for i in 1..=40u16 {
-        publisher.send(&publish("s/1", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+        publisher.send(&publish_packet(
+            "s/1",
+            format!("{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i,
+        ));
         assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     }
     let mut seen = Vec::new();
     let mut per_member = [0; 2];
     for (index, member) in members.iter_mut().enumerate() {
-        while let Some(message) = receive(member, Duration::from_millis(500)) {
+        while let Some(message) = receive_publish(member, Duration::from_millis(500)) {
             seen.push(String::from_utf8(message.payload.to_vec()).expect("utf-8"));
             per_member[index] += 1;
         }
@@ -414,7 +353,7 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
     );
     assert_eq!(connack.reason, ReasonCode::SUCCESS);
     assert!(!connack.session_present);
-    subscribe(&mut first, "m/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut first, "m/#", QoS::AtLeastOnce);
 
     // The same client id on another node: the first node disconnects it and hands the session
     // (with its subscription) over.
@@ -435,12 +374,12 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
 
     // Its subscription now lives on node 1: a publish on node 2 reaches it there.
     let mut publisher = connect(&cluster.nodes[2], V5, &format!("pub-{name}"));
-    await_route(&mut publisher, &mut second, "m/probe");
+    await_route(&mut publisher, &mut second, "m/probe", PROPAGATION);
     // Offline, a QoS 1 message is queued in the session; the session moves once more, to node
     // 2, and the message with it.
     drop(second);
     std::thread::sleep(Duration::from_millis(300));
-    publisher.send(&publish("m/1", b"while away", QoS::AtLeastOnce, false, 1));
+    publisher.send(&publish_packet("m/1", b"while away", QoS::AtLeastOnce, false, 1));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     let (mut third, connack) = RawClient::connect_within(
         cluster.nodes[2].addr(),
@@ -449,7 +388,8 @@ fn takeover_across_nodes(version: ProtocolVersion, name: &str) {
     );
     assert_eq!(connack.reason, ReasonCode::SUCCESS);
     assert!(connack.session_present);
-    let queued = receive(&mut third, WAIT).expect("the queued message came with the session");
+    let queued =
+        receive_publish(&mut third, WAIT).expect("the queued message came with the session");
     assert_eq!(queued.payload, Bytes::from_static(b"while away"));
 }
 
@@ -469,9 +409,9 @@ fn after_kill_9_a_nodes_clients_are_claimable_elsewhere_once_its_lease_expires()
     let mut cluster = start_cluster(&etcd.endpoint(), "kill", 3);
     let _victim = connect(&cluster.nodes[0], V5, "victim");
     let mut watcher = connect(&cluster.nodes[1], V5, "watcher");
-    subscribe(&mut watcher, "k/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut watcher, "k/#", QoS::AtLeastOnce);
     let mut publisher = connect(&cluster.nodes[2], V5, "kill-pub");
-    await_route(&mut publisher, &mut watcher, "k/probe");
+    await_route(&mut publisher, &mut watcher, "k/probe", PROPAGATION);
 
     let killed_at = Instant::now();
     cluster.nodes[0].kill();
@@ -481,10 +421,10 @@ fn after_kill_9_a_nodes_clients_are_claimable_elsewhere_once_its_lease_expires()
     let (_client, _, _) = connect_until_accepted(&cluster.nodes[1], &connect, LEASE_TTL * 5);
     assert!(killed_at.elapsed() < LEASE_TTL * 5);
     // The other nodes kept serving throughout.
-    publisher.send(&publish("k/after", b"still here", QoS::AtLeastOnce, false, 1));
+    publisher.send(&publish_packet("k/after", b"still here", QoS::AtLeastOnce, false, 1));
     assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
     assert_eq!(
-        receive(&mut watcher, WAIT).expect("delivered").payload,
+        receive_publish(&mut watcher, WAIT).expect("delivered").payload,
         Bytes::from_static(b"still here")
     );
 }
@@ -496,8 +436,8 @@ fn a_node_paused_past_its_lease_does_not_serve_its_old_clients_when_it_resumes()
     let cluster = start_cluster(&etcd.endpoint(), "pause", 2);
     let mut old = connect(&cluster.nodes[0], V5, "sleeper");
     let mut watcher = connect(&cluster.nodes[1], V5, "pause-watcher");
-    subscribe(&mut watcher, "p/#", QoS::AtMostOnce);
-    await_route(&mut old, &mut watcher, "p/probe");
+    subscribe_granted(&mut watcher, "p/#", QoS::AtMostOnce);
+    await_route(&mut old, &mut watcher, "p/probe", PROPAGATION);
 
     cluster.nodes[0].signal(Signal::SIGSTOP);
     std::thread::sleep(LEASE_TTL + Duration::from_millis(1500));
@@ -508,7 +448,7 @@ fn a_node_paused_past_its_lease_does_not_serve_its_old_clients_when_it_resumes()
     cluster.nodes[0].signal(Signal::SIGCONT);
 
     // The old connection's publish must not be served by the resumed node.
-    old.send(&publish("p/stale", b"from the past", QoS::AtMostOnce, false, 0));
+    old.send(&publish_packet("p/stale", b"from the past", QoS::AtMostOnce, false, 0));
     match old.next(WAIT) {
         Received::Packet(Packet::Disconnect(disconnect)) => {
             assert_eq!(disconnect.reason, ReasonCode::SERVER_BUSY)
@@ -517,7 +457,7 @@ fn a_node_paused_past_its_lease_does_not_serve_its_old_clients_when_it_resumes()
         other => panic!("the old connection was served: {other:?}"),
     }
     assert!(
-        receive(&mut watcher, Duration::from_secs(1)).is_none(),
+        receive_publish(&mut watcher, Duration::from_secs(1)).is_none(),
         "a message from the fenced node's old client was delivered"
     );
     // The new connection on node 1 is served.
@@ -530,17 +470,23 @@ fn existing_connections_keep_working_while_etcd_is_down_and_connects_resume_afte
     let mut etcd = etcd();
     let cluster = start_cluster(&etcd.endpoint(), "outage", 2);
     let mut subscriber = connect(&cluster.nodes[0], V5, "outage-sub");
-    subscribe(&mut subscriber, "o/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut subscriber, "o/#", QoS::AtLeastOnce);
     let mut publisher = connect(&cluster.nodes[1], V5, "outage-pub");
-    await_route(&mut publisher, &mut subscriber, "o/probe");
+    await_route(&mut publisher, &mut subscriber, "o/probe", PROPAGATION);
 
     etcd.stop();
     // Three lease lifetimes without etcd: the nodes keep serving (nobody can claim anything).
     for i in 1..=6u16 {
         std::thread::sleep(LEASE_TTL / 2);
-        publisher.send(&publish("o/1", format!("{i}").as_bytes(), QoS::AtLeastOnce, false, i));
+        publisher.send(&publish_packet(
+            "o/1",
+            format!("{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i,
+        ));
         assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)), "round {i}");
-        let got = receive(&mut subscriber, WAIT).unwrap_or_else(|| {
+        let got = receive_publish(&mut subscriber, WAIT).unwrap_or_else(|| {
             panic!(
                 "round {i}: not delivered; node 0 log:\n{}\nnode 1 log:\n{}",
                 cluster.nodes[0].log(),
@@ -569,10 +515,17 @@ fn existing_connections_keep_working_while_etcd_is_down_and_connects_resume_afte
         &connect_packet(V5, "newcomer"),
         Duration::from_secs(15),
     );
-    publisher.send(&publish("o/2", b"after", QoS::AtLeastOnce, false, 99));
-    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    publisher.send(&publish_packet("o/2", b"after", QoS::AtLeastOnce, false, 99));
+    match publisher.expect_packet(WAIT) {
+        Packet::PubAck(_) => {}
+        other => panic!(
+            "expected PUBACK, got {other:?}; node 0 log:\n{}\nnode 1 log:\n{}",
+            cluster.nodes[0].log(),
+            cluster.nodes[1].log()
+        ),
+    }
     assert_eq!(
-        receive(&mut subscriber, WAIT).expect("delivered").payload,
+        receive_publish(&mut subscriber, WAIT).expect("delivered").payload,
         Bytes::from_static(b"after")
     );
 }
@@ -586,7 +539,7 @@ fn a_three_member_etcd_losing_a_member_keeps_the_cluster_working() {
     // would not always outlast.
     let cluster = start_cluster_with_ttl(&endpoints, "etcd3", 2, "6");
     let mut subscriber = connect(&cluster.nodes[0], V5, "e3-sub");
-    subscribe(&mut subscriber, "e/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut subscriber, "e/#", QoS::AtLeastOnce);
     etcd.kill(0);
     // New claims still commit (two of three members are a quorum), on both nodes.
     for (index, node) in cluster.nodes.iter().enumerate() {
@@ -594,5 +547,88 @@ fn a_three_member_etcd_losing_a_member_keeps_the_cluster_working() {
         let (_client, _, _) = connect_until_accepted(node, &connect, Duration::from_secs(15));
     }
     let mut publisher = connect(&cluster.nodes[1], V5, "e3-pub");
-    await_route(&mut publisher, &mut subscriber, "e/probe");
+    await_route(&mut publisher, &mut subscriber, "e/probe", PROPAGATION);
+}
+
+/// Passwords and the ACL on every node of a cluster (each node reads the same files): a client
+/// is refused or admitted the same on either node, and a queued message for an offline session
+/// is checked as its user's, on the node it was published on and after the session moved.
+#[test]
+fn passwords_and_the_acl_hold_on_every_node_and_follow_a_session_to_another_node() {
+    let dir = TestDir::new("cluster-acl");
+    let passwords = mosquitto_password_file(&dir, &[("alice", "a"), ("bob", "b")]);
+    let acl = dir.path().join("acl");
+    // Anonymous clients may do nothing; bob writes to alice's topics, alice reads them.
+    std::fs::write(&acl, "user alice\ntopic read alice/#\n\nuser bob\ntopic write alice/#\n")
+        .expect("write the ACL");
+    let etcd = etcd();
+    let nodes: Vec<Broker> = (0..2)
+        .map(|index| {
+            let mut args = node_args(&etcd.endpoint(), "acl", index, "2");
+            args.extend([
+                "--password-file".to_owned(),
+                passwords.display().to_string(),
+                "--acl-file".to_owned(),
+                acl.display().to_string(),
+            ]);
+            Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    // `credentials`: a user name and a password, or none (anonymous).
+    let login = |node: &Broker, client_id: &str, credentials: Option<(&str, &str)>| {
+        let mut connect = persistent_connect_packet(V5, client_id);
+        if let Some((user, password)) = credentials {
+            connect.username = Some(ByteString::from(user));
+            connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+        }
+        RawClient::connect_within(node.addr(), connect, CLAIM_WAIT)
+    };
+    for node in &nodes {
+        let (_, connack) = login(node, "nobody", None);
+        assert_eq!(connack.reason, ReasonCode::NOT_AUTHORIZED, "anonymous on {}", node.addr());
+        let (_, connack) = login(node, "mallory", Some(("bob", "not b")));
+        assert_eq!(connack.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    }
+
+    let (mut alice, connack) = login(&nodes[0], "alice-phone", Some(("alice", "a")));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    subscribe_granted(&mut alice, "alice/#", QoS::AtLeastOnce);
+    let (mut bob, connack) = login(&nodes[1], "bob-laptop", Some(("bob", "b")));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    await_route(&mut bob, &mut alice, "alice/probe", PROPAGATION);
+    // Bob may not write elsewhere, on any node.
+    bob.send(&publish_packet("bob/x", b"no", QoS::AtLeastOnce, false, 1));
+    match bob.expect_packet(WAIT) {
+        Packet::PubAck(ack) => assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+
+    // Alice goes offline on node 0; bob's message from node 1 is queued for her there (as hers:
+    // an anonymous session would be refused it), then her session moves to node 1 with it.
+    disconnect(alice);
+    std::thread::sleep(Duration::from_millis(300));
+    bob.send(&publish_packet("alice/x", b"for alice", QoS::AtLeastOnce, false, 2));
+    match bob.expect_packet(WAIT) {
+        Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let (mut alice, connack) = login(&nodes[1], "alice-phone", Some(("alice", "a")));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present, "{}", nodes[0].log());
+    let queued = receive_publish(&mut alice, WAIT)
+        .unwrap_or_else(|| panic!("the queued message did not come; node 0:\n{}", nodes[0].log()));
+    assert_eq!(queued.payload, Bytes::from_static(b"for alice"));
+    // Her session on node 1 is still checked as hers: she may not subscribe beyond alice/#.
+    alice.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(3),
+        properties: Properties::default(),
+        filters: vec![TopicFilterEntry {
+            filter: ByteString::from("bob/#"),
+            options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        }],
+    }));
+    match alice.expect_packet(WAIT) {
+        Packet::SubAck(ack) => assert_eq!(ack.reasons, [ReasonCode::NOT_AUTHORIZED]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
 }

@@ -23,12 +23,10 @@ use std::time::{Duration, Instant};
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, DisconnectReasonCode, Packet as V5Packet};
 use rumqttc::v5::mqttbytes::QoS as V5QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
-use shardmq_io::codec::{
-    Ack, ByteString, Bytes, ConnAck, Connect, Packet, PacketId, Properties, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
-};
+use shardmq_io::codec::{Bytes, ConnAck, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use shardmq_tests::{
-    connect_packet, disconnect, persistent_connect_packet, Broker, RawClient, Received, TestDir,
+    await_route, connect_packet, disconnect, persistent_connect_packet, publish_packet,
+    receive_publish, subscribe_granted, Broker, RawClient, Received, TestDir,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -44,6 +42,7 @@ const PROPAGATION: Duration = Duration::from_secs(10);
 /// The MQTT port every node listens on inside its namespace (each has its own address).
 const MQTT_PORT: u16 = 1883;
 const LINK_PORT: u16 = 1884;
+const ADMIN_PORT: u16 = 8080;
 const ETCD_CLIENT_PORT: u16 = 2379;
 const ETCD_PEER_PORT: u16 = 2380;
 /// The nftables table and set each namespace drops the sources of.
@@ -290,6 +289,7 @@ fn start_node(net: &Net, index: usize, cluster: &str, endpoint: &str, ttl: Durat
     let ip = net.host(&host).ip;
     let listen = format!("{ip}:{MQTT_PORT}");
     let link = format!("{ip}:{LINK_PORT}");
+    let admin = format!("{ip}:{ADMIN_PORT}");
     let ttl = ttl.as_secs().to_string();
     let wrapper = net.wrapper(&host);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
@@ -304,6 +304,8 @@ fn start_node(net: &Net, index: usize, cluster: &str, endpoint: &str, ttl: Durat
         &host,
         "--link-listen",
         &link,
+        "--admin-listen",
+        &admin,
         "--lease-ttl",
         &ttl,
         "--claim-timeout",
@@ -447,75 +449,13 @@ fn mqtt_addr(net: &Net, node: usize) -> SocketAddr {
     SocketAddr::from((net.host(&format!("n{node}")).ip, MQTT_PORT))
 }
 
-fn id(value: u16) -> PacketId {
-    PacketId::new(value).expect("non-zero")
-}
-
-fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qos,
-        retain,
-        topic: ByteString::from(topic),
-        packet_id: (qos != QoS::AtMostOnce).then(|| id(packet_id)),
-        properties: Properties::default(),
-        payload: Bytes::copy_from_slice(payload),
-    })
-}
-
 /// Publishes at QoS 1 and waits for a successful PUBACK.
 fn publish_acked(client: &mut RawClient, topic: &str, payload: &[u8], retain: bool, packet: u16) {
-    client.send(&publish(topic, payload, QoS::AtLeastOnce, retain, packet));
+    client.send(&publish_packet(topic, payload, QoS::AtLeastOnce, retain, packet));
     match client.expect_packet(WAIT) {
         // v5 says 0x10 "no matching subscribers" for a retained message nobody reads yet.
         Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{topic}: {ack:?}"),
         other => panic!("expected PUBACK, got {other:?}"),
-    }
-}
-
-fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id: id(1),
-        properties: Properties::default(),
-        filters: vec![TopicFilterEntry {
-            filter: ByteString::from(filter),
-            options: SubscriptionOptions::with_qos(qos),
-        }],
-    }));
-    match client.expect_packet(WAIT) {
-        Packet::SubAck(ack) => assert!(!ack.reasons[0].is_error(), "refused: {ack:?}"),
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-/// The next PUBLISH, acknowledged as its QoS asks; `None` if the connection closed or nothing
-/// came within `timeout`.
-fn receive(client: &mut RawClient, timeout: Duration) -> Option<Publish> {
-    loop {
-        match client.next(timeout) {
-            Received::Packet(Packet::Publish(publish)) => {
-                if let (QoS::AtLeastOnce, Some(packet_id)) = (publish.qos, publish.packet_id) {
-                    client.send(&Packet::PubAck(Ack::success(packet_id)));
-                }
-                return Some(publish);
-            }
-            Received::Packet(_) => {}
-            Received::Closed | Received::TimedOut => return None,
-        }
-    }
-}
-
-/// Publishes probes on `topic` through `publisher` until `subscriber` gets one (its route has
-/// reached the publisher's node); drains the probes that follow.
-fn await_route(publisher: &mut RawClient, subscriber: &mut RawClient, topic: &str) {
-    let deadline = Instant::now() + PROPAGATION;
-    loop {
-        publisher.send(&publish(topic, b"probe", QoS::AtMostOnce, false, 0));
-        if receive(subscriber, Duration::from_millis(100)).is_some() {
-            while receive(subscriber, Duration::from_millis(200)).is_some() {}
-            return;
-        }
-        assert!(Instant::now() < deadline, "the route of {topic} never reached the publisher");
     }
 }
 
@@ -732,23 +672,23 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
     mover.client.try_subscribe("m/#", V5QoS::AtLeastOnce).expect("queue SUBSCRIBE");
     let mut raw_old = connect(mqtt_addr(&net, 0), connect_packet(V5, "raw-mover"));
     let mut waiter = connect(mqtt_addr(&net, 0), persistent_connect_packet(V5, "waiter"));
-    subscribe(&mut waiter, "q/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut waiter, "q/#", QoS::AtLeastOnce);
     disconnect(waiter);
     // A second one, whose client will come back on the majority after the heal.
     let mut waiter2 = connect(mqtt_addr(&net, 0), persistent_connect_packet(V5, "waiter2"));
-    subscribe(&mut waiter2, "q/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut waiter2, "q/#", QoS::AtLeastOnce);
     disconnect(waiter2);
     let mut publisher0 = connect(mqtt_addr(&net, 0), connect_packet(V5, "pub0"));
     publish_acked(&mut publisher0, "q/1", b"queued before the cut", false, 1);
     publish_acked(&mut publisher0, "r/before", b"retained before", true, 2);
     let mut watcher1 = connect(mqtt_addr(&net, 1), connect_packet(V5, "watch1"));
-    subscribe(&mut watcher1, "w/#", QoS::AtMostOnce);
-    await_route(&mut publisher0, &mut watcher1, "w/probe");
+    subscribe_granted(&mut watcher1, "w/#", QoS::AtMostOnce);
+    await_route(&mut publisher0, &mut watcher1, "w/probe", PROPAGATION);
     let mut publisher2 = connect(mqtt_addr(&net, 2), connect_packet(V5, "pub2"));
     // The rumqttc subscription is in place once a publish from n2 reaches it.
     let deadline = Instant::now() + PROPAGATION;
     loop {
-        publisher2.send(&publish("m/probe", b"probe", QoS::AtMostOnce, false, 0));
+        publisher2.send(&publish_packet("m/probe", b"probe", QoS::AtMostOnce, false, 0));
         if mover.next_publish(Duration::from_millis(200)).is_some() {
             break;
         }
@@ -799,16 +739,16 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
     // were closed (`expect_ended` and `expect_fenced` fail on any PUBLISH), and n0 still
     // refuses the moved client ids.
     mover_new.client.try_subscribe("m/#", V5QoS::AtLeastOnce).expect("queue SUBSCRIBE");
-    subscribe(&mut raw_new, "m/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut raw_new, "m/#", QoS::AtLeastOnce);
     let deadline = Instant::now() + PROPAGATION;
     loop {
-        publisher2.send(&publish("m/after", b"after the move", QoS::AtMostOnce, false, 0));
+        publisher2.send(&publish_packet("m/after", b"after the move", QoS::AtMostOnce, false, 0));
         if mover_new.next_publish(Duration::from_millis(200)).is_some() {
             break;
         }
         assert!(Instant::now() < deadline, "the moved client is not served on n1");
     }
-    assert!(receive(&mut raw_new, WAIT).is_some(), "the moved raw client is not served");
+    assert!(receive_publish(&mut raw_new, WAIT).is_some(), "the moved raw client is not served");
     assert!(refused(mqtt_addr(&net, 0), connect_packet(V5, "raw-mover")));
     // A retained message published on the majority while n0 is away.
     publish_acked(&mut publisher2, "r/during", b"retained during", true, 3);
@@ -828,31 +768,31 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
         "figure: cut-all: n0 accepts connects again {} after the heal",
         seconds(healed_at.elapsed())
     );
-    subscribe(&mut healed_sub, "h/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut healed_sub, "h/#", QoS::AtLeastOnce);
     let mut publisher0 = connect(mqtt_addr(&net, 0), connect_packet(V5, "pub0-again"));
-    await_route(&mut publisher2, &mut healed_sub, "h/from-n2");
-    await_route(&mut publisher0, &mut watcher1, "w/from-n0");
+    await_route(&mut publisher2, &mut healed_sub, "h/from-n2", PROPAGATION);
+    await_route(&mut publisher0, &mut watcher1, "w/from-n0", PROPAGATION);
     eprintln!(
         "figure: cut-all: routes converged both ways {} after the heal",
         seconds(healed_at.elapsed())
     );
     publish_acked(&mut publisher2, "h/1", b"qos1 across the healed cut", false, 4);
     assert_eq!(
-        receive(&mut healed_sub, WAIT).expect("delivered on n0").payload,
+        receive_publish(&mut healed_sub, WAIT).expect("delivered on n0").payload,
         Bytes::from_static(b"qos1 across the healed cut")
     );
     // Retained messages: the one from before the cut is served on n0 and on the majority.
     for node in [0, 1] {
         let mut reader = connect(mqtt_addr(&net, node), connect_packet(V5, &format!("rr{node}")));
-        subscribe(&mut reader, "r/before", QoS::AtMostOnce);
-        let got = receive(&mut reader, WAIT).expect("the retained message");
+        subscribe_granted(&mut reader, "r/before", QoS::AtMostOnce);
+        let got = receive_publish(&mut reader, WAIT).expect("the retained message");
         assert!(got.retain && got.payload == Bytes::from_static(b"retained before"));
     }
     // The one published on the majority during the cut (docs/cluster.md, Limits: a node that
     // rejoins does not fetch what it missed), reported, not asserted.
     let mut reader = connect(mqtt_addr(&net, 0), connect_packet(V5, "rr-during"));
-    subscribe(&mut reader, "r/during", QoS::AtMostOnce);
-    let during = receive(&mut reader, Duration::from_millis(500)).is_some();
+    subscribe_granted(&mut reader, "r/during", QoS::AtMostOnce);
+    let during = receive_publish(&mut reader, Duration::from_millis(500)).is_some();
     eprintln!(
         "figure: cut-all: retained message published during the cut served on n0 \
          after the heal: {during}"
@@ -864,7 +804,7 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
         connect_until_accepted(mqtt_addr(&net, 0), &persistent_connect_packet(V5, "waiter"), WAIT);
     assert!(connack.session_present, "the session on n0's disk is back");
     assert_eq!(
-        receive(&mut waiter, WAIT).expect("the queued message").payload,
+        receive_publish(&mut waiter, WAIT).expect("the queued message").payload,
         Bytes::from_static(b"queued before the cut")
     );
     // The other one's client comes back on n1 instead: n0 claimed its stored sessions again
@@ -884,7 +824,7 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
         connect_until_accepted(mqtt_addr(&net, 1), &persistent_connect_packet(V5, "waiter2"), WAIT);
     assert!(connack.session_present, "the session stayed behind on n0");
     assert_eq!(
-        receive(&mut waiter2, WAIT).expect("the queued message").payload,
+        receive_publish(&mut waiter2, WAIT).expect("the queued message").payload,
         Bytes::from_static(b"queued before the cut")
     );
     // The moved clients stay where they are: served on n1 still.
@@ -904,18 +844,22 @@ fn a_node_cut_off_from_etcd_only_fences_while_its_peers_reach_etcd() {
     let mut stuck = connect(mqtt_addr(&net, 0), connect_packet(V5, "stuck"));
     // A persistent session on n0, offline, with a QoS 1 message queued from n1.
     let mut keeper = connect(mqtt_addr(&net, 0), persistent_connect_packet(V5, "keeper"));
-    subscribe(&mut keeper, "k/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut keeper, "k/#", QoS::AtLeastOnce);
     let mut publisher1 = connect(mqtt_addr(&net, 1), connect_packet(V5, "pub1"));
-    await_route(&mut publisher1, &mut keeper, "k/probe");
+    await_route(&mut publisher1, &mut keeper, "k/probe", PROPAGATION);
     disconnect(keeper);
     std::thread::sleep(Duration::from_millis(200));
     publish_acked(&mut publisher1, "k/1", b"queued before the cut", false, 1);
 
     // Each shard logs this when the node gets a lease, at start-up too.
     let serving = nodes[0].log_count(SERVING_AGAIN);
+    let ready = |node: usize| shardmq_tests::http_get(nodes[node].admin_address(), "/ready").0;
+    assert_eq!((ready(0), ready(1)), (200, 200));
     let cut_at = Instant::now();
     net.cut("n0", &["etcd"]);
     let fenced = expect_fenced(&mut stuck, LEASE_TTL);
+    // A fenced node is not ready: a load balancer's health check takes it out.
+    assert_eq!((ready(0), ready(1)), (503, 200));
     eprintln!("figure: cut-etcd: n0's client disconnected {} after the cut", seconds(fenced));
     // The line may be written just after the disconnect the client saw.
     let lapsed = nodes[0].wait_for_log("lease lapsed: disconnecting its clients", WAIT);
@@ -946,7 +890,9 @@ fn a_node_cut_off_from_etcd_only_fences_while_its_peers_reach_etcd() {
     );
     if connack.session_present {
         assert_eq!(
-            receive(&mut keeper, WAIT).expect("the queued message came with the session").payload,
+            receive_publish(&mut keeper, WAIT)
+                .expect("the queued message came with the session")
+                .payload,
             Bytes::from_static(b"queued before the cut")
         );
     }
@@ -968,11 +914,12 @@ fn a_node_cut_off_from_etcd_only_fences_while_its_peers_reach_etcd() {
         "figure: cut-etcd: n0 accepts connects again {} after the heal",
         seconds(healed_at.elapsed())
     );
-    subscribe(&mut newcomer, "n/#", QoS::AtLeastOnce);
-    await_route(&mut publisher1, &mut newcomer, "n/probe");
+    assert_eq!(ready(0), 200);
+    subscribe_granted(&mut newcomer, "n/#", QoS::AtLeastOnce);
+    await_route(&mut publisher1, &mut newcomer, "n/probe", PROPAGATION);
     let mut publisher0 = connect(mqtt_addr(&net, 0), connect_packet(V5, "pub0"));
-    subscribe(&mut keeper, "b/#", QoS::AtLeastOnce);
-    await_route(&mut publisher0, &mut keeper, "b/probe");
+    subscribe_granted(&mut keeper, "b/#", QoS::AtLeastOnce);
+    await_route(&mut publisher0, &mut keeper, "b/probe", PROPAGATION);
 }
 
 /// One node cut off from its peers while it still reaches etcd: it keeps its lease and serves
@@ -986,13 +933,13 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
     let nodes = start_nodes(&net, 2, "cut-peers", &etcd.endpoint, LEASE_TTL);
 
     let mut island = connect(mqtt_addr(&net, 0), persistent_connect_packet(V5, "island"));
-    subscribe(&mut island, "i/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut island, "i/#", QoS::AtLeastOnce);
     let mut publisher0 = connect(mqtt_addr(&net, 0), connect_packet(V5, "pub0"));
     let mut watcher1 = connect(mqtt_addr(&net, 1), connect_packet(V5, "watch1"));
-    subscribe(&mut watcher1, "w/#", QoS::AtMostOnce);
+    subscribe_granted(&mut watcher1, "w/#", QoS::AtMostOnce);
     let mut publisher1 = connect(mqtt_addr(&net, 1), connect_packet(V5, "pub1"));
-    await_route(&mut publisher1, &mut island, "i/probe");
-    await_route(&mut publisher0, &mut watcher1, "w/probe");
+    await_route(&mut publisher1, &mut island, "i/probe", PROPAGATION);
+    await_route(&mut publisher0, &mut watcher1, "w/probe", PROPAGATION);
 
     let cut_at = Instant::now();
     net.cut("n0", &["n1"]);
@@ -1000,7 +947,7 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
     for round in 1..=6u16 {
         std::thread::sleep(LEASE_TTL / 2);
         publish_acked(&mut publisher0, "i/local", format!("{round}").as_bytes(), false, round);
-        let got = receive(&mut island, WAIT).unwrap_or_else(|| {
+        let got = receive_publish(&mut island, WAIT).unwrap_or_else(|| {
             panic!("round {round}: not served on n0; its log:\n{}", nodes[0].log())
         });
         assert_eq!(got.payload, format!("{round}").as_bytes());
@@ -1010,9 +957,9 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
     // Publishes on n1 are acknowledged but do not cross the cut (docs/cluster.md: a peer whose
     // link is down misses what is published meanwhile); nor do n0's reach n1.
     publish_acked(&mut publisher1, "i/remote", b"published on n1 during the cut", false, 7);
-    assert!(receive(&mut island, Duration::from_secs(1)).is_none(), "crossed the cut");
-    publisher0.send(&publish("w/cut", b"from n0 during the cut", QoS::AtMostOnce, false, 0));
-    assert!(receive(&mut watcher1, Duration::from_secs(1)).is_none(), "crossed the cut");
+    assert!(receive_publish(&mut island, Duration::from_secs(1)).is_none(), "crossed the cut");
+    publisher0.send(&publish_packet("w/cut", b"from n0 during the cut", QoS::AtMostOnce, false, 0));
+    assert!(receive_publish(&mut watcher1, Duration::from_secs(1)).is_none(), "crossed the cut");
 
     // The island's client cannot be taken over on n1 while n0 holds it and does not answer:
     // refused, and n0 keeps serving it (one owner).
@@ -1031,8 +978,8 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
 
     let healed_at = Instant::now();
     net.heal("n0", &["n1"]);
-    await_route(&mut publisher1, &mut island, "i/probe-healed");
-    await_route(&mut publisher0, &mut watcher1, "w/probe-healed");
+    await_route(&mut publisher1, &mut island, "i/probe-healed", PROPAGATION);
+    await_route(&mut publisher0, &mut watcher1, "w/probe-healed", PROPAGATION);
     eprintln!(
         "figure: cut-peers: routes converged both ways {} after the heal",
         seconds(healed_at.elapsed())
@@ -1054,10 +1001,10 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
     }
     publish_acked(&mut publisher0, "i/after", b"after the move", false, 8);
     assert_eq!(
-        receive(&mut moved, WAIT).expect("delivered to the moved client").payload,
+        receive_publish(&mut moved, WAIT).expect("delivered to the moved client").payload,
         Bytes::from_static(b"after the move")
     );
-    assert!(receive(&mut island, Duration::from_millis(300)).is_none());
+    assert!(receive_publish(&mut island, Duration::from_millis(300)).is_none());
 }
 
 /// etcd behind a proxy that adds latency both ways: connects are slower but succeed, no
@@ -1131,9 +1078,9 @@ fn a_slow_etcd_slows_connects_but_loses_nothing_and_nothing_spins() {
     // QoS 1 to a persistent session that is offline, then taken over by the other node: the
     // takeover's claim goes through the slow etcd.
     let mut durable = connect(mqtt_addr(&net, 0), persistent_connect_packet(V5, "durable"));
-    subscribe(&mut durable, "d/#", QoS::AtLeastOnce);
+    subscribe_granted(&mut durable, "d/#", QoS::AtLeastOnce);
     let mut publisher = connect(mqtt_addr(&net, 1), connect_packet(V5, "slow-pub"));
-    await_route(&mut publisher, &mut durable, "d/probe");
+    await_route(&mut publisher, &mut durable, "d/probe", PROPAGATION);
     disconnect(durable);
     std::thread::sleep(Duration::from_millis(200));
     for i in 1..=MESSAGES {
@@ -1144,7 +1091,7 @@ fn a_slow_etcd_slows_connects_but_loses_nothing_and_nothing_spins() {
     let takeover = start.elapsed();
     eprintln!("figure: slow-etcd: takeover connect (n0 to n1) took {}", seconds(takeover));
     for i in 1..=MESSAGES {
-        let got = receive(&mut durable, WAIT).unwrap_or_else(|| panic!("message {i} lost"));
+        let got = receive_publish(&mut durable, WAIT).unwrap_or_else(|| panic!("message {i} lost"));
         assert_eq!(got.payload, format!("{i}").as_bytes());
     }
 

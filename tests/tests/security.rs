@@ -11,29 +11,13 @@ use shardmq_io::codec::{
     Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_tests::{
-    broker_binary, connect_packet, persistent_connect_packet, require_tool, run_tool, tool_command,
-    Broker, RawClient, Received, TestDir,
+    broker_binary, connect_packet, mosquitto_password_file, persistent_connect_packet,
+    require_tool, run_tool, tool_command, Broker, RawClient, Received, TestDir,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const WAIT: Duration = Duration::from_secs(5);
-
-/// Makes `dir/passwd` with Debian's mosquitto_passwd, as an operator migrating would have it.
-fn mosquitto_password_file(dir: &TestDir, users: &[(&str, &str)]) -> std::path::PathBuf {
-    require_tool("mosquitto_passwd");
-    let path = dir.path().join("passwd");
-    for (index, (user, password)) in users.iter().enumerate() {
-        let mut command = tool_command("mosquitto_passwd");
-        if index == 0 {
-            command.arg("-c");
-        }
-        command.args(["-b"]).arg(&path).args([user, password]);
-        let output = run_tool(&mut command, WAIT);
-        assert!(output.status.success(), "mosquitto_passwd: {output:?}");
-    }
-    path
-}
 
 fn login(
     broker: &Broker,
@@ -86,6 +70,22 @@ fn mosquitto_passwd_files_log_clients_in_and_keep_others_out() {
     assert!(good.status.success(), "{good:?}");
     let wrong = mosquitto_pub(&broker, &["-u", "bob", "-P", "nope", "-t", "t", "-m", "hi"]);
     assert!(!wrong.status.success(), "a wrong password was accepted: {wrong:?}");
+    // And mosquitto_sub: alice reads what bob retained; a wrong password reads nothing.
+    let kept =
+        mosquitto_pub(&broker, &["-u", "bob", "-P", "builder", "-t", "t/r", "-m", "kept", "-r"]);
+    assert!(kept.status.success(), "{kept:?}");
+    let mosquitto_sub = |password: &str| {
+        require_tool("mosquitto_sub");
+        let mut command = tool_command("mosquitto_sub");
+        command
+            .args(["-h", "127.0.0.1", "-p", &broker.port().to_string()])
+            .args(["-u", "alice", "-P", password, "-t", "t/r", "-C", "1", "-W", "5"]);
+        run_tool(&mut command, Duration::from_secs(10))
+    };
+    let read = mosquitto_sub("wonderland");
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "kept", "{read:?}");
+    let refused = mosquitto_sub("looking-glass");
+    assert!(!refused.status.success() && refused.stdout.is_empty(), "{refused:?}");
 }
 
 #[test]
@@ -119,6 +119,14 @@ fn shardmq_passwd_adds_a_user_that_sighup_lets_in() {
     assert_eq!(after.reason, ReasonCode::SUCCESS);
     let (_, alice) = login(&broker, V5, "alice-1", Some("alice"), Some("wonderland"));
     assert_eq!(alice.reason, ReasonCode::SUCCESS, "the mosquitto_passwd entry still works");
+
+    // A broken file on the next SIGHUP: the log says why, and the old users keep logging in.
+    std::fs::write(&file, "carol\n").expect("break the password file");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    let kept = broker.wait_for_log("keeping the password file in force", WAIT);
+    assert!(kept.is_some_and(|line| line.contains("username:hash")), "{}", broker.log());
+    let (_, carol) = login(&broker, V5, "carol-3", Some("carol"), Some("s3cret"));
+    assert_eq!(carol.reason, ReasonCode::SUCCESS, "the old passwords stay in force");
 }
 
 fn subscribe(client: &mut RawClient, filter: &str) -> ReasonCode {

@@ -86,6 +86,10 @@ pub struct ShardStats {
     pub messages_received: [u64; 3],
     /// PUBLISH packets sent to clients, by QoS.
     pub messages_sent: [u64; 3],
+    /// Payload bytes of the PUBLISH packets received from clients, by QoS.
+    pub payload_bytes_received: [u64; 3],
+    /// Payload bytes of the PUBLISH packets sent to clients, by QoS.
+    pub payload_bytes_sent: [u64; 3],
     /// Bytes of the packets clients sent after their CONNECT.
     pub bytes_received: u64,
     /// Bytes handed to clients' sockets.
@@ -1130,6 +1134,7 @@ impl Shard {
                 return false;
             }
             self.stats.messages_sent[delivery.qos as usize] += 1;
+            self.stats.payload_bytes_sent[delivery.qos as usize] += message.payload.len() as u64;
             if !c.flush_requested {
                 c.flush_requested = true;
                 self.effects.push(Effect::Flush(conn));
@@ -1183,6 +1188,7 @@ impl Shard {
             }
         }
         self.stats.messages_sent[delivery.qos as usize] += 1;
+        self.stats.payload_bytes_sent[delivery.qos as usize] += message.payload.len() as u64;
         self.send(conn, &packet);
         true
     }
@@ -1220,6 +1226,7 @@ impl Shard {
         let client_id = c.client_id.clone();
         let packet_id = publish.packet_id;
         self.stats.messages_received[publish.qos as usize] += 1;
+        self.stats.payload_bytes_received[publish.qos as usize] += publish.payload.len() as u64;
         if is_system_topic(&publish.topic) || !self.may_publish(&client_id, &publish.topic) {
             return self.refuse_publish(conn, v5, publish.qos, packet_id);
         }
