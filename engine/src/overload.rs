@@ -2,12 +2,54 @@
 //! high-water mark. Both act on new connections only, so clients already connected keep their
 //! service while a reconnect storm or a memory squeeze lasts.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shardmq_io::runtime;
+
 /// How often the memory watch reads the process's resident size.
 const MEMORY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// After the node's connections fall this far below their peak (at least
+/// [`TRIM_DROP_MIN`]), the memory watch has the allocator give back what they used...
+const TRIM_DROP_FRACTION: usize = 4;
+const TRIM_DROP_MIN: usize = 1024;
+/// ... every this long for [`TRIM_WINDOW`]: the shards shrink their tables over the next
+/// minute (stale keepalive entries last 1.5 keepalives), and each shrink frees more.
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+const TRIM_WINDOW: Duration = Duration::from_secs(120);
+
+/// When to return freed memory to the system: after the node's connection count falls well
+/// below its peak (a reconnect storm ending), for a while.
+#[derive(Debug)]
+struct TrimPolicy {
+    peak: usize,
+    trim_until: Option<Instant>,
+    last_trim: Option<Instant>,
+}
+
+impl TrimPolicy {
+    fn new() -> TrimPolicy {
+        TrimPolicy { peak: 0, trim_until: None, last_trim: None }
+    }
+
+    /// Whether to trim now, with `connections` up.
+    fn due(&mut self, connections: usize, now: Instant) -> bool {
+        self.peak = self.peak.max(connections);
+        let drop = self.peak - connections;
+        if drop >= TRIM_DROP_MIN && drop >= self.peak / TRIM_DROP_FRACTION {
+            self.peak = connections;
+            self.trim_until = Some(now + TRIM_WINDOW);
+        }
+        let in_window = self.trim_until.is_some_and(|until| now < until);
+        let spaced = self.last_trim.is_none_or(|at| now >= at + TRIM_INTERVAL);
+        if in_window && spaced {
+            self.last_trim = Some(now);
+            return true;
+        }
+        false
+    }
+}
 
 /// New connections one shard may admit: refilled at `rate` per second, holding at most one
 /// second's worth, so a storm is let in at the configured rate after a burst of that size; the
@@ -60,12 +102,19 @@ impl MemoryWatch {
     }
 
     /// Starts watching the resident size against `max` bytes (nothing is read while there is
-    /// none).
-    pub(crate) fn start(max: Option<u64>) -> anyhow::Result<Arc<MemoryWatch>> {
+    /// none), and the node's `connections` for when to give freed memory back ([`TrimPolicy`]).
+    pub(crate) fn start(
+        max: Option<u64>,
+        connections: Arc<AtomicUsize>,
+    ) -> anyhow::Result<Arc<MemoryWatch>> {
         let watch = Arc::new(MemoryWatch::default());
         watch.set_max(max);
         let shared = watch.clone();
+        let mut trim = TrimPolicy::new();
         std::thread::Builder::new().name("memory-watch".into()).spawn(move || loop {
+            if trim.due(connections.load(Ordering::Relaxed), Instant::now()) {
+                runtime::release_free_memory();
+            }
             let max = shared.max.load(Ordering::Relaxed);
             if max == 0 {
                 shared.over.store(false, Ordering::Relaxed);
@@ -108,6 +157,24 @@ fn resident_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn freed_memory_is_given_back_for_a_while_after_a_storm_ends() {
+        let start = std::time::Instant::now();
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        let mut policy = super::TrimPolicy::new();
+        // Steady, then growing: nothing to give back.
+        assert!(!policy.due(500, at(0)));
+        assert!(!policy.due(19_500, at(1)));
+        // A small dip is not a storm ending.
+        assert!(!policy.due(19_000, at(2)));
+        // The storm ends: trim now and every 10 s for two minutes, then stop.
+        assert!(policy.due(500, at(3)));
+        assert!(!policy.due(500, at(4)));
+        assert!(policy.due(500, at(13)));
+        let trims = (14..=200).filter(|&s| policy.due(500, at(s))).count();
+        assert_eq!(trims, 10, "one every 10 s until 2 minutes after the drop");
+    }
+
     use super::*;
 
     #[test]

@@ -122,7 +122,9 @@ pub fn serve(
     let security = Arc::new(NodeSecurity::load(&config.security)?);
     let tls = config.tls.as_ref().map(TlsCertificates::load).transpose()?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
-    let memory = MemoryWatch::start(config.memory_max).context("cannot start the memory watch")?;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let memory = MemoryWatch::start(config.memory_max, connections.clone())
+        .context("cannot start the memory watch")?;
     let live = Arc::new(LiveConfig::new(config.clone()));
     let reloader = Reloader::new(args, set_log_filter, live.clone(), memory.clone());
     spawn_signal_thread(
@@ -158,7 +160,6 @@ pub fn serve(
     }
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
-    let connections = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(AtomicUsize::new(0));
     let obsolete = Arc::new(obsolete);
     let per_shard: Vec<_> = listeners

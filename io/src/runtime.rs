@@ -53,6 +53,20 @@ pub async fn sleep(duration: std::time::Duration) {
     glommio::timer::sleep(duration).await;
 }
 
+/// Asks the allocator to give the memory it holds free back to the system (glibc's
+/// `malloc_trim(0)`: the free pages of every arena); a no-op on other C libraries. It walks
+/// every arena under its lock, so call it rarely, from a thread that is not a shard's: after a
+/// reconnect storm, glibc otherwise keeps what the storm's connections used.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim takes no pointer and only touches the allocator's own state, under
+    // its locks; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Runs `future` as a detached task on the current shard.
 ///
 /// The task runs until it completes, even though nobody awaits it; it dies with the executor.

@@ -110,6 +110,10 @@ pub struct ShardStats {
     pub retained: u64,
 }
 
+/// Tables of fewer entries than this are never shrunk (`Shard::shrink_oversized_tables`): not
+/// worth a rehash.
+const SHRINK_FLOOR: usize = 4096;
+
 /// Key of the local subscriber index: a client, and the shared group for `$share/` filters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SubscriberKey {
@@ -1014,6 +1018,33 @@ impl Shard {
                 }
                 _ => break,
             }
+        }
+        self.shrink_oversized_tables();
+    }
+
+    /// Gives back the room a burst left in the shard's largest tables: after a reconnect storm
+    /// the connection map and the keepalive heap stay sized for every connection it brought
+    /// (they never shrink by themselves). A table more than four times larger than it needs to
+    /// be, and above [`SHRINK_FLOOR`] entries, shrinks to twice its length; on a tick where
+    /// nothing shrinks this is a few capacity checks.
+    fn shrink_oversized_tables(&mut self) {
+        fn target(len: usize, capacity: usize) -> Option<usize> {
+            (capacity > SHRINK_FLOOR && capacity / 4 > len).then_some(len * 2)
+        }
+        if let Some(to) = target(self.conns.len(), self.conns.capacity()) {
+            self.conns.shrink_to(to);
+        }
+        if let Some(to) = target(self.sessions.len(), self.sessions.capacity()) {
+            self.sessions.shrink_to(to);
+        }
+        if let Some(to) = target(self.keepalive_timers.len(), self.keepalive_timers.capacity()) {
+            self.keepalive_timers.shrink_to(to);
+        }
+        if let Some(to) = target(self.timers.len(), self.timers.capacity()) {
+            self.timers.shrink_to(to);
+        }
+        if let Some(to) = target(self.scratch_targets.len(), self.scratch_targets.capacity()) {
+            self.scratch_targets.shrink_to(to);
         }
     }
 
