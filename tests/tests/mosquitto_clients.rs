@@ -77,7 +77,14 @@ impl Subscriber {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for mosquitto_sub") {
-                self.seen.extend(self.lines.try_iter());
+                // The reading thread may not have passed the last lines on yet: take them until
+                // it ends at the end of the output (it sent only what it had read before).
+                let deadline = Instant::now() + WAIT;
+                while let Ok(line) =
+                    self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    self.seen.push(line);
+                }
                 assert!(
                     status.success(),
                     "mosquitto_sub exited with {status}; it printed:\n{}{}",
