@@ -405,7 +405,9 @@ impl Ownership {
         if self.lease.is_some() {
             // Answers can arrive out of order; only a later request extends the deadline.
             self.renewed_at = self.renewed_at.max(Some(requested_at));
-            self.extension = self.extension_until();
+            // Reports older than this renewal no longer extend anything new, but an extension
+            // already granted stands until it runs out (see `peer_report`).
+            self.extension = self.extension_until().or(self.extension);
         }
     }
 
@@ -446,8 +448,8 @@ impl Ownership {
         if *node != self.config.node {
             self.reports.insert(node.clone(), PeerReport { etcd_ok, received_at: now });
             // A report only makes the reports fresher, so an extension it ends was ended by a
-            // peer that reaches etcd again: it grows no more, but lasts until the reports it was
-            // built on run out, as if this one had come that much later (which CLAIM_QUARANTINE
+            // peer that reaches etcd again (or by a report stamped before our last renewal): it
+            // grows no more, but lasts until the reports it was built on run out, as if this one had come that much later (which CLAIM_QUARANTINE
             // covers). When etcd restarts every node reconnects within a few hundred
             // milliseconds, and this node's own renewal lands in that time instead of it
             // fencing (and dropping its clients) for having come second.

@@ -122,8 +122,10 @@ impl MemoryWatch {
                 continue;
             }
             let Some(resident) = resident_bytes() else {
+                // Keep giving freed memory back; only the mark goes unenforced.
                 tracing::warn!("cannot read /proc/self/status: max_memory is not enforced");
-                return;
+                shared.max.store(0, Ordering::Relaxed);
+                continue;
             };
             let over = resident > max;
             if shared.over.swap(over, Ordering::Relaxed) != over {

@@ -1043,9 +1043,6 @@ impl Shard {
         if let Some(to) = target(self.timers.len(), self.timers.capacity()) {
             self.timers.shrink_to(to);
         }
-        if let Some(to) = target(self.scratch_targets.len(), self.scratch_targets.capacity()) {
-            self.scratch_targets.shrink_to(to);
-        }
     }
 
     /// When the next timer is due, for the engine's sleep.
