@@ -57,6 +57,10 @@ pub enum ClaimOutcome {
     /// etcd could not be reached (or the claim raced another node's) within the claim timeout:
     /// CONNACK "server unavailable".
     Unavailable,
+    /// etcd cannot take this claim in time now (it answers slowly, or too many claims wait
+    /// before this one): refused at once, CONNACK "server busy" (5.0: 0x89, 3.1.1: return code
+    /// 3). The client should retry after a backoff.
+    Busy,
     /// This node has fenced itself (its lease could not be renewed): it serves no one until it
     /// holds a new lease.
     Fenced,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use shardmq_cluster::control::ControlStats;
 use shardmq_io::codec::ProtocolVersion;
 use shardmq_io::runtime;
 use shardmq_shard::{
@@ -58,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 23] = [
+const SHARD_METRICS: [ShardMetric; 32] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -158,6 +159,71 @@ const SHARD_METRICS: [ShardMetric; 23] = [
         "",
         Some(("cause", "not_authorized")),
         dropped_not_authorized
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "counter",
+        "CONNECTs refused before reaching a session, by cause (etcd_busy: etcd cannot take the \
+         claim in time, CONNACK 0x89; etcd_unavailable: the claim timed out, lost a race or its \
+         takeover failed, 0x88; fenced: the node may not serve, 0x88).",
+        Some(("cause", "etcd_busy")),
+        connects_refused[0]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "etcd_unavailable")),
+        connects_refused[1]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "fenced")),
+        connects_refused[2]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "connect_rate")),
+        connects_refused[3]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "memory")),
+        connects_refused[4]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "max_connections")),
+        connects_refused[5]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "stopping")),
+        connects_refused[6]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "password_checks_busy")),
+        connects_refused[7]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "not_authenticated")),
+        connects_refused[8]
     ),
     metric!(
         "shardmq_client_throttled_total",
@@ -316,55 +382,7 @@ impl NodeCounters {
             let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {count}");
         }
         if let Some(etcd) = self.etcd.get() {
-            let stats = etcd();
-            let counters = [
-                ("shardmq_etcd_claims_total", "Ownership claims received.", stats.claims),
-                ("shardmq_etcd_txns_total", "Ownership transactions sent to etcd.", stats.txns),
-                (
-                    "shardmq_etcd_txn_ops_total",
-                    "Operations in those transactions (ops/txns is the batch size).",
-                    stats.txn_ops,
-                ),
-                (
-                    "shardmq_etcd_txns_committed_total",
-                    "Transactions committed.",
-                    stats.txns_committed,
-                ),
-                (
-                    "shardmq_etcd_txns_compare_failed_total",
-                    "Transactions that lost a compare.",
-                    stats.txns_compare_failed,
-                ),
-                (
-                    "shardmq_etcd_txns_failed_total",
-                    "Transactions that timed out or failed (etcd unreachable).",
-                    stats.txns_failed,
-                ),
-            ];
-            for (name, help, value) in counters {
-                let _ =
-                    writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-            }
-            use shardmq_cluster::control::{TXN_LATENCY_BUCKETS_SECS, TXN_OPS_BUCKETS};
-            let latency_bounds: Vec<String> =
-                TXN_LATENCY_BUCKETS_SECS.iter().map(f64::to_string).collect();
-            render_histogram(
-                &mut out,
-                "shardmq_etcd_txn_seconds",
-                "Ownership transactions by duration, sent to answered (failures included).",
-                &latency_bounds,
-                &stats.txn_latency_buckets,
-                stats.txn_latency_micros as f64 / 1e6,
-            );
-            let ops_bounds: Vec<String> = TXN_OPS_BUCKETS.iter().map(u64::to_string).collect();
-            render_histogram(
-                &mut out,
-                "shardmq_etcd_txn_ops",
-                "Ownership transactions by operations (the batch size).",
-                &ops_bounds,
-                &stats.txn_ops_buckets,
-                stats.txn_ops as f64,
-            );
+            render_etcd(&mut out, &etcd());
         }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();
@@ -374,6 +392,154 @@ impl NodeCounters {
         );
         out
     }
+}
+
+/// Writes the control plane's figures: etcd transactions, keepalives, flow control and
+/// admission, fencing.
+fn render_etcd(out: &mut String, stats: &ControlStats) {
+    let core = &stats.core;
+    let counters = [
+        ("shardmq_etcd_claims_total", "Ownership claims received.", stats.claims),
+        ("shardmq_etcd_txns_total", "Ownership transactions sent to etcd.", stats.txns),
+        (
+            "shardmq_etcd_txn_ops_total",
+            "Operations in those transactions (ops/txns is the batch size).",
+            stats.txn_ops,
+        ),
+        (
+            "shardmq_etcd_txns_committed_total",
+            "Transactions that wrote at least one operation.",
+            stats.txns_committed,
+        ),
+        (
+            "shardmq_etcd_txns_compare_failed_total",
+            "Transactions whose every operation lost its compare.",
+            stats.txns_compare_failed,
+        ),
+        (
+            "shardmq_etcd_txns_failed_total",
+            "Transactions that timed out or failed (etcd unreachable or refusing).",
+            stats.txns_failed,
+        ),
+        (
+            "shardmq_etcd_claims_busy_total",
+            "Connects' claims refused at once: etcd could not take them in time.",
+            core.claims_busy,
+        ),
+        (
+            "shardmq_etcd_claims_shed_total",
+            "Connects' claims refused before they were sent: too little time left.",
+            core.claims_shed,
+        ),
+        (
+            "shardmq_etcd_claims_superseded_total",
+            "Claims refused because a newer connect of the same client id arrived.",
+            core.claims_superseded,
+        ),
+        (
+            "shardmq_etcd_claims_timed_out_total",
+            "Claims not answered within the claim timeout.",
+            core.claims_timed_out,
+        ),
+        ("shardmq_etcd_keepalives_sent_total", "Lease keepalives sent.", core.keepalives_sent),
+        (
+            "shardmq_etcd_keepalives_answered_total",
+            "Lease keepalives etcd answered.",
+            core.keepalives_answered,
+        ),
+        (
+            "shardmq_etcd_keepalive_streams_total",
+            "Keepalive streams opened (one more each time etcd or the connection ended one).",
+            stats.keepalive_streams,
+        ),
+        (
+            "shardmq_etcd_keepalives_dropped_total",
+            "Keepalives not sent: the lease task was stuck opening a stream.",
+            stats.keepalives_dropped,
+        ),
+        (
+            "shardmq_etcd_fences_total",
+            "Times this node stopped serving: its lease not shown alive in time.",
+            core.fences,
+        ),
+        (
+            "shardmq_etcd_resumes_total",
+            "Times it served again under the same lease after a fence.",
+            core.resumes,
+        ),
+        (
+            "shardmq_etcd_leases_lost_total",
+            "Times etcd said this node's lease was gone.",
+            core.leases_lost,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    let seconds = |duration: Option<Duration>| duration.map_or(0.0, |d| d.as_secs_f64());
+    let gauges = [
+        (
+            "shardmq_etcd_txn_window",
+            "Transactions allowed in flight now (adapts to etcd's latency).",
+            core.window,
+        ),
+        (
+            "shardmq_etcd_txn_latency_mean_seconds",
+            "The transactions' mean latency lately.",
+            seconds(core.latency_mean),
+        ),
+        (
+            "shardmq_etcd_txn_latency_target_seconds",
+            "The latency above which the window shrinks.",
+            core.latency_target.as_secs_f64(),
+        ),
+        ("shardmq_etcd_txns_in_flight", "Transactions in flight now.", core.txns_in_flight as f64),
+        (
+            "shardmq_etcd_claims_queued",
+            "Connects' claims waiting to be sent.",
+            core.claims_queued as f64,
+        ),
+        (
+            "shardmq_etcd_background_queued",
+            "Re-claims of stored sessions and releases waiting to be sent.",
+            core.background_queued as f64,
+        ),
+        (
+            "shardmq_etcd_answers_held",
+            "Claim answers held until the quarantine after saying etcd was unreachable ends.",
+            core.answers_held as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    use shardmq_cluster::control::{TXN_LATENCY_BUCKETS_SECS, TXN_OPS_BUCKETS};
+    let latency_bounds: Vec<String> = TXN_LATENCY_BUCKETS_SECS.iter().map(f64::to_string).collect();
+    render_histogram(
+        out,
+        "shardmq_etcd_txn_seconds",
+        "Ownership transactions by duration, sent to answered (failures included).",
+        &latency_bounds,
+        &stats.txn_latency_buckets,
+        stats.txn_latency_micros as f64 / 1e6,
+    );
+    render_histogram(
+        out,
+        "shardmq_etcd_keepalive_seconds",
+        "Lease keepalives by round trip, sent to answered.",
+        &latency_bounds,
+        &stats.keepalive_latency_buckets,
+        stats.keepalive_latency_micros as f64 / 1e6,
+    );
+    let ops_bounds: Vec<String> = TXN_OPS_BUCKETS.iter().map(u64::to_string).collect();
+    render_histogram(
+        out,
+        "shardmq_etcd_txn_ops",
+        "Ownership transactions by operations (the batch size).",
+        &ops_bounds,
+        &stats.txn_ops_buckets,
+        stats.txn_ops as f64,
+    );
 }
 
 /// Writes a node-wide histogram: `buckets` counts per bound of `bounds`, the last one past them
@@ -865,6 +1031,8 @@ fn percent_decode(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use shardmq_shard::ConnectRefusal;
+
     use super::*;
 
     #[test]
@@ -902,5 +1070,22 @@ mod tests {
         assert!(!text.contains("shardmq_session_queue_largest{shard=\"1\"}"), "{text}");
         assert_eq!(text.matches("# TYPE shardmq_messages_sent_total counter").count(), 1);
         assert_eq!(text.matches("# TYPE shardmq_inflight_messages gauge").count(), 1);
+    }
+
+    #[test]
+    fn connect_refusals_are_shown_by_cause_in_order() {
+        let rows = SHARD_METRICS.iter().filter(|m| m.name == "shardmq_connects_refused_total");
+        let labels: Vec<&str> = rows.map(|m| m.label.map_or("", |(_, value)| value)).collect();
+        let causes: Vec<&str> = ConnectRefusal::ALL.iter().map(|cause| cause.label()).collect();
+        assert_eq!(labels, causes);
+        let counters = NodeCounters::new(1);
+        let mut stats = ShardStats::default();
+        stats.connects_refused[ConnectRefusal::EtcdBusy as usize] = 3;
+        counters.publish(0, &stats);
+        let text = counters.render(&[None]);
+        assert!(
+            text.contains("shardmq_connects_refused_total{shard=\"0\",cause=\"etcd_busy\"} 3"),
+            "{text}"
+        );
     }
 }

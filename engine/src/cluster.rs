@@ -45,8 +45,8 @@ use shardmq_shard::persist::{
     encode_session, encode_stored_message, Restored, WallClock,
 };
 use shardmq_shard::{
-    home_shard, retained_shard, Forward, LinkEpoch, LinkNumber, Node, PeerLease, PeerNode,
-    PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
+    home_shard, retained_shard, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerLease,
+    PeerNode, PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
 };
 
 use crate::server::{MeshItem, ShardContext, Signal};
@@ -480,13 +480,17 @@ pub async fn control_events(
             ControlEvent::Fenced => {
                 tracing::warn!(
                     shard = %context.id,
-                    "this node's etcd lease lapsed: disconnecting its clients until it holds a new one"
+                    "this node could not show its etcd lease alive in time: disconnecting its \
+                     clients until a keepalive is answered (or a new lease granted)"
                 );
                 context.state.borrow_mut().fence(Instant::now());
                 context.apply_effects();
             }
-            ControlEvent::Serving => {
-                tracing::info!(shard = %context.id, "serving again with a new etcd lease");
+            ControlEvent::Serving { new_lease: false } => {
+                tracing::info!(shard = %context.id, "serving again under the same etcd lease");
+            }
+            ControlEvent::Serving { new_lease: true } => {
+                tracing::info!(shard = %context.id, "serving under a new etcd lease");
                 runtime::spawn_local(reclaim_sessions(context.clone(), cluster));
             }
         }
@@ -516,14 +520,15 @@ async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) 
         let (cluster, returned) = (cluster.clone(), returned.clone());
         let (left, elsewhere, shard) = (left.clone(), elsewhere.clone(), context.id);
         runtime::spawn_local(async move {
-            // A claim that timed out (etcd slow, or claims still held back after the node's
-            // silence) is tried again: given up, its session could not follow its client.
+            // In the background: connects go first, and a slow etcd is waited for rather than
+            // refused. A claim that timed out all the same is tried again: given up, its session
+            // could not follow its client.
             let mut attempts = 1;
-            let mut outcome = cluster.node.control.claim(&client_id).await;
+            let mut outcome = cluster.node.control.reclaim(&client_id).await;
             while outcome == ClaimOutcome::Unavailable && attempts < RECLAIM_ATTEMPTS_MAX {
                 runtime::sleep(RECLAIM_RETRY).await;
                 attempts += 1;
-                outcome = cluster.node.control.claim(&client_id).await;
+                outcome = cluster.node.control.reclaim(&client_id).await;
             }
             if !matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned) {
                 elsewhere.set(elsewhere.get() + 1);
@@ -1057,26 +1062,34 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
 // Claims and takeover
 // -------------------------------------------------------------------------------------------
 
-/// Claims `client_id` for this node before its CONNECT is answered. True when this node owns
-/// it now (taking it over from the peer that served it, session included, if needed).
-pub async fn claim(context: &Rc<ShardContext>, client_id: &str, clean_start: bool) -> bool {
-    let Some(cluster) = context.cluster.clone() else { return true };
+/// Claims `client_id` for this node before its CONNECT is answered: `Ok` when this node owns
+/// it now (taking it over from the peer that served it, session included, if needed), else why
+/// the connect is refused.
+pub async fn claim(
+    context: &Rc<ShardContext>,
+    client_id: &str,
+    clean_start: bool,
+) -> Result<(), ConnectRefusal> {
+    let Some(cluster) = context.cluster.clone() else { return Ok(()) };
     let deadline = Instant::now() + cluster.node.claim_timeout;
     loop {
         let (owner, revision) = match cluster.node.control.claim(client_id).await {
-            ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => return true,
+            ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => return Ok(()),
             ClaimOutcome::HeldBy { owner, revision } => (owner, revision),
-            ClaimOutcome::Unavailable | ClaimOutcome::Fenced => return false,
+            ClaimOutcome::Busy => return Err(ConnectRefusal::EtcdBusy),
+            ClaimOutcome::Unavailable => return Err(ConnectRefusal::EtcdUnavailable),
+            ClaimOutcome::Fenced => return Err(ConnectRefusal::Fenced),
         };
         let taken =
             take_over(context, &cluster, client_id, clean_start, &owner, revision, deadline).await;
         match taken {
-            Some(owned) => return owned,
+            Some(true) => return Ok(()),
+            Some(false) => return Err(ConnectRefusal::EtcdUnavailable),
             // The owner is handing the client to another node: claim again once it has.
             None if Instant::now() + TAKEOVER_RETRY < deadline => {
                 runtime::sleep(TAKEOVER_RETRY).await
             }
-            None => return false,
+            None => return Err(ConnectRefusal::EtcdUnavailable),
         }
     }
 }

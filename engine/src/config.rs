@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use shardmq_cluster::ownership::TXN_OPS_MAX;
 use shardmq_shard::Limits;
 use shardmq_storage::Durability;
 
@@ -128,8 +129,8 @@ pub struct ServeArgs {
     /// Milliseconds a claim waits for others to share its etcd transaction [default: 2].
     #[arg(long, value_name = "MS")]
     pub claim_batch_delay_ms: Option<u64>,
-    /// Claims per etcd transaction at most, 1 to turn batching off [default: 128, etcd's
-    /// --max-txn-ops].
+    /// Claims per etcd transaction at most, 1 to turn batching off [default: 127, the most
+    /// etcd's --max-txn-ops default of 128 allows, each claim being a nested transaction].
     #[arg(long, value_name = "N")]
     pub claim_batch_max: Option<usize>,
     /// Seconds a connect waits for its claim (etcd unreachable, or a takeover) before CONNACK
@@ -602,12 +603,13 @@ impl ServeArgs {
         };
         let lease_ttl = self.lease_ttl.unwrap_or(6);
         at_least("lease_ttl", lease_ttl, 2)?;
-        let claim_batch_max = self.claim_batch_max.unwrap_or(128);
+        let claim_batch_max = self.claim_batch_max.unwrap_or(TXN_OPS_MAX);
         at_least("claim_batch_max", claim_batch_max as u64, 1)?;
-        if claim_batch_max > 128 {
+        if claim_batch_max > TXN_OPS_MAX {
             return Err(ConfigError(format!(
-                "invalid value for `claim_batch_max`: {claim_batch_max}; etcd refuses \
-                 transactions of more than 128 operations by default"
+                "invalid value for `claim_batch_max`: {claim_batch_max}; at most {TXN_OPS_MAX} \
+                 (each claim is a transaction nested in the one sent, and etcd refuses more than \
+                 128 operations in one by default)"
             )));
         }
         let claim_timeout = self.claim_timeout.unwrap_or(5);
@@ -734,7 +736,7 @@ mod tests {
         let cluster = config.cluster.expect("clustered");
         assert_eq!(cluster.etcd.len(), 2);
         assert_eq!(cluster.link_advertise, cluster.link_listen);
-        assert_eq!(cluster.claim_batch_max, 128);
+        assert_eq!(cluster.claim_batch_max, 127);
         let error = file("node_id = \"n1\"\n").expect_err("no etcd").to_string();
         assert!(error.contains("`node_id`") && error.contains("etcd"), "{error}");
         let error = file("etcd = \"http://e:2379\"\nnode_id = \"n1\"\n")

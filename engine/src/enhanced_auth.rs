@@ -108,31 +108,31 @@ pub(crate) trait AuthWire {
 }
 
 /// Checks a CONNECT's credentials: its password ([`NodeSecurity::authenticate`]) or, when it
-/// names an Authentication Method, that method's exchange over `wire`. `Some` with the CONNECT
+/// names an Authentication Method, that method's exchange over `wire`. `Ok` with the CONNECT
 /// to admit (after an exchange: User Name the authenticated user, Authentication Data the
-/// server's last message); `None` when it was refused (the CONNACK is sent) or the connection
-/// is gone.
+/// server's last message); `Err(Some(reason))` when it was refused (the CONNACK with `reason`
+/// is sent), `Err(None)` when the connection is gone.
 pub(crate) async fn authenticate(
     security: &NodeSecurity,
     mut connect: Box<Connect>,
     wire: &mut impl AuthWire,
-) -> Option<Box<Connect>> {
+) -> Result<Box<Connect>, Option<ReasonCode>> {
     let refused = match connect.properties.authentication_method.clone() {
         None => match security.authenticate(&connect).await {
-            Ok(()) => return Some(connect),
+            Ok(()) => return Ok(connect),
             Err(reason) => reason,
         },
         Some(method) => match exchange(security, &method, &mut connect, wire).await {
-            Ok(()) => return Some(connect),
+            Ok(()) => return Ok(connect),
             Err(Some(reason)) => reason,
-            Err(None) => return None,
+            Err(None) => return Err(None),
         },
     };
     let connack =
         ConnAck { session_present: false, reason: refused, properties: Properties::default() };
     // Best effort: the connection closes next anyway.
     wire.send(Packet::ConnAck(connack)).await;
-    None
+    Err(Some(refused))
 }
 
 /// Runs `method`'s exchange for `connect`: `Err(Some(reason))` to refuse with a CONNACK,

@@ -30,7 +30,7 @@ use shardmq_io::runtime::{
 };
 use shardmq_io::transport::{Layer, Layered, MqttStream};
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGRADES};
-use shardmq_shard::{home_shard, ConnId, Effect, Shard, ShardId, ShardMsg};
+use shardmq_shard::{home_shard, ConnId, ConnectRefusal, Effect, Shard, ShardId, ShardMsg};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
 
 use crate::admin::NodeCounters;
@@ -1100,11 +1100,13 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
         }
     };
     if over_rate {
+        context.state.borrow_mut().connect_refused(ConnectRefusal::ConnectionRate);
         return send_refusal(&mut stream, connect.protocol, ReasonCode::CONNECTION_RATE_EXCEEDED)
             .await;
     }
     if context.memory.is_over() {
         // Over the memory high-water mark: new clients wait, connected ones keep working.
+        context.state.borrow_mut().connect_refused(ConnectRefusal::Memory);
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
     }
     let certified = match &context.tls {
@@ -1145,9 +1147,17 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
                 deadline,
             };
             match enhanced_auth::authenticate(&context.security, connect, &mut wire).await {
-                Some(connect) => connect,
-                None => {
+                Ok(connect) => connect,
+                Err(refused) => {
                     // Refused (the CONNACK is out) or gone.
+                    let cause = match refused {
+                        Some(ReasonCode::SERVER_BUSY) => Some(ConnectRefusal::PasswordChecksBusy),
+                        Some(_) => Some(ConnectRefusal::NotAuthenticated),
+                        None => None,
+                    };
+                    if let Some(cause) = cause {
+                        context.state.borrow_mut().connect_refused(cause);
+                    }
                     stream.close_gracefully();
                     return;
                 }
@@ -1259,11 +1269,12 @@ fn start_connection<S: ClientStream>(
         || context.stopping.get()
     {
         context.connections.fetch_sub(1, Ordering::Relaxed);
-        let reason = if context.stopping.get() {
-            ReasonCode::SERVER_UNAVAILABLE
+        let (reason, cause) = if context.stopping.get() {
+            (ReasonCode::SERVER_UNAVAILABLE, ConnectRefusal::Stopping)
         } else {
-            ReasonCode::QUOTA_EXCEEDED
+            (ReasonCode::QUOTA_EXCEEDED, ConnectRefusal::ConnectionLimit)
         };
+        context.state.borrow_mut().connect_refused(cause);
         let version = connect.protocol;
         drop(connect);
         return runtime::spawn_local(async move {
@@ -1275,16 +1286,28 @@ fn start_connection<S: ClientStream>(
         // unique to this node and need no claim).
         return runtime::spawn_local(async move {
             let client_id = connect.client_id.to_string();
-            let owned = cluster::claim(&context, &client_id, connect.clean_start).await;
+            let claimed = cluster::claim(&context, &client_id, connect.clean_start).await;
             let serving = context
                 .cluster
                 .as_ref()
                 .is_some_and(|cluster| cluster.node.fence.may_serve(Instant::now()));
-            if !owned || !serving || context.stopping.get() {
+            let refused = match claimed {
+                Err(cause) => Some(cause),
+                Ok(()) if context.stopping.get() => Some(ConnectRefusal::Stopping),
+                Ok(()) if !serving => Some(ConnectRefusal::Fenced),
+                Ok(()) => None,
+            };
+            if let Some(cause) = refused {
                 context.connections.fetch_sub(1, Ordering::Relaxed);
+                context.state.borrow_mut().connect_refused(cause);
                 let version = connect.protocol;
                 drop(connect);
-                return send_refusal(&mut stream, version, ReasonCode::SERVER_UNAVAILABLE).await;
+                // "Busy" asks the client to come back later; "unavailable" to try elsewhere.
+                let reason = match cause {
+                    ConnectRefusal::EtcdBusy => ReasonCode::SERVER_BUSY,
+                    _ => ReasonCode::SERVER_UNAVAILABLE,
+                };
+                return send_refusal(&mut stream, version, reason).await;
             }
             register_connection(context, stream, decoder, buf, connect);
         });

@@ -34,7 +34,7 @@ pub use limits::Limits;
 pub use mesh::{ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
-    ClientDetail, ClientSummary, CommitBatch, Effect, Forward, KickSession, Kicked, LinkEpoch,
-    Node, PeerRoute, Presence, QueueGauges, RetainedPlacement, RouteFrame, Shard, ShardStats,
-    SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX, SUBSCRIBER_STALL_QUIET,
+    ClientDetail, ClientSummary, CommitBatch, ConnectRefusal, Effect, Forward, KickSession, Kicked,
+    LinkEpoch, Node, PeerRoute, Presence, QueueGauges, RetainedPlacement, RouteFrame, Shard,
+    ShardStats, SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX, SUBSCRIBER_STALL_QUIET,
 };

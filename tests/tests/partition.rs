@@ -48,8 +48,11 @@ const ETCD_PEER_PORT: u16 = 2380;
 /// The nftables table and set each namespace drops the sources of.
 const NFT_TABLE: &str = "shardmq_partition";
 const NFT_SET: &str = "cut";
-/// What each shard of a node logs when the node holds a new lease (at start-up too).
-const SERVING_AGAIN: &str = "serving again with a new etcd lease";
+/// What each shard of a node logs when the node holds a new lease (at start-up too): after a
+/// cut longer than the lease, etcd has expired the old one.
+const SERVING_AGAIN: &str = "serving under a new etcd lease";
+/// What each shard of a node logs when the node stops serving at its lease deadline.
+const FENCED: &str = "could not show its etcd lease alive in time";
 /// What each shard holding stored sessions logs once it has claimed them again under a new lease.
 const RECLAIMED: &str = "stored sessions again under the new lease";
 
@@ -709,13 +712,7 @@ fn a_node_cut_off_from_peers_and_etcd_fences_and_rejoins_when_healed() {
         seconds(fenced_raw),
         seconds(fenced_rumqtt)
     );
-    assert!(
-        nodes[0]
-            .wait_for_log("lease lapsed: disconnecting its clients", Duration::from_secs(1))
-            .is_some(),
-        "{}",
-        nodes[0].log()
-    );
+    assert!(nodes[0].wait_for_log(FENCED, Duration::from_secs(1)).is_some(), "{}", nodes[0].log());
     // While cut off, n0 serves no one, not even a client id it owned.
     assert!(refused(mqtt_addr(&net, 0), connect_packet(V5, "raw-mover")));
 
@@ -862,7 +859,7 @@ fn a_node_cut_off_from_etcd_only_fences_while_its_peers_reach_etcd() {
     assert_eq!((ready(0), ready(1)), (503, 200));
     eprintln!("figure: cut-etcd: n0's client disconnected {} after the cut", seconds(fenced));
     // The line may be written just after the disconnect the client saw.
-    let lapsed = nodes[0].wait_for_log("lease lapsed: disconnecting its clients", WAIT);
+    let lapsed = nodes[0].wait_for_log(FENCED, WAIT);
     assert!(lapsed.is_some(), "{}", nodes[0].log());
     assert!(refused(mqtt_addr(&net, 0), connect_packet(V5, "newcomer")));
     assert!(refused(mqtt_addr(&net, 0), connect_packet(V5, "stuck")));
@@ -952,8 +949,8 @@ fn a_node_cut_off_from_its_peers_only_keeps_serving_its_clients() {
         });
         assert_eq!(got.payload, format!("{round}").as_bytes());
     }
-    assert!(!nodes[0].log_contains("lease lapsed"), "{}", nodes[0].log());
-    assert!(!nodes[1].log_contains("lease lapsed"), "{}", nodes[1].log());
+    assert!(!nodes[0].log_contains(FENCED), "{}", nodes[0].log());
+    assert!(!nodes[1].log_contains(FENCED), "{}", nodes[1].log());
     // Publishes on n1 are acknowledged but do not cross the cut (docs/cluster.md: a peer whose
     // link is down misses what is published meanwhile); nor do n0's reach n1.
     publish_acked(&mut publisher1, "i/remote", b"published on n1 during the cut", false, 7);
@@ -1105,6 +1102,6 @@ fn a_slow_etcd_slows_connects_but_loses_nothing_and_nothing_spins() {
         );
     }
     for node in &nodes {
-        assert!(!node.log_contains("lease lapsed"), "{}", node.log());
+        assert!(!node.log_contains(FENCED), "{}", node.log());
     }
 }

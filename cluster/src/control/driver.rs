@@ -6,19 +6,19 @@
 //! channel, and the lease and member watch are tasks of their own. While etcd is down the loop
 //! keeps answering from the core (claims wait there until their timeout).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::etcd::{self, Backoff, CallError, Etcd, Keys, Registration};
+use super::etcd::{self, Backoff, CallError, Etcd, Keys, Registration, TxnOutcome};
 use super::lease::{LeaseCommand, LeaseEvent, LeaseSettings, LeaseTask};
 use super::{ControlConfig, ControlError, ControlEvent, Request, Shared, SHUTDOWN_REVOKE_TIMEOUT};
-use crate::ownership::{Action, Ownership, Ticket, TxnAnswer, TxnId};
+use crate::ownership::{Action, KeepaliveId, Ownership, Ticket, TxnId, TxnOp};
 use crate::types::{ClaimOutcome, LeaseId, Member};
 
 /// Requests taken from the queue in one turn before the core acts, so a burst of claims reaches
@@ -30,8 +30,9 @@ pub const TXN_ANSWERS_QUEUED_MAX: usize = 1024;
 pub const MEMBER_UPDATES_QUEUED_MAX: usize = 16;
 /// Lease news queued from the lease task to the loop.
 pub const LEASE_EVENTS_QUEUED_MAX: usize = 16;
-/// Lease commands queued from the loop to the lease task.
-pub const LEASE_COMMANDS_QUEUED_MAX: usize = 4;
+/// Lease commands queued from the loop to the lease task: keepalives wait here while the task
+/// opens a stream (one round trip to a slow etcd, several keepalive intervals).
+pub const LEASE_COMMANDS_QUEUED_MAX: usize = 64;
 /// How soon the loop retries delivering events to a shard whose channel was full.
 pub const EVENTS_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -73,14 +74,27 @@ struct Driver {
     /// Who waits for which claim.
     replies: HashMap<u64, async_channel::Sender<ClaimOutcome>>,
     next_ticket: u64,
-    txn_answers_tx: mpsc::Sender<(TxnId, TxnAnswer)>,
-    txn_answers: mpsc::Receiver<(TxnId, TxnAnswer)>,
+    txn_answers_tx: mpsc::Sender<(TxnId, TxnOutcome)>,
+    txn_answers: mpsc::Receiver<(TxnId, TxnOutcome)>,
     lease_events: mpsc::Receiver<LeaseEvent>,
     lease_commands: mpsc::Sender<LeaseCommand>,
     member_updates: mpsc::Receiver<Arc<[Member]>>,
-    /// The lease the core holds (the latest granted).
-    lease: Option<LeaseId>,
+    /// Keepalives handed to the lease task and not answered, with when (for the latency
+    /// histogram; at most [`KEEPALIVES_OUTSTANDING_MAX`](super::KEEPALIVES_OUTSTANDING_MAX)).
+    keepalives: VecDeque<(KeepaliveId, Instant)>,
     broadcaster: Broadcaster,
+}
+
+/// What start-up got from etcd: the first lease (granted with `ttl` to a request sent at
+/// `requested_at`), and the members with the revision they were read at.
+struct Joined {
+    etcd: Etcd,
+    keys: Keys,
+    lease: LeaseId,
+    ttl: Duration,
+    requested_at: Instant,
+    members: std::collections::BTreeMap<crate::types::NodeId, Member>,
+    revision: i64,
 }
 
 impl Driver {
@@ -92,106 +106,29 @@ impl Driver {
         requests: async_channel::Receiver<Request>,
         shards: Vec<async_channel::Sender<ControlEvent>>,
     ) -> Result<Driver, ControlError> {
-        let endpoints = config.endpoints.join(",");
-        let keys = Keys::new(&config.cluster);
-        let deadline = tokio::time::Instant::now() + config.connect_timeout;
-        let unreachable = |error: CallError| ControlError::Unreachable {
-            endpoints: endpoints.clone(),
-            timeout: config.connect_timeout,
-            reason: error.to_string(),
-        };
-        let etcd =
-            Etcd::connect(&config.endpoints, config.connect_timeout).await.map_err(unreachable)?;
-
-        // The gRPC channels connect on their first call: retry until the deadline, so a node
-        // started together with etcd waits for it instead of failing at once.
-        let ttl = etcd::ttl_seconds(config.ownership.lease_ttl);
-        let (lease, requested_at) = until_deadline(deadline, |timeout| {
-            let etcd = etcd.clone();
-            async move {
-                let requested_at = Instant::now();
-                let granted = etcd
-                    .call(timeout, |mut client| async move { client.lease_grant(ttl, None).await })
-                    .await?;
-                Ok((granted, requested_at))
-            }
-        })
-        .await
-        .map(|(granted, requested_at)| {
-            if granted.ttl() != ttl {
-                info!(
-                    requested = ttl,
-                    granted = granted.ttl(),
-                    "etcd granted another lease TTL than asked"
-                );
-            }
-            (LeaseId(granted.id()), requested_at)
-        })
-        .map_err(unreachable)?;
-        let registered = until_deadline(deadline, |timeout| {
-            etcd::register(&etcd, &keys, &config.node, config.link_advertise, lease, timeout)
-        })
-        .await;
-        match registered {
-            Ok(Registration::Registered) => {}
-            Ok(Registration::Taken { lease: holder }) => {
-                let _ = etcd::revoke(&etcd, lease).await;
-                return Err(ControlError::NodeIdTaken {
-                    node: config.node.clone(),
-                    endpoints,
-                    lease: holder.0,
-                    ttl: config.ownership.lease_ttl,
-                });
-            }
-            Err(error) => {
-                let _ = etcd::revoke(&etcd, lease).await;
-                return Err(unreachable(error));
-            }
-        }
-        let read =
-            until_deadline(deadline, |timeout| etcd::read_members(&etcd, &keys, timeout)).await;
-        let (members, revision) = match read {
-            Ok(read) => read,
-            Err(error) => {
-                let _ = etcd::revoke(&etcd, lease).await;
-                return Err(unreachable(error));
-            }
-        };
-        info!(
-            node = %config.node,
-            lease = lease.0,
-            members = members.len(),
-            "registered in etcd at {endpoints}"
-        );
-
+        let joined = join(&config).await?;
+        let Joined { etcd, keys, lease, ttl, requested_at, members, revision } = joined;
         let (lease_events_tx, lease_events) = mpsc::channel(LEASE_EVENTS_QUEUED_MAX);
         let (lease_commands, lease_commands_rx) = mpsc::channel(LEASE_COMMANDS_QUEUED_MAX);
         let (member_updates_tx, member_updates) = mpsc::channel(MEMBER_UPDATES_QUEUED_MAX);
         let (txn_answers_tx, txn_answers) = mpsc::channel(TXN_ANSWERS_QUEUED_MAX);
-        let lease_task = LeaseTask::new(
-            etcd.clone(),
-            LeaseSettings {
-                keys: keys.clone(),
-                node: config.node.clone(),
-                link: config.link_advertise,
-                ttl: config.ownership.lease_ttl,
-            },
-            lease_commands_rx,
-            lease_events_tx,
-        );
-        tokio::spawn(lease_task.run(Some(lease)));
+        let settings = LeaseSettings {
+            keys: keys.clone(),
+            node: config.node.clone(),
+            link: config.link_advertise,
+            ttl: config.ownership.lease_ttl,
+            granted: Some(ttl),
+        };
+        let lease_task = LeaseTask::new(etcd.clone(), settings, lease_commands_rx, lease_events_tx);
+        tokio::spawn(lease_task.run());
         let list = etcd::member_list(&members);
-        tokio::spawn(etcd::watch_members(
-            etcd.clone(),
-            keys.clone(),
-            members,
-            revision,
-            member_updates_tx,
-        ));
+        let watch =
+            etcd::watch_members(etcd.clone(), keys.clone(), members, revision, member_updates_tx);
+        tokio::spawn(watch);
 
         let mut core = Ownership::new(config.ownership);
         let now = Instant::now();
-        core.lease_granted(lease, requested_at);
+        core.lease_granted(lease, ttl, requested_at, now);
         core.members(&list, now);
         shared.set_members(Arc::clone(&list));
         let mut broadcaster = Broadcaster::new(shards);
@@ -209,7 +146,7 @@ impl Driver {
             lease_events,
             lease_commands,
             member_updates,
-            lease: Some(lease),
+            keepalives: VecDeque::new(),
             broadcaster,
         };
         driver.step();
@@ -237,8 +174,12 @@ impl Driver {
                         break;
                     }
                 }
-                Some((id, answer)) = self.txn_answers.recv() => {
-                    self.core.txn_answered(id, answer, Instant::now());
+                Some((id, outcome)) = self.txn_answers.recv() => {
+                    let now = Instant::now();
+                    if outcome.unreachable {
+                        self.core.etcd_unreachable(now);
+                    }
+                    self.core.txn_answered(id, outcome.answer, now);
                 }
                 Some(event) = self.lease_events.recv() => self.lease_event(event),
                 Some(members) = self.member_updates.recv() => {
@@ -281,13 +222,13 @@ impl Driver {
     fn handle_request(&mut self, request: Request) -> Flow {
         let now = Instant::now();
         match request {
-            Request::Claim { client, after_release, reply } => {
+            Request::Claim { client, after_release, priority, reply } => {
                 self.shared.stats.claims.fetch_add(1, Ordering::Relaxed);
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
                 self.replies.insert(ticket, reply);
                 match after_release {
-                    None => self.core.claim(Ticket(ticket), &client, now),
+                    None => self.core.claim(Ticket(ticket), &client, priority, now),
                     Some(revision) => {
                         self.core.claim_after_release(Ticket(ticket), &client, revision, now)
                     }
@@ -302,25 +243,23 @@ impl Driver {
     }
 
     fn lease_event(&mut self, event: LeaseEvent) {
+        let now = Instant::now();
         match event {
-            LeaseEvent::Granted { lease, requested_at } => {
-                self.lease = Some(lease);
-                self.core.lease_granted(lease, requested_at);
-                // The core stamps "etcd answered" with the `now` of its next call: make that
-                // now, or a quiet spell longer than its etcd_ok window would read as an outage.
-                self.core.tick(Instant::now());
+            LeaseEvent::Granted { lease, ttl, requested_at } => {
+                self.keepalives.clear();
+                self.core.lease_granted(lease, ttl, requested_at, now);
             }
-            LeaseEvent::Renewed { lease, requested_at } => {
-                if self.lease == Some(lease) {
-                    self.core.lease_renewed(requested_at);
-                    self.core.tick(Instant::now());
+            LeaseEvent::Answered { lease, id, ttl } => {
+                if let Some(index) = self.keepalives.iter().position(|(sent, _)| *sent == id) {
+                    let (_, sent_at) = self.keepalives.remove(index).unwrap_or((id, now));
+                    self.shared.stats.keepalive_answered(now.saturating_duration_since(sent_at));
                 }
+                self.core.keepalive_answered(lease, id, ttl, now);
             }
-            LeaseEvent::Lost { lease } => {
-                if self.lease == Some(lease) {
-                    self.lease = None;
-                    self.core.lease_lost(Instant::now());
-                }
+            LeaseEvent::Lost { lease } => self.core.lease_lost(lease, now),
+            LeaseEvent::Unreachable => self.core.etcd_unreachable(now),
+            LeaseEvent::StreamOpened => {
+                self.shared.stats.keepalive_streams.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -336,20 +275,52 @@ impl Driver {
                         let _ = reply.try_send(outcome);
                     }
                 }
-                Action::Fence => self.broadcaster.fenced(),
-                Action::Serve => self.broadcaster.serving(),
-                Action::GrantLease => {
-                    // A full queue already holds a Grant, which is all this asks.
-                    let _ = self.lease_commands.try_send(LeaseCommand::Grant);
+                Action::Fence => {
+                    warn!(
+                        "this node could not show its etcd lease alive in time: it stops serving"
+                    );
+                    self.broadcaster.fenced();
                 }
+                Action::Serve { new_lease } => self.broadcaster.serving(new_lease),
+                Action::GrantLease => {
+                    self.keepalives.clear();
+                    // A full queue (keepalives waiting for a stream that does not open) must
+                    // not lose the grant: the keepalives are for a lease that is gone.
+                    if let Err(mpsc::error::TrySendError::Full(command)) =
+                        self.lease_commands.try_send(LeaseCommand::Grant)
+                    {
+                        let commands = self.lease_commands.clone();
+                        tokio::spawn(async move { commands.send(command).await });
+                    }
+                }
+                Action::KeepAlive { lease, id } => self.keep_alive(lease, id),
             }
         }
+        let now = Instant::now();
         self.shared.fence.set(self.core.serving_until());
-        self.shared.etcd_ok.store(self.core.etcd_ok(Instant::now()), Ordering::Release);
+        self.shared.etcd_ok.store(self.core.report_etcd_ok(now), Ordering::Release);
+        *self.shared.stats.core.lock().unwrap_or_else(PoisonError::into_inner) = self.core.stats();
         self.broadcaster.flush();
     }
 
-    fn spawn_txn(&mut self, id: TxnId, lease: LeaseId, ops: Vec<crate::ownership::TxnOp>) {
+    /// Hands keepalive `id` to the lease task. When its queue is full (it has been opening a
+    /// stream for many intervals) the keepalive is dropped and counted: the core credits only
+    /// answered keepalives, so a dropped one costs nothing but its renewal.
+    fn keep_alive(&mut self, lease: LeaseId, id: KeepaliveId) {
+        match self.lease_commands.try_send(LeaseCommand::KeepAlive { lease, id }) {
+            Ok(()) => {
+                if self.keepalives.len() == super::KEEPALIVES_OUTSTANDING_MAX {
+                    self.keepalives.pop_front();
+                }
+                self.keepalives.push_back((id, Instant::now()));
+            }
+            Err(_) => {
+                self.shared.stats.keepalives_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn spawn_txn(&mut self, id: TxnId, lease: LeaseId, ops: Vec<TxnOp>) {
         let stats = Arc::clone(&self.shared.stats);
         let stats_for_latency = Arc::clone(&stats);
         stats.txn_sent(ops.len());
@@ -359,15 +330,15 @@ impl Driver {
             self.keys.clone(),
             self.shared.node.clone(),
             lease,
-            ops,
+            (ops, self.core.txn_timeout()),
             stats,
         );
         tokio::spawn(async move {
-            let sent = std::time::Instant::now();
-            let answer = txn.await;
+            let sent = Instant::now();
+            let outcome = txn.await;
             stats_for_latency.txn_answered(sent.elapsed());
             // The loop is gone only at shutdown, when no answer matters.
-            let _ = answers.send((id, answer)).await;
+            let _ = answers.send((id, outcome)).await;
         });
     }
 
@@ -375,12 +346,13 @@ impl Driver {
     /// member key disappears), then let pending claims fail.
     async fn stop(mut self) {
         // Pick up a lease granted just before the shutdown request.
+        let mut held = self.core.held_lease();
         while let Ok(event) = self.lease_events.try_recv() {
             if let LeaseEvent::Granted { lease, .. } = event {
-                self.lease = Some(lease);
+                held = Some(lease);
             }
         }
-        if let Some(lease) = self.lease {
+        if let Some(lease) = held {
             let revoked = self
                 .etcd
                 .call(SHUTDOWN_REVOKE_TIMEOUT, |mut client| async move {
@@ -399,6 +371,88 @@ impl Driver {
         // Dropping `replies` answers every waiting claim `Unavailable`.
         self.replies.clear();
     }
+}
+
+/// Connects to etcd, grants the first lease, registers this node and reads the members, all
+/// within `connect_timeout` (retrying until then: a node started together with etcd waits for
+/// it instead of failing at once).
+async fn join(config: &ControlConfig) -> Result<Joined, ControlError> {
+    let endpoints = config.endpoints.join(",");
+    let keys = Keys::new(&config.cluster);
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let unreachable = |error: CallError| ControlError::Unreachable {
+        endpoints: endpoints.clone(),
+        timeout: config.connect_timeout,
+        reason: error.to_string(),
+    };
+    let etcd =
+        Etcd::connect(&config.endpoints, config.connect_timeout).await.map_err(unreachable)?;
+    let (lease, ttl, requested_at) =
+        grant_first(&etcd, config, deadline).await.map_err(unreachable)?;
+    let registered = until_deadline(deadline, |timeout| {
+        etcd::register(&etcd, &keys, &config.node, config.link_advertise, lease, timeout)
+    })
+    .await;
+    match registered {
+        Ok(Registration::Registered) => {}
+        Ok(Registration::Taken { lease: holder }) => {
+            let _ = etcd::revoke(&etcd, lease).await;
+            return Err(ControlError::NodeIdTaken {
+                node: config.node.clone(),
+                endpoints,
+                lease: holder.0,
+                ttl: config.ownership.lease_ttl,
+            });
+        }
+        Err(error) => {
+            let _ = etcd::revoke(&etcd, lease).await;
+            return Err(unreachable(error));
+        }
+    }
+    let read = until_deadline(deadline, |timeout| etcd::read_members(&etcd, &keys, timeout)).await;
+    let (members, revision) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            let _ = etcd::revoke(&etcd, lease).await;
+            return Err(unreachable(error));
+        }
+    };
+    info!(
+        node = %config.node,
+        lease = lease.0,
+        members = members.len(),
+        "registered in etcd at {endpoints}"
+    );
+    Ok(Joined { etcd, keys, lease, ttl, requested_at, members, revision })
+}
+
+/// Grants the first lease: its id, the TTL etcd granted, and when it was asked for.
+async fn grant_first(
+    etcd: &Etcd,
+    config: &ControlConfig,
+    deadline: tokio::time::Instant,
+) -> Result<(LeaseId, Duration, Instant), CallError> {
+    let ttl = etcd::ttl_seconds(config.ownership.lease_ttl);
+    let (granted, requested_at) = until_deadline(deadline, |timeout| {
+        let etcd = etcd.clone();
+        async move {
+            let requested_at = Instant::now();
+            let granted = etcd
+                .call(timeout, |mut client| async move { client.lease_grant(ttl, None).await })
+                .await?;
+            Ok((granted, requested_at))
+        }
+    })
+    .await?;
+    if granted.ttl() != ttl {
+        info!(
+            requested = ttl,
+            granted = granted.ttl(),
+            "etcd granted another lease TTL than asked"
+        );
+    }
+    let granted_ttl = Duration::from_secs(granted.ttl().max(1) as u64);
+    Ok((LeaseId(granted.id()), granted_ttl, requested_at))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,10 +501,13 @@ impl Broadcaster {
         }
     }
 
-    fn serving(&mut self) {
+    fn serving(&mut self, new_lease: bool) {
         for outbox in &mut self.outboxes {
-            if !matches!(outbox.fence.last(), Some(ControlEvent::Serving)) {
-                outbox.fence.push(ControlEvent::Serving);
+            match outbox.fence.last_mut() {
+                // Serving twice in a row without a fence between: one event, a new lease if
+                // either was.
+                Some(ControlEvent::Serving { new_lease: earlier }) => *earlier |= new_lease,
+                _ => outbox.fence.push(ControlEvent::Serving { new_lease }),
             }
         }
     }

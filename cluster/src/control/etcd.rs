@@ -18,21 +18,22 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::Stats;
-use crate::ownership::{Compare, Owner, TxnAnswer, TxnOp};
+use crate::ownership::{Compare, OpResult, Owner, TxnAnswer, TxnOp};
 use crate::types::{LeaseId, Member, NodeId, Revision};
 
 /// Timeout of one unary etcd call (grant, revoke, get, put) outside the start-up.
 pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Timeout of one ownership transaction. A timed-out transaction is answered `Failed`; it may
-/// still have committed, which the core resolves by comparing revisions on its retry.
-pub const TXN_TIMEOUT: Duration = Duration::from_secs(2);
-/// HTTP/2 pings on the etcd connections, so a silently dead peer (a partition, not a crash)
-/// breaks the watch and keepalive streams instead of leaving them waiting forever.
-pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-/// How long an HTTP/2 ping may go unanswered before the connection is dropped.
-pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The lease is renewed this many times per TTL.
-pub const KEEPALIVES_PER_TTL: u32 = 6;
+/// HTTP/2 pings on the etcd connections (sent when nothing was read for this long), so a
+/// silently dead peer (a partition, not a crash) breaks the watch and keepalive streams instead
+/// of leaving them waiting forever. Above etcd's `--grpc-keepalive-min-time` (5 s by default):
+/// etcd answers pings closer together than that with GOAWAY "too_many_pings" once it has written
+/// nothing for a while, which is exactly when etcd is slow, and the GOAWAY drops every stream
+/// and transaction on the connection.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+/// How long an HTTP/2 ping may go unanswered before the connection is dropped. etcd answers
+/// pings on its connection's reader goroutine, apart from request processing, so a busy etcd
+/// still answers them within this.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// First pause before retrying a failed etcd operation; doubles up to [`RETRY_BACKOFF_MAX`].
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between two retries of a failed etcd operation.
@@ -101,6 +102,18 @@ pub(crate) async fn timed<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(CallError::Etcd(error)),
         Err(_) => Err(CallError::Timeout(timeout)),
+    }
+}
+
+/// Whether `error` is an answer from etcd itself (an error status etcd sent: "etcdserver: too
+/// many requests", "...waiting for the applied index took too long", a leader change) rather
+/// than a failure to reach it (connection refused or reset, a timeout, a broken stream).
+pub(crate) fn answered_by_etcd(error: &CallError) -> bool {
+    match error {
+        CallError::Etcd(api::Error::GRpcStatus(status)) => {
+            status.message().starts_with("etcdserver:")
+        }
+        _ => false,
     }
 }
 
@@ -192,11 +205,14 @@ impl Backoff {
 /// The connection options every client of the control plane uses.
 pub(crate) fn connect_options(connect_timeout: Duration) -> api::ConnectOptions {
     // No per-request `with_timeout`: tonic applies it to streams too, which would cut the
-    // watch and keepalive streams. Each call is wrapped in `timed` instead.
+    // watch and keepalive streams. Each call is wrapped in `timed` instead. No pings on an idle
+    // connection (one to another endpoint, unused): etcd refuses pings without a stream open
+    // (`PermitWithoutStream: false`) and would close it; the one in use always has the keepalive
+    // stream open.
     api::ConnectOptions::new()
         .with_connect_timeout(connect_timeout)
         .with_keep_alive(HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT)
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive_while_idle(false)
         // A member cut off from its quorum refuses at once instead of serving stale reads or
         // holding a watch that never fires; the call then moves to another endpoint.
         .with_require_leader(true)
@@ -468,64 +484,85 @@ pub(crate) async fn watch_members(
     }
 }
 
-/// Runs one ownership transaction: `If(every compare) Then(every op) Else(get every key)`.
+/// What one transaction came to: etcd's answer, and whether the failure (if it failed) was a
+/// failure to reach etcd (see [`answered_by_etcd`]).
+pub(crate) struct TxnOutcome {
+    pub(crate) answer: TxnAnswer,
+    pub(crate) unreachable: bool,
+}
+
+/// Runs one ownership transaction: one nested `If(compare) Then(op) Else(get key)` per
+/// operation, so that each succeeds or fails on its own compare.
+///
+/// A transaction not answered within `timeout` (`Ownership::txn_timeout`) is answered
+/// `Failed`; it may still have committed, which the core resolves by comparing revisions on its
+/// retry.
 pub(crate) async fn run_txn(
     etcd: Etcd,
     keys: Keys,
     node: NodeId,
     lease: LeaseId,
-    ops: Vec<TxnOp>,
+    (ops, timeout): (Vec<TxnOp>, Duration),
     stats: Arc<Stats>,
-) -> TxnAnswer {
+) -> TxnOutcome {
     let value = Owner { node: node.clone(), lease }.encode();
-    let mut compares = Vec::with_capacity(ops.len());
-    let mut writes = Vec::with_capacity(ops.len());
-    let mut reads = Vec::with_capacity(ops.len());
-    for op in &ops {
-        let (client_id, compare) = match op {
-            TxnOp::Put { client, compare } | TxnOp::Delete { client, compare } => (client, compare),
-        };
-        let key = keys.session(client_id);
-        compares.push(match compare {
-            Compare::Absent => api::Compare::create_revision(key.clone(), api::CompareOp::Equal, 0),
-            Compare::ModRevision(revision) => {
-                api::Compare::mod_revision(key.clone(), api::CompareOp::Equal, revision.0)
-            }
-        });
-        writes.push(match op {
-            TxnOp::Put { .. } => api::TxnOp::put(
-                key.clone(),
-                value.clone(),
-                Some(api::PutOptions::new().with_lease(lease.0)),
-            ),
-            TxnOp::Delete { .. } => api::TxnOp::delete(key.clone(), None),
-        });
-        reads.push(api::TxnOp::get(key, None));
-    }
-    let txn = api::Txn::new().when(compares).and_then(writes).or_else(reads);
-    let response =
-        match etcd.call(TXN_TIMEOUT, |mut client| async move { client.txn(txn).await }).await {
-            Ok(response) => response,
-            Err(error) => {
-                stats.txns_failed.fetch_add(1, Ordering::Relaxed);
-                debug!(ops = ops.len(), "ownership transaction failed: {error}");
-                return TxnAnswer::Failed;
-            }
-        };
-    if response.succeeded() {
-        let Some(header) = response.header() else {
+    let nested: Vec<api::TxnOp> =
+        ops.iter().map(|op| api::TxnOp::txn(nested_txn(&keys, op, &value, lease))).collect();
+    let txn = api::Txn::new().and_then(nested);
+    let response = match etcd.call(timeout, |mut client| async move { client.txn(txn).await }).await
+    {
+        Ok(response) => response,
+        Err(error) => {
             stats.txns_failed.fetch_add(1, Ordering::Relaxed);
-            return TxnAnswer::Failed;
-        };
-        stats.txns_committed.fetch_add(1, Ordering::Relaxed);
-        return TxnAnswer::Committed { revision: Revision(header.revision()) };
-    }
-    stats.txns_compare_failed.fetch_add(1, Ordering::Relaxed);
-    let current = response
-        .op_responses()
-        .into_iter()
-        .map(|op| match op {
-            api::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
+            debug!(ops = ops.len(), "ownership transaction failed: {error}");
+            let unreachable = !answered_by_etcd(&error);
+            return TxnOutcome { answer: TxnAnswer::Failed, unreachable };
+        }
+    };
+    let answer = read_txn_answer(&response, ops.len());
+    match &answer {
+        TxnAnswer::Failed => stats.txns_failed.fetch_add(1, Ordering::Relaxed),
+        TxnAnswer::Applied { results, .. } if results.contains(&OpResult::Written) => {
+            stats.txns_committed.fetch_add(1, Ordering::Relaxed)
+        }
+        TxnAnswer::Applied { .. } => stats.txns_compare_failed.fetch_add(1, Ordering::Relaxed),
+    };
+    TxnOutcome { answer, unreachable: false }
+}
+
+/// `If(op's compare) Then(op) Else(get op's key)`.
+fn nested_txn(keys: &Keys, op: &TxnOp, value: &[u8], lease: LeaseId) -> api::Txn {
+    let key = keys.session(op.client());
+    let compare = match op.compare() {
+        Compare::Absent => api::Compare::create_revision(key.clone(), api::CompareOp::Equal, 0),
+        Compare::ModRevision(revision) => {
+            api::Compare::mod_revision(key.clone(), api::CompareOp::Equal, revision.0)
+        }
+    };
+    let write = match op {
+        TxnOp::Put { .. } => api::TxnOp::put(
+            key.clone(),
+            value.to_vec(),
+            Some(api::PutOptions::new().with_lease(lease.0)),
+        ),
+        TxnOp::Delete { .. } => api::TxnOp::delete(key.clone(), None),
+    };
+    api::Txn::new().when([compare]).and_then([write]).or_else([api::TxnOp::get(key, None)])
+}
+
+/// The per-operation outcome of an applied transaction of `ops` nested ones; `Failed` for an
+/// answer not shaped as asked (not one to trust).
+fn read_txn_answer(response: &api::TxnResponse, ops: usize) -> TxnAnswer {
+    let Some(header) = response.header() else { return TxnAnswer::Failed };
+    let mut results = Vec::with_capacity(ops);
+    for op in response.op_responses() {
+        let api::TxnOpResponse::Txn(nested) = op else { return TxnAnswer::Failed };
+        if nested.succeeded() {
+            results.push(OpResult::Written);
+            continue;
+        }
+        let current = match nested.op_responses().into_iter().next() {
+            Some(api::TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| {
                 let owner = Owner::decode(kv.value()).unwrap_or_else(|| {
                     // The core treats an owner with an empty node as an unknown holder.
                     warn!(
@@ -536,15 +573,14 @@ pub(crate) async fn run_txn(
                 });
                 (owner, Revision(kv.mod_revision()))
             }),
-            _ => None,
-        })
-        .collect::<Vec<_>>();
-    if current.len() != ops.len() {
-        // etcd answers one response per `Else` op; anything else is not an answer to trust.
-        stats.txns_failed.fetch_add(1, Ordering::Relaxed);
+            _ => return TxnAnswer::Failed,
+        };
+        results.push(OpResult::CompareFailed { current });
+    }
+    if results.len() != ops {
         return TxnAnswer::Failed;
     }
-    TxnAnswer::CompareFailed { current }
+    TxnAnswer::Applied { revision: Revision(header.revision()), results }
 }
 
 /// Revokes `lease`, deleting every key attached to it. `Ok` also when etcd no longer knows
@@ -556,16 +592,13 @@ pub(crate) async fn revoke(etcd: &Etcd, lease: LeaseId) -> Result<(), CallError>
     match revoked {
         Ok(_) => Ok(()),
         Err(CallError::Etcd(api::Error::GRpcStatus(status)))
-            if status.message().contains(LEASE_NOT_FOUND) =>
+            if status.message().contains(super::lease::LEASE_NOT_FOUND) =>
         {
             Ok(())
         }
         Err(error) => Err(error),
     }
 }
-
-/// The text of etcd's `ErrLeaseNotFound` ("etcdserver: requested lease not found").
-const LEASE_NOT_FOUND: &str = "lease not found";
 
 #[cfg(test)]
 mod tests {

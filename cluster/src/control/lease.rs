@@ -1,44 +1,66 @@
-//! The lease task: keeps this node's etcd lease alive, and when the core asks for one, grants
-//! a new lease and re-registers the member key under it. Runs on the control thread's tokio
-//! runtime and reports to the driver through [`LeaseEvent`]s.
+//! The lease task: carries out the core's `GrantLease` and `KeepAlive` actions against etcd and
+//! reports what etcd answered. Runs on the control thread's tokio runtime and reports to the
+//! driver through [`LeaseEvent`]s.
 //!
-//! A lease the core gave up is revoked, so the session keys still attached to it disappear at
-//! once. If etcd is down at that moment the lease is remembered and revoked when etcd answers
-//! again: etcd extends every lease when it restarts, so an unrevoked old lease would otherwise
-//! keep stale ownerships (and this node's member key) alive for another TTL.
+//! The core decides when a keepalive goes out (every `ttl / 16`, whatever is still outstanding)
+//! and what an answer proves (`ownership/lease.rs`); this task only keeps one keepalive stream
+//! open and matches answers to keepalives. etcd answers the keepalives of one stream in order
+//! (etcd 3.4 `v3rpc/lease.go`: receive, renew, send, one at a time), so the answers are matched
+//! first in, first out.
+//!
+//! Two ways etcd ends a stream without the lease being lost, both seen under load: etcd 3.4.20+
+//! renews a lease only once its apply loop has caught up with everything committed, and after
+//! waiting 1 s it answers the keepalive with "waiting for the applied index took too long" and
+//! closes the stream; and a connection dropped under the stream (an HTTP/2 ping unanswered)
+//! ends it too. Either way the next keepalive opens a new stream at once: the keepalives still
+//! outstanding on the old one are simply never credited, which costs nothing but a renewal.
+//! Only an error that did not come from etcd counts as "unreachable" (`Ownership::etcd_unreachable`).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use etcd_client as api;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::etcd::{
-    register, revoke, timed, ttl_seconds, Backoff, ErrorLog, Etcd, Keys, Registration,
-    ETCD_REQUEST_TIMEOUT, KEEPALIVES_PER_TTL, RETRY_BACKOFF_MIN,
+    answered_by_etcd, register, revoke, timed, ttl_seconds, Backoff, CallError, ErrorLog, Etcd,
+    Keys, Registration, ETCD_REQUEST_TIMEOUT,
 };
+use crate::ownership::KeepaliveId;
 use crate::types::{LeaseId, NodeId};
 
 /// Given-up leases remembered for revocation while etcd is unreachable; beyond this the oldest
 /// is left to expire by itself.
 pub const ABANDONED_LEASES_MAX: usize = 8;
+/// Keepalives sent on one stream and not yet answered at most; past it the stream is taken for
+/// stuck and a new one opened. A healthy-but-slow etcd (answers within half a TTL) keeps at most
+/// eight outstanding at sixteen keepalives per TTL.
+pub const KEEPALIVES_OUTSTANDING_MAX: usize = 64;
 
 /// What the lease task tells the driver.
 #[derive(Debug)]
 pub(crate) enum LeaseEvent {
-    /// A new lease is granted and this node's member key is registered under it.
-    Granted { lease: LeaseId, requested_at: Instant },
-    /// A keepalive sent at `requested_at` was acknowledged.
-    Renewed { lease: LeaseId, requested_at: Instant },
-    /// etcd says the lease is gone (TTL 0 or not found).
+    /// A new lease is granted (with `ttl`) and this node's member key is registered under it.
+    Granted { lease: LeaseId, ttl: Duration, requested_at: Instant },
+    /// Keepalive `id` of `lease` was answered with `ttl` (zero: the lease is gone).
+    Answered { lease: LeaseId, id: KeepaliveId, ttl: Duration },
+    /// etcd says the lease is gone (a stream refused to open for it).
     Lost { lease: LeaseId },
+    /// A request failed without an answer from etcd.
+    Unreachable,
+    /// A keepalive stream opened (for the count of streams).
+    StreamOpened,
 }
 
 /// What the driver asks of the lease task.
 #[derive(Debug)]
 pub(crate) enum LeaseCommand {
-    /// Give up the current lease (if any) and grant a new one.
+    /// Grant a new lease (the current one, if any, is gone) and register under it.
     Grant,
+    /// Send keepalive `id` for `lease` now.
+    KeepAlive { lease: LeaseId, id: KeepaliveId },
 }
 
 /// The lease task's fixed inputs.
@@ -48,16 +70,17 @@ pub(crate) struct LeaseSettings {
     pub(crate) node: NodeId,
     pub(crate) link: SocketAddr,
     pub(crate) ttl: Duration,
+    /// The TTL etcd granted the current lease, once known.
+    pub(crate) granted: Option<Duration>,
 }
 
-/// How keeping a lease alive ended.
-enum KeepaliveEnd {
-    /// etcd said the lease is gone.
-    Lost,
-    /// The core asked for a new lease.
-    Regrant,
-    /// The driver went away.
-    Closed,
+/// One open keepalive stream and what is outstanding on it.
+struct Stream {
+    lease: LeaseId,
+    endpoint: usize,
+    keeper: api::LeaseKeeper,
+    answers: api::LeaseKeepAliveStream,
+    outstanding: VecDeque<KeepaliveId>,
 }
 
 /// The lease task's state.
@@ -66,6 +89,7 @@ pub(crate) struct LeaseTask {
     settings: LeaseSettings,
     commands: mpsc::Receiver<LeaseCommand>,
     events: mpsc::Sender<LeaseEvent>,
+    stream: Option<Stream>,
     /// Leases given up but not yet revoked (etcd was unreachable), oldest first.
     abandoned: Vec<LeaseId>,
     keepalive_errors: ErrorLog,
@@ -84,110 +108,115 @@ impl LeaseTask {
             settings,
             commands,
             events,
+            stream: None,
             abandoned: Vec::with_capacity(ABANDONED_LEASES_MAX),
             keepalive_errors: ErrorLog::new("lease keepalive"),
             grant_errors: ErrorLog::new("lease grant"),
         }
     }
 
-    /// Keeps `lease` (the one granted at start-up) alive, then whatever lease follows it.
-    /// Ends when the driver goes away.
-    pub(crate) async fn run(mut self, mut lease: Option<LeaseId>) {
+    /// Carries out commands and reads answers until the driver goes away.
+    pub(crate) async fn run(mut self) {
         loop {
-            let Some(current) = lease.take() else {
-                // No lease: wait until the core asks for one.
-                match self.commands.recv().await {
-                    Some(LeaseCommand::Grant) => {}
-                    None => return,
+            let answer = async {
+                match self.stream.as_mut() {
+                    Some(stream) => stream.answers.message().await,
+                    None => std::future::pending().await,
                 }
-                let Some(granted) = self.grant().await else {
-                    return;
-                };
-                lease = Some(granted);
-                continue;
             };
-            match self.keep_alive(current).await {
-                KeepaliveEnd::Closed => return,
-                KeepaliveEnd::Lost => {
-                    warn!(lease = current.0, "etcd lease lost (expired or revoked)");
-                    if self.events.send(LeaseEvent::Lost { lease: current }).await.is_err() {
-                        return;
-                    }
-                }
-                KeepaliveEnd::Regrant => {
-                    self.abandon(current);
-                    let Some(granted) = self.grant().await else {
-                        return;
-                    };
-                    lease = Some(granted);
-                }
+            let flow = tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => return,
+                    Some(LeaseCommand::Grant) => self.grant().await,
+                    Some(LeaseCommand::KeepAlive { lease, id }) => self.keep_alive(lease, id).await,
+                },
+                answer = answer => self.answered(answer).await,
+            };
+            if !flow {
+                return;
             }
         }
     }
 
-    /// Renews `lease` every `ttl / KEEPALIVES_PER_TTL` (sooner after a failure), reporting each
-    /// acknowledged renewal with the time its request was sent.
-    async fn keep_alive(&mut self, lease: LeaseId) -> KeepaliveEnd {
-        let interval = self.settings.ttl / KEEPALIVES_PER_TTL;
-        // Failed renewals are retried sooner than the interval (one that lands before the serving
-        // deadline keeps this node serving), backing off from RETRY_BACKOFF_MIN to half of it.
-        let retry_max = (interval / 2).max(RETRY_BACKOFF_MIN);
-        let mut retry = RETRY_BACKOFF_MIN.min(interval);
-        let mut stream = None;
-        let mut next = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(LeaseCommand::Grant) => return KeepaliveEnd::Regrant,
-                    None => return KeepaliveEnd::Closed,
-                },
-                () = tokio::time::sleep_until(next) => {}
+    /// Sends keepalive `id`, opening a stream first if none is open for `lease`. False when the
+    /// driver went away.
+    async fn keep_alive(&mut self, lease: LeaseId, id: KeepaliveId) -> bool {
+        if let Some(stream) = self.stream.as_mut().filter(|stream| stream.lease == lease) {
+            if stream.outstanding.len() < KEEPALIVES_OUTSTANDING_MAX
+                && stream.keeper.keep_alive().await.is_ok()
+            {
+                stream.outstanding.push_back(id);
+                return true;
             }
-            next = tokio::time::Instant::now() + interval;
-            if stream.is_none() {
-                let (endpoint, mut client) = self.etcd.pick();
-                let open = client.lease_keep_alive(lease.0);
-                match timed(ETCD_REQUEST_TIMEOUT.min(interval), open).await {
-                    Ok((keeper, responses)) => stream = Some((endpoint, keeper, responses)),
-                    Err(error) => {
-                        self.etcd.failed(endpoint);
-                        self.keepalive_errors.failed(&error);
-                        next = tokio::time::Instant::now() + retry;
-                        retry = (retry * 2).min(retry_max);
-                        continue;
-                    }
-                }
-            }
-            let Some((endpoint, keeper, responses)) = stream.as_mut() else {
-                continue;
-            };
-            let endpoint = *endpoint;
-            let requested_at = Instant::now();
-            let answer = timed(interval, async {
-                keeper.keep_alive().await?;
-                responses.message().await
-            })
-            .await;
-            let error = match answer {
-                Ok(Some(response)) if response.ttl() > 0 => {
-                    self.keepalive_errors.recovered();
-                    retry = RETRY_BACKOFF_MIN.min(interval);
-                    let event = LeaseEvent::Renewed { lease, requested_at };
-                    if self.events.send(event).await.is_err() {
-                        return KeepaliveEnd::Closed;
-                    }
-                    continue;
-                }
-                Ok(Some(_)) => return KeepaliveEnd::Lost,
-                Ok(None) => "keepalive stream ended".to_owned(),
-                Err(error) => error.to_string(),
-            };
-            self.etcd.failed(endpoint);
-            self.keepalive_errors.failed(&error);
-            stream = None;
-            next = tokio::time::Instant::now() + retry;
-            retry = (retry * 2).min(retry_max);
+            debug!(lease = lease.0, "keepalive stream stuck or closed; opening another");
         }
+        self.stream = None;
+        self.open(lease, id).await
+    }
+
+    /// Opens a keepalive stream for `lease`: etcd-client sends the first keepalive (this one,
+    /// `id`) and reads its answer before returning the stream.
+    async fn open(&mut self, lease: LeaseId, id: KeepaliveId) -> bool {
+        let (endpoint, mut client) = self.etcd.pick();
+        // Bounded only by the lease itself: a slow etcd answers late, and a late answer still
+        // renews from this send time.
+        let opened = timed(self.settings.ttl, client.lease_keep_alive(lease.0)).await;
+        let event = match opened {
+            Ok((keeper, answers)) => {
+                self.keepalive_errors.recovered();
+                let outstanding = VecDeque::with_capacity(KEEPALIVES_OUTSTANDING_MAX);
+                self.stream = Some(Stream { lease, endpoint, keeper, answers, outstanding });
+                if self.events.send(LeaseEvent::StreamOpened).await.is_err() {
+                    return false;
+                }
+                let ttl = self.settings.ttl_granted();
+                LeaseEvent::Answered { lease, id, ttl }
+            }
+            Err(CallError::Etcd(api::Error::LeaseKeepAliveError(message)))
+                if message.contains(LEASE_NOT_FOUND) =>
+            {
+                LeaseEvent::Lost { lease }
+            }
+            Err(error) => {
+                self.keepalive_errors.failed(&error);
+                if answered_by_etcd(&error) {
+                    return true;
+                }
+                self.etcd.failed(endpoint);
+                LeaseEvent::Unreachable
+            }
+        };
+        self.events.send(event).await.is_ok()
+    }
+
+    /// The open stream gave `answer`. False when the driver went away.
+    async fn answered(
+        &mut self,
+        answer: Result<Option<api::LeaseKeepAliveResponse>, api::Error>,
+    ) -> bool {
+        let Some(stream) = self.stream.as_mut() else { return true };
+        let lease = stream.lease;
+        let error = match answer {
+            Ok(Some(response)) => {
+                let Some(id) = stream.outstanding.pop_front() else {
+                    // An answer nothing was sent for: this stream cannot be trusted to match.
+                    self.stream = None;
+                    return true;
+                };
+                let ttl = Duration::from_secs(response.ttl().max(0) as u64);
+                return self.events.send(LeaseEvent::Answered { lease, id, ttl }).await.is_ok();
+            }
+            Ok(None) => CallError::Protocol("keepalive stream ended"),
+            Err(error) => CallError::Etcd(error),
+        };
+        let endpoint = stream.endpoint;
+        self.stream = None;
+        self.keepalive_errors.failed(&error);
+        if answered_by_etcd(&error) {
+            return true;
+        }
+        self.etcd.failed(endpoint);
+        self.events.send(LeaseEvent::Unreachable).await.is_ok()
     }
 
     /// Remembers `lease` for revocation (done before the next grant, see `revoke_abandoned`).
@@ -218,25 +247,24 @@ impl LeaseTask {
     }
 
     /// Grants a lease and registers this node under it, retrying with backoff until both
-    /// work, then reports it. `None` when the driver went away meanwhile.
-    async fn grant(&mut self) -> Option<LeaseId> {
+    /// work, then reports it. False when the driver went away meanwhile.
+    async fn grant(&mut self) -> bool {
+        // The lease the stream kept alive is gone (etcd said so): nothing to revoke.
+        self.stream = None;
         let mut backoff = Backoff::new();
         loop {
-            // A repeated Grant while granting asks for what is already under way.
-            while let Ok(LeaseCommand::Grant) = self.commands.try_recv() {}
+            // Commands that came meanwhile are for the lease that is gone, or a repeated Grant.
+            while self.commands.try_recv().is_ok() {}
             if self.commands.is_closed() {
-                return None;
+                return false;
             }
-            // Old leases go first: one may still hold this node's member key.
+            // Given-up leases go first: one may still hold this node's member key.
             if self.revoke_abandoned().await {
-                if let Some((lease, requested_at)) = self.try_grant().await {
+                if let Some((lease, ttl, requested_at)) = self.try_grant().await {
                     self.grant_errors.recovered();
                     info!(lease = lease.0, "granted a new etcd lease and re-registered");
-                    let event = LeaseEvent::Granted { lease, requested_at };
-                    if self.events.send(event).await.is_err() {
-                        return None;
-                    }
-                    return Some(lease);
+                    let event = LeaseEvent::Granted { lease, ttl, requested_at };
+                    return self.events.send(event).await.is_ok();
                 }
             }
             backoff.wait().await;
@@ -244,7 +272,7 @@ impl LeaseTask {
     }
 
     /// One attempt at granting and registering.
-    async fn try_grant(&mut self) -> Option<(LeaseId, Instant)> {
+    async fn try_grant(&mut self) -> Option<(LeaseId, Duration, Instant)> {
         let requested_at = Instant::now();
         let ttl = ttl_seconds(self.settings.ttl);
         let granted =
@@ -253,8 +281,8 @@ impl LeaseTask {
                     client.lease_grant(ttl, None).await
                 })
                 .await;
-        let lease = match granted {
-            Ok(response) => LeaseId(response.id()),
+        let (lease, granted_ttl) = match granted {
+            Ok(response) => (LeaseId(response.id()), response.ttl()),
             Err(error) => {
                 self.grant_errors.failed(&error);
                 return None;
@@ -271,7 +299,11 @@ impl LeaseTask {
         )
         .await;
         match registered {
-            Ok(Registration::Registered) => return Some((lease, requested_at)),
+            Ok(Registration::Registered) => {
+                let ttl = Duration::from_secs(granted_ttl.max(1) as u64);
+                self.settings.granted = Some(ttl);
+                return Some((lease, ttl, requested_at));
+            }
             Ok(Registration::Taken { lease: holder }) => {
                 self.grant_errors.failed(&format_args!(
                     "node id {} is registered by another live node (lease {:x})",
@@ -285,3 +317,14 @@ impl LeaseTask {
         None
     }
 }
+
+impl LeaseSettings {
+    /// The TTL etcd granted the current lease (etcd repeats it in every keepalive answer).
+    fn ttl_granted(&self) -> Duration {
+        self.granted.unwrap_or(self.ttl)
+    }
+}
+
+/// The text of etcd's `ErrLeaseNotFound` ("etcdserver: requested lease not found"), and of
+/// etcd-client's error when a keepalive stream opens on an unknown lease.
+pub(crate) const LEASE_NOT_FOUND: &str = "lease not found";

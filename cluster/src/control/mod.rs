@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::ownership::OwnershipConfig;
+use crate::ownership::{OwnershipConfig, OwnershipStats, Priority};
 use crate::types::{ClaimOutcome, Member, NodeId, Revision};
 
 pub use driver::{
@@ -31,9 +31,9 @@ pub use driver::{
 };
 pub use etcd::{
     ERROR_LOG_INTERVAL, ETCD_REQUEST_TIMEOUT, HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT,
-    KEEPALIVES_PER_TTL, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN, TXN_TIMEOUT,
+    RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN,
 };
-pub use lease::ABANDONED_LEASES_MAX;
+pub use lease::{ABANDONED_LEASES_MAX, KEEPALIVES_OUTSTANDING_MAX};
 
 /// Requests (claims, releases, reports) queued from the shards to the control thread. Claims
 /// wait for room; fire-and-forget requests block their caller briefly only when it is full.
@@ -139,14 +139,17 @@ impl Fence {
 pub enum ControlEvent {
     /// The live members changed (sorted by node id; includes this node while registered).
     Members(Arc<[Member]>),
-    /// This node lost its lease: stop serving every client (its ownerships are gone).
+    /// This node may no longer serve (its lease could not be shown alive in time): stop
+    /// serving every client.
     Fenced,
-    /// This node holds a lease again and may serve.
-    Serving,
+    /// This node serves (again). `new_lease`: under a new lease, whose grant dropped the
+    /// ownerships of the previous one (the node's stored sessions must be claimed again);
+    /// otherwise under the same lease, every ownership intact.
+    Serving { new_lease: bool },
 }
 
 /// Counters of the control thread's etcd work, for tests and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ControlStats {
     /// Claims received (including claims after release).
     pub claims: u64,
@@ -166,6 +169,16 @@ pub struct ControlStats {
     /// Transactions by operations (the batch size): counts per bucket of
     /// [`TXN_OPS_BUCKETS`], the last one past them all.
     pub txn_ops_buckets: [u64; TXN_OPS_BUCKETS.len() + 1],
+    /// Keepalive round trips (sent to answered): counts per bucket of
+    /// [`TXN_LATENCY_BUCKETS_SECS`], the last one past them all.
+    pub keepalive_latency_buckets: [u64; TXN_LATENCY_BUCKETS_SECS.len() + 1],
+    pub keepalive_latency_micros: u64,
+    /// Keepalive streams opened (the first at start, one after each stream etcd or the
+    /// connection ended) and keepalives dropped because the lease task was stuck.
+    pub keepalive_streams: u64,
+    pub keepalives_dropped: u64,
+    /// What the ownership core counts and estimates (window, latency, refusals, fences).
+    pub core: OwnershipStats,
 }
 
 /// Upper bounds (seconds) of the transaction latency histogram's buckets.
@@ -186,6 +199,12 @@ pub(crate) struct Stats {
     pub(crate) txn_latency_buckets: [AtomicU64; TXN_LATENCY_BUCKETS_SECS.len() + 1],
     pub(crate) txn_latency_micros: AtomicU64,
     pub(crate) txn_ops_buckets: [AtomicU64; TXN_OPS_BUCKETS.len() + 1],
+    pub(crate) keepalive_latency_buckets: [AtomicU64; TXN_LATENCY_BUCKETS_SECS.len() + 1],
+    pub(crate) keepalive_latency_micros: AtomicU64,
+    pub(crate) keepalive_streams: AtomicU64,
+    pub(crate) keepalives_dropped: AtomicU64,
+    /// The core's own figures as of the driver's last step.
+    pub(crate) core: Mutex<OwnershipStats>,
 }
 
 impl Stats {
@@ -199,13 +218,22 @@ impl Stats {
     }
 
     /// Counts a transaction answered (or failed) after `took`.
-    pub(crate) fn txn_answered(&self, took: std::time::Duration) {
-        let secs = took.as_secs_f64();
-        let bucket = TXN_LATENCY_BUCKETS_SECS.iter().position(|&bound| secs <= bound);
-        let bucket = bucket.unwrap_or(TXN_LATENCY_BUCKETS_SECS.len());
-        self.txn_latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.txn_latency_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    pub(crate) fn txn_answered(&self, took: Duration) {
+        latency_bucket(&self.txn_latency_buckets, &self.txn_latency_micros, took);
     }
+
+    /// Counts a keepalive answered after `took`.
+    pub(crate) fn keepalive_answered(&self, took: Duration) {
+        latency_bucket(&self.keepalive_latency_buckets, &self.keepalive_latency_micros, took);
+    }
+}
+
+/// Adds `took` to a latency histogram over [`TXN_LATENCY_BUCKETS_SECS`].
+fn latency_bucket(buckets: &[AtomicU64], micros: &AtomicU64, took: Duration) {
+    let secs = took.as_secs_f64();
+    let bucket = TXN_LATENCY_BUCKETS_SECS.iter().position(|&bound| secs <= bound);
+    buckets[bucket.unwrap_or(TXN_LATENCY_BUCKETS_SECS.len())].fetch_add(1, Ordering::Relaxed);
+    micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
 }
 
 /// A request from a shard to the control thread.
@@ -215,6 +243,7 @@ pub(crate) enum Request {
         client: String,
         /// `Some` for `claim_after_release`: the revision of the released ownership.
         after_release: Option<Revision>,
+        priority: Priority,
         reply: async_channel::Sender<ClaimOutcome>,
     },
     Release {
@@ -306,24 +335,33 @@ impl ControlPlane {
         }
     }
 
-    /// Claims `client_id` for this node (see [`ClaimOutcome`]).
+    /// Claims `client_id` for a connecting client (see [`ClaimOutcome`]): served first,
+    /// refused with `Busy` when etcd cannot take it within the claim timeout.
     pub async fn claim(&self, client_id: &str) -> ClaimOutcome {
-        self.request_claim(client_id, None).await
+        self.request_claim(client_id, None, Priority::Connect).await
+    }
+
+    /// Claims `client_id` for a session stored here whose client is not connected (after a
+    /// new lease): yields to connects, never refused for load.
+    pub async fn reclaim(&self, client_id: &str) -> ClaimOutcome {
+        self.request_claim(client_id, None, Priority::Background).await
     }
 
     /// Claims `client_id` after its previous owner handed it over; `revision` is the one
     /// `HeldBy` reported.
     pub async fn claim_after_release(&self, client_id: &str, revision: Revision) -> ClaimOutcome {
-        self.request_claim(client_id, Some(revision)).await
+        self.request_claim(client_id, Some(revision), Priority::Connect).await
     }
 
     async fn request_claim(
         &self,
         client_id: &str,
         after_release: Option<Revision>,
+        priority: Priority,
     ) -> ClaimOutcome {
         let (reply, answer) = async_channel::bounded(1);
-        let request = Request::Claim { client: client_id.to_owned(), after_release, reply };
+        let client = client_id.to_owned();
+        let request = Request::Claim { client, after_release, priority, reply };
         if self.requests.send(request).await.is_err() {
             // The control thread has stopped (shutdown): nothing can be claimed.
             return ClaimOutcome::Unavailable;
@@ -379,6 +417,13 @@ impl ControlPlane {
             txn_latency_buckets: std::array::from_fn(|i| load(&stats.txn_latency_buckets[i])),
             txn_latency_micros: load(&stats.txn_latency_micros),
             txn_ops_buckets: std::array::from_fn(|i| load(&stats.txn_ops_buckets[i])),
+            keepalive_latency_buckets: std::array::from_fn(|i| {
+                load(&stats.keepalive_latency_buckets[i])
+            }),
+            keepalive_latency_micros: load(&stats.keepalive_latency_micros),
+            keepalive_streams: load(&stats.keepalive_streams),
+            keepalives_dropped: load(&stats.keepalives_dropped),
+            core: *stats.core.lock().unwrap_or_else(PoisonError::into_inner),
         }
     }
 

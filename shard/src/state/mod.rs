@@ -108,6 +108,63 @@ pub struct ShardStats {
     pub dropped_not_authorized: u64,
     /// Retained messages in this shard's partition (kept here in full).
     pub retained: u64,
+    /// CONNECTs refused before a session was touched, by cause ([`ConnectRefusal`] as index).
+    pub connects_refused: [u64; ConnectRefusal::ALL.len()],
+}
+
+/// Why a CONNECT was refused before it reached a session (counted by [`Shard::connect_refused`],
+/// shown in `/metrics` as `shardmq_connects_refused_total{cause}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectRefusal {
+    /// etcd cannot take the client's claim in time now (5.0: 0x89 Server busy, 3.1.1: 3).
+    EtcdBusy,
+    /// The claim was not answered within the claim timeout, lost a race, or its takeover
+    /// failed (5.0: 0x88 Server unavailable, 3.1.1: 3).
+    EtcdUnavailable,
+    /// The node may not serve: its lease could not be shown alive in time.
+    Fenced,
+    /// Over `max_connect_rate` (0x9F).
+    ConnectionRate,
+    /// Over the memory high-water mark (0x89).
+    Memory,
+    /// Over `max_connections` (0x97).
+    ConnectionLimit,
+    /// The broker is shutting down (0x88).
+    Stopping,
+    /// No password-check thread free (0x89).
+    PasswordChecksBusy,
+    /// Bad credentials, an unknown or failed authentication method, or not authorized
+    /// (0x86, 0x8C, 0x87).
+    NotAuthenticated,
+}
+
+impl ConnectRefusal {
+    pub const ALL: [ConnectRefusal; 9] = [
+        ConnectRefusal::EtcdBusy,
+        ConnectRefusal::EtcdUnavailable,
+        ConnectRefusal::Fenced,
+        ConnectRefusal::ConnectionRate,
+        ConnectRefusal::Memory,
+        ConnectRefusal::ConnectionLimit,
+        ConnectRefusal::Stopping,
+        ConnectRefusal::PasswordChecksBusy,
+        ConnectRefusal::NotAuthenticated,
+    ];
+
+    /// The `cause` label of its `/metrics` series.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectRefusal::EtcdBusy => "etcd_busy",
+            ConnectRefusal::EtcdUnavailable => "etcd_unavailable",
+            ConnectRefusal::Fenced => "fenced",
+            ConnectRefusal::ConnectionRate => "connect_rate",
+            ConnectRefusal::Memory => "memory",
+            ConnectRefusal::ConnectionLimit => "max_connections",
+            ConnectRefusal::Stopping => "stopping",
+            ConnectRefusal::PasswordChecksBusy => "password_checks_busy",
+            ConnectRefusal::NotAuthenticated => "not_authenticated",
+        }
+    }
 }
 
 /// Tables of fewer entries than this are never shrunk (`Shard::shrink_oversized_tables`): not
@@ -350,6 +407,11 @@ impl Shard {
             (None, None) => {}
         }
         self.limits = limits;
+    }
+
+    /// The engine refused a CONNECT before it reached this shard's sessions: counts it.
+    pub fn connect_refused(&mut self, cause: ConnectRefusal) {
+        self.stats.connects_refused[cause as usize] += 1;
     }
 
     pub fn stats(&self) -> ShardStats {
