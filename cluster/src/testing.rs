@@ -108,6 +108,16 @@ impl EtcdProcess {
         self.child.is_some()
     }
 
+    /// The process id while it runs (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Where the process writes its log.
+    pub fn log(&self) -> PathBuf {
+        self.spec.log_path()
+    }
+
     /// Kills the process (SIGKILL: a crash, not a clean stop) and waits for it to exit. Its
     /// data stays, for [`EtcdProcess::restart`].
     pub fn stop(&mut self) {

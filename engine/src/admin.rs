@@ -397,8 +397,18 @@ impl NodeCounters {
 /// Writes the control plane's figures: etcd transactions, keepalives, flow control and
 /// admission, fencing.
 fn render_etcd(out: &mut String, stats: &ControlStats) {
+    for (name, help, value) in etcd_counters(stats) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    for (name, help, value) in etcd_gauges(stats) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    render_etcd_histograms(out, stats);
+}
+
+fn etcd_counters(stats: &ControlStats) -> Vec<(&'static str, &'static str, u64)> {
     let core = &stats.core;
-    let counters = [
+    vec![
         ("shardmq_etcd_claims_total", "Ownership claims received.", stats.claims),
         ("shardmq_etcd_txns_total", "Ownership transactions sent to etcd.", stats.txns),
         (
@@ -472,15 +482,23 @@ fn render_etcd(out: &mut String, stats: &ControlStats) {
             "Times etcd said this node's lease was gone.",
             core.leases_lost,
         ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-    }
+        (
+            "shardmq_etcd_congestion_signals_total",
+            "Times etcd said it was falling behind (a renewal refused while its apply loop \
+             caught up, or too many requests): each halves the window.",
+            core.congestion_signals,
+        ),
+    ]
+}
+
+fn etcd_gauges(stats: &ControlStats) -> Vec<(&'static str, &'static str, f64)> {
+    let core = &stats.core;
     let seconds = |duration: Option<Duration>| duration.map_or(0.0, |d| d.as_secs_f64());
-    let gauges = [
+    vec![
         (
             "shardmq_etcd_txn_window",
-            "Transactions allowed in flight now (adapts to etcd's latency).",
+            "Transactions per round trip allowed now, adapting to etcd's latency (below 1, \
+             one every 1/window round trips).",
             core.window,
         ),
         (
@@ -509,10 +527,10 @@ fn render_etcd(out: &mut String, stats: &ControlStats) {
             "Claim answers held until the quarantine after saying etcd was unreachable ends.",
             core.answers_held as f64,
         ),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-    }
+    ]
+}
+
+fn render_etcd_histograms(out: &mut String, stats: &ControlStats) {
     use shardmq_cluster::control::{TXN_LATENCY_BUCKETS_SECS, TXN_OPS_BUCKETS};
     let latency_bounds: Vec<String> = TXN_LATENCY_BUCKETS_SECS.iter().map(f64::to_string).collect();
     render_histogram(

@@ -78,11 +78,14 @@ const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
 const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
 /// Claims of stored sessions in flight at most while a shard claims them again under a new lease
-/// (one full etcd transaction).
+/// (about one full etcd transaction).
 const RECLAIM_CLAIMS_IN_FLIGHT: usize = 128;
-/// How often such a claim is tried when it times out, and the pause between two tries.
-const RECLAIM_ATTEMPTS_MAX: u32 = 5;
+/// How often such a claim is tried when it times out or the node is fenced meanwhile (it serves
+/// again under the same lease, which brings no second re-claim), and the pause before the
+/// second try, doubling to the last.
+const RECLAIM_ATTEMPTS_MAX: u32 = 10;
 const RECLAIM_RETRY: Duration = Duration::from_millis(500);
+const RECLAIM_RETRY_MAX: Duration = Duration::from_secs(8);
 /// How often a failing link is logged at most.
 const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
@@ -497,7 +500,7 @@ pub async fn control_events(
     }
 }
 
-/// The node holds a new lease (at start, or after a fence): the etcd keys that named it owner of
+/// The node holds a new lease (at start, or after etcd dropped its lease): the etcd keys that named it owner of
 /// its stored sessions went with the old lease. Claims every session stored offline on this
 /// shard again, so that a client reconnecting to another node is taken over from here with its
 /// session (and the messages queued for it) instead of starting anew there. A key another node
@@ -524,9 +527,13 @@ async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) 
             // refused. A claim that timed out all the same is tried again: given up, its session
             // could not follow its client.
             let mut attempts = 1;
+            let mut pause = RECLAIM_RETRY;
             let mut outcome = cluster.node.control.reclaim(&client_id).await;
-            while outcome == ClaimOutcome::Unavailable && attempts < RECLAIM_ATTEMPTS_MAX {
-                runtime::sleep(RECLAIM_RETRY).await;
+            while matches!(outcome, ClaimOutcome::Unavailable | ClaimOutcome::Fenced)
+                && attempts < RECLAIM_ATTEMPTS_MAX
+            {
+                runtime::sleep(pause).await;
+                pause = (pause * 2).min(RECLAIM_RETRY_MAX);
                 attempts += 1;
                 outcome = cluster.node.control.reclaim(&client_id).await;
             }

@@ -10,7 +10,7 @@ use shardmq_io::codec::{ProtocolVersion, QoS};
 
 use crate::config::{
     invalid, parse_sources, parse_target, ChurnConfig, ConfigError, ConnConfig, MessagingConfig,
-    ProcessShare, RetainedConfig, RunConfig, Scenario, Shape,
+    ProcessShare, RetainedConfig, RetryPolicy, RunConfig, Scenario, Shape,
 };
 
 /// Default `--payload`: small messages, as most MQTT traffic is.
@@ -25,6 +25,12 @@ pub const DEFAULT_KEEPALIVE_SECS: u16 = 30;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 /// Default `--window`: shardmq's own Receive Maximum (64), and a moderate pipeline for others.
 pub const DEFAULT_WINDOW: u16 = 64;
+/// Default `--retry-backoff-ms` and `--retry-backoff-max-ms`: a second, doubling to 16 (Eclipse
+/// Paho's automatic reconnect starts at one second too).
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1_000;
+pub const DEFAULT_RETRY_BACKOFF_MAX_MS: u64 = 16_000;
+/// Default `--retry-max`: enough attempts to span minutes of backoff.
+pub const DEFAULT_RETRY_MAX: u32 = 30;
 
 /// `shardmq loadgen`: MQTT load against one or more brokers.
 #[derive(Debug, Args)]
@@ -126,6 +132,20 @@ pub struct ConnArgs {
     /// Seconds to hold the connections once every attempt has ended [default: --duration].
     #[arg(long, value_name = "SECS")]
     pub hold: Option<u64>,
+    /// Retry a connect that failed (refused, timed out, or a CONNACK error such as 0x89
+    /// "server busy") after a jittered exponential backoff, as real clients do; the report
+    /// counts the retries by cause.
+    #[arg(long)]
+    pub retry: bool,
+    /// With --retry: the first backoff, doubling per failure.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_RETRY_BACKOFF_MS, requires = "retry")]
+    pub retry_backoff_ms: u64,
+    /// With --retry: the longest backoff.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_RETRY_BACKOFF_MAX_MS, requires = "retry")]
+    pub retry_backoff_max_ms: u64,
+    /// With --retry: attempts per client at most, the first included.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRY_MAX, requires = "retry")]
+    pub retry_max: u32,
 }
 
 /// `pairs`, `fanin` and `fanout` flags.
@@ -218,6 +238,11 @@ impl LoadgenArgs {
                 connections: conn.connections,
                 rate_per_sec: conn.rate,
                 hold: Duration::from_secs(conn.hold.unwrap_or(common.duration)),
+                retry: conn.retry.then(|| RetryPolicy {
+                    backoff_min: Duration::from_millis(conn.retry_backoff_ms),
+                    backoff_max: Duration::from_millis(conn.retry_backoff_max_ms),
+                    attempts_max: conn.retry_max,
+                }),
             }),
             ScenarioArgs::Pairs(args) => messaging(args, Shape::Pairs, (10, 10)),
             ScenarioArgs::Fanin(args) => messaging(args, Shape::FanIn, (10, 1)),

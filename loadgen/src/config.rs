@@ -149,6 +149,30 @@ pub struct ConnConfig {
     pub connections: u64,
     pub rate_per_sec: f64,
     pub hold: Duration,
+    /// Retry a failed connect (`--retry`), as real clients do; `None`: one attempt each.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// How a `conn` client retries a connect that failed (refused, timed out, or answered with a
+/// CONNACK error such as 0x89 "server busy"): after a backoff that doubles from `backoff_min`
+/// up to `backoff_max`, each wait drawn at random between half and all of it (jitter, so that
+/// clients refused together do not come back together), at most `attempts_max` attempts.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RetryPolicy {
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub attempts_max: u32,
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1` (after `attempt` failures), jittered by `random`.
+    pub fn backoff(&self, attempt: u32, random: u64) -> Duration {
+        let doubled = self.backoff_min.saturating_mul(1 << attempt.saturating_sub(1).min(20));
+        let full = doubled.min(self.backoff_max);
+        // Between half and all of it.
+        let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
+        full.mul_f64(fraction)
+    }
 }
 
 /// How publishers' topics meet subscribers' filters.
@@ -370,6 +394,17 @@ impl RunConfig {
                 if !(conn.rate_per_sec.is_finite() && conn.rate_per_sec > 0.0) {
                     return Err(invalid("--rate", "must be a positive number"));
                 }
+                if let Some(retry) = conn.retry {
+                    if retry.attempts_max < 2 {
+                        return Err(invalid("--retry-max", "must be at least 2"));
+                    }
+                    if retry.backoff_min.is_zero() || retry.backoff_max < retry.backoff_min {
+                        return Err(invalid(
+                            "--retry-backoff-ms",
+                            "must be above 0 and at most --retry-backoff-max-ms",
+                        ));
+                    }
+                }
             }
             Scenario::Messaging(messaging) => {
                 check_messaging(messaging)?;
@@ -513,6 +548,24 @@ pub fn parse_target(text: &str) -> Result<SocketAddr, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_backoff_doubles_to_its_bound_with_jitter() {
+        let policy = RetryPolicy {
+            backoff_min: Duration::from_millis(1000),
+            backoff_max: Duration::from_millis(16_000),
+            attempts_max: 30,
+        };
+        let ms = |attempt, random| policy.backoff(attempt, random).as_millis();
+        // No jitter draw (random 0) gives half the backoff, the largest draw nearly all of it.
+        assert_eq!(
+            [ms(1, 0), ms(2, 0), ms(3, 0), ms(5, 0), ms(6, 0), ms(29, 0)],
+            [500, 1000, 2000, 8000, 8000, 8000]
+        );
+        assert_eq!(ms(1, 999), 999);
+        assert_eq!(ms(9, 999), 15_992);
+        assert!((0..5_000).all(|random| (500..=1000).contains(&ms(1, random))));
+    }
 
     fn messaging(shape: Shape, publishers: u32, subscribers: u32, topics: u32) -> MessagingConfig {
         MessagingConfig {

@@ -26,6 +26,9 @@ pub struct WorkerReport {
     pub failures: BTreeMap<String, u64>,
     /// Connections lost after they were up, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Failed attempts that were retried (`conn --retry`), by reason.
+    #[serde(default)]
+    pub retries: BTreeMap<String, u64>,
     /// TCP connect start to CONNACK.
     pub connect_latency: Latency,
     /// Intended send time to receipt, one sample per message received (duplicates excluded).
@@ -82,6 +85,7 @@ impl WorkerReport {
         self.last_connected_ns = self.last_connected_ns.max(other.last_connected_ns);
         add_counts(&mut self.failures, &other.failures);
         add_counts(&mut self.dropped, &other.dropped);
+        add_counts(&mut self.retries, &other.retries);
         self.connect_latency.merge(&other.connect_latency);
         self.latency.merge(&other.latency);
         self.publish_start_ns = self.publish_start_ns.max(other.publish_start_ns);
@@ -129,6 +133,9 @@ pub struct ConnectionsReport {
     /// Connections lost after they were up, by reason (same names, plus `keepalive_timeout`,
     /// `write_stalled` and `disconnect_0xNN`).
     pub dropped: BTreeMap<String, u64>,
+    /// Failed attempts retried after a backoff (`conn --retry`), by reason (the same names):
+    /// `attempted` counts them too.
+    pub retries: BTreeMap<String, u64>,
     pub stayed_up: u64,
     /// From the first attempt to the last CONNACK.
     pub open_secs: f64,
@@ -209,7 +216,7 @@ impl Report {
         if failed > 0 {
             problems.push(format!(
                 "{failed} of {} clients failed to set up: {}",
-                raw.attempts,
+                config.client_count(),
                 describe_counts(&raw.failures)
             ));
         }
@@ -234,6 +241,7 @@ impl Report {
             failed,
             failures: raw.failures.clone(),
             dropped: raw.dropped.clone(),
+            retries: raw.retries.clone(),
             stayed_up: raw.stayed_up,
             open_secs: secs(open_ns),
             connect_rate_per_sec: per_sec(raw.connected, secs(open_ns)),
@@ -330,9 +338,11 @@ impl Report {
             connections.open_secs,
             latency_line(&connections.connect_latency)
         );
-        for (title, counts) in
-            [("failures", &connections.failures), ("drops", &connections.dropped)]
-        {
+        for (title, counts) in [
+            ("failures", &connections.failures),
+            ("retries", &connections.retries),
+            ("drops", &connections.dropped),
+        ] {
             if !counts.is_empty() {
                 let _ = writeln!(out, "  {title:<12} {}", describe_counts(counts));
             }

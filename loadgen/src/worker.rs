@@ -386,14 +386,11 @@ async fn idle_until(
     }
 }
 
-/// A `conn` client: connect, hold until the run finishes, disconnect.
+/// A `conn` client: connect (retrying with `--retry`), hold until the run finishes,
+/// disconnect.
 async fn conn_client(worker: Rc<Worker>, index: u64) {
-    let attempt_ns = worker.record_attempt();
-    let mut connection = match worker.open(index).await {
-        Ok(connection) => connection,
-        Err(failure) => return worker.record_failure(&failure),
-    };
-    worker.record_connected(attempt_ns);
+    // Boxed, like `open`: the retries' state is not an idle client's.
+    let Some(mut connection) = Box::pin(connect_retrying(&worker, index)).await else { return };
     worker.count(|counts| counts.setups_done += 1);
     match idle_until(&worker, &mut connection, &worker.finish).await {
         Ok(()) => {
@@ -403,6 +400,48 @@ async fn conn_client(worker: Rc<Worker>, index: u64) {
         }
         Err(failure) => worker.record_drop(&failure),
     }
+}
+
+/// Connects client `index`, retrying a failure after a backoff with `--retry`; records the
+/// outcome. `None` when it gave up.
+async fn connect_retrying(worker: &Worker, index: u64) -> Option<Connection> {
+    let retry = match &worker.config.scenario {
+        Scenario::Conn(conn) => conn.retry,
+        _ => None,
+    };
+    let mut random = index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(worker.config.run_id);
+    let mut attempt = 1;
+    loop {
+        let attempt_ns = worker.record_attempt();
+        let failure = match worker.open(index).await {
+            Ok(connection) => {
+                worker.record_connected(attempt_ns);
+                return Some(connection);
+            }
+            Err(failure) => failure,
+        };
+        let retried = retry.filter(|policy| attempt < policy.attempts_max && retryable(&failure));
+        let Some(policy) = retried else {
+            worker.record_failure(&failure);
+            return None;
+        };
+        *worker.report.borrow_mut().retries.entry(failure.key()).or_default() += 1;
+        // A linear congruential step (Knuth's MMIX constants): jitter needs no better.
+        random =
+            random.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        runtime::sleep(policy.backoff(attempt, random >> 33)).await;
+        if worker.finish.is_raised() {
+            worker.record_failure(&failure);
+            return None;
+        }
+        attempt += 1;
+    }
+}
+
+/// Whether a client would try a failed connect again: anything but a broker that speaks
+/// something other than MQTT.
+fn retryable(failure: &Failure) -> bool {
+    !matches!(failure, Failure::Protocol(_))
 }
 
 /// Ends a set-up: success or failure, the opener may start another.
@@ -991,6 +1030,7 @@ mod tests {
                 connections: 1,
                 rate_per_sec: 1.0,
                 hold: Duration::from_secs(1),
+                retry: None,
             }),
             targets: vec![([127, 0, 0, 1], 1).into()],
             version: shardmq_io::codec::ProtocolVersion::V3_1_1,

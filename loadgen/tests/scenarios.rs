@@ -95,15 +95,20 @@ fn start_shardmq(name: &str, extra: &[&str]) -> Broker {
 
 /// Starts Mosquitto on a free loopback port, with `settings` (mosquitto.conf lines).
 fn start_mosquitto(settings: &[&str]) -> Broker {
-    assert!(
-        std::path::Path::new(MOSQUITTO).is_file(),
-        "{MOSQUITTO} is missing: install the broker with `apt-get install mosquitto`"
-    );
     // Ask the kernel for a free port, then let Mosquitto bind it.
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
+    start_mosquitto_on(port, settings)
+}
+
+/// Starts Mosquitto on 127.0.0.1:`port`, with `settings` (mosquitto.conf lines).
+fn start_mosquitto_on(port: u16, settings: &[&str]) -> Broker {
+    assert!(
+        std::path::Path::new(MOSQUITTO).is_file(),
+        "{MOSQUITTO} is missing: install the broker with `apt-get install mosquitto`"
+    );
     let config = std::env::temp_dir().join(format!("shardmq-loadgen-mosquitto-{port}.conf"));
     let text =
         format!("listener {port} 127.0.0.1\nallow_anonymous true\n{}\n", settings.join("\n"));
@@ -197,6 +202,33 @@ fn conn_failures_are_named() {
     assert!(!report.passed);
     assert_eq!(report.connections.failures.get("refused"), Some(&20));
     assert_eq!(report.connections.established, 0);
+}
+
+#[test]
+fn conn_retry_waits_for_a_broker_that_comes_up_late() {
+    // The port is free now; Mosquitto takes it 1.5 s into the run. Until then every attempt is
+    // refused, and retried after its backoff.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        start_mosquitto_on(port, &[])
+    });
+    let report = loadgen(&format!(
+        "conn --target 127.0.0.1:{port} --connections 40 --rate 200 --hold 1 --retry \
+         --retry-backoff-ms 100 --retry-backoff-max-ms 400"
+    ));
+    let _broker = late.join().expect("mosquitto started");
+    let connections = &report.connections;
+    assert!(report.passed, "problems: {:?}\n{}", report.problems, report.table());
+    assert_eq!(connections.established, 40, "{}", report.table());
+    assert!(connections.failures.is_empty(), "{}", report.table());
+    let refused = connections.retries.get("refused").copied().unwrap_or(0);
+    assert!(refused > 0, "no attempt was refused and retried:\n{}", report.table());
+    assert_eq!(connections.attempted, 40 + refused, "{}", report.table());
+    assert!(report.table().contains("retries"), "{}", report.table());
 }
 
 #[test]

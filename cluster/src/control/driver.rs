@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::etcd::{self, Backoff, CallError, Etcd, Keys, Registration, TxnOutcome};
+use super::etcd::{self, Answered, Backoff, CallError, Etcd, Keys, Registration, TxnOutcome};
 use super::lease::{LeaseCommand, LeaseEvent, LeaseSettings, LeaseTask};
 use super::{ControlConfig, ControlError, ControlEvent, Request, Shared, SHUTDOWN_REVOKE_TIMEOUT};
-use crate::ownership::{Action, KeepaliveId, Ownership, Ticket, TxnId, TxnOp};
+use crate::ownership::{Action, KeepaliveId, Ownership, Ticket, TxnId, TxnOp, TXN_TIMEOUT_SLACK};
 use crate::types::{ClaimOutcome, LeaseId, Member};
 
 /// Requests taken from the queue in one turn before the core acts, so a burst of claims reaches
@@ -118,6 +118,7 @@ impl Driver {
             link: config.link_advertise,
             ttl: config.ownership.lease_ttl,
             granted: Some(ttl),
+            stall: config.ownership.lease_ttl / 2 + TXN_TIMEOUT_SLACK,
         };
         let lease_task = LeaseTask::new(etcd.clone(), settings, lease_commands_rx, lease_events_tx);
         tokio::spawn(lease_task.run());
@@ -176,8 +177,10 @@ impl Driver {
                 }
                 Some((id, outcome)) = self.txn_answers.recv() => {
                     let now = Instant::now();
-                    if outcome.unreachable {
-                        self.core.etcd_unreachable(now);
+                    match outcome.failure {
+                        Some(Answered::Not) => self.core.etcd_unreachable(now),
+                        Some(Answered::Congested) => self.core.etcd_congested(now),
+                        Some(Answered::Otherwise) | None => {}
                     }
                     self.core.txn_answered(id, outcome.answer, now);
                 }
@@ -258,6 +261,7 @@ impl Driver {
             }
             LeaseEvent::Lost { lease } => self.core.lease_lost(lease, now),
             LeaseEvent::Unreachable => self.core.etcd_unreachable(now),
+            LeaseEvent::Congested => self.core.etcd_congested(now),
             LeaseEvent::StreamOpened => {
                 self.shared.stats.keepalive_streams.fetch_add(1, Ordering::Relaxed);
             }
@@ -470,6 +474,9 @@ struct Outbox {
     fence: Vec<ControlEvent>,
     /// The newest undelivered member snapshot (older ones are superseded).
     members: Option<Arc<[Member]>>,
+    /// A `Serving { new_lease: true }` was dropped undelivered by a later fence: the next
+    /// `Serving` carries it, or the shard would never claim its stored sessions again.
+    new_lease_owed: bool,
 }
 
 /// Delivers [`ControlEvent`]s to every shard without ever blocking the loop.
@@ -483,7 +490,12 @@ impl Broadcaster {
         Broadcaster {
             outboxes: shards
                 .into_iter()
-                .map(|sender| Outbox { sender, fence: Vec::with_capacity(2), members: None })
+                .map(|sender| Outbox {
+                    sender,
+                    fence: Vec::with_capacity(2),
+                    members: None,
+                    new_lease_owed: false,
+                })
                 .collect(),
         }
     }
@@ -496,6 +508,11 @@ impl Broadcaster {
 
     fn fenced(&mut self) {
         for outbox in &mut self.outboxes {
+            let dropped_new_lease = outbox
+                .fence
+                .iter()
+                .any(|event| matches!(event, ControlEvent::Serving { new_lease: true }));
+            outbox.new_lease_owed |= dropped_new_lease;
             outbox.fence.clear();
             outbox.fence.push(ControlEvent::Fenced);
         }
@@ -503,6 +520,7 @@ impl Broadcaster {
 
     fn serving(&mut self, new_lease: bool) {
         for outbox in &mut self.outboxes {
+            let new_lease = new_lease || std::mem::take(&mut outbox.new_lease_owed);
             match outbox.fence.last_mut() {
                 // Serving twice in a row without a fence between: one event, a new lease if
                 // either was.

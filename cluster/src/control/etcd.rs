@@ -105,15 +105,30 @@ pub(crate) async fn timed<T>(
     }
 }
 
-/// Whether `error` is an answer from etcd itself (an error status etcd sent: "etcdserver: too
-/// many requests", "...waiting for the applied index took too long", a leader change) rather
-/// than a failure to reach it (connection refused or reset, a timeout, a broken stream).
-pub(crate) fn answered_by_etcd(error: &CallError) -> bool {
-    match error {
-        CallError::Etcd(api::Error::GRpcStatus(status)) => {
-            status.message().starts_with("etcdserver:")
-        }
-        _ => false,
+/// What an error says about etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// etcd answered that it is falling behind: "etcdserver: request timed out, waiting for
+    /// the applied index took too long" (a lease renewal waited 1 s for etcd's apply loop) or
+    /// "etcdserver: too many requests" (its apply loop is 5,000 entries behind).
+    Congested,
+    /// etcd answered with another error of its own (no leader, a leader change, ...).
+    Otherwise,
+    /// No answer from etcd: connection refused or reset, a timeout, a broken stream.
+    Not,
+}
+
+/// Whether `error` is an answer from etcd itself rather than a failure to reach it.
+pub(crate) fn classify(error: &CallError) -> Answered {
+    let CallError::Etcd(api::Error::GRpcStatus(status)) = error else { return Answered::Not };
+    let message = status.message();
+    if !message.starts_with("etcdserver:") {
+        return Answered::Not;
+    }
+    if message.contains("applied index") || message.contains("too many requests") {
+        Answered::Congested
+    } else {
+        Answered::Otherwise
     }
 }
 
@@ -484,11 +499,11 @@ pub(crate) async fn watch_members(
     }
 }
 
-/// What one transaction came to: etcd's answer, and whether the failure (if it failed) was a
-/// failure to reach etcd (see [`answered_by_etcd`]).
+/// What one transaction came to: etcd's answer, and what a failure (if it failed) says about
+/// etcd (see [`classify`]).
 pub(crate) struct TxnOutcome {
     pub(crate) answer: TxnAnswer,
-    pub(crate) unreachable: bool,
+    pub(crate) failure: Option<Answered>,
 }
 
 /// Runs one ownership transaction: one nested `If(compare) Then(op) Else(get key)` per
@@ -515,8 +530,7 @@ pub(crate) async fn run_txn(
         Err(error) => {
             stats.txns_failed.fetch_add(1, Ordering::Relaxed);
             debug!(ops = ops.len(), "ownership transaction failed: {error}");
-            let unreachable = !answered_by_etcd(&error);
-            return TxnOutcome { answer: TxnAnswer::Failed, unreachable };
+            return TxnOutcome { answer: TxnAnswer::Failed, failure: Some(classify(&error)) };
         }
     };
     let answer = read_txn_answer(&response, ops.len());
@@ -527,7 +541,7 @@ pub(crate) async fn run_txn(
         }
         TxnAnswer::Applied { .. } => stats.txns_compare_failed.fetch_add(1, Ordering::Relaxed),
     };
-    TxnOutcome { answer, unreachable: false }
+    TxnOutcome { answer, failure: None }
 }
 
 /// `If(op's compare) Then(op) Else(get op's key)`.

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::etcd::{
-    answered_by_etcd, register, revoke, timed, ttl_seconds, Backoff, CallError, ErrorLog, Etcd,
+    classify, register, revoke, timed, ttl_seconds, Answered, Backoff, CallError, ErrorLog, Etcd,
     Keys, Registration, ETCD_REQUEST_TIMEOUT,
 };
 use crate::ownership::KeepaliveId;
@@ -50,6 +50,8 @@ pub(crate) enum LeaseEvent {
     Lost { lease: LeaseId },
     /// A request failed without an answer from etcd.
     Unreachable,
+    /// etcd answered a keepalive with "falling behind" (see `etcd::congestion`).
+    Congested,
     /// A keepalive stream opened (for the count of streams).
     StreamOpened,
 }
@@ -72,15 +74,19 @@ pub(crate) struct LeaseSettings {
     pub(crate) ttl: Duration,
     /// The TTL etcd granted the current lease, once known.
     pub(crate) granted: Option<Duration>,
+    /// A stream whose oldest keepalive has waited this long is given up (and the next endpoint
+    /// tried); an open that takes this long too (`Ownership::txn_timeout`: half a TTL, what a
+    /// healthy etcd may take, plus a slack).
+    pub(crate) stall: Duration,
 }
 
-/// One open keepalive stream and what is outstanding on it.
+/// One open keepalive stream and what is outstanding on it, with when each was sent.
 struct Stream {
     lease: LeaseId,
     endpoint: usize,
     keeper: api::LeaseKeeper,
     answers: api::LeaseKeepAliveStream,
-    outstanding: VecDeque<KeepaliveId>,
+    outstanding: VecDeque<(KeepaliveId, Instant)>,
 }
 
 /// The lease task's state.
@@ -90,6 +96,9 @@ pub(crate) struct LeaseTask {
     commands: mpsc::Receiver<LeaseCommand>,
     events: mpsc::Sender<LeaseEvent>,
     stream: Option<Stream>,
+    /// The lease etcd said is gone: keepalives for it still queued are skipped, so the grant
+    /// the core asks for next is not held up behind them.
+    lost: Option<LeaseId>,
     /// Leases given up but not yet revoked (etcd was unreachable), oldest first.
     abandoned: Vec<LeaseId>,
     keepalive_errors: ErrorLog,
@@ -109,6 +118,7 @@ impl LeaseTask {
             commands,
             events,
             stream: None,
+            lost: None,
             abandoned: Vec::with_capacity(ABANDONED_LEASES_MAX),
             keepalive_errors: ErrorLog::new("lease keepalive"),
             grant_errors: ErrorLog::new("lease grant"),
@@ -118,9 +128,18 @@ impl LeaseTask {
     /// Carries out commands and reads answers until the driver goes away.
     pub(crate) async fn run(mut self) {
         loop {
+            // The oldest keepalive still waiting decides when the stream counts as stalled.
+            let stalled_at = self.stream.as_ref().and_then(|stream| stream.outstanding.front());
+            let stalled_at = stalled_at.map(|(_, sent)| *sent + self.settings.stall);
             let answer = async {
                 match self.stream.as_mut() {
                     Some(stream) => stream.answers.message().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stall = async {
+                match stalled_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
             };
@@ -131,6 +150,7 @@ impl LeaseTask {
                     Some(LeaseCommand::KeepAlive { lease, id }) => self.keep_alive(lease, id).await,
                 },
                 answer = answer => self.answered(answer).await,
+                () = stall => self.stalled().await,
             };
             if !flow {
                 return;
@@ -138,14 +158,29 @@ impl LeaseTask {
         }
     }
 
+    /// The stream's oldest keepalive waited longer than a healthy etcd takes (its member is
+    /// cut off, or stopped): the next keepalive opens a stream on the next endpoint.
+    async fn stalled(&mut self) -> bool {
+        let Some(stream) = self.stream.take() else { return true };
+        self.keepalive_errors.failed(&format_args!(
+            "no answer within {:?}; trying the next endpoint",
+            self.settings.stall
+        ));
+        self.etcd.failed(stream.endpoint);
+        self.events.send(LeaseEvent::Unreachable).await.is_ok()
+    }
+
     /// Sends keepalive `id`, opening a stream first if none is open for `lease`. False when the
     /// driver went away.
     async fn keep_alive(&mut self, lease: LeaseId, id: KeepaliveId) -> bool {
+        if self.lost == Some(lease) {
+            return true;
+        }
         if let Some(stream) = self.stream.as_mut().filter(|stream| stream.lease == lease) {
             if stream.outstanding.len() < KEEPALIVES_OUTSTANDING_MAX
                 && stream.keeper.keep_alive().await.is_ok()
             {
-                stream.outstanding.push_back(id);
+                stream.outstanding.push_back((id, Instant::now()));
                 return true;
             }
             debug!(lease = lease.0, "keepalive stream stuck or closed; opening another");
@@ -158,9 +193,9 @@ impl LeaseTask {
     /// `id`) and reads its answer before returning the stream.
     async fn open(&mut self, lease: LeaseId, id: KeepaliveId) -> bool {
         let (endpoint, mut client) = self.etcd.pick();
-        // Bounded only by the lease itself: a slow etcd answers late, and a late answer still
-        // renews from this send time.
-        let opened = timed(self.settings.ttl, client.lease_keep_alive(lease.0)).await;
+        // A slow etcd answers late, and a late answer still renews from this send time: bounded
+        // by what a healthy etcd may take, past which another endpoint may do better.
+        let opened = timed(self.settings.stall, client.lease_keep_alive(lease.0)).await;
         let event = match opened {
             Ok((keeper, answers)) => {
                 self.keepalive_errors.recovered();
@@ -175,15 +210,18 @@ impl LeaseTask {
             Err(CallError::Etcd(api::Error::LeaseKeepAliveError(message)))
                 if message.contains(LEASE_NOT_FOUND) =>
             {
+                self.lost = Some(lease);
                 LeaseEvent::Lost { lease }
             }
             Err(error) => {
                 self.keepalive_errors.failed(&error);
-                if answered_by_etcd(&error) {
-                    return true;
-                }
+                // Another member may answer (one without a leader refuses everything).
                 self.etcd.failed(endpoint);
-                LeaseEvent::Unreachable
+                match classify(&error) {
+                    Answered::Congested => LeaseEvent::Congested,
+                    Answered::Otherwise => return true,
+                    Answered::Not => LeaseEvent::Unreachable,
+                }
             }
         };
         self.events.send(event).await.is_ok()
@@ -198,12 +236,15 @@ impl LeaseTask {
         let lease = stream.lease;
         let error = match answer {
             Ok(Some(response)) => {
-                let Some(id) = stream.outstanding.pop_front() else {
+                let Some((id, _)) = stream.outstanding.pop_front() else {
                     // An answer nothing was sent for: this stream cannot be trusted to match.
                     self.stream = None;
                     return true;
                 };
                 let ttl = Duration::from_secs(response.ttl().max(0) as u64);
+                if ttl.is_zero() {
+                    self.lost = Some(lease);
+                }
                 return self.events.send(LeaseEvent::Answered { lease, id, ttl }).await.is_ok();
             }
             Ok(None) => CallError::Protocol("keepalive stream ended"),
@@ -212,11 +253,14 @@ impl LeaseTask {
         let endpoint = stream.endpoint;
         self.stream = None;
         self.keepalive_errors.failed(&error);
-        if answered_by_etcd(&error) {
-            return true;
-        }
         self.etcd.failed(endpoint);
-        self.events.send(LeaseEvent::Unreachable).await.is_ok()
+        let event = match classify(&error) {
+            // etcd ended the stream refusing a renewal: it is falling behind.
+            Answered::Congested => LeaseEvent::Congested,
+            Answered::Otherwise => return true,
+            Answered::Not => LeaseEvent::Unreachable,
+        };
+        self.events.send(event).await.is_ok()
     }
 
     /// Remembers `lease` for revocation (done before the next grant, see `revoke_abandoned`).

@@ -1,29 +1,37 @@
-//! How much this node asks of etcd at once: a window of transactions in flight that adapts to
-//! etcd's latency, and the estimate behind admitting or refusing a connect's claim.
+//! How much this node asks of etcd at once: a window of transactions that adapts to etcd's
+//! latency, and the estimates behind admitting or refusing a connect's claim.
 //!
 //! A node alone cannot see etcd's load, but it sees what the load does to latency. The window
-//! grows by one transaction per round trip while transactions come back within the target
-//! latency, and halves (at most once per round trip) when one takes longer or fails: the
+//! grows while transactions come back within the target latency and halves (at most once per
+//! round trip) when one takes longer, fails, or etcd says it is falling behind: the
 //! additive-increase, multiplicative-decrease rule of TCP, driven by delay as in TCP Vegas.
 //! With the window small, claims wait for the transaction in flight and go out together: the
 //! busier etcd is, the larger and fewer the transactions every node sends, which is the cheap
 //! way for etcd to take them (one transaction of 100 puts costs about as much as three single
-//! puts here). Twenty nodes at a window of one put at most twenty transactions of 128
-//! operations before etcd at once.
+//! puts on an idle host).
 //!
-//! Why it matters beyond speed: etcd 3.4 answers a lease keepalive only once it has applied
-//! everything committed before it, and ends the keepalive stream after waiting 1 s
-//! (`waitAppliedIndex`). A node that keeps etcd's apply loop busy for a second thereby stops
-//! every node's lease renewals. The target latency is kept far below that.
+//! The window goes below one transaction: then one is in flight at most, and the next waits
+//! `latency / window` after the previous one was sent, down to one per 16 round trips. That
+//! matters because etcd applies transactions one at a time: measured here with 20 nodes, the
+//! load generator and etcd sharing two cores, a transaction of 127 claims took a median 135 ms
+//! to apply (0.92 s at worst), so twenty nodes with one each in flight made a backlog of seconds.
+//!
+//! Why the backlog matters beyond speed: etcd 3.4 renews a lease only once it has applied
+//! everything committed before the renewal, and answers "waiting for the applied index took too
+//! long" after 1 s of waiting. Claims that keep etcd's apply loop a second behind stop every
+//! node's lease renewals; the target latency keeps it far below that, and such an answer to a
+//! renewal ([`Flow::congested`]) halves the window at once.
 
 use std::time::{Duration, Instant};
 
 /// The window's upper bound: transactions in flight at once.
 pub const TXNS_IN_FLIGHT_MAX: usize = 16;
+/// The window's lower bound: one transaction per this many round trips.
+pub const WINDOW_MIN: f64 = 1.0 / 16.0;
 /// A transaction answered within [`LATENCY_TARGET_FACTOR`] times the fastest seen lately, but
 /// at least [`LATENCY_TARGET_MIN`] and at most [`LATENCY_TARGET_MAX`], lets the window grow; a
 /// slower one halves it. The floor keeps a fast etcd's small jitter from shrinking the window;
-/// the ceiling keeps etcd's apply loop far from the 1 s after which it ends keepalive streams,
+/// the ceiling keeps etcd's apply loop far from the 1 s after which it refuses renewals,
 /// whatever the network's own latency.
 pub const LATENCY_TARGET_MIN: Duration = Duration::from_millis(50);
 pub const LATENCY_TARGET_MAX: Duration = Duration::from_millis(250);
@@ -35,8 +43,9 @@ pub const LATENCY_EPOCH: Duration = Duration::from_secs(10);
 /// The adaptive window and latency estimate. Lives inside `Ownership`.
 #[derive(Debug)]
 pub(super) struct Flow {
-    /// Transactions allowed in flight, fractional so that it grows by `1/window` per answer
-    /// (one per window's worth of answers: one per round trip).
+    /// Transactions per round trip: above one, how many may be in flight (fractional so that
+    /// it grows by `1/window` per answer, one per round trip); below one, the share of round
+    /// trips that send one.
     window: f64,
     /// Exponentially weighted mean latency and mean deviation (weights 1/8 and 1/4, as TCP's
     /// SRTT and RTTVAR, RFC 6298).
@@ -68,6 +77,21 @@ impl Flow {
         (self.window as usize).clamp(1, TXNS_IN_FLIGHT_MAX)
     }
 
+    /// How long after sending a transaction the next may go: nothing while the window is one
+    /// or more, `latency / window` below one.
+    pub(super) fn send_interval(&self) -> Duration {
+        if self.window >= 1.0 {
+            return Duration::ZERO;
+        }
+        self.mean.unwrap_or(LATENCY_TARGET_MIN).div_f64(self.window)
+    }
+
+    /// Round trips a transaction waits for its turn to be sent, at most one window's worth
+    /// ahead of it: `1 / window` below one, else one.
+    pub(super) fn round_trips_per_send(&self) -> f64 {
+        (1.0 / self.window).max(1.0)
+    }
+
     pub(super) fn window(&self) -> f64 {
         self.window
     }
@@ -94,9 +118,33 @@ impl Flow {
             self.sample(took, now);
         }
         if ok && took <= self.target() {
-            self.window = (self.window + 1.0 / self.window).min(TXNS_IN_FLIGHT_MAX as f64);
-        } else if self.decreased_at.is_none_or(|at| sent_at >= at) {
-            self.window = (self.window / 2.0).max(1.0);
+            self.grow();
+        } else {
+            self.shrink(sent_at, now);
+        }
+    }
+
+    /// etcd said it is falling behind (a renewal waited too long for its apply loop, or it
+    /// refused a request as too many): halve the window, as for a slow answer to a transaction
+    /// sent just now.
+    pub(super) fn congested(&mut self, now: Instant) {
+        self.shrink(now, now);
+    }
+
+    /// One round trip's growth: one more transaction in flight above one (`1/window` per
+    /// answer), a quarter more below.
+    fn grow(&mut self) {
+        self.window = if self.window >= 1.0 {
+            (self.window + 1.0 / self.window).min(TXNS_IN_FLIGHT_MAX as f64)
+        } else {
+            (self.window * 1.25).min(1.0)
+        };
+    }
+
+    /// Halves the window, unless it was halved for a transaction sent after `sent_at` already.
+    fn shrink(&mut self, sent_at: Instant, now: Instant) {
+        if self.decreased_at.is_none_or(|at| sent_at >= at) {
+            self.window = (self.window / 2.0).max(WINDOW_MIN);
             self.decreased_at = Some(now);
         }
     }

@@ -134,15 +134,13 @@ impl Lease {
         id: KeepaliveId,
         ttl: Duration,
     ) -> (Renewal, Option<Instant>) {
-        let Some(index) = self.outstanding.iter().position(|(sent, _)| *sent == id) else {
-            return (Renewal::Unknown, None);
-        };
-        let Some((_, sent_at)) = self.outstanding.remove(index) else {
-            return (Renewal::Unknown, None);
-        };
+        let index = self.outstanding.iter().position(|(sent, _)| *sent == id);
+        let sent_at = index.and_then(|index| self.outstanding.remove(index)).map(|(_, at)| at);
         if ttl.is_zero() {
-            return (Renewal::Lost, Some(sent_at));
+            // Gone is gone, however old the keepalive that says so.
+            return (Renewal::Lost, sent_at);
         }
+        let Some(sent_at) = sent_at else { return (Renewal::Unknown, None) };
         self.granted_ttl = ttl;
         // Answers may arrive out of order across streams: only a later send extends.
         self.renewed_at = self.renewed_at.max(Some(sent_at));
@@ -164,6 +162,11 @@ impl Lease {
         self.ttl / 2 + self.keepalive_interval()
     }
 
+    /// How long a failed request counts for nothing if etcd answers a later one meanwhile.
+    pub(super) fn failure_grace(&self) -> Duration {
+        self.keepalive_interval() * 2
+    }
+
     pub(super) fn next_wakeup(&self) -> Option<Instant> {
         self.id.and(self.next_keepalive_at)
     }
@@ -173,10 +176,12 @@ impl Lease {
 /// "unreachable". Lives inside `Ownership`.
 ///
 /// "etcd answers me" (`etcd_ok`) holds while etcd answered a request sent within the last
-/// `etcd_ok_window` and no request failed outright (connection refused or reset) since the
-/// newest one it answered was sent. A healthy but slow etcd — every answer within half a TTL —
-/// therefore never reads as unreachable; a dead one reads so at its first refused connection;
-/// a silent one (a partition) after the window.
+/// `etcd_ok_window` and no request failed outright (connection refused or reset, timed out)
+/// since the newest one it answered was sent, unless etcd answers a later request within a short
+/// grace (two keepalive intervals: with several members, the next request goes to another). A
+/// healthy but slow etcd — every answer within half a TTL — therefore never reads as
+/// unreachable; a dead one reads so a grace after its first refused connection; a silent one (a
+/// partition) after the window.
 ///
 /// Saying "unreachable" lets peers serve past their own deadlines (the extension), and a peer
 /// may be doing so while etcd, slow rather than gone, still applies a transaction this node
@@ -187,8 +192,8 @@ impl Lease {
 /// reach etcd; nothing here assumes a bound on it.
 #[derive(Debug)]
 pub(super) struct Reachability {
-    /// The newest send time of a request etcd answered (anything it answered: a keepalive,
-    /// a grant, a transaction, an error of its own).
+    /// The newest send time of a request etcd answered with a result (a keepalive, a grant, a
+    /// transaction; its errors are not counted: they prove it reachable, not working).
     evidence_at: Option<Instant>,
     /// When a request last failed without an answer from etcd (a transport error).
     failed_at: Option<Instant>,
@@ -221,14 +226,31 @@ impl Reachability {
         self.failed_at = self.failed_at.max(Some(now));
     }
 
-    pub(super) fn etcd_ok(&self, window: Duration, now: Instant) -> bool {
+    /// `grace`: how long a failure may go without a later request answered before it counts
+    /// (with several etcd members the next request goes to another, and is answered at once).
+    pub(super) fn etcd_ok(&self, window: Duration, grace: Duration, now: Instant) -> bool {
         let Some(evidence) = self.evidence_at else { return false };
-        now < evidence + window && self.failed_at.is_none_or(|failed| evidence > failed)
+        let failing =
+            self.failed_at.is_some_and(|failed| evidence <= failed && now >= failed + grace);
+        now < evidence + window && !failing
     }
 
     /// When `etcd_ok` turns false by itself (no new evidence), if it is true now.
-    pub(super) fn ok_until(&self, window: Duration, now: Instant) -> Option<Instant> {
-        self.etcd_ok(window, now).then(|| self.evidence_at.map(|at| at + window)).flatten()
+    pub(super) fn ok_until(
+        &self,
+        window: Duration,
+        grace: Duration,
+        now: Instant,
+    ) -> Option<Instant> {
+        if !self.etcd_ok(window, grace, now) {
+            return None;
+        }
+        let evidence = self.evidence_at?;
+        let silent = evidence + window;
+        match self.failed_at {
+            Some(failed) if evidence <= failed => Some(silent.min(failed + grace)),
+            _ => Some(silent),
+        }
     }
 
     /// The value published to peers now (the driver publishes after every step, the simulation

@@ -65,7 +65,7 @@ use crate::types::{ClaimOutcome, LeaseId, Member, NodeId, Revision};
 use flow::Flow;
 pub use flow::{
     LATENCY_EPOCH, LATENCY_TARGET_FACTOR, LATENCY_TARGET_MAX, LATENCY_TARGET_MIN,
-    TXNS_IN_FLIGHT_MAX,
+    TXNS_IN_FLIGHT_MAX, WINDOW_MIN,
 };
 pub use lease::{KeepaliveId, KEEPALIVES_PER_TTL, SERVING_MARGIN_DIVISOR};
 use lease::{Lease, Reachability, Renewal};
@@ -310,6 +310,8 @@ pub struct OwnershipStats {
     pub answers_held: usize,
     pub keepalives_sent: u64,
     pub keepalives_answered: u64,
+    /// Times etcd said it was falling behind (see [`Ownership::etcd_congested`]).
+    pub congestion_signals: u64,
     /// Times this node stopped serving at its deadline, resumed under the same lease, and
     /// lost its lease (etcd said it was gone).
     pub fences: u64,
@@ -364,6 +366,33 @@ struct Op {
     failures: u32,
 }
 
+/// The deadline of a claim that may be refused as busy while it waits to be sent: a
+/// connect's (or its takeover's) whose transaction has not failed yet.
+fn sheddable(op: &Op) -> Option<Instant> {
+    match op {
+        Op {
+            kind: OpKind::Claim { ticket: Some(_), priority: Priority::Connect, deadline, .. },
+            failures: 0,
+        } => Some(*deadline),
+        _ => None,
+    }
+}
+
+impl Op {
+    /// The batch queue it waits in: its kind's, but a connect's claim sent once already goes
+    /// with the takeovers (it has waited longest, and is never shed).
+    fn class(&self) -> usize {
+        match self.kind {
+            OpKind::Claim { ticket: Some(_), priority: Priority::Connect, .. }
+                if self.failures > 0 =>
+            {
+                TAKEOVER
+            }
+            _ => self.kind.class(),
+        }
+    }
+}
+
 /// Where the first queued operation of a key stands.
 #[derive(Debug)]
 enum Head {
@@ -401,7 +430,6 @@ struct InFlight {
 /// A positive answer held back by the quarantine, for the ownership at `revision`.
 #[derive(Debug)]
 struct HeldAnswer {
-    ticket: Ticket,
     client: String,
     outcome: ClaimOutcome,
     revision: Option<Revision>,
@@ -429,7 +457,8 @@ pub struct Ownership {
     owned: HashMap<String, Revision>,
     /// Owned keys etcd confirmed during a quarantine: not served on until it ends.
     unconfirmed: HashSet<String>,
-    held_answers: Vec<HeldAnswer>,
+    /// By ticket: claims arrive in ticket order, so this releases them in arrival order.
+    held_answers: BTreeMap<Ticket, HeldAnswer>,
     /// Ordered so that fencing answers tickets in a reproducible order.
     keys: BTreeMap<String, KeyQueue>,
     /// Keys whose head is `Batched`, per class, in order (may hold stale entries, skipped when
@@ -438,9 +467,14 @@ pub struct Ownership {
     batched: [usize; CLASSES.len()],
     batch_since: Option<Instant>,
     in_flight: HashMap<TxnId, InFlight>,
+    /// When the last transaction was sent (a window below one paces the next from it).
+    last_sent_at: Option<Instant>,
     next_txn: u64,
     timers: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_timer: u64,
+    /// Connects' claims waiting to be sent, by deadline (entries for claims sent or answered
+    /// since are skipped when they come up): what `shed` refuses in time.
+    waiting: BinaryHeap<Reverse<(Instant, Ticket, String)>>,
     /// Claim deadlines per class in the order claims arrived, hence in deadline order.
     deadlines: [VecDeque<(Instant, Ticket, String)>; CLASSES.len()],
     held: BTreeSet<String>,
@@ -469,14 +503,16 @@ impl Ownership {
             extension: None,
             owned: HashMap::new(),
             unconfirmed: HashSet::new(),
-            held_answers: Vec::new(),
+            held_answers: BTreeMap::new(),
             keys: BTreeMap::new(),
             batch: Default::default(),
             batched: [0; CLASSES.len()],
             batch_since: None,
             in_flight: HashMap::new(),
+            last_sent_at: None,
             next_txn: 0,
             timers: BinaryHeap::new(),
+            waiting: BinaryHeap::new(),
             next_timer: 0,
             deadlines: Default::default(),
             held: BTreeSet::new(),
@@ -586,9 +622,19 @@ impl Ownership {
     }
 
     /// A request failed without an answer from etcd (connection refused, reset, timed out):
-    /// this node says "etcd is unreachable" until etcd answers a request sent after this.
+    /// unless etcd answers a request sent after this within a short grace, this node says "etcd
+    /// is unreachable" until it does.
     pub fn etcd_unreachable(&mut self, now: Instant) {
         self.reach.failed(now);
+    }
+
+    /// etcd says it is falling behind: it refused a renewal after waiting for its apply loop
+    /// ("waiting for the applied index took too long"), or a request as too many. The
+    /// transaction window halves (see `flow.rs`).
+    pub fn etcd_congested(&mut self, now: Instant) {
+        self.advance(now);
+        self.flow.congested(now);
+        self.stats.congestion_signals += 1;
     }
 
     // --- membership and peers ----------------------------------------------------------------
@@ -742,11 +788,8 @@ impl Ownership {
                 wakeup = Some(wakeup.map_or(at, |w: Instant| w.min(at)));
             }
         };
-        if self.lease.id.is_some()
-            && self.batched_total() > 0
-            && self.in_flight.len() < self.flow.limit()
-        {
-            consider(self.batch_since.map(|since| since + self.config.batch_delay));
+        if self.lease.id.is_some() && self.in_flight.len() < self.flow.limit() {
+            consider(self.send_at());
         }
         consider(self.lease.next_wakeup());
         consider(self.timers.peek().map(|Reverse((at, _, _))| *at));
@@ -760,7 +803,8 @@ impl Ownership {
         consider(self.shed_at());
         // The moment "etcd answers me" turns false by itself, so the report goes out on time.
         if let Some(latest) = self.latest {
-            consider(self.reach.ok_until(self.lease.etcd_ok_window(), latest));
+            let (window, grace) = (self.lease.etcd_ok_window(), self.lease.failure_grace());
+            consider(self.reach.ok_until(window, grace, latest));
         }
         wakeup
     }
@@ -816,7 +860,7 @@ impl Ownership {
     /// Whether etcd answers this node (see `Reachability`): etcd answered a request sent within
     /// the last half TTL plus a keepalive interval, and none failed outright since.
     pub fn etcd_ok(&self, now: Instant) -> bool {
-        self.reach.etcd_ok(self.lease.etcd_ok_window(), now)
+        self.reach.etcd_ok(self.lease.etcd_ok_window(), self.lease.failure_grace(), now)
     }
 
     /// What to tell peers now: [`Ownership::etcd_ok`], recorded as said. Call it for every
@@ -920,8 +964,8 @@ impl Ownership {
         }
         self.serving = false;
         self.extension = None;
-        for held in std::mem::take(&mut self.held_answers) {
-            self.answer(held.ticket, ClaimOutcome::Fenced);
+        for ticket in std::mem::take(&mut self.held_answers).into_keys() {
+            self.answer(ticket, ClaimOutcome::Fenced);
         }
         let clients: Vec<String> = self.keys.keys().cloned().collect();
         for client in clients {
@@ -1011,7 +1055,7 @@ impl Ownership {
         if self.unconfirmed.contains(client) {
             let revision = self.owned.get(client).copied();
             let client = client.to_owned();
-            self.held_answers.push(HeldAnswer { ticket, client, outcome, revision });
+            self.held_answers.insert(ticket, HeldAnswer { client, outcome, revision });
         } else {
             self.answer(ticket, outcome);
         }
@@ -1028,14 +1072,14 @@ impl Ownership {
             return;
         }
         self.unconfirmed.clear();
-        for held in std::mem::take(&mut self.held_answers) {
+        for (ticket, held) in std::mem::take(&mut self.held_answers) {
             let same =
                 held.revision.is_some() && self.owned.get(&held.client) == held.revision.as_ref();
             let outcome = match same && self.serving {
                 true => held.outcome,
                 false => ClaimOutcome::Unavailable,
             };
-            self.answer(held.ticket, outcome);
+            self.answer(ticket, outcome);
         }
     }
 
@@ -1058,7 +1102,16 @@ impl Ownership {
         if !self.serving {
             self.answer(ticket, ClaimOutcome::Fenced);
         } else if self.owned.contains_key(client) && !self.keys.contains_key(client) {
-            // Ours under the current lease: nothing to write.
+            // Ours under the current lease: nothing to write. Held back by a quarantine, the
+            // answer still has its deadline.
+            if self.unconfirmed.contains(client) {
+                let class = if priority == Priority::Connect { LIVE } else { BACKGROUND };
+                let timeout = match priority {
+                    Priority::Connect => self.config.claim_timeout,
+                    Priority::Background => BACKGROUND_CLAIM_TIMEOUT,
+                };
+                self.deadlines[class].push_back((now + timeout, ticket, client.to_owned()));
+            }
             self.answer_owned(ticket, client, ClaimOutcome::AlreadyOwned);
         } else if self.ops_pending >= OPS_PENDING_MAX
             || (priority == Priority::Connect && !after_release && self.too_busy(now))
@@ -1091,19 +1144,12 @@ impl Ownership {
     /// A newer connect of `client` arrived here: the older connection is replaced by it (an MQTT
     /// takeover on this node), so connects' claims of it still waiting to be sent are answered
     /// `Busy` at once rather than each costing a round trip (and holding up the ones behind,
-    /// a takeover's among them). One in flight stays: its answer tells what etcd holds.
+    /// a takeover's among them). So is a background re-claim waiting for room: the connect's
+    /// claim does its work, first. One in flight stays: its answer tells what etcd holds.
     fn supersede(&mut self, client: &str, now: Instant) {
         let Some(queue) = self.keys.get_mut(client) else { return };
         let waiting = |op: &Op| {
-            matches!(
-                op.kind,
-                OpKind::Claim {
-                    ticket: Some(_),
-                    after_release: false,
-                    priority: Priority::Connect,
-                    ..
-                }
-            )
+            matches!(op.kind, OpKind::Claim { ticket: Some(_), after_release: false, .. })
         };
         let head_waiting =
             !matches!(queue.head, Head::InFlight(_)) && queue.ops.front().is_some_and(waiting);
@@ -1160,7 +1206,8 @@ impl Ownership {
         let queued = self.batched[TAKEOVER] + self.batched[LIVE];
         // With the window full, the first round waits for a transaction to come back.
         let full = usize::from(self.in_flight.len() >= self.flow.limit());
-        latency.saturating_mul((full + queued / per_round) as u32)
+        let rounds = (full + queued / per_round) as f64 * self.flow.round_trips_per_send();
+        latency.mul_f64(rounds)
     }
 
     /// Whether a new connect's claim would not be sent in time (see `send_margin`).
@@ -1169,55 +1216,47 @@ impl Ownership {
     }
 
     /// When [`Ownership::shed`] has work: the first waiting connect's claim reaches the send
-    /// margin (a stale first entry, which `shed` drops, is skipped).
+    /// margin (or an entry for one sent since comes up, which it skips).
     fn shed_at(&self) -> Option<Instant> {
-        let client = self.batch[LIVE].front()?;
-        let queue = self.keys.get(client)?;
-        if !matches!(queue.head, Head::Batched(LIVE)) {
-            return None;
-        }
-        match queue.ops.front() {
-            Some(Op {
-                kind: OpKind::Claim { ticket: Some(_), after_release: false, deadline, .. },
-                failures: 0,
-            }) => Some(deadline.checked_sub(self.send_margin()).unwrap_or(*deadline)),
-            _ => None,
-        }
+        let Reverse((deadline, _, _)) = self.waiting.peek()?;
+        Some(deadline.checked_sub(self.send_margin()).unwrap_or(*deadline))
     }
 
     /// Refuses (`Busy`) the connects' claims still waiting to be sent with less than the send
     /// margin left before their deadline, oldest first: they might time out, after costing
-    /// etcd a write. A claim after a release is never shed (its session is on its way), nor one
-    /// whose transaction failed: etcd was slower than half a TTL, or unreachable, and it may
-    /// answer the retry (on another member) in time all the same.
+    /// etcd a write. Takeovers are shed as well (the engine keeps the session shipped here
+    /// where the next attempt finds it, as after any refusal). A claim whose transaction failed
+    /// is not: etcd was slower than half a TTL, or unreachable, and it may answer the retry (on
+    /// another member) in time all the same.
     fn shed(&mut self, now: Instant) {
-        if self.batched[LIVE] == 0 {
+        let limit = now + self.send_margin();
+        while self.waiting.peek().is_some_and(|Reverse((deadline, _, _))| *deadline <= limit) {
+            let Some(Reverse((_, ticket, client))) = self.waiting.pop() else { break };
+            self.shed_claim(&client, ticket, now);
+        }
+    }
+
+    /// Answers claim `ticket` of `client` `Busy` and drops it, if it still waits to be sent:
+    /// in the batch, or behind the operation there.
+    fn shed_claim(&mut self, client: &str, ticket: Ticket, now: Instant) {
+        let Some(queue) = self.keys.get_mut(client) else { return };
+        if !matches!(queue.head, Head::Batched(_)) {
             return;
         }
-        let latency = self.send_margin();
-        while let Some(client) = self.batch[LIVE].front() {
-            let Some(queue) = self.keys.get(client) else {
-                self.batch[LIVE].pop_front();
-                continue;
-            };
-            if !matches!(queue.head, Head::Batched(LIVE)) {
-                // A stale entry: the head moved on.
-                self.batch[LIVE].pop_front();
-                continue;
-            }
-            let shed = match queue.ops.front() {
-                Some(Op {
-                    kind: OpKind::Claim { ticket: Some(_), after_release: false, deadline, .. },
-                    failures: 0,
-                }) => *deadline <= now + latency,
-                _ => false,
-            };
-            if !shed {
-                break;
-            }
-            let Some(client) = self.batch[LIVE].pop_front() else { break };
-            self.stats.claims_shed += 1;
-            self.finish_head(&client, Some(ClaimOutcome::Busy), now);
+        let found = queue.ops.iter().position(|op| {
+            sheddable(op).is_some()
+                && matches!(op.kind, OpKind::Claim { ticket: Some(t), .. } if t == ticket)
+        });
+        let Some(index) = found else { return };
+        self.stats.claims_shed += 1;
+        if index == 0 {
+            // Its batch entry goes stale; `send_txn` skips it.
+            self.finish_head(client, Some(ClaimOutcome::Busy), now);
+            return;
+        }
+        if queue.ops.remove(index).is_some() {
+            self.ops_pending -= 1;
+            self.answer(ticket, ClaimOutcome::Busy);
         }
     }
 
@@ -1228,13 +1267,31 @@ impl Ownership {
             return;
         }
         self.ops_pending += 1;
+        let op = Op { kind, failures: 0 };
+        let wanted = op.class();
+        let shed_by = sheddable(&op).zip(match op.kind {
+            OpKind::Claim { ticket, .. } => ticket,
+            OpKind::Release { .. } => None,
+        });
         let queue = self
             .keys
             .entry(client.to_owned())
             .or_insert_with(|| KeyQueue { ops: VecDeque::new(), head: Head::Idle });
-        queue.ops.push_back(Op { kind, failures: 0 });
+        queue.ops.push_back(op);
         if queue.ops.len() == 1 {
             self.dispatch(client, now);
+        } else if let Head::Batched(class) = queue.head {
+            // What waits ahead of a connect's claim goes in the claim's class: the connect must
+            // not wait for a background release's turn (its entry in the old class goes stale).
+            if wanted < class {
+                queue.head = Head::Batched(wanted);
+                self.batched[class] -= 1;
+                self.batched[wanted] += 1;
+                self.batch[wanted].push_back(client.to_owned());
+            }
+            if let Some((deadline, ticket)) = shed_by {
+                self.waiting.push(Reverse((deadline, ticket, client.to_owned())));
+            }
         }
     }
 
@@ -1297,11 +1354,17 @@ impl Ownership {
                     }
                 }
             }
-            let class = op.kind.class();
+            let class = op.class();
+            let shed_by = sheddable(op);
             queue.head = Head::Batched(class);
             self.batched[class] += 1;
             self.batch[class].push_back(client.to_owned());
             self.batch_since.get_or_insert(now);
+            if let (Some(deadline), OpKind::Claim { ticket: Some(ticket), .. }) =
+                (shed_by, &op.kind)
+            {
+                self.waiting.push(Reverse((deadline, *ticket, client.to_owned())));
+            }
             return;
         }
     }
@@ -1310,16 +1373,41 @@ impl Ownership {
         self.batched.iter().sum()
     }
 
-    /// Sends every batch that is full or due, within the window.
+    /// When a window below one lets the next transaction go.
+    fn next_send_at(&self) -> Option<Instant> {
+        let interval = self.flow.send_interval();
+        self.last_sent_at.filter(|_| !interval.is_zero()).map(|sent| sent + interval)
+    }
+
+    /// When the next transaction goes (window permitting): once a batch is full or its oldest
+    /// operation has waited the batch delay, and a window below one has let the send interval
+    /// pass — unless takeovers or retried claims wait. Those are never held back by pacing: a
+    /// takeover is the second round of a connect whose first round was paced already (so they
+    /// at most double the transactions pacing lets through, and go together in one), and a
+    /// retry's backoff spaces it. Pacing spreads etcd's load; it must not time out the connects
+    /// that a slow etcd still answers in time.
+    fn send_at(&self) -> Option<Instant> {
+        let batched = self.batched_total();
+        if batched == 0 {
+            return None;
+        }
+        let since = self.batch_since?;
+        let ready = if batched >= self.config.batch_ops_max {
+            since
+        } else {
+            since + self.config.batch_delay
+        };
+        if self.batched[TAKEOVER] > 0 {
+            return Some(ready);
+        }
+        Some(self.next_send_at().map_or(ready, |at| ready.max(at)))
+    }
+
+    /// Sends every batch that is due (see `send_at`), within the window.
     fn flush(&mut self, now: Instant) {
         let Some(lease) = self.lease.id else { return };
         while self.in_flight.len() < self.flow.limit() {
-            let batched = self.batched_total();
-            if batched == 0 {
-                break;
-            }
-            let due = self.batch_since.is_some_and(|since| now >= since + self.config.batch_delay);
-            if !due && batched < self.config.batch_ops_max {
+            if self.send_at().is_none_or(|at| at > now) {
                 break;
             }
             self.send_txn(lease, now);
@@ -1370,6 +1458,7 @@ impl Ownership {
         assert!(!ops.is_empty(), "batched count out of step with the batch");
         assert!(ops.len() <= TXN_OPS_MAX);
         self.in_flight.insert(id, InFlight { clients, sent_at: now });
+        self.last_sent_at = Some(now);
         self.actions.push_back(Action::Txn { id, lease, ops });
     }
 
@@ -1578,8 +1667,7 @@ impl Ownership {
 
     /// Claim `ticket` of `client` reached its deadline: `Unavailable`, unless answered already.
     fn expire_claim(&mut self, ticket: Ticket, client: &str, now: Instant) {
-        if let Some(index) = self.held_answers.iter().position(|held| held.ticket == ticket) {
-            self.held_answers.remove(index);
+        if self.held_answers.remove(&ticket).is_some() {
             self.stats.claims_timed_out += 1;
             self.answer(ticket, ClaimOutcome::Unavailable);
             return;

@@ -356,10 +356,15 @@ fn failures_back_off_and_claims_time_out() {
         }
         now = h.own.next_wakeup().expect("a retry is due") - h.start;
     }
-    // Each retry waits its backoff, then the batch delay.
+    // Each retry waits its backoff, doubling up to the most; the window, halved by every
+    // failure down to its floor, does not hold a retry back further: its connect has waited a
+    // round already, and the backoff spaces the retries.
     let gaps: Vec<Duration> = sent.windows(2).map(|pair| pair[1] - pair[0]).collect();
-    assert_eq!(&gaps[..3], [ms(12), ms(22), ms(42)]);
-    assert!(gaps.iter().all(|gap| *gap <= RETRY_BACKOFF_MAX + ms(2)));
+    assert!(gaps.len() > 8, "{gaps:?}");
+    for (failures, gap) in gaps.iter().enumerate() {
+        let backoff = RETRY_BACKOFF_MIN.saturating_mul(1 << failures).min(RETRY_BACKOFF_MAX);
+        assert!(*gap >= backoff && *gap <= backoff + ms(3), "{gaps:?}");
+    }
     assert_eq!(now, Duration::from_secs(5));
 }
 
@@ -591,18 +596,24 @@ fn etcd_answers_me_while_a_request_sent_lately_was_answered() {
     let sent = h.renew(ms(2000), ms(4900));
     assert!(h.own.etcd_ok(sent + window - ms(1)));
     assert!(!h.own.etcd_ok(sent + window));
-    // A refused connection says "unreachable" at once...
-    h.own.tick(h.at(ms(4950)));
+    // A refused connection says "unreachable" once no later request was answered within the
+    // grace (two keepalive intervals: another etcd member would have answered by then)...
     h.actions();
-    h.own.etcd_unreachable(h.at(ms(5000)));
-    assert!(!h.own.etcd_ok(h.at(ms(5001))));
+    let (id, sent) = *h.keepalives.last().expect("sent at 4.9 s");
+    h.own.keepalive_answered(LEASE, id, TTL, sent + ms(50));
+    h.own.tick(sent + INTERVAL);
+    h.actions();
+    let failed = sent + INTERVAL + ms(25);
+    h.own.etcd_unreachable(failed);
+    assert!(h.own.etcd_ok(failed + INTERVAL * 2 - ms(1)));
+    assert!(!h.own.etcd_ok(failed + INTERVAL * 2));
     // ...until etcd answers a request sent after it (not one sent before).
-    let (id, sent) = *h.keepalives.last().expect("sent");
-    assert!(sent < h.at(ms(5000)));
-    h.own.keepalive_answered(LEASE, id, TTL, h.at(ms(5100)));
-    assert!(!h.own.etcd_ok(h.at(ms(5101))), "an answer to a request older than the failure");
-    h.renew(ms(5300), ms(5400));
-    assert!(h.own.etcd_ok(h.at(ms(5401))));
+    let (id, before) = *h.keepalives.last().expect("sent");
+    assert!(before < failed);
+    h.own.keepalive_answered(LEASE, id, TTL, failed + ms(100));
+    assert!(!h.own.etcd_ok(failed + INTERVAL * 2), "an answer to a request older than the failure");
+    h.renew(failed + INTERVAL * 2 - h.start, failed + INTERVAL * 2 + ms(100) - h.start);
+    assert!(h.own.etcd_ok(failed + INTERVAL * 2 + ms(101)));
 }
 
 #[test]
@@ -612,8 +623,9 @@ fn claims_confirmed_after_saying_unreachable_wait_out_the_quarantine() {
     h.own_client(1, "before", CLAIM_QUARANTINE, 5);
     // A request fails outright (a refused connection): this node tells its peers etcd is
     // unreachable...
-    let silent = CLAIM_QUARANTINE + ms(100);
-    h.own.etcd_unreachable(h.at(silent));
+    let failed = CLAIM_QUARANTINE + ms(100);
+    h.own.etcd_unreachable(h.at(failed));
+    let silent = failed + INTERVAL * 2;
     assert!(!h.own.report_etcd_ok(h.at(silent)));
     // ...a claim sent meanwhile is committed (a slow etcd), and the node says "ok" again.
     h.claim(2, "during", silent + ms(10));
@@ -685,6 +697,47 @@ fn the_window_grows_while_etcd_is_fast_and_halves_when_it_is_slow() {
     }
     assert_eq!(h.own.stats().window, TXNS_IN_FLIGHT_MAX as f64 / 2.0);
     assert!(h.own.stats().latency_target >= LATENCY_TARGET_MIN);
+}
+
+#[test]
+fn a_window_below_one_spaces_transactions_but_not_takeovers() {
+    let mut h = Harness::new();
+    // Two answers far over the target halve the window twice: a quarter, so a transaction
+    // may go every four round trips (the mean latency, about 500 ms).
+    let (mut now, mut sent) = (ms(0), ms(0));
+    for i in 0..2 {
+        h.claim(i, &format!("slow{i}"), now);
+        let id = loop {
+            sent = h.own.next_wakeup().expect("a send is due") - h.start;
+            h.own.tick(h.at(sent));
+            if let Some((id, _)) = h.txns().0.pop() {
+                break id;
+            }
+        };
+        now = sent + ms(500);
+        h.write(id, 2 + i as i64, h.at(now));
+    }
+    assert_eq!(h.own.stats().window, 0.25);
+    h.actions();
+    // A connect's claim waits for its turn, four round trips after the last send...
+    h.claim(10, "paced", now);
+    let (id, turn) = loop {
+        let at = h.own.next_wakeup().expect("a send is due") - h.start;
+        h.own.tick(h.at(at));
+        if let Some((id, _)) = h.txns().0.pop() {
+            break (id, at);
+        }
+    };
+    assert!(turn >= sent + ms(1990) && turn <= sent + ms(2010), "{turn:?} after {sent:?}");
+    h.write(id, 4, h.at(turn + ms(1)));
+    h.actions();
+    // ...but a takeover does not wait: its connect was paced in its first round already.
+    h.claim(12, "paced2", turn + ms(1));
+    h.own.claim_after_release(Ticket(11), "moved", Revision(3), h.at(turn + ms(1)));
+    h.own.tick(h.at(turn + ms(5)));
+    let (_, ops, _) = h.txn();
+    let clients: Vec<&str> = ops.iter().map(TxnOp::client).collect();
+    assert_eq!(clients, ["moved", "paced2"]);
 }
 
 #[test]

@@ -27,6 +27,8 @@ use clap::Parser;
 use serde_json::{json, Value};
 use shardmq_cluster::testing::EtcdProcess;
 
+mod topology;
+
 #[derive(Debug, Parser)]
 #[command(about = "shardmq cluster benchmarks on one machine")]
 struct Args {
@@ -36,7 +38,9 @@ struct Args {
     /// Rounds per configuration (medians are reported) [default: 3, 1 with --quick].
     #[arg(long)]
     rounds: Option<usize>,
-    /// Scenarios to run, comma-separated: claims, ownership, cross, hold.
+    /// Scenarios to run, comma-separated: claims, ownership, cross, hold, and topology (the
+    /// design's 20 nodes and 360,000 clients with etcd frozen and a storm; about 5 GiB and 10
+    /// minutes, so only when named).
     #[arg(long, default_value = "claims,ownership,cross,hold", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Where to write the results [default: perf/results/cluster, target/cluster with --quick].
@@ -51,6 +55,8 @@ const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections each node holds in the `hold` scenario: under the 20,000 descriptors a process
 /// may have here, with room for links, etcd, storage and epoll.
 const HOLD_PER_NODE: u64 = 19_000;
+/// The admin endpoint's port on each node's address, where a scenario asks for one.
+const ADMIN_PORT: u16 = 9090;
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -95,14 +101,17 @@ fn run(args: Args) -> anyhow::Result<()> {
             "ownership" => ownership(&env)?,
             "cross" => cross(&env)?,
             "hold" => hold(&env)?,
-            other => bail!("unknown scenario {other:?} (claims, ownership, cross, hold)"),
+            "topology" => topology::topology(&env)?,
+            other => bail!("unknown scenario {other:?} (claims, ownership, cross, hold, topology)"),
         };
         results.insert(scenario.clone(), value);
         report.push_str(&text);
     }
     let commit = shardmq_perf::compare::commit(&workspace);
     let date = date();
-    let complete = !args.quick && args.scenarios.len() == 4 && env.rounds >= 3;
+    let standard = args.scenarios.len() == 4 && env.rounds >= 3;
+    let topology_alone = args.scenarios == ["topology"];
+    let complete = !args.quick && (standard || topology_alone);
     let out = args.out.unwrap_or_else(|| {
         workspace.join(if complete { "perf/results/cluster" } else { "target/cluster" })
     });
@@ -118,11 +127,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let markdown = format!("{header}{report}");
-    let stem = format!("{date}-{commit}");
+    let stem = match topology_alone {
+        true => format!("topology-{date}-{commit}"),
+        false => format!("{date}-{commit}"),
+    };
     let json = json!({ "date": date, "commit": commit, "rounds": env.rounds, "quick": args.quick, "results": results });
     std::fs::write(out.join(format!("{stem}.json")), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(out.join(format!("{stem}.md")), &markdown)?;
-    std::fs::write(out.join("LATEST.md"), &markdown)?;
+    let latest = if topology_alone { "LATEST-topology.md" } else { "LATEST.md" };
+    std::fs::write(out.join(latest), &markdown)?;
     println!("{markdown}");
     eprintln!("written to {}", out.join(format!("{stem}.md")).display());
     Ok(())
@@ -135,7 +148,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn claims(env: &Env) -> anyhow::Result<(Value, String)> {
     let connections: u64 = if env.quick { 6_000 } else { 30_000 };
     let configurations: [(&str, Option<&[&str]>); 3] = [
-        ("batching on (128 ops, 2 ms)", Some(&[])),
+        ("batching on (127 ops, 2 ms)", Some(&[])),
         (
             "batching off (1 op per txn)",
             Some(&["--claim-batch-max", "1", "--claim-batch-delay-ms", "0"]),
@@ -223,13 +236,13 @@ fn claims(env: &Env) -> anyhow::Result<(Value, String)> {
 }
 
 /// Claims each node keeps waiting at once in the `ownership` scenario: enough to fill
-/// 128-operation transactions while earlier ones are in flight.
+/// 127-operation transactions while earlier ones are in flight.
 const OWNERSHIP_IN_FLIGHT: usize = 2048;
 
 fn ownership(env: &Env) -> anyhow::Result<(Value, String)> {
     let per_node: u64 = if env.quick { 20_000 } else { 100_000 };
     let configurations =
-        [("batching on (128 ops, 2 ms)", 128, 2), ("batching off (1 op per txn)", 1, 0)];
+        [("batching on (127 ops, 2 ms)", 127, 2), ("batching off (1 op per txn)", 1, 0)];
     let mut rows = Vec::new();
     let mut values = serde_json::Map::new();
     for (name, ops, delay_ms) in configurations {
@@ -547,6 +560,8 @@ struct Node {
     child: Child,
     addr: String,
     log: PathBuf,
+    /// `--admin-listen` (`/metrics`, `/ready`), when started with one.
+    admin: Option<String>,
 }
 
 /// Starts `count` nodes on 127.0.0.1.. (one shard each); with `cluster`, joined through etcd.
@@ -555,6 +570,18 @@ fn start_nodes(
     count: usize,
     cluster: Option<(&str, &[&str])>,
     name: &str,
+) -> anyhow::Result<Vec<Node>> {
+    start_nodes_with(env, count, cluster, name, false)
+}
+
+/// [`start_nodes`], each node with an admin endpoint on its address, port [`ADMIN_PORT`] when
+/// `admin`.
+fn start_nodes_with(
+    env: &Env,
+    count: usize,
+    cluster: Option<(&str, &[&str])>,
+    name: &str,
+    admin: bool,
 ) -> anyhow::Result<Vec<Node>> {
     let mut nodes = Vec::new();
     for index in 0..count {
@@ -569,6 +596,10 @@ fn start_nodes(
             .args(["--listen", &format!("{ip}:1883")])
             .arg("--data-dir")
             .arg(dir.join("data"));
+        let admin = admin.then(|| format!("{ip}:{ADMIN_PORT}"));
+        if let Some(address) = &admin {
+            command.args(["--admin-listen", address]);
+        }
         if let Some((endpoint, extra)) = cluster {
             command
                 .args(["--etcd", endpoint, "--cluster", name, "--node-id", &format!("n{index}")])
@@ -582,7 +613,7 @@ fn start_nodes(
             .stderr(file)
             .spawn()
             .context("starting shardmq")?;
-        nodes.push(Node { child, addr: format!("{ip}:1883"), log });
+        nodes.push(Node { child, addr: format!("{ip}:1883"), log, admin });
     }
     for node in &nodes {
         let deadline = Instant::now() + NODE_START_TIMEOUT;
