@@ -44,6 +44,7 @@ fn config(node: &str, endpoints: Vec<String>, link_port: u16) -> ControlConfig {
         endpoints,
         link_advertise: SocketAddr::from(([127, 0, 0, 1], link_port)),
         connect_timeout: Duration::from_secs(5),
+        access: Default::default(),
     }
 }
 

@@ -665,6 +665,8 @@ struct Node {
 struct Client {
     name: String,
     conn: Option<(usize, u64)>,
+    /// When a connection of this client was last installed on a node (simulated µs).
+    installed_at: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,7 +836,7 @@ impl World {
             })
             .collect();
         let clients = (0..params.clients)
-            .map(|i| Client { name: format!("client-{i}"), conn: None })
+            .map(|i| Client { name: format!("client-{i}"), conn: None, installed_at: None })
             .collect();
         let mut world = World {
             rng,
@@ -1166,7 +1168,13 @@ impl World {
         // race is answered at once, and a connect the client has since abandoned (it connected
         // elsewhere, and took its session over from here) may be refused.
         let current = self.clients[client].conn == Some((node, conn));
+        // A takeover that lost the race to an older attempt of the same client elsewhere (it
+        // retried on another node while the first attempt's claim was still under way) is
+        // answered when etcd answers, however late: not a timeout.
+        let lost_to_itself = since
+            .is_some_and(|since| self.clients[client].installed_at.is_some_and(|at| at > since));
         let timed_out = outcome == ClaimOutcome::Unavailable
+            && !lost_to_itself
             && since.is_some_and(|since| self.now >= since + CLAIM_TIMEOUT);
         if current && (timed_out || outcome == ClaimOutcome::Fenced) {
             self.liveness_issue(|| format!("node-{node} answered client-{client} {outcome:?}"));
@@ -1219,6 +1227,7 @@ impl World {
             return;
         }
         let Some(process) = self.nodes[node].process.as_mut() else { return };
+        self.clients[client].installed_at = Some(self.now);
         // Copies can race: two connects of one client each ask, an ask answered late ships
         // what an earlier takeover already brought here. The newest copy wins.
         let existing = process.sessions.remove(&client);

@@ -164,8 +164,8 @@ const SHARD_METRICS: [ShardMetric; 32] = [
         "shardmq_connects_refused_total",
         "counter",
         "CONNECTs refused before reaching a session, by cause (etcd_busy: etcd cannot take the \
-         claim in time, CONNACK 0x89; etcd_unavailable: the claim timed out, lost a race or its \
-         takeover failed, 0x88; fenced: the node may not serve, 0x88).",
+         claim in time, CONNACK 0x89; etcd_unavailable: etcd does not answer, or the claim timed out, \
+         lost a race or its takeover failed, 0x88; fenced: the node may not serve, 0x88).",
         Some(("cause", "etcd_busy")),
         connects_refused[0]
     ),
@@ -266,11 +266,25 @@ const COMMIT_BUCKETS_SECS: [f64; 10] =
 /// What the node's control plane counted (etcd ownership transactions), read when scraped.
 pub type EtcdStats = Box<dyn Fn() -> shardmq_cluster::control::ControlStats + Send + Sync>;
 
+/// What the node's links counted, read when scraped.
+#[derive(Debug, Default)]
+pub struct LinkFigures {
+    /// Whether node links use TLS.
+    pub tls: bool,
+    /// Accepted links refused before they were let in, by reason.
+    pub refused: Vec<(&'static str, u64)>,
+    /// Links this node opened whose TLS handshake failed.
+    pub handshakes_failed: u64,
+}
+
+pub type LinkStatsFn = Box<dyn Fn() -> LinkFigures + Send + Sync>;
+
 /// Every shard's counters, shared with the admin thread.
 pub struct NodeCounters {
     shards: Vec<ShardSlot>,
     started: Instant,
     etcd: std::sync::OnceLock<EtcdStats>,
+    links: std::sync::OnceLock<LinkStatsFn>,
 }
 
 impl std::fmt::Debug for NodeCounters {
@@ -285,7 +299,13 @@ impl NodeCounters {
             shards: (0..shards).map(|_| ShardSlot::default()).collect(),
             started: Instant::now(),
             etcd: std::sync::OnceLock::new(),
+            links: std::sync::OnceLock::new(),
         }
+    }
+
+    /// In a cluster: where `/metrics` reads the node links' counters from.
+    pub fn set_links(&self, stats: LinkStatsFn) {
+        let _ = self.links.set(stats);
     }
 
     /// In a cluster: where `/metrics` reads the etcd ownership counters from.
@@ -384,6 +404,9 @@ impl NodeCounters {
         if let Some(etcd) = self.etcd.get() {
             render_etcd(&mut out, &etcd());
         }
+        if let Some(links) = self.links.get() {
+            render_links(&mut out, &links());
+        }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();
         let _ = writeln!(
@@ -392,6 +415,35 @@ impl NodeCounters {
         );
         out
     }
+}
+
+/// Writes the node links' figures: whether they use TLS, refusals by reason, failed handshakes.
+fn render_links(out: &mut String, links: &LinkFigures) {
+    let name = "shardmq_link_tls";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 when node links use TLS with the cluster CA, 0 when plaintext.\n\
+         # TYPE {name} gauge\n{name} {}",
+        u8::from(links.tls)
+    );
+    let name = "shardmq_link_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Accepted node links closed before they were let in, by reason (tls: the \
+         handshake failed, another CA or plaintext; timeout: no handshake and hello in time; \
+         too_many_unauthenticated; identity: certificate and hello name different nodes; \
+         cluster: another cluster; frame: no hello first).\n# TYPE {name} counter"
+    );
+    for (reason, count) in &links.refused {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {count}");
+    }
+    let name = "shardmq_link_handshakes_failed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Node links this node opened whose TLS handshake failed.\n\
+         # TYPE {name} counter\n{name} {}",
+        links.handshakes_failed
+    );
 }
 
 /// Writes the control plane's figures: etcd transactions, keepalives, flow control and
@@ -464,7 +516,7 @@ fn etcd_counters(stats: &ControlStats) -> Vec<(&'static str, &'static str, u64)>
         ),
         (
             "shardmq_etcd_keepalives_dropped_total",
-            "Keepalives not sent: the lease task was stuck opening a stream.",
+            "Keepalives not sent: as many stream opens as allowed were under way.",
             stats.keepalives_dropped,
         ),
         (

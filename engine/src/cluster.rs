@@ -39,6 +39,7 @@ use shardmq_cluster::frame::{
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
 use shardmq_io::codec::ByteString;
+use shardmq_io::link_tls::{LinkIo, LinkTls};
 use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
 use shardmq_shard::persist::{
     decode_message_record, decode_session, decode_stored_message, encode_message_record,
@@ -49,6 +50,9 @@ use shardmq_shard::{
     PeerNode, PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
 };
 
+use crate::link_security::{
+    LinkCertificates, LinkStats, Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX,
+};
 use crate::server::{MeshItem, ShardContext, Signal};
 
 /// How often every outgoing link sends a heartbeat (and checks its receipts' age).
@@ -113,6 +117,9 @@ pub struct NodeCluster {
     /// The number of the next link connection any shard makes: larger than every number this
     /// node's previous runs gave, since it starts from the wall clock.
     next_link: AtomicU64,
+    /// TLS on node links (`None`: plaintext links, as configured).
+    pub link_tls: Option<Arc<LinkCertificates>>,
+    pub link_stats: LinkStats,
 }
 
 #[derive(Default)]
@@ -127,6 +134,7 @@ impl NodeCluster {
         cluster: String,
         claim_timeout: Duration,
         retained_replicate_bytes_max: usize,
+        link_tls: Option<Arc<LinkCertificates>>,
     ) -> NodeCluster {
         NodeCluster {
             fence: control.fence(),
@@ -137,6 +145,8 @@ impl NodeCluster {
             retained_replicate_bytes_max,
             registry: Mutex::new(Registry::default()),
             next_link: AtomicU64::new(run_base()),
+            link_tls,
+            link_stats: LinkStats::default(),
         }
     }
 
@@ -205,6 +215,8 @@ pub struct ShardCluster {
     encoder: RefCell<Encoder>,
     /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
     dropped: Cell<u64>,
+    /// Accepted links still being authenticated (at most [`LINK_UNAUTHENTICATED_MAX`]).
+    unauthenticated: Cell<usize>,
 }
 
 /// One outgoing link of this shard: frames queue in `out` while it is up.
@@ -326,6 +338,7 @@ impl ShardCluster {
             next_request: Cell::new(run_base()),
             encoder: RefCell::new(Encoder::new()),
             dropped: Cell::new(0),
+            unauthenticated: Cell::new(0),
         }
     }
 
@@ -621,11 +634,11 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
     let mut last_error_log: Option<Instant> = None;
     while !link.retired.get() && !context.stopping.get() {
         let address = link.member.borrow().link;
-        let result = match connect(address).await {
-            Ok(mut stream) => {
+        let result = match connect_secured(&cluster, address).await {
+            Ok((mut stream, mut tls)) => {
                 backoff = LINK_BACKOFF_MIN;
                 start_link(&context, &cluster, &link);
-                let result = pump(&context, &cluster, &link, &mut stream).await;
+                let result = pump(&context, &cluster, &link, &mut stream, tls.as_mut()).await;
                 stream.close();
                 link.up.set(false);
                 link.out.borrow_mut().clear();
@@ -663,6 +676,40 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
         runtime::sleep(backoff).await;
         backoff = (backoff * 2).min(LINK_BACKOFF_MAX);
     }
+}
+
+/// Connects to a peer's link listener and, with link TLS, completes the handshake (the peer's
+/// certificate must chain to the cluster CA, as ours must for the peer).
+async fn connect_secured(
+    cluster: &ShardCluster,
+    address: SocketAddr,
+) -> std::io::Result<(TcpStream, Option<LinkTls>)> {
+    let mut stream = connect(address).await?;
+    let Some(certificates) = &cluster.node.link_tls else { return Ok((stream, None)) };
+    let mut tls = certificates.current().connect()?;
+    let mut ignored = BytesMut::new();
+    let handshake = within(LINK_HANDSHAKE_TIMEOUT, tls.handshake(&mut stream, &mut ignored)).await;
+    if let Err(error) = handshake {
+        cluster.node.link_stats.handshake_failed();
+        stream.close();
+        return Err(std::io::Error::new(error.kind(), format!("TLS handshake: {error}")));
+    }
+    Ok((stream, Some(tls)))
+}
+
+/// `future`'s result, or a `TimedOut` error after `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    future: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    future::or(future, async {
+        runtime::sleep(timeout).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        ))
+    })
+    .await
 }
 
 async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
@@ -725,14 +772,24 @@ async fn pump(
     cluster: &ShardCluster,
     link: &OutLink,
     stream: &mut TcpStream,
+    mut tls: Option<&mut LinkTls>,
 ) -> std::io::Result<()> {
     let mut next_heartbeat = Instant::now();
+    let mut sealed = Vec::new();
     loop {
         let batch = std::mem::take(&mut *link.out.borrow_mut());
         if !batch.is_empty() {
+            let wire: &[u8] = match tls.as_deref_mut() {
+                Some(tls) => {
+                    sealed.clear();
+                    tls.seal(&batch, &mut sealed)?;
+                    &sealed
+                }
+                None => &batch,
+            };
             // A peer that stops reading must not hold this link (and the receipts and
             // heartbeats behind it) forever: the link is closed and re-established.
-            let written = future::or(async { Some(stream.write_all(&batch).await) }, async {
+            let written = future::or(async { Some(stream.write_all(wire).await) }, async {
                 runtime::sleep(LINK_WRITE_TIMEOUT).await;
                 None
             })
@@ -827,96 +884,213 @@ struct LinkPeer {
     epoch: LinkEpoch,
 }
 
-/// Reads one peer shard's link until it closes or sends something that is not a frame.
-async fn in_link(context: Rc<ShardContext>, mut stream: Connection) {
+/// A hello larger than this is refused before it is decoded (a real one is under 200 bytes).
+const HELLO_BYTES_MAX: usize = 64 << 10;
+
+/// Admits an accepted link (within [`LINK_HANDSHAKE_TIMEOUT`], at most
+/// [`LINK_UNAUTHENTICATED_MAX`] at once on this shard), then reads its frames until it closes
+/// or sends something that is not a frame.
+async fn in_link(context: Rc<ShardContext>, stream: Connection) {
     let Some(cluster) = context.cluster.clone() else { return };
+    let peer = stream.peer_addr().ok();
+    let stats = &cluster.node.link_stats;
+    if cluster.unauthenticated.get() >= LINK_UNAUTHENTICATED_MAX {
+        let why = format!("{LINK_UNAUTHENTICATED_MAX} links are being authenticated already");
+        stats.refuse(Refusal::Crowded, peer, why);
+        return;
+    }
+    cluster.unauthenticated.set(cluster.unauthenticated.get() + 1);
+    let admitted = future::or(async { Some(admit(&context, &cluster, stream).await) }, async {
+        runtime::sleep(LINK_HANDSHAKE_TIMEOUT).await;
+        None
+    })
+    .await;
+    cluster.unauthenticated.set(cluster.unauthenticated.get() - 1);
+    match admitted {
+        Some(Ok(Some(admitted))) => serve_link(&context, &cluster, admitted).await,
+        Some(Ok(None)) => {}
+        Some(Err((refusal, why))) => stats.refuse(refusal, peer, why),
+        None => {
+            let why = format!("no TLS handshake and hello within {LINK_HANDSHAKE_TIMEOUT:?}");
+            stats.refuse(Refusal::Timeout, peer, why);
+        }
+    }
+}
+
+/// An accepted link let in: its stream and TLS, who it is, and what was read past the hello.
+struct Admitted {
+    stream: Connection,
+    tls: Option<LinkTls>,
+    from: LinkPeer,
+    buf: BytesMut,
+}
+
+/// The TLS handshake (with link TLS) and the hello: a link is let in when its hello names a
+/// live incarnation of a peer of this cluster and, with link TLS, its certificate names that
+/// same node. `Ok(None)`: it closed, or names an incarnation this node has not heard of yet (it
+/// retries).
+async fn admit(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    mut stream: Connection,
+) -> Result<Option<Admitted>, (Refusal, String)> {
     let mut buf = BytesMut::new();
-    let mut from: Option<LinkPeer> = None;
+    let mut tls = match &cluster.node.link_tls {
+        None => None,
+        Some(certificates) => {
+            let tls_refusal = |error: std::io::Error| (Refusal::Tls, error.to_string());
+            let mut tls = certificates.current().accept().map_err(tls_refusal)?;
+            tls.handshake(&mut stream, &mut buf).await.map_err(tls_refusal)?;
+            Some(tls)
+        }
+    };
+    let mut raw = BytesMut::new();
     loop {
-        let read = future::or(async { Some(stream.read_buf(&mut buf).await) }, async {
-            runtime::sleep(LINK_READ_TIMEOUT).await;
-            None
-        })
-        .await;
-        match read {
-            Some(Ok(0) | Err(_)) => return,
-            Some(Ok(_)) => {}
-            None => {
-                tracing::warn!(shard = %context.id, "closing a node link silent for {LINK_READ_TIMEOUT:?}");
-                return;
+        match frame::decode(&mut buf) {
+            Ok(Some(Body::Hello(hello))) => {
+                let Some(from) = check_hello(context, cluster, &hello, tls.as_ref())? else {
+                    return Ok(None);
+                };
+                return Ok(Some(Admitted { stream, tls, from, buf }));
             }
-        }
-        if let Some(link) = &from {
-            // The membership says this incarnation of the peer is gone, yet its link is open
-            // (the peer was paused, or fenced and registered again): its frames would be
-            // ignored from now on, so the link is closed and the peer reconnects with a hello
-            // naming its current lease, and a snapshot.
-            if context.state.borrow().is_peer_lease_gone(link.peer, link.epoch.lease) {
-                tracing::info!(
-                    shard = %context.id,
-                    peer = %link.node,
-                    lease = link.epoch.lease.0,
-                    "closing a node link of a gone incarnation of its node"
-                );
-                return;
+            Ok(Some(_)) => {
+                return Err((Refusal::Frame, "it sent something before its hello".into()))
             }
+            Ok(None) if buf.len() > HELLO_BYTES_MAX => {
+                return Err((Refusal::Frame, format!("its hello is over {HELLO_BYTES_MAX} bytes")))
+            }
+            Ok(None) => {}
+            Err(error) => return Err((Refusal::Frame, error.to_string())),
         }
+        match read_link(&mut stream, tls.as_mut(), &mut raw, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                return Err((Refusal::Tls, error.to_string()))
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Whether a hello lets its link in (see [`admit`]).
+fn check_hello(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    hello: &Hello,
+    tls: Option<&LinkTls>,
+) -> Result<Option<LinkPeer>, (Refusal, String)> {
+    if hello.cluster != cluster.node.cluster || *hello.node == *cluster.node.node.0 {
+        let why = format!("it is node {:?} of cluster {:?}", hello.node, hello.cluster);
+        return Err((Refusal::Cluster, why));
+    }
+    if let Some(tls) = tls {
+        let named = tls.peer_common_name();
+        if named.as_deref() != Some(&*hello.node) {
+            let why =
+                format!("its certificate is for {named:?}, its hello names node {:?}", hello.node);
+            return Err((Refusal::Identity, why));
+        }
+    }
+    let node = NodeId::new(&hello.node);
+    let peer = cluster.node.peer(&node);
+    let lease = PeerLease(hello.lease);
+    if context.state.borrow().is_peer_lease_gone(peer, lease) {
+        // The peer has not learnt of its new lease yet: it retries, and is served once its
+        // hello names it.
+        tracing::debug!(
+            shard = %context.id,
+            peer = %node,
+            lease = lease.0,
+            "refusing a node link of a gone incarnation of its node"
+        );
+        return Ok(None);
+    }
+    Ok(Some(LinkPeer {
+        peer,
+        node,
+        origin: ShardId(hello.shard),
+        shards: hello.shards,
+        epoch: LinkEpoch { lease, link: LinkNumber(hello.link) },
+    }))
+}
+
+/// Reads what arrives on a link into `buf`, through its TLS if it has it (`raw` holds the
+/// records): false at the end of the stream. A bad TLS record is an `InvalidData` error.
+async fn read_link(
+    stream: &mut Connection,
+    tls: Option<&mut LinkTls>,
+    raw: &mut BytesMut,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    let Some(tls) = tls else { return Ok(stream.read_some(buf).await? > 0) };
+    raw.clear();
+    if stream.read_some(raw).await? == 0 {
+        return Ok(false);
+    }
+    tls.open(raw, buf)?;
+    Ok(true)
+}
+
+/// Reads an admitted link's frames until it closes or sends something that is not a frame.
+async fn serve_link(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, admitted: Admitted) {
+    let Admitted { mut stream, mut tls, from, mut buf } = admitted;
+    let mut raw = BytesMut::new();
+    loop {
         loop {
             let body = match frame::decode(&mut buf) {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
                 Err(error) => {
-                    tracing::warn!(shard = %context.id, "closing a node link: {error}");
+                    tracing::warn!(shard = %context.id, peer = %from.node, "closing a node link: {error}");
                     return;
                 }
             };
-            match (&from, body) {
-                (None, Body::Hello(hello)) => {
-                    if hello.cluster != cluster.node.cluster || *hello.node == *cluster.node.node.0
-                    {
-                        tracing::warn!(
-                            shard = %context.id,
-                            "refusing a node link from {:?} of cluster {:?}",
-                            hello.node,
-                            hello.cluster
-                        );
-                        return;
-                    }
-                    let node = NodeId::new(&hello.node);
-                    let peer = cluster.node.peer(&node);
-                    let lease = PeerLease(hello.lease);
-                    if context.state.borrow().is_peer_lease_gone(peer, lease) {
-                        // The peer has not learnt of its new lease yet: it retries, and is
-                        // served once its hello names it.
-                        tracing::debug!(
-                            shard = %context.id,
-                            peer = %node,
-                            lease = lease.0,
-                            "refusing a node link of a gone incarnation of its node"
-                        );
-                        return;
-                    }
-                    from = Some(LinkPeer {
-                        peer,
-                        node,
-                        origin: ShardId(hello.shard),
-                        shards: hello.shards,
-                        epoch: LinkEpoch { lease, link: LinkNumber(hello.link) },
-                    });
-                }
-                (None, _) => {
-                    tracing::warn!(shard = %context.id, "closing a node link that sent no hello");
-                    return;
-                }
-                (Some(_), Body::Hello(_)) => return,
-                (Some(link), body) => handle_frame(&context, &cluster, link, body),
+            if let Body::Hello(_) = body {
+                return;
             }
+            handle_frame(context, cluster, &from, body);
         }
         context.apply_effects();
         if buf.is_empty() {
             buf = BytesMut::new();
         }
         runtime::yield_if_needed().await;
+        let read = future::or(
+            async { Some(read_link(&mut stream, tls.as_mut(), &mut raw, &mut buf).await) },
+            async {
+                runtime::sleep(LINK_READ_TIMEOUT).await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => return,
+            Some(Err(error)) => {
+                if error.kind() == std::io::ErrorKind::InvalidData {
+                    tracing::warn!(shard = %context.id, peer = %from.node, "closing a node link: {error}");
+                }
+                return;
+            }
+            None => {
+                tracing::warn!(shard = %context.id, "closing a node link silent for {LINK_READ_TIMEOUT:?}");
+                return;
+            }
+        }
+        // The membership says this incarnation of the peer is gone, yet its link is open (the
+        // peer was paused, or fenced and registered again): its frames would be ignored from
+        // now on, so the link is closed and the peer reconnects with a hello naming its current
+        // lease, and a snapshot.
+        if context.state.borrow().is_peer_lease_gone(from.peer, from.epoch.lease) {
+            tracing::info!(
+                shard = %context.id,
+                peer = %from.node,
+                lease = from.epoch.lease.0,
+                "closing a node link of a gone incarnation of its node"
+            );
+            return;
+        }
     }
 }
 

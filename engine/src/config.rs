@@ -12,6 +12,7 @@ use shardmq_shard::Limits;
 use shardmq_storage::Durability;
 
 use crate::listeners::TlsFiles;
+use shardmq_io::link_tls::LinkTlsFiles;
 
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -112,18 +113,51 @@ pub struct ServeArgs {
     /// This node's name in the cluster, unique among live nodes [default: the host name].
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
-    /// etcd endpoints, comma-separated (e.g. http://10.0.0.5:2379); turns clustering on.
+    /// etcd endpoints, comma-separated (e.g. http://10.0.0.5:2379, or https:// with
+    /// `etcd_ca`); turns clustering on.
     #[arg(long, value_name = "URL[,URL...]")]
     pub etcd: Option<String>,
-    /// Address the node links of peer nodes connect to [default: 0.0.0.0:1884].
+    /// PEM certificate of the CA that signed etcd's certificate: TLS to etcd (https://
+    /// endpoints).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd's `--client-cert-auth` (with `etcd_key`).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM private key of `etcd_cert`.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (etcd's `auth enable`), with `etcd_password_file`.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_user: Option<String>,
+    /// File holding `etcd_user`'s password (its first line), kept out of the command line.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// Address the node links of peer nodes connect to [default: link_advertise; a wildcard
+    /// address only when given].
     #[arg(long, value_name = "ADDR")]
     pub link_listen: Option<String>,
-    /// Address peers are told to reach this node's links at [default: link_listen; required
-    /// when link_listen is a wildcard address].
+    /// Address peers are told to reach this node's links at [default: link_listen; one of the
+    /// two is required, and this one when link_listen is a wildcard address].
     #[arg(long, value_name = "ADDR")]
     pub link_advertise: Option<String>,
-    /// Seconds of this node's etcd lease: a node that cannot renew it in time stops serving
-    /// its clients, and its clients can be claimed by other nodes after it [default: 6].
+    /// PEM certificate of this node for node links, signed by the cluster CA, with the node id
+    /// as its common name (`shardmq link-certs` makes them).
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_cert: Option<PathBuf>,
+    /// PEM private key of `link_tls_cert`.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_key: Option<PathBuf>,
+    /// PEM certificate of the cluster CA: peers must hold a certificate it signed.
+    #[arg(long, value_name = "FILE")]
+    pub link_tls_ca: Option<PathBuf>,
+    /// Node links without TLS: anyone who reaches the link listener can act as a node. Only for
+    /// a network nothing but the nodes can reach [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub link_plaintext: Option<bool>,
+    /// Seconds of this node's etcd lease: a node that cannot show it alive in time stops serving
+    /// its clients until it can, and its clients can be claimed by other nodes once etcd
+    /// expires it [default: 10].
     #[arg(long, value_name = "SECS")]
     pub lease_ttl: Option<u64>,
     /// Milliseconds a claim waits for others to share its etcd transaction [default: 2].
@@ -277,11 +311,25 @@ pub struct ClusterConfig {
     pub etcd: Vec<String>,
     pub link_listen: SocketAddr,
     pub link_advertise: SocketAddr,
+    /// TLS on node links (`None`: plaintext, configured so with `link_plaintext`).
+    pub link_tls: Option<LinkTlsFiles>,
+    /// TLS and a user for etcd.
+    pub etcd_access: EtcdAccessFiles,
     pub lease_ttl: Duration,
     pub claim_batch_delay: Duration,
     pub claim_batch_max: usize,
     pub claim_timeout: Duration,
     pub retained_replicate_bytes_max: usize,
+}
+
+/// Where the files for etcd's TLS and user are (read when the node joins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdAccessFiles {
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// User name and the file holding its password.
+    pub user: Option<(String, PathBuf)>,
 }
 
 /// A configuration error: one line, naming the key.
@@ -335,8 +383,17 @@ impl ServeArgs {
             cluster,
             node_id,
             etcd,
+            etcd_ca,
+            etcd_cert,
+            etcd_key,
+            etcd_user,
+            etcd_password_file,
             link_listen,
             link_advertise,
+            link_tls_cert,
+            link_tls_key,
+            link_tls_ca,
+            link_plaintext,
             lease_ttl,
             claim_batch_delay_ms,
             claim_batch_max,
@@ -546,6 +603,15 @@ impl ServeArgs {
                 ("node_id", self.node_id.is_some()),
                 ("link_listen", self.link_listen.is_some()),
                 ("link_advertise", self.link_advertise.is_some()),
+                ("link_tls_cert", self.link_tls_cert.is_some()),
+                ("link_tls_key", self.link_tls_key.is_some()),
+                ("link_tls_ca", self.link_tls_ca.is_some()),
+                ("link_plaintext", self.link_plaintext.is_some()),
+                ("etcd_ca", self.etcd_ca.is_some()),
+                ("etcd_cert", self.etcd_cert.is_some()),
+                ("etcd_key", self.etcd_key.is_some()),
+                ("etcd_user", self.etcd_user.is_some()),
+                ("etcd_password_file", self.etcd_password_file.is_some()),
             ] {
                 if given {
                     return Err(ConfigError(format!(
@@ -582,26 +648,10 @@ impl ServeArgs {
                 "invalid value for `node_id`: {node_id:?}; use letters, digits, '-', '_' and '.'"
             )));
         }
-        let address = |key: &str, text: &str| {
-            text.parse::<SocketAddr>().map_err(|error| {
-                ConfigError(format!(
-                    "invalid value for `{key}`: {text:?} ({error}); expected IP:PORT"
-                ))
-            })
-        };
-        let link_listen =
-            address("link_listen", self.link_listen.as_deref().unwrap_or("0.0.0.0:1884"))?;
-        let link_advertise = match &self.link_advertise {
-            Some(text) => address("link_advertise", text)?,
-            None if link_listen.ip().is_unspecified() => {
-                return Err(ConfigError(format!(
-                    "`link_advertise` is needed: `link_listen` {link_listen} is a wildcard \
-                     address peers cannot connect to"
-                )))
-            }
-            None => link_listen,
-        };
-        let lease_ttl = self.lease_ttl.unwrap_or(6);
+        let (link_listen, link_advertise) = self.link_addresses()?;
+        let link_tls = self.link_tls()?;
+        let etcd_access = self.etcd_access(&endpoints)?;
+        let lease_ttl = self.lease_ttl.unwrap_or(10);
         at_least("lease_ttl", lease_ttl, 2)?;
         let claim_batch_max = self.claim_batch_max.unwrap_or(TXN_OPS_MAX);
         at_least("claim_batch_max", claim_batch_max as u64, 1)?;
@@ -620,12 +670,121 @@ impl ServeArgs {
             etcd: endpoints,
             link_listen,
             link_advertise,
+            link_tls,
+            etcd_access,
             lease_ttl: Duration::from_secs(lease_ttl),
             claim_batch_delay: Duration::from_millis(self.claim_batch_delay_ms.unwrap_or(2)),
             claim_batch_max,
             claim_timeout: Duration::from_secs(claim_timeout),
             retained_replicate_bytes_max: self.retained_replicate_max.unwrap_or(1024),
         }))
+    }
+}
+
+impl ServeArgs {
+    /// Where the link listener binds and what peers are told: the advertised address by
+    /// default (a wildcard only when given), and one of the two is needed.
+    fn link_addresses(&self) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+        let address = |key: &str, text: &str| {
+            text.parse::<SocketAddr>().map_err(|error| {
+                ConfigError(format!(
+                    "invalid value for `{key}`: {text:?} ({error}); expected IP:PORT"
+                ))
+            })
+        };
+        let listen = self.link_listen.as_deref().map(|text| address("link_listen", text));
+        let advertise = self.link_advertise.as_deref().map(|text| address("link_advertise", text));
+        match (listen.transpose()?, advertise.transpose()?) {
+            (Some(listen), Some(advertise)) => Ok((listen, advertise)),
+            (None, Some(advertise)) => Ok((advertise, advertise)),
+            (Some(listen), None) if listen.ip().is_unspecified() => Err(ConfigError(format!(
+                "`link_advertise` is needed: `link_listen` {listen} is a wildcard address peers \
+                 cannot connect to"
+            ))),
+            (Some(listen), None) => Ok((listen, listen)),
+            (None, None) => Err(ConfigError(
+                "`link_advertise` is needed: the address peers reach this node's links at (the \
+                 link listener binds it)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// etcd's TLS (its CA, with https:// endpoints; a client certificate with its key) and user.
+    fn etcd_access(&self, endpoints: &[String]) -> Result<EtcdAccessFiles, ConfigError> {
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        match (&self.etcd_ca, https) {
+            (None, 0) => {}
+            (None, _) => {
+                return Err(ConfigError(
+                    "`etcd` has https:// endpoints: `etcd_ca` is needed (the CA of etcd's \
+                     certificate)"
+                        .into(),
+                ))
+            }
+            (Some(_), n) if n != endpoints.len() => {
+                return Err(ConfigError(
+                    "`etcd_ca` is set: every `etcd` endpoint must be https://".into(),
+                ))
+            }
+            (Some(_), _) => {}
+        }
+        let identity = match (&self.etcd_cert, &self.etcd_key) {
+            (Some(_), Some(_)) if self.etcd_ca.is_none() => {
+                return Err(ConfigError("`etcd_cert` needs `etcd_ca` (TLS to etcd)".into()))
+            }
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError("`etcd_cert` needs `etcd_key`".into())),
+            (None, Some(_)) => return Err(ConfigError("`etcd_key` needs `etcd_cert`".into())),
+        };
+        let user = match (&self.etcd_user, &self.etcd_password_file) {
+            (Some(user), Some(file)) => Some((user.clone(), file.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError("`etcd_user` needs `etcd_password_file`".into()))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("`etcd_password_file` needs `etcd_user`".into()))
+            }
+        };
+        Ok(EtcdAccessFiles { ca: self.etcd_ca.clone(), identity, user })
+    }
+
+    /// Link TLS from its three files, or plaintext links when `link_plaintext` says so.
+    fn link_tls(&self) -> Result<Option<LinkTlsFiles>, ConfigError> {
+        let plaintext = self.link_plaintext.unwrap_or(false);
+        match (&self.link_tls_cert, &self.link_tls_key, &self.link_tls_ca) {
+            (Some(certificate), Some(key), Some(ca)) if !plaintext => Ok(Some(LinkTlsFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            })),
+            (None, None, None) if plaintext => Ok(None),
+            (None, None, None) => Err(ConfigError(
+                "node links need TLS: set `link_tls_cert`, `link_tls_key` and `link_tls_ca` \
+                 (`shardmq link-certs` makes them), or `link_plaintext = true` on a network only \
+                 the nodes can reach"
+                    .into(),
+            )),
+            _ if plaintext => {
+                Err(ConfigError("`link_plaintext` is set with link TLS files: choose one".into()))
+            }
+            _ => {
+                let missing = [
+                    ("link_tls_cert", self.link_tls_cert.is_none()),
+                    ("link_tls_key", self.link_tls_key.is_none()),
+                    ("link_tls_ca", self.link_tls_ca.is_none()),
+                ];
+                let missing: Vec<&str> =
+                    missing.iter().filter(|(_, absent)| *absent).map(|(key, _)| *key).collect();
+                Err(ConfigError(format!(
+                    "link TLS needs `link_tls_cert`, `link_tls_key` and `link_tls_ca`: `{}` is \
+                     missing",
+                    missing.join("`, `")
+                )))
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `shardmq` binary: `serve` runs the broker, `loadgen` the bundled load generator,
-//! `check-system` reads this host's limits for a target connection count.
+//! `check-system` reads this host's limits for a target connection count, `link-certs` makes
+//! the certificates node links need.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,8 @@ mod check_system;
 mod cluster;
 mod config;
 mod enhanced_auth;
+mod link_certs;
+mod link_security;
 mod listeners;
 mod overload;
 mod reload;
@@ -44,6 +47,9 @@ enum Command {
     /// Read this host's file limits, kernel settings and memory, and say what to change to hold
     /// a target number of connections (see docs/tuning.md). Exits 1 when something must change.
     CheckSystem(check_system::CheckSystemArgs),
+    /// Make a cluster CA and node certificates for node-link TLS (see docs/cluster.md): run it
+    /// again with more node ids to add nodes under the same CA.
+    LinkCerts(link_certs::LinkCertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckSystem(args) => check_system::main(args),
+        Command::LinkCerts(args) => link_certs::main(args),
     }
 }
 

@@ -37,6 +37,7 @@ use crate::admin::NodeCounters;
 use crate::cluster::{self, ClusterItem, NodeCluster, ShardCluster};
 use crate::config::Config;
 use crate::enhanced_auth::{self, ConnectionWire};
+use crate::link_security::LinkCertificates;
 use crate::listeners::{ListenerKind, ShardListener, TlsCertificates};
 use crate::overload::{ConnectBudget, MemoryWatch};
 use crate::reload::{LiveConfig, Reloader};
@@ -121,6 +122,8 @@ pub fn serve(
     // its shards run, instead of killing it.
     let security = Arc::new(NodeSecurity::load(&config.security)?);
     let tls = config.tls.as_ref().map(TlsCertificates::load).transpose()?.map(Arc::new);
+    let link_tls = config.cluster.as_ref().and_then(|cluster| cluster.link_tls.as_ref());
+    let link_tls = link_tls.map(LinkCertificates::load).transpose()?.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
     let connections = Arc::new(AtomicUsize::new(0));
     let memory = MemoryWatch::start(config.memory_max, connections.clone())
@@ -129,7 +132,12 @@ pub fn serve(
     let reloader = Reloader::new(args, set_log_filter, live.clone(), memory.clone());
     spawn_signal_thread(
         stop.clone(),
-        Reloads { security: security.clone(), tls: tls.clone(), reloader },
+        Reloads {
+            security: security.clone(),
+            tls: tls.clone(),
+            link_tls: link_tls.clone(),
+            reloader,
+        },
     )?;
     let Stores { stores, plans, obsolete } = open_stores(&config, clock)?;
     let listeners = crate::listeners::bind(&config, shards)?;
@@ -139,15 +147,14 @@ pub fn serve(
     let mut clusters: Vec<Option<ShardJoin>> = (0..shards).map(|_| None).collect();
     let mut node_cluster = None;
     if let Some(cluster_config) = &config.cluster {
-        let (node, joins) = join_cluster(cluster_config, shards)?;
+        let (node, joins) = join_cluster(cluster_config, shards, link_tls)?;
         clusters = joins.into_iter().map(Some).collect();
         node_cluster = Some(node);
     }
 
     let counters = Arc::new(NodeCounters::new(shards));
     if let Some(node) = &node_cluster {
-        let node = node.clone();
-        counters.set_etcd(Box::new(move || node.control.stats()));
+        count_cluster(&counters, node);
     }
     // Each shard answers the admin API's questions from a channel of its own.
     let (admin_shards, admin_requests) = crate::admin::Shards::new(shards);
@@ -200,19 +207,7 @@ pub fn serve(
         }
     }
     if let Some(node) = node_cluster {
-        let stats = node.control.stats();
-        tracing::info!(
-            "etcd ownership: {} claims, {} operations in {} transactions ({} committed, {} lost \
-             a compare, {} failed)",
-            stats.claims,
-            stats.txn_ops,
-            stats.txns,
-            stats.txns_committed,
-            stats.txns_compare_failed,
-            stats.txns_failed
-        );
-        // Revokes the lease: peers may claim this node's clients at once.
-        node.control.shutdown();
+        leave_cluster(&node);
     }
     match failed {
         Some(panicked) => Err(anyhow::anyhow!("{panicked}")),
@@ -221,6 +216,70 @@ pub fn serve(
             Ok(())
         }
     }
+}
+
+/// The cluster's figures on `/metrics`: etcd ownership and node links.
+fn count_cluster(counters: &NodeCounters, node: &Arc<NodeCluster>) {
+    let etcd = node.clone();
+    counters.set_etcd(Box::new(move || etcd.control.stats()));
+    let links = node.clone();
+    counters.set_links(Box::new(move || crate::admin::LinkFigures {
+        tls: links.link_tls.is_some(),
+        refused: links.link_stats.refused(),
+        handshakes_failed: links.link_stats.handshakes_failed(),
+    }));
+}
+
+/// Logs what the node asked of etcd, and revokes its lease: peers may claim this node's
+/// clients at once.
+fn leave_cluster(node: &NodeCluster) {
+    let stats = node.control.stats();
+    tracing::info!(
+        "etcd ownership: {} claims, {} operations in {} transactions ({} committed, {} lost a \
+         compare, {} failed)",
+        stats.claims,
+        stats.txn_ops,
+        stats.txns,
+        stats.txns_committed,
+        stats.txns_compare_failed,
+        stats.txns_failed
+    );
+    node.control.shutdown();
+}
+
+/// Reads the files for etcd's TLS and user: one line naming a file that cannot be read.
+fn etcd_access(
+    files: &crate::config::EtcdAccessFiles,
+) -> anyhow::Result<shardmq_cluster::control::EtcdAccess> {
+    use shardmq_cluster::control::{EtcdAccess, EtcdTls};
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read `{key}` {}", path.display()))
+    };
+    let tls = match &files.ca {
+        None => None,
+        Some(ca) => {
+            let identity = match &files.identity {
+                Some((cert, key)) => Some((read("etcd_cert", cert)?, read("etcd_key", key)?)),
+                None => None,
+            };
+            Some(EtcdTls { ca: read("etcd_ca", ca)?, identity })
+        }
+    };
+    let user = match &files.user {
+        None => None,
+        Some((user, file)) => {
+            let text = String::from_utf8(read("etcd_password_file", file)?)
+                .with_context(|| format!("`etcd_password_file` {}: not UTF-8", file.display()))?;
+            let password = text.lines().next().unwrap_or_default().to_string();
+            anyhow::ensure!(
+                !password.is_empty(),
+                "`etcd_password_file` {}: empty first line",
+                file.display()
+            );
+            Some((user.clone(), password))
+        }
+    };
+    Ok(EtcdAccess { tls, user })
 }
 
 /// What one shard needs to take part in the cluster.
@@ -235,6 +294,7 @@ struct ShardJoin {
 fn join_cluster(
     config: &crate::config::ClusterConfig,
     shards: usize,
+    link_tls: Option<Arc<LinkCertificates>>,
 ) -> anyhow::Result<(Arc<NodeCluster>, Vec<ShardJoin>)> {
     use shardmq_cluster::control::{ControlConfig, ControlError};
     use shardmq_cluster::ownership::OwnershipConfig;
@@ -261,6 +321,7 @@ fn join_cluster(
         link_advertise,
         ownership,
         connect_timeout: ETCD_CONNECT_TIMEOUT,
+        access: etcd_access(&config.etcd_access)?,
     };
     // A node restarted right after a crash finds its previous run still registered until that
     // run's lease expires (at most one TTL): it waits for that rather than failing.
@@ -287,11 +348,22 @@ fn join_cluster(
         config.node_id,
         config.etcd.join(",")
     );
+    match &config.link_tls {
+        Some(files) => tracing::info!(
+            "node links: TLS, peers authenticated by the cluster CA {}",
+            files.ca.display()
+        ),
+        None => tracing::warn!(
+            "node links: plaintext (`link_plaintext`): anyone who reaches {} can act as a node",
+            config.link_listen
+        ),
+    }
     let node = Arc::new(NodeCluster::new(
         control,
         config.name.clone(),
         config.claim_timeout,
         config.retained_replicate_bytes_max,
+        link_tls,
     ));
     let joins = events
         .into_iter()
@@ -377,6 +449,7 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
 struct Reloads {
     security: Arc<NodeSecurity>,
     tls: Option<Arc<TlsCertificates>>,
+    link_tls: Option<Arc<LinkCertificates>>,
     reloader: Reloader,
 }
 
@@ -401,6 +474,9 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, reloads: Reloads) -> anyhow::Resul
                     reloads.security.reload();
                     if let Some(tls) = &reloads.tls {
                         tls.reload();
+                    }
+                    if let Some(link_tls) = &reloads.link_tls {
+                        link_tls.reload();
                     }
                     continue;
                 }

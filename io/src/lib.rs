@@ -10,5 +10,6 @@
 #![deny(unsafe_code)]
 
 pub mod codec;
+pub mod link_tls;
 pub mod runtime;
 pub mod transport;

@@ -25,12 +25,13 @@ pub const DEFAULT_KEEPALIVE_SECS: u16 = 30;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 /// Default `--window`: shardmq's own Receive Maximum (64), and a moderate pipeline for others.
 pub const DEFAULT_WINDOW: u16 = 64;
-/// Default `--retry-backoff-ms` and `--retry-backoff-max-ms`: a second, doubling to 16 (Eclipse
-/// Paho's automatic reconnect starts at one second too).
+/// Default `--retry-backoff-ms` and `--retry-backoff-max-ms`: a second, doubling to two
+/// minutes, as the automatic reconnect of Eclipse Paho's Java client (1 s to 128 s) and of the
+/// HiveMQ client (1 s to 120 s).
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1_000;
-pub const DEFAULT_RETRY_BACKOFF_MAX_MS: u64 = 16_000;
-/// Default `--retry-max`: enough attempts to span minutes of backoff.
-pub const DEFAULT_RETRY_MAX: u32 = 30;
+pub const DEFAULT_RETRY_BACKOFF_MAX_MS: u64 = 120_000;
+/// Default `--retry-max`: no limit, as those clients (the run's `--hold` ends it).
+pub const DEFAULT_RETRY_MAX: u32 = 0;
 
 /// `shardmq loadgen`: MQTT load against one or more brokers.
 #[derive(Debug, Args)]
@@ -143,7 +144,7 @@ pub struct ConnArgs {
     /// With --retry: the longest backoff.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_RETRY_BACKOFF_MAX_MS, requires = "retry")]
     pub retry_backoff_max_ms: u64,
-    /// With --retry: attempts per client at most, the first included.
+    /// With --retry: attempts per client at most, the first included (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRY_MAX, requires = "retry")]
     pub retry_max: u32,
 }

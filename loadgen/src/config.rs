@@ -156,7 +156,8 @@ pub struct ConnConfig {
 /// How a `conn` client retries a connect that failed (refused, timed out, or answered with a
 /// CONNACK error such as 0x89 "server busy"): after a backoff that doubles from `backoff_min`
 /// up to `backoff_max`, each wait drawn at random between half and all of it (jitter, so that
-/// clients refused together do not come back together), at most `attempts_max` attempts.
+/// clients refused together do not come back together), at most `attempts_max` attempts (0:
+/// no limit).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RetryPolicy {
     pub backoff_min: Duration,
@@ -395,8 +396,8 @@ impl RunConfig {
                     return Err(invalid("--rate", "must be a positive number"));
                 }
                 if let Some(retry) = conn.retry {
-                    if retry.attempts_max < 2 {
-                        return Err(invalid("--retry-max", "must be at least 2"));
+                    if retry.attempts_max == 1 {
+                        return Err(invalid("--retry-max", "must be 0 (no limit) or at least 2"));
                     }
                     if retry.backoff_min.is_zero() || retry.backoff_max < retry.backoff_min {
                         return Err(invalid(

@@ -773,3 +773,37 @@ impl Broker {
         rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("a socket address")
     }
 }
+
+/// Node ids the shared link certificates are made for: `n0` … `n9`.
+pub const LINK_CERT_NODES: usize = 10;
+
+/// The flags that give test node `node_id` (`n0` … `n9`) link TLS: its certificate and key, and
+/// the cluster CA, made once per test process by `shardmq link-certs` (the command users run)
+/// in a directory of the system's temporary directory.
+pub fn link_tls_args(node_id: &str) -> Vec<String> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-tests-{}-link-certs", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let nodes: Vec<String> = (0..LINK_CERT_NODES).map(|n| format!("n{n}")).collect();
+        let output = std::process::Command::new(broker_binary())
+            .arg("link-certs")
+            .arg("--dir")
+            .arg(&dir)
+            .args(&nodes)
+            .output()
+            .expect("run shardmq link-certs");
+        assert!(output.status.success(), "link-certs: {}", String::from_utf8_lossy(&output.stderr));
+        dir
+    });
+    let file = |name: String| dir.join(name).display().to_string();
+    vec![
+        "--link-tls-cert".into(),
+        file(format!("{node_id}.pem")),
+        "--link-tls-key".into(),
+        file(format!("{node_id}.key")),
+        "--link-tls-ca".into(),
+        file("ca.pem".into()),
+    ]
+}

@@ -40,7 +40,8 @@ fn start_node(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> 
 fn node_args(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> Vec<String> {
     let address = format!("127.0.0.{}:0", index + 1);
     let node_id = format!("n{index}");
-    [
+    let link_tls = shardmq_tests::link_tls_args(&node_id);
+    let args = [
         "--listen",
         &address,
         "--etcd",
@@ -58,8 +59,8 @@ fn node_args(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> V
         "--admin-listen",
         &format!("127.0.0.{}:0", index + 1),
     ]
-    .map(String::from)
-    .to_vec()
+    .map(String::from);
+    args.into_iter().chain(link_tls).collect()
 }
 
 fn start_cluster(endpoints: &str, name: &str, nodes: usize) -> Cluster {
@@ -123,7 +124,7 @@ fn a_node_that_cannot_reach_etcd_says_so_and_exits() {
             "--node-id",
             "x",
         ])
-        .args(["--link-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--link-listen", "127.0.0.1:0", "--link-plaintext", "true", "--data-dir"])
         .arg(std::env::temp_dir().join(format!("shardmq-no-etcd-{}", std::process::id())))
         .output()
         .expect("run shardmq");
@@ -631,4 +632,286 @@ fn passwords_and_the_acl_hold_on_every_node_and_follow_a_session_to_another_node
         Packet::SubAck(ack) => assert_eq!(ack.reasons, [ReasonCode::NOT_AUTHORIZED]),
         other => panic!("expected SUBACK, got {other:?}"),
     }
+}
+
+/// Where node `node`'s link listener is, from its "joined cluster" log line.
+fn link_address(node: &Broker) -> std::net::SocketAddr {
+    let line = node.wait_for_log("node links on ", WAIT).expect("joined");
+    let rest = line.split("node links on ").nth(1).expect("the address");
+    rest.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().expect("IP:PORT")
+}
+
+/// `name`'s refusals of `reason` on `node`'s `/metrics`.
+fn link_refusals(node: &Broker, reason: &str) -> u64 {
+    let (status, metrics) = shardmq_tests::http_get(node.admin_address(), "/metrics");
+    assert_eq!(status, 200);
+    let prefix = format!("shardmq_link_refused_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix}in:\n{metrics}"))
+}
+
+/// Waits until `node` counts at least `count` link refusals of `reason`.
+fn await_refusals(node: &Broker, reason: &str, count: u64) {
+    let deadline = Instant::now() + PROPAGATION;
+    while link_refusals(node, reason) < count {
+        assert!(Instant::now() < deadline, "no {reason} refusal:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Node `index` of cluster `name` with `link_args` in place of its own link TLS files.
+fn start_odd_node(endpoints: &str, name: &str, index: usize, link_args: &[String]) -> Broker {
+    let mut args = node_args(endpoints, name, index, "2");
+    let own = args.iter().position(|arg| arg == "--link-tls-cert").expect("TLS flags");
+    args.truncate(own);
+    args.extend(link_args.iter().cloned());
+    Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn node_links_refuse_whoever_is_not_a_node_of_the_cluster_and_nothing_else_notices() {
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "guarded", 2);
+    let mut subscriber = connect(&cluster.nodes[0], V5, "sub");
+    subscribe_granted(&mut subscriber, "t/#", QoS::AtLeastOnce);
+    let mut publisher = connect(&cluster.nodes[1], V5, "pub");
+    await_route(&mut publisher, &mut subscriber, "t/probe", PROPAGATION);
+    let target = &cluster.nodes[0];
+    let link = link_address(target);
+
+    // A node whose certificate another CA signed: both ends refuse the handshake.
+    let other = TestDir::new("other-ca");
+    let made = std::process::Command::new(shardmq_tests::broker_binary())
+        .args(["link-certs", "--dir"])
+        .arg(other.path())
+        .arg("n2")
+        .output()
+        .expect("link-certs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let file = |name: &str| other.path().join(name).display().to_string();
+    let stranger = start_odd_node(
+        &etcd.endpoint(),
+        "guarded",
+        2,
+        &["--link-tls-cert", &file("n2.pem"), "--link-tls-key", &file("n2.key")]
+            .into_iter()
+            .map(String::from)
+            .chain(["--link-tls-ca".to_string(), file("ca.pem")])
+            .collect::<Vec<_>>(),
+    );
+    await_refusals(target, "tls", 1);
+    // (From 127.0.0.1: on loopback an outgoing link's source address is the kernel's choice.)
+    assert!(target.log_contains("refusing a node link from 127.0.0."), "{}", target.log());
+    assert!(
+        stranger.wait_for_log("TLS handshake", WAIT).is_some(),
+        "the stranger says why its links fail:\n{}",
+        stranger.log()
+    );
+
+    // A node of the cluster's CA whose hello names another node than its certificate.
+    let mut impostor = node_args(&etcd.endpoint(), "guarded", 3, "2");
+    let cert = impostor.iter().position(|arg| arg.ends_with("n3.pem")).expect("cert flag");
+    impostor[cert] = impostor[cert].replace("n3.pem", "n1.pem");
+    let key = impostor.iter().position(|arg| arg.ends_with("n3.key")).expect("key flag");
+    impostor[key] = impostor[key].replace("n3.key", "n1.key");
+    let impostor = Broker::start(&impostor.iter().map(String::as_str).collect::<Vec<_>>());
+    await_refusals(target, "identity", 1);
+
+    // A plaintext node, raw garbage, and a connection that says nothing.
+    let plain = start_odd_node(
+        &etcd.endpoint(),
+        "guarded",
+        4,
+        &["--link-plaintext".to_string(), "true".to_string()],
+    );
+    let tls_before = link_refusals(target, "tls");
+    await_refusals(target, "tls", tls_before + 1);
+    let mut garbage = std::net::TcpStream::connect(link).expect("connect");
+    std::io::Write::write_all(&mut garbage, &[0xff; 4096]).expect("send");
+    let silent = std::net::TcpStream::connect(link).expect("connect");
+    await_refusals(target, "timeout", 1);
+    drop((garbage, silent));
+
+    // Through all of it the cluster's own link carried on.
+    publisher.send(&publish_packet("t/x", b"still", QoS::AtLeastOnce, false, 7));
+    assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+    let delivered = receive_publish(&mut subscriber, WAIT).expect("delivered across the link");
+    assert_eq!(&delivered.payload[..], b"still");
+    drop((stranger, impostor, plain));
+}
+
+/// One etcd on loopback that requires TLS with a client certificate, and a user (auth
+/// enabled): what a production etcd looks like. Killed on drop.
+struct SecuredEtcd {
+    child: std::process::Child,
+    dir: TestDir,
+    endpoint: String,
+}
+
+impl SecuredEtcd {
+    fn start() -> SecuredEtcd {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair,
+        };
+        let dir = TestDir::new("etcd-tls");
+        let path = |name: &str| dir.path().join(name);
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "etcd test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+        std::fs::write(path("ca.pem"), ca.pem()).expect("write");
+        for (name, server) in [("server", true), ("client", false)] {
+            let names = if server { vec!["127.0.0.1".to_string()] } else { Vec::new() };
+            let mut params = CertificateParams::new(names).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages =
+                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().expect("key");
+            let signed = params.signed_by(&key, &ca).expect("sign");
+            std::fs::write(path(&format!("{name}.pem")), signed.pem()).expect("write");
+            std::fs::write(path(&format!("{name}.key")), key.serialize_pem()).expect("write");
+        }
+        std::fs::write(path("password"), "s3cret\n").expect("write");
+        let free = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("its address").port()
+        };
+        let (client, peer) = (free(), free());
+        let endpoint = format!("https://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(path("etcd.log")).expect("log");
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "secured", "--data-dir"])
+            .arg(path("data"))
+            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("secured={peer_url}")])
+            .arg("--cert-file")
+            .arg(path("server.pem"))
+            .arg("--key-file")
+            .arg(path("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(path("ca.pem"))
+            .args(["--client-cert-auth", "--logger", "zap", "--log-level", "warn"])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("etcd (apt-get install etcd-server)");
+        let etcd = SecuredEtcd { child, dir, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !etcd.ctl(&["endpoint", "health"]).0 {
+            assert!(Instant::now() < deadline, "etcd with TLS did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A user that may touch shardmq's keys only, and auth on (root must exist first).
+        for command in [
+            &["user", "add", "root:r00t"][..],
+            &["user", "grant-role", "root", "root"],
+            &["role", "add", "shardmq"],
+            &["role", "grant-permission", "shardmq", "--prefix=true", "readwrite", "/shardmq/"],
+            &["user", "add", "shardmq:s3cret"],
+            &["user", "grant-role", "shardmq", "shardmq"],
+            &["auth", "enable"],
+        ] {
+            let (ok, output) = etcd.ctl(command);
+            assert!(ok, "etcdctl {command:?}: {output}");
+        }
+        etcd
+    }
+
+    /// Runs etcdctl (Debian's etcd-client) with the client certificate: success and output.
+    fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let path = |name: &str| self.dir.path().join(name);
+        let output = std::process::Command::new("etcdctl")
+            .args(["--endpoints", &self.endpoint, "--cacert"])
+            .arg(path("ca.pem"))
+            .arg("--cert")
+            .arg(path("client.pem"))
+            .arg("--key")
+            .arg(path("client.key"))
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("etcdctl (apt-get install etcd-client)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// The flags that give a node TLS to this etcd and its user.
+    fn node_flags(&self) -> Vec<String> {
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            "--etcd-ca".into(),
+            file("ca.pem"),
+            "--etcd-cert".into(),
+            file("client.pem"),
+            "--etcd-key".into(),
+            file("client.key"),
+            "--etcd-user".into(),
+            "shardmq".into(),
+            "--etcd-password-file".into(),
+            file("password"),
+        ]
+    }
+}
+
+impl Drop for SecuredEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nodes_use_an_etcd_that_requires_tls_a_client_certificate_and_a_user() {
+    let etcd = SecuredEtcd::start();
+    let start = |index: usize, extra: &[String]| {
+        let mut args = node_args(&etcd.endpoint, "secured", index, "2");
+        args.extend(extra.iter().cloned());
+        Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let nodes = [start(0, &etcd.node_flags()), start(1, &etcd.node_flags())];
+    for node in &nodes {
+        assert!(node.wait_for_log("joined cluster", WAIT).is_some(), "{}", node.log());
+    }
+    // Claims and the membership went through etcd's TLS and auth: a cross-node publish.
+    let mut subscriber = connect(&nodes[0], V5, "sub");
+    subscribe_granted(&mut subscriber, "t/#", QoS::AtLeastOnce);
+    let mut publisher = connect(&nodes[1], V5, "pub");
+    await_route(&mut publisher, &mut subscriber, "t/probe", PROPAGATION);
+
+    // Without the user, etcd refuses the node: it says so in one line and exits.
+    let mut flags = etcd.node_flags();
+    flags.truncate(6);
+    let output = std::process::Command::new(shardmq_tests::broker_binary())
+        .arg("serve")
+        .args(node_args(&etcd.endpoint, "secured", 2, "2"))
+        .args(&flags)
+        .arg("--data-dir")
+        .arg(etcd.dir.path().join("n2-data"))
+        .output()
+        .expect("run shardmq");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot join cluster") && last.contains("etcd"), "{stderr}");
+
+    // An https endpoint without the CA is a configuration error naming the key.
+    let output = std::process::Command::new(shardmq_tests::broker_binary())
+        .arg("serve")
+        .args(node_args(&etcd.endpoint, "secured", 3, "2"))
+        .arg("--data-dir")
+        .arg(etcd.dir.path().join("n3-data"))
+        .output()
+        .expect("run shardmq");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`etcd_ca`"));
 }

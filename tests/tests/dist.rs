@@ -100,7 +100,8 @@ fn every_commented_value_is_accepted() {
         .args(["serve", "--config"])
         .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--link-listen", "127.0.0.1:0"])
-        .args(["--etcd", "http://127.0.0.1:9", "--shards", "1", "--data-dir"])
+        // https: the example sets `etcd_ca` too.
+        .args(["--etcd", "https://127.0.0.1:9", "--shards", "1", "--data-dir"])
         .arg(dir.join("data"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

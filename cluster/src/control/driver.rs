@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use super::etcd::{self, Answered, Backoff, CallError, Etcd, Keys, Registration, TxnOutcome};
 use super::lease::{LeaseCommand, LeaseEvent, LeaseSettings, LeaseTask};
 use super::{ControlConfig, ControlError, ControlEvent, Request, Shared, SHUTDOWN_REVOKE_TIMEOUT};
-use crate::ownership::{Action, KeepaliveId, Ownership, Ticket, TxnId, TxnOp, TXN_TIMEOUT_SLACK};
+use crate::ownership::{Action, KeepaliveId, Ownership, Ticket, TxnId, TxnOp};
 use crate::types::{ClaimOutcome, LeaseId, Member};
 
 /// Requests taken from the queue in one turn before the core acts, so a burst of claims reaches
@@ -118,7 +118,7 @@ impl Driver {
             link: config.link_advertise,
             ttl: config.ownership.lease_ttl,
             granted: Some(ttl),
-            stall: config.ownership.lease_ttl / 2 + TXN_TIMEOUT_SLACK,
+            stall: config.ownership.lease_ttl * 3 / 4,
         };
         let lease_task = LeaseTask::new(etcd.clone(), settings, lease_commands_rx, lease_events_tx);
         tokio::spawn(lease_task.run());
@@ -265,6 +265,9 @@ impl Driver {
             LeaseEvent::StreamOpened => {
                 self.shared.stats.keepalive_streams.fetch_add(1, Ordering::Relaxed);
             }
+            LeaseEvent::Dropped => {
+                self.shared.stats.keepalives_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -307,9 +310,10 @@ impl Driver {
         self.broadcaster.flush();
     }
 
-    /// Hands keepalive `id` to the lease task. When its queue is full (it has been opening a
-    /// stream for many intervals) the keepalive is dropped and counted: the core credits only
-    /// answered keepalives, so a dropped one costs nothing but its renewal.
+    /// Hands keepalive `id` to the lease task. When its queue is full (it is stuck granting a
+    /// lease) the keepalive is dropped and counted, as the task drops and counts one when as
+    /// many stream opens as allowed are under way: the core credits only answered keepalives,
+    /// so a dropped one costs nothing but its renewal.
     fn keep_alive(&mut self, lease: LeaseId, id: KeepaliveId) {
         match self.lease_commands.try_send(LeaseCommand::KeepAlive { lease, id }) {
             Ok(()) => {
@@ -389,8 +393,9 @@ async fn join(config: &ControlConfig) -> Result<Joined, ControlError> {
         timeout: config.connect_timeout,
         reason: error.to_string(),
     };
-    let etcd =
-        Etcd::connect(&config.endpoints, config.connect_timeout).await.map_err(unreachable)?;
+    let etcd = Etcd::connect(&config.endpoints, config.connect_timeout, &config.access)
+        .await
+        .map_err(unreachable)?;
     let (lease, ttl, requested_at) =
         grant_first(&etcd, config, deadline).await.map_err(unreachable)?;
     let registered = until_deadline(deadline, |timeout| {

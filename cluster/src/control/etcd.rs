@@ -30,10 +30,14 @@ pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// nothing for a while, which is exactly when etcd is slow, and the GOAWAY drops every stream
 /// and transaction on the connection.
 pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
-/// How long an HTTP/2 ping may go unanswered before the connection is dropped. etcd answers
-/// pings on its connection's reader goroutine, apart from request processing, so a busy etcd
-/// still answers them within this.
-pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an HTTP/2 ping may go unanswered before the connection is dropped. Generous: a
+/// dropped connection drops every keepalive and transaction under way on it, whose late answers
+/// would still renew the lease. Measured with 20 nodes sharing two cores with etcd: after a 4 s
+/// SIGSTOP, the CPU-starved etcd left pings unanswered for over 3 s (the timeout then), every
+/// node dropped its connection and the renewals on it, and every lease expired. A member that
+/// is really gone is left sooner by the lease task, which moves to the next endpoint when a
+/// keepalive goes unanswered for three quarters of a TTL.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// First pause before retrying a failed etcd operation; doubles up to [`RETRY_BACKOFF_MAX`].
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between two retries of a failed etcd operation.
@@ -218,19 +222,33 @@ impl Backoff {
 }
 
 /// The connection options every client of the control plane uses.
-pub(crate) fn connect_options(connect_timeout: Duration) -> api::ConnectOptions {
+pub(crate) fn connect_options(
+    connect_timeout: Duration,
+    access: &super::EtcdAccess,
+) -> api::ConnectOptions {
     // No per-request `with_timeout`: tonic applies it to streams too, which would cut the
     // watch and keepalive streams. Each call is wrapped in `timed` instead. No pings on an idle
     // connection (one to another endpoint, unused): etcd refuses pings without a stream open
     // (`PermitWithoutStream: false`) and would close it; the one in use always has the keepalive
     // stream open.
-    api::ConnectOptions::new()
+    let mut options = api::ConnectOptions::new()
         .with_connect_timeout(connect_timeout)
         .with_keep_alive(HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT)
         .with_keep_alive_while_idle(false)
         // A member cut off from its quorum refuses at once instead of serving stale reads or
         // holding a watch that never fires; the call then moves to another endpoint.
-        .with_require_leader(true)
+        .with_require_leader(true);
+    if let Some(tls) = &access.tls {
+        let mut config = api::TlsOptions::new().ca_certificate(api::Certificate::from_pem(&tls.ca));
+        if let Some((certificate, key)) = &tls.identity {
+            config = config.identity(api::Identity::from_pem(certificate, key));
+        }
+        options = options.with_tls(config);
+    }
+    if let Some((user, password)) = &access.user {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    options
 }
 
 /// One etcd client per endpoint, used one at a time: every call goes to the current endpoint,
@@ -257,12 +275,13 @@ impl Etcd {
     pub(crate) async fn connect(
         endpoints: &[String],
         connect_timeout: Duration,
+        access: &super::EtcdAccess,
     ) -> Result<Etcd, CallError> {
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let client = api::Client::connect([endpoint], Some(connect_options(connect_timeout)))
-                .await
-                .map_err(CallError::Etcd)?;
+            let options = connect_options(connect_timeout, access);
+            let client =
+                api::Client::connect([endpoint], Some(options)).await.map_err(CallError::Etcd)?;
             clients.push(client);
         }
         if clients.is_empty() {

@@ -60,6 +60,43 @@ pub struct ControlConfig {
     pub ownership: OwnershipConfig,
     /// Start-up fails if etcd does not answer (grant a lease) within this long.
     pub connect_timeout: Duration,
+    /// TLS and a user for an etcd that requires them.
+    pub access: EtcdAccess,
+}
+
+/// How this node proves itself to etcd and checks it is talking to etcd: TLS (the CA that
+/// signed etcd's certificate, and this node's client certificate when etcd asks for one) and
+/// an etcd user. Empty by default: plain HTTP, no user.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    pub tls: Option<EtcdTls>,
+    /// User name and password (etcd's `auth enable`).
+    pub user: Option<(String, String)>,
+}
+
+/// PEM contents, read by the caller (`Debug` shows neither).
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca: Vec<u8>,
+    /// Certificate and key, for etcd's `--client-cert-auth`.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls").field("client_certificate", &self.identity.is_some()).finish()
+    }
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.tls.is_some())
+            .field("client_certificate", &self.tls.as_ref().is_some_and(|t| t.identity.is_some()))
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .finish()
+    }
 }
 
 impl ControlConfig {
@@ -77,6 +114,7 @@ impl ControlConfig {
             endpoints,
             link_advertise,
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
+            access: EtcdAccess::default(),
         }
     }
 }

@@ -69,7 +69,9 @@ impl Encoder {
     }
 }
 
-/// Takes one whole frame off the front of `buf`, if there is one.
+/// Takes one whole frame off the front of `buf`, if there is one. Reserves nothing for a frame
+/// not yet whole: the buffer grows as its bytes arrive, so a length prefix alone (up to
+/// [`FRAME_BYTES_MAX`]) costs nothing.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Body>, FrameError> {
     let Some(length) = buf.get(..LENGTH_BYTES) else { return Ok(None) };
     let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
@@ -77,7 +79,6 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Body>, FrameError> {
         return Err(FrameError::TooLarge(length));
     }
     if buf.len() < LENGTH_BYTES + length {
-        buf.reserve(LENGTH_BYTES + length - buf.len());
         return Ok(None);
     }
     buf.advance(LENGTH_BYTES);
@@ -150,6 +151,13 @@ mod tests {
             }
         }
         assert_eq!(decoded, bodies);
+    }
+
+    #[test]
+    fn a_length_prefix_alone_reserves_nothing() {
+        let mut announced = BytesMut::from(&((FRAME_BYTES_MAX as u32).to_le_bytes())[..]);
+        assert!(matches!(decode(&mut announced), Ok(None)));
+        assert!(announced.capacity() < 1024, "{} bytes reserved", announced.capacity());
     }
 
     #[test]

@@ -20,7 +20,14 @@
 //! everything committed before the renewal, and answers "waiting for the applied index took too
 //! long" after 1 s of waiting. Claims that keep etcd's apply loop a second behind stop every
 //! node's lease renewals; the target latency keeps it far below that, and such an answer to a
-//! renewal ([`Flow::congested`]) halves the window at once.
+//! renewal, or a renewal overdue ([`Flow::congested`]), halves the window at once.
+//!
+//! Latency alone shrinks the window to one transaction, not below: a slow answer does not say
+//! whether etcd is loaded or merely far (a WAN round trip, a proxy), and below one a lone
+//! connect on an idle node would wait several round trips for its turn. Only what says etcd's
+//! apply loop is behind (the congestion signals above) or a failed transaction takes it below
+//! one. For the same reason the target is the fastest latency seen lately *plus* the allowance,
+//! so a network that is slow but steady is not taken for congestion.
 
 use std::time::{Duration, Instant};
 
@@ -28,11 +35,12 @@ use std::time::{Duration, Instant};
 pub const TXNS_IN_FLIGHT_MAX: usize = 16;
 /// The window's lower bound: one transaction per this many round trips.
 pub const WINDOW_MIN: f64 = 1.0 / 16.0;
-/// A transaction answered within [`LATENCY_TARGET_FACTOR`] times the fastest seen lately, but
-/// at least [`LATENCY_TARGET_MIN`] and at most [`LATENCY_TARGET_MAX`], lets the window grow; a
-/// slower one halves it. The floor keeps a fast etcd's small jitter from shrinking the window;
-/// the ceiling keeps etcd's apply loop far from the 1 s after which it refuses renewals,
-/// whatever the network's own latency.
+/// A transaction answered within the fastest latency seen lately plus an allowance lets the
+/// window grow; a slower one halves it. The allowance is [`LATENCY_TARGET_FACTOR`] − 1 times
+/// the fastest, but at least [`LATENCY_TARGET_MIN`] and at most [`LATENCY_TARGET_MAX`]: the
+/// floor keeps a fast etcd's small jitter from shrinking the window; the ceiling keeps the
+/// queueing this node adds far from the 1 s after which etcd refuses renewals, whatever the
+/// network's own latency.
 pub const LATENCY_TARGET_MIN: Duration = Duration::from_millis(50);
 pub const LATENCY_TARGET_MAX: Duration = Duration::from_millis(250);
 pub const LATENCY_TARGET_FACTOR: u32 = 4;
@@ -47,10 +55,8 @@ pub(super) struct Flow {
     /// it grows by `1/window` per answer, one per round trip); below one, the share of round
     /// trips that send one.
     window: f64,
-    /// Exponentially weighted mean latency and mean deviation (weights 1/8 and 1/4, as TCP's
-    /// SRTT and RTTVAR, RFC 6298).
+    /// Exponentially weighted mean latency (weight 1/8, as TCP's SRTT, RFC 6298).
     mean: Option<Duration>,
-    deviation: Duration,
     fastest_now: Option<Duration>,
     fastest_before: Option<Duration>,
     epoch_started: Option<Instant>,
@@ -64,7 +70,6 @@ impl Flow {
         Flow {
             window: 1.0,
             mean: None,
-            deviation: Duration::ZERO,
             fastest_now: None,
             fastest_before: None,
             epoch_started: None,
@@ -107,7 +112,8 @@ impl Flow {
             (a, b) => a.or(b),
         };
         fastest.map_or(LATENCY_TARGET_MIN, |fastest| {
-            (fastest * LATENCY_TARGET_FACTOR).clamp(LATENCY_TARGET_MIN, LATENCY_TARGET_MAX)
+            let allowance = fastest * (LATENCY_TARGET_FACTOR - 1);
+            fastest + allowance.clamp(LATENCY_TARGET_MIN, LATENCY_TARGET_MAX)
         })
     }
 
@@ -119,8 +125,10 @@ impl Flow {
         }
         if ok && took <= self.target() {
             self.grow();
+        } else if ok {
+            self.shrink(sent_at, now, 1.0);
         } else {
-            self.shrink(sent_at, now);
+            self.shrink(sent_at, now, WINDOW_MIN);
         }
     }
 
@@ -128,7 +136,7 @@ impl Flow {
     /// refused a request as too many): halve the window, as for a slow answer to a transaction
     /// sent just now.
     pub(super) fn congested(&mut self, now: Instant) {
-        self.shrink(now, now);
+        self.shrink(now, now, WINDOW_MIN);
     }
 
     /// One round trip's growth: one more transaction in flight above one (`1/window` per
@@ -141,39 +149,38 @@ impl Flow {
         };
     }
 
-    /// Halves the window, unless it was halved for a transaction sent after `sent_at` already.
-    fn shrink(&mut self, sent_at: Instant, now: Instant) {
+    /// Halves the window, not below `floor` (nor raising it to that), unless it was halved for
+    /// a transaction sent after `sent_at` already.
+    fn shrink(&mut self, sent_at: Instant, now: Instant, floor: f64) {
         if self.decreased_at.is_none_or(|at| sent_at >= at) {
-            self.window = (self.window / 2.0).max(WINDOW_MIN);
+            if self.window > floor {
+                self.window = (self.window / 2.0).max(floor).max(WINDOW_MIN);
+            }
             self.decreased_at = Some(now);
         }
     }
 
     fn sample(&mut self, took: Duration, now: Instant) {
-        match self.mean {
-            None => {
-                self.mean = Some(took);
-                self.deviation = took / 2;
-            }
-            Some(mean) => {
-                let error = took.abs_diff(mean);
-                self.deviation = (self.deviation * 3 + error) / 4;
-                self.mean = Some((mean * 7 + took) / 8);
-            }
-        }
+        self.mean = Some(self.mean.map_or(took, |mean| (mean * 7 + took) / 8));
         if self.epoch_started.is_none_or(|at| now >= at + LATENCY_EPOCH) {
-            self.fastest_before = self.fastest_now.take();
+            // An epoch that ended long ago says nothing about the network now.
+            let recent = self.epoch_started.is_some_and(|at| now < at + LATENCY_EPOCH * 2);
+            self.fastest_before = self.fastest_now.take().filter(|_| recent);
             self.epoch_started = Some(now);
         }
         self.fastest_now = Some(self.fastest_now.map_or(took, |fastest| fastest.min(took)));
     }
 
-    /// What a transaction sent now may take, conservatively: the mean plus four deviations
-    /// (TCP's retransmission timeout), or longer if the oldest transaction in flight (sent at
-    /// `oldest`) has already waited longer.
-    pub(super) fn latency_bound(&self, oldest: Option<Instant>, now: Instant) -> Duration {
-        let bound = self.mean.map_or(LATENCY_TARGET_MIN, |mean| mean + self.deviation * 4);
+    /// What a transaction sent now is expected to take: the mean, or longer if the oldest
+    /// transaction in flight (sent at `oldest`) has already waited longer. An expectation, not
+    /// a bound: a connect refused on it is refused for sure, while one admitted that then waits
+    /// too long is still refused before it costs etcd a write (`Ownership::shed`). Seen in a
+    /// test: with a bound (the mean plus four mean deviations, TCP's retransmission timeout)
+    /// the deviation after etcd's latency stepped from 2 ms to 400 ms refused lone connects on
+    /// idle nodes.
+    pub(super) fn latency_expected(&self, oldest: Option<Instant>, now: Instant) -> Duration {
+        let mean = self.mean.unwrap_or(LATENCY_TARGET_MIN);
         let waited = oldest.map_or(Duration::ZERO, |sent| now.saturating_duration_since(sent));
-        bound.max(waited)
+        mean.max(waited)
     }
 }

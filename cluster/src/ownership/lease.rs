@@ -38,6 +38,10 @@ pub const SERVING_MARGIN_DIVISOR: u32 = 4;
 /// up. Cheap: etcd answers a keepalive without a raft round, and 20 nodes send 53 a second.
 pub const KEEPALIVES_PER_TTL: u32 = 16;
 
+/// Transactions wait while no keepalive sent in the last `ttl / RENEWAL_OVERDUE_DIVISOR` has
+/// been answered (see [`Lease::renewal_overdue_at`]).
+pub const RENEWAL_OVERDUE_DIVISOR: u32 = 4;
+
 /// One keepalive, numbered in the order this node sent them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeepaliveId(pub u64);
@@ -153,6 +157,15 @@ impl Lease {
         self.id?;
         let ttl = self.granted_ttl;
         Some(self.renewed_at? + ttl - ttl / SERVING_MARGIN_DIVISOR)
+    }
+
+    /// From when transactions wait for a renewal: etcd has answered no keepalive sent in the
+    /// last quarter of a TTL, and renews only once it has applied every transaction committed
+    /// before the renewal, so a transaction more would only push the renewals back (see
+    /// `Ownership::flush`). `None`: no lease.
+    pub(super) fn renewal_overdue_at(&self) -> Option<Instant> {
+        self.id?;
+        Some(self.renewed_at? + self.ttl / RENEWAL_OVERDUE_DIVISOR)
     }
 
     /// How long after the newest answered send time this node still tells peers "etcd answers

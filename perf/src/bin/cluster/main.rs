@@ -340,6 +340,7 @@ fn start_control(
         link_advertise: ([127, 0, 0, 1], 1884 + index as u16).into(),
         ownership,
         connect_timeout: Duration::from_secs(10),
+        access: Default::default(),
     };
     let (plane, _events) = ControlPlane::start(config, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -399,20 +400,25 @@ fn cross(env: &Env) -> anyhow::Result<(Value, String)> {
     // With two targets, client i goes to node i mod 2; subscribers are clients 0..S and
     // publishers S..2S. An odd count puts every publisher on the other node than its
     // subscriber, an even count on the same node.
+    // Node links use TLS (as users run them) but where the name says plaintext.
+    const TLS: &[&str] = &[];
+    const PLAINTEXT: &[&str] = &["--link-plaintext", "true"];
     let configurations = [
-        ("QoS 1 at 10K msg/s, same node", "100", Some("10000")),
-        ("QoS 1 at 10K msg/s, across nodes", "101", Some("10000")),
-        ("QoS 1 closed loop, same node", "100", None),
-        ("QoS 1 closed loop, across nodes", "101", None),
+        ("QoS 1 at 10K msg/s, same node", "100", Some("10000"), TLS),
+        ("QoS 1 at 10K msg/s, across nodes", "101", Some("10000"), TLS),
+        ("QoS 1 at 10K msg/s, across nodes, plaintext links", "101", Some("10000"), PLAINTEXT),
+        ("QoS 1 closed loop, same node", "100", None, TLS),
+        ("QoS 1 closed loop, across nodes", "101", None, TLS),
+        ("QoS 1 closed loop, across nodes, plaintext links", "101", None, PLAINTEXT),
     ];
     let mut rows = Vec::new();
     let mut values = serde_json::Map::new();
-    for (name, streams, rate) in configurations {
+    for (name, streams, rate, links) in configurations {
         let mut rounds = Vec::new();
         for round in 0..env.rounds {
             let etcd = EtcdProcess::start().map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut nodes =
-                start_nodes(env, 2, Some((&etcd.endpoint(), &[])), &format!("cross{round}"))?;
+                start_nodes(env, 2, Some((&etcd.endpoint(), links)), &format!("cross{round}"))?;
             let mut args = vec![
                 "pairs",
                 "--publishers",
@@ -457,8 +463,9 @@ fn cross(env: &Env) -> anyhow::Result<(Value, String)> {
         "## Publishes across nodes versus on one node\n\n\
          Two nodes; 1:1 QoS 1 streams (100 or 101 of them), half the subscribers on each node. \
          Across nodes, each message crosses a node link and its PUBACK waits for the other \
-         node's receipt. Latency is intended send time to receipt (open loop) or send to \
-         receipt (closed loop).\n\n\
+         node's receipt. Node links use TLS 1.3 with the cluster CA, as configured by default, \
+         except in the rows that say plaintext (`--link-plaintext true`). Latency is intended \
+         send time to receipt (open loop) or send to receipt (closed loop).\n\n\
          | configuration | deliveries/s | p50 µs | p99 µs |\n|---|---|---|---|\n{}\n\n",
         rows.join("\n")
     );
@@ -576,6 +583,37 @@ fn start_nodes(
 
 /// [`start_nodes`], each node with an admin endpoint on its address, port [`ADMIN_PORT`] when
 /// `admin`.
+/// Nodes `n0` … `n{LINK_CERT_NODES - 1}` share one cluster CA, made on first use by
+/// `shardmq link-certs` in the scratch directory.
+const LINK_CERT_NODES: usize = 20;
+
+/// The flags giving node `n{index}` link TLS.
+fn link_tls_args(env: &Env, index: usize) -> anyhow::Result<Vec<String>> {
+    let dir = env.scratch.join("link-certs");
+    if !dir.join("ca.pem").exists() {
+        let nodes: Vec<String> = (0..LINK_CERT_NODES).map(|n| format!("n{n}")).collect();
+        let output = shardmq_command(env)
+            .arg("link-certs")
+            .arg("--dir")
+            .arg(&dir)
+            .args(&nodes)
+            .output()
+            .context("running shardmq link-certs")?;
+        if !output.status.success() {
+            bail!("shardmq link-certs: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+    let file = |name: String| dir.join(name).display().to_string();
+    Ok(vec![
+        "--link-tls-cert".into(),
+        file(format!("n{index}.pem")),
+        "--link-tls-key".into(),
+        file(format!("n{index}.key")),
+        "--link-tls-ca".into(),
+        file("ca.pem".into()),
+    ])
+}
+
 fn start_nodes_with(
     env: &Env,
     count: usize,
@@ -605,6 +643,10 @@ fn start_nodes_with(
                 .args(["--etcd", endpoint, "--cluster", name, "--node-id", &format!("n{index}")])
                 .args(["--link-listen", &format!("{ip}:1884")])
                 .args(extra);
+            // Link TLS as users run it, unless the scenario asks for plaintext links.
+            if !extra.contains(&"--link-plaintext") {
+                command.args(link_tls_args(env, index)?);
+            }
         }
         let file = std::fs::File::create(&log)?;
         let child = command

@@ -108,6 +108,8 @@ pub(crate) fn topology(env: &Env) -> anyhow::Result<(Value, String)> {
     let (max_fds, max_rss_kb) = (sampler.max_fds.clone(), sampler.max_rss_kb.clone());
     let ownership = stop_nodes(&mut nodes);
     let slow = etcd_slow_requests(&etcd.log());
+    // Kept beside the nodes' logs for a look afterwards (etcd's directory goes with it).
+    let _ = std::fs::copy(etcd.log(), env.scratch.join("topology-etcd.log"));
     drop(etcd);
 
     let figures = Figures {
@@ -457,7 +459,7 @@ impl Figures<'_> {
             "## The design's topology: {nodes} nodes, {total} clients, etcd frozen, a storm\n\n\
              **{verdict}.** {nodes} nodes (one shard each) and one etcd at normal priority on \
              this machine's 2 cores with the load generator; {total} MQTT 5 clients connecting at \
-             {rate}/s with `--retry` (backoff 1 s doubling to 16 s, jittered), held; etcd frozen \
+             {rate}/s with `--retry` (backoff 1 s doubling to 120 s, jittered, no limit), held; etcd frozen \
              with SIGSTOP for {freeze} s and thawed; then {storm_n} more clients as fast as the \
              load generator goes. Connections held are the nodes' side counted by the kernel \
              (`ss`), independently of the load generator.\n\n\
