@@ -32,7 +32,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlEvent, ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    self, Body, Encoder, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched,
+    self, Body, Encoder, Heartbeat, Hello, Pace, Publish, Receipt, RetainedFetch, RetainedFetched,
     RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
     TakeoverRequest, TransferInstalled,
 };
@@ -46,8 +46,8 @@ use shardmq_shard::persist::{
     encode_session, encode_stored_message, Restored, WallClock,
 };
 use shardmq_shard::{
-    home_shard, retained_shard, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerLease,
-    PeerNode, PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
+    home_shard, retained_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node,
+    PeerLease, PeerNode, PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
 };
 
 use crate::link_security::{
@@ -317,6 +317,8 @@ pub enum ClusterItem {
     Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
     /// A peer answered this shard's retained fetch.
     Fetched(Box<RetainedFetched>),
+    /// A peer node's subscriber paused or released this shard's connection `conn`.
+    Pace { conn: ConnId, pause: bool },
     /// A peer installed a session this shard handed over.
     Installed(Box<TransferInstalled>),
 }
@@ -387,7 +389,7 @@ impl ShardCluster {
     /// the publish could not be sent.
     pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
         match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders } => {
+            Forward::Publish { message, receipt, deliver, shared, holders, publisher } => {
                 let (shared_filter, shared_group) = match shared {
                     Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
                     None => (None, None),
@@ -407,6 +409,7 @@ impl ShardCluster {
                     shared_filter,
                     shared_group,
                     retained_holders,
+                    publisher: publisher.map(|conn| conn.0),
                 }));
                 if !self.has_room(peer) || !self.send(peer, body) {
                     // The peer's link is down (the node is gone or restarting) or full: its
@@ -426,6 +429,13 @@ impl ShardCluster {
             Forward::Receipt { token, shard, ok } => {
                 let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
                 // Lost with the link: the peer's own timeout answers its publisher.
+                self.send(peer, body);
+                None
+            }
+            Forward::Pace { shard, conn, pause } => {
+                let body = Body::Pace(Box::new(Pace { shard: shard.0, conn: conn.0, pause }));
+                // Never dropped while the link is up (a resume must follow its pause); lost
+                // with the link, the peer lets the pause lapse.
                 self.send(peer, body);
                 None
             }
@@ -1124,43 +1134,15 @@ fn handle_frame(
                 frame,
             );
         }
-        Body::Publish(publish) => {
-            let receipt = (publish.receipt != 0).then_some(publish.receipt);
-            let reply_shard = ShardId(publish.reply_shard);
-            if !cluster.node.fence.may_serve(now) {
-                // A fenced node serves no one: the message is refused, not delivered.
-                if let Some(token) = receipt {
-                    let forward = Forward::Receipt { token, shard: reply_shard, ok: false };
-                    cluster.forward(context.id, from.peer, forward);
-                }
-                return;
+        Body::Publish(publish) => publish_arrived(context, cluster, from, *publish, now),
+        Body::Pace(pace) => {
+            let shard = ShardId(pace.shard);
+            if shard == context.id {
+                context.state.borrow_mut().peer_pace(ConnId(pace.conn), pace.pause, now);
+            } else if shard.0 < context.shards {
+                let item = ClusterItem::Pace { conn: ConnId(pace.conn), pause: pace.pause };
+                context.to_peer(shard, MeshItem::Cluster(item));
             }
-            let message = match decode_stored_message(&publish.message, &cluster.clock) {
-                Ok(message) => Arc::new(message),
-                Err(error) => {
-                    tracing::warn!(shard = %context.id, peer = %from.node, "bad forwarded message: {error}");
-                    return;
-                }
-            };
-            let shared = match (publish.shared_filter, publish.shared_group) {
-                (Some(filter), Some(group)) => {
-                    Some((ByteString::from(filter), ByteString::from(group)))
-                }
-                _ => None,
-            };
-            let holders = publish.retained_holders.map(|names| {
-                names.iter().map(|name| cluster.node.shard_node(&NodeId::new(name))).collect()
-            });
-            context.state.borrow_mut().peer_publish(
-                from.peer,
-                reply_shard,
-                message,
-                receipt,
-                publish.deliver,
-                shared,
-                holders,
-                now,
-            );
         }
         Body::Receipt(receipt) => {
             let shard = ShardId(receipt.shard);
@@ -1226,6 +1208,52 @@ fn handle_frame(
     }
 }
 
+/// A publish a peer forwarded: refused while fenced, else handed to the shard, which paces the
+/// peer's publisher by the subscribers it congests here.
+fn publish_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    from: &LinkPeer,
+    publish: Publish,
+    now: Instant,
+) {
+    let receipt = (publish.receipt != 0).then_some(publish.receipt);
+    let reply_shard = ShardId(publish.reply_shard);
+    if !cluster.node.fence.may_serve(now) {
+        // A fenced node serves no one: the message is refused, not delivered.
+        if let Some(token) = receipt {
+            let forward = Forward::Receipt { token, shard: reply_shard, ok: false };
+            cluster.forward(context.id, from.peer, forward);
+        }
+        return;
+    }
+    let message = match decode_stored_message(&publish.message, &cluster.clock) {
+        Ok(message) => Arc::new(message),
+        Err(error) => {
+            tracing::warn!(shard = %context.id, peer = %from.node, "bad forwarded message: {error}");
+            return;
+        }
+    };
+    let shared = match (publish.shared_filter, publish.shared_group) {
+        (Some(filter), Some(group)) => Some((ByteString::from(filter), ByteString::from(group))),
+        _ => None,
+    };
+    let holders = publish.retained_holders.map(|names| {
+        names.iter().map(|name| cluster.node.shard_node(&NodeId::new(name))).collect()
+    });
+    context.state.borrow_mut().peer_publish(
+        from.peer,
+        reply_shard,
+        message,
+        receipt,
+        publish.deliver,
+        shared,
+        holders,
+        publish.publisher.map(ConnId),
+        now,
+    );
+}
+
 /// A link message another shard of this node passed here.
 pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
     let Some(cluster) = context.cluster.clone() else { return };
@@ -1236,6 +1264,10 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         ClusterItem::Fetch { peer, fetch } => answer_fetch(context, &cluster, peer, &fetch),
         ClusterItem::Fetched(fetched) => fetched_arrived(&cluster, *fetched),
         ClusterItem::Installed(installed) => unpark(&cluster, &installed),
+        ClusterItem::Pace { conn, pause } => {
+            context.state.borrow_mut().peer_pace(conn, pause, Instant::now());
+            context.apply_effects();
+        }
     }
 }
 

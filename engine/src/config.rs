@@ -887,15 +887,55 @@ mod tests {
     #[test]
     fn cluster_keys() {
         assert!(ServeArgs::default().resolve().expect("valid").cluster.is_none());
-        let config = file(
-            "etcd = \"http://127.0.0.1:2379, http://127.0.0.2:2379\"\nnode_id = \"n1\"\n\
-             link_listen = \"127.0.0.1:1884\"\n",
-        )
-        .expect("valid");
+        let base = "etcd = \"http://127.0.0.1:2379, http://127.0.0.2:2379\"\nnode_id = \"n1\"\n\
+                    link_listen = \"127.0.0.1:1884\"\n";
+        let tls =
+            "link_tls_cert = \"n1.pem\"\nlink_tls_key = \"n1.key\"\nlink_tls_ca = \"ca.pem\"\n";
+        let config = file(&format!("{base}{tls}")).expect("valid");
         let cluster = config.cluster.expect("clustered");
         assert_eq!(cluster.etcd.len(), 2);
         assert_eq!(cluster.link_advertise, cluster.link_listen);
         assert_eq!(cluster.claim_batch_max, 127);
+        assert_eq!(cluster.link_tls.expect("link TLS").ca, PathBuf::from("ca.pem"));
+        assert!(cluster.etcd_access.ca.is_none() && cluster.etcd_access.user.is_none());
+        // Node links are TLS unless plaintext is asked for, and not both.
+        let error = file(base).expect_err("no link TLS").to_string();
+        assert!(
+            error.contains("`link_plaintext = true`") && error.contains("`link_tls_cert`"),
+            "{error}"
+        );
+        let plain = file(&format!("{base}link_plaintext = true\n")).expect("plaintext");
+        assert!(plain.cluster.expect("clustered").link_tls.is_none());
+        let error = file(&format!("{base}{tls}link_plaintext = true\n")).expect_err("both");
+        assert!(error.to_string().contains("choose one"), "{error}");
+        let error = file(&format!("{base}link_tls_cert = \"n1.pem\"\n")).expect_err("partial");
+        assert!(error.to_string().contains("`link_tls_key`, `link_tls_ca`"), "{error}");
+        // etcd over TLS needs its CA on https:// endpoints only; a user needs a password file.
+        let secured = "etcd = \"https://e:2379\"\nlink_listen = \"127.0.0.1:1\"\n\
+                       link_plaintext = true\n";
+        let error = file(secured).expect_err("no etcd CA").to_string();
+        assert!(error.contains("`etcd_ca`"), "{error}");
+        let config = file(&format!(
+            "{secured}etcd_ca = \"ca.pem\"\netcd_cert = \"c.pem\"\netcd_key = \"k.pem\"\n\
+             etcd_user = \"shardmq\"\netcd_password_file = \"pw\"\n"
+        ))
+        .expect("valid");
+        let access = config.cluster.expect("clustered").etcd_access;
+        assert!(access.ca.is_some() && access.identity.is_some() && access.user.is_some());
+        for (extra, key) in [
+            ("etcd_ca = \"ca.pem\"\netcd_cert = \"c.pem\"\n", "`etcd_key`"),
+            ("etcd_ca = \"ca.pem\"\netcd_user = \"u\"\n", "`etcd_password_file`"),
+        ] {
+            let error = file(&format!("{secured}{extra}")).expect_err(extra).to_string();
+            assert!(error.contains(key) && !error.contains('\n'), "{extra}: {error}");
+        }
+        let error = file(
+            "etcd = \"http://e:2379\"\nlink_listen = \"127.0.0.1:1\"\n\
+                          link_plaintext = true\netcd_ca = \"ca.pem\"\n",
+        )
+        .expect_err("CA with http")
+        .to_string();
+        assert!(error.contains("https://"), "{error}");
         let error = file("node_id = \"n1\"\n").expect_err("no etcd").to_string();
         assert!(error.contains("`node_id`") && error.contains("etcd"), "{error}");
         let error = file("etcd = \"http://e:2379\"\nnode_id = \"n1\"\n")
@@ -908,7 +948,8 @@ mod tests {
                 .to_string();
         assert!(error.contains("`node_id`"), "{error}");
         let error = file(
-            "etcd = \"http://e:2379\"\nlink_listen = \"127.0.0.1:1\"\nclaim_batch_max = 500\n",
+            "etcd = \"http://e:2379\"\nlink_listen = \"127.0.0.1:1\"\nlink_plaintext = true\n\
+             claim_batch_max = 500\n",
         )
         .expect_err("too many ops")
         .to_string();

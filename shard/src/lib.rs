@@ -31,10 +31,11 @@ pub use ids::{
     home_shard, retained_shard, stable_hash, ConnId, LinkNumber, PeerLease, PeerNode, ShardId,
 };
 pub use limits::Limits;
-pub use mesh::{ShardMsg, SyncToken};
+pub use mesh::{Publisher, ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
     ClientDetail, ClientSummary, CommitBatch, ConnectRefusal, Effect, Forward, KickSession, Kicked,
     LinkEpoch, Node, PeerRoute, Presence, QueueGauges, RetainedPlacement, RouteFrame, Shard,
-    ShardStats, SubscriptionInfo, Ticket, WillState, PUBLISHER_PAUSE_MAX, SUBSCRIBER_STALL_QUIET,
+    ShardStats, SubscriptionInfo, Ticket, WillState, PEER_PAUSE_MAX, PUBLISHER_PAUSE_MAX,
+    SUBSCRIBER_STALL_QUIET,
 };

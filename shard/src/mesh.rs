@@ -7,6 +7,16 @@ use crate::ids::{ConnId, PeerLease, PeerNode, ShardId};
 use crate::message::SharedMessage;
 use crate::state::{LinkEpoch, RouteFrame};
 
+/// A publishing connection that a congested subscriber pauses: connection `conn` of shard
+/// `shard` of this node (`node` is `None`) or of peer node `node` (whose publishes arrive over
+/// a node link, and which is told with [`Forward::Pace`](crate::Forward::Pace)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Publisher {
+    pub node: Option<PeerNode>,
+    pub shard: ShardId,
+    pub conn: ConnId,
+}
+
 /// A token that pairs a [`ShardMsg::SubscribeSync`] with its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SyncToken(pub u64);
@@ -31,16 +41,16 @@ pub enum ShardMsg {
     /// Deliver to the receiver's own (non-shared) subscribers that match. With a `receipt`,
     /// the sender holds the publisher's acknowledgement until the receiver answers
     /// [`ShardMsg::Stored`] (after storing what it must).
-    /// `publisher` is the sender's connection that published it, paced when a subscriber here
-    /// cannot keep up ([`ShardMsg::Pause`]).
-    Publish { message: SharedMessage, receipt: Option<u64>, publisher: Option<ConnId> },
+    /// `publisher` is the connection that published it (on the sender, or on a peer node),
+    /// paced when a subscriber here cannot keep up ([`ShardMsg::Pause`], `Forward::Pace`).
+    Publish { message: SharedMessage, receipt: Option<u64>, publisher: Option<Publisher> },
     /// Deliver to one of the receiver's members of shared subscription `group` on `filter`.
     SharedPublish {
         message: SharedMessage,
         filter: ByteString,
         group: ByteString,
         receipt: Option<u64>,
-        publisher: Option<ConnId>,
+        publisher: Option<Publisher>,
     },
     /// Store (or, with an empty payload, delete) a retained message in the receiver's partition;
     /// with `elsewhere`, only note that these peer nodes keep it (a large one).

@@ -10,7 +10,7 @@ use harness::{connack, payloads, Node};
 use shardmq_io::codec::{ByteString, Packet, ProtocolVersion, QoS, SubscriptionOptions};
 use shardmq_shard::{
     retained_shard, ConnId, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode, PeerRoute,
-    RetainedPlacement, RouteFrame, ShardId,
+    RetainedPlacement, RouteFrame, ShardId, ShardStats,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -99,7 +99,7 @@ fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
     for (origin, peer, forward) in forwarded {
         assert_eq!(peer, PEER);
         match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders } => {
+            Forward::Publish { message, receipt, deliver, shared, holders, publisher } => {
                 // The sender's names of nodes, as the receiver names them.
                 let holders = holders.map(|holders| {
                     holders
@@ -111,10 +111,15 @@ fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
                         .collect()
                 });
                 let shard = &mut to.shards[0];
-                shard.peer_publish(PEER, origin, message, receipt, deliver, shared, holders, now);
+                shard.peer_publish(
+                    PEER, origin, message, receipt, deliver, shared, holders, publisher, now,
+                );
             }
             Forward::Receipt { token, shard, ok } => {
                 to.shards[shard.index()].peer_receipt(token, ok, now)
+            }
+            Forward::Pace { shard, conn, pause } => {
+                to.shards[shard.index()].peer_pace(conn, pause, now)
             }
         }
         to.run();
@@ -703,4 +708,95 @@ fn deliver_read(
 ) {
     mesh[1 - connection.reader].push_back((connection.epoch, frame.clone()));
     node.deliver(connection.reader, 0, connection.epoch, frame);
+}
+
+/// Publishes `payload` to `t` from `publisher` (on A's shard 0), carrying everything over after
+/// each, until A pauses it or `most` were sent. Returns how many were sent.
+fn publish_until_paused(pair: &mut Pair, publisher: ConnId, payload: &str, most: usize) -> usize {
+    for fed in 1..=most {
+        pair.a.publish(publisher, "t", payload, QoS::AtMostOnce, false);
+        exchange(pair);
+        if pair.a.shards[0].is_paused(publisher) {
+            return fed;
+        }
+    }
+    most
+}
+
+fn dropped(stats: &ShardStats) -> u64 {
+    stats.dropped_qos0_slow + stats.dropped_queue_full
+}
+
+#[test]
+fn a_slow_subscriber_on_another_node_pauses_the_publisher_until_it_drains() {
+    let mut pair = pair();
+    let sub_id = pair.b.id_on("slow", 0);
+    let subscriber = pair.b.connect(&sub_id, V5, true);
+    pair.b.subscribe(subscriber, "t", QoS::AtMostOnce);
+    exchange(&mut pair);
+    pair.b.stopped.insert(subscriber);
+    let pub_id = pair.a.id_on("pub", 0);
+    let publisher = pair.a.connect(&pub_id, V5, true);
+    pair.a.take(publisher);
+
+    // 10 KB messages: the subscriber's 1 MiB output buffer fills after about a hundred, and B
+    // tells A to stop reading the publisher.
+    let payload = "x".repeat(10_000);
+    let fed = publish_until_paused(&mut pair, publisher, &payload, 1000);
+    assert!(fed < 200, "paused once the subscriber's output buffer was full, not after {fed}");
+    assert_eq!(dropped(&pair.b.shards[0].stats()), 0);
+    // The subscriber reads again: B releases the publisher, and A reads it again.
+    pair.b.stopped.remove(&subscriber);
+    let now = pair.b.now;
+    pair.b.collect(ShardId(0), subscriber, now);
+    pair.b.run();
+    exchange(&mut pair);
+    assert!(pair.a.resumed.contains(&publisher), "resumed once the subscriber drained");
+    assert!(!pair.a.shards[0].is_paused(publisher));
+    assert_eq!(pair.b.publishes(subscriber).len(), fed, "every message fed was delivered");
+    assert_eq!(dropped(&pair.b.shards[0].stats()), 0);
+}
+
+#[test]
+fn what_a_paused_peer_publisher_still_sends_stays_within_the_subscriber_s_limits() {
+    let mut pair = pair();
+    let sub_id = pair.b.id_on("stuck", 0);
+    let subscriber = pair.b.connect(&sub_id, V5, true);
+    pair.b.subscribe(subscriber, "t", QoS::AtMostOnce);
+    exchange(&mut pair);
+    pair.b.stopped.insert(subscriber);
+    let pub_id = pair.a.id_on("pub", 0);
+    let publisher = pair.a.connect(&pub_id, V5, true);
+    let payload = "x".repeat(10_000);
+    let fed = publish_until_paused(&mut pair, publisher, &payload, 1000);
+    assert!(pair.a.shards[0].is_paused(publisher));
+    // What was already on the link when the pause left B (here: 3,000 more messages, 30 MB)
+    // is kept only within the session's queue limits (1,000 messages, 16 MiB): the rest is
+    // dropped and counted, however long the publisher goes on.
+    for _ in 0..3000 {
+        pair.a.publish(publisher, "t", &payload, QoS::AtMostOnce, false);
+    }
+    exchange(&mut pair);
+    let stats = pair.b.shards[0].stats();
+    assert!(dropped(&stats) > 1000, "{stats:?}");
+    pair.b.stopped.remove(&subscriber);
+    let now = pair.b.now;
+    pair.b.collect(ShardId(0), subscriber, now);
+    pair.b.run();
+    let kept = pair.b.publishes(subscriber).len() as u64;
+    assert_eq!(kept + dropped(&stats), fed as u64 + 3000);
+    assert!(kept <= 1000 + 200, "{kept} kept");
+
+    // A pause whose resume never comes (its link went down) lapses on A by itself.
+    let pub_id = pair.a.id_on("pub2", 0);
+    let second = pair.a.connect(&pub_id, V5, true);
+    pair.b.stopped.insert(subscriber);
+    publish_until_paused(&mut pair, second, &payload, 3000);
+    assert!(pair.a.shards[0].is_paused(second));
+    let lapse = pair.a.now + shardmq_shard::PEER_PAUSE_MAX;
+    assert!(pair.a.shards[0].next_deadline().is_some_and(|due| due <= lapse));
+    pair.a.shards[0].tick(lapse);
+    pair.a.run();
+    assert!(!pair.a.shards[0].is_paused(second), "the pause lapsed");
+    assert!(pair.a.resumed.contains(&second));
 }

@@ -1506,6 +1506,8 @@ mod root {
                 pub retained_holders: ::core::option::Option<
                     ::planus::alloc::vec::Vec<::planus::alloc::string::String>,
                 >,
+                /// The field `publisher` in the table `Publish`
+                pub publisher: ::core::option::Option<u64>,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -1519,6 +1521,7 @@ mod root {
                         shared_filter: ::core::default::Default::default(),
                         shared_group: ::core::default::Default::default(),
                         retained_holders: ::core::default::Default::default(),
+                        publisher: ::core::default::Default::default(),
                     }
                 }
             }
@@ -1546,6 +1549,7 @@ mod root {
                     field_retained_holders: impl ::planus::WriteAsOptional<
                         ::planus::Offset<[::planus::Offset<str>]>,
                     >,
+                    field_publisher: impl ::planus::WriteAsOptional<u64>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_message = field_message.prepare(builder);
                     let prepared_receipt = field_receipt.prepare(builder, &0);
@@ -1554,11 +1558,15 @@ mod root {
                     let prepared_shared_filter = field_shared_filter.prepare(builder);
                     let prepared_shared_group = field_shared_group.prepare(builder);
                     let prepared_retained_holders = field_retained_holders.prepare(builder);
+                    let prepared_publisher = field_publisher.prepare(builder);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<18> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<20> =
                         ::core::default::Default::default();
                     if prepared_receipt.is_some() {
                         table_writer.write_entry::<u64>(1);
+                    }
+                    if prepared_publisher.is_some() {
+                        table_writer.write_entry::<u64>(7);
                     }
                     table_writer.write_entry::<::planus::Offset<[u8]>>(0);
                     if prepared_shared_filter.is_some() {
@@ -1582,6 +1590,11 @@ mod root {
                             if let ::core::option::Option::Some(prepared_receipt) = prepared_receipt
                             {
                                 object_writer.write::<_, _, 8>(&prepared_receipt);
+                            }
+                            if let ::core::option::Option::Some(prepared_publisher) =
+                                prepared_publisher
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_publisher);
                             }
                             object_writer.write::<_, _, 4>(&prepared_message);
                             if let ::core::option::Option::Some(prepared_shared_filter) =
@@ -1647,6 +1660,7 @@ mod root {
                         &self.shared_filter,
                         &self.shared_group,
                         &self.retained_holders,
+                        self.publisher,
                     )
                 }
             }
@@ -1800,6 +1814,29 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4, T5, T6> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
+                /// Setter for the [`publisher` field](Publish#structfield.publisher).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn publisher<T7>(
+                    self,
+                    value: T7,
+                ) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                where
+                    T7: ::planus::WriteAsOptional<u64>,
+                {
+                    let (v0, v1, v2, v3, v4, v5, v6) = self.0;
+                    PublishBuilder((v0, v1, v2, v3, v4, v5, v6, value))
+                }
+
+                /// Sets the [`publisher` field](Publish#structfield.publisher) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn publisher_as_null(self) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, ())> {
+                    self.publisher(())
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6, T7> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Publish].
                 #[inline]
                 pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish>
@@ -1818,8 +1855,9 @@ mod root {
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T7: ::planus::WriteAsOptional<u64>,
                 > ::planus::WriteAs<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1837,8 +1875,9 @@ mod root {
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T7: ::planus::WriteAsOptional<u64>,
                 > ::planus::WriteAsOptional<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1859,13 +1898,14 @@ mod root {
                     T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T7: ::planus::WriteAsOptional<u64>,
                 > ::planus::WriteAsOffset<Publish>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish> {
-                    let (v0, v1, v2, v3, v4, v5, v6) = &self.0;
-                    Publish::create(builder, v0, v1, v2, v3, v4, v5, v6)
+                    let (v0, v1, v2, v3, v4, v5, v6, v7) = &self.0;
+                    Publish::create(builder, v0, v1, v2, v3, v4, v5, v6, v7)
                 }
             }
 
@@ -1931,6 +1971,12 @@ mod root {
                 > {
                     self.0.access(6, "Publish", "retained_holders")
                 }
+
+                /// Getter for the [`publisher` field](Publish#structfield.publisher).
+                #[inline]
+                pub fn publisher(&self) -> ::planus::Result<::core::option::Option<u64>> {
+                    self.0.access(7, "Publish", "publisher")
+                }
             }
 
             impl<'a> ::core::fmt::Debug for PublishRef<'a> {
@@ -1955,6 +2001,11 @@ mod root {
                     {
                         f.field("retained_holders", &field_retained_holders);
                     }
+                    if let ::core::option::Option::Some(field_publisher) =
+                        self.publisher().transpose()
+                    {
+                        f.field("publisher", &field_publisher);
+                    }
                     f.finish()
                 }
             }
@@ -1975,6 +2026,15 @@ mod root {
                             value.retained_holders()?
                         {
                             ::core::option::Option::Some(retained_holders.to_vec_result()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                        publisher: if let ::core::option::Option::Some(publisher) =
+                            value.publisher()?
+                        {
+                            ::core::option::Option::Some(::core::convert::TryInto::try_into(
+                                publisher,
+                            )?)
                         } else {
                             ::core::option::Option::None
                         },
@@ -2055,7 +2115,7 @@ mod root {
             /// The table `Receipt` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Receipt` in the file `schema/link.fbs:67`
+            /// * Table `Receipt` in the file `schema/link.fbs:70`
             #[derive(
                 Clone,
                 Debug,
@@ -2397,10 +2457,350 @@ mod root {
                 }
             }
 
+            /// The table `Pace` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `Pace` in the file `schema/link.fbs:80`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct Pace {
+                /// The field `shard` in the table `Pace`
+                pub shard: u16,
+                /// The field `conn` in the table `Pace`
+                pub conn: u64,
+                /// The field `pause` in the table `Pace`
+                pub pause: bool,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for Pace {
+                fn default() -> Self {
+                    Self { shard: 0, conn: 0, pause: false }
+                }
+            }
+
+            impl Pace {
+                /// Creates a [PaceBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> PaceBuilder<()> {
+                    PaceBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_conn: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_pause: impl ::planus::WriteAsDefault<bool, bool>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_shard = field_shard.prepare(builder, &0);
+                    let prepared_conn = field_conn.prepare(builder, &0);
+                    let prepared_pause = field_pause.prepare(builder, &false);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                        ::core::default::Default::default();
+                    if prepared_conn.is_some() {
+                        table_writer.write_entry::<u64>(1);
+                    }
+                    if prepared_shard.is_some() {
+                        table_writer.write_entry::<u16>(0);
+                    }
+                    if prepared_pause.is_some() {
+                        table_writer.write_entry::<bool>(2);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_conn) = prepared_conn {
+                                object_writer.write::<_, _, 8>(&prepared_conn);
+                            }
+                            if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
+                                object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                            if let ::core::option::Option::Some(prepared_pause) = prepared_pause {
+                                object_writer.write::<_, _, 1>(&prepared_pause);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<Pace>> for Pace {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Pace> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<Pace>> for Pace {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<Pace>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<Pace> for Pace {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Pace> {
+                    Pace::create(builder, self.shard, self.conn, self.pause)
+                }
+            }
+
+            /// Builder for serializing an instance of the [Pace] type.
+            ///
+            /// Can be created using the [Pace::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct PaceBuilder<State>(State);
+
+            impl PaceBuilder<()> {
+                /// Setter for the [`shard` field](Pace#structfield.shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard<T0>(self, value: T0) -> PaceBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    PaceBuilder((value,))
+                }
+
+                /// Sets the [`shard` field](Pace#structfield.shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard_as_default(self) -> PaceBuilder<(::planus::DefaultValue,)> {
+                    self.shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> PaceBuilder<(T0,)> {
+                /// Setter for the [`conn` field](Pace#structfield.conn).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn conn<T1>(self, value: T1) -> PaceBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0,) = self.0;
+                    PaceBuilder((v0, value))
+                }
+
+                /// Sets the [`conn` field](Pace#structfield.conn) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn conn_as_default(self) -> PaceBuilder<(T0, ::planus::DefaultValue)> {
+                    self.conn(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> PaceBuilder<(T0, T1)> {
+                /// Setter for the [`pause` field](Pace#structfield.pause).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn pause<T2>(self, value: T2) -> PaceBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1) = self.0;
+                    PaceBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`pause` field](Pace#structfield.pause) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn pause_as_default(self) -> PaceBuilder<(T0, T1, ::planus::DefaultValue)> {
+                    self.pause(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2> PaceBuilder<(T0, T1, T2)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Pace].
+                #[inline]
+                pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Pace>
+                where
+                    Self: ::planus::WriteAsOffset<Pace>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAs<::planus::Offset<Pace>> for PaceBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<Pace>;
+
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Pace> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAsOptional<::planus::Offset<Pace>> for PaceBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<Pace>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<Pace>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAsOffset<Pace> for PaceBuilder<(T0, T1, T2)>
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Pace> {
+                    let (v0, v1, v2) = &self.0;
+                    Pace::create(builder, v0, v1, v2)
+                }
+            }
+
+            /// Reference to a deserialized [Pace].
+            #[derive(Copy, Clone)]
+            pub struct PaceRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> PaceRef<'a> {
+                /// Getter for the [`shard` field](Pace#structfield.shard).
+                #[inline]
+                pub fn shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(self.0.access(0, "Pace", "shard")?.unwrap_or(0))
+                }
+
+                /// Getter for the [`conn` field](Pace#structfield.conn).
+                #[inline]
+                pub fn conn(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(self.0.access(1, "Pace", "conn")?.unwrap_or(0))
+                }
+
+                /// Getter for the [`pause` field](Pace#structfield.pause).
+                #[inline]
+                pub fn pause(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(self.0.access(2, "Pace", "pause")?.unwrap_or(false))
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for PaceRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("PaceRef");
+                    f.field("shard", &self.shard());
+                    f.field("conn", &self.conn());
+                    f.field("pause", &self.pause());
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<PaceRef<'a>> for Pace {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: PaceRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        shard: ::core::convert::TryInto::try_into(value.shard()?)?,
+                        conn: ::core::convert::TryInto::try_into(value.conn()?)?,
+                        pause: ::core::convert::TryInto::try_into(value.pause()?)?,
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for PaceRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for PaceRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location("[PaceRef]", "get", buffer.offset_from_start)
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<Pace>> for Pace {
+                type Value = ::planus::Offset<Pace>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<Pace>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for PaceRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[PaceRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The table `TakeoverRequest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TakeoverRequest` in the file `schema/link.fbs:74`
+            /// * Table `TakeoverRequest` in the file `schema/link.fbs:87`
             #[derive(
                 Clone,
                 Debug,
@@ -2822,7 +3222,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:83`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:96`
             #[derive(
                 Clone,
                 Debug,
@@ -3133,7 +3533,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:90`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:103`
             #[derive(
                 Clone,
                 Debug,
@@ -3737,7 +4137,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:104`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:117`
             #[derive(
                 Clone,
                 Debug,
@@ -3999,7 +4399,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:110`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:123`
             #[derive(
                 Clone,
                 Debug,
@@ -4290,7 +4690,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:115`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:128`
             #[derive(
                 Clone,
                 Debug,
@@ -4651,7 +5051,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:123`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:136`
             #[derive(
                 Clone,
                 Debug,
@@ -5028,7 +5428,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:131`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:144`
             #[derive(
                 Clone,
                 Debug,
@@ -5345,7 +5745,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:136`
+            /// * Union `Body` in the file `schema/link.fbs:149`
             #[derive(
                 Clone,
                 Debug,
@@ -5393,6 +5793,9 @@ mod root {
 
                 /// The variant of type `TransferInstalled` in the union `Body`
                 TransferInstalled(::planus::alloc::boxed::Box<self::TransferInstalled>),
+
+                /// The variant of type `Pace` in the union `Body`
+                Pace(::planus::alloc::boxed::Box<self::Pace>),
             }
 
             impl Body {
@@ -5497,6 +5900,14 @@ mod root {
                 ) -> ::planus::UnionOffset<Self> {
                     ::planus::UnionOffset::new(12, value.prepare(builder).downcast())
                 }
+
+                #[inline]
+                pub fn create_pace(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::Pace>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(13, value.prepare(builder).downcast())
+                }
             }
 
             impl ::planus::WriteAsUnion<Body> for Body {
@@ -5523,6 +5934,7 @@ mod root {
                         Self::TransferInstalled(value) => {
                             Self::create_transfer_installed(builder, value)
                         }
+                        Self::Pace(value) => Self::create_pace(builder, value),
                     }
                 }
             }
@@ -5664,6 +6076,15 @@ mod root {
                 ) -> BodyBuilder<::planus::Initialized<12, T>>
                 where
                     T: ::planus::WriteAsOffset<self::TransferInstalled>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`Pace` variant](Body#variant.Pace).
+                #[inline]
+                pub fn pace<T>(self, value: T) -> BodyBuilder<::planus::Initialized<13, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::Pace>,
                 {
                     BodyBuilder(::planus::Initialized(value))
                 }
@@ -5944,6 +6365,28 @@ mod root {
                     ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
                 }
             }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<13, T>>
+            where
+                T: ::planus::WriteAsOffset<self::Pace>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(13, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<13, T>>
+            where
+                T: ::planus::WriteAsOffset<self::Pace>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
 
             /// Reference to a deserialized [Body].
             #[derive(Copy, Clone, Debug)]
@@ -5960,6 +6403,7 @@ mod root {
                 RetainedFetch(self::RetainedFetchRef<'a>),
                 RetainedFetched(self::RetainedFetchedRef<'a>),
                 TransferInstalled(self::TransferInstalledRef<'a>),
+                Pace(self::PaceRef<'a>),
             }
 
             impl<'a> ::core::convert::TryFrom<BodyRef<'a>> for Body {
@@ -6032,6 +6476,10 @@ mod root {
                                 ::core::convert::TryFrom::try_from(value)?,
                             ))
                         }
+
+                        BodyRef::Pace(value) => Self::Pace(::planus::alloc::boxed::Box::new(
+                            ::core::convert::TryFrom::try_from(value)?,
+                        )),
                     })
                 }
             }
@@ -6079,6 +6527,9 @@ mod root {
                         12 => ::core::result::Result::Ok(Self::TransferInstalled(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
+                        13 => ::core::result::Result::Ok(Self::Pace(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
                         _ => ::core::result::Result::Err(
                             ::planus::errors::ErrorKind::UnknownUnionTag { tag },
                         ),
@@ -6093,7 +6544,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:151`
+            /// * Table `Frame` in the file `schema/link.fbs:165`
             #[derive(
                 Clone,
                 Debug,

@@ -23,9 +23,9 @@ use planus::ReadAsRoot;
 pub mod fuzzing;
 
 pub use link_generated::shardmq::link::{
-    Body, Frame, Heartbeat, Hello, Publish, Receipt, RetainedFetch, RetainedFetched, RetainedIndex,
-    Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer, TakeoverRequest,
-    TransferInstalled,
+    Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedFetch, RetainedFetched,
+    RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
+    TakeoverRequest, TransferInstalled,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up
@@ -125,7 +125,9 @@ mod tests {
                 shared_filter: None,
                 shared_group: None,
                 retained_holders: Some(vec!["n2".into()]),
+                publisher: Some(17),
             })),
+            Body::Pace(Box::new(Pace { shard: 1, conn: 17, pause: true })),
             Body::RetainedFetch(Box::new(RetainedFetch {
                 topic: "big/1".into(),
                 request: 4,

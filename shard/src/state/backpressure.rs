@@ -18,6 +18,13 @@
 //! and [`ShardMsg::Resume`](crate::ShardMsg::Resume) when it drains or stalls; a connection is
 //! read again when neither its own shard nor any other holds it. Wills and retained messages
 //! have no publishing connection and are not paced.
+//!
+//! A publish forwarded to another *node* names its publisher too, and the peer's shard answers
+//! with [`Forward::Pace`](crate::Forward::Pace) frames on the node link. A pause from a peer is
+//! held at most [`PEER_HOLD_MAX`] after it arrived: its resume may be lost with the link, and
+//! the peer stalls its subscriber after [`PAUSE_MAX`] anyway. The publishes already on the link
+//! when the pause arrives are not kept past the subscriber's limits (see `Admission::Paced`):
+//! what a peer's publisher sends cannot grow this node's memory beyond them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,11 +39,19 @@ pub const PAUSE_MAX: Duration = Duration::from_millis(500);
 /// publishers also feed.
 pub const STALL_QUIET: Duration = Duration::from_millis(100);
 
-/// A publishing connection, on this shard or another (whose publishes arrive over the mesh).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) struct Waiter {
-    pub(super) shard: ShardId,
-    pub(super) conn: ConnId,
+/// How long a pause from a peer node holds a local connection without a resume: twice the
+/// peer's own [`PAUSE_MAX`], after which the peer has stalled its subscriber and resumed.
+pub const PEER_HOLD_MAX: Duration = Duration::from_millis(1000);
+
+/// A publishing connection, on this shard, another of this node (whose publishes arrive over
+/// the mesh), or a peer node's.
+pub(super) type Waiter = crate::mesh::Publisher;
+
+/// Pauses from peer nodes that hold one local connection.
+#[derive(Debug)]
+struct PeerHold {
+    count: u32,
+    until: Instant,
 }
 
 #[derive(Debug)]
@@ -51,6 +66,8 @@ pub(super) struct Backpressure {
     paused: HashMap<Waiter, u32>,
     /// This shard's connections that other shards hold, with how many holds each.
     remote_holds: HashMap<ConnId, u32>,
+    /// This shard's connections that subscribers on peer nodes hold.
+    peer_holds: HashMap<ConnId, PeerHold>,
     /// When [`Backpressure::stall_overdue`] may next stall someone (no later than that; it may
     /// find nothing to do).
     check_due: Option<Instant>,
@@ -80,13 +97,19 @@ impl Backpressure {
             congested: HashMap::new(),
             paused: HashMap::new(),
             remote_holds: HashMap::new(),
+            peer_holds: HashMap::new(),
             check_due: None,
         }
     }
 
     /// The local connection `conn` as a waiter.
     pub(super) fn local(&self, conn: ConnId) -> Waiter {
-        Waiter { shard: self.own, conn }
+        Waiter { node: None, shard: self.own, conn }
+    }
+
+    /// Whether the ingress is a peer node's connection.
+    pub(super) fn ingress_is_peer(&self) -> bool {
+        self.ingress.is_some_and(|ingress| ingress.node.is_some())
     }
 
     /// Whether a delivery to `target` may be held back by pausing its publisher (rather than
@@ -172,16 +195,65 @@ impl Backpressure {
         self.release(waiters, released);
     }
 
-    /// When [`Backpressure::stall_overdue`] has something to look at.
+    /// When [`Backpressure::stall_overdue`] or [`Backpressure::expire_peer_holds`] has
+    /// something to look at.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.check_due
+        let peer = self.peer_holds.values().map(|hold| hold.until).min();
+        match (self.check_due, peer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The local connection `conn` is gone: it neither waits nor holds anyone.
     pub(super) fn forget(&mut self, conn: ConnId, released: &mut Vec<Waiter>) {
         self.paused.remove(&self.local(conn));
         self.remote_holds.remove(&conn);
+        self.peer_holds.remove(&conn);
         self.relieved(conn, released);
+    }
+
+    /// A subscriber on a peer node paused the local connection `conn`.
+    pub(super) fn hold_for_peer(&mut self, conn: ConnId, now: Instant) {
+        let hold = self.peer_holds.entry(conn).or_insert(PeerHold { count: 0, until: now });
+        hold.count += 1;
+        hold.until = now + PEER_HOLD_MAX;
+    }
+
+    /// A peer node's subscriber released the local connection `conn`; true when nothing holds
+    /// it now.
+    pub(super) fn unhold_for_peer(&mut self, conn: ConnId) -> bool {
+        match self.peer_holds.get_mut(&conn) {
+            Some(hold) if hold.count > 1 => {
+                hold.count -= 1;
+                false
+            }
+            Some(_) => {
+                self.peer_holds.remove(&conn);
+                !self.is_paused(conn)
+            }
+            None => false,
+        }
+    }
+
+    /// Peer holds older than [`PEER_HOLD_MAX`] lapse; the connections nothing holds now are
+    /// pushed to `released`.
+    pub(super) fn expire_peer_holds(&mut self, now: Instant, released: &mut Vec<ConnId>) {
+        if self.peer_holds.is_empty() {
+            return;
+        }
+        let lapsed: Vec<ConnId> = self
+            .peer_holds
+            .iter()
+            .filter(|(_, hold)| hold.until <= now)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in lapsed {
+            self.peer_holds.remove(&conn);
+            if !self.is_paused(conn) {
+                released.push(conn);
+            }
+        }
     }
 
     /// Another shard paused the local connection `conn`.
@@ -207,6 +279,7 @@ impl Backpressure {
     pub(super) fn is_paused(&self, conn: ConnId) -> bool {
         (!self.paused.is_empty() && self.paused.contains_key(&self.local(conn)))
             || (!self.remote_holds.is_empty() && self.remote_holds.contains_key(&conn))
+            || (!self.peer_holds.is_empty() && self.peer_holds.contains_key(&conn))
     }
 
     fn release(&mut self, waiters: Vec<Waiter>, released: &mut Vec<Waiter>) {
@@ -324,7 +397,7 @@ mod tests {
         // Shard 0's subscriber congested by a publisher on shard 1 (same conn number as a
         // local connection: waiters are told apart by shard).
         let mut pressure = Backpressure::new(OWN);
-        let remote = Waiter { shard: ShardId(1), conn: ConnId(7) };
+        let remote = Waiter { node: None, shard: ShardId(1), conn: ConnId(7) };
         pressure.ingress = Some(remote);
         assert_eq!(pressure.congested(ConnId(2), now), Some(remote));
         assert!(!pressure.is_paused(ConnId(7)), "a remote waiter pauses nothing here");
@@ -336,5 +409,26 @@ mod tests {
         assert!(pressure.unhold(ConnId(7)), "the last hold released");
         assert!(!pressure.is_paused(ConnId(7)));
         assert!(!pressure.unhold(ConnId(7)), "a stale release is ignored");
+    }
+
+    #[test]
+    fn a_pause_from_a_peer_node_lapses_without_its_resume() {
+        let now = Instant::now();
+        let mut pressure = Backpressure::new(OWN);
+        let publisher = ConnId(7);
+        pressure.hold_for_peer(publisher, now);
+        pressure.hold_for_peer(publisher, now + Duration::from_millis(10));
+        assert!(pressure.is_paused(publisher));
+        assert!(!pressure.unhold_for_peer(publisher), "two subscribers held it");
+        assert_eq!(pressure.next_deadline(), Some(now + Duration::from_millis(10) + PEER_HOLD_MAX));
+        // The other's resume is lost (its link went down): the hold lapses.
+        let mut released = Vec::new();
+        pressure.expire_peer_holds(now + PEER_HOLD_MAX, &mut released);
+        assert!(released.is_empty() && pressure.is_paused(publisher));
+        pressure.expire_peer_holds(now + Duration::from_millis(10) + PEER_HOLD_MAX, &mut released);
+        assert_eq!(released, vec![publisher]);
+        assert!(!pressure.is_paused(publisher));
+        assert_eq!(pressure.next_deadline(), None);
+        assert!(!pressure.unhold_for_peer(publisher), "a late resume is ignored");
     }
 }

@@ -77,9 +77,15 @@ pub enum Forward {
         /// one of them and otherwise only notes where it is; without `deliver`, such a peer
         /// gets the message without its payload.
         holders: Option<Vec<Node>>,
+        /// The connection of the sending shard that published it: the peer pauses it
+        /// ([`Forward::Pace`]) while a subscriber there cannot keep up.
+        publisher: Option<ConnId>,
     },
     /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`.
     Receipt { token: u64, shard: ShardId, ok: bool },
+    /// Stop reading (`pause`) or read again the peer's connection `conn` on its shard `shard`:
+    /// a subscriber here, fed by its publishes, is over its limits (or drained, or stalled).
+    Pace { shard: ShardId, conn: ConnId, pause: bool },
 }
 
 /// Where a publish goes: a shard of this node or a peer node.
@@ -496,6 +502,7 @@ impl Shard {
         matched: &[PeerNode],
         holders: Option<&[Node]>,
         receipt: Option<u64>,
+        publisher: Option<ConnId>,
     ) -> usize {
         let targets: Vec<PeerNode> =
             if message.retain { self.peers.live.clone() } else { matched.to_vec() };
@@ -514,6 +521,7 @@ impl Shard {
                 deliver,
                 shared: None,
                 holders: holders.map(<[Node]>::to_vec),
+                publisher,
             };
             self.effects.push(Effect::Forward(node, forward));
         }
@@ -532,9 +540,43 @@ impl Shard {
     /// subscribers (or to one member of its shared group). With a `receipt`, the peer's shard
     /// `reply_shard` gets a [`Forward::Receipt`] once everything it caused here is durable.
     /// `holders` are the nodes that keep a large retained message in full, as this node names
-    /// them ([`Forward::Publish`]).
+    /// them ([`Forward::Publish`]). `publisher`, a connection of the peer's shard
+    /// `reply_shard`, is paced by the subscribers it congests here (see `backpressure`).
     #[allow(clippy::too_many_arguments)]
     pub fn peer_publish(
+        &mut self,
+        from: PeerNode,
+        reply_shard: ShardId,
+        message: SharedMessage,
+        receipt: Option<u64>,
+        deliver: bool,
+        shared: Option<(ByteString, ByteString)>,
+        holders: Option<Vec<Node>>,
+        publisher: Option<ConnId>,
+        now: Instant,
+    ) {
+        let publisher = publisher.map(|conn| crate::mesh::Publisher {
+            node: Some(from),
+            shard: reply_shard,
+            conn,
+        });
+        self.paced_by(publisher, |shard| {
+            shard.peer_publish_paced(
+                from,
+                reply_shard,
+                message,
+                receipt,
+                deliver,
+                shared,
+                holders,
+                now,
+            )
+        });
+    }
+
+    /// [`Shard::peer_publish`] with its publisher as the ingress.
+    #[allow(clippy::too_many_arguments)]
+    fn peer_publish_paced(
         &mut self,
         from: PeerNode,
         reply_shard: ShardId,
@@ -567,6 +609,18 @@ impl Shard {
     /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).
     pub fn peer_receipt(&mut self, token: u64, ok: bool, now: Instant) {
         self.receipt(token, ok, now);
+    }
+
+    /// A peer node's subscriber paused (`pause`) or released the local connection `conn`, whose
+    /// publishes it gets ([`Forward::Pace`]).
+    pub fn peer_pace(&mut self, conn: ConnId, pause: bool, now: Instant) {
+        if pause {
+            if self.conns.contains_key(&conn) {
+                self.backpressure.hold_for_peer(conn, now);
+            }
+        } else if self.backpressure.unhold_for_peer(conn) && !self.is_throttled(conn) {
+            self.effects.push(Effect::Resume(conn));
+        }
     }
 
     /// Stores a retained message in its partition on this node: in full, or, when it has
@@ -741,7 +795,8 @@ impl Shard {
             }
         });
         for &shard in &shards {
-            let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher: None };
+            let publisher = self.backpressure.ingress;
+            let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher };
             self.effects.push(Effect::Mesh(shard, msg));
         }
         if receipt.is_some() {
@@ -786,7 +841,7 @@ impl Shard {
             filter,
             group,
             receipt,
-            publisher: None,
+            publisher: self.backpressure.ingress,
         };
         self.effects.push(Effect::Mesh(chosen, msg));
         usize::from(receipt.is_some())

@@ -42,7 +42,10 @@ pub use admin::{
     WillState,
 };
 use backpressure::{Backpressure, Waiter};
-pub use backpressure::{PAUSE_MAX as PUBLISHER_PAUSE_MAX, STALL_QUIET as SUBSCRIBER_STALL_QUIET};
+pub use backpressure::{
+    PAUSE_MAX as PUBLISHER_PAUSE_MAX, PEER_HOLD_MAX as PEER_PAUSE_MAX,
+    STALL_QUIET as SUBSCRIBER_STALL_QUIET,
+};
 use durable::{AckTo, Durable, HeldAcks, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
@@ -471,7 +474,10 @@ impl Shard {
     /// shard holds them too), remote ones are told so.
     fn release_waiters(&mut self, released: Vec<Waiter>) {
         for waiter in released {
-            if waiter.shard != self.id {
+            if let Some(node) = waiter.node {
+                let resume = Forward::Pace { shard: waiter.shard, conn: waiter.conn, pause: false };
+                self.effects.push(Effect::Forward(node, resume));
+            } else if waiter.shard != self.id {
                 let resume = ShardMsg::Resume { conn: waiter.conn };
                 self.effects.push(Effect::Mesh(waiter.shard, resume));
             } else if !self.is_paused(waiter.conn) {
@@ -484,7 +490,10 @@ impl Shard {
     /// when it is on another).
     fn congested(&mut self, conn: ConnId, now: Instant) {
         if let Some(waiter) = self.backpressure.congested(conn, now) {
-            if waiter.shard != self.id {
+            if let Some(node) = waiter.node {
+                let pause = Forward::Pace { shard: waiter.shard, conn: waiter.conn, pause: true };
+                self.effects.push(Effect::Forward(node, pause));
+            } else if waiter.shard != self.id {
                 self.effects
                     .push(Effect::Mesh(waiter.shard, ShardMsg::Pause { conn: waiter.conn }));
             }
@@ -820,7 +829,8 @@ impl Shard {
                 self.stats.throttled += 1;
             }
         }
-        self.paced_by(self.id, Some(conn), |shard| shard.handle_packet(conn, packet, now));
+        let publisher = self.backpressure.local(conn);
+        self.paced_by(Some(publisher), |shard| shard.handle_packet(conn, packet, now));
     }
 
     fn handle_packet(&mut self, conn: ConnId, packet: Packet, now: Instant) {
@@ -1049,6 +1059,13 @@ impl Shard {
         let mut released = Vec::new();
         self.backpressure.stall_overdue(now, &mut released);
         self.release_waiters(released);
+        let mut lapsed = Vec::new();
+        self.backpressure.expire_peer_holds(now, &mut lapsed);
+        for conn in lapsed {
+            if !self.is_throttled(conn) {
+                self.effects.push(Effect::Resume(conn));
+            }
+        }
         if let Some(throttle) = &mut self.throttle {
             let mut resumed = Vec::new();
             throttle.tick(now, &mut resumed);
@@ -1748,6 +1765,9 @@ impl Shard {
 enum Admission {
     WithinLimits,
     Always,
+    /// Paced by a peer node's publisher: queued rather than dropped as slow, but within the
+    /// queue's limits.
+    Paced,
 }
 
 impl Shard {
@@ -1791,14 +1811,17 @@ impl Shard {
         if !shards.is_empty() || !groups.is_empty() || !peers.is_empty() {
             matched = Matched::Some;
         }
-        // The local connection this publish came from, for the receiving shards to pace.
-        let publisher = self.backpressure.ingress.filter(|w| w.shard == self.id).map(|w| w.conn);
+        // The local connection this publish came from, for the receiving shards and nodes to
+        // pace.
+        let publisher =
+            self.backpressure.ingress.filter(|w| w.node.is_none() && w.shard == self.id);
         for shard in shards {
             let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher };
             self.effects.push(Effect::Mesh(shard, msg));
             receipts += usize::from(receipt.is_some());
         }
-        receipts += self.forward_to_peers(&message, &peers, holders.as_deref(), receipt);
+        let conn = publisher.map(|w| w.conn);
+        receipts += self.forward_to_peers(&message, &peers, holders.as_deref(), receipt, conn);
         for (filter, group, mut members) in groups {
             members.sort();
             let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
@@ -1826,6 +1849,7 @@ impl Shard {
                         deliver: true,
                         shared: Some((filter, group)),
                         holders: None,
+                        publisher: conn,
                     };
                     self.effects.push(Effect::Forward(node, forward));
                     receipts += usize::from(receipt.is_some());
@@ -1946,12 +1970,17 @@ impl Shard {
             }
             return;
         };
-        // Paced (see `backpressure`): a local publisher caused this delivery and is paused
-        // while the subscriber is over its high-water mark. The message is then kept even past
-        // the queue's limits, which each paused publisher overshoots by at most the one message
-        // that paused it.
+        // Paced (see `backpressure`): a publisher of this node caused this delivery and is
+        // paused while the subscriber is over its high-water mark. The message is then kept
+        // even past the queue's limits, which each paused publisher overshoots by at most the
+        // one message that paused it. A peer node's publisher has more on the link by the time
+        // its pause arrives: those are kept within the limits only.
         let paced = self.backpressure.applies(conn);
-        let admission = if paced { Admission::Always } else { admission };
+        let admission = match paced {
+            true if self.backpressure.ingress_is_peer() => Admission::Paced,
+            true => Admission::Always,
+            false => admission,
+        };
         if !session.held().queue.is_empty() {
             // Others are waiting: keep the order.
             self.enqueue(client_id, delivery, admission);
@@ -1968,7 +1997,7 @@ impl Shard {
                 }
                 // Retained messages are never dropped, nor messages whose publisher is being
                 // paused: they wait for the socket to drain.
-                (true, Admission::Always) => {
+                (true, Admission::Always | Admission::Paced) => {
                     self.enqueue(client_id, delivery, admission);
                     if paced {
                         self.congested(conn, now);
@@ -2001,7 +2030,7 @@ impl Shard {
         let held = session.held();
         let full = held.queue.len() >= self.limits.queued_messages_max
             || held.queued_bytes + cost > self.limits.queued_bytes_max;
-        if full && admission == Admission::WithinLimits {
+        if full && admission != Admission::Always {
             // Make room by dropping a queued QoS 0 message first; otherwise drop this one.
             match held.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
                 Some(index) if delivery.qos != QoS::AtMostOnce => {
@@ -2169,14 +2198,14 @@ impl Shard {
                 self.subscribe_ready(token, retained, elsewhere, now)
             }
             ShardMsg::Publish { message, receipt, publisher } => {
-                self.paced_by(from, publisher, |shard| {
+                self.paced_by(publisher, |shard| {
                     shard.with_receipt(from, receipt, |shard| {
                         shard.deliver_local(&message, None, now);
                     })
                 });
             }
             ShardMsg::SharedPublish { message, filter, group, receipt, publisher } => {
-                self.paced_by(from, publisher, |shard| {
+                self.paced_by(publisher, |shard| {
                     shard.with_receipt(from, receipt, |shard| {
                         shard.deliver_shared(&message, &filter, &group, now);
                     })
@@ -2204,15 +2233,9 @@ impl Shard {
         }
     }
 
-    /// Runs `handle` with `publisher` (a connection of shard `from`) as the ingress that
-    /// congested subscribers pause.
-    fn paced_by(
-        &mut self,
-        from: ShardId,
-        publisher: Option<ConnId>,
-        handle: impl FnOnce(&mut Shard),
-    ) {
-        self.backpressure.ingress = publisher.map(|conn| Waiter { shard: from, conn });
+    /// Runs `handle` with `publisher` as the ingress that congested subscribers pause.
+    pub(super) fn paced_by(&mut self, publisher: Option<Waiter>, handle: impl FnOnce(&mut Shard)) {
+        self.backpressure.ingress = publisher;
         handle(self);
         self.backpressure.ingress = None;
     }

@@ -50,6 +50,8 @@ pub struct Node {
     pub faults: Arc<Faults>,
     /// While true, group commits wait (as if the disk were slow); dropping the node loses them.
     pub hold_commits: bool,
+    /// Connections whose client stopped reading: their output is not taken on a flush.
+    pub stopped: std::collections::HashSet<ConnId>,
     pending_commits: Vec<ShardId>,
 }
 
@@ -76,6 +78,7 @@ impl Node {
             store_paths: Vec::new(),
             faults: Faults::new(),
             hold_commits: false,
+            stopped: Default::default(),
             pending_commits: Vec::new(),
         }
     }
@@ -231,6 +234,7 @@ impl Node {
             }
             for (from, effect) in effects {
                 match effect {
+                    Effect::Flush(conn) if self.stopped.contains(&conn) => {}
                     Effect::Flush(conn) => self.collect(from, conn, now),
                     Effect::Close(conn) => {
                         self.collect(from, conn, now);
