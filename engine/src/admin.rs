@@ -59,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 32] = [
+const SHARD_METRICS: [ShardMetric; 33] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -165,7 +165,8 @@ const SHARD_METRICS: [ShardMetric; 32] = [
         "counter",
         "CONNECTs refused before reaching a session, by cause (etcd_busy: etcd cannot take the \
          claim in time, CONNACK 0x89; etcd_unavailable: etcd does not answer, or the claim timed out, \
-         lost a race or its takeover failed, 0x88; fenced: the node may not serve, 0x88).",
+         lost a race or its takeover failed, 0x88; fenced: the node may not serve, 0x88; ws_origin: \
+         a WebSocket upgrade from a web page that may not use the broker, HTTP 403).",
         Some(("cause", "etcd_busy")),
         connects_refused[0]
     ),
@@ -224,6 +225,13 @@ const SHARD_METRICS: [ShardMetric; 32] = [
         "",
         Some(("cause", "not_authenticated")),
         connects_refused[8]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "ws_origin")),
+        connects_refused[9]
     ),
     metric!(
         "shardmq_client_throttled_total",
@@ -846,52 +854,60 @@ pub(crate) async fn answer_requests(context: Rc<ShardContext>, requests: ShardRe
 // -------------------------------------------------------------------------------------------
 
 /// Serves `/metrics`, `/health`, `/ready` and the client API (`/api/v1/...`) on `address`
-/// from a thread of its own. `ready` adds what the node knows beyond its shards (in a
-/// cluster: whether it may serve).
+/// from threads of its own (`admin_http`: bounded, and only for `Host` names a web page cannot
+/// rebind: IP addresses, `localhost` and `hosts`). `ready` adds what the node knows beyond its
+/// shards (in a cluster: whether it may serve).
 pub fn start(
     address: SocketAddr,
+    hosts: Vec<String>,
     counters: Arc<NodeCounters>,
     shards: Shards,
     ready: impl Fn() -> bool + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
-    let server = tiny_http::Server::http(address)
-        .map_err(|error| anyhow::anyhow!("{error}"))
+    let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot listen for the admin endpoint on {address}"))?;
-    let bound =
-        server.server_addr().to_ip().context("the admin endpoint is not on an IP address")?;
-    std::thread::Builder::new().name("admin".into()).spawn(move || {
-        for request in server.incoming_requests() {
-            let (path, query) = match request.url().split_once('?') {
-                Some((path, query)) => (path.to_owned(), query.to_owned()),
-                None => (request.url().to_owned(), String::new()),
-            };
-            let (status, body, kind) = match (request.method(), path.as_str()) {
-                (tiny_http::Method::Get, "/metrics") => (
-                    200,
-                    counters.render(&shards.gauges()),
-                    "text/plain; version=0.0.4; charset=utf-8",
-                ),
-                (tiny_http::Method::Get, "/health") => (200, "ok\n".to_owned(), "text/plain"),
-                (tiny_http::Method::Get, "/ready") if counters.ready() && ready() => {
-                    (200, "ready\n".to_owned(), "text/plain")
-                }
-                (tiny_http::Method::Get, "/ready") => (503, "not ready\n".to_owned(), "text/plain"),
-                (method, path) if path.starts_with("/api/") => {
-                    let (status, body) = api(&shards, method, path, &query);
-                    (status, format!("{body}\n"), "application/json")
-                }
-                _ => (404, "not found\n".to_owned(), "text/plain"),
-            };
-            let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-            if let Ok(header) = tiny_http::Header::from_bytes(&b"Content-Type"[..], kind.as_bytes())
-            {
-                response = response.with_header(header);
-            }
-            // A client that went away is its own problem.
-            let _ = request.respond(response);
-        }
-    })?;
+    let bound = listener.local_addr().context("the admin endpoint has no address")?;
+    let refusals = Arc::new(crate::admin_http::AdminRefusals::default());
+    // One request at a time reaches the shards, as with one thread before: the bound on
+    // threads is the HTTP server's, not a licence to ask every shard four times at once.
+    let served = std::sync::Mutex::new((counters, shards, ready, refusals.clone()));
+    let handle = move |request: &crate::admin_http::Request| {
+        let served = served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (counters, shards, ready, refusals) = &*served;
+        answer(counters, shards, ready, refusals, request)
+    };
+    crate::admin_http::serve(listener, hosts, refusals, Arc::new(handle))
+        .context("cannot start the admin endpoint's threads")?;
     Ok(bound)
+}
+
+/// The answer to one admin request.
+fn answer(
+    counters: &NodeCounters,
+    shards: &Shards,
+    ready: &impl Fn() -> bool,
+    refusals: &crate::admin_http::AdminRefusals,
+    request: &crate::admin_http::Request,
+) -> crate::admin_http::Response {
+    use crate::admin_http::{Method, Response};
+    let (status, body, content_type) = match (request.method, request.path.as_str()) {
+        (Method::Get, "/metrics") => (
+            200,
+            counters.render(&shards.gauges()) + &refusals.render(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (Method::Get, "/health") => (200, "ok\n".to_owned(), "text/plain"),
+        (Method::Get, "/ready") if counters.ready() && ready() => {
+            (200, "ready\n".to_owned(), "text/plain")
+        }
+        (Method::Get, "/ready") => (503, "not ready\n".to_owned(), "text/plain"),
+        (method, path) if path.starts_with("/api/") => {
+            let (status, body) = api(shards, method, path, &request.query);
+            (status, format!("{body}\n"), "application/json")
+        }
+        _ => (404, "not found\n".to_owned(), "text/plain"),
+    };
+    Response { status, body, content_type }
 }
 
 /// A JSON error body.
@@ -911,7 +927,12 @@ fn unanswered(shard: ShardId, why: Unanswered) -> (u16, Value) {
 
 /// The client API: `GET /api/v1/clients` (and `/api/v1/sessions`), `GET` and `DELETE`
 /// `/api/v1/clients/{client_id}`.
-fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> (u16, Value) {
+fn api(
+    shards: &Shards,
+    method: crate::admin_http::Method,
+    path: &str,
+    query: &str,
+) -> (u16, Value) {
     let params: Vec<(String, String)> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -923,7 +944,7 @@ fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> 
     let param = |name: &str| params.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
     let rest = path.strip_prefix("/api/v1/");
     match (method, rest) {
-        (tiny_http::Method::Get, Some("clients" | "sessions")) => {
+        (crate::admin_http::Method::Get, Some("clients" | "sessions")) => {
             let limit = match param("limit").map(str::parse::<usize>) {
                 None => CLIENTS_PAGE_DEFAULT,
                 Some(Ok(limit)) if (1..=CLIENTS_PAGE_MAX).contains(&limit) => limit,
@@ -945,14 +966,14 @@ fn api(shards: &Shards, method: &tiny_http::Method, path: &str, query: &str) -> 
             let not_here =
                 || error(404, format!("no session for client id {client_id:?} on this node"));
             match method {
-                tiny_http::Method::Get => {
+                crate::admin_http::Method::Get => {
                     match shards.ask(home, Query::Detail(client_id.clone())) {
                         Ok(Answer::Detail(Some(detail))) => (200, detail_json(&detail, home)),
                         Ok(_) => not_here(),
                         Err(why) => unanswered(home, why),
                     }
                 }
-                tiny_http::Method::Delete => {
+                crate::admin_http::Method::Delete => {
                     let session = match param("clean") {
                         None | Some("false") => KickSession::Keep,
                         Some("true") => KickSession::Discard,

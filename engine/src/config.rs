@@ -13,6 +13,8 @@ use shardmq_storage::Durability;
 
 use crate::listeners::TlsFiles;
 use shardmq_io::link_tls::LinkTlsFiles;
+use shardmq_io::transport::AllowedOrigins;
+use std::sync::Arc;
 
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -179,6 +181,11 @@ pub struct ServeArgs {
     /// keep it on a private address) [default: none].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// Host names the admin endpoint answers to besides IP addresses and `localhost`,
+    /// comma-separated (a request naming another host gets 421: a web page rebinding its own
+    /// name to this address cannot use the API) [default: none].
+    #[arg(long, value_name = "NAMES")]
+    pub admin_hosts: Option<String>,
 
     // Security (see docs/security.md).
     /// Mosquitto-format password file (`mosquitto_passwd`, or `shardmq passwd`): clients must
@@ -229,6 +236,13 @@ pub struct ServeArgs {
     /// Also listen for MQTT over secure WebSocket (WSS; needs `tls_cert` and `tls_key`).
     #[arg(long, value_name = "ADDR")]
     pub wss_listen: Option<String>,
+
+    /// Web pages that may open a WebSocket to the broker: their origins, comma-separated
+    /// (`https://dash.example.com, http://localhost:8080`), or `*` for any. Default: pages of
+    /// this host only while anonymous clients are accepted on loopback only (the default
+    /// security), any page otherwise. Clients other than browsers send no origin.
+    #[arg(long, value_name = "ORIGINS")]
+    pub ws_allowed_origins: Option<String>,
 }
 
 /// The resolved configuration of a node.
@@ -239,6 +253,8 @@ pub struct Config {
     pub tls_listen: Option<SocketAddr>,
     pub ws_listen: Option<SocketAddr>,
     pub wss_listen: Option<SocketAddr>,
+    /// The web pages WebSocket listeners accept (`ws_allowed_origins`).
+    pub ws_origins: Arc<AllowedOrigins>,
     /// Set when a TLS listener is configured.
     pub tls: Option<TlsFiles>,
     pub shards: u16,
@@ -252,6 +268,8 @@ pub struct Config {
     pub memory_max: Option<u64>,
     /// Where `/metrics`, `/health` and `/ready` are served.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin_hosts`: names the admin endpoint answers to beyond IP addresses and `localhost`.
+    pub admin_hosts: Vec<String>,
     /// How often `$SYS` topics are published (`None`: never).
     pub sys_interval: Option<Duration>,
     pub limits: Limits,
@@ -379,6 +397,7 @@ impl ServeArgs {
             max_client_byte_rate,
             max_memory,
             admin_listen,
+            admin_hosts,
             sys_interval,
             cluster,
             node_id,
@@ -408,7 +427,8 @@ impl ServeArgs {
             tls_client_ca,
             tls_cert_as_username,
             ws_listen,
-            wss_listen
+            wss_listen,
+            ws_allowed_origins
         )
     }
 
@@ -534,11 +554,20 @@ impl ServeArgs {
         if let Some(bytes) = self.max_memory {
             at_least("max_memory", bytes, 1 << 20)?;
         }
+        let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
+        let admin_hosts = self
+            .admin_hosts
+            .as_deref()
+            .map(|text| {
+                text.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect()
+            })
+            .unwrap_or_default();
         Ok(Config {
             listen,
             tls_listen,
             ws_listen,
             wss_listen,
+            ws_origins,
             tls,
             shards,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -548,6 +577,7 @@ impl ServeArgs {
             connect_rate_max: self.max_connect_rate,
             memory_max: self.max_memory,
             admin_listen,
+            admin_hosts,
             sys_interval: Some(self.sys_interval.unwrap_or(10))
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
@@ -786,6 +816,37 @@ impl ServeArgs {
             }
         }
     }
+}
+
+/// `ws_allowed_origins`, or its default: pages of this host only while anonymous clients are
+/// accepted on loopback only, any page otherwise (the broker's authentication protects it).
+fn ws_origins(text: Option<&str>, security: &Security) -> Result<AllowedOrigins, ConfigError> {
+    let Some(text) = text else {
+        return Ok(if security.loopback_only {
+            AllowedOrigins::Loopback
+        } else {
+            AllowedOrigins::Any
+        });
+    };
+    let origins: Vec<&str> = text.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    if origins == ["*"] {
+        return Ok(AllowedOrigins::Any);
+    }
+    for origin in &origins {
+        let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
+            matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+        });
+        if !valid {
+            return Err(ConfigError(format!(
+                "invalid value for `ws_allowed_origins`: {origin:?}; expected origins such as \
+                 https://dash.example.com, comma-separated, or `*` alone"
+            )));
+        }
+    }
+    if origins.is_empty() {
+        return Err(ConfigError("`ws_allowed_origins` is empty: name origins, or `*`".into()));
+    }
+    Ok(AllowedOrigins::Only(origins.into_iter().map(String::from).collect()))
 }
 
 /// Secure by default, like Mosquitto 2: without authentication, and without `allow_anonymous`

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use shardmq_io::runtime::{bind_listener_sockets, ListenerSocket};
-use shardmq_io::transport::{load_tls_config, LayerKind, ServerConfig};
+use shardmq_io::transport::{load_tls_config, AllowedOrigins, LayerKind, ServerConfig};
 
 use crate::config::Config;
 use crate::server::LISTEN_BACKLOG;
@@ -40,14 +40,19 @@ impl ListenerKind {
         matches!(self, ListenerKind::Tls | ListenerKind::SecureWebSocket)
     }
 
-    /// The layers for a connection accepted now (`None` for plain MQTT).
-    pub(crate) fn layer(self, tls: Option<&TlsCertificates>) -> Option<LayerKind> {
+    /// The layers for a connection accepted now (`None` for plain MQTT); `origins` gives the
+    /// web pages WebSocket listeners accept now.
+    pub(crate) fn layer(
+        self,
+        tls: Option<&TlsCertificates>,
+        origins: impl FnOnce() -> Arc<AllowedOrigins>,
+    ) -> Option<LayerKind> {
         let current = || tls.expect("TLS listeners are bound only with TLS configured").current();
         match self {
             ListenerKind::Mqtt => None,
             ListenerKind::Tls => Some(LayerKind::Tls(current())),
-            ListenerKind::WebSocket => Some(LayerKind::WebSocket),
-            ListenerKind::SecureWebSocket => Some(LayerKind::TlsWebSocket(current())),
+            ListenerKind::WebSocket => Some(LayerKind::WebSocket(origins())),
+            ListenerKind::SecureWebSocket => Some(LayerKind::TlsWebSocket(current(), origins())),
         }
     }
 }

@@ -162,7 +162,8 @@ pub fn serve(
         let fence = node_cluster.as_ref().map(|node| node.fence.clone());
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
         let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
-        let bound = crate::admin::start(address, counters.clone(), admin_shards, ready)?;
+        let hosts = config.admin_hosts.clone();
+        let bound = crate::admin::start(address, hosts, counters.clone(), admin_shards, ready)?;
         tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
     }
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
@@ -1126,7 +1127,8 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
                     stream.close();
                     continue;
                 }
-                match kind.layer(context.tls.as_deref()) {
+                let origins = || context.live.current().1.ws_origins.clone();
+                match kind.layer(context.tls.as_deref(), origins) {
                     None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
                     Some(layer) => {
                         let frame_bytes_max =
@@ -1155,6 +1157,23 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
     }
 }
 
+/// A WebSocket upgrade from a web page the broker does not serve (`ws_allowed_origins`): counted,
+/// and logged at the 1st, 2nd, 4th, 8th... on this shard (a page can retry in a loop).
+fn origin_refused<S: ClientStream>(context: &ShardContext, stream: &S, origin: &str) {
+    let mut state = context.state.borrow_mut();
+    state.connect_refused(ConnectRefusal::WebSocketOrigin);
+    let refused = state.stats().connects_refused[ConnectRefusal::WebSocketOrigin as usize];
+    if refused.is_power_of_two() {
+        let peer = stream.connection().peer_addr().map_or("?".to_string(), |a| a.to_string());
+        tracing::warn!(
+            shard = %context.id,
+            refused,
+            "refused a WebSocket upgrade from {peer}: a page of origin {origin:?} may not use \
+             the broker (`ws_allowed_origins`)"
+        );
+    }
+}
+
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
 async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, over_rate: bool) {
@@ -1169,6 +1188,9 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             Ok(Decoded::NeedMore(_)) => {
                 // No CONNECT in time, EOF or an error: close.
                 if !read_more(&mut stream, &mut buf, deadline).await {
+                    if let Some(origin) = stream.refused_origin() {
+                        origin_refused(&context, &stream, origin);
+                    }
                     return;
                 }
             }

@@ -74,6 +74,12 @@ pub trait MqttStream {
         None
     }
 
+    /// The `Origin` of a WebSocket upgrade refused because its page may not use the broker
+    /// ([`AllowedOrigins`]), once the read that refused it has failed.
+    fn refused_origin(&self) -> Option<&str> {
+        None
+    }
+
     /// Whether the stream is TLS (and so may carry a client certificate).
     fn is_tls(&self) -> bool {
         false
@@ -135,8 +141,55 @@ impl MqttStream for Connection {
 #[derive(Debug, Clone)]
 pub enum LayerKind {
     Tls(Arc<ServerConfig>),
-    WebSocket,
-    TlsWebSocket(Arc<ServerConfig>),
+    WebSocket(Arc<AllowedOrigins>),
+    TlsWebSocket(Arc<ServerConfig>, Arc<AllowedOrigins>),
+}
+
+/// Which web pages may open a WebSocket to the broker: the `Origin` a browser sends with every
+/// upgrade names the page's site. Clients other than browsers send none and are not concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any page (the broker's own authentication is what protects it).
+    Any,
+    /// Pages served from this host only (`localhost`, `127.0.0.0/8`, `[::1]`): with anonymous
+    /// access on loopback, a page from anywhere else that the host's browser opens would get
+    /// the broker's anonymous rights.
+    Loopback,
+    /// These origins only (`scheme://host[:port]`, compared without regard to case).
+    Only(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether an upgrade carrying `origin` is accepted.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::Loopback => is_loopback_origin(origin),
+            AllowedOrigins::Only(list) => {
+                list.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names this host: `localhost`, an address in
+/// `127.0.0.0/8`, or `[::1]`. `null` (a file or sandboxed page) does not.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") || rest.contains('/') {
+        return false;
+    }
+    let host = match rest.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => rest.rsplit_once(':').map_or(rest, |(host, _)| host),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The TLS and WebSocket state of one connection. Boxed: plain connections do without it.
@@ -153,6 +206,8 @@ pub struct Layer {
     /// (tungstenite hands a message over only when it is whole, so this bounds what one client
     /// can make the layer hold).
     ws_message_bytes_max: usize,
+    /// The `Origin` of a WebSocket upgrade refused because the page may not use the broker.
+    refused_origin: Option<String>,
 }
 
 impl std::fmt::Debug for Layer {
@@ -171,6 +226,7 @@ enum WebSocket {
     Upgrading {
         request: BytesMut,
         scanned: usize,
+        origins: Arc<AllowedOrigins>,
     },
     Open {
         context: Box<WebSocketContext>,
@@ -183,9 +239,11 @@ impl Layer {
     /// messages (the MQTT packet limit and some room for small packets beside it).
     pub fn new(kind: &LayerKind, ws_message_bytes_max: usize) -> Box<Layer> {
         let (tls, ws) = match kind {
-            LayerKind::Tls(config) => (Some(config.clone()), false),
-            LayerKind::WebSocket => (None, true),
-            LayerKind::TlsWebSocket(config) => (Some(config.clone()), true),
+            LayerKind::Tls(config) => (Some(config.clone()), None),
+            LayerKind::WebSocket(origins) => (None, Some(origins.clone())),
+            LayerKind::TlsWebSocket(config, origins) => {
+                (Some(config.clone()), Some(origins.clone()))
+            }
         };
         Box::new(Layer {
             // Fails only for a config without a usable protocol version, which
@@ -193,11 +251,16 @@ impl Layer {
             tls: tls.map(|config| {
                 ServerConnection::new(config).expect("a TLS config from load_tls_config")
             }),
-            ws: ws.then(|| WebSocket::Upgrading { request: BytesMut::new(), scanned: 0 }),
+            ws: ws.map(|origins| WebSocket::Upgrading {
+                request: BytesMut::new(),
+                scanned: 0,
+                origins,
+            }),
             out: BytesMut::new(),
             raw: BytesMut::new(),
             ended: false,
             ws_message_bytes_max,
+            refused_origin: None,
         })
     }
 
@@ -241,10 +304,22 @@ impl Layer {
                 buf.extend_from_slice(plain);
                 None
             }
-            Some(ws) => ws.ingest(plain, buf, &mut self.ended, self.ws_message_bytes_max)?,
+            Some(ws) => ws.ingest(
+                plain,
+                buf,
+                &mut self.ended,
+                self.ws_message_bytes_max,
+                &mut self.refused_origin,
+            )?,
         };
         if let Some(reply) = reply {
             self.seal(&reply)?;
+        }
+        if let Some(origin) = &self.refused_origin {
+            // Answered (a browser shows the status); the read fails so the engine logs and
+            // counts it.
+            let refused = OriginRefused(origin.clone());
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, refused));
         }
         // The scratch buffer is kept only while it holds something (never, here).
         drop(raw);
@@ -329,9 +404,10 @@ impl WebSocket {
         buf: &mut BytesMut,
         ended: &mut bool,
         message_bytes_max: usize,
+        refused_origin: &mut Option<String>,
     ) -> io::Result<Option<Vec<u8>>> {
         let mut reply = Vec::new();
-        if let WebSocket::Upgrading { request, scanned } = self {
+        if let WebSocket::Upgrading { request, scanned, origins } = self {
             request.extend_from_slice(bytes);
             // Only the new bytes (and the three before them) can complete the blank line.
             let from = scanned.saturating_sub(3);
@@ -346,7 +422,7 @@ impl WebSocket {
                 }
                 return Ok(None);
             };
-            match upgrade_response(&request[..end]) {
+            match upgrade_response(&request[..end], origins) {
                 Ok(response) => {
                     reply.extend_from_slice(response.as_bytes());
                     let input = request.split_off(end);
@@ -360,9 +436,10 @@ impl WebSocket {
                         input,
                     };
                 }
-                Err(refusal) => {
-                    reply.extend_from_slice(refusal.as_bytes());
+                Err(Refusal { response, origin }) => {
+                    reply.extend_from_slice(response.as_bytes());
                     *ended = true;
+                    *refused_origin = origin;
                     return Ok(Some(reply));
                 }
             }
@@ -409,18 +486,49 @@ fn find_header_end(request: &[u8]) -> Option<usize> {
     request.windows(4).position(|window| window == b"\r\n\r\n").map(|at| at + 4)
 }
 
+/// A WebSocket upgrade refused: the HTTP answer, and the `Origin` when that was the reason.
+#[derive(Debug)]
+struct Refusal {
+    response: String,
+    origin: Option<String>,
+}
+
+impl From<String> for Refusal {
+    fn from(response: String) -> Refusal {
+        Refusal { response, origin: None }
+    }
+}
+
+/// The error a WebSocket layer reads after refusing an upgrade for its `Origin`.
+#[derive(Debug)]
+pub struct OriginRefused(pub String);
+
+impl std::fmt::Display for OriginRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WebSocket upgrade from a page of origin {:?}, which may not use the broker",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for OriginRefused {}
+
 /// The reply to a WebSocket upgrade request: `101 Switching Protocols`, or the HTTP error that
 /// refuses it.
-fn upgrade_response(request: &[u8]) -> Result<String, String> {
+fn upgrade_response(request: &[u8], origins: &AllowedOrigins) -> Result<String, Refusal> {
     const BAD_REQUEST: &str = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(request) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(BAD_REQUEST.to_string()),
+        _ => return Err(BAD_REQUEST.to_string().into()),
     }
     if parsed.method != Some("GET") {
-        return Err("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\n\r\n".to_string());
+        return Err("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\n\r\n"
+            .to_string()
+            .into());
     }
     let header = |name: &str| {
         parsed
@@ -445,12 +553,23 @@ fn upgrade_response(request: &[u8]) -> Result<String, String> {
     if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
         return Err("HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\n\
                     Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n"
-            .to_string());
+            .to_string()
+            .into());
     }
     if header("sec-websocket-version") != Some("13") {
         return Err("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
                     Connection: close\r\n\r\n"
-            .to_string());
+            .to_string()
+            .into());
+    }
+    // A browser names the page that opens the socket; other clients send no Origin.
+    if let Some(origin) = header("origin").map(str::trim) {
+        if !origins.allows(origin) {
+            return Err(Refusal {
+                response: "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n".to_string(),
+                origin: Some(origin.to_string()),
+            });
+        }
     }
     // The key is 16 random bytes in base64 (RFC 6455 §4.1): 24 characters ending in "==".
     let Some(key) = header("sec-websocket-key").map(str::trim).filter(|key| {
@@ -458,7 +577,7 @@ fn upgrade_response(request: &[u8]) -> Result<String, String> {
             && key.ends_with("==")
             && key[..22].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
     }) else {
-        return Err(BAD_REQUEST.to_string());
+        return Err(BAD_REQUEST.to_string().into());
     };
     // A client that names subprotocols must be offered one of MQTT's; one that names none gets
     // none (some embedded clients send no header).
@@ -468,7 +587,7 @@ fn upgrade_response(request: &[u8]) -> Result<String, String> {
     } else {
         match ["mqtt", "mqttv3.1"].into_iter().find(|p| offered.contains(p)) {
             Some(protocol) => Some(protocol),
-            None => return Err(BAD_REQUEST.to_string()),
+            None => return Err(BAD_REQUEST.to_string().into()),
         }
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -654,6 +773,10 @@ impl MqttStream for Layered {
         self.layer.tls.is_some()
     }
 
+    fn refused_origin(&self) -> Option<&str> {
+        self.layer.refused_origin.as_deref()
+    }
+
     fn peer_common_name(&self) -> Option<String> {
         let certificate = self.layer.tls.as_ref()?.peer_certificates()?.first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
@@ -749,37 +872,89 @@ mod tests {
 
     #[test]
     fn upgrade_accepts_any_path_and_picks_mqtt() {
-        let response =
-            upgrade_response(request("Sec-WebSocket-Protocol: foo, mqtt\r\n").as_bytes())
-                .expect("accepted");
+        let response = upgrade_response(
+            request("Sec-WebSocket-Protocol: foo, mqtt\r\n").as_bytes(),
+            &AllowedOrigins::Any,
+        )
+        .expect("accepted");
         // RFC 6455's example key and accept value.
         assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
         assert!(response.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{response}");
         let other_path = request("").replace("/mqtt", "/anything/else");
-        let response = upgrade_response(other_path.as_bytes()).expect("any path");
+        let response =
+            upgrade_response(other_path.as_bytes(), &AllowedOrigins::Any).expect("any path");
         assert!(!response.contains("Sec-WebSocket-Protocol"), "{response}");
     }
 
     #[test]
     fn upgrade_refusals() {
-        let refused = upgrade_response(request("Sec-WebSocket-Protocol: chat\r\n").as_bytes());
-        assert!(refused.expect_err("no mqtt").starts_with("HTTP/1.1 400"));
+        let refused = upgrade_response(
+            request("Sec-WebSocket-Protocol: chat\r\n").as_bytes(),
+            &AllowedOrigins::Any,
+        );
+        assert!(refused.expect_err("no mqtt").response.starts_with("HTTP/1.1 400"));
         let plain = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert!(upgrade_response(plain).expect_err("no upgrade").starts_with("HTTP/1.1 426"));
+        assert!(upgrade_response(plain, &AllowedOrigins::Any)
+            .expect_err("no upgrade")
+            .response
+            .starts_with("HTTP/1.1 426"));
         let post = request("").replace("GET", "POST");
-        assert!(upgrade_response(post.as_bytes()).expect_err("post").starts_with("HTTP/1.1 405"));
-        assert!(upgrade_response(b"\x16\x03\x01garbage\r\n\r\n").is_err());
+        assert!(upgrade_response(post.as_bytes(), &AllowedOrigins::Any)
+            .expect_err("post")
+            .response
+            .starts_with("HTTP/1.1 405"));
+        assert!(upgrade_response(b"\x16\x03\x01garbage\r\n\r\n", &AllowedOrigins::Any).is_err());
         let bad_key = request("").replace("dGhlIHNhbXBsZSBub25jZQ==", "not-a-key");
-        assert!(upgrade_response(bad_key.as_bytes()).expect_err("key").starts_with("HTTP/1.1 400"));
+        assert!(upgrade_response(bad_key.as_bytes(), &AllowedOrigins::Any)
+            .expect_err("key")
+            .response
+            .starts_with("HTTP/1.1 400"));
         // Subprotocols offered over several header lines count together.
         let split = request("Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: mqtt\r\n");
-        let response = upgrade_response(split.as_bytes()).expect("mqtt on the second line");
+        let response = upgrade_response(split.as_bytes(), &AllowedOrigins::Any)
+            .expect("mqtt on the second line");
         assert!(response.contains("Sec-WebSocket-Protocol: mqtt\r\n"), "{response}");
     }
 
     #[test]
+    fn pages_of_other_sites_are_refused_where_only_loopback_or_a_list_may_connect() {
+        let from = |origin: &str| request(&format!("Origin: {origin}\r\n"));
+        let loopback = AllowedOrigins::Loopback;
+        for origin in
+            ["http://localhost:8080", "https://127.0.0.1", "http://[::1]:3000", "HTTP://LOCALHOST"]
+        {
+            assert!(upgrade_response(from(origin).as_bytes(), &loopback).is_ok(), "{origin}");
+        }
+        for origin in [
+            "http://evil.example.com",
+            "null",
+            "http://localhost.evil.com",
+            "http://10.0.0.1",
+            "http://127.0.0.1.nip.io",
+            "file://",
+        ] {
+            let refused = upgrade_response(from(origin).as_bytes(), &loopback).expect_err(origin);
+            assert!(refused.response.starts_with("HTTP/1.1 403"), "{origin}");
+            assert_eq!(refused.origin.as_deref(), Some(origin));
+        }
+        // Clients other than browsers send no Origin: not concerned.
+        assert!(upgrade_response(request("").as_bytes(), &loopback).is_ok());
+        let listed = AllowedOrigins::Only(vec!["https://dash.example.com".into()]);
+        assert!(upgrade_response(from("https://Dash.Example.com").as_bytes(), &listed).is_ok());
+        assert!(upgrade_response(from("http://dash.example.com").as_bytes(), &listed).is_err());
+        assert!(upgrade_response(from("http://anything").as_bytes(), &AllowedOrigins::Any).is_ok());
+        // Through the layer: answered 403, then read as an error naming the origin.
+        let mut layer = Layer::new(&LayerKind::WebSocket(Arc::new(loopback)), 1024);
+        layer.raw.extend_from_slice(from("http://evil.example.com").as_bytes());
+        let error = layer.ingest(&mut BytesMut::new()).expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(layer.refused_origin.as_deref(), Some("http://evil.example.com"));
+        assert!(String::from_utf8_lossy(&layer.out).starts_with("HTTP/1.1 403"));
+    }
+
+    #[test]
     fn websocket_request_byte_by_byte_and_frames_over_the_limit() {
-        let mut layer = Layer::new(&LayerKind::WebSocket, 1024);
+        let mut layer = Layer::new(&LayerKind::WebSocket(Arc::new(AllowedOrigins::Any)), 1024);
         let mut mqtt = BytesMut::new();
         for byte in request("").bytes() {
             layer.raw.extend_from_slice(&[byte]);
@@ -795,7 +970,7 @@ mod tests {
 
     #[test]
     fn websocket_layer_carries_binary_frames_both_ways() {
-        let mut layer = Layer::new(&LayerKind::WebSocket, 1 << 20);
+        let mut layer = Layer::new(&LayerKind::WebSocket(Arc::new(AllowedOrigins::Any)), 1 << 20);
         let mut mqtt = BytesMut::new();
         // The request arrives in two pieces, with the first frame right behind it.
         let request = request("Sec-WebSocket-Protocol: mqtt\r\n");

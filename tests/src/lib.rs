@@ -753,7 +753,7 @@ pub fn http_request(address: SocketAddr, method: &str, path: &str) -> (u16, Stri
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the HTTP server");
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a read timeout");
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
         .expect("send the request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the response");

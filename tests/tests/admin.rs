@@ -453,3 +453,53 @@ fn pages_continue_when_the_rest_are_on_one_shard() {
     assert_eq!(client_ids(&second), ["c"]);
     assert!(second["next_after"].is_null(), "{second}");
 }
+
+/// One request with `host` as its `Host` header: the status.
+fn get_as(admin: std::net::SocketAddr, host: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
+}
+
+#[test]
+fn the_admin_api_answers_only_its_own_names_and_holds_no_thread_per_connection() {
+    let broker =
+        Broker::start(&["--admin-listen", "127.0.0.1:0", "--admin-hosts", "broker1.internal"]);
+    let admin = broker.admin_address();
+    // DNS rebinding: a page whose own name resolves to this address. Its requests name it.
+    assert_eq!(get_as(admin, "evil.example.com", "/api/v1/clients"), 421);
+    assert_eq!(get_as(admin, &format!("rebind.example.com:{}", admin.port()), "/health"), 421);
+    assert_eq!(get_as(admin, &admin.to_string(), "/health"), 200);
+    assert_eq!(get_as(admin, &format!("localhost:{}", admin.port()), "/health"), 200);
+    assert_eq!(get_as(admin, "broker1.internal", "/health"), 200);
+
+    // 300 connections that send nothing: no thread each, and the endpoint answers once they
+    // are gone.
+    let before = threads(broker.pid());
+    let silent: Vec<std::net::TcpStream> =
+        (0..300).map(|_| std::net::TcpStream::connect(admin).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(threads(broker.pid()) <= before, "{} threads, {before} before", threads(broker.pid()));
+    drop(silent);
+    let deadline = Instant::now() + WAIT;
+    while get_as(admin, &admin.to_string(), "/health") != 200 {
+        assert!(Instant::now() < deadline, "not answering after the silent connections left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, metrics) = get(admin, "/metrics");
+    let refused = |reason: &str| -> u64 {
+        let line = format!("shardmq_admin_refused_total{{reason=\"{reason}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())?.parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(refused("host"), 2, "{metrics}");
+    assert!(refused("busy") > 0, "{metrics}");
+}

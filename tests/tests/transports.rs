@@ -390,12 +390,11 @@ fn mqtt_js() -> PathBuf {
     path
 }
 
-#[test]
-fn mqtt_js_in_headless_chromium() {
-    require_tool("chromium");
+/// What a page served from `http://{host}:PORT/` (mapped to 127.0.0.1) reports after running
+/// MQTT.js in headless Chromium against the broker's WebSocket listener at `ws`: "ok ..." once
+/// its QoS 1 message came back, else the error it saw.
+fn mqtt_js_page_in_chromium(ws: SocketAddr, host: &str) -> (Option<String>, String) {
     let bundle = std::fs::read(mqtt_js()).expect("read mqtt.min.js");
-    let broker = Broker::start(&["--ws-listen", "127.0.0.1:0"]);
-    let ws = listener(&broker, "MQTT over WebSocket");
     // The page a browser dashboard would be: MQTT.js over ws://.../mqtt, MQTT 5, a QoS 1
     // subscribe and publish; it reports back to the server that served it.
     let page = format!(
@@ -410,6 +409,7 @@ try {{
   }}));
   client.on("message", (topic, payload) => report("ok " + topic + " " + payload.toString()));
   client.on("error", (error) => report("error " + error));
+  client.on("close", () => report("closed"));
 }} catch (error) {{ report("exception " + error); }}
 </script></body></html>"#,
         port = ws.port()
@@ -420,8 +420,9 @@ try {{
     let mut chromium = tool_command("chromium");
     chromium
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--host-resolver-rules=MAP {host} 127.0.0.1"))
         .arg(format!("--user-data-dir={}", dir.path().display()))
-        .arg(format!("http://{page_address}/"));
+        .arg(format!("http://{host}:{}/", page_address.port()));
     let mut chromium = spawn_tool(&mut chromium);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut result = None;
@@ -446,13 +447,96 @@ try {{
     }
     let _ = chromium.kill();
     let output = chromium.wait_with_output().expect("chromium's output");
+    (result, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn mqtt_js_in_headless_chromium() {
+    require_tool("chromium");
+    let broker = Broker::start(&["--ws-listen", "127.0.0.1:0"]);
+    let ws = listener(&broker, "MQTT over WebSocket");
+    let (result, stderr) = mqtt_js_page_in_chromium(ws, "127.0.0.1");
     assert_eq!(
         result.as_deref(),
         Some("ok browser/test hello from chromium"),
-        "MQTT.js in Chromium did not get its message back; chromium said:\n{}\nbroker log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
+        "MQTT.js in Chromium did not get its message back; chromium said:\n{stderr}\nbroker \
+         log:\n{}",
         broker.log()
     );
+}
+
+/// The WebSocket upgrade request a browser page of `origin` sends, on a raw socket: the
+/// broker's status line.
+fn upgrade_status(ws: SocketAddr, origin: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(ws).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let request = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: {ws}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\nOrigin: {origin}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = vec![0u8; 256];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or("").to_string()
+}
+
+/// `shardmq_connects_refused_total{cause="ws_origin"}` on the broker's `/metrics`, all shards.
+fn metrics_count(broker: &Broker) -> u64 {
+    let (status, metrics) = shardmq_tests::http_get(broker.admin_address(), "/metrics");
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("shardmq_connects_refused_total{")
+                && line.contains("cause=\"ws_origin\"}")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_web_page_of_another_site_cannot_use_an_anonymous_loopback_broker() {
+    // The default security: anonymous clients on loopback only. A page from elsewhere that a
+    // browser on this host opens must not get their rights.
+    let broker = Broker::start(&["--ws-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let ws = listener(&broker, "MQTT over WebSocket");
+    assert!(upgrade_status(ws, "http://evil.example.com").starts_with("HTTP/1.1 403"));
+    assert!(upgrade_status(ws, "null").starts_with("HTTP/1.1 403"));
+    assert!(upgrade_status(ws, "http://localhost:3000").starts_with("HTTP/1.1 101"));
+    assert!(
+        broker.wait_for_log("refused a WebSocket upgrade from 127.0.0.1:", WAIT).is_some(),
+        "{}",
+        broker.log()
+    );
+    // The shards publish their counters on their next tick.
+    let deadline = Instant::now() + WAIT;
+    while metrics_count(&broker) < 2 {
+        assert!(Instant::now() < deadline, "ws_origin refusals not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metrics_count(&broker), 2);
+    // A real browser on a page of another site: refused before any MQTT.
+    require_tool("chromium");
+    let (result, stderr) = mqtt_js_page_in_chromium(ws, "evil.example.com");
+    let result = result.unwrap_or_default();
+    assert!(!result.is_empty() && !result.starts_with("ok"), "{result}; chromium said:\n{stderr}");
+    let deadline = Instant::now() + WAIT;
+    while metrics_count(&broker) < 3 {
+        assert!(Instant::now() < deadline, "the browser's upgrade was not the one refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An operator who lists the site lets its pages in.
+    let listed = Broker::start(&[
+        "--ws-listen",
+        "127.0.0.1:0",
+        "--ws-allowed-origins",
+        "http://dash.example.com",
+    ]);
+    let ws = listener(&listed, "MQTT over WebSocket");
+    assert!(upgrade_status(ws, "http://dash.example.com").starts_with("HTTP/1.1 101"));
+    assert!(upgrade_status(ws, "http://localhost:3000").starts_with("HTTP/1.1 403"));
 }
 
 fn percent_decode(text: &str) -> String {

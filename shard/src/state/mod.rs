@@ -139,10 +139,12 @@ pub enum ConnectRefusal {
     /// Bad credentials, an unknown or failed authentication method, or not authorized
     /// (0x86, 0x8C, 0x87).
     NotAuthenticated,
+    /// A WebSocket upgrade from a web page that may not use the broker (HTTP 403).
+    WebSocketOrigin,
 }
 
 impl ConnectRefusal {
-    pub const ALL: [ConnectRefusal; 9] = [
+    pub const ALL: [ConnectRefusal; 10] = [
         ConnectRefusal::EtcdBusy,
         ConnectRefusal::EtcdUnavailable,
         ConnectRefusal::Fenced,
@@ -152,6 +154,7 @@ impl ConnectRefusal {
         ConnectRefusal::Stopping,
         ConnectRefusal::PasswordChecksBusy,
         ConnectRefusal::NotAuthenticated,
+        ConnectRefusal::WebSocketOrigin,
     ];
 
     /// The `cause` label of its `/metrics` series.
@@ -166,6 +169,7 @@ impl ConnectRefusal {
             ConnectRefusal::Stopping => "stopping",
             ConnectRefusal::PasswordChecksBusy => "password_checks_busy",
             ConnectRefusal::NotAuthenticated => "not_authenticated",
+            ConnectRefusal::WebSocketOrigin => "ws_origin",
         }
     }
 }
