@@ -59,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 33] = [
+const SHARD_METRICS: [ShardMetric; 34] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -166,7 +166,8 @@ const SHARD_METRICS: [ShardMetric; 33] = [
         "CONNECTs refused before reaching a session, by cause (etcd_busy: etcd cannot take the \
          claim in time, CONNACK 0x89; etcd_unavailable: etcd does not answer, or the claim timed out, \
          lost a race or its takeover failed, 0x88; fenced: the node may not serve, 0x88; ws_origin: \
-         a WebSocket upgrade from a web page that may not use the broker, HTTP 403).",
+         a WebSocket upgrade from a web page that may not use the broker, HTTP 403; \
+         session_of_another_user: the client id has a session of another user, 0x87).",
         Some(("cause", "etcd_busy")),
         connects_refused[0]
     ),
@@ -232,6 +233,13 @@ const SHARD_METRICS: [ShardMetric; 33] = [
         "",
         Some(("cause", "ws_origin")),
         connects_refused[9]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "session_of_another_user")),
+        connects_refused[10]
     ),
     metric!(
         "shardmq_client_throttled_total",

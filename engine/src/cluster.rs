@@ -246,6 +246,8 @@ enum TakeoverAnswer {
     Unreadable,
     /// The peer handed the client to a third node that has not confirmed yet: ask again.
     Busy,
+    /// The session there belongs to another user: nothing was handed over.
+    OtherUser,
 }
 
 /// How long a connect waits before claiming again after a [`TakeoverAnswer::Busy`].
@@ -1282,6 +1284,7 @@ pub async fn claim(
     context: &Rc<ShardContext>,
     client_id: &str,
     clean_start: bool,
+    username: Option<&str>,
 ) -> Result<(), ConnectRefusal> {
     let Some(cluster) = context.cluster.clone() else { return Ok(()) };
     let deadline = Instant::now() + cluster.node.claim_timeout;
@@ -1293,11 +1296,12 @@ pub async fn claim(
             ClaimOutcome::Unavailable => return Err(ConnectRefusal::EtcdUnavailable),
             ClaimOutcome::Fenced => return Err(ConnectRefusal::Fenced),
         };
-        let taken =
-            take_over(context, &cluster, client_id, clean_start, &owner, revision, deadline).await;
+        let asked = Ask { client_id, clean_start, username };
+        let taken = take_over(context, &cluster, asked, &owner, revision, deadline).await;
         match taken {
-            Some(true) => return Ok(()),
-            Some(false) => return Err(ConnectRefusal::EtcdUnavailable),
+            Some(Ok(true)) => return Ok(()),
+            Some(Ok(false)) => return Err(ConnectRefusal::EtcdUnavailable),
+            Some(Err(refusal)) => return Err(refusal),
             // The owner is handing the client to another node: claim again once it has.
             None if Instant::now() + TAKEOVER_RETRY < deadline => {
                 runtime::sleep(TAKEOVER_RETRY).await
@@ -1307,18 +1311,27 @@ pub async fn claim(
     }
 }
 
+/// What a connect asks of the node that serves its client id.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    client_id: &'a str,
+    clean_start: bool,
+    username: Option<&'a str>,
+}
+
 /// Asks `owner` to stop serving `client_id` and send its session, installs the session here,
 /// then claims the id from it in etcd (the owner has stopped serving before the claim commits).
-/// Whether this node owns the client now; `None` when the owner answered "busy".
+/// Whether this node owns the client now; `None` when the owner answered "busy"; a refusal
+/// when the session there belongs to another user.
 async fn take_over(
     context: &Rc<ShardContext>,
     cluster: &Rc<ShardCluster>,
-    client_id: &str,
-    clean_start: bool,
+    asked: Ask<'_>,
     owner: &NodeId,
     revision: Revision,
     deadline: Instant,
-) -> Option<bool> {
+) -> Option<Result<bool, ConnectRefusal>> {
+    let Ask { client_id, clean_start, username } = asked;
     let peer = cluster.node.peer(owner);
     let request = cluster.next_request();
     let takeover = Rc::new(Takeover { client_id: client_id.to_string(), answer: Awaited::new() });
@@ -1330,6 +1343,7 @@ async fn take_over(
             request,
             reply_shard: context.id.0,
             clean_start,
+            username: username.map(str::to_string),
         })),
     );
     let answer = match sent {
@@ -1339,14 +1353,15 @@ async fn take_over(
     cluster.takeovers.borrow_mut().remove(&request);
     match answer {
         Some(TakeoverAnswer::Installed) => {}
-        Some(TakeoverAnswer::Unreadable) => return Some(false),
+        Some(TakeoverAnswer::Unreadable) => return Some(Ok(false)),
         Some(TakeoverAnswer::Busy) => return None,
+        Some(TakeoverAnswer::OtherUser) => return Some(Err(ConnectRefusal::SessionOfAnotherUser)),
         None => {
             tracing::warn!(
                 shard = %context.id,
                 "cannot take client {client_id:?} over from {owner}: no answer over the node link"
             );
-            return Some(false);
+            return Some(Ok(false));
         }
     }
     // When this claim fails, the session installed here stays (offline): the claim may still
@@ -1359,7 +1374,7 @@ async fn take_over(
         let installed = TransferInstalled { client_id: client_id.to_string(), request };
         cluster.send(peer, Body::TransferInstalled(Box::new(installed)));
     }
-    Some(owned)
+    Some(Ok(owned))
 }
 
 /// A peer takes over a client homed on this shard: its connection here is closed, its session
@@ -1370,6 +1385,21 @@ fn hand_over(
     peer: PeerNode,
     request: &TakeoverRequest,
 ) {
+    let username = request.username.as_deref();
+    if context.state.borrow().belongs_to_another_user(&request.client_id, username) {
+        // A session of another user stays where it is, and its client stays connected.
+        context.state.borrow_mut().connect_refused(ConnectRefusal::SessionOfAnotherUser);
+        tracing::warn!(
+            shard = %context.id,
+            user = ?username,
+            "refused a takeover from {peer}: client id {:?} has a session of another user",
+            request.client_id
+        );
+        let mut refused = transfer_frame(cluster, request, None, false);
+        refused.other_user = true;
+        cluster.send(peer, Body::SessionTransfer(Box::new(refused)));
+        return;
+    }
     let parked_for = cluster.parked.borrow().get(&request.client_id).map(|p| p.peer);
     let restored = match parked_for {
         // Handed to a third node that has not confirmed: "no session here" would let this
@@ -1440,6 +1470,7 @@ fn transfer_frame(
         messages: None,
         incoming_qos2: None,
         busy,
+        other_user: false,
     };
     if let Some(restored) = restored {
         if let Some((_, record)) = restored.sessions.first() {
@@ -1508,6 +1539,9 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
     }
     if transfer.busy {
         return takeover.answer.set(TakeoverAnswer::Busy);
+    }
+    if transfer.other_user {
+        return takeover.answer.set(TakeoverAnswer::OtherUser);
     }
     // Installed at once, before anything else runs on this shard: from here on, a peer that
     // takes the client over from this node finds the session here.

@@ -201,6 +201,15 @@ pub struct ServeArgs {
     /// them; without one, accept them on loopback only [default: unset].
     #[arg(long, value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
+    /// `true`: a client may take over the session (online or stored) of a client id that
+    /// another user's client holds, as Mosquitto allows. `false`: such a CONNECT is refused
+    /// (0x87, 3.1.1 code 5) and the session left alone [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub session_takeover_any_user: Option<bool>,
+    /// `true`: the client id is the client's user name, whatever it sent (Mosquitto's
+    /// `use_username_as_clientid`); a client without one is refused (0x87) [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub use_username_as_clientid: Option<bool>,
 
     /// Retained payloads up to this many bytes are kept on every node; larger ones only on two
     /// nodes (chosen by rendezvous hashing of the topic), and fetched from there when a
@@ -295,6 +304,8 @@ pub struct Security {
     pub allow_anonymous: bool,
     /// No authentication and no explicit `allow_anonymous`: the MQTT listener is loopback only.
     pub loopback_only: bool,
+    /// `use_username_as_clientid`.
+    pub username_as_client_id: bool,
 }
 
 impl Security {
@@ -421,6 +432,8 @@ impl ServeArgs {
             password_file,
             acl_file,
             allow_anonymous,
+            session_takeover_any_user,
+            use_username_as_clientid,
             tls_listen,
             tls_cert,
             tls_key,
@@ -479,6 +492,7 @@ impl ServeArgs {
                 .map_or(defaults.connect_timeout, Duration::from_secs),
             client_messages_per_sec_max: self.max_client_message_rate,
             client_bytes_per_sec_max: self.max_client_byte_rate,
+            session_takeover_any_user: self.session_takeover_any_user.unwrap_or(false),
         };
         // The smallest packet that can carry a CONNACK with its properties, and a PUBLISH.
         at_least("max_packet_size", u64::from(limits.packet_bytes_max), 64)?;
@@ -502,6 +516,7 @@ impl ServeArgs {
             acl_file: self.acl_file.clone(),
             allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
             loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
+            username_as_client_id: self.use_username_as_clientid.unwrap_or(false),
         };
         let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
         let tls = self.tls_files()?;

@@ -1221,7 +1221,7 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
         }
         _ => None,
     };
-    let connect = match certified {
+    let mut connect = match certified {
         // The certificate names the user; an Authentication Method's exchange would be
         // another identity, and is refused.
         Some(_) if connect.properties.authentication_method.is_some() => {
@@ -1262,6 +1262,19 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             }
         }
     };
+    if context.live.current().1.security.username_as_client_id {
+        // `use_username_as_clientid`: the user name is the client id, so no client of another
+        // user can name this one's session.
+        match connect.username.clone() {
+            Some(username) => connect.client_id = username,
+            None => {
+                let cause = ConnectRefusal::NotAuthenticated;
+                context.state.borrow_mut().connect_refused(cause);
+                let reason = ReasonCode::NOT_AUTHORIZED;
+                return send_refusal(&mut stream, connect.protocol, reason).await;
+            }
+        }
+    }
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
         context.id
@@ -1384,7 +1397,8 @@ fn start_connection<S: ClientStream>(
         // unique to this node and need no claim).
         return runtime::spawn_local(async move {
             let client_id = connect.client_id.to_string();
-            let claimed = cluster::claim(&context, &client_id, connect.clean_start).await;
+            let username = connect.username.as_deref();
+            let claimed = cluster::claim(&context, &client_id, connect.clean_start, username).await;
             let serving = context
                 .cluster
                 .as_ref()
@@ -1403,6 +1417,7 @@ fn start_connection<S: ClientStream>(
                 // "Busy" asks the client to come back later; "unavailable" to try elsewhere.
                 let reason = match cause {
                     ConnectRefusal::EtcdBusy => ReasonCode::SERVER_BUSY,
+                    ConnectRefusal::SessionOfAnotherUser => ReasonCode::NOT_AUTHORIZED,
                     _ => ReasonCode::SERVER_UNAVAILABLE,
                 };
                 return send_refusal(&mut stream, version, reason).await;

@@ -41,6 +41,9 @@ pub struct Limits {
     pub client_messages_per_sec_max: Option<u32>,
     /// Inbound bytes per second one connection may send (`None`: unlimited), as above.
     pub client_bytes_per_sec_max: Option<u64>,
+    /// Whether a client may take over a session (online or stored) that another user's client
+    /// holds, as Mosquitto allows. Off: such a CONNECT is refused (0x87, 3.1.1 code 5).
+    pub session_takeover_any_user: bool,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             client_messages_per_sec_max: None,
             client_bytes_per_sec_max: None,
+            session_takeover_any_user: false,
         }
     }
 }

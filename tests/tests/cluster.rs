@@ -613,6 +613,11 @@ fn passwords_and_the_acl_hold_on_every_node_and_follow_a_session_to_another_node
         Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
         other => panic!("expected PUBACK, got {other:?}"),
     }
+    // Bob names her client id on node 1: node 0, which holds her session, refuses to hand it
+    // to another user, and node 1 refuses bob (0x87). Her session and message stay.
+    let (_, connack) = login(&nodes[1], "alice-phone", Some(("bob", "b")));
+    assert_eq!(connack.reason, ReasonCode::NOT_AUTHORIZED, "{}", nodes[0].log());
+    assert!(nodes[0].log_contains("has a session of another user"), "{}", nodes[0].log());
     let (mut alice, connack) = login(&nodes[1], "alice-phone", Some(("alice", "a")));
     assert_eq!(connack.reason, ReasonCode::SUCCESS);
     assert!(connack.session_present, "{}", nodes[0].log());

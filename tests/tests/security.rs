@@ -580,3 +580,88 @@ fn the_scram_exchange_is_bound_by_the_connect_timeout_and_the_protocol() {
         client.expect_closed(WAIT);
     }
 }
+
+/// A CONNECT of `client_id` as `user` (password = user name), persistent.
+fn persistent_login(
+    version: ProtocolVersion,
+    client_id: &str,
+    user: &str,
+) -> shardmq_io::codec::Connect {
+    let mut connect = persistent_connect_packet(version, client_id);
+    connect.username = Some(ByteString::from(user));
+    connect.password = Some(Bytes::copy_from_slice(user.as_bytes()));
+    connect
+}
+
+#[test]
+fn a_session_belongs_to_its_user_and_another_user_cannot_take_it() {
+    let dir = TestDir::new("session-owner");
+    let passwords = mosquitto_password_file(&dir, &[("alice", "alice"), ("bob", "bob")]);
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user alice\ntopic readwrite alice/#\n\nuser bob\ntopic write alice/#\n")
+        .expect("write the ACL");
+    let files = [passwords.to_str().expect("utf-8 path"), acl.to_str().expect("utf-8 path")];
+    let broker = Broker::start(&["--password-file", files[0], "--acl-file", files[1]]);
+
+    // alice's persistent session, with a message queued for it while she is away.
+    let (mut alice, connack) =
+        RawClient::connect(broker.addr(), persistent_login(V5, "alice-dev", "alice"));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert_eq!(subscribe(&mut alice, "alice/#"), ReasonCode(1));
+    drop(alice);
+    let (mut bob, _) = login(&broker, V5, "bob-pub", Some("bob"), Some("bob"));
+    assert!(allowed(publish(&mut bob, "alice/inbox", "queued for alice", false)));
+
+    // bob, with a valid password, names her client id: refused, over 5.0 and 3.1.1, with a
+    // clean start too (which would have ended her session).
+    for version in [V5, V3] {
+        for clean in [false, true] {
+            let mut connect = persistent_login(version, "alice-dev", "bob");
+            connect.clean_start = clean;
+            let (_, connack) = RawClient::connect(broker.addr(), connect);
+            assert_eq!(connack.reason, ReasonCode::NOT_AUTHORIZED, "{version:?} clean {clean}");
+            assert!(!connack.session_present);
+        }
+    }
+    assert!(broker.log_contains("has a session of another user"), "{}", broker.log());
+
+    // Online, she is not kicked either.
+    let (mut alice, connack) =
+        RawClient::connect(broker.addr(), persistent_login(V5, "alice-dev", "alice"));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(connack.session_present, "her session is still hers");
+    assert_eq!(next_payload(&mut alice).as_deref(), Some(&b"queued for alice"[..]));
+    let (_, connack) = RawClient::connect(broker.addr(), persistent_login(V5, "alice-dev", "bob"));
+    assert_eq!(connack.reason, ReasonCode::NOT_AUTHORIZED);
+    alice.send(&Packet::PingReq);
+    assert!(matches!(alice.expect_packet(WAIT), Packet::PingResp), "alice was disconnected");
+
+    // Mosquitto's behaviour, when asked for: any user may take a client id over.
+    let open = Broker::start(&[
+        "--password-file",
+        files[0],
+        "--acl-file",
+        files[1],
+        "--session-takeover-any-user",
+        "true",
+    ]);
+    let (_alice, _) = RawClient::connect(open.addr(), persistent_login(V5, "alice-dev", "alice"));
+    let (_, connack) = RawClient::connect(open.addr(), persistent_login(V5, "alice-dev", "bob"));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+
+    // Or the user name as the client id: bob's "alice-dev" is his own session "bob".
+    let named = Broker::start(&[
+        "--password-file",
+        files[0],
+        "--acl-file",
+        files[1],
+        "--use-username-as-clientid",
+        "true",
+    ]);
+    let (_alice, _) = RawClient::connect(named.addr(), persistent_login(V5, "alice-dev", "alice"));
+    let (_, connack) = RawClient::connect(named.addr(), persistent_login(V5, "alice-dev", "bob"));
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    assert!(!connack.session_present);
+    let (_, connack) = login(&named, V5, "whoever", None, None);
+    assert!(connack.reason.is_error(), "no user name, no client id: {connack:?}");
+}

@@ -2821,6 +2821,8 @@ mod root {
                 pub reply_shard: u16,
                 /// The field `clean_start` in the table `TakeoverRequest`
                 pub clean_start: bool,
+                /// The field `username` in the table `TakeoverRequest`
+                pub username: ::core::option::Option<::planus::alloc::string::String>,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -2831,6 +2833,7 @@ mod root {
                         request: 0,
                         reply_shard: 0,
                         clean_start: false,
+                        username: ::core::default::Default::default(),
                     }
                 }
             }
@@ -2849,18 +2852,25 @@ mod root {
                     field_request: impl ::planus::WriteAsDefault<u64, u64>,
                     field_reply_shard: impl ::planus::WriteAsDefault<u16, u16>,
                     field_clean_start: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_username: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<::core::primitive::str>,
+                    >,
                 ) -> ::planus::Offset<Self> {
                     let prepared_client_id = field_client_id.prepare(builder);
                     let prepared_request = field_request.prepare(builder, &0);
                     let prepared_reply_shard = field_reply_shard.prepare(builder, &0);
                     let prepared_clean_start = field_clean_start.prepare(builder, &false);
+                    let prepared_username = field_username.prepare(builder);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<14> =
                         ::core::default::Default::default();
                     if prepared_request.is_some() {
                         table_writer.write_entry::<u64>(1);
                     }
                     table_writer.write_entry::<::planus::Offset<str>>(0);
+                    if prepared_username.is_some() {
+                        table_writer.write_entry::<::planus::Offset<str>>(4);
+                    }
                     if prepared_reply_shard.is_some() {
                         table_writer.write_entry::<u16>(2);
                     }
@@ -2875,6 +2885,11 @@ mod root {
                                 object_writer.write::<_, _, 8>(&prepared_request);
                             }
                             object_writer.write::<_, _, 4>(&prepared_client_id);
+                            if let ::core::option::Option::Some(prepared_username) =
+                                prepared_username
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_username);
+                            }
                             if let ::core::option::Option::Some(prepared_reply_shard) =
                                 prepared_reply_shard
                             {
@@ -2927,6 +2942,7 @@ mod root {
                         self.request,
                         self.reply_shard,
                         self.clean_start,
+                        &self.username,
                     )
                 }
             }
@@ -3017,6 +3033,26 @@ mod root {
             }
 
             impl<T0, T1, T2, T3> TakeoverRequestBuilder<(T0, T1, T2, T3)> {
+                /// Setter for the [`username` field](TakeoverRequest#structfield.username).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn username<T4>(self, value: T4) -> TakeoverRequestBuilder<(T0, T1, T2, T3, T4)>
+                where
+                    T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                {
+                    let (v0, v1, v2, v3) = self.0;
+                    TakeoverRequestBuilder((v0, v1, v2, v3, value))
+                }
+
+                /// Sets the [`username` field](TakeoverRequest#structfield.username) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn username_as_null(self) -> TakeoverRequestBuilder<(T0, T1, T2, T3, ())> {
+                    self.username(())
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4> TakeoverRequestBuilder<(T0, T1, T2, T3, T4)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [TakeoverRequest].
                 #[inline]
                 pub fn finish(
@@ -3035,8 +3071,9 @@ mod root {
                     T1: ::planus::WriteAsDefault<u64, u64>,
                     T2: ::planus::WriteAsDefault<u16, u16>,
                     T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                 > ::planus::WriteAs<::planus::Offset<TakeoverRequest>>
-                for TakeoverRequestBuilder<(T0, T1, T2, T3)>
+                for TakeoverRequestBuilder<(T0, T1, T2, T3, T4)>
             {
                 type Prepared = ::planus::Offset<TakeoverRequest>;
 
@@ -3054,8 +3091,9 @@ mod root {
                     T1: ::planus::WriteAsDefault<u64, u64>,
                     T2: ::planus::WriteAsDefault<u16, u16>,
                     T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                 > ::planus::WriteAsOptional<::planus::Offset<TakeoverRequest>>
-                for TakeoverRequestBuilder<(T0, T1, T2, T3)>
+                for TakeoverRequestBuilder<(T0, T1, T2, T3, T4)>
             {
                 type Prepared = ::planus::Offset<TakeoverRequest>;
 
@@ -3073,16 +3111,17 @@ mod root {
                     T1: ::planus::WriteAsDefault<u64, u64>,
                     T2: ::planus::WriteAsDefault<u16, u16>,
                     T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                 > ::planus::WriteAsOffset<TakeoverRequest>
-                for TakeoverRequestBuilder<(T0, T1, T2, T3)>
+                for TakeoverRequestBuilder<(T0, T1, T2, T3, T4)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<TakeoverRequest> {
-                    let (v0, v1, v2, v3) = &self.0;
-                    TakeoverRequest::create(builder, v0, v1, v2, v3)
+                    let (v0, v1, v2, v3, v4) = &self.0;
+                    TakeoverRequest::create(builder, v0, v1, v2, v3, v4)
                 }
             }
 
@@ -3122,6 +3161,15 @@ mod root {
                         self.0.access(3, "TakeoverRequest", "clean_start")?.unwrap_or(false),
                     )
                 }
+
+                /// Getter for the [`username` field](TakeoverRequest#structfield.username).
+                #[inline]
+                pub fn username(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<&'a ::core::primitive::str>>
+                {
+                    self.0.access(4, "TakeoverRequest", "username")
+                }
             }
 
             impl<'a> ::core::fmt::Debug for TakeoverRequestRef<'a> {
@@ -3131,6 +3179,11 @@ mod root {
                     f.field("request", &self.request());
                     f.field("reply_shard", &self.reply_shard());
                     f.field("clean_start", &self.clean_start());
+                    if let ::core::option::Option::Some(field_username) =
+                        self.username().transpose()
+                    {
+                        f.field("username", &field_username);
+                    }
                     f.finish()
                 }
             }
@@ -3145,6 +3198,7 @@ mod root {
                         request: ::core::convert::TryInto::try_into(value.request()?)?,
                         reply_shard: ::core::convert::TryInto::try_into(value.reply_shard()?)?,
                         clean_start: ::core::convert::TryInto::try_into(value.clean_start()?)?,
+                        username: value.username()?.map(::core::convert::Into::into),
                     })
                 }
             }
@@ -3222,7 +3276,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:96`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:99`
             #[derive(
                 Clone,
                 Debug,
@@ -3533,7 +3587,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:103`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:106`
             #[derive(
                 Clone,
                 Debug,
@@ -3561,6 +3615,8 @@ mod root {
                 pub incoming_qos2: ::core::option::Option<::planus::alloc::vec::Vec<u16>>,
                 /// The field `busy` in the table `SessionTransfer`
                 pub busy: bool,
+                /// The field `other_user` in the table `SessionTransfer`
+                pub other_user: bool,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -3574,6 +3630,7 @@ mod root {
                         messages: ::core::default::Default::default(),
                         incoming_qos2: ::core::default::Default::default(),
                         busy: false,
+                        other_user: false,
                     }
                 }
             }
@@ -3597,6 +3654,7 @@ mod root {
                     >,
                     field_incoming_qos2: impl ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
                     field_busy: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_other_user: impl ::planus::WriteAsDefault<bool, bool>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_client_id = field_client_id.prepare(builder);
                     let prepared_request = field_request.prepare(builder, &0);
@@ -3605,8 +3663,9 @@ mod root {
                     let prepared_messages = field_messages.prepare(builder);
                     let prepared_incoming_qos2 = field_incoming_qos2.prepare(builder);
                     let prepared_busy = field_busy.prepare(builder, &false);
+                    let prepared_other_user = field_other_user.prepare(builder, &false);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<18> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<20> =
                         ::core::default::Default::default();
                     if prepared_request.is_some() {
                         table_writer.write_entry::<u64>(1);
@@ -3626,6 +3685,9 @@ mod root {
                     }
                     if prepared_busy.is_some() {
                         table_writer.write_entry::<bool>(6);
+                    }
+                    if prepared_other_user.is_some() {
+                        table_writer.write_entry::<bool>(7);
                     }
 
                     unsafe {
@@ -3654,6 +3716,11 @@ mod root {
                             }
                             if let ::core::option::Option::Some(prepared_busy) = prepared_busy {
                                 object_writer.write::<_, _, 1>(&prepared_busy);
+                            }
+                            if let ::core::option::Option::Some(prepared_other_user) =
+                                prepared_other_user
+                            {
+                                object_writer.write::<_, _, 1>(&prepared_other_user);
                             }
                         });
                     }
@@ -3700,6 +3767,7 @@ mod root {
                         &self.messages,
                         &self.incoming_qos2,
                         self.busy,
+                        self.other_user,
                     )
                 }
             }
@@ -3861,6 +3929,32 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4, T5, T6> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
+                /// Setter for the [`other_user` field](SessionTransfer#structfield.other_user).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn other_user<T7>(
+                    self,
+                    value: T7,
+                ) -> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                where
+                    T7: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2, v3, v4, v5, v6) = self.0;
+                    SessionTransferBuilder((v0, v1, v2, v3, v4, v5, v6, value))
+                }
+
+                /// Sets the [`other_user` field](SessionTransfer#structfield.other_user) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn other_user_as_default(
+                    self,
+                ) -> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, ::planus::DefaultValue)>
+                {
+                    self.other_user(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6, T7> SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [SessionTransfer].
                 #[inline]
                 pub fn finish(
@@ -3884,8 +3978,9 @@ mod root {
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
                     T6: ::planus::WriteAsDefault<bool, bool>,
+                    T7: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAs<::planus::Offset<SessionTransfer>>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 type Prepared = ::planus::Offset<SessionTransfer>;
 
@@ -3908,8 +4003,9 @@ mod root {
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
                     T6: ::planus::WriteAsDefault<bool, bool>,
+                    T7: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOptional<::planus::Offset<SessionTransfer>>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 type Prepared = ::planus::Offset<SessionTransfer>;
 
@@ -3932,16 +4028,17 @@ mod root {
                     >,
                     T5: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
                     T6: ::planus::WriteAsDefault<bool, bool>,
+                    T7: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOffset<SessionTransfer>
-                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                for SessionTransferBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<SessionTransfer> {
-                    let (v0, v1, v2, v3, v4, v5, v6) = &self.0;
-                    SessionTransfer::create(builder, v0, v1, v2, v3, v4, v5, v6)
+                    let (v0, v1, v2, v3, v4, v5, v6, v7) = &self.0;
+                    SessionTransfer::create(builder, v0, v1, v2, v3, v4, v5, v6, v7)
                 }
             }
 
@@ -4008,6 +4105,14 @@ mod root {
                         self.0.access(6, "SessionTransfer", "busy")?.unwrap_or(false),
                     )
                 }
+
+                /// Getter for the [`other_user` field](SessionTransfer#structfield.other_user).
+                #[inline]
+                pub fn other_user(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(7, "SessionTransfer", "other_user")?.unwrap_or(false),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for SessionTransferRef<'a> {
@@ -4031,6 +4136,7 @@ mod root {
                         f.field("incoming_qos2", &field_incoming_qos2);
                     }
                     f.field("busy", &self.busy());
+                    f.field("other_user", &self.other_user());
                     f.finish()
                 }
             }
@@ -4060,6 +4166,7 @@ mod root {
                             ::core::option::Option::None
                         },
                         busy: ::core::convert::TryInto::try_into(value.busy()?)?,
+                        other_user: ::core::convert::TryInto::try_into(value.other_user()?)?,
                     })
                 }
             }
@@ -4137,7 +4244,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:117`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:123`
             #[derive(
                 Clone,
                 Debug,
@@ -4399,7 +4506,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:123`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:129`
             #[derive(
                 Clone,
                 Debug,
@@ -4690,7 +4797,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:128`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:134`
             #[derive(
                 Clone,
                 Debug,
@@ -5051,7 +5158,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:136`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:142`
             #[derive(
                 Clone,
                 Debug,
@@ -5428,7 +5535,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:144`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:150`
             #[derive(
                 Clone,
                 Debug,
@@ -5745,7 +5852,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:149`
+            /// * Union `Body` in the file `schema/link.fbs:155`
             #[derive(
                 Clone,
                 Debug,
@@ -6544,7 +6651,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:165`
+            /// * Table `Frame` in the file `schema/link.fbs:171`
             #[derive(
                 Clone,
                 Debug,

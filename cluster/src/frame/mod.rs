@@ -174,6 +174,7 @@ mod tests {
                 request: 1,
                 reply_shard: 0,
                 clean_start: true,
+                username: Some("alice".into()),
             })),
             &mut valid,
         );

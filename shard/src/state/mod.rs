@@ -141,10 +141,12 @@ pub enum ConnectRefusal {
     NotAuthenticated,
     /// A WebSocket upgrade from a web page that may not use the broker (HTTP 403).
     WebSocketOrigin,
+    /// The client id has a session of another user (0x87, 3.1.1: 5).
+    SessionOfAnotherUser,
 }
 
 impl ConnectRefusal {
-    pub const ALL: [ConnectRefusal; 10] = [
+    pub const ALL: [ConnectRefusal; 11] = [
         ConnectRefusal::EtcdBusy,
         ConnectRefusal::EtcdUnavailable,
         ConnectRefusal::Fenced,
@@ -155,6 +157,7 @@ impl ConnectRefusal {
         ConnectRefusal::PasswordChecksBusy,
         ConnectRefusal::NotAuthenticated,
         ConnectRefusal::WebSocketOrigin,
+        ConnectRefusal::SessionOfAnotherUser,
     ];
 
     /// The `cause` label of its `/metrics` series.
@@ -170,6 +173,7 @@ impl ConnectRefusal {
             ConnectRefusal::PasswordChecksBusy => "password_checks_busy",
             ConnectRefusal::NotAuthenticated => "not_authenticated",
             ConnectRefusal::WebSocketOrigin => "ws_origin",
+            ConnectRefusal::SessionOfAnotherUser => "session_of_another_user",
         }
     }
 }
@@ -642,6 +646,17 @@ impl Shard {
                 return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
             }
         }
+        // A session belongs to its user: another user's client neither takes it over nor
+        // ends it with a clean start.
+        if self.belongs_to_another_user(&client_id, connect.username.as_deref()) {
+            self.stats.connects_refused[ConnectRefusal::SessionOfAnotherUser as usize] += 1;
+            tracing::warn!(
+                shard = %self.id,
+                user = ?connect.username.as_deref(),
+                "refused a CONNECT: client id {client_id:?} has a session of another user"
+            );
+            return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+        }
         // Take over an existing connection of this client.
         if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
@@ -747,6 +762,15 @@ impl Shard {
         });
         self.send(conn, &connack);
         self.resume(&client_id, now);
+    }
+
+    /// Whether `client_id` has a session here (online or stored) whose user is not `username`,
+    /// while users are told apart (an authorizer is set) and `session_takeover_any_user` is off.
+    pub fn belongs_to_another_user(&self, client_id: &str, username: Option<&str>) -> bool {
+        if self.authorizer.is_none() || self.limits.session_takeover_any_user {
+            return false;
+        }
+        self.sessions.get(client_id).is_some_and(|session| session.username.as_deref() != username)
     }
 
     /// A client id for a client that sent none, chosen so that it is homed on this shard.
