@@ -219,6 +219,14 @@ pub fn serve(
     }
 }
 
+/// 128 bits from the OS's CSPRNG (`getrandom`), for assigned client ids; `None` if it failed
+/// (the kernel's source does not, once seeded at boot), and the connect is refused.
+fn os_random_u128() -> Option<u128> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(u128::from_le_bytes(bytes))
+}
+
 /// The cluster's figures on `/metrics`: etcd ownership and node links.
 fn count_cluster(counters: &NodeCounters, node: &Arc<NodeCluster>) {
     let etcd = node.clone();
@@ -728,9 +736,9 @@ async fn shard_main(
     let mut state = Shard::with_storage(id, shards, config.limits.clone(), clock);
     let (acl_generation, authorizer) = security.authorizer();
     state.set_authorizer(authorizer);
+    state.set_assigned_id_source(Box::new(os_random_u128));
     let (cluster, cluster_tasks) = match cluster {
         Some(ShardJoin { node, events, link_socket }) => {
-            state.set_assigned_id_prefix(&format!("shardmq-{}", node.node));
             let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
                 panic!("shard {id} cannot register its node-link listener: {error}")
             });

@@ -665,3 +665,26 @@ fn a_session_belongs_to_its_user_and_another_user_cannot_take_it() {
     let (_, connack) = login(&named, V5, "whoever", None, None);
     assert!(connack.reason.is_error(), "no user name, no client id: {connack:?}");
 }
+
+#[test]
+fn assigned_client_ids_carry_128_random_bits() {
+    let broker = Broker::start(&[]);
+    let assigned: Vec<String> = (0..2)
+        .map(|_| {
+            let (_client, connack) = RawClient::connect(broker.addr(), connect_packet(V5, ""));
+            assert_eq!(connack.reason, ReasonCode::SUCCESS);
+            connack.properties.assigned_client_identifier.expect("assigned").to_string()
+        })
+        .collect();
+    // "<22 base-62 digits>-<n>": nothing of one says anything about the next.
+    let random: Vec<&str> =
+        assigned.iter().map(|id| id.split('-').next().unwrap_or_else(|| panic!("{id}"))).collect();
+    for part in &random {
+        assert!(
+            part.len() == 22 && part.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{assigned:?}"
+        );
+    }
+    let differing = random[0].bytes().zip(random[1].bytes()).filter(|(a, b)| a != b).count();
+    assert!(differing > 12, "{assigned:?}");
+}

@@ -360,12 +360,6 @@ impl Shard {
         self.peers.live = live;
     }
 
-    /// Client ids this shard assigns start with `prefix` (the node's name in a cluster, so
-    /// that they are unique across nodes).
-    pub fn set_assigned_id_prefix(&mut self, prefix: &str) {
-        self.assigned_id_prefix = prefix.to_owned();
-    }
-
     /// Where large retained messages are kept: on the nodes `placement` chooses, when their
     /// payload is over `replicate_bytes_max` (smaller ones are kept on every node).
     pub fn set_retained_placement(
@@ -555,38 +549,12 @@ impl Shard {
         publisher: Option<ConnId>,
         now: Instant,
     ) {
-        let publisher = publisher.map(|conn| crate::mesh::Publisher {
+        // Its publisher is the ingress that the subscribers it congests here pause.
+        self.backpressure.ingress = publisher.map(|conn| crate::mesh::Publisher {
             node: Some(from),
             shard: reply_shard,
             conn,
         });
-        self.paced_by(publisher, |shard| {
-            shard.peer_publish_paced(
-                from,
-                reply_shard,
-                message,
-                receipt,
-                deliver,
-                shared,
-                holders,
-                now,
-            )
-        });
-    }
-
-    /// [`Shard::peer_publish`] with its publisher as the ingress.
-    #[allow(clippy::too_many_arguments)]
-    fn peer_publish_paced(
-        &mut self,
-        from: PeerNode,
-        reply_shard: ShardId,
-        message: SharedMessage,
-        receipt: Option<u64>,
-        deliver: bool,
-        shared: Option<(ByteString, ByteString)>,
-        holders: Option<Vec<Node>>,
-        now: Instant,
-    ) {
         let token = receipt.map(|_| self.new_ack_token());
         let writes_before = self.queued_ops();
         let mut receipts = 0;
@@ -604,6 +572,7 @@ impl Shard {
             let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote };
             self.acknowledge(ack, token, wrote, receipts, now);
         }
+        self.backpressure.ingress = None;
     }
 
     /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).

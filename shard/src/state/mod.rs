@@ -178,6 +178,36 @@ impl ConnectRefusal {
     }
 }
 
+/// `value` in 22 base-62 digits (`0-9A-Za-z`, most significant first, zero-padded).
+fn base62(mut value: u128) -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; 22];
+    for digit in out.iter_mut().rev() {
+        *digit = DIGITS[(value % 62) as usize];
+        value /= 62;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The randomness of assigned client ids.
+struct AssignedIdSource(Box<dyn FnMut() -> Option<u128> + Send>);
+
+impl Default for AssignedIdSource {
+    fn default() -> AssignedIdSource {
+        let mut counter: u128 = 0;
+        AssignedIdSource(Box::new(move || {
+            counter += 1;
+            Some(counter)
+        }))
+    }
+}
+
+impl std::fmt::Debug for AssignedIdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AssignedIdSource")
+    }
+}
+
 /// Tables of fewer entries than this are never shrunk (`Shard::shrink_oversized_tables`): not
 /// worth a rehash.
 const SHRINK_FLOOR: usize = 4096;
@@ -309,8 +339,8 @@ pub struct Shard {
     backpressure: Backpressure,
     /// The other nodes of the cluster and their routes (empty on a single node).
     peers: Peers,
-    /// Starts the client ids this shard assigns, so they are unique across the cluster.
-    assigned_id_prefix: String,
+    /// The 128 random bits of each assigned client id (see [`Shard::set_assigned_id_source`]).
+    assigned_id_source: AssignedIdSource,
     /// The access policy (the ACL file); `None` allows everything.
     authorizer: Option<Arc<dyn Authorizer>>,
     /// Per-connection rate limits; `None` (no budget kept at all) when none is configured.
@@ -367,7 +397,7 @@ impl Shard {
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
             peers: Peers::default(),
-            assigned_id_prefix: String::from("shardmq"),
+            assigned_id_source: AssignedIdSource::default(),
             authorizer: None,
             throttle: rates.map(Throttle::new),
             time_base: None,
@@ -597,7 +627,10 @@ impl Shard {
             if !v5 && !connect.clean_start {
                 return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
             }
-            let assigned = self.assign_client_id(conn);
+            let Some(assigned) = self.assign_client_id() else {
+                tracing::error!(shard = %self.id, "no random bits for an assigned client id");
+                return self.refuse(conn, version, ReasonCode::SERVER_UNAVAILABLE, now);
+            };
             if v5 {
                 connack_properties.assigned_client_identifier = Some(assigned.clone());
             }
@@ -773,17 +806,29 @@ impl Shard {
         self.sessions.get(client_id).is_some_and(|session| session.username.as_deref() != username)
     }
 
-    /// A client id for a client that sent none, chosen so that it is homed on this shard.
-    fn assign_client_id(&mut self, conn: ConnId) -> ByteString {
+    /// A client id for a client that sent none, homed on this shard: 128 random bits (22
+    /// base-62 digits) and the first suffix that homes it here. Unguessable, so that nobody
+    /// reaches another client's session by guessing its id, and unique across a cluster
+    /// without naming the node. Short, as a CONNACK that carries it must fit a client's
+    /// Maximum Packet Size (as small as 64 bytes).
+    /// `None` when the random source failed (the connect is refused rather than given a weak
+    /// id).
+    fn assign_client_id(&mut self) -> Option<ByteString> {
+        let random = (self.assigned_id_source.0)()?;
         let mut attempt: u64 = 0;
         loop {
-            let candidate =
-                format!("{}-{}-{}-{}", self.assigned_id_prefix, self.id.0, conn.0, attempt);
+            let candidate = format!("{}-{attempt}", base62(random));
             if home_shard(&candidate, self.shards) == self.id {
-                return ByteString::from(candidate);
+                return Some(ByteString::from(candidate));
             }
             attempt += 1;
         }
+    }
+
+    /// Where assigned client ids get their randomness: the engine passes the OS's CSPRNG.
+    /// Without it (tests), a counter: unique, not secret.
+    pub fn set_assigned_id_source(&mut self, source: Box<dyn FnMut() -> Option<u128> + Send>) {
+        self.assigned_id_source = AssignedIdSource(source);
     }
 
     /// Sends CONNACK with a failure and closes, without touching any session.
@@ -2262,7 +2307,7 @@ impl Shard {
     }
 
     /// Runs `handle` with `publisher` as the ingress that congested subscribers pause.
-    pub(super) fn paced_by(&mut self, publisher: Option<Waiter>, handle: impl FnOnce(&mut Shard)) {
+    fn paced_by(&mut self, publisher: Option<Waiter>, handle: impl FnOnce(&mut Shard)) {
         self.backpressure.ingress = publisher;
         handle(self);
         self.backpressure.ingress = None;
