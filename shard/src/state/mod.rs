@@ -1340,7 +1340,8 @@ impl Shard {
                 }
                 None if aliases.len() < alias_out_max => {
                     let alias = aliases.len() as u16 + 1;
-                    new_alias = Some((topic.clone(), alias));
+                    // A copy, so that the alias keeps no message's buffer alive.
+                    new_alias = Some((ByteString::from(&*topic), alias));
                     properties.topic_alias = Some(alias);
                 }
                 None => {}
@@ -1393,7 +1394,9 @@ impl Shard {
                     None => return self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
                 }
             } else {
-                c.aliases().incoming.insert(alias, publish.topic.clone());
+                // A copy: the decoded topic is a slice of the PUBLISH frame, and kept for the
+                // alias it would keep the whole frame (payload and all) alive.
+                c.aliases().incoming.insert(alias, ByteString::from(&*publish.topic));
             }
         }
         if !publish.properties.subscription_identifiers.is_empty() {
