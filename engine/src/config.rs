@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// Subscriptions per client [default: 1000].
     #[arg(long, value_name = "N")]
     pub max_subscriptions: Option<usize>,
+    /// Bytes of topic filters one client's subscriptions may hold in all; beyond, SUBACK 0x97
+    /// (3.1.1: 0x80) [default: 262144].
+    #[arg(long, value_name = "BYTES")]
+    pub max_subscription_bytes: Option<usize>,
     /// Retained messages per node [default: 1000000].
     #[arg(long, value_name = "N")]
     pub max_retained_messages: Option<usize>,
@@ -398,6 +402,7 @@ impl ServeArgs {
             max_output_buffer,
             max_topic_levels,
             max_subscriptions,
+            max_subscription_bytes,
             max_retained_messages,
             max_retained_payload,
             max_topic_alias,
@@ -477,6 +482,9 @@ impl ServeArgs {
             subscriptions_per_client_max: self
                 .max_subscriptions
                 .unwrap_or(defaults.subscriptions_per_client_max),
+            subscription_bytes_per_client_max: self
+                .max_subscription_bytes
+                .unwrap_or(defaults.subscription_bytes_per_client_max),
             retained_messages_max: self
                 .max_retained_messages
                 .unwrap_or(defaults.retained_messages_max),

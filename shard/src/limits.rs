@@ -26,6 +26,9 @@ pub struct Limits {
     pub topic_levels_max: usize,
     /// Subscriptions per client.
     pub subscriptions_per_client_max: usize,
+    /// Bytes of topic filters one client's subscriptions may hold in all (beyond: SUBACK 0x97):
+    /// a count alone let 1,000 filters of 16 KB each pin 16 MB per client.
+    pub subscription_bytes_per_client_max: usize,
     /// Retained messages per node (each shard holds its partition of them).
     pub retained_messages_max: usize,
     /// Payload bytes of one retained message.
@@ -58,6 +61,7 @@ impl Default for Limits {
             topic_alias_max: 64,
             topic_levels_max: 128,
             subscriptions_per_client_max: 1000,
+            subscription_bytes_per_client_max: 256 << 10,
             retained_messages_max: 1_000_000,
             retained_payload_bytes_max: 1 << 20,
             session_expiry_secs_max: u32::MAX,

@@ -199,3 +199,52 @@ fn topic_aliases_keep_their_topic_not_the_publish_that_set_them() {
         other => panic!("expected the publish, got {other:?}"),
     }
 }
+
+#[test]
+fn a_client_s_subscriptions_are_bounded_in_bytes_not_only_in_number() {
+    // 4 clients each try 1,000 subscriptions of 16 KB filters (64 MB in all; with only the
+    // count bounded, that pinned 740 MB). The default bound, 256 KiB of filters per client,
+    // refuses most with 0x97 and memory stays small.
+    const CLIENTS: usize = 4;
+    const PACKETS: u16 = 100;
+    const PER_PACKET: usize = 10;
+    let broker = Broker::start(&[]);
+    let before = resident_bytes(broker.pid());
+    let mut granted = 0;
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let (mut client, _) =
+            RawClient::connect(broker.addr(), connect_packet(V5, &format!("filters-{c}")));
+        for p in 1..=PACKETS {
+            let filters = (0..PER_PACKET)
+                .map(|f| TopicFilterEntry {
+                    filter: ByteString::from(format!("f/{c}/{p}/{f}/{}", "x".repeat(16_000))),
+                    options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+                })
+                .collect();
+            client.send(&Packet::Subscribe(Subscribe {
+                packet_id: pid(p),
+                properties: Properties::default(),
+                filters,
+            }));
+            match client.expect_packet(WAIT) {
+                Packet::SubAck(ack) => {
+                    for reason in ack.reasons {
+                        match reason {
+                            ReasonCode::SUCCESS => granted += 1,
+                            ReasonCode::QUOTA_EXCEEDED => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        }
+        clients.push(client);
+    }
+    // 16 filters of 16,0xx bytes fit in 256 KiB per client.
+    assert!(granted <= CLIENTS * 16, "{granted} granted");
+    assert!(granted >= CLIENTS * 15, "{granted} granted");
+    let grown = resident_bytes(broker.pid()).saturating_sub(before);
+    assert!(grown < 24 << 20, "resident memory grew by {} MB", grown >> 20);
+}

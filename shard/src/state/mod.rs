@@ -1495,6 +1495,35 @@ impl Shard {
         authorizer.can_publish(self.username_of(client_id), client_id, topic)
     }
 
+    /// Bytes of topic filters `client_id`'s subscriptions hold.
+    fn subscription_bytes(&mut self, client_id: &str) -> usize {
+        let held = self.sessions.get_mut(client_id).and_then(|session| session.held_if_any());
+        held.map_or(0, |held| held.subscriptions.keys().map(|filter| filter.len()).sum())
+    }
+
+    /// Why `filter` (`plain` without its shared-group prefix) may not join `client_id`'s
+    /// subscriptions, which hold `filter_bytes` bytes of filters: the MQTT 5 reason, if any.
+    fn subscribe_refusal(
+        &mut self,
+        client_id: &str,
+        filter: &ByteString,
+        plain: &str,
+        filter_bytes: usize,
+    ) -> Option<ReasonCode> {
+        if !self.may_subscribe(client_id, plain) {
+            return Some(ReasonCode::NOT_AUTHORIZED);
+        }
+        if plain.split('/').count() > self.limits.topic_levels_max {
+            return Some(ReasonCode::TOPIC_FILTER_INVALID);
+        }
+        let limits = &self.limits;
+        let subscriptions = &self.sessions.get_mut(client_id)?.held().subscriptions;
+        let over = !subscriptions.contains_key(filter)
+            && (subscriptions.len() >= limits.subscriptions_per_client_max
+                || filter_bytes + filter.len() > limits.subscription_bytes_per_client_max);
+        over.then_some(ReasonCode::QUOTA_EXCEEDED)
+    }
+
     fn may_subscribe(&self, client_id: &str, filter: &str) -> bool {
         let Some(authorizer) = &self.authorizer else { return true };
         authorizer.can_subscribe(self.username_of(client_id), client_id, filter)
@@ -1605,6 +1634,7 @@ impl Shard {
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for = Vec::new();
         let mut new_routes = Vec::new();
+        let mut filter_bytes = self.subscription_bytes(&client_id);
         for entry in subscribe.filters {
             // Kept by the session: copied out of the SUBSCRIBE's read buffer (see
             // `COMPACT_BYTES_MAX`).
@@ -1613,32 +1643,16 @@ impl Shard {
                 Some(Ok((group, plain))) => (Some(ByteString::from(group)), plain),
                 _ => (None, &*filter),
             };
-            if !self.may_subscribe(&client_id, plain) {
-                reasons.push(if v5 {
-                    ReasonCode::NOT_AUTHORIZED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
-            if plain.split('/').count() > self.limits.topic_levels_max {
-                reasons.push(if v5 {
-                    ReasonCode::TOPIC_FILTER_INVALID
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
+            if let Some(refusal) = self.subscribe_refusal(&client_id, &filter, plain, filter_bytes)
+            {
+                let v3 = ReasonCode::UNSPECIFIED_ERROR;
+                reasons.push(if v5 { refusal } else { v3 });
                 continue;
             }
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
-            let subscriptions = &session.held().subscriptions;
-            let existed = subscriptions.contains_key(&filter);
-            if !existed && subscriptions.len() >= self.limits.subscriptions_per_client_max {
-                reasons.push(if v5 {
-                    ReasonCode::QUOTA_EXCEEDED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
+            let existed = session.held().subscriptions.contains_key(&filter);
+            if !existed {
+                filter_bytes += filter.len();
             }
             let subscription = Subscription { options: entry.options, identifier };
             session.held_mut().subscriptions.insert(filter.clone(), subscription);
