@@ -59,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 34] = [
+const SHARD_METRICS: [ShardMetric; 35] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -68,6 +68,14 @@ const SHARD_METRICS: [ShardMetric; 34] = [
         "Retained messages kept in full, by partition.",
         None,
         retained
+    ),
+    metric!(
+        "shardmq_retained_refused_total",
+        "counter",
+        "Retained messages delivered but not retained: the partition's share of \
+         max_retained_messages or max_retained_bytes was full.",
+        None,
+        retained_refused
     ),
     metric!(
         "shardmq_messages_received_total",

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Payload bytes of one retained message [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_retained_payload: Option<usize>,
+    /// Bytes all retained messages of the node may hold [default: a sixteenth of the machine's
+    /// memory, at least 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_retained_bytes: Option<usize>,
     /// Topic Alias Maximum offered to MQTT 5 clients [default: 64].
     #[arg(long, value_name = "N")]
     pub max_topic_alias: Option<u16>,
@@ -405,6 +409,7 @@ impl ServeArgs {
             max_subscription_bytes,
             max_retained_messages,
             max_retained_payload,
+            max_retained_bytes,
             max_topic_alias,
             max_session_expiry,
             connect_timeout,
@@ -491,6 +496,7 @@ impl ServeArgs {
             retained_payload_bytes_max: self
                 .max_retained_payload
                 .unwrap_or(defaults.retained_payload_bytes_max),
+            retained_bytes_max: self.max_retained_bytes.unwrap_or_else(retained_bytes_default),
             session_expiry_secs_max: self
                 .max_session_expiry
                 .unwrap_or(defaults.session_expiry_secs_max),
@@ -841,6 +847,17 @@ impl ServeArgs {
     }
 }
 
+/// `max_retained_bytes` by default: a sixteenth of the machine's memory (`MemTotal` in
+/// /proc/meminfo), at least 64 MiB; 1 GiB where /proc cannot be read.
+fn retained_bytes_default() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024))
+    });
+    total.map_or(1 << 30, |total| (total / 16).max(64 << 20))
+}
+
 /// `ws_allowed_origins`, or its default: pages of this host only while anonymous clients are
 /// accepted on loopback only, any page otherwise (the broker's authentication protects it).
 fn ws_origins(text: Option<&str>, security: &Security) -> Result<AllowedOrigins, ConfigError> {
@@ -944,7 +961,12 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:1883".parse().expect("address"));
         assert!(config.security.loopback_only && config.security.allow_anonymous);
         assert!(config.shards >= 1);
-        assert_eq!(config.limits, Limits::default());
+        // The retained bytes default follows the machine's memory; the rest are the shard's.
+        assert_eq!(config.limits.retained_bytes_max, retained_bytes_default());
+        assert!(config.limits.retained_bytes_max >= 64 << 20);
+        let machine =
+            Limits { retained_bytes_max: config.limits.retained_bytes_max, ..Limits::default() };
+        assert_eq!(config.limits, machine);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Limits {
     pub retained_messages_max: usize,
     /// Payload bytes of one retained message.
     pub retained_payload_bytes_max: usize,
+    /// Bytes the retained messages of the node may hold in all (topics, payloads and
+    /// properties), split evenly over the shards' partitions like the count; a retained
+    /// message past it is delivered but not retained, counted and logged.
+    pub retained_bytes_max: usize,
     /// Session Expiry Interval granted at most (3.1.1 persistent sessions get this value).
     pub session_expiry_secs_max: u32,
     /// Concurrent client connections per node.
@@ -64,6 +68,7 @@ impl Default for Limits {
             subscription_bytes_per_client_max: 256 << 10,
             retained_messages_max: 1_000_000,
             retained_payload_bytes_max: 1 << 20,
+            retained_bytes_max: 1 << 30,
             session_expiry_secs_max: u32::MAX,
             connections_max: 1_000_000,
             connect_timeout: Duration::from_secs(10),

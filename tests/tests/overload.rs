@@ -248,3 +248,37 @@ fn a_client_s_subscriptions_are_bounded_in_bytes_not_only_in_number() {
     let grown = resident_bytes(broker.pid()).saturating_sub(before);
     assert!(grown < 24 << 20, "resident memory grew by {} MB", grown >> 20);
 }
+
+#[test]
+fn retained_messages_are_bounded_in_bytes() {
+    // One client retains 400 messages of 1 MB (with only the count bounded: +550 MB resident).
+    // With max_retained_bytes at 40 MB, about 40 are kept, the rest delivered but not
+    // retained and counted, and memory stays near the bound.
+    let broker =
+        Broker::start(&["--max-retained-bytes", "40000000", "--admin-listen", "127.0.0.1:0"]);
+    let before = resident_bytes(broker.pid());
+    let (mut client, _) = RawClient::connect(broker.addr(), connect_packet(V5, "hoarder"));
+    let payload = Bytes::from(vec![b'r'; 1_000_000]);
+    for i in 1..=400u16 {
+        publish(&mut client, &format!("hoard/{i}"), payload.clone(), true, i);
+    }
+    let grown = resident_bytes(broker.pid()).saturating_sub(before);
+    assert!(grown < 96 << 20, "resident memory grew by {} MB", grown >> 20);
+    let admin = broker.admin_address();
+    let deadline = std::time::Instant::now() + WAIT;
+    let refused = loop {
+        let (_, metrics) = shardmq_tests::http_get(admin, "/metrics");
+        let refused: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("shardmq_retained_refused_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if refused >= 300 || std::time::Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!((300..=380).contains(&refused), "{refused} refused");
+    // Replacing a kept one with a small one still works, and frees room.
+    publish(&mut client, "hoard/1", Bytes::from_static(b"small"), true, 401);
+}

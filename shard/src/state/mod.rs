@@ -111,6 +111,8 @@ pub struct ShardStats {
     pub dropped_not_authorized: u64,
     /// Retained messages in this shard's partition (kept here in full).
     pub retained: u64,
+    /// Retained messages delivered but not retained: the store was full (count or bytes).
+    pub retained_refused: u64,
     /// CONNECTs refused before a session was touched, by cause ([`ConnectRefusal`] as index).
     pub connects_refused: [u64; ConnectRefusal::ALL.len()],
 }
@@ -2233,16 +2235,37 @@ impl Shard {
         // The broker's own `$SYS` topics (a fixed handful, rewritten every few seconds) neither
         // count against the limit nor go to disk: a restart publishes them afresh.
         let system = is_system_topic(&message.topic);
-        let per_shard_max = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
-        let replaces = self.retained.get(&message.topic).is_some();
-        if !replaces && !system && self.retained.len() >= per_shard_max {
-            tracing::warn!(shard = %self.id, topic = %message.topic, "retained store full; message not retained");
+        if !system && self.retained_store_full(&message) {
+            self.stats.retained_refused += 1;
+            let refused = self.stats.retained_refused;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    shard = %self.id,
+                    topic = %message.topic,
+                    refused,
+                    "retained store full (max_retained_messages {}, max_retained_bytes {}); \
+                     message delivered, not retained",
+                    self.limits.retained_messages_max,
+                    self.limits.retained_bytes_max,
+                );
+            }
             return;
         }
         if !system {
             self.persist_retained(&message, true);
         }
         self.insert_retained(message);
+    }
+
+    /// Whether keeping `message` would take this shard's partition past its share of the
+    /// node's retained count or bytes (replacing a message frees what it held).
+    fn retained_store_full(&self, message: &SharedMessage) -> bool {
+        let shards = usize::from(self.shards);
+        let old = self.retained.get(&message.topic).map(|old| old.cost_bytes());
+        let count_full = old.is_none()
+            && self.retained.len() >= self.limits.retained_messages_max.div_ceil(shards);
+        let bytes = self.retained_bytes - old.unwrap_or(0) + message.cost_bytes();
+        count_full || bytes > self.limits.retained_bytes_max.div_ceil(shards)
     }
 
     /// Deletes the retained message on `message`'s topic kept here, if any.
