@@ -59,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 35] = [
+const SHARD_METRICS: [ShardMetric; 36] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -76,6 +76,14 @@ const SHARD_METRICS: [ShardMetric; 35] = [
          max_retained_messages or max_retained_bytes was full.",
         None,
         retained_refused
+    ),
+    metric!(
+        "shardmq_subscriptions_refused_total",
+        "counter",
+        "Subscriptions refused with 0x97 (3.1.1: 0x80): the client was at max_subscriptions or \
+         max_subscription_bytes.",
+        None,
+        subscriptions_refused
     ),
     metric!(
         "shardmq_messages_received_total",

@@ -488,7 +488,10 @@ fn the_admin_api_answers_only_its_own_names_and_holds_no_thread_per_connection()
     let silent: Vec<std::net::TcpStream> =
         (0..300).map(|_| std::net::TcpStream::connect(admin).expect("connect")).collect();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(threads(broker.pid()) <= before, "{} threads, {before} before", threads(broker.pid()));
+    // (A few threads come and go on their own: the runtime's blocking pool. A thread per
+    // connection would be 300 more.)
+    let during = threads(broker.pid());
+    assert!(during <= before + 8, "{during} threads, {before} before");
     drop(silent);
     let deadline = Instant::now() + WAIT;
     while get_as(admin, &admin.to_string(), "/health") != 200 {

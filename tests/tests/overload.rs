@@ -247,6 +247,11 @@ fn a_client_s_subscriptions_are_bounded_in_bytes_not_only_in_number() {
     assert!(granted >= CLIENTS * 15, "{granted} granted");
     let grown = resident_bytes(broker.pid()).saturating_sub(before);
     assert!(grown < 24 << 20, "resident memory grew by {} MB", grown >> 20);
+    assert!(
+        broker.wait_for_log("subscription refused (quota exceeded)", WAIT).is_some(),
+        "{}",
+        broker.log()
+    );
 }
 
 #[test]

@@ -113,6 +113,9 @@ pub struct ShardStats {
     pub retained: u64,
     /// Retained messages delivered but not retained: the store was full (count or bytes).
     pub retained_refused: u64,
+    /// Subscriptions refused because a client was at `max_subscriptions` or
+    /// `max_subscription_bytes`.
+    pub subscriptions_refused: u64,
     /// CONNECTs refused before a session was touched, by cause ([`ConnectRefusal`] as index).
     pub connects_refused: [u64; ConnectRefusal::ALL.len()],
 }
@@ -1523,7 +1526,23 @@ impl Shard {
         let over = !subscriptions.contains_key(filter)
             && (subscriptions.len() >= limits.subscriptions_per_client_max
                 || filter_bytes + filter.len() > limits.subscription_bytes_per_client_max);
-        over.then_some(ReasonCode::QUOTA_EXCEEDED)
+        if !over {
+            return None;
+        }
+        self.stats.subscriptions_refused += 1;
+        let refused = self.stats.subscriptions_refused;
+        if refused.is_power_of_two() {
+            tracing::warn!(
+                shard = %self.id,
+                client = %client_id,
+                refused,
+                "subscription refused (quota exceeded): max_subscriptions {}, \
+                 max_subscription_bytes {}",
+                self.limits.subscriptions_per_client_max,
+                self.limits.subscription_bytes_per_client_max,
+            );
+        }
+        Some(ReasonCode::QUOTA_EXCEEDED)
     }
 
     fn may_subscribe(&self, client_id: &str, filter: &str) -> bool {
