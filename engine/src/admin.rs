@@ -896,6 +896,12 @@ pub fn start(
     // threads is the HTTP server's, not a licence to ask every shard four times at once.
     let served = std::sync::Mutex::new((counters, shards, ready, refusals.clone()));
     let handle = move |request: &crate::admin_http::Request| {
+        use crate::admin_http::{Method, Response};
+        if request.method == Method::Get && request.path == "/health" {
+            // Never behind a slow question to the shards: a liveness probe must not fail
+            // because another request waits for a busy shard.
+            return Response { status: 200, body: "ok\n".into(), content_type: "text/plain" };
+        }
         let served = served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (counters, shards, ready, refusals) = &*served;
         answer(counters, shards, ready, refusals, request)

@@ -46,9 +46,17 @@ impl Message {
         Message { payload: Default::default(), ..self.clone() }
     }
 
-    /// The payload bytes a queue is charged for this message.
+    /// The bytes a queue or the retained store is charged for this message: its topic, payload
+    /// and properties' strings and data (a message with an empty payload and large user
+    /// properties costs what it holds).
     pub fn cost_bytes(&self) -> usize {
-        self.payload.len() + self.topic.len()
+        let properties = &self.properties;
+        self.topic.len()
+            + self.payload.len()
+            + properties.content_type.as_ref().map_or(0, |t| t.len())
+            + properties.response_topic.as_ref().map_or(0, |t| t.len())
+            + properties.correlation_data.as_ref().map_or(0, |d| d.len())
+            + properties.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
     }
 }
 
@@ -80,14 +88,7 @@ impl Message {
     /// The message with its bytes in allocations of its own when it is small (see
     /// [`COMPACT_BYTES_MAX`]); as it is otherwise.
     pub fn compacted(mut self) -> Message {
-        let properties = &self.properties;
-        let size = self.topic.len()
-            + self.payload.len()
-            + properties.content_type.as_ref().map_or(0, |t| t.len())
-            + properties.response_topic.as_ref().map_or(0, |t| t.len())
-            + properties.correlation_data.as_ref().map_or(0, |d| d.len())
-            + properties.user_properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if size > COMPACT_BYTES_MAX {
+        if self.cost_bytes() > COMPACT_BYTES_MAX {
             return self;
         }
         self.topic = own(&self.topic);

@@ -802,13 +802,18 @@ impl Shard {
         self.resume(&client_id, now);
     }
 
-    /// Whether `client_id` has a session here (online or stored) whose user is not `username`,
-    /// while users are told apart (an authorizer is set) and `session_takeover_any_user` is off.
+    /// Whether `client_id` has a session here (online or stored) of a user other than
+    /// `username`, while users are told apart (an authorizer is set) and
+    /// `session_takeover_any_user` is off.
     pub fn belongs_to_another_user(&self, client_id: &str, username: Option<&str>) -> bool {
         if self.authorizer.is_none() || self.limits.session_takeover_any_user {
             return false;
         }
-        self.sessions.get(client_id).is_some_and(|session| session.username.as_deref() != username)
+        // A session made without a user (by an anonymous client, or before users were told
+        // apart) belongs to nobody: its client, logging in now, adopts it.
+        self.sessions.get(client_id).is_some_and(|session| {
+            session.username.is_some() && session.username.as_deref() != username
+        })
     }
 
     /// A client id for a client that sent none, homed on this shard: 128 random bits (22
@@ -2255,6 +2260,9 @@ impl Shard {
         // count against the limit nor go to disk: a restart publishes them afresh.
         let system = is_system_topic(&message.topic);
         if !system && self.retained_store_full(&message) {
+            // The older message on the topic must not outlive the newer one that was refused:
+            // subscribers would get a stale value (and other nodes keep the new one).
+            self.forget_retained(&message);
             self.stats.retained_refused += 1;
             let refused = self.stats.retained_refused;
             if refused.is_power_of_two() {
