@@ -120,6 +120,10 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, refusals: &Admi
                     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\
                       Connection: close\r\n\r\n",
                 );
+                // Closing with the request unread would send a reset that can overtake the
+                // answer: end the write side and take what already arrived (without waiting).
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.read(&mut [0u8; 2048]);
             }
             Err(TrySendError::Disconnected(_)) => return,
         }

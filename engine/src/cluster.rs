@@ -1386,7 +1386,16 @@ fn hand_over(
     request: &TakeoverRequest,
 ) {
     let username = request.username.as_deref();
-    if context.state.borrow().belongs_to_another_user(&request.client_id, username) {
+    // The session here, or the copy parked for a peer that has not confirmed it yet.
+    let parked_owner = cluster.parked.borrow().get(&request.client_id).and_then(|parked| {
+        parked.session.sessions.first().map(|(_, record)| record.username.clone())
+    });
+    let foreign = {
+        let state = context.state.borrow();
+        state.belongs_to_another_user(&request.client_id, username)
+            || parked_owner.is_some_and(|owner| state.is_another_user(owner.as_deref(), username))
+    };
+    if foreign {
         // A session of another user stays where it is, and its client stays connected.
         context.state.borrow_mut().connect_refused(ConnectRefusal::SessionOfAnotherUser);
         tracing::warn!(

@@ -806,14 +806,20 @@ impl Shard {
     /// `username`, while users are told apart (an authorizer is set) and
     /// `session_takeover_any_user` is off.
     pub fn belongs_to_another_user(&self, client_id: &str, username: Option<&str>) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|session| self.is_another_user(session.username.as_deref(), username))
+    }
+
+    /// Whether a session of `owner` is another user's than `username`'s (see
+    /// [`Shard::belongs_to_another_user`]). A session made without a user (by an anonymous
+    /// client, or before users were told apart) belongs to nobody: its client, logging in
+    /// now, adopts it.
+    pub fn is_another_user(&self, owner: Option<&str>, username: Option<&str>) -> bool {
         if self.authorizer.is_none() || self.limits.session_takeover_any_user {
             return false;
         }
-        // A session made without a user (by an anonymous client, or before users were told
-        // apart) belongs to nobody: its client, logging in now, adopts it.
-        self.sessions.get(client_id).is_some_and(|session| {
-            session.username.is_some() && session.username.as_deref() != username
-        })
+        owner.is_some() && owner != username
     }
 
     /// A client id for a client that sent none, homed on this shard: 128 random bits (22
