@@ -28,7 +28,7 @@ use shardmq_io::runtime::{
     self, bind_listener_sockets, build_mesh, needs_accept_backoff, Connection, ListenerSocket,
     MeshEnds, MeshReceiver, MeshSender, ShardPlacement, StreamHandoff, TcpListener,
 };
-use shardmq_io::transport::{Layer, Layered, MqttStream};
+use shardmq_io::transport::{AllowedOrigins, Layer, Layered, MqttStream};
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGRADES};
 use shardmq_shard::{home_shard, ConnId, ConnectRefusal, Effect, Shard, ShardId, ShardMsg};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
@@ -591,6 +591,10 @@ pub(crate) struct ShardContext {
     connections: Arc<AtomicUsize>,
     connections_max: Cell<usize>,
     packet_bytes_max: Cell<u32>,
+    /// The web pages WebSocket listeners accept, and `use_username_as_clientid` (both from the
+    /// configuration in force, read here rather than from `live` at every accept or CONNECT).
+    ws_origins: RefCell<Arc<AllowedOrigins>>,
+    username_as_client_id: Cell<bool>,
     connect_timeout: Cell<Duration>,
     effects: RefCell<Vec<Effect>>,
     /// Output of connections whose socket was full, until it is written: kept here rather than
@@ -762,6 +766,8 @@ async fn shard_main(
         connections,
         connections_max: Cell::new(config.limits.connections_max),
         packet_bytes_max: Cell::new(config.limits.packet_bytes_max),
+        ws_origins: RefCell::new(config.ws_origins.clone()),
+        username_as_client_id: Cell::new(config.security.username_as_client_id),
         connect_timeout: Cell::new(config.limits.connect_timeout),
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
@@ -955,6 +961,8 @@ async fn ticker(context: Rc<ShardContext>) {
             context.state.borrow_mut().set_limits(config.limits.clone());
             context.connections_max.set(config.limits.connections_max);
             context.packet_bytes_max.set(config.limits.packet_bytes_max);
+            context.ws_origins.replace(config.ws_origins.clone());
+            context.username_as_client_id.set(config.security.username_as_client_id);
             context.connect_timeout.set(config.limits.connect_timeout);
             context.connect_rate_share.set(connect_rate_share(&config));
             context.live_generation.set(generation);
@@ -1135,7 +1143,7 @@ async fn accept_loop(context: Rc<ShardContext>, listener: TcpListener, kind: Lis
                     stream.close();
                     continue;
                 }
-                let origins = || context.live.current().1.ws_origins.clone();
+                let origins = || context.ws_origins.borrow().clone();
                 match kind.layer(context.tls.as_deref(), origins) {
                     None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
                     Some(layer) => {
@@ -1270,7 +1278,7 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
             }
         }
     };
-    if context.live.current().1.security.username_as_client_id {
+    if context.username_as_client_id.get() {
         // `use_username_as_clientid`: the user name is the client id, so no client of another
         // user can name this one's session.
         match connect.username.clone() {

@@ -723,20 +723,27 @@ fn publish_until_paused(pair: &mut Pair, publisher: ConnId, payload: &str, most:
     most
 }
 
-fn dropped(stats: &ShardStats) -> u64 {
-    stats.dropped_qos0_slow + stats.dropped_queue_full
-}
-
-#[test]
-fn a_slow_subscriber_on_another_node_pauses_the_publisher_until_it_drains() {
+/// A pair with a subscriber to `t` on B's shard 0 that stopped reading, and a publisher on A's
+/// shard 0.
+fn stopped_subscriber_and_publisher() -> (Pair, ConnId, ConnId) {
     let mut pair = pair();
-    let sub_id = pair.b.id_on("slow", 0);
+    let sub_id = pair.b.id_on("stopped", 0);
     let subscriber = pair.b.connect(&sub_id, V5, true);
     pair.b.subscribe(subscriber, "t", QoS::AtMostOnce);
     exchange(&mut pair);
     pair.b.stopped.insert(subscriber);
     let pub_id = pair.a.id_on("pub", 0);
     let publisher = pair.a.connect(&pub_id, V5, true);
+    (pair, subscriber, publisher)
+}
+
+fn dropped(stats: &ShardStats) -> u64 {
+    stats.dropped_qos0_slow + stats.dropped_queue_full
+}
+
+#[test]
+fn a_slow_subscriber_on_another_node_pauses_the_publisher_until_it_drains() {
+    let (mut pair, subscriber, publisher) = stopped_subscriber_and_publisher();
     pair.a.take(publisher);
 
     // 10 KB messages: the subscriber's 1 MiB output buffer fills after about a hundred, and B
@@ -759,14 +766,7 @@ fn a_slow_subscriber_on_another_node_pauses_the_publisher_until_it_drains() {
 
 #[test]
 fn what_a_paused_peer_publisher_still_sends_stays_within_the_subscriber_s_limits() {
-    let mut pair = pair();
-    let sub_id = pair.b.id_on("stuck", 0);
-    let subscriber = pair.b.connect(&sub_id, V5, true);
-    pair.b.subscribe(subscriber, "t", QoS::AtMostOnce);
-    exchange(&mut pair);
-    pair.b.stopped.insert(subscriber);
-    let pub_id = pair.a.id_on("pub", 0);
-    let publisher = pair.a.connect(&pub_id, V5, true);
+    let (mut pair, subscriber, publisher) = stopped_subscriber_and_publisher();
     let payload = "x".repeat(10_000);
     let fed = publish_until_paused(&mut pair, publisher, &payload, 1000);
     assert!(pair.a.shards[0].is_paused(publisher));

@@ -686,13 +686,7 @@ impl Shard {
         }
         // A session belongs to its user: another user's client neither takes it over nor
         // ends it with a clean start.
-        if self.belongs_to_another_user(&client_id, connect.username.as_deref()) {
-            self.stats.connects_refused[ConnectRefusal::SessionOfAnotherUser as usize] += 1;
-            tracing::warn!(
-                shard = %self.id,
-                user = ?connect.username.as_deref(),
-                "refused a CONNECT: client id {client_id:?} has a session of another user"
-            );
+        if self.session_of_another_user(&client_id, connect.username.as_deref()) {
             return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
         }
         // Take over an existing connection of this client.
@@ -809,6 +803,20 @@ impl Shard {
         self.sessions
             .get(client_id)
             .is_some_and(|session| self.is_another_user(session.username.as_deref(), username))
+    }
+
+    /// [`Shard::belongs_to_another_user`] for a CONNECT, counted and logged when it is.
+    fn session_of_another_user(&mut self, client_id: &ByteString, username: Option<&str>) -> bool {
+        if !self.belongs_to_another_user(client_id, username) {
+            return false;
+        }
+        self.stats.connects_refused[ConnectRefusal::SessionOfAnotherUser as usize] += 1;
+        tracing::warn!(
+            shard = %self.id,
+            user = ?username,
+            "refused a CONNECT: client id {client_id:?} has a session of another user"
+        );
+        true
     }
 
     /// Whether a session of `owner` is another user's than `username`'s (see
