@@ -46,14 +46,17 @@ use shardmq_shard::persist::{
     encode_session, encode_stored_message, Restored, WallClock,
 };
 use shardmq_shard::{
-    home_shard, retained_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node,
-    PeerLease, PeerNode, PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
+    home_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerLease, PeerNode,
+    PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
 };
 
 use crate::link_security::{
     LinkCertificates, LinkStats, Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX,
 };
 use crate::server::{MeshItem, ShardContext, Signal};
+
+mod retained;
+pub use retained::{retained_fetcher, retained_puller};
 
 /// How often every outgoing link sends a heartbeat (and checks its receipts' age).
 const LINK_HEARTBEAT: Duration = Duration::from_millis(250);
@@ -126,6 +129,8 @@ pub struct NodeCluster {
 struct Registry {
     by_name: HashMap<NodeId, PeerNode>,
     names: Vec<NodeId>,
+    /// Each peer's shard count, from the hello of its last link admitted here.
+    shards: HashMap<PeerNode, u16>,
 }
 
 impl NodeCluster {
@@ -188,6 +193,18 @@ impl NodeCluster {
         let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         registry.names.get(usize::from(peer.0)).cloned()
     }
+
+    /// A link of `peer` said hello with its shard count.
+    fn learn_shards(&self, peer: PeerNode, shards: u16) {
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry.shards.insert(peer, shards);
+    }
+
+    /// `peer`'s shard count, once one of its links said hello here.
+    fn peer_shards(&self, peer: PeerNode) -> Option<u16> {
+        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry.shards.get(&peer).copied()
+    }
 }
 
 impl std::fmt::Debug for NodeCluster {
@@ -209,8 +226,12 @@ pub struct ShardCluster {
     /// Fetches of large retained messages the shard asked for, not started yet.
     fetch_queue: RefCell<Vec<(u64, ByteString, Vec<PeerNode>)>>,
     fetch_signal: Signal,
-    /// Retained fetches waiting for a holder's answer, by request number.
-    fetches: RefCell<HashMap<u64, Rc<Awaited<Option<SharedMessage>>>>>,
+    /// Retained fetches waiting for a holder's answer, by request number: the message and its
+    /// version.
+    fetches: RefCell<HashMap<u64, Rc<Awaited<Fetched>>>>,
+    /// Large retained messages this node became a holder of, to pull one at a time.
+    pull_queue: RefCell<retained::PullQueue>,
+    pull_signal: Signal,
     next_request: Cell<u64>,
     encoder: RefCell<Encoder>,
     /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
@@ -230,7 +251,14 @@ struct OutLink {
     version: Cell<u64>,
     /// Receipt tokens this shard waits for from the peer, with when they were sent.
     receipts: RefCell<HashMap<u64, Instant>>,
+    /// This connection sent its retained digest.
+    digest_sent: Cell<bool>,
+    /// Retained topics whose last write the peer lacks, to send as the link drains.
+    pushes: RefCell<std::collections::VecDeque<ByteString>>,
 }
+
+/// A holder's answer to a retained fetch: the message and its version, or none.
+type Fetched = Option<(SharedMessage, u64)>;
 
 /// A takeover this shard asked a peer for, and how the peer answered.
 struct Takeover {
@@ -323,6 +351,18 @@ pub enum ClusterItem {
     Pace { conn: ConnId, pause: bool },
     /// A peer installed a session this shard handed over.
     Installed(Box<TransferInstalled>),
+    /// Shard `peer_shard` (of `peer_shards`) of a peer digested its retained versions of this
+    /// shard's topics.
+    RetainedDigest { peer: PeerNode, peer_shards: u16, peer_shard: ShardId, digest: Vec<u64> },
+    /// Shard `peer_shard` (of `peer_shards`) of a peer listed its retained versions in
+    /// `buckets` of this shard's partition.
+    RetainedVersions {
+        peer: PeerNode,
+        peer_shards: u16,
+        peer_shard: ShardId,
+        buckets: Vec<u16>,
+        entries: Vec<(ByteString, u64)>,
+    },
 }
 
 impl ShardCluster {
@@ -337,6 +377,8 @@ impl ShardCluster {
             fetch_queue: RefCell::new(Vec::new()),
             fetch_signal: Signal::default(),
             fetches: RefCell::new(HashMap::new()),
+            pull_queue: RefCell::new(retained::PullQueue::new()),
+            pull_signal: Signal::default(),
             // Request numbers differ between runs of the process, so that an answer to a
             // request of a previous run (it crossed a restart) matches nothing in this one.
             next_request: Cell::new(run_base()),
@@ -362,6 +404,13 @@ impl ShardCluster {
     pub fn fetch_retained(&self, token: u64, topic: ByteString, holders: Vec<PeerNode>) {
         self.fetch_queue.borrow_mut().push((token, topic, holders));
         self.fetch_signal.notify();
+    }
+
+    /// The shard became a holder of a large retained message
+    /// ([`shardmq_shard::Effect::PullRetained`]); [`retained_puller`] pulls it.
+    pub fn pull_retained(&self, topic: ByteString, holders: Vec<PeerNode>) {
+        self.pull_queue.borrow_mut().push_back((topic, holders));
+        self.pull_signal.notify();
     }
 
     /// Queues a frame on the link to `peer`. False when the link is down.
@@ -391,7 +440,7 @@ impl ShardCluster {
     /// the publish could not be sent.
     pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
         match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders, publisher } => {
+            Forward::Publish { message, receipt, deliver, shared, holders, publisher, version } => {
                 let (shared_filter, shared_group) = match shared {
                     Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
                     None => (None, None),
@@ -412,6 +461,7 @@ impl ShardCluster {
                     shared_group,
                     retained_holders,
                     publisher: publisher.map(|conn| conn.0),
+                    retained_version: version,
                 }));
                 if !self.has_room(peer) || !self.send(peer, body) {
                     // The peer's link is down (the node is gone or restarting) or full: its
@@ -609,6 +659,8 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
             retired: Cell::new(false),
             version: Cell::new(0),
             receipts: RefCell::new(HashMap::new()),
+            digest_sent: Cell::new(false),
+            pushes: RefCell::new(std::collections::VecDeque::new()),
         });
         cluster.links.borrow_mut().insert(peer, link.clone());
         runtime::spawn_local(out_link(context.clone(), cluster.clone(), link));
@@ -772,9 +824,13 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
     );
     // In chunks, so that no frame nears the frame size limit however many there are.
     for chunk in held.chunks(RETAINED_INDEX_CHUNK) {
-        let topics = Some(chunk.iter().map(|topic| topic.to_string()).collect());
-        encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics })), &mut out);
+        let topics = Some(chunk.iter().map(|(topic, _)| topic.to_string()).collect());
+        let versions = Some(chunk.iter().map(|(_, version)| *version).collect());
+        encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics, versions })), &mut out);
     }
+    // The retained catch-up starts afresh on every connection.
+    link.digest_sent.set(false);
+    link.pushes.borrow_mut().clear();
     link.version.set(0);
     link.up.set(true);
 }
@@ -788,7 +844,9 @@ async fn pump(
 ) -> std::io::Result<()> {
     let mut next_heartbeat = Instant::now();
     let mut sealed = Vec::new();
+    let peer = cluster.node.peer(&link.member.borrow().node);
     loop {
+        retained::sync_out(context, cluster, link, peer);
         let batch = std::mem::take(&mut *link.out.borrow_mut());
         if !batch.is_empty() {
             let wire: &[u8] = match tls.as_deref_mut() {
@@ -831,7 +889,7 @@ async fn pump(
             expire_receipts(context, link, now);
             continue;
         }
-        if link.out.borrow().is_empty() {
+        if link.out.borrow().is_empty() && link.pushes.borrow().is_empty() {
             let wait = next_heartbeat - now;
             future::or(link.signal.wait(), runtime::sleep(wait)).await;
         }
@@ -1018,6 +1076,7 @@ fn check_hello(
         );
         return Ok(None);
     }
+    cluster.node.learn_shards(peer, hello.shards);
     Ok(Some(LinkPeer {
         peer,
         node,
@@ -1178,33 +1237,17 @@ fn handle_frame(
         Body::Heartbeat(heartbeat) => {
             cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
         }
-        Body::RetainedIndex(index) => {
-            let topics = index.topics.unwrap_or_default().into_iter().map(ByteString::from);
-            context.state.borrow_mut().retained_held_by(from.peer, topics.collect());
-        }
-        Body::RetainedFetch(fetch) => {
-            let partition = retained_shard(&fetch.topic, context.shards);
-            if partition == context.id {
-                answer_fetch(context, cluster, from.peer, &fetch);
-            } else {
-                let item = ClusterItem::Fetch { peer: from.peer, fetch };
-                context.to_peer(partition, MeshItem::Cluster(item));
-            }
-        }
+        Body::RetainedIndex(_)
+        | Body::RetainedFetch(_)
+        | Body::RetainedFetched(_)
+        | Body::RetainedDigest(_)
+        | Body::RetainedVersions(_) => retained::frame_arrived(context, cluster, from, body),
         Body::TransferInstalled(installed) => {
             let home = home_shard(&installed.client_id, context.shards);
             if home == context.id {
                 unpark(cluster, &installed);
             } else {
                 context.to_peer(home, MeshItem::Cluster(ClusterItem::Installed(installed)));
-            }
-        }
-        Body::RetainedFetched(fetched) => {
-            let shard = ShardId(fetched.shard);
-            if shard == context.id {
-                fetched_arrived(cluster, *fetched);
-            } else if shard.0 < context.shards {
-                context.to_peer(shard, MeshItem::Cluster(ClusterItem::Fetched(fetched)));
             }
         }
     }
@@ -1252,6 +1295,7 @@ fn publish_arrived(
         shared,
         holders,
         publish.publisher.map(ConnId),
+        publish.retained_version,
         now,
     );
 }
@@ -1263,12 +1307,20 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         ClusterItem::Receipt { peer, token, ok } => cluster.receipt(context, peer, token, ok),
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
         ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
-        ClusterItem::Fetch { peer, fetch } => answer_fetch(context, &cluster, peer, &fetch),
-        ClusterItem::Fetched(fetched) => fetched_arrived(&cluster, *fetched),
+        ClusterItem::Fetch { peer, fetch } => {
+            retained::answer_fetch(context, &cluster, peer, &fetch)
+        }
+        ClusterItem::Fetched(fetched) => retained::fetched_arrived(&cluster, *fetched),
         ClusterItem::Installed(installed) => unpark(&cluster, &installed),
         ClusterItem::Pace { conn, pause } => {
             context.state.borrow_mut().peer_pace(conn, pause, Instant::now());
             context.apply_effects();
+        }
+        item @ ClusterItem::RetainedDigest { .. } => {
+            retained::compare_digest(context, &cluster, item)
+        }
+        item @ ClusterItem::RetainedVersions { .. } => {
+            retained::versions_arrived(context, &cluster, item)
         }
     }
 }
@@ -1572,88 +1624,6 @@ fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: Se
 // -------------------------------------------------------------------------------------------
 // Large retained messages
 // -------------------------------------------------------------------------------------------
-
-/// Fetches the large retained messages this shard's subscribes need from the nodes that keep
-/// them, each in a task of its own.
-pub async fn retained_fetcher(context: Rc<ShardContext>) {
-    let Some(cluster) = context.cluster.clone() else { return };
-    while !context.stopping.get() {
-        let queued = std::mem::take(&mut *cluster.fetch_queue.borrow_mut());
-        if queued.is_empty() {
-            future::or(cluster.fetch_signal.wait(), context.stop_signal.wait()).await;
-            continue;
-        }
-        for (token, topic, holders) in queued {
-            runtime::spawn_local(fetch_one(
-                context.clone(),
-                cluster.clone(),
-                token,
-                topic,
-                holders,
-            ));
-        }
-    }
-}
-
-/// Asks each holder in turn for the retained message on `topic` until one has it, then hands
-/// it (or nothing) to the shard.
-async fn fetch_one(
-    context: Rc<ShardContext>,
-    cluster: Rc<ShardCluster>,
-    token: u64,
-    topic: ByteString,
-    holders: Vec<PeerNode>,
-) {
-    let mut found = None;
-    for holder in holders {
-        let request = cluster.next_request();
-        let answer = Rc::new(Awaited::new());
-        cluster.fetches.borrow_mut().insert(request, answer.clone());
-        let fetch = RetainedFetch { topic: topic.to_string(), request, reply_shard: context.id.0 };
-        let answered = match cluster.send(holder, Body::RetainedFetch(Box::new(fetch))) {
-            true => answer.until(Instant::now() + RETAINED_FETCH_TIMEOUT).await,
-            false => None,
-        };
-        cluster.fetches.borrow_mut().remove(&request);
-        if let Some(Some(message)) = answered {
-            found = Some(message);
-            break;
-        }
-    }
-    if found.is_none() {
-        tracing::debug!(shard = %context.id, %topic, "no holder answered with the retained message");
-    }
-    context.state.borrow_mut().retained_fetched(token, found, Instant::now());
-    context.apply_effects();
-}
-
-/// A peer fetches the retained message on a topic of this shard's partition.
-fn answer_fetch(
-    context: &ShardContext,
-    cluster: &ShardCluster,
-    peer: PeerNode,
-    fetch: &RetainedFetch,
-) {
-    let message = context.state.borrow().retained_message(&fetch.topic, Instant::now());
-    let fetched = RetainedFetched {
-        request: fetch.request,
-        shard: fetch.reply_shard,
-        message: message.map(|message| encode_stored_message(&message, &cluster.clock)),
-    };
-    // Lost with the link: the fetching node asks the next holder after its timeout.
-    cluster.send(peer, Body::RetainedFetched(Box::new(fetched)));
-}
-
-/// A peer answered one of this shard's retained fetches.
-fn fetched_arrived(cluster: &ShardCluster, fetched: RetainedFetched) {
-    let Some(answer) = cluster.fetches.borrow().get(&fetched.request).cloned() else { return };
-    let message = fetched.message.and_then(|bytes| {
-        decode_stored_message(&bytes, &cluster.clock)
-            .map_err(|error| tracing::warn!("bad retained message from a peer: {error}"))
-            .ok()
-    });
-    answer.set(message.map(Arc::new));
-}
 
 fn decode_transfer(
     transfer: &SessionTransfer,

@@ -668,6 +668,11 @@ impl ShardContext {
                         Some(cluster) => cluster.fetch_retained(token, topic, holders),
                         None => answered_fetches.push(token),
                     },
+                    Effect::PullRetained { topic, holders } => {
+                        if let Some(cluster) = &self.cluster {
+                            cluster.pull_retained(topic, holders);
+                        }
+                    }
                 }
             }
         }
@@ -749,6 +754,7 @@ async fn shard_main(
             let shard_cluster = ShardCluster::new(node, clock);
             let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
             state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
+            state.enable_retained_versions(clock, os_random_u128().map_or(0, |r| r as u64));
             (Some(Rc::new(shard_cluster)), Some((events, link_listener)))
         }
         None => (None, None),
@@ -841,6 +847,7 @@ async fn shard_main(
         runtime::spawn_local(cluster::control_events(context.clone(), events));
         runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
         runtime::spawn_local(cluster::retained_fetcher(context.clone()));
+        runtime::spawn_local(cluster::retained_puller(context.clone()));
     }
     for (kind, listener) in listeners {
         runtime::spawn_local(accept_loop(context.clone(), listener, kind));

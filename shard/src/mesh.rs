@@ -54,9 +54,16 @@ pub enum ShardMsg {
     },
     /// Store (or, with an empty payload, delete) a retained message in the receiver's partition;
     /// with `elsewhere`, only note that these peer nodes keep it (a large one).
-    Retain { message: SharedMessage, receipt: Option<u64>, elsewhere: Option<Vec<PeerNode>> },
-    /// Peer node `node` keeps these large retained messages of the receiver's partition.
-    RetainedHeld { node: PeerNode, topics: Vec<ByteString> },
+    /// `version` orders retained writes (0: not versioned).
+    Retain {
+        message: SharedMessage,
+        receipt: Option<u64>,
+        elsewhere: Option<Vec<PeerNode>>,
+        version: u64,
+    },
+    /// Peer node `node` keeps these large retained messages of the receiver's partition, at
+    /// these versions.
+    RetainedHeld { node: PeerNode, topics: Vec<(ByteString, u64)> },
     /// The writes a receipt was asked for are durable (`ok`) or failed.
     Stored { token: u64, ok: bool },
     /// Stop reading the receiver's connection `conn`: a subscriber on the sender, fed by its

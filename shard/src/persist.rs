@@ -99,6 +99,34 @@ pub struct Restored {
     pub incoming_qos2: Vec<(ByteString, u16)>,
     pub retained: Vec<SharedMessage>,
     pub wills: Vec<(ByteString, SharedMessage, Instant)>,
+    /// The version of each retained topic's last write in a cluster (see `state::retained_sync`).
+    pub retained_marks: Vec<(ByteString, RetainedMark)>,
+}
+
+/// The version of a retained topic's last write, and whether that write deleted it (a
+/// tombstone, kept so that a node that missed the deletion learns it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedMark {
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// A retained topic's mark (table `retained_marks`): the layout version, the version, 1 if
+/// deleted.
+pub fn encode_retained_mark(mark: RetainedMark) -> Vec<u8> {
+    let mut buf = BytesMut::with_capacity(10);
+    buf.put_u8(RECORD_VERSION);
+    buf.put_u64(mark.version);
+    buf.put_u8(u8::from(mark.deleted));
+    buf.to_vec()
+}
+
+pub fn decode_retained_mark(bytes: &[u8]) -> Result<RetainedMark, RecordError> {
+    let mut fields = Fields::new(bytes, "retained mark")?;
+    let version = fields.u64()?;
+    let deleted = fields.u8()? != 0;
+    fields.end()?;
+    Ok(RetainedMark { version, deleted })
 }
 
 /// Decodes a store snapshot.
@@ -125,6 +153,9 @@ pub fn decode_snapshot(snapshot: Snapshot, clock: &WallClock) -> Result<Restored
         let (message, due) = decode_will(&record, clock)?;
         restored.wills.push((ByteString::from(client_id), Arc::new(message), due));
     }
+    for (topic, record) in snapshot.retained_marks {
+        restored.retained_marks.push((ByteString::from(topic), decode_retained_mark(&record)?));
+    }
     Ok(restored)
 }
 
@@ -138,6 +169,7 @@ pub struct ShardPlan {
     pub moved: Restored,
     /// In this shard's file but homed elsewhere now: to be deleted from it.
     pub forget_sessions: Vec<ByteString>,
+    /// Retained topics (messages and marks) in this shard's file but homed elsewhere now.
     pub forget_retained: Vec<ByteString>,
 }
 
@@ -229,6 +261,17 @@ pub fn rehome(files: Vec<(u16, Restored)>, shards: u16) -> RehomePlan {
             }
             if chosen_topic.get(&message.topic) == Some(&index) {
                 slot(&mut plan, home, index).retained.push(message);
+            }
+        }
+        // A topic's mark moves with it; a mark alone (a deletion) moves from its first file.
+        for (topic, mark) in restored.retained_marks {
+            let home = retained_shard(&topic, shards).0;
+            if index < shards && home != index {
+                plan.shards[usize::from(index)].forget_retained.push(topic.clone());
+            }
+            let chosen = *chosen_topic.entry(topic.clone()).or_insert(index);
+            if chosen == index {
+                slot(&mut plan, home, index).retained_marks.push((topic, mark));
             }
         }
     }

@@ -43,9 +43,19 @@ fn pair() -> Pair {
             shard.set_peers(vec![PEER]);
         }
     }
+    version_retained_writes(&mut a, 1);
+    version_retained_writes(&mut b, 2);
     let a_to_b = connect_links(&a, &mut b, PeerLease(1));
     let b_to_a = connect_links(&b, &mut a, PeerLease(2));
     Pair { a, b, a_to_b, b_to_a, _dirs: dirs }
+}
+
+/// Retained writes on `node` carry versions, as in a cluster; `tag` tells its shards apart.
+fn version_retained_writes(node: &mut Node, tag: u64) {
+    let clock = shardmq_shard::persist::WallClock::fixed(node.now, NOW_UNIX_MS);
+    for (index, shard) in node.shards.iter_mut().enumerate() {
+        shard.enable_retained_versions(clock, tag * 16 + index as u64);
+    }
 }
 
 /// Connects every shard of `from` to `to`: each connection starts with the shard's snapshot.
@@ -99,20 +109,12 @@ fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
     for (origin, peer, forward) in forwarded {
         assert_eq!(peer, PEER);
         match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders, publisher } => {
-                // The sender's names of nodes, as the receiver names them.
-                let holders = holders.map(|holders| {
-                    holders
-                        .into_iter()
-                        .map(|node| match node {
-                            shardmq_shard::Node::Here => shardmq_shard::Node::Peer(PEER),
-                            shardmq_shard::Node::Peer(_) => shardmq_shard::Node::Here,
-                        })
-                        .collect()
-                });
+            Forward::Publish { message, receipt, deliver, shared, holders, publisher, version } => {
+                let holders = as_peer_names(holders);
                 let shard = &mut to.shards[0];
                 shard.peer_publish(
-                    PEER, origin, message, receipt, deliver, shared, holders, publisher, now,
+                    PEER, origin, message, receipt, deliver, shared, holders, publisher, version,
+                    now,
                 );
             }
             Forward::Receipt { token, shard, ok } => {
@@ -359,7 +361,8 @@ fn a_holder_that_leaves_is_not_asked_and_its_index_brings_it_back() {
     exchange(&mut pair);
     assert!(!kept_in_full(&pair.b, "big/1"));
     let held: Vec<_> = pair.a.shards.iter().flat_map(|s| s.large_retained_topics()).collect();
-    assert_eq!(held, ["big/1"]);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].0, "big/1");
 
     // A leaves: B has no one to fetch from, and the subscribe still completes.
     for shard in &mut pair.b.shards {
@@ -377,6 +380,222 @@ fn a_holder_that_leaves_is_not_asked_and_its_index_brings_it_back() {
     pair.b.subscribe(again, "big/#", QoS::AtMostOnce);
     exchange(&mut pair);
     assert_eq!(payloads(&pair.b.publishes(again)), ["a payload over eight bytes"]);
+}
+
+// -------------------------------------------------------------------------------------------
+// Retained versions, catch-up and holders
+// -------------------------------------------------------------------------------------------
+
+/// The sender's names of nodes, as the receiver names them.
+fn as_peer_names(holders: Option<Vec<shardmq_shard::Node>>) -> Option<Vec<shardmq_shard::Node>> {
+    holders.map(|holders| {
+        holders
+            .into_iter()
+            .map(|node| match node {
+                shardmq_shard::Node::Here => shardmq_shard::Node::Peer(PEER),
+                shardmq_shard::Node::Peer(_) => shardmq_shard::Node::Here,
+            })
+            .collect()
+    })
+}
+
+/// What the engine does when `from`'s links to `to` come up: each shard of `from` sends its
+/// digest, each shard of `to` answers the buckets that differ with its versions, and `from`
+/// pushes what it has newer. Returns how many writes were pushed.
+fn catch_up(from: &mut Node, to: &mut Node) -> usize {
+    let buckets = shardmq_shard::RETAINED_BUCKETS;
+    let mut pushed = 0;
+    for s in 0..from.shards.len() {
+        let digest = from.shards[s].retained_digest(to.shard_count());
+        for x in 0..to.shards.len() {
+            let part = &digest[x * buckets..(x + 1) * buckets];
+            let (from_shards, s_id) = (from.shard_count(), ShardId(s as u16));
+            let differ = to.shards[x].retained_mismatch(from_shards, s_id, part);
+            if differ.is_empty() {
+                continue;
+            }
+            let listed: Vec<(ByteString, u64)> = to.shards[x]
+                .retained_versions(from_shards, s_id, &differ)
+                .into_iter()
+                .map(|(_, topic, version)| (topic, version))
+                .collect();
+            let (to_shards, x_id) = (to.shard_count(), ShardId(x as u16));
+            for topic in from.shards[s].retained_to_push(to_shards, x_id, &differ, &listed) {
+                let Some(push) = from.shards[s].retained_push(&topic, PEER) else { continue };
+                let holders = as_peer_names(push.holders);
+                let now = to.now;
+                to.shards[0].peer_publish(
+                    PEER,
+                    s_id,
+                    push.message,
+                    None,
+                    false,
+                    None,
+                    holders,
+                    None,
+                    push.version,
+                    now,
+                );
+                to.run();
+                pushed += 1;
+            }
+        }
+    }
+    pushed
+}
+
+fn retained_payloads(node: &mut Node, filter: &str) -> Vec<String> {
+    let id = format!("check-{}", node.next_conn);
+    let subscriber = node.connect(&id, V5, true);
+    node.subscribe(subscriber, filter, QoS::AtMostOnce);
+    let publishes = node.publishes(subscriber);
+    let mut got: Vec<String> = payloads(&publishes).into_iter().map(String::from).collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn the_newest_retained_write_wins_whatever_order_the_nodes_see_them_in() {
+    let mut pair = pair();
+    let on_a = pair.a.connect("pub-a", V5, true);
+    let on_b = pair.b.connect("pub-b", V5, true);
+    pair.a.publish(on_a, "r", "older", QoS::AtMostOnce, true);
+    pair.b.advance(std::time::Duration::from_millis(5));
+    pair.b.publish(on_b, "r", "newer", QoS::AtMostOnce, true);
+    // Each node gets the other's write after its own: A's older write reaches B last.
+    exchange(&mut pair);
+    assert_eq!(retained_payloads(&mut pair.a, "r"), ["newer"]);
+    assert_eq!(retained_payloads(&mut pair.b, "r"), ["newer"]);
+}
+
+#[test]
+fn a_node_that_missed_retained_writes_catches_up_after_a_restart() {
+    let mut pair = pair();
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "r/1", "v1", QoS::AtLeastOnce, true);
+    pair.a.publish(publisher, "r/2", "deleted while B is away", QoS::AtLeastOnce, true);
+    exchange(&mut pair);
+    assert_eq!(retained_payloads(&mut pair.b, "r/#"), ["deleted while B is away", "v1"]);
+    assert_eq!(catch_up(&mut pair.a, &mut pair.b), 0, "pushed with nothing missed");
+
+    // B is away (what A forwards is lost) while A replaces, deletes and adds.
+    pair.a.advance(std::time::Duration::from_millis(10));
+    pair.a.publish(publisher, "r/1", "v2", QoS::AtLeastOnce, true);
+    pair.a.publish(publisher, "r/2", "", QoS::AtLeastOnce, true);
+    pair.a.publish(publisher, "r/3", "new", QoS::AtLeastOnce, true);
+    pair.a.forwarded.clear();
+    let partition = retained_shard("r/1", 2).index();
+    let before_restart = pair.b.shards[partition].retained_mark_version("r/1");
+    assert_ne!(before_restart, 0);
+    pair.b = Node::new(1);
+    pair.b = Node::durable(pair._dirs.1.path(), 2, NOW_UNIX_MS + 60_000);
+    for shard in &mut pair.b.shards {
+        shard.set_peers(vec![PEER]);
+    }
+    version_retained_writes(&mut pair.b, 3);
+    assert_eq!(pair.b.shards[partition].retained_mark_version("r/1"), before_restart);
+    assert_eq!(retained_payloads(&mut pair.b, "r/#"), ["deleted while B is away", "v1"]);
+    // B took a write of its own meanwhile, which A missed.
+    let local = pair.b.connect("pub-b", V5, true);
+    pair.b.publish(local, "b/1", "from b", QoS::AtLeastOnce, true);
+    pair.b.forwarded.clear();
+
+    // The links come back: each side pushes what the other lacks or has older.
+    assert_eq!(catch_up(&mut pair.a, &mut pair.b), 3);
+    assert_eq!(catch_up(&mut pair.b, &mut pair.a), 1);
+    assert_eq!(retained_payloads(&mut pair.b, "r/#"), ["new", "v2"]);
+    assert_eq!(retained_payloads(&mut pair.a, "b/#"), ["from b"]);
+    assert_eq!(catch_up(&mut pair.a, &mut pair.b) + catch_up(&mut pair.b, &mut pair.a), 0);
+}
+
+#[test]
+fn a_deletion_is_remembered_until_its_tombstone_expires() {
+    let mut pair = pair();
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "r", "x", QoS::AtMostOnce, true);
+    pair.a.publish(publisher, "r", "", QoS::AtMostOnce, true);
+    let partition = retained_shard("r", 2).index();
+    assert_ne!(pair.a.shards[partition].retained_mark_version("r"), 0);
+    // A late copy of the deleted message does not bring it back.
+    let stale = pair.a.forwarded.iter().find_map(|(_, _, forward)| match forward {
+        Forward::Publish { message, version, .. } if !message.payload.is_empty() => {
+            Some((message.clone(), *version))
+        }
+        _ => None,
+    });
+    let (message, version) = stale.expect("the first write was forwarded");
+    let now = pair.a.now;
+    pair.a.shards[0].peer_publish(
+        PEER,
+        ShardId(0),
+        message,
+        None,
+        false,
+        None,
+        None,
+        None,
+        version,
+        now,
+    );
+    pair.a.run();
+    assert!(retained_payloads(&mut pair.a, "r").is_empty());
+    let ttl = std::time::Duration::from_millis(shardmq_shard::TOMBSTONE_TTL_MS);
+    pair.a.advance(ttl + std::time::Duration::from_secs(60));
+    assert_eq!(pair.a.shards[partition].retained_mark_version("r"), 0, "tombstone kept");
+}
+
+/// Keeps large retained messages on one node, A or B as `on_b` says, as both nodes see it.
+#[derive(Debug)]
+struct Switch {
+    on_b: std::rc::Rc<std::cell::Cell<bool>>,
+    here_is_b: bool,
+}
+
+impl RetainedPlacement for Switch {
+    fn holders(&self, _topic: &str) -> Vec<shardmq_shard::Node> {
+        let here = self.on_b.get() == self.here_is_b;
+        vec![if here { shardmq_shard::Node::Here } else { shardmq_shard::Node::Peer(PEER) }]
+    }
+}
+
+#[test]
+fn a_node_that_becomes_a_holder_pulls_the_large_message_and_serves_it() {
+    let mut pair = pair();
+    let on_b = std::rc::Rc::new(std::cell::Cell::new(false));
+    for (node, here_is_b) in [(&mut pair.a, false), (&mut pair.b, true)] {
+        for shard in &mut node.shards {
+            let placement = Switch { on_b: on_b.clone(), here_is_b };
+            shard.set_retained_placement(Box::new(placement), REPLICATE_MAX);
+        }
+    }
+    let publisher = pair.a.connect("pub", V5, true);
+    pair.a.publish(publisher, "big/1", "a payload over eight bytes", QoS::AtMostOnce, true);
+    exchange(&mut pair);
+    assert!(!kept_in_full(&pair.b, "big/1"));
+    assert!(pair.b.pulls.is_empty());
+
+    // The ring changes: B is the holder now, and pulls the message from A.
+    on_b.set(true);
+    for shard in &mut pair.b.shards {
+        shard.set_peers(vec![PEER]);
+    }
+    pair.b.run();
+    let pulls = std::mem::take(&mut pair.b.pulls);
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    let (shard, topic, holders) = pulls.into_iter().next().unwrap();
+    assert_eq!((&*topic, holders), ("big/1", vec![PEER]));
+    let partition = retained_shard(&topic, 2).index();
+    let message = pair.a.shards[partition].retained_message(&topic, pair.a.now).expect("on A");
+    let version = pair.a.shards[partition].retained_mark_version(&topic);
+    let now = pair.b.now;
+    let kept = pair.b.shards[shard.index()].retained_pulled(&topic, Some((message, version)), now);
+    assert_eq!(kept, Some(version));
+    pair.b.run();
+    assert!(kept_in_full(&pair.b, "big/1"));
+    // A subscribe on B needs no fetch now.
+    assert_eq!(retained_payloads(&mut pair.b, "big/#"), ["a payload over eight bytes"]);
+    assert!(pair.b.fetches.is_empty());
+    assert_eq!(catch_up(&mut pair.a, &mut pair.b) + catch_up(&mut pair.b, &mut pair.a), 0);
 }
 
 // -------------------------------------------------------------------------------------------

@@ -338,8 +338,14 @@ fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
 fn changing_the_shard_count_keeps_every_session_and_retained_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ids: Vec<String> = (0..12).map(|i| format!("client-{i}")).collect();
+    // The version marks of retained writes (a cluster's) move with their topics.
+    let mut versions = Vec::new();
     {
         let mut node = Node::durable(dir.path(), 2, T0);
+        let clock = shardmq_shard::persist::WallClock::fixed(node.now, T0);
+        for (tag, shard) in node.shards.iter_mut().enumerate() {
+            shard.enable_retained_versions(clock, tag as u64);
+        }
         for id in &ids {
             let conn = node.connect_with(persistent(id, V5));
             node.subscribe(conn, &format!("to/{id}"), QoS::AtLeastOnce);
@@ -349,6 +355,14 @@ fn changing_the_shard_count_keeps_every_session_and_retained_message() {
         for id in &ids {
             node.publish(publisher, &format!("to/{id}"), id, QoS::AtLeastOnce, false);
             node.publish(publisher, &format!("retained/{id}"), id, QoS::AtMostOnce, true);
+        }
+        node.publish(publisher, "retained/deleted", "", QoS::AtMostOnce, true);
+        for topic in
+            ids.iter().map(|id| format!("retained/{id}")).chain(["retained/deleted".into()])
+        {
+            let version = mark_version(&node, &topic);
+            assert_ne!(version, 0, "{topic} has no version");
+            versions.push((topic, version));
         }
     }
     for shards in [3, 1, 4] {
@@ -375,7 +389,16 @@ fn changing_the_shard_count_keeps_every_session_and_retained_message() {
         let watcher = node.connect("watcher", V5, true);
         node.subscribe(watcher, "retained/#", QoS::AtMostOnce);
         assert_eq!(node.publishes(watcher).len(), ids.len(), "with {shards} shards");
+        for (topic, version) in &versions {
+            assert_eq!(mark_version(&node, topic), *version, "{topic} with {shards} shards");
+        }
     }
+}
+
+/// The version of the last write on retained `topic`, from the shard whose partition holds it.
+fn mark_version(node: &Node, topic: &str) -> u64 {
+    let shards = node.shard_count();
+    node.shards[shardmq_shard::retained_shard(topic, shards).index()].retained_mark_version(topic)
 }
 
 /// A QoS 2 PUBLISH whose PUBREC is held for its commit, resent on a new connection (a client

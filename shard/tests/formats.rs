@@ -83,6 +83,8 @@ fn format1_contents(base: Instant) -> Restored {
             Arc::new(message("fixture/will", b"gone", false)),
             base + Duration::from_secs(60),
         )],
+        // Format 1 files predate the `retained_marks` table: read as none.
+        retained_marks: vec![],
     }
 }
 
@@ -97,6 +99,7 @@ fn check_contents(store: &ShardStore, expected: &Restored, clock: &WallClock) {
     assert_eq!(restored.incoming_qos2, expected.incoming_qos2);
     assert_eq!(restored.retained, expected.retained);
     assert_eq!(restored.wills, expected.wills);
+    assert_eq!(restored.retained_marks, expected.retained_marks);
 }
 
 #[test]

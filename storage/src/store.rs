@@ -34,6 +34,9 @@ const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("mess
 const INCOMING_QOS2: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming_qos2");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills");
+/// The version of each retained topic's last write (a deletion too) in a cluster: added within
+/// format 2, absent from older files and read as empty (see docs/storage-format.md).
+const RETAINED_MARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_marks");
 
 /// Rewrites one record of an older format as a record of the next format, or says why it
 /// cannot (a damaged record).
@@ -137,6 +140,19 @@ pub enum Op {
         /// The topic name.
         topic: String,
     },
+    /// Insert or replace the version mark of the retained topic `topic` (table
+    /// `retained_marks`).
+    PutRetainedMark {
+        /// The topic name, the key.
+        topic: String,
+        /// The mark record, encoded by the shard crate.
+        record: Vec<u8>,
+    },
+    /// Delete the version mark of `topic`.
+    DeleteRetainedMark {
+        /// The topic name.
+        topic: String,
+    },
     /// Insert or replace the will of `client_id` (table `wills`). A will may exist without a
     /// session row.
     PutWill {
@@ -161,6 +177,8 @@ pub struct Snapshot {
     pub retained: Vec<(String, Vec<u8>)>,
     /// Every will as `(client_id, record)`, sorted by client id.
     pub wills: Vec<(String, Vec<u8>)>,
+    /// Every retained topic's version mark as `(topic, record)`, sorted by topic.
+    pub retained_marks: Vec<(String, Vec<u8>)>,
 }
 
 /// One session and the rows that belong to it.
@@ -384,6 +402,7 @@ impl ShardStore {
             write.open_table(INCOMING_QOS2)?;
             write.open_table(RETAINED)?;
             write.open_table(WILLS)?;
+            write.open_table(RETAINED_MARKS)?;
         }
         write.commit()?;
         Ok(())
@@ -441,6 +460,7 @@ impl ShardStore {
             let mut incoming_qos2 = write.open_table(INCOMING_QOS2).map_err(redb::Error::from)?;
             let mut retained = write.open_table(RETAINED).map_err(redb::Error::from)?;
             let mut wills = write.open_table(WILLS).map_err(redb::Error::from)?;
+            let mut marks = write.open_table(RETAINED_MARKS).map_err(redb::Error::from)?;
             let has_session = |sessions: &redb::Table<&str, &[u8]>, client_id: &str| {
                 sessions.get(client_id).map(|row| row.is_some())
             };
@@ -481,6 +501,12 @@ impl ShardStore {
                     }
                     Op::DeleteRetained { topic } => {
                         retained.remove(topic.as_str())?;
+                    }
+                    Op::PutRetainedMark { topic, record } => {
+                        marks.insert(topic.as_str(), record.as_slice())?;
+                    }
+                    Op::DeleteRetainedMark { topic } => {
+                        marks.remove(topic.as_str())?;
                     }
                     Op::PutWill { client_id, record } => {
                         wills.insert(client_id.as_str(), record.as_slice())?;
@@ -549,6 +575,19 @@ impl ShardStore {
         for row in read.open_table(WILLS).map_err(redb::Error::from)?.iter()? {
             let (client_id, record) = row?;
             snapshot.wills.push((client_id.value().to_owned(), record.value().to_vec()));
+        }
+        // Files written before the table existed have none: nothing is marked.
+        match read.open_table(RETAINED_MARKS) {
+            Ok(table) => {
+                for row in table.iter()? {
+                    let (topic, record) = row?;
+                    snapshot
+                        .retained_marks
+                        .push((topic.value().to_owned(), record.value().to_vec()));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(error) => return Err(redb::Error::from(error).into()),
         }
         Ok(snapshot)
     }

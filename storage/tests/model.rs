@@ -16,6 +16,7 @@ struct Model {
     incoming_qos2: BTreeSet<(String, u16)>,
     retained: BTreeMap<String, Vec<u8>>,
     wills: BTreeMap<String, Vec<u8>>,
+    retained_marks: BTreeMap<String, Vec<u8>>,
 }
 
 impl Model {
@@ -47,6 +48,12 @@ impl Model {
             }
             Op::DeleteRetained { topic } => {
                 self.retained.remove(&topic);
+            }
+            Op::PutRetainedMark { topic, record } => {
+                self.retained_marks.insert(topic, record);
+            }
+            Op::DeleteRetainedMark { topic } => {
+                self.retained_marks.remove(&topic);
             }
             Op::PutWill { client_id, record } => {
                 self.wills.insert(client_id, record);
@@ -90,7 +97,12 @@ impl Model {
         let pairs = |map: &BTreeMap<String, Vec<u8>>| {
             map.iter().map(|(key, record)| (key.clone(), record.clone())).collect()
         };
-        Snapshot { sessions, retained: pairs(&self.retained), wills: pairs(&self.wills) }
+        Snapshot {
+            sessions,
+            retained: pairs(&self.retained),
+            wills: pairs(&self.wills),
+            retained_marks: pairs(&self.retained_marks),
+        }
     }
 }
 
@@ -113,6 +125,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(client_id, packet_id)| Op::DeleteIncomingQos2 { client_id, packet_id }),
         2 => (topic(), record()).prop_map(|(topic, record)| Op::PutRetained { topic, record }),
         1 => topic().prop_map(|topic| Op::DeleteRetained { topic }),
+        1 => (topic(), record()).prop_map(|(topic, record)| Op::PutRetainedMark { topic, record }),
+        1 => topic().prop_map(|topic| Op::DeleteRetainedMark { topic }),
         2 => (client_id(), record()).prop_map(|(client_id, record)| Op::PutWill { client_id, record }),
         1 => client_id().prop_map(|client_id| Op::DeleteWill { client_id }),
     ]

@@ -77,6 +77,8 @@ fn every_op_kind_round_trips() {
                 put_retained("a/c", b"r2"),
                 put_session("c2", b"s2"),
                 put_will("c3", b"will without a session"),
+                Op::PutRetainedMark { topic: "a/b".into(), record: b"k1".to_vec() },
+                Op::PutRetainedMark { topic: "gone".into(), record: b"k2".to_vec() },
             ],
             vec![
                 put_session("c1", b"s1 v2"),
@@ -86,6 +88,7 @@ fn every_op_kind_round_trips() {
                 Op::DeleteRetained { topic: "a/c".into() },
                 Op::DeleteWill { client_id: "c1".into() },
                 put_message("c2", 5, b"m5"),
+                Op::DeleteRetainedMark { topic: "gone".into() },
             ],
         ],
         &Snapshot {
@@ -95,6 +98,7 @@ fn every_op_kind_round_trips() {
             ],
             retained: pairs(&[("a/b", b"r1")]),
             wills: pairs(&[("c3", b"will without a session")]),
+            retained_marks: pairs(&[("a/b", b"k1")]),
         },
     );
 }
@@ -124,6 +128,7 @@ fn delete_session_removes_its_messages_packet_ids_and_will_only() {
             ],
             retained: vec![],
             wills: pairs(&[("", b"w"), ("ab", b"w")]),
+            retained_marks: vec![],
         },
     );
     // Deleting and recreating a session in one batch leaves only what came after.
@@ -288,6 +293,7 @@ fn an_older_format_is_migrated_on_open_once() {
         ],
         retained: vec![("t".into(), b"r".to_vec())],
         wills: vec![("a".into(), b"w".to_vec())],
+        retained_marks: vec![],
     };
     // Migrated even with `Durability::None`: the migration is always durable.
     let store = ShardStore::open(&path, Durability::None, UPGRADES).unwrap();

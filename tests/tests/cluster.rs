@@ -219,6 +219,18 @@ fn retained_on(node: &Broker, client_id: &str, filter: &str) -> Vec<Bytes> {
     got
 }
 
+/// Node `index` of a cluster whose nodes keep their data in `dirs`.
+fn start_in(etcd: &EtcdProcess, cluster: &str, dirs: &[TestDir], index: usize) -> Broker {
+    let args = node_args(&etcd.endpoint(), cluster, index, "2");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Broker::start_in(dirs[index].path(), &args)
+}
+
+/// The HRW ring of nodes n0, n1 and n2, as every node computes it.
+fn three_node_ring() -> shardmq_cluster::ring::Ring {
+    shardmq_cluster::ring::Ring::new(["n0", "n1", "n2"].map(shardmq_cluster::NodeId::new).to_vec())
+}
+
 /// Whether any file under `dir` contains `needle`.
 fn stored_under(dir: &std::path::Path, needle: &[u8]) -> bool {
     std::fs::read_dir(dir).expect("list a data directory").any(|entry| {
@@ -236,18 +248,12 @@ fn retained_messages_small_and_large_are_seen_from_every_node() {
     let etcd = etcd();
     // A large retained message (over the default 1 KiB) is kept in full on the two nodes its
     // topic ranks first on the HRW ring, which every node computes alike.
-    let ring = shardmq_cluster::ring::Ring::new(
-        ["n0", "n1", "n2"].map(shardmq_cluster::NodeId::new).to_vec(),
-    );
+    let ring = three_node_ring();
     let holders: Vec<String> =
         ring.owners(b"r/large", 2).into_iter().map(|node| node.to_string()).collect();
     let other = (0..3).find(|i| !holders.contains(&format!("n{i}"))).expect("a third node");
     let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("retained-n{i}"))).collect();
-    let start = |index: usize| {
-        let args = node_args(&etcd.endpoint(), "retained", index, "2");
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Broker::start_in(dirs[index].path(), &args)
-    };
+    let start = |index: usize| start_in(&etcd, "retained", &dirs, index);
     let mut nodes: Vec<Broker> = (0..3).map(start).collect();
 
     // Published on the node that is no holder: it sends the payload to the holders only.
@@ -289,6 +295,95 @@ fn retained_messages_small_and_large_are_seen_from_every_node() {
     let joined = nodes[other].wait_for_log("joined cluster", LEASE_TTL * 3);
     assert!(joined.is_some(), "the restarted node did not join");
     seen_everywhere(&nodes, "after-restart");
+}
+
+/// The retained messages under `filter` a new subscriber on `node` gets, as (topic, payload
+/// length, first bytes), sorted by topic.
+fn retained_topics_on(node: &Broker, client_id: &str, filter: &str) -> Vec<(String, usize)> {
+    let (mut reader, _, _) = connect_until_accepted(node, &connect_packet(V3, client_id), WAIT);
+    subscribe_granted(&mut reader, filter, QoS::AtMostOnce);
+    let mut got = Vec::new();
+    while let Some(message) = receive_publish(&mut reader, Duration::from_millis(300)) {
+        assert!(message.retain);
+        got.push((message.topic.to_string(), message.payload.len()));
+    }
+    got.sort();
+    got
+}
+
+/// Waits until a subscriber on `node` gets exactly `want` as the retained messages under `r/#`.
+fn await_retained(node: &Broker, name: &str, want: &[(String, usize)]) {
+    let deadline = Instant::now() + PROPAGATION;
+    for round in 0.. {
+        let got = retained_topics_on(node, &format!("{name}-{round}"), "r/#");
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: retained {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_joining_or_rejoining_node_catches_up_on_retained_messages_and_holds_its_large_ones() {
+    let etcd = etcd();
+    // A large topic whose two holders among the three nodes include n2: held by n0 and n1
+    // while n2 is away, and pulled by n2 when it joins.
+    let ring = three_node_ring();
+    let large_topic = (0..)
+        .map(|i| format!("r/large/{i}"))
+        .find(|topic| ring.owners(topic.as_bytes(), 2).iter().any(|node| node.to_string() == "n2"))
+        .expect("some topic ranks n2 among its first two");
+    let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("catch-up-n{i}"))).collect();
+    let start = |index: usize| start_in(&etcd, "catch-up", &dirs, index);
+    let mut nodes: Vec<Broker> = (0..2).map(start).collect();
+    let large: Vec<u8> = (0..64u32 << 10).map(|i| (i % 251) as u8).collect();
+    let publish_on = |node: &Broker, writes: &[(&str, &[u8])]| {
+        let mut publisher = connect(node, V5, "retainer");
+        for (id, (topic, payload)) in writes.iter().enumerate() {
+            let id = u16::try_from(id + 1).expect("a few writes");
+            publisher.send(&publish_packet(topic, payload, QoS::AtLeastOnce, true, id));
+            assert!(matches!(publisher.expect_packet(WAIT), Packet::PubAck(_)));
+        }
+    };
+    publish_on(
+        &nodes[0],
+        &[("r/keep", b"v1"), ("r/gone", b"deleted later"), (&large_topic, &large)],
+    );
+    let mut before = vec![
+        (large_topic.clone(), large.len()),
+        ("r/gone".to_string(), 13),
+        ("r/keep".to_string(), 2),
+    ];
+    before.sort();
+    await_retained(&nodes[1], "n1-before", &before);
+
+    // A new node gets every retained message written before it joined, and keeps the large
+    // one it is now a holder of on its own disk.
+    nodes.push(start(2));
+    await_retained(&nodes[2], "n2-joined", &before);
+    let marker = &large[1000..1256];
+    let deadline = Instant::now() + PROPAGATION;
+    while !stored_under(dirs[2].path(), marker) {
+        assert!(Instant::now() < deadline, "n2 did not pull the large message it holds");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // n2 is killed; meanwhile a message is replaced, one deleted and one added.
+    nodes[2].kill();
+    publish_on(&nodes[0], &[("r/keep", b"v2!"), ("r/gone", b""), ("r/new", b"fresh")]);
+    let mut after = vec![
+        (large_topic.clone(), large.len()),
+        ("r/keep".to_string(), 3),
+        ("r/new".to_string(), 5),
+    ];
+    after.sort();
+    await_retained(&nodes[1], "n1-after", &after);
+    nodes[2] = start(2);
+    let joined = nodes[2].wait_for_log("joined cluster", LEASE_TTL * 3);
+    assert!(joined.is_some(), "the restarted node did not join");
+    // Small retained messages are read from the node's own store: it caught up.
+    await_retained(&nodes[2], "n2-rejoined", &after);
 }
 
 #[test]

@@ -1508,6 +1508,8 @@ mod root {
                 >,
                 /// The field `publisher` in the table `Publish`
                 pub publisher: ::core::option::Option<u64>,
+                /// The field `retained_version` in the table `Publish`
+                pub retained_version: u64,
             }
 
             #[allow(clippy::derivable_impls)]
@@ -1522,6 +1524,7 @@ mod root {
                         shared_group: ::core::default::Default::default(),
                         retained_holders: ::core::default::Default::default(),
                         publisher: ::core::default::Default::default(),
+                        retained_version: 0,
                     }
                 }
             }
@@ -1550,6 +1553,7 @@ mod root {
                         ::planus::Offset<[::planus::Offset<str>]>,
                     >,
                     field_publisher: impl ::planus::WriteAsOptional<u64>,
+                    field_retained_version: impl ::planus::WriteAsDefault<u64, u64>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_message = field_message.prepare(builder);
                     let prepared_receipt = field_receipt.prepare(builder, &0);
@@ -1559,14 +1563,18 @@ mod root {
                     let prepared_shared_group = field_shared_group.prepare(builder);
                     let prepared_retained_holders = field_retained_holders.prepare(builder);
                     let prepared_publisher = field_publisher.prepare(builder);
+                    let prepared_retained_version = field_retained_version.prepare(builder, &0);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<20> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<22> =
                         ::core::default::Default::default();
                     if prepared_receipt.is_some() {
                         table_writer.write_entry::<u64>(1);
                     }
                     if prepared_publisher.is_some() {
                         table_writer.write_entry::<u64>(7);
+                    }
+                    if prepared_retained_version.is_some() {
+                        table_writer.write_entry::<u64>(8);
                     }
                     table_writer.write_entry::<::planus::Offset<[u8]>>(0);
                     if prepared_shared_filter.is_some() {
@@ -1595,6 +1603,11 @@ mod root {
                                 prepared_publisher
                             {
                                 object_writer.write::<_, _, 8>(&prepared_publisher);
+                            }
+                            if let ::core::option::Option::Some(prepared_retained_version) =
+                                prepared_retained_version
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_retained_version);
                             }
                             object_writer.write::<_, _, 4>(&prepared_message);
                             if let ::core::option::Option::Some(prepared_shared_filter) =
@@ -1661,6 +1674,7 @@ mod root {
                         &self.shared_group,
                         &self.retained_holders,
                         self.publisher,
+                        self.retained_version,
                     )
                 }
             }
@@ -1837,6 +1851,32 @@ mod root {
             }
 
             impl<T0, T1, T2, T3, T4, T5, T6, T7> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)> {
+                /// Setter for the [`retained_version` field](Publish#structfield.retained_version).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn retained_version<T8>(
+                    self,
+                    value: T8,
+                ) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
+                where
+                    T8: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0, v1, v2, v3, v4, v5, v6, v7) = self.0;
+                    PublishBuilder((v0, v1, v2, v3, v4, v5, v6, v7, value))
+                }
+
+                /// Sets the [`retained_version` field](Publish#structfield.retained_version) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn retained_version_as_default(
+                    self,
+                ) -> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, ::planus::DefaultValue)>
+                {
+                    self.retained_version(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6, T7, T8> PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Publish].
                 #[inline]
                 pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish>
@@ -1856,8 +1896,9 @@ mod root {
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
                     T7: ::planus::WriteAsOptional<u64>,
+                    T8: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAs<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1876,8 +1917,9 @@ mod root {
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
                     T7: ::planus::WriteAsOptional<u64>,
+                    T8: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAsOptional<::planus::Offset<Publish>>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
             {
                 type Prepared = ::planus::Offset<Publish>;
 
@@ -1899,13 +1941,14 @@ mod root {
                     T5: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
                     T6: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
                     T7: ::planus::WriteAsOptional<u64>,
+                    T8: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAsOffset<Publish>
-                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                for PublishBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Publish> {
-                    let (v0, v1, v2, v3, v4, v5, v6, v7) = &self.0;
-                    Publish::create(builder, v0, v1, v2, v3, v4, v5, v6, v7)
+                    let (v0, v1, v2, v3, v4, v5, v6, v7, v8) = &self.0;
+                    Publish::create(builder, v0, v1, v2, v3, v4, v5, v6, v7, v8)
                 }
             }
 
@@ -1977,6 +2020,14 @@ mod root {
                 pub fn publisher(&self) -> ::planus::Result<::core::option::Option<u64>> {
                     self.0.access(7, "Publish", "publisher")
                 }
+
+                /// Getter for the [`retained_version` field](Publish#structfield.retained_version).
+                #[inline]
+                pub fn retained_version(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(8, "Publish", "retained_version")?.unwrap_or(0),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for PublishRef<'a> {
@@ -2006,6 +2057,7 @@ mod root {
                     {
                         f.field("publisher", &field_publisher);
                     }
+                    f.field("retained_version", &self.retained_version());
                     f.finish()
                 }
             }
@@ -2038,6 +2090,9 @@ mod root {
                         } else {
                             ::core::option::Option::None
                         },
+                        retained_version: ::core::convert::TryInto::try_into(
+                            value.retained_version()?,
+                        )?,
                     })
                 }
             }
@@ -2115,7 +2170,7 @@ mod root {
             /// The table `Receipt` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Receipt` in the file `schema/link.fbs:70`
+            /// * Table `Receipt` in the file `schema/link.fbs:73`
             #[derive(
                 Clone,
                 Debug,
@@ -2460,7 +2515,7 @@ mod root {
             /// The table `Pace` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Pace` in the file `schema/link.fbs:80`
+            /// * Table `Pace` in the file `schema/link.fbs:83`
             #[derive(
                 Clone,
                 Debug,
@@ -2800,7 +2855,7 @@ mod root {
             /// The table `TakeoverRequest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TakeoverRequest` in the file `schema/link.fbs:87`
+            /// * Table `TakeoverRequest` in the file `schema/link.fbs:90`
             #[derive(
                 Clone,
                 Debug,
@@ -3276,7 +3331,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:99`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:102`
             #[derive(
                 Clone,
                 Debug,
@@ -3587,7 +3642,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:106`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:109`
             #[derive(
                 Clone,
                 Debug,
@@ -4244,7 +4299,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:123`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:126`
             #[derive(
                 Clone,
                 Debug,
@@ -4506,7 +4561,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:129`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:132`
             #[derive(
                 Clone,
                 Debug,
@@ -4523,12 +4578,17 @@ mod root {
                 pub topics: ::core::option::Option<
                     ::planus::alloc::vec::Vec<::planus::alloc::string::String>,
                 >,
+                /// The field `versions` in the table `RetainedIndex`
+                pub versions: ::core::option::Option<::planus::alloc::vec::Vec<u64>>,
             }
 
             #[allow(clippy::derivable_impls)]
             impl ::core::default::Default for RetainedIndex {
                 fn default() -> Self {
-                    Self { topics: ::core::default::Default::default() }
+                    Self {
+                        topics: ::core::default::Default::default(),
+                        versions: ::core::default::Default::default(),
+                    }
                 }
             }
 
@@ -4545,19 +4605,29 @@ mod root {
                     field_topics: impl ::planus::WriteAsOptional<
                         ::planus::Offset<[::planus::Offset<str>]>,
                     >,
+                    field_versions: impl ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_topics = field_topics.prepare(builder);
+                    let prepared_versions = field_versions.prepare(builder);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<6> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<8> =
                         ::core::default::Default::default();
                     if prepared_topics.is_some() {
                         table_writer.write_entry::<::planus::Offset<[::planus::Offset<str>]>>(0);
+                    }
+                    if prepared_versions.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[u64]>>(1);
                     }
 
                     unsafe {
                         table_writer.finish(builder, |object_writer| {
                             if let ::core::option::Option::Some(prepared_topics) = prepared_topics {
                                 object_writer.write::<_, _, 4>(&prepared_topics);
+                            }
+                            if let ::core::option::Option::Some(prepared_versions) =
+                                prepared_versions
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_versions);
                             }
                         });
                     }
@@ -4595,7 +4665,7 @@ mod root {
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedIndex> {
-                    RetainedIndex::create(builder, &self.topics)
+                    RetainedIndex::create(builder, &self.topics, &self.versions)
                 }
             }
 
@@ -4626,6 +4696,26 @@ mod root {
             }
 
             impl<T0> RetainedIndexBuilder<(T0,)> {
+                /// Setter for the [`versions` field](RetainedIndex#structfield.versions).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn versions<T1>(self, value: T1) -> RetainedIndexBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                {
+                    let (v0,) = self.0;
+                    RetainedIndexBuilder((v0, value))
+                }
+
+                /// Sets the [`versions` field](RetainedIndex#structfield.versions) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn versions_as_null(self) -> RetainedIndexBuilder<(T0, ())> {
+                    self.versions(())
+                }
+            }
+
+            impl<T0, T1> RetainedIndexBuilder<(T0, T1)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedIndex].
                 #[inline]
                 pub fn finish(
@@ -4639,8 +4729,11 @@ mod root {
                 }
             }
 
-            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
-                ::planus::WriteAs<::planus::Offset<RetainedIndex>> for RetainedIndexBuilder<(T0,)>
+            impl<
+                    T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAs<::planus::Offset<RetainedIndex>>
+                for RetainedIndexBuilder<(T0, T1)>
             {
                 type Prepared = ::planus::Offset<RetainedIndex>;
 
@@ -4653,9 +4746,11 @@ mod root {
                 }
             }
 
-            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
-                ::planus::WriteAsOptional<::planus::Offset<RetainedIndex>>
-                for RetainedIndexBuilder<(T0,)>
+            impl<
+                    T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOptional<::planus::Offset<RetainedIndex>>
+                for RetainedIndexBuilder<(T0, T1)>
             {
                 type Prepared = ::planus::Offset<RetainedIndex>;
 
@@ -4668,16 +4763,18 @@ mod root {
                 }
             }
 
-            impl<T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>>
-                ::planus::WriteAsOffset<RetainedIndex> for RetainedIndexBuilder<(T0,)>
+            impl<
+                    T0: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOffset<RetainedIndex> for RetainedIndexBuilder<(T0, T1)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedIndex> {
-                    let (v0,) = &self.0;
-                    RetainedIndex::create(builder, v0)
+                    let (v0, v1) = &self.0;
+                    RetainedIndex::create(builder, v0, v1)
                 }
             }
 
@@ -4697,6 +4794,15 @@ mod root {
                 > {
                     self.0.access(0, "RetainedIndex", "topics")
                 }
+
+                /// Getter for the [`versions` field](RetainedIndex#structfield.versions).
+                #[inline]
+                pub fn versions(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, u64>>>
+                {
+                    self.0.access(1, "RetainedIndex", "versions")
+                }
             }
 
             impl<'a> ::core::fmt::Debug for RetainedIndexRef<'a> {
@@ -4704,6 +4810,11 @@ mod root {
                     let mut f = f.debug_struct("RetainedIndexRef");
                     if let ::core::option::Option::Some(field_topics) = self.topics().transpose() {
                         f.field("topics", &field_topics);
+                    }
+                    if let ::core::option::Option::Some(field_versions) =
+                        self.versions().transpose()
+                    {
+                        f.field("versions", &field_versions);
                     }
                     f.finish()
                 }
@@ -4717,6 +4828,13 @@ mod root {
                     ::core::result::Result::Ok(Self {
                         topics: if let ::core::option::Option::Some(topics) = value.topics()? {
                             ::core::option::Option::Some(topics.to_vec_result()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                        versions: if let ::core::option::Option::Some(versions) =
+                            value.versions()?
+                        {
+                            ::core::option::Option::Some(versions.to_vec()?)
                         } else {
                             ::core::option::Option::None
                         },
@@ -4797,7 +4915,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:134`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:139`
             #[derive(
                 Clone,
                 Debug,
@@ -5158,7 +5276,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:142`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:147`
             #[derive(
                 Clone,
                 Debug,
@@ -5177,12 +5295,19 @@ mod root {
                 pub shard: u16,
                 /// The field `message` in the table `RetainedFetched`
                 pub message: ::core::option::Option<::planus::alloc::vec::Vec<u8>>,
+                /// The field `version` in the table `RetainedFetched`
+                pub version: u64,
             }
 
             #[allow(clippy::derivable_impls)]
             impl ::core::default::Default for RetainedFetched {
                 fn default() -> Self {
-                    Self { request: 0, shard: 0, message: ::core::default::Default::default() }
+                    Self {
+                        request: 0,
+                        shard: 0,
+                        message: ::core::default::Default::default(),
+                        version: 0,
+                    }
                 }
             }
 
@@ -5199,15 +5324,20 @@ mod root {
                     field_request: impl ::planus::WriteAsDefault<u64, u64>,
                     field_shard: impl ::planus::WriteAsDefault<u16, u16>,
                     field_message: impl ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                    field_version: impl ::planus::WriteAsDefault<u64, u64>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_request = field_request.prepare(builder, &0);
                     let prepared_shard = field_shard.prepare(builder, &0);
                     let prepared_message = field_message.prepare(builder);
+                    let prepared_version = field_version.prepare(builder, &0);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
                         ::core::default::Default::default();
                     if prepared_request.is_some() {
                         table_writer.write_entry::<u64>(0);
+                    }
+                    if prepared_version.is_some() {
+                        table_writer.write_entry::<u64>(3);
                     }
                     if prepared_message.is_some() {
                         table_writer.write_entry::<::planus::Offset<[u8]>>(2);
@@ -5221,6 +5351,10 @@ mod root {
                             if let ::core::option::Option::Some(prepared_request) = prepared_request
                             {
                                 object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            if let ::core::option::Option::Some(prepared_version) = prepared_version
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_version);
                             }
                             if let ::core::option::Option::Some(prepared_message) = prepared_message
                             {
@@ -5265,7 +5399,13 @@ mod root {
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedFetched> {
-                    RetainedFetched::create(builder, self.request, self.shard, &self.message)
+                    RetainedFetched::create(
+                        builder,
+                        self.request,
+                        self.shard,
+                        &self.message,
+                        self.version,
+                    )
                 }
             }
 
@@ -5340,6 +5480,28 @@ mod root {
             }
 
             impl<T0, T1, T2> RetainedFetchedBuilder<(T0, T1, T2)> {
+                /// Setter for the [`version` field](RetainedFetched#structfield.version).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn version<T3>(self, value: T3) -> RetainedFetchedBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    RetainedFetchedBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`version` field](RetainedFetched#structfield.version) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn version_as_default(
+                    self,
+                ) -> RetainedFetchedBuilder<(T0, T1, T2, ::planus::DefaultValue)> {
+                    self.version(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3> RetainedFetchedBuilder<(T0, T1, T2, T3)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedFetched].
                 #[inline]
                 pub fn finish(
@@ -5357,8 +5519,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                    T3: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAs<::planus::Offset<RetainedFetched>>
-                for RetainedFetchedBuilder<(T0, T1, T2)>
+                for RetainedFetchedBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<RetainedFetched>;
 
@@ -5375,8 +5538,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                    T3: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAsOptional<::planus::Offset<RetainedFetched>>
-                for RetainedFetchedBuilder<(T0, T1, T2)>
+                for RetainedFetchedBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<RetainedFetched>;
 
@@ -5393,16 +5557,17 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u8]>>,
+                    T3: ::planus::WriteAsDefault<u64, u64>,
                 > ::planus::WriteAsOffset<RetainedFetched>
-                for RetainedFetchedBuilder<(T0, T1, T2)>
+                for RetainedFetchedBuilder<(T0, T1, T2, T3)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedFetched> {
-                    let (v0, v1, v2) = &self.0;
-                    RetainedFetched::create(builder, v0, v1, v2)
+                    let (v0, v1, v2, v3) = &self.0;
+                    RetainedFetched::create(builder, v0, v1, v2, v3)
                 }
             }
 
@@ -5434,6 +5599,14 @@ mod root {
                 pub fn message(&self) -> ::planus::Result<::core::option::Option<&'a [u8]>> {
                     self.0.access(2, "RetainedFetched", "message")
                 }
+
+                /// Getter for the [`version` field](RetainedFetched#structfield.version).
+                #[inline]
+                pub fn version(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(3, "RetainedFetched", "version")?.unwrap_or(0),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for RetainedFetchedRef<'a> {
@@ -5445,6 +5618,7 @@ mod root {
                     {
                         f.field("message", &field_message);
                     }
+                    f.field("version", &self.version());
                     f.finish()
                 }
             }
@@ -5458,6 +5632,7 @@ mod root {
                         request: ::core::convert::TryInto::try_into(value.request()?)?,
                         shard: ::core::convert::TryInto::try_into(value.shard()?)?,
                         message: value.message()?.map(|v| v.to_vec()),
+                        version: ::core::convert::TryInto::try_into(value.version()?)?,
                     })
                 }
             }
@@ -5532,10 +5707,851 @@ mod root {
                 }
             }
 
+            /// The table `RetainedDigest` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `RetainedDigest` in the file `schema/link.fbs:160`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct RetainedDigest {
+                /// The field `shards` in the table `RetainedDigest`
+                pub shards: u16,
+                /// The field `buckets` in the table `RetainedDigest`
+                pub buckets: u16,
+                /// The field `digests` in the table `RetainedDigest`
+                pub digests: ::core::option::Option<::planus::alloc::vec::Vec<u64>>,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for RetainedDigest {
+                fn default() -> Self {
+                    Self { shards: 0, buckets: 0, digests: ::core::default::Default::default() }
+                }
+            }
+
+            impl RetainedDigest {
+                /// Creates a [RetainedDigestBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> RetainedDigestBuilder<()> {
+                    RetainedDigestBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_shards: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_buckets: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_digests: impl ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_shards = field_shards.prepare(builder, &0);
+                    let prepared_buckets = field_buckets.prepare(builder, &0);
+                    let prepared_digests = field_digests.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                        ::core::default::Default::default();
+                    if prepared_digests.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[u64]>>(2);
+                    }
+                    if prepared_shards.is_some() {
+                        table_writer.write_entry::<u16>(0);
+                    }
+                    if prepared_buckets.is_some() {
+                        table_writer.write_entry::<u16>(1);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_digests) = prepared_digests
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_digests);
+                            }
+                            if let ::core::option::Option::Some(prepared_shards) = prepared_shards {
+                                object_writer.write::<_, _, 2>(&prepared_shards);
+                            }
+                            if let ::core::option::Option::Some(prepared_buckets) = prepared_buckets
+                            {
+                                object_writer.write::<_, _, 2>(&prepared_buckets);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<RetainedDigest>> for RetainedDigest {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedDigest> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<RetainedDigest>> for RetainedDigest {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedDigest>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<RetainedDigest> for RetainedDigest {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedDigest> {
+                    RetainedDigest::create(builder, self.shards, self.buckets, &self.digests)
+                }
+            }
+
+            /// Builder for serializing an instance of the [RetainedDigest] type.
+            ///
+            /// Can be created using the [RetainedDigest::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct RetainedDigestBuilder<State>(State);
+
+            impl RetainedDigestBuilder<()> {
+                /// Setter for the [`shards` field](RetainedDigest#structfield.shards).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shards<T0>(self, value: T0) -> RetainedDigestBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    RetainedDigestBuilder((value,))
+                }
+
+                /// Sets the [`shards` field](RetainedDigest#structfield.shards) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shards_as_default(self) -> RetainedDigestBuilder<(::planus::DefaultValue,)> {
+                    self.shards(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> RetainedDigestBuilder<(T0,)> {
+                /// Setter for the [`buckets` field](RetainedDigest#structfield.buckets).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn buckets<T1>(self, value: T1) -> RetainedDigestBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0,) = self.0;
+                    RetainedDigestBuilder((v0, value))
+                }
+
+                /// Sets the [`buckets` field](RetainedDigest#structfield.buckets) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn buckets_as_default(
+                    self,
+                ) -> RetainedDigestBuilder<(T0, ::planus::DefaultValue)> {
+                    self.buckets(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> RetainedDigestBuilder<(T0, T1)> {
+                /// Setter for the [`digests` field](RetainedDigest#structfield.digests).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn digests<T2>(self, value: T2) -> RetainedDigestBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                {
+                    let (v0, v1) = self.0;
+                    RetainedDigestBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`digests` field](RetainedDigest#structfield.digests) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn digests_as_null(self) -> RetainedDigestBuilder<(T0, T1, ())> {
+                    self.digests(())
+                }
+            }
+
+            impl<T0, T1, T2> RetainedDigestBuilder<(T0, T1, T2)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedDigest].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedDigest>
+                where
+                    Self: ::planus::WriteAsOffset<RetainedDigest>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAs<::planus::Offset<RetainedDigest>>
+                for RetainedDigestBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedDigest>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedDigest> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOptional<::planus::Offset<RetainedDigest>>
+                for RetainedDigestBuilder<(T0, T1, T2)>
+            {
+                type Prepared = ::planus::Offset<RetainedDigest>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedDigest>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOffset<RetainedDigest> for RetainedDigestBuilder<(T0, T1, T2)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedDigest> {
+                    let (v0, v1, v2) = &self.0;
+                    RetainedDigest::create(builder, v0, v1, v2)
+                }
+            }
+
+            /// Reference to a deserialized [RetainedDigest].
+            #[derive(Copy, Clone)]
+            pub struct RetainedDigestRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> RetainedDigestRef<'a> {
+                /// Getter for the [`shards` field](RetainedDigest#structfield.shards).
+                #[inline]
+                pub fn shards(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(0, "RetainedDigest", "shards")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`buckets` field](RetainedDigest#structfield.buckets).
+                #[inline]
+                pub fn buckets(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "RetainedDigest", "buckets")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`digests` field](RetainedDigest#structfield.digests).
+                #[inline]
+                pub fn digests(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, u64>>>
+                {
+                    self.0.access(2, "RetainedDigest", "digests")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for RetainedDigestRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("RetainedDigestRef");
+                    f.field("shards", &self.shards());
+                    f.field("buckets", &self.buckets());
+                    if let ::core::option::Option::Some(field_digests) = self.digests().transpose()
+                    {
+                        f.field("digests", &field_digests);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<RetainedDigestRef<'a>> for RetainedDigest {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: RetainedDigestRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        shards: ::core::convert::TryInto::try_into(value.shards()?)?,
+                        buckets: ::core::convert::TryInto::try_into(value.buckets()?)?,
+                        digests: if let ::core::option::Option::Some(digests) = value.digests()? {
+                            ::core::option::Option::Some(digests.to_vec()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for RetainedDigestRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for RetainedDigestRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[RetainedDigestRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<RetainedDigest>> for RetainedDigest {
+                type Value = ::planus::Offset<RetainedDigest>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<RetainedDigest>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for RetainedDigestRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[RetainedDigestRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
+            /// The table `RetainedVersions` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `RetainedVersions` in the file `schema/link.fbs:169`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct RetainedVersions {
+                /// The field `shard` in the table `RetainedVersions`
+                pub shard: u16,
+                /// The field `buckets` in the table `RetainedVersions`
+                pub buckets: ::core::option::Option<::planus::alloc::vec::Vec<u16>>,
+                /// The field `topics` in the table `RetainedVersions`
+                pub topics: ::core::option::Option<
+                    ::planus::alloc::vec::Vec<::planus::alloc::string::String>,
+                >,
+                /// The field `versions` in the table `RetainedVersions`
+                pub versions: ::core::option::Option<::planus::alloc::vec::Vec<u64>>,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for RetainedVersions {
+                fn default() -> Self {
+                    Self {
+                        shard: 0,
+                        buckets: ::core::default::Default::default(),
+                        topics: ::core::default::Default::default(),
+                        versions: ::core::default::Default::default(),
+                    }
+                }
+            }
+
+            impl RetainedVersions {
+                /// Creates a [RetainedVersionsBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> RetainedVersionsBuilder<()> {
+                    RetainedVersionsBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_buckets: impl ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    field_topics: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<[::planus::Offset<str>]>,
+                    >,
+                    field_versions: impl ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_shard = field_shard.prepare(builder, &0);
+                    let prepared_buckets = field_buckets.prepare(builder);
+                    let prepared_topics = field_topics.prepare(builder);
+                    let prepared_versions = field_versions.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
+                        ::core::default::Default::default();
+                    if prepared_buckets.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[u16]>>(1);
+                    }
+                    if prepared_topics.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[::planus::Offset<str>]>>(2);
+                    }
+                    if prepared_versions.is_some() {
+                        table_writer.write_entry::<::planus::Offset<[u64]>>(3);
+                    }
+                    if prepared_shard.is_some() {
+                        table_writer.write_entry::<u16>(0);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_buckets) = prepared_buckets
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_buckets);
+                            }
+                            if let ::core::option::Option::Some(prepared_topics) = prepared_topics {
+                                object_writer.write::<_, _, 4>(&prepared_topics);
+                            }
+                            if let ::core::option::Option::Some(prepared_versions) =
+                                prepared_versions
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_versions);
+                            }
+                            if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
+                                object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<RetainedVersions>> for RetainedVersions {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedVersions> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<RetainedVersions>> for RetainedVersions {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedVersions>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<RetainedVersions> for RetainedVersions {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedVersions> {
+                    RetainedVersions::create(
+                        builder,
+                        self.shard,
+                        &self.buckets,
+                        &self.topics,
+                        &self.versions,
+                    )
+                }
+            }
+
+            /// Builder for serializing an instance of the [RetainedVersions] type.
+            ///
+            /// Can be created using the [RetainedVersions::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct RetainedVersionsBuilder<State>(State);
+
+            impl RetainedVersionsBuilder<()> {
+                /// Setter for the [`shard` field](RetainedVersions#structfield.shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard<T0>(self, value: T0) -> RetainedVersionsBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    RetainedVersionsBuilder((value,))
+                }
+
+                /// Sets the [`shard` field](RetainedVersions#structfield.shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard_as_default(
+                    self,
+                ) -> RetainedVersionsBuilder<(::planus::DefaultValue,)> {
+                    self.shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> RetainedVersionsBuilder<(T0,)> {
+                /// Setter for the [`buckets` field](RetainedVersions#structfield.buckets).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn buckets<T1>(self, value: T1) -> RetainedVersionsBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                {
+                    let (v0,) = self.0;
+                    RetainedVersionsBuilder((v0, value))
+                }
+
+                /// Sets the [`buckets` field](RetainedVersions#structfield.buckets) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn buckets_as_null(self) -> RetainedVersionsBuilder<(T0, ())> {
+                    self.buckets(())
+                }
+            }
+
+            impl<T0, T1> RetainedVersionsBuilder<(T0, T1)> {
+                /// Setter for the [`topics` field](RetainedVersions#structfield.topics).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn topics<T2>(self, value: T2) -> RetainedVersionsBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                {
+                    let (v0, v1) = self.0;
+                    RetainedVersionsBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`topics` field](RetainedVersions#structfield.topics) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn topics_as_null(self) -> RetainedVersionsBuilder<(T0, T1, ())> {
+                    self.topics(())
+                }
+            }
+
+            impl<T0, T1, T2> RetainedVersionsBuilder<(T0, T1, T2)> {
+                /// Setter for the [`versions` field](RetainedVersions#structfield.versions).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn versions<T3>(self, value: T3) -> RetainedVersionsBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    RetainedVersionsBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`versions` field](RetainedVersions#structfield.versions) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn versions_as_null(self) -> RetainedVersionsBuilder<(T0, T1, T2, ())> {
+                    self.versions(())
+                }
+            }
+
+            impl<T0, T1, T2, T3> RetainedVersionsBuilder<(T0, T1, T2, T3)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedVersions].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedVersions>
+                where
+                    Self: ::planus::WriteAsOffset<RetainedVersions>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAs<::planus::Offset<RetainedVersions>>
+                for RetainedVersionsBuilder<(T0, T1, T2, T3)>
+            {
+                type Prepared = ::planus::Offset<RetainedVersions>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedVersions> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOptional<::planus::Offset<RetainedVersions>>
+                for RetainedVersionsBuilder<(T0, T1, T2, T3)>
+            {
+                type Prepared = ::planus::Offset<RetainedVersions>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<RetainedVersions>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u16, u16>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<[u16]>>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<[::planus::Offset<str>]>>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                > ::planus::WriteAsOffset<RetainedVersions>
+                for RetainedVersionsBuilder<(T0, T1, T2, T3)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<RetainedVersions> {
+                    let (v0, v1, v2, v3) = &self.0;
+                    RetainedVersions::create(builder, v0, v1, v2, v3)
+                }
+            }
+
+            /// Reference to a deserialized [RetainedVersions].
+            #[derive(Copy, Clone)]
+            pub struct RetainedVersionsRef<'a>(
+                #[allow(dead_code)] ::planus::table_reader::Table<'a>,
+            );
+
+            impl<'a> RetainedVersionsRef<'a> {
+                /// Getter for the [`shard` field](RetainedVersions#structfield.shard).
+                #[inline]
+                pub fn shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(0, "RetainedVersions", "shard")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`buckets` field](RetainedVersions#structfield.buckets).
+                #[inline]
+                pub fn buckets(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, u16>>>
+                {
+                    self.0.access(1, "RetainedVersions", "buckets")
+                }
+
+                /// Getter for the [`topics` field](RetainedVersions#structfield.topics).
+                #[inline]
+                pub fn topics(
+                    &self,
+                ) -> ::planus::Result<
+                    ::core::option::Option<
+                        ::planus::Vector<'a, ::planus::Result<&'a ::core::primitive::str>>,
+                    >,
+                > {
+                    self.0.access(2, "RetainedVersions", "topics")
+                }
+
+                /// Getter for the [`versions` field](RetainedVersions#structfield.versions).
+                #[inline]
+                pub fn versions(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<::planus::Vector<'a, u64>>>
+                {
+                    self.0.access(3, "RetainedVersions", "versions")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for RetainedVersionsRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("RetainedVersionsRef");
+                    f.field("shard", &self.shard());
+                    if let ::core::option::Option::Some(field_buckets) = self.buckets().transpose()
+                    {
+                        f.field("buckets", &field_buckets);
+                    }
+                    if let ::core::option::Option::Some(field_topics) = self.topics().transpose() {
+                        f.field("topics", &field_topics);
+                    }
+                    if let ::core::option::Option::Some(field_versions) =
+                        self.versions().transpose()
+                    {
+                        f.field("versions", &field_versions);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<RetainedVersionsRef<'a>> for RetainedVersions {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: RetainedVersionsRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        shard: ::core::convert::TryInto::try_into(value.shard()?)?,
+                        buckets: if let ::core::option::Option::Some(buckets) = value.buckets()? {
+                            ::core::option::Option::Some(buckets.to_vec()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                        topics: if let ::core::option::Option::Some(topics) = value.topics()? {
+                            ::core::option::Option::Some(topics.to_vec_result()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                        versions: if let ::core::option::Option::Some(versions) =
+                            value.versions()?
+                        {
+                            ::core::option::Option::Some(versions.to_vec()?)
+                        } else {
+                            ::core::option::Option::None
+                        },
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for RetainedVersionsRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for RetainedVersionsRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[RetainedVersionsRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<RetainedVersions>> for RetainedVersions {
+                type Value = ::planus::Offset<RetainedVersions>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<RetainedVersions>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for RetainedVersionsRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[RetainedVersionsRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:150`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:178`
             #[derive(
                 Clone,
                 Debug,
@@ -5852,7 +6868,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:155`
+            /// * Union `Body` in the file `schema/link.fbs:183`
             #[derive(
                 Clone,
                 Debug,
@@ -5903,6 +6919,12 @@ mod root {
 
                 /// The variant of type `Pace` in the union `Body`
                 Pace(::planus::alloc::boxed::Box<self::Pace>),
+
+                /// The variant of type `RetainedDigest` in the union `Body`
+                RetainedDigest(::planus::alloc::boxed::Box<self::RetainedDigest>),
+
+                /// The variant of type `RetainedVersions` in the union `Body`
+                RetainedVersions(::planus::alloc::boxed::Box<self::RetainedVersions>),
             }
 
             impl Body {
@@ -6015,6 +7037,22 @@ mod root {
                 ) -> ::planus::UnionOffset<Self> {
                     ::planus::UnionOffset::new(13, value.prepare(builder).downcast())
                 }
+
+                #[inline]
+                pub fn create_retained_digest(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::RetainedDigest>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(14, value.prepare(builder).downcast())
+                }
+
+                #[inline]
+                pub fn create_retained_versions(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::RetainedVersions>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(15, value.prepare(builder).downcast())
+                }
             }
 
             impl ::planus::WriteAsUnion<Body> for Body {
@@ -6042,6 +7080,10 @@ mod root {
                             Self::create_transfer_installed(builder, value)
                         }
                         Self::Pace(value) => Self::create_pace(builder, value),
+                        Self::RetainedDigest(value) => Self::create_retained_digest(builder, value),
+                        Self::RetainedVersions(value) => {
+                            Self::create_retained_versions(builder, value)
+                        }
                     }
                 }
             }
@@ -6192,6 +7234,30 @@ mod root {
                 pub fn pace<T>(self, value: T) -> BodyBuilder<::planus::Initialized<13, T>>
                 where
                     T: ::planus::WriteAsOffset<self::Pace>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`RetainedDigest` variant](Body#variant.RetainedDigest).
+                #[inline]
+                pub fn retained_digest<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<14, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::RetainedDigest>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`RetainedVersions` variant](Body#variant.RetainedVersions).
+                #[inline]
+                pub fn retained_versions<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<15, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::RetainedVersions>,
                 {
                     BodyBuilder(::planus::Initialized(value))
                 }
@@ -6494,6 +7560,50 @@ mod root {
                     ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
                 }
             }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<14, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedDigest>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(14, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<14, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedDigest>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<15, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedVersions>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(15, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<15, T>>
+            where
+                T: ::planus::WriteAsOffset<self::RetainedVersions>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
 
             /// Reference to a deserialized [Body].
             #[derive(Copy, Clone, Debug)]
@@ -6511,6 +7621,8 @@ mod root {
                 RetainedFetched(self::RetainedFetchedRef<'a>),
                 TransferInstalled(self::TransferInstalledRef<'a>),
                 Pace(self::PaceRef<'a>),
+                RetainedDigest(self::RetainedDigestRef<'a>),
+                RetainedVersions(self::RetainedVersionsRef<'a>),
             }
 
             impl<'a> ::core::convert::TryFrom<BodyRef<'a>> for Body {
@@ -6587,6 +7699,18 @@ mod root {
                         BodyRef::Pace(value) => Self::Pace(::planus::alloc::boxed::Box::new(
                             ::core::convert::TryFrom::try_from(value)?,
                         )),
+
+                        BodyRef::RetainedDigest(value) => {
+                            Self::RetainedDigest(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
+
+                        BodyRef::RetainedVersions(value) => {
+                            Self::RetainedVersions(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
                     })
                 }
             }
@@ -6637,6 +7761,12 @@ mod root {
                         13 => ::core::result::Result::Ok(Self::Pace(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
+                        14 => ::core::result::Result::Ok(Self::RetainedDigest(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
+                        15 => ::core::result::Result::Ok(Self::RetainedVersions(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
                         _ => ::core::result::Result::Err(
                             ::planus::errors::ErrorKind::UnknownUnionTag { tag },
                         ),
@@ -6651,7 +7781,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:171`
+            /// * Table `Frame` in the file `schema/link.fbs:201`
             #[derive(
                 Clone,
                 Debug,

@@ -23,9 +23,9 @@ use planus::ReadAsRoot;
 pub mod fuzzing;
 
 pub use link_generated::shardmq::link::{
-    Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedFetch, RetainedFetched,
-    RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
-    TakeoverRequest, TransferInstalled,
+    Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedDigest, RetainedFetch,
+    RetainedFetched, RetainedIndex, RetainedVersions, Route, RouteDelta, RouteSnapshot,
+    SessionMessage, SessionTransfer, TakeoverRequest, TransferInstalled,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up
@@ -126,8 +126,20 @@ mod tests {
                 shared_group: None,
                 retained_holders: Some(vec!["n2".into()]),
                 publisher: Some(17),
+                retained_version: 1 << 40,
             })),
             Body::Pace(Box::new(Pace { shard: 1, conn: 17, pause: true })),
+            Body::RetainedDigest(Box::new(RetainedDigest {
+                shards: 2,
+                buckets: 2,
+                digests: Some(vec![1, 2, 3, u64::MAX]),
+            })),
+            Body::RetainedVersions(Box::new(RetainedVersions {
+                shard: 1,
+                buckets: Some(vec![0, 63]),
+                topics: Some(vec!["a".into(), "b/c".into()]),
+                versions: Some(vec![5, 6]),
+            })),
             Body::RetainedFetch(Box::new(RetainedFetch {
                 topic: "big/1".into(),
                 request: 4,

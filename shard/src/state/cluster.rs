@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use shardmq_io::codec::{ByteString, ReasonCode};
 
+use super::retained_sync::Write;
 use super::{add_member, AckTo, Effect, Shard, WillRule};
 use crate::ids::{retained_shard, ConnId, LinkNumber, PeerLease, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
@@ -80,6 +81,9 @@ pub enum Forward {
         /// The connection of the sending shard that published it: the peer pauses it
         /// ([`Forward::Pace`]) while a subscriber there cannot keep up.
         publisher: Option<ConnId>,
+        /// The version of a retained write (0: not retained, or not versioned): see
+        /// `state::retained_sync`.
+        version: u64,
     },
     /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`.
     Receipt { token: u64, shard: ShardId, ok: bool },
@@ -147,9 +151,9 @@ pub(super) struct Peers {
     /// How many shards of a peer node hold each route: the node has it while any does.
     counts: HashMap<(PeerNode, PeerRoute), u32>,
     /// Where large retained messages are kept ([`Shard::set_retained_placement`]).
-    placement: Option<Box<dyn RetainedPlacement>>,
+    pub(super) placement: Option<Box<dyn RetainedPlacement>>,
     /// Retained payloads up to this size are kept on every node; larger ones on their holders.
-    replicate_bytes_max: usize,
+    pub(super) replicate_bytes_max: usize,
     /// This shard's partition of the large retained messages kept on other nodes only.
     pub(super) retained_elsewhere: TopicTree<RetainedElsewhere>,
     fetches: HashMap<u64, RetainedFetch>,
@@ -358,6 +362,7 @@ impl Shard {
     /// routes ([`Shard::peer_gone`] is called for it).
     pub fn set_peers(&mut self, live: Vec<PeerNode>) {
         self.peers.live = live;
+        self.pull_new_holdings();
     }
 
     /// Where large retained messages are kept: on the nodes `placement` chooses, when their
@@ -497,6 +502,7 @@ impl Shard {
         holders: Option<&[Node]>,
         receipt: Option<u64>,
         publisher: Option<ConnId>,
+        version: u64,
     ) -> usize {
         let targets: Vec<PeerNode> =
             if message.retain { self.peers.live.clone() } else { matched.to_vec() };
@@ -516,6 +522,7 @@ impl Shard {
                 shared: None,
                 holders: holders.map(<[Node]>::to_vec),
                 publisher,
+                version,
             };
             self.effects.push(Effect::Forward(node, forward));
         }
@@ -536,6 +543,7 @@ impl Shard {
     /// `holders` are the nodes that keep a large retained message in full, as this node names
     /// them ([`Forward::Publish`]). `publisher`, a connection of the peer's shard
     /// `reply_shard`, is paced by the subscribers it congests here (see `backpressure`).
+    /// `version` orders retained writes (see `retained_sync`).
     #[allow(clippy::too_many_arguments)]
     pub fn peer_publish(
         &mut self,
@@ -547,6 +555,7 @@ impl Shard {
         shared: Option<(ByteString, ByteString)>,
         holders: Option<Vec<Node>>,
         publisher: Option<ConnId>,
+        version: u64,
         now: Instant,
     ) {
         // Its publisher is the ingress that the subscribers it congests here pause.
@@ -559,7 +568,7 @@ impl Shard {
         let writes_before = self.queued_ops();
         let mut receipts = 0;
         if message.retain {
-            receipts += self.retain_on_node(&message, holders.as_deref(), token);
+            receipts += self.retain_on_node(&message, holders.as_deref(), token, version);
         }
         if deliver {
             receipts += match shared {
@@ -593,13 +602,14 @@ impl Shard {
     }
 
     /// Stores a retained message in its partition on this node: in full, or, when it has
-    /// `holders` and this node is not one of them, as a note of where it is kept. Returns the
-    /// receipts asked for.
+    /// `holders` and this node is not one of them, as a note of where it is kept, if `version`
+    /// is newer than what the partition has. Returns the receipts asked for.
     pub(super) fn retain_on_node(
         &mut self,
         message: &SharedMessage,
         holders: Option<&[Node]>,
         receipt: Option<u64>,
+        version: u64,
     ) -> usize {
         let elsewhere = holders.filter(|holders| !holders.contains(&Node::Here)).map(|holders| {
             holders
@@ -612,21 +622,40 @@ impl Shard {
         });
         let owner = retained_shard(&message.topic, self.shards);
         if owner == self.id {
-            self.keep_retained(message.clone(), elsewhere);
+            self.keep_retained(message.clone(), elsewhere, version);
             return 0;
         }
-        let msg = ShardMsg::Retain { message: message.clone(), receipt, elsewhere };
+        let msg = ShardMsg::Retain { message: message.clone(), receipt, elsewhere, version };
         self.effects.push(Effect::Mesh(owner, msg));
         usize::from(receipt.is_some())
     }
 
     /// Keeps a retained message of this shard's partition: in full, or (`elsewhere`) only as
-    /// a note of the nodes that keep it, dropping any older copy held here.
+    /// a note of the nodes that keep it, dropping any older copy held here. A versioned write
+    /// (`version` not 0) is applied only if it is newer than the partition's (see
+    /// `retained_sync`).
     pub(super) fn keep_retained(
         &mut self,
         message: SharedMessage,
         elsewhere: Option<Vec<PeerNode>>,
+        version: u64,
     ) {
+        if version != 0 {
+            let full = elsewhere.is_none() && !message.payload.is_empty();
+            match self.retained_write(&message.topic, version, full) {
+                Write::Ignore => return,
+                Write::SameNote => {
+                    for holder in elsewhere.unwrap_or_default() {
+                        self.note_holder(holder, message.topic.clone(), version);
+                    }
+                    return;
+                }
+                Write::Apply => {
+                    let deleted = elsewhere.is_none() && message.payload.is_empty();
+                    self.mark_retained(&message.topic, version, deleted);
+                }
+            }
+        }
         let Some(holders) = elsewhere else {
             self.peers.retained_elsewhere.remove(&message.topic);
             return self.store_retained(message);
@@ -635,27 +664,29 @@ impl Shard {
         self.forget_retained(&message);
         let note = RetainedElsewhere { holders, expires_at: message.expires_at };
         self.peers.retained_elsewhere.insert(&message.topic, note);
+        self.pull_if_holder(&message.topic);
     }
 
-    /// This shard's large retained messages that are kept here in full, for a peer's link to
-    /// know what to fetch from this node.
-    pub fn large_retained_topics(&self) -> Vec<ByteString> {
+    /// This shard's large retained messages that are kept here in full, with their versions,
+    /// for a peer's link to know what to fetch from this node.
+    pub fn large_retained_topics(&self) -> Vec<(ByteString, u64)> {
         if self.peers.placement.is_none() {
             return Vec::new();
         }
         self.retained
             .iter()
             .filter(|(_, message)| message.payload.len() > self.peers.replicate_bytes_max)
-            .map(|(topic, _)| ByteString::from(topic))
+            .map(|(topic, _)| (ByteString::from(topic), self.retained_mark_version(topic)))
             .collect()
     }
 
-    /// Peer `node` keeps these large retained messages in full (its link announced them).
-    /// Called on the shard that read them, which passes each to its partition's shard.
-    pub fn retained_held_by(&mut self, node: PeerNode, topics: Vec<ByteString>) {
-        let mut by_shard: HashMap<ShardId, Vec<ByteString>> = HashMap::new();
-        for topic in topics {
-            by_shard.entry(retained_shard(&topic, self.shards)).or_default().push(topic);
+    /// Peer `node` keeps these large retained messages in full, at these versions (its link
+    /// announced them). Called on the shard that read them, which passes each to its
+    /// partition's shard.
+    pub fn retained_held_by(&mut self, node: PeerNode, topics: Vec<(ByteString, u64)>) {
+        let mut by_shard: HashMap<ShardId, Vec<(ByteString, u64)>> = HashMap::new();
+        for (topic, version) in topics {
+            by_shard.entry(retained_shard(&topic, self.shards)).or_default().push((topic, version));
         }
         for (shard, topics) in by_shard {
             if shard == self.id {
@@ -666,21 +697,9 @@ impl Shard {
         }
     }
 
-    pub(super) fn retained_held(&mut self, node: PeerNode, topics: Vec<ByteString>) {
-        for topic in topics {
-            if self.retained.get(&topic).is_some() {
-                // A copy is kept here in full already.
-                continue;
-            }
-            let mut note = self
-                .peers
-                .retained_elsewhere
-                .remove(&topic)
-                .unwrap_or(RetainedElsewhere { holders: Vec::new(), expires_at: None });
-            if !note.holders.contains(&node) {
-                note.holders.push(node);
-            }
-            self.peers.retained_elsewhere.insert(&topic, note);
+    pub(super) fn retained_held(&mut self, node: PeerNode, topics: Vec<(ByteString, u64)>) {
+        for (topic, version) in topics {
+            self.note_holder(node, topic, version);
         }
     }
 
@@ -745,7 +764,7 @@ impl Shard {
             expires_at: None,
             publisher: ByteString::from_static("$SYS"),
         });
-        self.retain_on_node(&message, None, None);
+        self.retain_on_node(&message, None, None, 0);
         self.route_on_node(&message, None, now);
     }
 

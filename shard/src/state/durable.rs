@@ -16,8 +16,8 @@ use crate::ids::{ConnId, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
 use crate::message::{Delivery, SharedMessage};
 use crate::persist::{
-    encode_message_record, encode_session, encode_stored_message, encode_will, MessageRecord,
-    MessageStage, Restored, SessionRecord, WallClock,
+    encode_message_record, encode_retained_mark, encode_session, encode_stored_message,
+    encode_will, MessageRecord, MessageStage, Restored, RetainedMark, SessionRecord, WallClock,
 };
 use crate::session::{Outgoing, OutgoingStage, Session};
 
@@ -198,6 +198,18 @@ impl Shard {
             Op::DeleteRetained { topic }
         };
         self.queue_op(op);
+    }
+
+    /// Writes (`Some`) or deletes a retained topic's version mark.
+    pub(super) fn persist_retained_mark(&mut self, topic: &str, mark: Option<RetainedMark>) {
+        if self.durable.is_none() {
+            return;
+        }
+        let topic = topic.to_string();
+        self.queue_op(match mark {
+            Some(mark) => Op::PutRetainedMark { topic, record: encode_retained_mark(mark) },
+            None => Op::DeleteRetainedMark { topic },
+        });
     }
 
     pub(super) fn persist_will(
@@ -527,6 +539,12 @@ impl Shard {
             }
             self.insert_retained(message);
         }
+        for (topic, mark) in restored.retained_marks {
+            if rewrite {
+                self.persist_retained_mark(&topic, Some(mark));
+            }
+            self.retained_sync.restore(topic, mark);
+        }
     }
 
     /// Removes sessions and retained messages that moved to another shard from this shard's
@@ -537,6 +555,7 @@ impl Shard {
         }
         for topic in retained_topics {
             self.queue_op(Op::DeleteRetained { topic: topic.to_string() });
+            self.queue_op(Op::DeleteRetainedMark { topic: topic.to_string() });
         }
     }
 }

@@ -455,7 +455,10 @@ impl Node {
                 assert!(self.durable, "a shard without storage asked for a commit");
                 self.commits.insert(index);
             }
-            Effect::Forward(..) | Effect::RoutesChanged { .. } | Effect::FetchRetained { .. } => {
+            Effect::Forward(..)
+            | Effect::RoutesChanged { .. }
+            | Effect::FetchRetained { .. }
+            | Effect::PullRetained { .. } => {
                 panic!("a node without peers was asked to reach one: {effect:?}");
             }
         }

@@ -34,6 +34,7 @@ use crate::FastMap;
 mod admin;
 mod backpressure;
 mod durable;
+mod retained_sync;
 mod throttle;
 
 use crate::persist::{MessageStage, WallClock};
@@ -54,6 +55,7 @@ mod cluster;
 pub mod fuzzing;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
+pub use retained_sync::{RetainedPush, RETAINED_BUCKETS, TOMBSTONE_TTL_MS};
 
 /// What the engine must do after an event.
 #[derive(Debug)]
@@ -78,6 +80,9 @@ pub enum Effect {
     /// A subscribe needs the large retained message on `topic`, kept in full only on
     /// `holders`: fetch it from one of them and answer [`Shard::retained_fetched`].
     FetchRetained { token: u64, topic: ByteString, holders: Vec<PeerNode> },
+    /// This node became a holder of the large retained message on `topic`: fetch it from one of
+    /// `holders` and answer with [`Shard::retained_pulled`] (one at a time per shard).
+    PullRetained { topic: ByteString, holders: Vec<PeerNode> },
 }
 
 /// Counters a shard keeps about itself; the engine aggregates them without locks.
@@ -344,6 +349,8 @@ pub struct Shard {
     backpressure: Backpressure,
     /// The other nodes of the cluster and their routes (empty on a single node).
     peers: Peers,
+    /// Versions of retained writes, tombstones and the catch-up of peers (clusters only).
+    retained_sync: retained_sync::RetainedSync,
     /// The 128 random bits of each assigned client id (see [`Shard::set_assigned_id_source`]).
     assigned_id_source: AssignedIdSource,
     /// The access policy (the ACL file); `None` allows everything.
@@ -402,6 +409,7 @@ impl Shard {
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
             peers: Peers::default(),
+            retained_sync: retained_sync::RetainedSync::default(),
             assigned_id_source: AssignedIdSource::default(),
             authorizer: None,
             throttle: rates.map(Throttle::new),
@@ -1195,6 +1203,7 @@ impl Shard {
                 _ => break,
             }
         }
+        self.expire_tombstones(now);
         self.shrink_oversized_tables();
     }
 
@@ -1915,8 +1924,10 @@ impl Shard {
     ) -> (Matched, usize) {
         let mut receipts = 0;
         let holders = self.retained_holders(&message);
+        let mut version = 0;
         if message.retain {
-            receipts += self.retain_on_node(&message, holders.as_deref(), receipt);
+            version = self.retained_version(&message.topic, now);
+            receipts += self.retain_on_node(&message, holders.as_deref(), receipt, version);
         }
         // Shared groups with members on this shard compete with the other shards' members; the
         // local walk of the subscriber index collects them.
@@ -1951,7 +1962,8 @@ impl Shard {
             receipts += usize::from(receipt.is_some());
         }
         let conn = publisher.map(|w| w.conn);
-        receipts += self.forward_to_peers(&message, &peers, holders.as_deref(), receipt, conn);
+        receipts +=
+            self.forward_to_peers(&message, &peers, holders.as_deref(), receipt, conn, version);
         for (filter, group, mut members) in groups {
             members.sort();
             let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
@@ -1980,6 +1992,7 @@ impl Shard {
                         shared: Some((filter, group)),
                         holders: None,
                         publisher: conn,
+                        version: 0,
                     };
                     self.effects.push(Effect::Forward(node, forward));
                     receipts += usize::from(receipt.is_some());
@@ -2375,8 +2388,10 @@ impl Shard {
                     self.effects.push(Effect::Resume(conn));
                 }
             }
-            ShardMsg::Retain { message, receipt, elsewhere } => {
-                self.with_receipt(from, receipt, |shard| shard.keep_retained(message, elsewhere))
+            ShardMsg::Retain { message, receipt, elsewhere, version } => {
+                self.with_receipt(from, receipt, |shard| {
+                    shard.keep_retained(message, elsewhere, version)
+                })
             }
             ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
             ShardMsg::Stored { token, ok } => self.receipt(token, ok, now),

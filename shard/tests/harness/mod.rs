@@ -42,6 +42,9 @@ pub struct Node {
     /// Large retained messages a subscribe asked to fetch from peers: (shard, token, topic,
     /// holders).
     pub fetches: Vec<(ShardId, u64, ByteString, Vec<PeerNode>)>,
+    /// Large retained messages a shard became a holder of and asked to pull: (shard, topic,
+    /// holders).
+    pub pulls: Vec<(ShardId, ByteString, Vec<PeerNode>)>,
     pub next_conn: u64,
     /// One store per shard, for durable nodes; `None` while a failed store awaits reopening.
     pub stores: Vec<Option<ShardStore>>,
@@ -73,6 +76,7 @@ impl Node {
             route_changes: Vec::new(),
             ended: Vec::new(),
             fetches: Vec::new(),
+            pulls: Vec::new(),
             next_conn: 1,
             stores: Vec::new(),
             store_paths: Vec::new(),
@@ -252,6 +256,9 @@ impl Node {
                     Effect::SessionEnded(client_id) => self.ended.push(client_id),
                     Effect::FetchRetained { token, topic, holders } => {
                         self.fetches.push((from, token, topic, holders))
+                    }
+                    Effect::PullRetained { topic, holders } => {
+                        self.pulls.push((from, topic, holders))
                     }
                 }
             }

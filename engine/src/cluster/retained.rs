@@ -1,0 +1,353 @@
+//! Retained messages over node links: fetches of large messages for subscribes, pulls of the
+//! ones this node now holds, and the catch-up of retained writes when a link comes up (see
+//! `shardmq_shard`'s `retained_sync` module for the protocol and its invariants).
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::future;
+use shardmq_cluster::frame::{
+    Body, Publish, RetainedDigest, RetainedFetch, RetainedFetched, RetainedIndex, RetainedVersions,
+};
+use shardmq_io::codec::ByteString;
+use shardmq_io::runtime;
+use shardmq_shard::persist::{decode_stored_message, encode_stored_message};
+use shardmq_shard::{retained_shard, PeerNode, ShardId, SharedMessage, RETAINED_BUCKETS};
+
+use super::{Awaited, ClusterItem, LinkPeer, OutLink, ShardCluster, RETAINED_FETCH_TIMEOUT};
+use crate::server::{MeshItem, ShardContext};
+
+/// Retained pushes are queued on a link while its queue is under this many bytes: the catch-up
+/// goes at the pace the peer reads, behind what the link carries anyway.
+const PUSH_QUEUE_BYTES: usize = 256 << 10;
+/// (topic, version) entries per `RetainedVersions` frame, about (whole buckets go in one frame).
+const VERSIONS_PER_FRAME: usize = 4096;
+
+/// A link to `peer` is up: once this node knows the peer's shard count (from the hellos of the
+/// peer's own links), sends this shard's retained digest, once per connection; then queues the
+/// retained writes the peer asked for while the link's queue is short.
+pub(super) fn sync_out(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    link: &OutLink,
+    peer: PeerNode,
+) {
+    if !link.digest_sent.get() {
+        if let Some(shards) = cluster.node.peer_shards(peer) {
+            let digests = context.state.borrow().retained_digest(shards);
+            let buckets = RETAINED_BUCKETS as u16;
+            let digest = RetainedDigest { shards, buckets, digests: Some(digests) };
+            let body = Body::RetainedDigest(Box::new(digest));
+            cluster.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
+            link.digest_sent.set(true);
+        }
+    }
+    while link.out.borrow().len() < PUSH_QUEUE_BYTES {
+        let Some(topic) = link.pushes.borrow_mut().pop_front() else { return };
+        let Some(push) = context.state.borrow().retained_push(&topic, peer) else { continue };
+        let retained_holders = push.holders.map(|holders| {
+            holders
+                .into_iter()
+                .filter_map(|node| cluster.node.node_id(node))
+                .map(|node| node.to_string())
+                .collect()
+        });
+        let publish = Publish {
+            message: encode_stored_message(&push.message, &cluster.clock),
+            receipt: 0,
+            reply_shard: context.id.0,
+            deliver: false,
+            shared_filter: None,
+            shared_group: None,
+            retained_holders,
+            publisher: None,
+            retained_version: push.version,
+        };
+        cluster
+            .encoder
+            .borrow_mut()
+            .encode(Body::Publish(Box::new(publish)), &mut link.out.borrow_mut());
+    }
+}
+
+/// A retained frame from a link: index, fetch, fetched, digest or versions.
+pub(super) fn frame_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    from: &LinkPeer,
+    body: Body,
+) {
+    match body {
+        Body::RetainedIndex(index) => {
+            let topics = index.topics.unwrap_or_default().into_iter().map(ByteString::from);
+            let versions =
+                index.versions.unwrap_or_default().into_iter().chain(std::iter::repeat(0));
+            context.state.borrow_mut().retained_held_by(from.peer, topics.zip(versions).collect());
+        }
+        Body::RetainedFetch(fetch) => {
+            let partition = retained_shard(&fetch.topic, context.shards);
+            if partition == context.id {
+                answer_fetch(context, cluster, from.peer, &fetch);
+            } else {
+                let item = ClusterItem::Fetch { peer: from.peer, fetch };
+                context.to_peer(partition, MeshItem::Cluster(item));
+            }
+        }
+        Body::RetainedFetched(fetched) => {
+            let shard = ShardId(fetched.shard);
+            if shard == context.id {
+                fetched_arrived(cluster, *fetched);
+            } else if shard.0 < context.shards {
+                context.to_peer(shard, MeshItem::Cluster(ClusterItem::Fetched(fetched)));
+            }
+        }
+        Body::RetainedDigest(digest) => digest_arrived(context, cluster, from, &digest),
+        Body::RetainedVersions(versions) => {
+            let shard = ShardId(versions.shard);
+            let topics = versions.topics.unwrap_or_default();
+            let numbers = versions.versions.unwrap_or_default();
+            if shard.0 >= context.shards || topics.len() != numbers.len() {
+                tracing::warn!(shard = %context.id, peer = %from.node, "ignoring a malformed retained version list");
+                return;
+            }
+            let item = ClusterItem::RetainedVersions {
+                peer: from.peer,
+                peer_shards: from.shards,
+                peer_shard: from.origin,
+                buckets: versions.buckets.unwrap_or_default(),
+                entries: topics.into_iter().map(ByteString::from).zip(numbers).collect(),
+            };
+            if shard == context.id {
+                super::cluster_item(context, item);
+            } else {
+                context.to_peer(shard, MeshItem::Cluster(item));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A peer shard's digest: each of this node's shards compares its part.
+fn digest_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    from: &LinkPeer,
+    digest: &RetainedDigest,
+) {
+    let digests = digest.digests.as_deref().unwrap_or_default();
+    let buckets = usize::from(digest.buckets);
+    if digest.shards != context.shards
+        || buckets != RETAINED_BUCKETS
+        || digests.len() != buckets * usize::from(context.shards)
+    {
+        // Cut for another shard count (this node restarted with another): the next link
+        // connection brings a new one.
+        tracing::debug!(shard = %context.id, peer = %from.node, "ignoring a retained digest for another shard count");
+        return;
+    }
+    for (index, part) in digests.chunks(buckets).enumerate() {
+        let item = ClusterItem::RetainedDigest {
+            peer: from.peer,
+            peer_shards: from.shards,
+            peer_shard: from.origin,
+            digest: part.to_vec(),
+        };
+        let shard = ShardId(index as u16);
+        if shard == context.id {
+            compare_digest(context, cluster, item);
+        } else {
+            context.to_peer(shard, MeshItem::Cluster(item));
+        }
+    }
+}
+
+/// Compares a peer shard's digest with this shard's marks and sends the peer this shard's
+/// versions of the buckets that differ, on this shard's own link to it.
+pub(super) fn compare_digest(context: &ShardContext, cluster: &ShardCluster, item: ClusterItem) {
+    let ClusterItem::RetainedDigest { peer, peer_shards, peer_shard, digest } = item else {
+        return;
+    };
+    let state = context.state.borrow();
+    let buckets = state.retained_mismatch(peer_shards, peer_shard, &digest);
+    if buckets.is_empty() {
+        return;
+    }
+    let listed = state.retained_versions(peer_shards, peer_shard, &buckets);
+    drop(state);
+    tracing::debug!(shard = %context.id, buckets = buckets.len(), entries = listed.len(), "retained versions differ from a peer's");
+    let mut frame = RetainedVersions {
+        shard: peer_shard.0,
+        buckets: Some(Vec::new()),
+        topics: Some(Vec::new()),
+        versions: Some(Vec::new()),
+    };
+    let mut listed = listed.into_iter().peekable();
+    for bucket in buckets {
+        while let Some((_, topic, version)) = listed.next_if(|(b, _, _)| *b == bucket) {
+            frame.topics.get_or_insert_default().push(topic.to_string());
+            frame.versions.get_or_insert_default().push(version);
+        }
+        frame.buckets.get_or_insert_default().push(bucket);
+        if frame.topics.as_ref().map_or(0, Vec::len) >= VERSIONS_PER_FRAME {
+            let full = std::mem::replace(
+                &mut frame,
+                RetainedVersions {
+                    shard: peer_shard.0,
+                    buckets: Some(Vec::new()),
+                    topics: Some(Vec::new()),
+                    versions: Some(Vec::new()),
+                },
+            );
+            cluster.send(peer, Body::RetainedVersions(Box::new(full)));
+        }
+    }
+    if frame.buckets.as_ref().is_some_and(|b| !b.is_empty()) {
+        cluster.send(peer, Body::RetainedVersions(Box::new(frame)));
+    }
+}
+
+/// A peer listed its versions of some buckets: what this shard has newer is queued to push.
+pub(super) fn versions_arrived(context: &ShardContext, cluster: &ShardCluster, item: ClusterItem) {
+    let ClusterItem::RetainedVersions { peer, peer_shards, peer_shard, buckets, entries } = item
+    else {
+        return;
+    };
+    let push = context.state.borrow().retained_to_push(peer_shards, peer_shard, &buckets, &entries);
+    if push.is_empty() {
+        return;
+    }
+    tracing::debug!(shard = %context.id, topics = push.len(), "pushing retained writes a peer missed");
+    let links = cluster.links.borrow();
+    let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return };
+    link.pushes.borrow_mut().extend(push);
+    link.signal.notify();
+}
+
+/// Fetches the large retained messages this shard's subscribes need from the nodes that keep
+/// them, each in a task of its own.
+pub async fn retained_fetcher(context: Rc<ShardContext>) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    while !context.stopping.get() {
+        let queued = std::mem::take(&mut *cluster.fetch_queue.borrow_mut());
+        if queued.is_empty() {
+            future::or(cluster.fetch_signal.wait(), context.stop_signal.wait()).await;
+            continue;
+        }
+        for (token, topic, holders) in queued {
+            runtime::spawn_local(fetch_one(
+                context.clone(),
+                cluster.clone(),
+                token,
+                topic,
+                holders,
+            ));
+        }
+    }
+}
+
+/// Pulls, one at a time, the large retained messages this node became a holder of, and tells
+/// the peers it keeps each one it got.
+pub async fn retained_puller(context: Rc<ShardContext>) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    while !context.stopping.get() {
+        let next = cluster.pull_queue.borrow_mut().pop_front();
+        let Some((topic, holders)) = next else {
+            future::or(cluster.pull_signal.wait(), context.stop_signal.wait()).await;
+            continue;
+        };
+        let pulled = fetch_from(&context, &cluster, &topic, &holders).await;
+        if pulled.is_none() {
+            // Asked again when the membership or the message's holders change.
+            tracing::debug!(shard = %context.id, %topic, "no holder answered a retained pull");
+        }
+        let kept = context.state.borrow_mut().retained_pulled(&topic, pulled, Instant::now());
+        context.apply_effects();
+        if let Some(version) = kept {
+            let index = RetainedIndex {
+                topics: Some(vec![topic.to_string()]),
+                versions: Some(vec![version]),
+            };
+            let peers: Vec<PeerNode> = cluster.links.borrow().keys().copied().collect();
+            for peer in peers {
+                cluster.send(peer, Body::RetainedIndex(Box::new(index.clone())));
+            }
+        }
+    }
+}
+
+/// Asks each holder in turn for the retained message on `topic` until one has it, then hands
+/// it (or nothing) to the shard.
+async fn fetch_one(
+    context: Rc<ShardContext>,
+    cluster: Rc<ShardCluster>,
+    token: u64,
+    topic: ByteString,
+    holders: Vec<PeerNode>,
+) {
+    let found = fetch_from(&context, &cluster, &topic, &holders).await.map(|(message, _)| message);
+    if found.is_none() {
+        tracing::debug!(shard = %context.id, %topic, "no holder answered with the retained message");
+    }
+    context.state.borrow_mut().retained_fetched(token, found, Instant::now());
+    context.apply_effects();
+}
+
+/// The retained message on `topic` and its version from the first of `holders` that has it.
+async fn fetch_from(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    topic: &ByteString,
+    holders: &[PeerNode],
+) -> Option<(SharedMessage, u64)> {
+    for &holder in holders {
+        let request = cluster.next_request();
+        let answer = Rc::new(Awaited::new());
+        cluster.fetches.borrow_mut().insert(request, answer.clone());
+        let fetch = RetainedFetch { topic: topic.to_string(), request, reply_shard: context.id.0 };
+        let answered = match cluster.send(holder, Body::RetainedFetch(Box::new(fetch))) {
+            true => answer.until(Instant::now() + RETAINED_FETCH_TIMEOUT).await,
+            false => None,
+        };
+        cluster.fetches.borrow_mut().remove(&request);
+        if let Some(Some(found)) = answered {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// A peer fetches the retained message on a topic of this shard's partition.
+pub(super) fn answer_fetch(
+    context: &ShardContext,
+    cluster: &ShardCluster,
+    peer: PeerNode,
+    fetch: &RetainedFetch,
+) {
+    let state = context.state.borrow();
+    let message = state.retained_message(&fetch.topic, Instant::now());
+    let version = state.retained_mark_version(&fetch.topic);
+    drop(state);
+    let fetched = RetainedFetched {
+        request: fetch.request,
+        shard: fetch.reply_shard,
+        message: message.map(|message| encode_stored_message(&message, &cluster.clock)),
+        version,
+    };
+    // Lost with the link: the fetching node asks the next holder after its timeout.
+    cluster.send(peer, Body::RetainedFetched(Box::new(fetched)));
+}
+
+/// A peer answered one of this shard's retained fetches.
+pub(super) fn fetched_arrived(cluster: &ShardCluster, fetched: RetainedFetched) {
+    let Some(answer) = cluster.fetches.borrow().get(&fetched.request).cloned() else { return };
+    let message = fetched.message.and_then(|bytes| {
+        decode_stored_message(&bytes, &cluster.clock)
+            .map_err(|error| tracing::warn!("bad retained message from a peer: {error}"))
+            .ok()
+    });
+    answer.set(message.map(|message| (Arc::new(message), fetched.version)));
+}
+
+pub(super) type PullQueue = VecDeque<(ByteString, Vec<PeerNode>)>;
