@@ -386,6 +386,58 @@ fn a_joining_or_rejoining_node_catches_up_on_retained_messages_and_holds_its_lar
     await_retained(&nodes[2], "n2-rejoined", &after);
 }
 
+/// A QoS 1 publisher on one node floods a subscriber on another that reads slowly (about 2,000
+/// messages/s). Unpaced, the flood (tens of thousands a second) would overrun the subscriber's
+/// queue (`max_queued_messages`, 1,000) within a fraction of a second and most messages would be
+/// dropped; paced over the node link, the publisher goes at the subscriber's speed and nearly
+/// everything arrives. (Not all is asserted: a subscriber congested past half a second, as a
+/// loaded test machine can make it, counts as stalled and stops pacing, by design.)
+#[test]
+fn a_slow_subscriber_on_another_node_paces_the_publisher_over_the_node_link() {
+    const MESSAGES: usize = 4000;
+    const WINDOW: usize = 64;
+    let etcd = etcd();
+    let cluster = start_cluster(&etcd.endpoint(), "paced", 2);
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut subscriber = connect(b, V5, "slow-sub");
+    subscribe_granted(&mut subscriber, "paced/#", QoS::AtLeastOnce);
+    let mut publisher = connect(a, V5, "fast-pub");
+    await_route(&mut publisher, &mut subscriber, "paced/probe", PROPAGATION);
+
+    let reader = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < MESSAGES {
+            let Some(_) = receive_publish(&mut subscriber, Duration::from_secs(10)) else { break };
+            got += 1;
+            if got % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        got
+    });
+    let payload = [7u8; 256];
+    let mut in_flight = 0;
+    for i in 0..MESSAGES {
+        while in_flight >= WINDOW {
+            assert!(matches!(publisher.expect_packet(Duration::from_secs(30)), Packet::PubAck(_)));
+            in_flight -= 1;
+        }
+        let id = u16::try_from(i % 60_000 + 1).expect("fits");
+        publisher.send(&publish_packet("paced/t", &payload, QoS::AtLeastOnce, false, id));
+        in_flight += 1;
+    }
+    while in_flight > 0 {
+        assert!(matches!(publisher.expect_packet(Duration::from_secs(30)), Packet::PubAck(_)));
+        in_flight -= 1;
+    }
+    let delivered = reader.join().expect("the subscriber thread");
+    let dropped = metric_total(b, "shardmq_messages_dropped_total", "cause=\"queue_full\"");
+    assert!(
+        delivered >= MESSAGES * 9 / 10 && dropped <= MESSAGES as u64 / 10,
+        "delivered {delivered} of {MESSAGES}, {dropped} dropped for a full queue"
+    );
+}
+
 #[test]
 fn a_shared_group_spread_over_nodes_gets_each_message_once() {
     let etcd = etcd();
@@ -743,13 +795,33 @@ fn link_address(node: &Broker) -> std::net::SocketAddr {
 
 /// `name`'s refusals of `reason` on `node`'s `/metrics`.
 fn link_refusals(node: &Broker, reason: &str) -> u64 {
+    metric(node, &format!("shardmq_link_refused_total{{reason=\"{reason}\"}}"))
+}
+
+/// The sum of metric `name` over its series (one per shard) that carry `label` on `node`.
+fn metric_total(node: &Broker, name: &str, label: &str) -> u64 {
     let (status, metrics) = shardmq_tests::http_get(node.admin_address(), "/metrics");
     assert_eq!(status, 200);
-    let prefix = format!("shardmq_link_refused_total{{reason=\"{reason}\"}} ");
+    let series: Vec<u64> = metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .collect();
+    assert!(!series.is_empty(), "no {name} with {label} in:\n{metrics}");
+    series.into_iter().sum()
+}
+
+/// The value of the metric `series` (a name with its labels) on `node`.
+fn metric(node: &Broker, series: &str) -> u64 {
+    let (status, metrics) = shardmq_tests::http_get(node.admin_address(), "/metrics");
+    assert_eq!(status, 200);
+    let prefix = format!("{series} ");
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.parse().ok())
+        .and_then(|value| value.parse::<f64>().ok())
+        .map(|value| value as u64)
         .unwrap_or_else(|| panic!("no {prefix}in:\n{metrics}"))
 }
 
