@@ -253,3 +253,57 @@ fn an_offline_session_keeps_its_user_name_across_a_restart_and_a_handover() {
     let alice = other.connect_with(packet);
     assert_eq!(payloads(&other.publishes(alice)), ["1", "2"]);
 }
+
+/// Alice may read `a/#` until `revoked` is set (an ACL reload that takes it away).
+#[derive(Debug)]
+struct Revocable {
+    revoked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Authorizer for Revocable {
+    fn can_publish(&self, _username: Option<&str>, _client_id: &str, _topic: &str) -> bool {
+        true
+    }
+
+    fn can_subscribe(&self, _username: Option<&str>, _client_id: &str, _filter: &str) -> bool {
+        true
+    }
+
+    fn can_read(&self, username: Option<&str>, _client_id: &str, topic: &str) -> bool {
+        let revoked = self.revoked.load(std::sync::atomic::Ordering::Relaxed);
+        username != Some("alice") || !revoked || !topic_matches("a/#", topic)
+    }
+}
+
+#[test]
+fn messages_queued_before_an_acl_change_go_only_where_the_user_may_still_read() {
+    let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut node = Node::new(2);
+    for shard in &mut node.shards {
+        shard.set_authorizer(Some(Arc::new(Revocable { revoked: revoked.clone() })));
+    }
+    let mut persistent = connect("alice-dev", V5, false);
+    persistent.username = Some(ByteString::from("alice"));
+    let reader = node.connect_with(persistent.clone());
+    node.subscribe(reader, "#", QoS::AtLeastOnce);
+    node.lose(reader);
+    let writer = connect_as(&mut node, "writer", Some("bob"), V5);
+    node.publish(writer, "a/1", "revoked before delivery", QoS::AtLeastOnce, false);
+    node.publish(writer, "b/1", "still readable", QoS::AtLeastOnce, false);
+
+    // The ACL changes while the messages wait in alice's queue.
+    revoked.store(true, std::sync::atomic::Ordering::Relaxed);
+    let back = node.connect_with(persistent);
+    let got = node.take(back);
+    assert!(connack(&got).session_present);
+    let delivered: Vec<&str> = got
+        .iter()
+        .filter_map(|packet| match packet {
+            Packet::Publish(publish) => std::str::from_utf8(&publish.payload).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, ["still readable"]);
+    let refused: u64 = node.shards.iter().map(|shard| shard.stats().dropped_not_authorized).sum();
+    assert_eq!(refused, 1);
+}

@@ -153,10 +153,14 @@ pub enum ConnectRefusal {
     WebSocketOrigin,
     /// The client id has a session of another user (0x87, 3.1.1: 5).
     SessionOfAnotherUser,
+    /// Its source address used up its budget of failed logins (0x9F, 3.1.1: 3).
+    LoginBackoff,
+    /// Its source address is banned for failed logins (0x8A, 3.1.1: 5).
+    LoginBanned,
 }
 
 impl ConnectRefusal {
-    pub const ALL: [ConnectRefusal; 11] = [
+    pub const ALL: [ConnectRefusal; 13] = [
         ConnectRefusal::EtcdBusy,
         ConnectRefusal::EtcdUnavailable,
         ConnectRefusal::Fenced,
@@ -168,6 +172,8 @@ impl ConnectRefusal {
         ConnectRefusal::NotAuthenticated,
         ConnectRefusal::WebSocketOrigin,
         ConnectRefusal::SessionOfAnotherUser,
+        ConnectRefusal::LoginBackoff,
+        ConnectRefusal::LoginBanned,
     ];
 
     /// The `cause` label of its `/metrics` series.
@@ -184,6 +190,8 @@ impl ConnectRefusal {
             ConnectRefusal::NotAuthenticated => "not_authenticated",
             ConnectRefusal::WebSocketOrigin => "ws_origin",
             ConnectRefusal::SessionOfAnotherUser => "session_of_another_user",
+            ConnectRefusal::LoginBackoff => "login_backoff",
+            ConnectRefusal::LoginBanned => "login_banned",
         }
     }
 }
@@ -2263,6 +2271,13 @@ impl Shard {
             let Some(delivery) = session.pop_queued() else { return };
             if delivery.message.is_expired(now) {
                 self.stats.dropped_expired += 1;
+                self.unpersist_delivery(client_id, &delivery);
+                continue;
+            }
+            // Checked again on the way out: the ACL may have changed (a reload) while it
+            // waited, and a queued message goes only to a user who may still read it.
+            if !self.may_read(client_id, &delivery.message.topic) {
+                self.stats.dropped_not_authorized += 1;
                 self.unpersist_delivery(client_id, &delivery);
                 continue;
             }
