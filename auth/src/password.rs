@@ -53,6 +53,10 @@ pub struct PasswordFile {
     /// The iteration count stand-in verifiers show: the one most of the file's SCRAM entries use,
     /// so an unknown user's server-first message looks like a real user's.
     scram_iterations: u32,
+    /// The user whose entry an unknown user's password is hashed against (and always refused):
+    /// one of the most common scheme and cost in the file, so that an unknown user costs what a
+    /// known one does and login timing does not tell who exists.
+    stand_in: Option<Box<str>>,
 }
 
 /// The secret of [`PasswordFile::scram_secret`], drawn once per process.
@@ -117,7 +121,13 @@ impl PasswordFile {
             .into_iter()
             .max_by_key(|&(iterations, count)| (count, iterations))
             .map_or(scram::ITERATIONS_DEFAULT, |(iterations, _)| iterations);
-        Ok(PasswordFile { users, scram_secret: *process_scram_secret(), scram_iterations })
+        let stand_in = stand_in(&users);
+        Ok(PasswordFile {
+            users,
+            scram_secret: *process_scram_secret(),
+            scram_iterations,
+            stand_in,
+        })
     }
 
     /// Reads and parses a password file; errors name the file.
@@ -130,10 +140,18 @@ impl PasswordFile {
     /// constant-time; the hashing itself is slow on purpose (argon2id, PBKDF2), so call this off
     /// a shard's reactor.
     ///
-    /// An unknown user is answered without hashing, so timing tells whether a username exists,
-    /// as with Mosquitto.
+    /// An unknown user's password is hashed as a known user's is (against a stand-in entry of
+    /// the file's most common scheme and cost, then refused), so timing does not tell whether a
+    /// username exists (Mosquitto answers unknown users at once).
     pub fn verify(&self, username: &str, password: &[u8]) -> bool {
-        self.users.get(username).is_some_and(|stored| stored.verify(password))
+        if let Some(stored) = self.users.get(username) {
+            return stored.verify(password);
+        }
+        let stand_in = self.stand_in.as_deref().and_then(|name| self.users.get(name));
+        if let Some(stand_in) = stand_in {
+            std::hint::black_box(stand_in.verify(password));
+        }
+        false
     }
 
     /// The SCRAM-SHA-256 verifier to run an exchange for `username` against: the user's own, or
@@ -169,7 +187,35 @@ impl fmt::Debug for PasswordFile {
     }
 }
 
+/// The stand-in of [`PasswordFile::stand_in`]: the first user (by name) of the most common
+/// (scheme, cost) in `users`.
+fn stand_in(users: &HashMap<Box<str>, StoredHash>) -> Option<Box<str>> {
+    let mut classes: HashMap<String, (usize, &str)> = HashMap::new();
+    for (username, stored) in users {
+        let class = classes.entry(stored.cost_class()).or_insert((0, username));
+        class.0 += 1;
+        if **username < *class.1 {
+            class.1 = username;
+        }
+    }
+    let most = classes.into_values().max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))?;
+    Some(most.1.into())
+}
+
 impl StoredHash {
+    /// The scheme and the cost parameters: entries of one class take as long to check.
+    fn cost_class(&self) -> String {
+        match self {
+            StoredHash::Sha512 { .. } => "sha512".to_owned(),
+            StoredHash::Pbkdf2Sha512 { iterations, .. } => format!("pbkdf2 {iterations}"),
+            StoredHash::Argon2id(phc) => match PasswordHash::new(phc) {
+                Ok(parsed) => format!("argon2id {:?} {}", parsed.version, parsed.params),
+                Err(_) => "argon2id".to_owned(),
+            },
+            StoredHash::ScramSha256(verifier) => format!("scram {}", verifier.iterations()),
+        }
+    }
+
     /// Parses the part after `username:`. Errors never quote the hash (a plain-text password
     /// file would otherwise print its passwords).
     fn parse(text: &str) -> Result<StoredHash, String> {

@@ -108,6 +108,21 @@ fn argon2id_hashes_round_trip() {
 }
 
 #[test]
+fn an_unknown_user_is_refused_even_with_the_password_of_the_entry_it_is_hashed_against() {
+    // An unknown user's password is hashed against a stand-in entry (so that it costs what a
+    // known user's does); that entry's password must not let it in.
+    let hash = hash_password("shared");
+    let passwords = parse(&format!("alice:{hash}\nbob:{}\n", hash_password("other")));
+    assert!(passwords.verify("alice", b"shared"));
+    for unknown in ["mallory", "", "alice ", "ALICE"] {
+        assert!(!passwords.verify(unknown, b"shared"), "{unknown:?} got in");
+        assert!(!passwords.verify(unknown, b"other"), "{unknown:?} got in");
+    }
+    // An empty file has nothing to hash against, and lets no one in.
+    assert!(!parse("# nobody\n").verify("alice", b"shared"));
+}
+
+#[test]
 fn set_password_creates_replaces_and_keeps_other_lines() {
     let dir = temp_dir();
     let path = dir.path().join("passwd");

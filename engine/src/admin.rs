@@ -59,7 +59,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 36] = [
+const SHARD_METRICS: [ShardMetric; 38] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -183,7 +183,9 @@ const SHARD_METRICS: [ShardMetric; 36] = [
          claim in time, CONNACK 0x89; etcd_unavailable: etcd does not answer, or the claim timed out, \
          lost a race or its takeover failed, 0x88; fenced: the node may not serve, 0x88; ws_origin: \
          a WebSocket upgrade from a web page that may not use the broker, HTTP 403; \
-         session_of_another_user: the client id has a session of another user, 0x87).",
+         session_of_another_user: the client id has a session of another user, 0x87; \
+         login_backoff: its source address used up its failed-login budget, 0x9F; login_banned: \
+         its source address is banned for failed logins, 0x8A).",
         Some(("cause", "etcd_busy")),
         connects_refused[0]
     ),
@@ -258,6 +260,20 @@ const SHARD_METRICS: [ShardMetric; 36] = [
         connects_refused[10]
     ),
     metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "login_backoff")),
+        connects_refused[11]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "login_banned")),
+        connects_refused[12]
+    ),
+    metric!(
         "shardmq_client_throttled_total",
         "counter",
         "Times a connection went over max_client_message_rate or max_client_byte_rate and was \
@@ -311,12 +327,26 @@ pub struct LinkFigures {
 
 pub type LinkStatsFn = Box<dyn Fn() -> LinkFigures + Send + Sync>;
 
+/// What the node's password logins counted, read when scraped (see `login_guard`).
+#[derive(Debug, Default)]
+pub struct LoginFigures {
+    /// Password checks that failed.
+    pub failures: u64,
+    /// Sources banned now.
+    pub banned_sources: usize,
+    /// Password checks waiting for a check thread now.
+    pub checks_queued: usize,
+}
+
+pub type LoginStatsFn = Box<dyn Fn() -> LoginFigures + Send + Sync>;
+
 /// Every shard's counters, shared with the admin thread.
 pub struct NodeCounters {
     shards: Vec<ShardSlot>,
     started: Instant,
     etcd: std::sync::OnceLock<EtcdStats>,
     links: std::sync::OnceLock<LinkStatsFn>,
+    logins: std::sync::OnceLock<LoginStatsFn>,
 }
 
 impl std::fmt::Debug for NodeCounters {
@@ -332,7 +362,13 @@ impl NodeCounters {
             started: Instant::now(),
             etcd: std::sync::OnceLock::new(),
             links: std::sync::OnceLock::new(),
+            logins: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where `/metrics` reads the password logins' counters from.
+    pub fn set_logins(&self, stats: LoginStatsFn) {
+        let _ = self.logins.set(stats);
     }
 
     /// In a cluster: where `/metrics` reads the node links' counters from.
@@ -439,6 +475,9 @@ impl NodeCounters {
         if let Some(links) = self.links.get() {
             render_links(&mut out, &links());
         }
+        if let Some(logins) = self.logins.get() {
+            render_logins(&mut out, &logins());
+        }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();
         let _ = writeln!(
@@ -446,6 +485,34 @@ impl NodeCounters {
             "# HELP {name} Seconds since the broker started.\n# TYPE {name} gauge\n{name} {uptime}"
         );
         out
+    }
+}
+
+/// Writes the password logins' figures.
+fn render_logins(out: &mut String, logins: &LoginFigures) {
+    let figures = [
+        (
+            "shardmq_login_failures_total",
+            "counter",
+            "Password checks that failed (refusals without a check are counted in \
+             shardmq_connects_refused_total, causes login_backoff and login_banned).",
+            logins.failures as f64,
+        ),
+        (
+            "shardmq_login_sources_banned",
+            "gauge",
+            "Source addresses banned now for failed logins (login_ban_secs).",
+            logins.banned_sources as f64,
+        ),
+        (
+            "shardmq_password_checks_queued",
+            "gauge",
+            "Password checks waiting for a check thread now.",
+            logins.checks_queued as f64,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
 }
 

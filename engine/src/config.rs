@@ -218,6 +218,15 @@ pub struct ServeArgs {
     /// `use_username_as_clientid`); a client without one is refused (0x87) [default: false].
     #[arg(long, value_name = "BOOL")]
     pub use_username_as_clientid: Option<bool>,
+    /// Failed password logins one source address (an IPv6 /64) may have in a burst, earned
+    /// back at this many a minute; past them its logins are refused without a check (v5 0x9F,
+    /// 3.1.1 code 3) until it earns one back. 0 turns the budget and bans off [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_login_failures: Option<u32>,
+    /// How long a source that keeps trying while backed off (100 refused logins within 10
+    /// minutes) is banned, in seconds (v5 0x8A, 3.1.1 code 5); 0 never bans [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub login_ban_secs: Option<u32>,
 
     /// Retained payloads up to this many bytes are kept on every node; larger ones only on two
     /// nodes (chosen by rendezvous hashing of the topic), and fetched from there when a
@@ -314,6 +323,10 @@ pub struct Security {
     pub loopback_only: bool,
     /// `use_username_as_clientid`.
     pub username_as_client_id: bool,
+    /// `max_login_failures` (0: no budget).
+    pub login_failures_max: u32,
+    /// `login_ban_secs`.
+    pub login_ban: std::time::Duration,
 }
 
 impl Security {
@@ -444,6 +457,8 @@ impl ServeArgs {
             allow_anonymous,
             session_takeover_any_user,
             use_username_as_clientid,
+            max_login_failures,
+            login_ban_secs,
             tls_listen,
             tls_cert,
             tls_key,
@@ -531,6 +546,10 @@ impl ServeArgs {
             allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
             loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
             username_as_client_id: self.use_username_as_clientid.unwrap_or(false),
+            login_failures_max: self.max_login_failures.unwrap_or(10),
+            login_ban: std::time::Duration::from_secs(u64::from(
+                self.login_ban_secs.unwrap_or(600),
+            )),
         };
         let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
         let tls = self.tls_files()?;

@@ -115,10 +115,11 @@ pub(crate) trait AuthWire {
 pub(crate) async fn authenticate(
     security: &NodeSecurity,
     mut connect: Box<Connect>,
+    peer: Option<std::net::IpAddr>,
     wire: &mut impl AuthWire,
 ) -> Result<Box<Connect>, Option<ReasonCode>> {
     let refused = match connect.properties.authentication_method.clone() {
-        None => match security.authenticate(&connect).await {
+        None => match security.authenticate(&connect, peer).await {
             Ok(()) => return Ok(connect),
             Err(reason) => reason,
         },

@@ -22,6 +22,7 @@ mod enhanced_auth;
 mod link_certs;
 mod link_security;
 mod listeners;
+mod login_guard;
 mod overload;
 mod reload;
 mod security;

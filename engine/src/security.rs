@@ -8,9 +8,11 @@
 //! `enhanced_auth.rs`): on CONNECT in the handshake, and for re-authentication on the shards
 //! through their [`Authorizer`], which reads the file in force when each exchange starts.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
 
 use anyhow::Context;
 use shardmq_auth::{Acl, PasswordFile};
@@ -19,16 +21,21 @@ use shardmq_shard::authorize::{AuthStep, Authorizer};
 
 use crate::config::Security;
 use crate::enhanced_auth;
+use crate::login_guard::{Event, FairQueue, LoginGuard, Source, Verdict};
 
 /// Threads that check passwords for the whole node. Not the shards' blocking threads: those
 /// run the storage commits, which a flood of logins (argon2id takes tens of milliseconds on
 /// purpose) must not hold up.
 const PASSWORD_CHECK_THREADS: usize = 2;
-/// Password checks waiting at most; past it a CONNECT is refused with 0x89 "server busy" (a
-/// login storm costs bounded memory and a bounded wait).
+/// Password checks waiting at most; past it (or past a source's share, see `login_guard`) a
+/// CONNECT is refused with 0x89 "server busy" (a login storm costs bounded memory and a bounded
+/// wait).
 const PASSWORD_CHECKS_QUEUED_MAX: usize = 256;
 
 type Check = Box<dyn FnOnce() + Send>;
+
+/// The password checks waiting, per source, and the signal for the check threads.
+type Checks = Arc<(Mutex<FairQueue<Check>>, Condvar)>;
 
 /// The password file in force, shared by the handshake and every shard's [`Authorizer`] (a
 /// reload replaces what it holds, so the next exchange uses the new file).
@@ -38,7 +45,9 @@ type Passwords = Arc<RwLock<Option<Arc<PasswordFile>>>>;
 /// a reloaded ACL, never per message.
 #[derive(Debug)]
 pub struct NodeSecurity {
-    checks: mpsc::SyncSender<Check>,
+    checks: Checks,
+    /// Failed-login budgets and bans per source address.
+    guard: Mutex<LoginGuard>,
     config: Security,
     passwords: Passwords,
     acl: RwLock<Option<Arc<Acl>>>,
@@ -86,25 +95,18 @@ impl NodeSecurity {
         if let Some(passwords) = &passwords {
             tracing::info!("{} users in the password file", passwords.len());
         }
-        let (checks, queue) = mpsc::sync_channel::<Check>(PASSWORD_CHECKS_QUEUED_MAX);
-        let queue = Arc::new(Mutex::new(queue));
+        let checks: Checks =
+            Arc::new((Mutex::new(FairQueue::new(PASSWORD_CHECKS_QUEUED_MAX)), Condvar::new()));
         for index in 0..PASSWORD_CHECK_THREADS {
-            let queue = queue.clone();
-            std::thread::Builder::new().name(format!("password-check-{index}")).spawn(
-                move || {
-                    loop {
-                        let next =
-                            queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
-                        let Ok(check) = next else { return };
-                        // A panicking check drops its reply (the CONNECT is refused); the thread
-                        // goes on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
-                    }
-                },
-            )?;
+            let checks = checks.clone();
+            std::thread::Builder::new()
+                .name(format!("password-check-{index}"))
+                .spawn(move || run_checks(&checks))?;
         }
+        let guard = LoginGuard::new(config.login_failures_max, config.login_ban);
         Ok(NodeSecurity {
             checks,
+            guard: Mutex::new(guard),
             config: config.clone(),
             passwords: Arc::new(RwLock::new(passwords)),
             acl: RwLock::new(acl),
@@ -163,9 +165,25 @@ impl NodeSecurity {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Checks a CONNECT's credentials: `Err` with the CONNACK reason to refuse it with
-    /// (0x86 "bad user name or password" / 3.1.1 code 4, 0x87 "not authorized" / code 5).
-    pub async fn authenticate(&self, connect: &Connect) -> Result<(), ReasonCode> {
+    /// The password logins' counters, for `/metrics`.
+    pub fn login_figures(&self) -> crate::admin::LoginFigures {
+        let guard = lock(&self.guard);
+        crate::admin::LoginFigures {
+            failures: guard.failures(),
+            banned_sources: guard.banned(Instant::now()),
+            checks_queued: lock(&self.checks.0).len(),
+        }
+    }
+
+    /// Checks a CONNECT's credentials, from `peer`: `Err` with the CONNACK reason to refuse it
+    /// with (0x86 "bad user name or password" / 3.1.1 code 4, 0x87 "not authorized" / code 5,
+    /// 0x9F while its source backs off after failed logins, 0x8A while it is banned, 0x89 when
+    /// the checks of its source or of the node are full: see `login_guard`).
+    pub async fn authenticate(
+        &self,
+        connect: &Connect,
+        peer: Option<IpAddr>,
+    ) -> Result<(), ReasonCode> {
         let Some(username) = connect.username.as_deref() else {
             return match self.config.allow_anonymous {
                 true => Ok(()),
@@ -184,24 +202,80 @@ impl NodeSecurity {
         let Some(password) = connect.password.clone() else {
             return Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
         };
+        let source = Source::of(peer.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        let (verdict, event) = lock(&self.guard).admit(source, Instant::now());
+        log_event(peer, event);
+        match verdict {
+            Verdict::Check => {}
+            Verdict::Backoff => return Err(ReasonCode::CONNECTION_RATE_EXCEEDED),
+            Verdict::Banned => return Err(ReasonCode::BANNED),
+        }
         let username = username.to_owned();
-        // Hashes are slow on purpose (argon2id): on the node's password threads.
+        // Hashes are slow on purpose (argon2id): on the node's password threads, each source in
+        // its turn.
         let (reply, verified) = async_channel::bounded(1);
         let check: Check = Box::new(move || {
             let _ = reply.try_send(passwords.verify(&username, &password));
         });
-        if self.checks.try_send(check).is_err() {
+        let suspect = lock(&self.guard).is_suspect(source);
+        let (queue, ready) = &*self.checks;
+        if lock(queue).push(source, suspect, check).is_err() {
+            let event = lock(&self.guard).busy(source, Instant::now());
+            log_event(peer, event);
             return Err(ReasonCode::SERVER_BUSY);
         }
+        ready.notify_one();
         match verified.recv().await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            Ok(false) => {
+                lock(&self.guard).failed(source, Instant::now());
+                lock(&self.checks.0).demote(source);
+                Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD)
+            }
             Err(_) => {
                 tracing::error!("a password check failed (it panicked)");
                 Err(ReasonCode::SERVER_UNAVAILABLE)
             }
         }
     }
+}
+
+/// A password-check thread: runs the checks waiting, each source in its turn.
+fn run_checks(checks: &Checks) {
+    let (queue, ready) = &**checks;
+    loop {
+        let check = {
+            let mut waiting = lock(queue);
+            loop {
+                if let Some(check) = waiting.pop() {
+                    break check;
+                }
+                waiting = ready.wait(waiting).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        // A panicking check drops its reply (the CONNECT is refused); the thread goes on.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+    }
+}
+
+/// One log line for a source that backs off or is banned.
+fn log_event(peer: Option<IpAddr>, event: Option<Event>) {
+    let source = peer.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+    match event {
+        None => {}
+        Some(Event::BackingOff { failures }) => tracing::warn!(
+            "{failures} failed logins from {source}: refusing its logins without a check until \
+             its budget refills (max_login_failures)"
+        ),
+        Some(Event::Banned { ban }) => tracing::warn!(
+            "{source} kept trying after failed logins: banned for {}s (login_ban_secs)",
+            ban.as_secs()
+        ),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read_passwords(path: &Path) -> anyhow::Result<Arc<PasswordFile>> {

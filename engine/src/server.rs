@@ -153,6 +153,8 @@ pub fn serve(
     }
 
     let counters = Arc::new(NodeCounters::new(shards));
+    let logins = security.clone();
+    counters.set_logins(Box::new(move || logins.login_figures()));
     if let Some(node) = &node_cluster {
         count_cluster(&counters, node);
     }
@@ -1267,12 +1269,17 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
                 buf: &mut buf,
                 deadline,
             };
-            match enhanced_auth::authenticate(&context.security, connect, &mut wire).await {
+            let peer = wire.stream.connection().peer_addr().ok().map(|address| address.ip());
+            match enhanced_auth::authenticate(&context.security, connect, peer, &mut wire).await {
                 Ok(connect) => connect,
                 Err(refused) => {
                     // Refused (the CONNACK is out) or gone.
                     let cause = match refused {
                         Some(ReasonCode::SERVER_BUSY) => Some(ConnectRefusal::PasswordChecksBusy),
+                        Some(ReasonCode::CONNECTION_RATE_EXCEEDED) => {
+                            Some(ConnectRefusal::LoginBackoff)
+                        }
+                        Some(ReasonCode::BANNED) => Some(ConnectRefusal::LoginBanned),
                         Some(_) => Some(ConnectRefusal::NotAuthenticated),
                         None => None,
                     };

@@ -339,6 +339,10 @@ impl RawClient {
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
             .unwrap_or_else(|error| panic!("cannot connect to {addr}: {error}"));
+        RawClient::over(stream, version)
+    }
+
+    fn over(stream: TcpStream, version: ProtocolVersion) -> RawClient {
         stream.set_nodelay(true).expect("TCP_NODELAY");
         RawClient {
             stream,
@@ -346,6 +350,32 @@ impl RawClient {
             decoder: Decoder::client(version, u32::MAX),
             buf: BytesMut::new(),
         }
+    }
+
+    /// Like [`RawClient::open`], from the local address `source` (one of 127.0.0.x on loopback,
+    /// as if from another host).
+    pub fn open_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        version: ProtocolVersion,
+    ) -> RawClient {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        socket.bind(&SocketAddr::new(source, 0).into()).expect("bind the source address");
+        socket
+            .connect_timeout(&addr.into(), Duration::from_secs(2))
+            .unwrap_or_else(|error| panic!("cannot connect to {addr} from {source}: {error}"));
+        RawClient::over(socket.into(), version)
+    }
+
+    /// Opens a connection from `source`, sends `connect` and returns the broker's CONNACK.
+    pub fn connect_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        connect: Connect,
+    ) -> (RawClient, ConnAck) {
+        let client = RawClient::open_from(source, addr, connect.protocol);
+        client.connack_for(connect, Duration::from_secs(3))
     }
 
     /// Opens a connection, sends `connect` and returns the broker's CONNACK.
@@ -360,10 +390,14 @@ impl RawClient {
         connect: Connect,
         timeout: Duration,
     ) -> (RawClient, ConnAck) {
-        let mut client = RawClient::open(addr, connect.protocol);
-        client.send(&Packet::Connect(Box::new(connect)));
-        match client.next(timeout) {
-            Received::Packet(Packet::ConnAck(connack)) => (client, connack),
+        RawClient::open(addr, connect.protocol).connack_for(connect, timeout)
+    }
+
+    /// Sends `connect` and waits up to `timeout` for the CONNACK.
+    fn connack_for(mut self, connect: Connect, timeout: Duration) -> (RawClient, ConnAck) {
+        self.send(&Packet::Connect(Box::new(connect)));
+        match self.next(timeout) {
+            Received::Packet(Packet::ConnAck(connack)) => (self, connack),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

@@ -1042,6 +1042,57 @@ impl Drop for SecuredEtcd {
     }
 }
 
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmSize`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// Connections to a node's link port that announce a 64 MiB frame and send nothing more (a
+/// plaintext cluster, where anyone reaching the port may speak first): the node reserves
+/// nothing for them, lets at most 64 per shard wait for their hello, and closes them after 5 s.
+#[test]
+fn link_connections_that_announce_huge_frames_reserve_nothing_and_are_bounded() {
+    let etcd = etcd();
+    let node = start_odd_node(
+        &etcd.endpoint(),
+        "prefix",
+        0,
+        &["--link-plaintext".to_string(), "true".to_string()],
+    );
+    assert!(node.wait_for_log("joined cluster", WAIT).is_some());
+    let link = link_address(&node);
+    let announce = (64u32 << 20).to_le_bytes();
+    let open = |count: usize| -> Vec<std::net::TcpStream> {
+        (0..count)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(link).expect("connect to the link");
+                std::io::Write::write_all(&mut stream, &announce).expect("send a length prefix");
+                stream
+            })
+            .collect()
+    };
+    // The first few bring up what any link connection needs (a one-off of the process); the
+    // figures are taken after them.
+    let mut held = open(10);
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss_before, size_before) =
+        (status_kb(node.pid(), "VmRSS"), status_kb(node.pid(), "VmSize"));
+    held.extend(open(190));
+    await_refusals(&node, "too_many_unauthenticated", 1);
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss, size) = (status_kb(node.pid(), "VmRSS"), status_kb(node.pid(), "VmSize"));
+    // 190 reservations of 64 MiB would be 11.9 GiB of address space.
+    assert!(rss < rss_before + 64 * 1024, "resident {rss_before} kB -> {rss} kB");
+    assert!(size < size_before + 256 * 1024, "virtual {size_before} kB -> {size} kB");
+    await_refusals(&node, "timeout", 1);
+    drop(held);
+}
+
 #[test]
 fn nodes_use_an_etcd_that_requires_tls_a_client_certificate_and_a_user() {
     let etcd = SecuredEtcd::start();

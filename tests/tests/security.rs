@@ -688,3 +688,70 @@ fn assigned_client_ids_carry_128_random_bits() {
     let differing = random[0].bytes().zip(random[1].bytes()).filter(|(a, b)| a != b).count();
     assert!(differing > 12, "{assigned:?}");
 }
+
+/// The sum over shards of metric `name` with `label` (or the node-level series) on `broker`.
+fn metric_total(broker: &Broker, name: &str, label: &str) -> u64 {
+    let (status, metrics) = shardmq_tests::http_get(broker.admin_address(), "/metrics");
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter(|line| line[name.len()..].starts_with([' ', '{']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// A flood of wrong passwords from one address: its first failures are checked, then its
+/// logins are refused without a check (even with a right password), then it is banned; logins
+/// from other addresses are untouched, and an unknown user is checked like a known one.
+#[test]
+fn a_source_that_floods_wrong_passwords_backs_off_then_is_banned_and_others_log_in() {
+    let dir = TestDir::new("login-flood");
+    let file = dir.path().join("passwd");
+    shardmq_passwd(&file, "alice", "a", false);
+    shardmq_passwd(&file, "bob", "b", false);
+    let file = file.display().to_string();
+    let args = ["--password-file", &file, "--max-login-failures", "3", "--login-ban-secs", "60"];
+    let broker = Broker::start(&[&args[..], &["--admin-listen", "127.0.0.1:0"]].concat());
+    let attempt = |last: u8, version: ProtocolVersion, user: &str, password: &str| {
+        let mut connect = connect_packet(version, "");
+        connect.client_id = ByteString::from(format!("c-{last}-{user}"));
+        connect.username = Some(ByteString::from(user));
+        connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+        let source = std::net::IpAddr::from([127, 0, 0, last]);
+        RawClient::connect_from(source, broker.addr(), connect).1.reason
+    };
+    for user in ["alice", "nobody", "alice"] {
+        assert_eq!(attempt(2, V5, user, "wrong"), ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    }
+    // Out of budget: refused at once, without a check, whatever the password.
+    assert_eq!(attempt(2, V5, "alice", "a"), ReasonCode::CONNECTION_RATE_EXCEEDED);
+    // 3.1.1 has no such code: 3, "server unavailable".
+    assert_eq!(attempt(2, V3, "alice", "wrong"), ReasonCode::SERVER_UNAVAILABLE);
+    assert!(broker.wait_for_log("failed logins from 127.0.0.2", WAIT).is_some());
+    // Other addresses are not held to 127.0.0.2's budget.
+    assert_eq!(attempt(3, V5, "bob", "b"), ReasonCode::SUCCESS);
+    assert_eq!(attempt(4, V5, "alice", "a"), ReasonCode::SUCCESS);
+    // It keeps trying: banned.
+    let mut last = ReasonCode::SUCCESS;
+    for _ in 0..100 {
+        last = attempt(2, V5, "alice", "wrong");
+        if last == ReasonCode::BANNED {
+            break;
+        }
+        assert_eq!(last, ReasonCode::CONNECTION_RATE_EXCEEDED);
+    }
+    assert_eq!(last, ReasonCode::BANNED);
+    assert_eq!(attempt(2, V5, "bob", "b"), ReasonCode::BANNED);
+    let line = broker.wait_for_log("127.0.0.2 kept trying after failed logins", WAIT);
+    assert!(line.is_some_and(|line| line.contains("banned for 60s")));
+    assert_eq!(broker.log_count("failed logins from 127.0.0.2"), 1, "logged once");
+    assert_eq!(attempt(3, V5, "bob", "b"), ReasonCode::SUCCESS);
+
+    assert_eq!(metric_total(&broker, "shardmq_login_failures_total", ""), 3);
+    assert_eq!(metric_total(&broker, "shardmq_login_sources_banned", ""), 1);
+    let backoff = metric_total(&broker, "shardmq_connects_refused_total", "login_backoff");
+    let banned = metric_total(&broker, "shardmq_connects_refused_total", "login_banned");
+    assert!(backoff >= 2 && banned == 2, "backoff {backoff}, banned {banned}");
+}
