@@ -327,6 +327,9 @@ pub struct Security {
     pub login_failures_max: u32,
     /// `login_ban_secs`.
     pub login_ban: std::time::Duration,
+    /// Client certificates name their users (`tls_client_ca` with `tls_cert_as_username`): users
+    /// are told apart even without a password file or an ACL.
+    pub users_from_certificates: bool,
 }
 
 impl Security {
@@ -540,7 +543,7 @@ impl ServeArgs {
                 )))
             }
         };
-        let security = Security {
+        let mut security = Security {
             password_file: self.password_file.clone(),
             acl_file: self.acl_file.clone(),
             allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
@@ -550,6 +553,7 @@ impl ServeArgs {
             login_ban: std::time::Duration::from_secs(u64::from(
                 self.login_ban_secs.unwrap_or(600),
             )),
+            users_from_certificates: false,
         };
         let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
         let tls = self.tls_files()?;
@@ -558,6 +562,7 @@ impl ServeArgs {
         // not: the loopback-only rule stays.)
         let mutual =
             tls.as_ref().is_some_and(|tls| tls.client_ca.is_some() && tls.certificate_as_username);
+        security.users_from_certificates = mutual;
         let extra = |key: &str, text: &Option<String>, authenticated: bool| {
             let Some(text) = text else { return Ok(None) };
             let address = text.parse::<SocketAddr>().map_err(|error| {

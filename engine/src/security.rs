@@ -141,12 +141,14 @@ impl NodeSecurity {
     }
 
     /// The ACL shards hold themselves to (with the password file's authentication methods),
-    /// and its generation. `None` when neither file is configured: everything is allowed and no
-    /// method is offered.
+    /// and its generation. `None` when users are not told apart (no file configured, and no
+    /// client certificates that name users): everything is allowed, no method is offered, and
+    /// sessions belong to nobody.
     pub fn authorizer(&self) -> (u64, Option<Arc<dyn Authorizer>>) {
         let generation = self.generation.load(Ordering::Acquire);
         let acl = read(&self.acl).clone();
-        if acl.is_none() && self.config.password_file.is_none() {
+        let users = self.config.password_file.is_some() || self.config.users_from_certificates;
+        if acl.is_none() && !users {
             return (generation, None);
         }
         let authorizer = NodeAuthorizer { acl, passwords: self.passwords.clone() };

@@ -294,6 +294,42 @@ fn mutual_tls_takes_the_certificate_name_as_the_user() {
     assert!(!published, "a certificate from an untrusted CA got in");
 }
 
+/// With client certificates alone (no password file, no ACL), users are still told apart: a
+/// client id's session belongs to the user whose certificate made it.
+#[test]
+fn with_client_certificates_alone_a_session_belongs_to_its_user() {
+    let fixture = Fixture::new("mtls-owner");
+    let ca = fixture.ca.clone();
+    let (alice, alice_key) = (fixture.path("alice.pem"), fixture.path("alice.key"));
+    let (bob, bob_key) = (fixture.path("bob.pem"), fixture.path("bob.key"));
+    fixture.pki.issue("alice", false, &alice, &alice_key);
+    fixture.pki.issue("bob", false, &bob, &bob_key);
+    let ca_arg = path_arg(&ca);
+    let broker = fixture.broker(
+        &TLS_LISTENER,
+        &[
+            "--tls-client-ca",
+            ca_arg,
+            "--tls-cert-as-username",
+            "true",
+            "--allow-anonymous",
+            "false",
+        ],
+    );
+    let tls = listener(&broker, "MQTT over TLS");
+    let persistent = ["-i", "alice-dev", "-c", "-x", "3600"];
+    let as_alice = [&["--cert", path_arg(&alice), "--key", path_arg(&alice_key)][..], &persistent];
+    let (published, stderr) = tls_publish(tls, &ca, &as_alice.concat(), "t/a", "from alice");
+    assert!(published, "alice: {stderr}");
+    let as_bob = [&["--cert", path_arg(&bob), "--key", path_arg(&bob_key)][..], &persistent];
+    let (published, _) = tls_publish(tls, &ca, &as_bob.concat(), "t/a", "from bob");
+    assert!(!published, "bob took over alice's client id");
+    let refused = broker.wait_for_log("has a session of another user", WAIT);
+    assert!(refused.is_some_and(|line| line.contains("alice-dev")));
+    let (published, stderr) = tls_publish(tls, &ca, &as_alice.concat(), "t/a", "alice again");
+    assert!(published, "alice after bob's attempt: {stderr}");
+}
+
 #[test]
 fn a_certificate_without_a_name_is_refused_not_trusted_with_any_name() {
     let fixture = Fixture::new("nameless");
