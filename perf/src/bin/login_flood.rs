@@ -351,7 +351,7 @@ fn write_record(args: &Args, rows: &str, probe_line: &str) -> anyhow::Result<()>
          |---|---|---|---|---|---|\n{rows}\n{probe_line}\n\
          What it does not show: attackers spread over more addresses than the check threads can \
          serve at their budget (each address may fail 10 checks, then one every 6 s: about \
-         0.17 checks/s per address, so ~180 addresses saturate two threads at 31 ms a check), a \
+         0.17 checks/s per address, so about 380 addresses saturate two threads at 31 ms a check), a \
          botnet of real hosts, or TLS handshakes in front of the logins.\n",
         args.seconds, args.attackers, args.legit_rate
     );
