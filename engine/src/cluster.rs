@@ -123,6 +123,8 @@ pub struct NodeCluster {
     /// TLS on node links (`None`: plaintext links, as configured).
     pub link_tls: Option<Arc<LinkCertificates>>,
     pub link_stats: LinkStats,
+    /// The clock that versions this node's retained writes, shared by its shards.
+    pub retained_clock: shardmq_shard::RetainedClock,
 }
 
 #[derive(Default)]
@@ -152,6 +154,7 @@ impl NodeCluster {
             next_link: AtomicU64::new(run_base()),
             link_tls,
             link_stats: LinkStats::default(),
+            retained_clock: shardmq_shard::RetainedClock::new(),
         }
     }
 
@@ -251,8 +254,10 @@ struct OutLink {
     version: Cell<u64>,
     /// Receipt tokens this shard waits for from the peer, with when they were sent.
     receipts: RefCell<HashMap<u64, Instant>>,
-    /// This connection sent its retained digest.
-    digest_sent: Cell<bool>,
+    /// When this connection last sent its retained digest (`None`: not yet, or asked again).
+    digest_sent: Cell<Option<Instant>>,
+    /// This connection's first digest went (it asks the peer's shards for theirs back).
+    digest_asked_back: Cell<bool>,
     /// Retained topics whose last write the peer lacks, to send as the link drains.
     pushes: RefCell<std::collections::VecDeque<ByteString>>,
 }
@@ -353,7 +358,14 @@ pub enum ClusterItem {
     Installed(Box<TransferInstalled>),
     /// Shard `peer_shard` (of `peer_shards`) of a peer digested its retained versions of this
     /// shard's topics.
-    RetainedDigest { peer: PeerNode, peer_shards: u16, peer_shard: ShardId, digest: Vec<u64> },
+    /// `ask_back`: send this shard's own digest to the peer again.
+    RetainedDigest {
+        peer: PeerNode,
+        peer_shards: u16,
+        peer_shard: ShardId,
+        digest: Vec<u64>,
+        ask_back: bool,
+    },
     /// Shard `peer_shard` (of `peer_shards`) of a peer listed its retained versions in
     /// `buckets` of this shard's partition.
     RetainedVersions {
@@ -659,7 +671,8 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
             retired: Cell::new(false),
             version: Cell::new(0),
             receipts: RefCell::new(HashMap::new()),
-            digest_sent: Cell::new(false),
+            digest_sent: Cell::new(None),
+            digest_asked_back: Cell::new(false),
             pushes: RefCell::new(std::collections::VecDeque::new()),
         });
         cluster.links.borrow_mut().insert(peer, link.clone());
@@ -829,7 +842,8 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
         encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics, versions })), &mut out);
     }
     // The retained catch-up starts afresh on every connection.
-    link.digest_sent.set(false);
+    link.digest_sent.set(None);
+    link.digest_asked_back.set(false);
     link.pushes.borrow_mut().clear();
     link.version.set(0);
     link.up.set(true);
@@ -1064,6 +1078,9 @@ fn check_hello(
     }
     let node = NodeId::new(&hello.node);
     let peer = cluster.node.peer(&node);
+    if hello.shards == 0 {
+        return Err((Refusal::Frame, "its hello says it has no shards".into()));
+    }
     let lease = PeerLease(hello.lease);
     if context.state.borrow().is_peer_lease_gone(peer, lease) {
         // The peer has not learnt of its new lease yet: it retries, and is served once its

@@ -115,8 +115,11 @@ impl LoginGuard {
 
     /// Whether `source` failed logins lately (its budget is not full again): its checks wait
     /// behind other sources'.
-    pub fn is_suspect(&self, source: Source) -> bool {
-        self.sources.contains_key(&source)
+    pub fn is_suspect(&mut self, source: Source, now: Instant) -> bool {
+        let failures_max = self.failures_max;
+        let Some(tracked) = self.sources.get_mut(&source) else { return false };
+        refill(tracked, failures_max, now);
+        tracked.budget < f64::from(failures_max)
     }
 
     /// Sources banned now.
@@ -129,6 +132,7 @@ impl LoginGuard {
         if self.failures_max == 0 {
             return (Verdict::Check, None);
         }
+        self.sweep(now);
         let (failures_max, ban) = (self.failures_max, self.ban);
         let Some(tracked) = self.sources.get_mut(&source) else { return (Verdict::Check, None) };
         refill(tracked, failures_max, now);
@@ -152,12 +156,18 @@ impl LoginGuard {
     }
 
     /// A login from `source` found the source's password checks full (see [`FairQueue`]): a
-    /// strike towards a ban if the source failed logins lately (a source that never failed,
-    /// such as a busy NAT of legitimate clients, is only refused "server busy"). The event to
-    /// log when it is banned now.
+    /// strike towards a ban if the source spent more than half its budget of failures lately (a
+    /// busy NAT of legitimate clients, or one where someone mistyped once, is only refused
+    /// "server busy"). The event to log when it is banned now.
     pub fn busy(&mut self, source: Source, now: Instant) -> Option<Event> {
-        let ban = self.ban;
-        strike(self.sources.get_mut(&source)?, ban, now)
+        let (failures_max, ban) = (self.failures_max, self.ban);
+        let tracked = self.sources.get_mut(&source)?;
+        refill(tracked, failures_max, now);
+        // Half its budget spent lately: a source that mistyped once is not struck.
+        if tracked.budget * 2.0 >= f64::from(failures_max) {
+            return None;
+        }
+        strike(tracked, ban, now)
     }
 
     /// A password check of a login from `source` failed.
@@ -371,7 +381,13 @@ mod tests {
         for _ in 0..1000 {
             assert_eq!(guard.busy(source(5), now), None, "a source that never failed");
         }
-        guard.failed(source(6), now);
+        guard.failed(source(7), now);
+        for _ in 0..1000 {
+            assert_eq!(guard.busy(source(7), now), None, "a source that mistyped once");
+        }
+        for _ in 0..6 {
+            guard.failed(source(6), now);
+        }
         let events: Vec<_> = (0..BAN_AFTER).filter_map(|_| guard.busy(source(6), now)).collect();
         assert_eq!(events, [Event::Banned { ban }]);
         assert_eq!(guard.admit(source(6), now).0, Verdict::Banned);

@@ -19,6 +19,7 @@ mod check_system;
 mod cluster;
 mod config;
 mod enhanced_auth;
+mod import_mosquitto;
 mod link_certs;
 mod link_security;
 mod listeners;
@@ -52,6 +53,9 @@ enum Command {
     /// Make a cluster CA and node certificates for node-link TLS (see docs/cluster.md): run it
     /// again with more node ids to add nodes under the same CA.
     LinkCerts(link_certs::LinkCertsArgs),
+    /// Print a Mosquitto configuration file as shardmq TOML; what cannot carry over is listed on
+    /// standard error with why (see docs/migrating-from-mosquitto.md).
+    ImportMosquittoConf(import_mosquitto::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         },
         Command::CheckSystem(args) => check_system::main(args),
         Command::LinkCerts(args) => link_certs::main(args),
+        Command::ImportMosquittoConf(args) => import_mosquitto::main(args),
     }
 }
 

@@ -219,7 +219,7 @@ impl NodeSecurity {
         let check: Check = Box::new(move || {
             let _ = reply.try_send(passwords.verify(&username, &password));
         });
-        let suspect = lock(&self.guard).is_suspect(source);
+        let suspect = lock(&self.guard).is_suspect(source, Instant::now());
         let (queue, ready) = &*self.checks;
         if lock(queue).push(source, suspect, check).is_err() {
             let event = lock(&self.guard).busy(source, Instant::now());

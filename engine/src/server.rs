@@ -756,7 +756,12 @@ async fn shard_main(
             let shard_cluster = ShardCluster::new(node, clock);
             let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
             state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
-            state.enable_retained_versions(clock, os_random_u128().map_or(0, |r| r as u64));
+            let versions = shard_cluster.node.retained_clock.clone();
+            state.enable_retained_versions(
+                clock,
+                os_random_u128().map_or(0, |r| r as u64),
+                versions,
+            );
             (Some(Rc::new(shard_cluster)), Some((events, link_listener)))
         }
         None => (None, None),

@@ -216,6 +216,16 @@ pub fn rehome(files: Vec<(u16, Restored)>, shards: u16) -> RehomePlan {
             }
         }
     }
+    // Which file's mark of each retained topic is used: the newest.
+    let mut newest_mark: HashMap<ByteString, (u16, u64)> = HashMap::new();
+    for (index, restored) in &files {
+        for (topic, mark) in &restored.retained_marks {
+            let best = newest_mark.entry(topic.clone()).or_insert((*index, mark.version));
+            if mark.version > best.1 {
+                *best = (*index, mark.version);
+            }
+        }
+    }
     // Where a record found in file `index` and homed on `home` goes.
     fn slot(plan: &mut RehomePlan, home: u16, index: u16) -> &mut Restored {
         let shard = &mut plan.shards[usize::from(home)];
@@ -263,14 +273,13 @@ pub fn rehome(files: Vec<(u16, Restored)>, shards: u16) -> RehomePlan {
                 slot(&mut plan, home, index).retained.push(message);
             }
         }
-        // A topic's mark moves with it; a mark alone (a deletion) moves from its first file.
+        // A topic's newest mark is kept (a move cut short can leave an older one elsewhere).
         for (topic, mark) in restored.retained_marks {
             let home = retained_shard(&topic, shards).0;
             if index < shards && home != index {
                 plan.shards[usize::from(index)].forget_retained.push(topic.clone());
             }
-            let chosen = *chosen_topic.entry(topic.clone()).or_insert(index);
-            if chosen == index {
+            if newest_mark.get(&topic) == Some(&(index, mark.version)) {
                 slot(&mut plan, home, index).retained_marks.push((topic, mark));
             }
         }

@@ -53,8 +53,9 @@ fn pair() -> Pair {
 /// Retained writes on `node` carry versions, as in a cluster; `tag` tells its shards apart.
 fn version_retained_writes(node: &mut Node, tag: u64) {
     let clock = shardmq_shard::persist::WallClock::fixed(node.now, NOW_UNIX_MS);
+    let versions = shardmq_shard::RetainedClock::new();
     for (index, shard) in node.shards.iter_mut().enumerate() {
-        shard.enable_retained_versions(clock, tag * 16 + index as u64);
+        shard.enable_retained_versions(clock, tag * 16 + index as u64, versions.clone());
     }
 }
 
@@ -542,6 +543,54 @@ fn a_deletion_is_remembered_until_its_tombstone_expires() {
     let ttl = std::time::Duration::from_millis(shardmq_shard::TOMBSTONE_TTL_MS);
     pair.a.advance(ttl + std::time::Duration::from_secs(60));
     assert_eq!(pair.a.shards[partition].retained_mark_version("r"), 0, "tombstone kept");
+}
+
+#[test]
+fn a_shared_group_s_copy_of_a_retained_message_does_not_overwrite_a_newer_one() {
+    let mut pair = pair();
+    let publisher = pair.b.connect("pub-b", V5, true);
+    pair.b.advance(std::time::Duration::from_secs(5));
+    pair.b.publish(publisher, "r", "newer", QoS::AtMostOnce, true);
+    // An older write's copy for a shared group (it carries no version).
+    let older = shardmq_shard::SharedMessage::new(shardmq_shard::Message {
+        topic: ByteString::from("r"),
+        payload: shardmq_io::codec::Bytes::from_static(b"older"),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: Default::default(),
+        expires_at: None,
+        publisher: ByteString::from("elsewhere"),
+    });
+    let shared = Some((ByteString::from("r"), ByteString::from("g")));
+    let now = pair.b.now;
+    pair.b.shards[0].peer_publish(PEER, ShardId(0), older, None, true, shared, None, None, 0, now);
+    pair.b.run();
+    assert_eq!(retained_payloads(&mut pair.b, "r"), ["newer"]);
+}
+
+#[test]
+fn a_topic_written_and_deleted_again_and_again_does_not_push_out_other_tombstones() {
+    let limits = shardmq_shard::Limits { retained_messages_max: 100, ..Default::default() };
+    let mut node = Node::with_limits(2, limits);
+    version_retained_writes(&mut node, 1);
+    for shard in &mut node.shards {
+        shard.set_peers(vec![PEER]);
+    }
+    let publisher = node.connect("pub", V5, true);
+    node.publish(publisher, "kept/deleted", "x", QoS::AtMostOnce, true);
+    node.publish(publisher, "kept/deleted", "", QoS::AtMostOnce, true);
+    // A topic of the same shard's partition, written and deleted 500 times.
+    let partition = retained_shard("kept/deleted", 2).index();
+    let churn = (0..)
+        .map(|i| format!("churn/{i}"))
+        .find(|topic| retained_shard(topic, 2).index() == partition)
+        .expect("a topic of that partition");
+    for _ in 0..500 {
+        node.publish(publisher, &churn, "x", QoS::AtMostOnce, true);
+        node.publish(publisher, &churn, "", QoS::AtMostOnce, true);
+    }
+    node.forwarded.clear();
+    assert_ne!(node.shards[partition].retained_mark_version("kept/deleted"), 0, "tombstone lost");
 }
 
 /// Keeps large retained messages on one node, A or B as `on_b` says, as both nodes see it.

@@ -343,8 +343,9 @@ fn changing_the_shard_count_keeps_every_session_and_retained_message() {
     {
         let mut node = Node::durable(dir.path(), 2, T0);
         let clock = shardmq_shard::persist::WallClock::fixed(node.now, T0);
+        let node_clock = shardmq_shard::RetainedClock::new();
         for (tag, shard) in node.shards.iter_mut().enumerate() {
-            shard.enable_retained_versions(clock, tag as u64);
+            shard.enable_retained_versions(clock, tag as u64, node_clock.clone());
         }
         for id in &ids {
             let conn = node.connect_with(persistent(id, V5));

@@ -5729,12 +5729,19 @@ mod root {
                 pub buckets: u16,
                 /// The field `digests` in the table `RetainedDigest`
                 pub digests: ::core::option::Option<::planus::alloc::vec::Vec<u64>>,
+                /// The field `ask_back` in the table `RetainedDigest`
+                pub ask_back: bool,
             }
 
             #[allow(clippy::derivable_impls)]
             impl ::core::default::Default for RetainedDigest {
                 fn default() -> Self {
-                    Self { shards: 0, buckets: 0, digests: ::core::default::Default::default() }
+                    Self {
+                        shards: 0,
+                        buckets: 0,
+                        digests: ::core::default::Default::default(),
+                        ask_back: false,
+                    }
                 }
             }
 
@@ -5751,12 +5758,14 @@ mod root {
                     field_shards: impl ::planus::WriteAsDefault<u16, u16>,
                     field_buckets: impl ::planus::WriteAsDefault<u16, u16>,
                     field_digests: impl ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                    field_ask_back: impl ::planus::WriteAsDefault<bool, bool>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_shards = field_shards.prepare(builder, &0);
                     let prepared_buckets = field_buckets.prepare(builder, &0);
                     let prepared_digests = field_digests.prepare(builder);
+                    let prepared_ask_back = field_ask_back.prepare(builder, &false);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
                         ::core::default::Default::default();
                     if prepared_digests.is_some() {
                         table_writer.write_entry::<::planus::Offset<[u64]>>(2);
@@ -5766,6 +5775,9 @@ mod root {
                     }
                     if prepared_buckets.is_some() {
                         table_writer.write_entry::<u16>(1);
+                    }
+                    if prepared_ask_back.is_some() {
+                        table_writer.write_entry::<bool>(3);
                     }
 
                     unsafe {
@@ -5780,6 +5792,11 @@ mod root {
                             if let ::core::option::Option::Some(prepared_buckets) = prepared_buckets
                             {
                                 object_writer.write::<_, _, 2>(&prepared_buckets);
+                            }
+                            if let ::core::option::Option::Some(prepared_ask_back) =
+                                prepared_ask_back
+                            {
+                                object_writer.write::<_, _, 1>(&prepared_ask_back);
                             }
                         });
                     }
@@ -5817,7 +5834,13 @@ mod root {
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedDigest> {
-                    RetainedDigest::create(builder, self.shards, self.buckets, &self.digests)
+                    RetainedDigest::create(
+                        builder,
+                        self.shards,
+                        self.buckets,
+                        &self.digests,
+                        self.ask_back,
+                    )
                 }
             }
 
@@ -5890,6 +5913,28 @@ mod root {
             }
 
             impl<T0, T1, T2> RetainedDigestBuilder<(T0, T1, T2)> {
+                /// Setter for the [`ask_back` field](RetainedDigest#structfield.ask_back).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn ask_back<T3>(self, value: T3) -> RetainedDigestBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    RetainedDigestBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`ask_back` field](RetainedDigest#structfield.ask_back) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn ask_back_as_default(
+                    self,
+                ) -> RetainedDigestBuilder<(T0, T1, T2, ::planus::DefaultValue)> {
+                    self.ask_back(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3> RetainedDigestBuilder<(T0, T1, T2, T3)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [RetainedDigest].
                 #[inline]
                 pub fn finish(
@@ -5907,8 +5952,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u16, u16>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAs<::planus::Offset<RetainedDigest>>
-                for RetainedDigestBuilder<(T0, T1, T2)>
+                for RetainedDigestBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<RetainedDigest>;
 
@@ -5925,8 +5971,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u16, u16>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOptional<::planus::Offset<RetainedDigest>>
-                for RetainedDigestBuilder<(T0, T1, T2)>
+                for RetainedDigestBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<RetainedDigest>;
 
@@ -5943,15 +5990,17 @@ mod root {
                     T0: ::planus::WriteAsDefault<u16, u16>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsOptional<::planus::Offset<[u64]>>,
-                > ::planus::WriteAsOffset<RetainedDigest> for RetainedDigestBuilder<(T0, T1, T2)>
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAsOffset<RetainedDigest>
+                for RetainedDigestBuilder<(T0, T1, T2, T3)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<RetainedDigest> {
-                    let (v0, v1, v2) = &self.0;
-                    RetainedDigest::create(builder, v0, v1, v2)
+                    let (v0, v1, v2, v3) = &self.0;
+                    RetainedDigest::create(builder, v0, v1, v2, v3)
                 }
             }
 
@@ -5984,6 +6033,14 @@ mod root {
                 {
                     self.0.access(2, "RetainedDigest", "digests")
                 }
+
+                /// Getter for the [`ask_back` field](RetainedDigest#structfield.ask_back).
+                #[inline]
+                pub fn ask_back(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(3, "RetainedDigest", "ask_back")?.unwrap_or(false),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for RetainedDigestRef<'a> {
@@ -5995,6 +6052,7 @@ mod root {
                     {
                         f.field("digests", &field_digests);
                     }
+                    f.field("ask_back", &self.ask_back());
                     f.finish()
                 }
             }
@@ -6012,6 +6070,7 @@ mod root {
                         } else {
                             ::core::option::Option::None
                         },
+                        ask_back: ::core::convert::TryInto::try_into(value.ask_back()?)?,
                     })
                 }
             }
@@ -6089,7 +6148,7 @@ mod root {
             /// The table `RetainedVersions` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedVersions` in the file `schema/link.fbs:169`
+            /// * Table `RetainedVersions` in the file `schema/link.fbs:173`
             #[derive(
                 Clone,
                 Debug,
@@ -6551,7 +6610,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:178`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:182`
             #[derive(
                 Clone,
                 Debug,
@@ -6868,7 +6927,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:183`
+            /// * Union `Body` in the file `schema/link.fbs:187`
             #[derive(
                 Clone,
                 Debug,
@@ -7781,7 +7840,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:201`
+            /// * Table `Frame` in the file `schema/link.fbs:205`
             #[derive(
                 Clone,
                 Debug,

@@ -133,6 +133,7 @@ mod tests {
                 shards: 2,
                 buckets: 2,
                 digests: Some(vec![1, 2, 3, u64::MAX]),
+                ask_back: true,
             })),
             Body::RetainedVersions(Box::new(RetainedVersions {
                 shard: 1,

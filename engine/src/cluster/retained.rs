@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use shardmq_cluster::frame::{
@@ -24,24 +24,32 @@ use crate::server::{MeshItem, ShardContext};
 const PUSH_QUEUE_BYTES: usize = 256 << 10;
 /// (topic, version) entries per `RetainedVersions` frame, about (whole buckets go in one frame).
 const VERSIONS_PER_FRAME: usize = 4096;
+/// How often a link sends its retained digest again while it stays up: what a full link
+/// dropped, what a fenced peer refused, or a digest cut for a shard count the peer no longer
+/// has, is caught up within this (a digest that matches costs 2 KiB per shard pair).
+const DIGEST_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A link to `peer` is up: once this node knows the peer's shard count (from the hellos of the
-/// peer's own links), sends this shard's retained digest, once per connection; then queues the
-/// retained writes the peer asked for while the link's queue is short.
+/// peer's own links), sends this shard's retained digest, then again every
+/// [`DIGEST_INTERVAL`]; and queues the retained writes the peer lacks while the link's queue
+/// is short.
 pub(super) fn sync_out(
     context: &ShardContext,
     cluster: &ShardCluster,
     link: &OutLink,
     peer: PeerNode,
 ) {
-    if !link.digest_sent.get() {
+    let now = Instant::now();
+    if link.digest_sent.get().is_none_or(|at| now.duration_since(at) >= DIGEST_INTERVAL) {
         if let Some(shards) = cluster.node.peer_shards(peer) {
             let digests = context.state.borrow().retained_digest(shards);
             let buckets = RETAINED_BUCKETS as u16;
-            let digest = RetainedDigest { shards, buckets, digests: Some(digests) };
+            // Only the first of a connection asks back: the answers to it do not.
+            let ask_back = !link.digest_asked_back.replace(true);
+            let digest = RetainedDigest { shards, buckets, digests: Some(digests), ask_back };
             let body = Body::RetainedDigest(Box::new(digest));
             cluster.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
-            link.digest_sent.set(true);
+            link.digest_sent.set(Some(now));
         }
     }
     while link.out.borrow().len() < PUSH_QUEUE_BYTES {
@@ -142,8 +150,8 @@ fn digest_arrived(
         || buckets != RETAINED_BUCKETS
         || digests.len() != buckets * usize::from(context.shards)
     {
-        // Cut for another shard count (this node restarted with another): the next link
-        // connection brings a new one.
+        // Cut for another shard count (this node restarted with another): the peer's next
+        // digest (within a minute) is cut for the count its registry has now.
         tracing::debug!(shard = %context.id, peer = %from.node, "ignoring a retained digest for another shard count");
         return;
     }
@@ -153,6 +161,7 @@ fn digest_arrived(
             peer_shards: from.shards,
             peer_shard: from.origin,
             digest: part.to_vec(),
+            ask_back: digest.ask_back,
         };
         let shard = ShardId(index as u16);
         if shard == context.id {
@@ -166,9 +175,18 @@ fn digest_arrived(
 /// Compares a peer shard's digest with this shard's marks and sends the peer this shard's
 /// versions of the buckets that differ, on this shard's own link to it.
 pub(super) fn compare_digest(context: &ShardContext, cluster: &ShardCluster, item: ClusterItem) {
-    let ClusterItem::RetainedDigest { peer, peer_shards, peer_shard, digest } = item else {
+    let ClusterItem::RetainedDigest { peer, peer_shards, peer_shard, digest, ask_back } = item
+    else {
         return;
     };
+    if ask_back {
+        // The peer's link just came up: this shard's digest goes again, so that the peer
+        // answers it now that its links are up (an earlier answer may have been lost).
+        if let Some(link) = cluster.links.borrow().get(&peer) {
+            link.digest_sent.set(None);
+            link.signal.notify();
+        }
+    }
     let state = context.state.borrow();
     let buckets = state.retained_mismatch(peer_shards, peer_shard, &digest);
     if buckets.is_empty() {

@@ -567,7 +567,9 @@ impl Shard {
         let token = receipt.map(|_| self.new_ack_token());
         let writes_before = self.queued_ops();
         let mut receipts = 0;
-        if message.retain {
+        // A shared group's copy is not stored again: the message reached every node as retained
+        // on its own (and carries no version).
+        if message.retain && shared.is_none() {
             receipts += self.retain_on_node(&message, holders.as_deref(), token, version);
         }
         if deliver {
@@ -611,15 +613,23 @@ impl Shard {
         receipt: Option<u64>,
         version: u64,
     ) -> usize {
-        let elsewhere = holders.filter(|holders| !holders.contains(&Node::Here)).map(|holders| {
-            holders
-                .iter()
-                .filter_map(|holder| match holder {
-                    Node::Peer(peer) => Some(*peer),
-                    Node::Here => None,
-                })
-                .collect::<Vec<PeerNode>>()
-        });
+        // With holders, an empty payload is a note of where the message is kept (a deletion
+        // never names holders): never stored as a deletion, whoever the holders are.
+        let note = holders.is_some() && message.payload.is_empty();
+        let elsewhere =
+            holders.filter(|holders| note || !holders.contains(&Node::Here)).map(|holders| {
+                holders
+                    .iter()
+                    .filter_map(|holder| match holder {
+                        Node::Peer(peer) => Some(*peer),
+                        Node::Here => None,
+                    })
+                    .collect::<Vec<PeerNode>>()
+            });
+        if elsewhere.as_ref().is_some_and(Vec::is_empty) {
+            // A note naming no other node: nothing to keep here.
+            return 0;
+        }
         let owner = retained_shard(&message.topic, self.shards);
         if owner == self.id {
             self.keep_retained(message.clone(), elsewhere, version);

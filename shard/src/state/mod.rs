@@ -55,7 +55,7 @@ mod cluster;
 pub mod fuzzing;
 pub use cluster::{Forward, LinkEpoch, Node, PeerRoute, RetainedPlacement, RouteFrame};
 use cluster::{Peers, Target};
-pub use retained_sync::{RetainedPush, RETAINED_BUCKETS, TOMBSTONE_TTL_MS};
+pub use retained_sync::{RetainedClock, RetainedPush, RETAINED_BUCKETS, TOMBSTONE_TTL_MS};
 
 /// What the engine must do after an event.
 #[derive(Debug)]

@@ -26,6 +26,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use shardmq_io::codec::{ByteString, QoS};
@@ -46,6 +48,42 @@ pub const TOMBSTONE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 const COUNTER_BITS: u32 = 10;
 const TAG_BITS: u32 = 12;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+
+/// How far ahead of this node's clock a version seen from a peer may move the clock that
+/// versions this node's writes: a peer's clock set wrong by more does not pin this node's.
+const OBSERVE_AHEAD_MS_MAX: u64 = 60 * 60 * 1000;
+
+/// The hybrid clock that versions a node's retained writes, shared by its shards: every shard
+/// draws from it and advances it with the versions it sees, so that a write taken on one shard
+/// is newer than every write another shard of the node has seen. One per node.
+#[derive(Debug, Clone, Default)]
+pub struct RetainedClock(Arc<AtomicU64>);
+
+impl RetainedClock {
+    pub fn new() -> RetainedClock {
+        RetainedClock::default()
+    }
+
+    /// A version after every one given or seen, at wall-clock time `unix_ms`, tagged `tag`.
+    fn next(&self, unix_ms: u64, tag: u64) -> u64 {
+        let physical = unix_ms.saturating_mul(1 << (COUNTER_BITS + TAG_BITS));
+        let mut drawn = physical;
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            let logical = last.saturating_add(1 << TAG_BITS);
+            drawn = physical.max(logical);
+            Some(drawn)
+        });
+        drawn | tag
+    }
+
+    /// `version` was seen: later writes here are newer, unless it is more than
+    /// [`OBSERVE_AHEAD_MS_MAX`] ahead of `unix_ms` (a peer's clock gone wrong).
+    fn observe(&self, version: u64, unix_ms: u64) {
+        if version_ms(version) <= unix_ms.saturating_add(OBSERVE_AHEAD_MS_MAX) {
+            self.0.fetch_max(version & !TAG_MASK, Ordering::Relaxed);
+        }
+    }
+}
 
 /// A retained write another node is to receive: the message (without its payload for a note,
 /// empty for a deletion), its version, and for a note the nodes that keep it in full.
@@ -73,33 +111,46 @@ pub(super) struct RetainedSync {
     /// `None`: not in a cluster; retained writes carry no version.
     clock: Option<WallClock>,
     tag: u64,
-    /// The last version given here or seen, without its tag.
-    last: u64,
+    versions: RetainedClock,
     marks: HashMap<ByteString, RetainedMark>,
-    /// Tombstones by version, oldest first (entries a newer write replaced are skipped).
+    /// Tombstones by version, oldest first; entries a newer write replaced stay until they
+    /// reach the top (or the heap is rebuilt), and are skipped.
     tombstones: BinaryHeap<Reverse<(u64, ByteString)>>,
+    /// The marks that are tombstones now (the heap's live entries).
+    live_tombstones: usize,
     /// Large retained messages being pulled to this node (it became one of their holders).
     pulling: HashSet<ByteString>,
 }
 
 impl RetainedSync {
     pub(super) fn restore(&mut self, topic: ByteString, mark: RetainedMark) {
-        self.last = self.last.max(mark.version & !TAG_MASK);
+        self.versions.0.fetch_max(mark.version & !TAG_MASK, Ordering::Relaxed);
+        self.set(topic, mark);
+    }
+
+    /// Sets `topic`'s mark, keeping the tombstone count and heap.
+    fn set(&mut self, topic: ByteString, mark: RetainedMark) {
         if mark.deleted {
+            self.live_tombstones += 1;
             self.tombstones.push(Reverse((mark.version, topic.clone())));
         }
-        self.marks.insert(topic, mark);
+        if self.marks.insert(topic, mark).is_some_and(|old| old.deleted) {
+            self.live_tombstones -= 1;
+        }
+        // Replaced tombstones linger in the heap: rebuilt when they outnumber the live ones.
+        if self.tombstones.len() > 2 * self.live_tombstones + 1024 {
+            self.tombstones = self
+                .marks
+                .iter()
+                .filter(|(_, mark)| mark.deleted)
+                .map(|(topic, mark)| Reverse((mark.version, topic.clone())))
+                .collect();
+        }
     }
 
-    fn next_version(&mut self, unix_ms: u64) -> u64 {
-        let physical = unix_ms << (COUNTER_BITS + TAG_BITS);
-        let logical = self.last + (1 << TAG_BITS);
-        self.last = physical.max(logical);
-        self.last | self.tag
-    }
-
-    fn observe(&mut self, version: u64) {
-        self.last = self.last.max(version & !TAG_MASK);
+    /// Whether the heap's entry (`version`, `topic`) is `topic`'s mark still.
+    fn is_live(&self, version: u64, topic: &ByteString) -> bool {
+        self.marks.get(topic) == Some(&RetainedMark { version, deleted: true })
     }
 }
 
@@ -126,9 +177,16 @@ fn in_partition(hash: u64, shards: u16, shard: ShardId) -> bool {
 impl Shard {
     /// Retained writes carry versions from now on (the node is in a cluster). `tag` tells this
     /// shard's writes apart from others' in the same millisecond: draw it at random per run.
-    pub fn enable_retained_versions(&mut self, clock: WallClock, tag: u64) {
+    /// `versions` is the node's (one for all its shards).
+    pub fn enable_retained_versions(
+        &mut self,
+        clock: WallClock,
+        tag: u64,
+        versions: RetainedClock,
+    ) {
         self.retained_sync.clock = Some(clock);
         self.retained_sync.tag = tag & TAG_MASK;
+        self.retained_sync.versions = versions;
     }
 
     /// The version of a retained write taken on this shard now (0: not versioned).
@@ -137,13 +195,16 @@ impl Shard {
         if is_system_topic(topic) {
             return 0;
         }
-        self.retained_sync.next_version(clock.unix_ms(now))
+        self.retained_sync.versions.next(clock.unix_ms(now), self.retained_sync.tag)
     }
 
     /// How a write of `version` on `topic` compares with what this shard has (`full`: it
     /// carries the whole message, not a note or a deletion).
     pub(super) fn retained_write(&mut self, topic: &str, version: u64, full: bool) -> Write {
-        self.retained_sync.observe(version);
+        if let Some(clock) = self.retained_sync.clock {
+            let now_ms = clock.unix_ms(Instant::now());
+            self.retained_sync.versions.observe(version, now_ms);
+        }
         let Some(mark) = self.retained_sync.marks.get(topic) else { return Write::Apply };
         if version > mark.version {
             return Write::Apply;
@@ -163,10 +224,7 @@ impl Shard {
     /// Records that the write of `version` on `topic` was applied here.
     pub(super) fn mark_retained(&mut self, topic: &ByteString, version: u64, deleted: bool) {
         let mark = RetainedMark { version, deleted };
-        if deleted {
-            self.retained_sync.tombstones.push(Reverse((version, topic.clone())));
-        }
-        self.retained_sync.marks.insert(topic.clone(), mark);
+        self.retained_sync.set(topic.clone(), mark);
         self.persist_retained_mark(topic, Some(mark));
         self.trim_tombstones(None);
     }
@@ -183,16 +241,17 @@ impl Shard {
         let most = self.limits.retained_messages_max.div_ceil(usize::from(self.shards));
         loop {
             let sync = &mut self.retained_sync;
-            let Some(Reverse((version, _))) = sync.tombstones.peek() else { return };
+            let Some(Reverse((version, topic))) = sync.tombstones.peek() else { return };
+            let live = sync.is_live(*version, topic);
             let expired = now_ms
                 .is_some_and(|now| version_ms(*version).saturating_add(TOMBSTONE_TTL_MS) < now);
-            if !expired && sync.tombstones.len() <= most {
+            if live && !expired && sync.live_tombstones <= most {
                 return;
             }
-            let Some(Reverse((version, topic))) = sync.tombstones.pop() else { return };
-            let current = sync.marks.get(&topic).copied();
-            if current == Some(RetainedMark { version, deleted: true }) {
+            let Some(Reverse((_, topic))) = sync.tombstones.pop() else { return };
+            if live {
                 sync.marks.remove(&topic);
+                sync.live_tombstones -= 1;
                 self.persist_retained_mark(&topic, None);
             }
         }
@@ -201,6 +260,9 @@ impl Shard {
     /// The retained digest of this shard's partition for a peer of `peer_shards` shards: for
     /// each of its shards, [`RETAINED_BUCKETS`] hashes, at `shard * RETAINED_BUCKETS + bucket`.
     pub fn retained_digest(&self, peer_shards: u16) -> Vec<u64> {
+        if peer_shards == 0 {
+            return Vec::new();
+        }
         let mut digest = vec![0u64; usize::from(peer_shards) * RETAINED_BUCKETS];
         for (topic, mark) in &self.retained_sync.marks {
             let hash = stable_hash(topic.as_bytes());
@@ -391,7 +453,10 @@ impl Shard {
                     self.mark_retained(&topic, version, false);
                 }
             }
-        } else if self.retained.get(&topic).is_some() {
+        } else if self.retained.get(&topic).is_some()
+            || self.retained_sync.marks.get(&topic).is_some_and(|mark| mark.deleted)
+        {
+            // Kept in full already, or deleted since (an unversioned peer's index is older).
             return;
         }
         let mut note = self
