@@ -397,6 +397,16 @@ fn a_broker_killed_mid_run_is_reported_not_waited_for() {
 /// hold the run up: a publisher's write waits at most the acknowledgement drain after the stop,
 /// and the run ends with a report naming what happened. Large messages for five seconds after
 /// the stop: the publishers' socket buffers (up to 36 MiB each here) fill at even 20 MB/s.
+/// Established TCP connections to `addr` (the broker's side, counted by `ss`).
+fn established_to(addr: SocketAddr) -> usize {
+    let filter = format!("sport = :{}", addr.port());
+    let output = Command::new("ss")
+        .args(["-Htn", "state", "established", &filter])
+        .output()
+        .expect("run ss (Debian's iproute2)");
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
 #[test]
 fn a_broker_that_stops_reading_is_reported_not_waited_for() {
     let broker = start_shardmq("stopped", &[]);
@@ -409,7 +419,14 @@ fn a_broker_that_stops_reading_is_reported_not_waited_for() {
     std::thread::spawn(move || {
         let _ = done.send(loadgen(&flags));
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    // Stopped once the run's four connections are up (a fixed wait was too short on a loaded
+    // machine: the broker stopped before they connected, and no write stalled).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while established_to(broker.addr) < 4 {
+        assert!(Instant::now() < deadline, "the load generator did not connect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     let pid = broker.child.id().to_string();
     let signal = |name: &str| {
         let status = Command::new("kill").args([name, &pid]).status().expect("run kill");
