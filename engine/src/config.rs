@@ -185,8 +185,9 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long, value_name = "SECS")]
     pub sys_interval: Option<u64>,
-    /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready` (plain HTTP;
-    /// keep it on a private address) [default: none].
+    /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready`, and the client
+    /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP, no login:
+    /// keep it on loopback or a private address) [default: none].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
     /// Host names the admin endpoint answers to besides IP addresses and `localhost`,

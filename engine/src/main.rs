@@ -1,6 +1,7 @@
 //! The `shardmq` binary: `serve` runs the broker, `loadgen` the bundled load generator,
-//! `check-system` reads this host's limits for a target connection count, `link-certs` makes
-//! the certificates node links need.
+//! `passwd` edits password files, `check-system` reads this host's limits for a target
+//! connection count, `link-certs` makes the certificates node links need,
+//! `import-mosquitto-conf` turns a Mosquitto configuration into shardmq's.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +32,12 @@ mod server;
 
 /// shardmq: a thread-per-core MQTT 3.1.1 / 5.0 broker for bare-metal Linux.
 #[derive(Debug, Parser)]
-#[command(name = "shardmq", version, about)]
+#[command(
+    name = "shardmq",
+    version,
+    about = "shardmq: a thread-per-core MQTT 3.1.1 / 5.0 broker for bare-metal Linux, alone or \
+             as a cluster (docs in the source tree's README.md and docs/)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
