@@ -4,8 +4,8 @@
 //! replicas to the next ones. Nodes agree on placement only if they hash the same way, so the
 //! score is xxh3 with fixed seeds — never `std::hash::Hash`, whose output may change between
 //! builds. Rendezvous hashing moves only the keys the joining node wins (1/n of them) and
-//! balances within a fraction of a percent at our scale (`shared/FACTS.md`, "Placement
-//! hashing"), without the virtual nodes a consistent-hash ring needs.
+//! balances without the virtual nodes a consistent-hash ring needs (within 5% over 100,000
+//! keys on five nodes: `balances_within_five_percent`).
 
 use std::cmp::Reverse;
 

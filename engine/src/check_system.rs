@@ -6,7 +6,8 @@
 //! Reading the host ([`Readings::read`]) is kept apart from deciding ([`assess`]): the decision
 //! is a pure function of the raw readings and the target, so its rules are unit-tested with
 //! made-up hosts. Every figure a rule uses is a named constant that says where it was measured
-//! (`shared/FACTS.md`, `perf/results/idle-memory.md`, `perf/CAPACITY.md`) or that it is guidance.
+//! (`perf/results/idle-memory.md`, `perf/results/socket-memory.md`, `perf/CAPACITY.md`, the
+//! vendored glommio's source) or that it is guidance.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -70,8 +71,9 @@ const LIMIT_NOFILE_STEP: u64 = 1 << 16;
 /// glommio 0.9.0 refuses to start an executor when the soft RLIMIT_MEMLOCK is below this
 /// (`MIN_MEMLOCK_LIMIT` in its `sys/uring.rs`), whatever `io_memory` is.
 const GLOMMIO_MEMLOCK_MIN_BYTES: u64 = 512 * KIB;
-/// glommio registers each executor's `io_memory` with its 3 rings (main, latency, poll), and
-/// the kernel counts each registration against RLIMIT_MEMLOCK (FACTS.md).
+/// glommio registers each executor's `io_memory` with its 3 rings (main, poll, latency:
+/// `register_buffers_by_ref` in vendor/glommio/src/sys/uring.rs), and the kernel counts each
+/// registration against RLIMIT_MEMLOCK.
 const IO_URING_RINGS_PER_SHARD: u64 = 3;
 /// The drop-in's LimitMEMLOCK at least: the kernel's default RLIMIT_MEMLOCK since Linux 5.16.
 const LIMIT_MEMLOCK_MIN_BYTES: u64 = 8 * MIB;
@@ -79,8 +81,9 @@ const LIMIT_MEMLOCK_MIN_BYTES: u64 = 8 * MIB;
 /// Broker user-space memory per idle connection: 577 B (RssAnon from 1K to 11K connections,
 /// `perf/results/idle-memory.md`, last row; perf/CAPACITY.md M1).
 const BROKER_BYTES_PER_CONNECTION: u64 = 577;
-/// Kernel memory per idle TCP socket: ~3.9 KB (TCP slab 2.4 KB, inode, file, dentry;
-/// `shared/FACTS.md`; perf/CAPACITY.md M3). Slab, not charged to `tcp_mem`.
+/// Kernel memory per idle TCP socket: ~3.9 KB (TCP slab 2.4 KB, inode, file, dentry; 3.6–3.7 KB
+/// measured by `perf/socket-memory`, with a margin; perf/CAPACITY.md M3). Slab, not charged to
+/// `tcp_mem`.
 const KERNEL_SOCKET_BYTES: u64 = 3_900;
 /// Kernel memory per epoll registration: `eventpoll_epi` 128 B plus its wait-queue entry
 /// (perf/CAPACITY.md M4).
@@ -433,7 +436,7 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
         format!(
             "glommio refuses to start a shard below {} and registers each shard's {} KiB \
              io_memory with its {IO_URING_RINGS_PER_SHARD} io_uring rings, each counted \
-             (FACTS.md); the kernel counts locked memory per user, so the drop-in sets twice \
+             (vendor/glommio/src/sys/uring.rs); the kernel counts locked memory per user, so the drop-in sets twice \
              the need for another glommio process (the load generator) of the same user; \
              root is not limited by the kernel",
             human_bytes(GLOMMIO_MEMLOCK_MIN_BYTES),
@@ -648,7 +651,7 @@ fn ram_item(target: Target, mem_total: &Reading<u64>) -> Item {
         why: format!(
             "{per_connection} B per connection: {BROKER_BYTES_PER_CONNECTION} B broker \
              (measured RssAnon per idle connection, perf/results/idle-memory.md), \
-             {KERNEL_SOCKET_BYTES} B kernel socket (FACTS.md), {EPOLL_BYTES_PER_CONNECTION} B \
+             {KERNEL_SOCKET_BYTES} B kernel socket (perf/results/socket-memory.md), {EPOLL_BYTES_PER_CONNECTION} B \
              epoll entry, {BURST_BYTES_PER_CONNECTION} B burst buffers (guidance); plus {} fixed \
              and {} redb cache per shard = {} in use, planned as {}/{} of RAM",
             human_bytes(BROKER_FIXED_BYTES),
@@ -804,7 +807,8 @@ mod tests {
         }
     }
 
-    /// This project's VM (FACTS.md, DESIGN.md): 20,000 files, 8 MiB memlock, 24 GiB.
+    /// This project's VM: 20,000 files, 8 MiB memlock, 24 GiB (`ulimit -Hn`, `ulimit -Hl`,
+    /// /proc/meminfo).
     fn test_vm() -> Readings {
         Readings {
             nofile: Ok(Rlimit { soft: 20_000, hard: 20_000 }),

@@ -806,6 +806,22 @@ impl Broker {
         let rest = line.split(LINE).nth(1).expect("an address");
         rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("a socket address")
     }
+
+    /// The sum of metric `name` on `/metrics` over its series that carry `label` (`""`: all;
+    /// a metric with one series per shard is summed over the node). Fails when there is none.
+    pub fn metric_total(&self, name: &str, label: &str) -> u64 {
+        let (status, metrics) = http_get(self.admin_address(), "/metrics");
+        assert_eq!(status, 200);
+        let series: Vec<u64> = metrics
+            .lines()
+            .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .filter(|line| line.contains(label))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .collect();
+        assert!(!series.is_empty(), "no {name} with {label:?} in:\n{metrics}");
+        series.into_iter().sum()
+    }
 }
 
 /// Node ids the shared link certificates are made for: `n0` … `n9`.

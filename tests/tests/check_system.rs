@@ -93,7 +93,7 @@ fn a_hundred_connections_on_this_machine() {
 
 #[test]
 fn ten_million_connections_do_not_fit_here() {
-    // This machine's hard limit is 20,000 files per process (FACTS.md), and no host has the
+    // This machine's hard limit is 20,000 files per process (`ulimit -Hn`), and no host has the
     // 63 GB of RAM ten million connections need without saying so.
     let output = check_system(&["--connections", "10000000", "--shards", "2"]);
     assert!(check_report(&output), "ten million connections need a change");

@@ -431,7 +431,7 @@ fn a_slow_subscriber_on_another_node_paces_the_publisher_over_the_node_link() {
         in_flight -= 1;
     }
     let delivered = reader.join().expect("the subscriber thread");
-    let dropped = metric_total(b, "shardmq_messages_dropped_total", "cause=\"queue_full\"");
+    let dropped = b.metric_total("shardmq_messages_dropped_total", "cause=\"queue_full\"");
     assert!(
         delivered >= MESSAGES * 9 / 10 && dropped <= MESSAGES as u64 / 10,
         "delivered {delivered} of {MESSAGES}, {dropped} dropped for a full queue"
@@ -795,34 +795,7 @@ fn link_address(node: &Broker) -> std::net::SocketAddr {
 
 /// `name`'s refusals of `reason` on `node`'s `/metrics`.
 fn link_refusals(node: &Broker, reason: &str) -> u64 {
-    metric(node, &format!("shardmq_link_refused_total{{reason=\"{reason}\"}}"))
-}
-
-/// The sum of metric `name` over its series (one per shard) that carry `label` on `node`.
-fn metric_total(node: &Broker, name: &str, label: &str) -> u64 {
-    let (status, metrics) = shardmq_tests::http_get(node.admin_address(), "/metrics");
-    assert_eq!(status, 200);
-    let series: Vec<u64> = metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|value| value as u64)
-        .collect();
-    assert!(!series.is_empty(), "no {name} with {label} in:\n{metrics}");
-    series.into_iter().sum()
-}
-
-/// The value of the metric `series` (a name with its labels) on `node`.
-fn metric(node: &Broker, series: &str) -> u64 {
-    let (status, metrics) = shardmq_tests::http_get(node.admin_address(), "/metrics");
-    assert_eq!(status, 200);
-    let prefix = format!("{series} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|value| value.parse::<f64>().ok())
-        .map(|value| value as u64)
-        .unwrap_or_else(|| panic!("no {prefix}in:\n{metrics}"))
+    node.metric_total("shardmq_link_refused_total", &format!("reason=\"{reason}\""))
 }
 
 /// Waits until `node` counts at least `count` link refusals of `reason`.

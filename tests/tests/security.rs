@@ -689,19 +689,6 @@ fn assigned_client_ids_carry_128_random_bits() {
     assert!(differing > 12, "{assigned:?}");
 }
 
-/// The sum over shards of metric `name` with `label` (or the node-level series) on `broker`.
-fn metric_total(broker: &Broker, name: &str, label: &str) -> u64 {
-    let (status, metrics) = shardmq_tests::http_get(broker.admin_address(), "/metrics");
-    assert_eq!(status, 200);
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line.contains(label))
-        .filter(|line| line[name.len()..].starts_with([' ', '{']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|value| value as u64)
-        .sum()
-}
-
 /// A flood of wrong passwords from one address: its first failures are checked, then its
 /// logins are refused without a check (even with a right password), then it is banned; logins
 /// from other addresses are untouched, and an unknown user is checked like a known one.
@@ -749,9 +736,9 @@ fn a_source_that_floods_wrong_passwords_backs_off_then_is_banned_and_others_log_
     assert_eq!(broker.log_count("failed logins from 127.0.0.2"), 1, "logged once");
     assert_eq!(attempt(3, V5, "bob", "b"), ReasonCode::SUCCESS);
 
-    assert_eq!(metric_total(&broker, "shardmq_login_failures_total", ""), 3);
-    assert_eq!(metric_total(&broker, "shardmq_login_sources_banned", ""), 1);
-    let backoff = metric_total(&broker, "shardmq_connects_refused_total", "login_backoff");
-    let banned = metric_total(&broker, "shardmq_connects_refused_total", "login_banned");
+    assert_eq!(broker.metric_total("shardmq_login_failures_total", ""), 3);
+    assert_eq!(broker.metric_total("shardmq_login_sources_banned", ""), 1);
+    let backoff = broker.metric_total("shardmq_connects_refused_total", "login_backoff");
+    let banned = broker.metric_total("shardmq_connects_refused_total", "login_banned");
     assert!(backoff >= 2 && banned == 2, "backoff {backoff}, banned {banned}");
 }

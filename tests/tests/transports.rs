@@ -520,16 +520,7 @@ fn upgrade_status(ws: SocketAddr, origin: &str) -> String {
 
 /// `shardmq_connects_refused_total{cause="ws_origin"}` on the broker's `/metrics`, all shards.
 fn metrics_count(broker: &Broker) -> u64 {
-    let (status, metrics) = shardmq_tests::http_get(broker.admin_address(), "/metrics");
-    assert_eq!(status, 200);
-    metrics
-        .lines()
-        .filter(|line| {
-            line.starts_with("shardmq_connects_refused_total{")
-                && line.contains("cause=\"ws_origin\"}")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    broker.metric_total("shardmq_connects_refused_total", "cause=\"ws_origin\"")
 }
 
 #[test]

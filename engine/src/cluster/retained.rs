@@ -195,12 +195,13 @@ pub(super) fn compare_digest(context: &ShardContext, cluster: &ShardCluster, ite
     let listed = state.retained_versions(peer_shards, peer_shard, &buckets);
     drop(state);
     tracing::debug!(shard = %context.id, buckets = buckets.len(), entries = listed.len(), "retained versions differ from a peer's");
-    let mut frame = RetainedVersions {
+    let empty = || RetainedVersions {
         shard: peer_shard.0,
         buckets: Some(Vec::new()),
         topics: Some(Vec::new()),
         versions: Some(Vec::new()),
     };
+    let mut frame = empty();
     let mut listed = listed.into_iter().peekable();
     for bucket in buckets {
         while let Some((_, topic, version)) = listed.next_if(|(b, _, _)| *b == bucket) {
@@ -209,15 +210,7 @@ pub(super) fn compare_digest(context: &ShardContext, cluster: &ShardCluster, ite
         }
         frame.buckets.get_or_insert_default().push(bucket);
         if frame.topics.as_ref().map_or(0, Vec::len) >= VERSIONS_PER_FRAME {
-            let full = std::mem::replace(
-                &mut frame,
-                RetainedVersions {
-                    shard: peer_shard.0,
-                    buckets: Some(Vec::new()),
-                    topics: Some(Vec::new()),
-                    versions: Some(Vec::new()),
-                },
-            );
+            let full = std::mem::replace(&mut frame, empty());
             cluster.send(peer, Body::RetainedVersions(Box::new(full)));
         }
     }

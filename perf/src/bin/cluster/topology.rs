@@ -22,7 +22,7 @@ use shardmq_cluster::testing::EtcdProcess;
 
 use super::{shardmq_command, start_nodes_with, stop_nodes, Env, Node};
 
-/// The full run's shape (the issue's, and DESIGN.md's topology on one machine).
+/// The full run's shape (the design's 20-node topology, on one machine).
 const NODES: usize = 20;
 const PER_NODE: u64 = 18_000;
 const RATE: u64 = 8_000;
