@@ -1,6 +1,6 @@
 //! Benchmark scenarios and the side-by-side comparison with other brokers. Recorded results
 //! live beside this crate in `perf/results/`; the codec micro-benchmark lives in
-//! `io/benches/codec.rs` and its figures in `perf/results/codec.md`.
+//! `codec/benches/codec.rs` and its figures in `perf/results/codec.md`.
 
 #![forbid(unsafe_code)]
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use shardmq_io::codec::{ByteString, Properties, QoS, RetainHandling, SubscriptionOptions};
+use shardmq_codec::{ByteString, Properties, QoS, RetainHandling, SubscriptionOptions};
 use shardmq_shard::persist::{
     encode_message_record, encode_session, encode_stored_message, encode_will, MessageRecord,
     MessageStage, SessionRecord, WallClock, UPGRADES,

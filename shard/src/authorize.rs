@@ -24,7 +24,7 @@
 //! authenticated one and its Authentication Data is the server's last message, for the CONNACK.
 
 use bytes::Bytes;
-use shardmq_io::codec::ReasonCode;
+use shardmq_codec::ReasonCode;
 
 /// An access policy, shared by every shard (immutable; replaced as a whole on reload).
 pub trait Authorizer: std::fmt::Debug + Send + Sync {

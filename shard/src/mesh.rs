@@ -1,7 +1,7 @@
 //! The typed messages shards send each other over the SPSC mesh made at start-up. Messages from
 //! one shard to another arrive in the order they were sent; nothing else is ordered.
 
-use shardmq_io::codec::ByteString;
+use shardmq_codec::ByteString;
 
 use crate::ids::{ConnId, PeerLease, PeerNode, ShardId};
 use crate::message::SharedMessage;

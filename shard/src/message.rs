@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use shardmq_io::codec::{ByteString, Bytes, Properties, QoS};
+use shardmq_codec::{ByteString, Bytes, Properties, QoS};
 
 /// One published message. Immutable once routed: subscribers share it through [`SharedMessage`],
 /// so a fan-out to many sessions copies neither topic nor payload.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use shardmq_io::codec::{
+use shardmq_codec::{
     ByteString, Properties, PropertyContext, QoS, RetainHandling, SubscriptionOptions,
 };
 

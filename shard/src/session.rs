@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use shardmq_io::codec::{ByteString, PacketId, SubscriptionOptions};
+use shardmq_codec::{ByteString, PacketId, SubscriptionOptions};
 
 use crate::ids::ConnId;
 use crate::message::{Delivery, SharedMessage};

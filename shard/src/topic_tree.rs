@@ -6,7 +6,7 @@
 //! filter may hold tens of thousands of levels (`"+/+/+/…"` fits in a 64 KiB string), and one
 //! stack frame per level would let a client overflow a reactor thread's stack.
 //!
-//! Filters arrive validated by the codec (`shardmq_io::codec::topic::is_valid_topic_filter`) and
+//! Filters arrive validated by the codec (`shardmq_codec::topic::is_valid_topic_filter`) and
 //! without their `$share/<group>/` prefix. Should an invalid one get here anyway, a `#` that is not
 //! the last level is taken as a literal level, which no valid topic name matches; every function
 //! in this module agrees on that reading.

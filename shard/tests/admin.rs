@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::*;
-use shardmq_io::codec::{
+use shardmq_codec::{
     Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling,
     SubscriptionOptions, Will,
 };
@@ -127,7 +127,7 @@ fn a_session_in_detail() {
     assert_eq!(gauges.largest_queue, 2);
 }
 
-fn with_will(id: &str, version: ProtocolVersion, clean_start: bool) -> shardmq_io::codec::Connect {
+fn with_will(id: &str, version: ProtocolVersion, clean_start: bool) -> shardmq_codec::Connect {
     let mut c = connect(id, version, clean_start);
     c.will = Some(Will {
         topic: format!("will/{id}").into(),

@@ -6,7 +6,7 @@ mod harness;
 use std::sync::Arc;
 
 use harness::{connack, connect, payloads, pid, Node};
-use shardmq_io::codec::{
+use shardmq_codec::{
     ByteString, Bytes, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe,
     SubscriptionOptions, TopicFilterEntry, Will,
 };
@@ -127,7 +127,7 @@ fn a_refused_publish_is_dropped_and_answered_0x87_on_v5() {
     let guest = connect_as(&mut node, "guest", None, V3);
     node.publish(guest, "a/ok", "from a guest", QoS::ExactlyOnce, true);
     assert!(matches!(node.take(guest).as_slice(), [Packet::PubRec(_)]));
-    node.send(guest, Packet::PubRel(shardmq_io::codec::Ack::success(pid(7))));
+    node.send(guest, Packet::PubRel(shardmq_codec::Ack::success(pid(7))));
     assert!(matches!(node.take(guest).as_slice(), [Packet::PubComp(_)]));
     assert!(node.publishes(reader).is_empty());
     let late = connect_as(&mut node, "late", Some("alice"), V5);

@@ -7,7 +7,7 @@
 mod harness;
 
 use harness::{connack, payloads, Node};
-use shardmq_io::codec::{ByteString, Packet, ProtocolVersion, QoS, SubscriptionOptions};
+use shardmq_codec::{ByteString, Packet, ProtocolVersion, QoS, SubscriptionOptions};
 use shardmq_shard::{
     retained_shard, ConnId, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode, PeerRoute,
     RetainedPlacement, RouteFrame, ShardId, ShardStats,
@@ -165,7 +165,7 @@ fn a_peer_without_a_matching_route_gets_nothing_and_an_unsubscribe_stops_forward
 
     pair.b.send(
         subscriber,
-        Packet::Unsubscribe(shardmq_io::codec::Unsubscribe {
+        Packet::Unsubscribe(shardmq_codec::Unsubscribe {
             packet_id: harness::pid(2),
             properties: Default::default(),
             filters: vec!["t/1".into()],
@@ -554,7 +554,7 @@ fn a_shared_group_s_copy_of_a_retained_message_does_not_overwrite_a_newer_one() 
     // An older write's copy for a shared group (it carries no version).
     let older = shardmq_shard::SharedMessage::new(shardmq_shard::Message {
         topic: ByteString::from("r"),
-        payload: shardmq_io::codec::Bytes::from_static(b"older"),
+        payload: shardmq_codec::Bytes::from_static(b"older"),
         qos: QoS::AtMostOnce,
         retain: true,
         properties: Default::default(),

@@ -8,7 +8,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use shardmq_io::codec::{
+use shardmq_codec::{
     Ack, ByteString, Bytes, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     Will,
 };
@@ -39,7 +39,7 @@ fn qos2_publish(packet_id: u16, payload: &'static [u8], dup: bool) -> Publish {
         qos: QoS::ExactlyOnce,
         retain: false,
         topic: ByteString::from("t"),
-        packet_id: shardmq_io::codec::PacketId::new(packet_id),
+        packet_id: shardmq_codec::PacketId::new(packet_id),
         properties: Properties::default(),
         payload: Bytes::from_static(payload),
     }

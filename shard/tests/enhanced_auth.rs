@@ -11,7 +11,7 @@ use std::sync::Arc;
 use harness::{connack, connect, payloads, Node};
 use shardmq_auth::scram::{self, ScramClient, ServerFirst, SCRAM_SHA_256};
 use shardmq_auth::PasswordFile;
-use shardmq_io::codec::{
+use shardmq_codec::{
     Auth, ByteString, Bytes, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
 };
 use shardmq_shard::authorize::{AuthExchange, AuthStep, Authorizer};
@@ -94,7 +94,7 @@ fn two_users() -> String {
 
 /// A CONNECT as the engine hands it over after a SCRAM exchange: the authenticated user name
 /// and the server-final message.
-fn authenticated_connect(client_id: &str, method: &str) -> shardmq_io::codec::Connect {
+fn authenticated_connect(client_id: &str, method: &str) -> shardmq_codec::Connect {
     let mut packet = connect(client_id, ProtocolVersion::V5, true);
     packet.username = Some(ByteString::from("user"));
     packet.properties.authentication_method = Some(ByteString::from(method));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use shardmq_io::codec::{ByteString, Properties, QoS, RetainHandling, SubscriptionOptions};
+use shardmq_codec::{ByteString, Properties, QoS, RetainHandling, SubscriptionOptions};
 use shardmq_shard::persist::{
     decode_snapshot, MessageRecord, MessageStage, Restored, SessionRecord, WallClock,
     SESSION_RECORD_VERSION, UPGRADES,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use shardmq_io::codec::fuzzing::replay_corpus;
+use shardmq_codec::fuzzing::replay_corpus;
 use shardmq_shard::fuzzing::{check_routes, check_session};
 
 fn replay(target: &str, check: fn(&[u8])) -> usize {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use harness::*;
-use shardmq_io::codec::PacketId;
-use shardmq_io::codec::{
+use shardmq_codec::PacketId;
+use shardmq_codec::{
     Ack, ByteString, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     RetainHandling, Subscribe, SubscriptionOptions, TopicFilterEntry, Unsubscribe, Will,
 };

@@ -9,7 +9,7 @@
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use shardmq_io::codec::{ByteString, ProtocolVersion, QoS, ReasonCode, RetainHandling};
+use shardmq_codec::{ByteString, ProtocolVersion, QoS, ReasonCode, RetainHandling};
 
 use super::{Conn, Shard, WillRule};
 use crate::ids::ConnId;

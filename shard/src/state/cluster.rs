@@ -23,7 +23,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use shardmq_io::codec::{ByteString, ReasonCode};
+use shardmq_codec::{ByteString, ReasonCode};
 
 use super::retained_sync::Write;
 use super::{add_member, AckTo, Effect, Shard, WillRule};
@@ -768,7 +768,7 @@ impl Shard {
         let message = SharedMessage::new(Message {
             topic: ByteString::from(topic),
             payload: payload.into(),
-            qos: shardmq_io::codec::QoS::AtMostOnce,
+            qos: shardmq_codec::QoS::AtMostOnce,
             retain: true,
             properties: Default::default(),
             expires_at: None,

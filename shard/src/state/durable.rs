@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use shardmq_io::codec::{Ack, ByteString, Packet, PacketId, Properties, QoS, ReasonCode};
+use shardmq_codec::{Ack, ByteString, Packet, PacketId, Properties, QoS, ReasonCode};
 use shardmq_storage::Op;
 
 use super::{Effect, Forward, Shard, Timer, WillRule};

@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use shardmq_io::codec::topic::split_shared;
-use shardmq_io::codec::{
+use shardmq_codec::topic::split_shared;
+use shardmq_codec::{
     Ack, Auth, ByteString, Connect, DecodeError, Decoded, Decoder, Disconnect, Packet, PacketId,
     Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
     SubscriptionOptions, TopicFilterEntry, Unsubscribe, Will,

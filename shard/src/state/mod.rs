@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use shardmq_io::codec::topic::split_shared;
-use shardmq_io::codec::{
+use shardmq_codec::topic::split_shared;
+use shardmq_codec::{
     Ack, Auth, ByteString, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId,
     PlainPublish, Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, SubAck,
     Subscribe, UnsubAck, Unsubscribe,

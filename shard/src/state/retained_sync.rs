@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shardmq_io::codec::{ByteString, QoS};
+use shardmq_codec::{ByteString, QoS};
 
 use super::cluster::{Node, RetainedElsewhere};
 use super::{is_system_topic, Effect, Shard};

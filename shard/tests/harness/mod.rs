@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shardmq_io::codec::{
+use shardmq_codec::{
     ByteString, Connect, Decoded, Decoder, Packet, PacketId, Properties, ProtocolVersion, Publish,
     QoS, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
@@ -385,7 +385,7 @@ pub fn payloads(publishes: &[Publish]) -> Vec<&str> {
     publishes.iter().map(|p| std::str::from_utf8(&p.payload).expect("utf-8")).collect()
 }
 
-pub fn connack(packets: &[Packet]) -> &shardmq_io::codec::ConnAck {
+pub fn connack(packets: &[Packet]) -> &shardmq_codec::ConnAck {
     match packets.first() {
         Some(Packet::ConnAck(connack)) => connack,
         other => panic!("expected CONNACK, got {other:?}"),

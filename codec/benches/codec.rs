@@ -1,12 +1,12 @@
 //! Decode and encode cost of a PUBLISH with a 64-byte payload (QoS 0 and QoS 1, MQTT 3.1.1 and
-//! 5.0). Run with `cargo bench -p shardmq-io --bench codec`; recorded in `perf/results/codec.md`.
+//! 5.0). Run with `cargo bench -p shardmq-codec --bench codec`; recorded in `perf/results/codec.md`.
 //!
 //! Decoding is measured the way a connection does it: a read buffer holding many packets back
 //! to back, framed and parsed one after another.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use shardmq_io::codec::{
+use shardmq_codec::{
     decode_packet, ByteString, Decoded, Packet, PacketId, Properties, ProtocolVersion, Publish,
     QoS, PACKET_BYTES_MAX,
 };

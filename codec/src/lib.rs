@@ -7,7 +7,7 @@
 //! - [`Packet::encode`] appends a packet to a caller's reusable `BytesMut`.
 //!
 //! **Invariant:** the codec never panics on client bytes. The lints below forbid the panicking
-//! shortcuts in this module, and the fuzz targets under `io/fuzz` check it on arbitrary input.
+//! shortcuts in this crate, and the fuzz targets under `codec/fuzz` check it on arbitrary input.
 
 #![deny(
     clippy::unwrap_used,

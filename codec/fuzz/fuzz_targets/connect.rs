@@ -1,8 +1,8 @@
 //! Fuzz target: The first packet on a server connection (CONNECT, or anything else that must be refused).
-//! The checks themselves live in `shardmq_io::codec::fuzzing` so CI replays the corpus with them.
+//! The checks themselves live in `shardmq_codec::fuzzing` so CI replays the corpus with them.
 
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    shardmq_io::codec::fuzzing::check_connect(data);
+    shardmq_codec::fuzzing::check_connect(data);
 });

@@ -3,7 +3,7 @@
 //! error and the reason code a v5 CONNACK/DISCONNECT would carry.
 
 use bytes::{Bytes, BytesMut};
-use shardmq_io::codec::{
+use shardmq_codec::{
     decode_packet, Ack, ByteString, ConnAck, Connect, DecodeError, Decoded, Decoder, Disconnect,
     Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling,
     Subscribe, SubscriptionOptions, TopicFilterEntry, Will, PACKET_BYTES_MAX,
@@ -833,7 +833,7 @@ fn encoder_refuses_what_the_wire_cannot_carry() {
     let mut buf = BytesMut::new();
     assert!(publish.encode(V5, &mut buf).is_err());
     assert!(buf.is_empty(), "a failed encode writes nothing");
-    let auth = Packet::Auth(shardmq_io::codec::Auth {
+    let auth = Packet::Auth(shardmq_codec::Auth {
         reason: ReasonCode::SUCCESS,
         properties: Properties::default(),
     });

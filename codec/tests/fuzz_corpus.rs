@@ -1,10 +1,10 @@
-//! Replays the committed fuzz corpora (`io/fuzz/corpus/<target>/`) through the same checks the
+//! Replays the committed fuzz corpora (`codec/fuzz/corpus/<target>/`) through the same checks the
 //! fuzz targets run, so CI exercises every input the fuzzer found interesting on stable Rust.
-//! Crashes the fuzzer finds are minimised into `io/fuzz/regressions/<target>/` and replayed too.
+//! Crashes the fuzzer finds are minimised into `codec/fuzz/regressions/<target>/` and replayed too.
 
 use std::path::Path;
 
-use shardmq_io::codec::fuzzing::{check_body, check_connect, check_stream, replay_corpus};
+use shardmq_codec::fuzzing::{check_body, check_connect, check_stream, replay_corpus};
 
 fn replay(target: &str, check: fn(&[u8])) -> usize {
     replay_corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz"), target, check)

@@ -1,4 +1,4 @@
-//! The checks the fuzz targets run (`io/fuzz/fuzz_targets/*`), kept here so the corpus replay
+//! The checks the fuzz targets run (`codec/fuzz/fuzz_targets/*`), kept here so the corpus replay
 //! test runs exactly the same code on stable Rust in CI.
 //!
 //! Each check feeds arbitrary bytes to a decoder and asserts what must hold for every input: no

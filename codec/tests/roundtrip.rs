@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
-use shardmq_io::codec::{
+use shardmq_codec::{
     decode_packet, property_id as pid, Ack, Auth, ByteString, ConnAck, Connect, Decoded, Decoder,
     Disconnect, Packet, PacketId, PlainPublish, Properties, PropertyContext, ProtocolVersion,
     Publish, QoS, ReasonCode, ReasonKind, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
