@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use shardmq_io::runtime::SHARD_IO_MEMORY_BYTES;
 
-use crate::server::LISTEN_BACKLOG;
+use crate::listeners::LISTEN_BACKLOG;
 
 /// `shardmq check-system` flags.
 #[derive(Debug, Clone, Args)]

@@ -24,17 +24,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
-use shardmq_cluster::control::{ControlEvent, ControlPlane, Fence};
+use shardmq_cluster::control::ControlEvent;
 use shardmq_cluster::frame::{
-    self, Body, Encoder, Heartbeat, Hello, Pace, Publish, Receipt, RetainedFetch, RetainedFetched,
-    RetainedIndex, Route, RouteDelta, RouteSnapshot, SessionMessage, SessionTransfer,
-    TakeoverRequest, TransferInstalled,
+    self, Body, Heartbeat, Hello, Publish, RetainedIndex, RouteSnapshot, SessionMessage,
+    SessionTransfer, TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
@@ -43,515 +41,22 @@ use shardmq_io::link_tls::{LinkIo, LinkTls};
 use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
 use shardmq_shard::persist::{
     decode_message_record, decode_session, decode_stored_message, encode_message_record,
-    encode_session, encode_stored_message, Restored, WallClock,
+    encode_session, Restored, WallClock,
 };
 use shardmq_shard::{
-    home_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerLease, PeerNode,
-    PeerRoute, RetainedPlacement, RouteFrame, ShardId, SharedMessage,
+    home_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode,
+    RouteFrame, ShardId,
 };
 
-use crate::link_security::{
-    LinkCertificates, LinkStats, Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX,
-};
-use crate::server::{MeshItem, ShardContext, Signal};
+use crate::context::{MeshItem, ShardContext};
+use crate::link_security::{Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX};
+use crate::signal::Signal;
 
 mod retained;
+mod state;
+
 pub use retained::{retained_fetcher, retained_puller};
-
-/// How often every outgoing link sends a heartbeat (and checks its receipts' age).
-const LINK_HEARTBEAT: Duration = Duration::from_millis(250);
-/// How long a link connect may take before it is retried.
-const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Backoff between link connection attempts: doubles from the first to the last.
-const LINK_BACKOFF_MIN: Duration = Duration::from_millis(50);
-const LINK_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Frames waiting for one link's socket at most, before a forwarded publish. Past it, forwarded
-/// publishes to that peer are dropped (counted) until the socket drains: a slow peer costs
-/// bounded memory. Every other frame is queued regardless (see [`ShardCluster::send`]).
-const LINK_OUT_BYTES_MAX: usize = 64 << 20;
-/// How long a forwarded publish waits for its receipt before the publisher is answered with a
-/// failure (the peer's storage or shards are stuck).
-const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one write to a peer may take before its link is closed as stuck.
-const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an incoming link may stay silent (peers send a heartbeat every
-/// [`LINK_HEARTBEAT`]) before it is closed as dead.
-const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long what this node sent on a link may stay unacknowledged by the peer's kernel before
-/// the link fails (`TCP_USER_TIMEOUT`). A peer cut off by a partition sends no FIN or RST: without
-/// this, the link's writes kept succeeding for the ~15 minutes the kernel retransmits, forwarded
-/// QoS 1 publishes waited [`RECEIPT_TIMEOUT`] and then failed, and the link came back only when
-/// a retransmission got through after the cut healed. The incoming side notices the same
-/// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
-const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
-/// Claims of stored sessions in flight at most while a shard claims them again under a new lease
-/// (about one full etcd transaction).
-const RECLAIM_CLAIMS_IN_FLIGHT: usize = 128;
-/// How often such a claim is tried when it times out or the node is fenced meanwhile (it serves
-/// again under the same lease, which brings no second re-claim), and the pause before the
-/// second try, doubling to the last.
-const RECLAIM_ATTEMPTS_MAX: u32 = 10;
-const RECLAIM_RETRY: Duration = Duration::from_millis(500);
-const RECLAIM_RETRY_MAX: Duration = Duration::from_secs(8);
-/// How often a failing link is logged at most.
-const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
-/// How many nodes keep a large retained message in full: the first ones of its topic on the
-/// HRW ring. Two, so that one node lost or restarting leaves a copy to fetch.
-const RETAINED_COPIES: usize = 2;
-/// Topics per `RetainedIndex` frame at most (topics are up to 64 KiB, usually under 100 bytes).
-const RETAINED_INDEX_CHUNK: usize = 512;
-/// How long a subscribe's fetch of a large retained message waits for one holder before it
-/// asks the next.
-const RETAINED_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What the shards of a node share about the cluster: the control plane, the numbering of
-/// peer nodes and of link connections. Locked only when membership changes or a link says
-/// hello, never per message.
-pub struct NodeCluster {
-    pub control: ControlPlane,
-    pub cluster: String,
-    pub node: NodeId,
-    pub fence: Arc<Fence>,
-    pub claim_timeout: Duration,
-    /// Retained payloads up to this size are kept on every node, larger ones on
-    /// [`RETAINED_COPIES`] nodes.
-    pub retained_replicate_bytes_max: usize,
-    registry: Mutex<Registry>,
-    /// The number of the next link connection any shard makes: larger than every number this
-    /// node's previous runs gave, since it starts from the wall clock.
-    next_link: AtomicU64,
-    /// TLS on node links (`None`: plaintext links, as configured).
-    pub link_tls: Option<Arc<LinkCertificates>>,
-    pub link_stats: LinkStats,
-    /// The clock that versions this node's retained writes, shared by its shards.
-    pub retained_clock: shardmq_shard::RetainedClock,
-}
-
-#[derive(Default)]
-struct Registry {
-    by_name: HashMap<NodeId, PeerNode>,
-    names: Vec<NodeId>,
-    /// Each peer's shard count, from the hello of its last link admitted here.
-    shards: HashMap<PeerNode, u16>,
-}
-
-impl NodeCluster {
-    pub fn new(
-        control: ControlPlane,
-        cluster: String,
-        claim_timeout: Duration,
-        retained_replicate_bytes_max: usize,
-        link_tls: Option<Arc<LinkCertificates>>,
-    ) -> NodeCluster {
-        NodeCluster {
-            fence: control.fence(),
-            node: control.node().clone(),
-            control,
-            cluster,
-            claim_timeout,
-            retained_replicate_bytes_max,
-            registry: Mutex::new(Registry::default()),
-            next_link: AtomicU64::new(run_base()),
-            link_tls,
-            link_stats: LinkStats::default(),
-            retained_clock: shardmq_shard::RetainedClock::new(),
-        }
-    }
-
-    /// A number for a new link connection, larger than any given before.
-    fn next_link(&self) -> LinkNumber {
-        LinkNumber(self.next_link.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// How this node names `node` to its shards.
-    fn shard_node(&self, node: &NodeId) -> Node {
-        if *node == self.node {
-            Node::Here
-        } else {
-            Node::Peer(self.peer(node))
-        }
-    }
-
-    /// The id of a node named by a shard.
-    fn node_id(&self, node: Node) -> Option<NodeId> {
-        match node {
-            Node::Here => Some(self.node.clone()),
-            Node::Peer(peer) => self.name(peer),
-        }
-    }
-
-    /// The number of peer `node` on this node (the same on every shard, never reused).
-    fn peer(&self, node: &NodeId) -> PeerNode {
-        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&peer) = registry.by_name.get(node) {
-            return peer;
-        }
-        let peer = PeerNode(u16::try_from(registry.names.len()).unwrap_or(u16::MAX));
-        registry.names.push(node.clone());
-        registry.by_name.insert(node.clone(), peer);
-        peer
-    }
-
-    fn name(&self, peer: PeerNode) -> Option<NodeId> {
-        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        registry.names.get(usize::from(peer.0)).cloned()
-    }
-
-    /// A link of `peer` said hello with its shard count.
-    fn learn_shards(&self, peer: PeerNode, shards: u16) {
-        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        registry.shards.insert(peer, shards);
-    }
-
-    /// `peer`'s shard count, once one of its links said hello here.
-    fn peer_shards(&self, peer: PeerNode) -> Option<u16> {
-        let registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        registry.shards.get(&peer).copied()
-    }
-}
-
-impl std::fmt::Debug for NodeCluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCluster").field("node", &self.node).finish_non_exhaustive()
-    }
-}
-
-/// Lives on each shard: its outgoing links and the takeovers and retained fetches it waits for.
-pub struct ShardCluster {
-    pub node: Arc<NodeCluster>,
-    clock: WallClock,
-    links: RefCell<HashMap<PeerNode, Rc<OutLink>>>,
-    takeovers: RefCell<HashMap<u64, Rc<Takeover>>>,
-    /// Sessions handed over to peers, by client id, until each new owner confirms.
-    parked: RefCell<HashMap<String, Parked>>,
-    /// The live nodes (this one included), for the holders of large retained messages.
-    ring: Rc<RefCell<Ring>>,
-    /// Fetches of large retained messages the shard asked for, not started yet.
-    fetch_queue: RefCell<Vec<(u64, ByteString, Vec<PeerNode>)>>,
-    fetch_signal: Signal,
-    /// Retained fetches waiting for a holder's answer, by request number: the message and its
-    /// version.
-    fetches: RefCell<HashMap<u64, Rc<Awaited<Fetched>>>>,
-    /// Large retained messages this node became a holder of, to pull one at a time.
-    pull_queue: RefCell<retained::PullQueue>,
-    pull_signal: Signal,
-    next_request: Cell<u64>,
-    encoder: RefCell<Encoder>,
-    /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
-    dropped: Cell<u64>,
-    /// Accepted links still being authenticated (at most [`LINK_UNAUTHENTICATED_MAX`]).
-    unauthenticated: Cell<usize>,
-}
-
-/// One outgoing link of this shard: frames queue in `out` while it is up.
-struct OutLink {
-    member: RefCell<Member>,
-    out: RefCell<BytesMut>,
-    signal: Signal,
-    up: Cell<bool>,
-    /// The peer left the cluster (or restarted with a new lease): the task ends.
-    retired: Cell<bool>,
-    version: Cell<u64>,
-    /// Receipt tokens this shard waits for from the peer, with when they were sent.
-    receipts: RefCell<HashMap<u64, Instant>>,
-    /// When this connection last sent its retained digest (`None`: not yet, or asked again).
-    digest_sent: Cell<Option<Instant>>,
-    /// This connection's first digest went (it asks the peer's shards for theirs back).
-    digest_asked_back: Cell<bool>,
-    /// Retained topics whose last write the peer lacks, to send as the link drains.
-    pushes: RefCell<std::collections::VecDeque<ByteString>>,
-}
-
-/// A holder's answer to a retained fetch: the message and its version, or none.
-type Fetched = Option<(SharedMessage, u64)>;
-
-/// A takeover this shard asked a peer for, and how the peer answered.
-struct Takeover {
-    client_id: String,
-    answer: Awaited<TakeoverAnswer>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TakeoverAnswer {
-    /// The peer stopped serving the client; its session (if it had one) is installed here.
-    Installed,
-    /// The peer's transfer could not be read: it keeps its copy.
-    Unreadable,
-    /// The peer handed the client to a third node that has not confirmed yet: ask again.
-    Busy,
-    /// The session there belongs to another user: nothing was handed over.
-    OtherUser,
-}
-
-/// How long a connect waits before claiming again after a [`TakeoverAnswer::Busy`].
-const TAKEOVER_RETRY: Duration = Duration::from_millis(50);
-
-/// A session this shard handed over, kept until the new owner says it installed it.
-struct Parked {
-    peer: PeerNode,
-    request: u64,
-    session: Restored,
-}
-
-/// An answer a task waits for, set by whoever reads it from a link.
-struct Awaited<T> {
-    value: RefCell<Option<T>>,
-    signal: Signal,
-}
-
-impl<T> Awaited<T> {
-    fn new() -> Awaited<T> {
-        Awaited { value: RefCell::new(None), signal: Signal::default() }
-    }
-
-    fn set(&self, value: T) {
-        *self.value.borrow_mut() = Some(value);
-        self.signal.notify();
-    }
-
-    /// The answer, or `None` when it has not come by `deadline`.
-    async fn until(&self, deadline: Instant) -> Option<T> {
-        loop {
-            if let Some(value) = self.value.borrow_mut().take() {
-                return Some(value);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            future::or(self.signal.wait(), runtime::sleep(left)).await;
-        }
-    }
-}
-
-/// Chooses the holders of large retained messages: the first [`RETAINED_COPIES`] nodes of the
-/// topic on the HRW ring of live nodes, the same on every node that sees the same members.
-#[derive(Debug)]
-struct RingPlacement {
-    node: Arc<NodeCluster>,
-    ring: Rc<RefCell<Ring>>,
-}
-
-impl RetainedPlacement for RingPlacement {
-    fn holders(&self, topic: &str) -> Vec<Node> {
-        let ring = self.ring.borrow();
-        let owners = ring.owners(topic.as_bytes(), RETAINED_COPIES);
-        owners.into_iter().map(|node| self.node.shard_node(node)).collect()
-    }
-}
-
-/// Link messages one shard passes to another over the mesh.
-pub enum ClusterItem {
-    /// A peer answered a publish this shard forwarded.
-    Receipt { peer: PeerNode, token: u64, ok: bool },
-    /// A peer takes over a client homed on this shard.
-    Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
-    /// A peer answered this shard's takeover request.
-    Transfer(Box<SessionTransfer>),
-    /// A peer fetches a retained message of this shard's partition.
-    Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
-    /// A peer answered this shard's retained fetch.
-    Fetched(Box<RetainedFetched>),
-    /// A peer node's subscriber paused or released this shard's connection `conn`.
-    Pace { conn: ConnId, pause: bool },
-    /// A peer installed a session this shard handed over.
-    Installed(Box<TransferInstalled>),
-    /// Shard `peer_shard` (of `peer_shards`) of a peer digested its retained versions of this
-    /// shard's topics.
-    /// `ask_back`: send this shard's own digest to the peer again.
-    RetainedDigest {
-        peer: PeerNode,
-        peer_shards: u16,
-        peer_shard: ShardId,
-        digest: Vec<u64>,
-        ask_back: bool,
-    },
-    /// Shard `peer_shard` (of `peer_shards`) of a peer listed its retained versions in
-    /// `buckets` of this shard's partition.
-    RetainedVersions {
-        peer: PeerNode,
-        peer_shards: u16,
-        peer_shard: ShardId,
-        buckets: Vec<u16>,
-        entries: Vec<(ByteString, u64)>,
-    },
-}
-
-impl ShardCluster {
-    pub fn new(node: Arc<NodeCluster>, clock: WallClock) -> ShardCluster {
-        ShardCluster {
-            node,
-            clock,
-            links: RefCell::new(HashMap::new()),
-            takeovers: RefCell::new(HashMap::new()),
-            parked: RefCell::new(HashMap::new()),
-            ring: Rc::new(RefCell::new(Ring::default())),
-            fetch_queue: RefCell::new(Vec::new()),
-            fetch_signal: Signal::default(),
-            fetches: RefCell::new(HashMap::new()),
-            pull_queue: RefCell::new(retained::PullQueue::new()),
-            pull_signal: Signal::default(),
-            // Request numbers differ between runs of the process, so that an answer to a
-            // request of a previous run (it crossed a restart) matches nothing in this one.
-            next_request: Cell::new(run_base()),
-            encoder: RefCell::new(Encoder::new()),
-            dropped: Cell::new(0),
-            unauthenticated: Cell::new(0),
-        }
-    }
-
-    /// Where this shard's large retained messages are kept (given to the shard's state).
-    pub fn placement(&self) -> Box<dyn RetainedPlacement> {
-        Box::new(RingPlacement { node: self.node.clone(), ring: self.ring.clone() })
-    }
-
-    fn next_request(&self) -> u64 {
-        let request = self.next_request.get();
-        self.next_request.set(request + 1);
-        request
-    }
-
-    /// The shard asked for a large retained message kept on other nodes
-    /// ([`shardmq_shard::Effect::FetchRetained`]); [`retained_fetcher`] fetches it.
-    pub fn fetch_retained(&self, token: u64, topic: ByteString, holders: Vec<PeerNode>) {
-        self.fetch_queue.borrow_mut().push((token, topic, holders));
-        self.fetch_signal.notify();
-    }
-
-    /// The shard became a holder of a large retained message
-    /// ([`shardmq_shard::Effect::PullRetained`]); [`retained_puller`] pulls it.
-    pub fn pull_retained(&self, topic: ByteString, holders: Vec<PeerNode>) {
-        self.pull_queue.borrow_mut().push_back((topic, holders));
-        self.pull_signal.notify();
-    }
-
-    /// Queues a frame on the link to `peer`. False when the link is down.
-    ///
-    /// A full link takes the frame too: only forwarded publishes may be dropped for a full link
-    /// (the caller asks [`ShardCluster::has_room`]). A route delta lost while the link stays up
-    /// would leave the peer's replica wrong until the next reconnect, and a lost receipt or
-    /// takeover message would leave its waiter to time out; their volume is small, and a peer
-    /// that stops reading has its link closed after [`LINK_WRITE_TIMEOUT`], which empties it.
-    fn send(&self, peer: PeerNode, body: Body) -> bool {
-        let links = self.links.borrow();
-        let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return false };
-        self.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
-        link.signal.notify();
-        true
-    }
-
-    /// Whether the link to `peer` has room for a forwarded publish ([`LINK_OUT_BYTES_MAX`]).
-    fn has_room(&self, peer: PeerNode) -> bool {
-        self.links
-            .borrow()
-            .get(&peer)
-            .is_some_and(|link| link.out.borrow().len() <= LINK_OUT_BYTES_MAX)
-    }
-
-    /// Carries out a shard effect meant for a peer. Returns the receipt to answer at once when
-    /// the publish could not be sent.
-    pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
-        match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders, publisher, version } => {
-                let (shared_filter, shared_group) = match shared {
-                    Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
-                    None => (None, None),
-                };
-                let retained_holders = holders.map(|holders| {
-                    holders
-                        .into_iter()
-                        .filter_map(|node| self.node.node_id(node))
-                        .map(|node| node.to_string())
-                        .collect()
-                });
-                let body = Body::Publish(Box::new(Publish {
-                    message: encode_stored_message(&message, &self.clock),
-                    receipt: receipt.unwrap_or(0),
-                    reply_shard: shard.0,
-                    deliver,
-                    shared_filter,
-                    shared_group,
-                    retained_holders,
-                    publisher: publisher.map(|conn| conn.0),
-                    retained_version: version,
-                }));
-                if !self.has_room(peer) || !self.send(peer, body) {
-                    // The peer's link is down (the node is gone or restarting) or full: its
-                    // subscribers miss this message. The publisher is not failed for it: a
-                    // node that cannot be reached would otherwise stop every QoS 1 publish
-                    // to topics it had subscribers for (see docs/cluster.md).
-                    self.dropped.set(self.dropped.get() + 1);
-                    return receipt.map(|token| (token, true));
-                }
-                if let Some(token) = receipt {
-                    if let Some(link) = self.links.borrow().get(&peer) {
-                        link.receipts.borrow_mut().insert(token, Instant::now());
-                    }
-                }
-                None
-            }
-            Forward::Receipt { token, shard, ok } => {
-                let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
-                // Lost with the link: the peer's own timeout answers its publisher.
-                self.send(peer, body);
-                None
-            }
-            Forward::Pace { shard, conn, pause } => {
-                let body = Body::Pace(Box::new(Pace { shard: shard.0, conn: conn.0, pause }));
-                // Never dropped while the link is up (a resume must follow its pause); lost
-                // with the link, the peer lets the pause lapse.
-                self.send(peer, body);
-                None
-            }
-        }
-    }
-
-    /// This shard's routes changed: one delta on every link that is up (a link that is down
-    /// starts again from a snapshot). Never dropped while the link is up: the peer applies a
-    /// delta only as the next of its connection's.
-    pub fn routes_changed(&self, added: &[PeerRoute], removed: &[PeerRoute]) {
-        let peers: Vec<PeerNode> = self.links.borrow().keys().copied().collect();
-        for peer in peers {
-            let version = match self.links.borrow().get(&peer) {
-                Some(link) if link.up.get() => {
-                    link.version.set(link.version.get() + 1);
-                    link.version.get()
-                }
-                _ => continue,
-            };
-            let body = Body::RouteDelta(Box::new(RouteDelta {
-                version,
-                added: Some(added.iter().map(wire_route).collect()),
-                removed: Some(removed.iter().map(wire_route).collect()),
-            }));
-            self.send(peer, body);
-        }
-    }
-
-    /// A receipt for a publish this shard forwarded to `peer`.
-    fn receipt(&self, context: &ShardContext, peer: PeerNode, token: u64, ok: bool) {
-        let waited = self
-            .links
-            .borrow()
-            .get(&peer)
-            .is_some_and(|link| link.receipts.borrow_mut().remove(&token).is_some());
-        if waited {
-            context.state.borrow_mut().peer_receipt(token, ok, Instant::now());
-            context.apply_effects();
-        }
-    }
-}
-
-fn wire_route(route: &PeerRoute) -> Route {
-    Route { filter: route.filter.to_string(), group: route.group.as_ref().map(|g| g.to_string()) }
-}
-
-fn shard_route(route: Route) -> PeerRoute {
-    PeerRoute {
-        filter: ByteString::from(route.filter),
-        group: route.group.filter(|g| !g.is_empty()).map(ByteString::from),
-    }
-}
+pub(crate) use state::*;
 
 // -------------------------------------------------------------------------------------------
 // Membership
@@ -956,18 +461,6 @@ pub async fn link_accept_loop(context: Rc<ShardContext>, listener: TcpListener) 
     }
 }
 
-/// Who is at the other end of an incoming link (from its hello).
-struct LinkPeer {
-    peer: PeerNode,
-    node: NodeId,
-    origin: ShardId,
-    /// How many shards the peer has.
-    shards: u16,
-    /// The peer's incarnation and this connection's number: what its route frames are tagged
-    /// with.
-    epoch: LinkEpoch,
-}
-
 /// A hello larger than this is refused before it is decoded (a real one is under 200 bytes).
 const HELLO_BYTES_MAX: usize = 64 << 10;
 
@@ -1225,7 +718,7 @@ fn handle_frame(
         Body::Receipt(receipt) => {
             let shard = ShardId(receipt.shard);
             if shard == context.id {
-                cluster.receipt(context, from.peer, receipt.token, receipt.ok);
+                receipt_arrived(cluster, context, from.peer, receipt.token, receipt.ok);
             } else if shard.0 < context.shards {
                 let item =
                     ClusterItem::Receipt { peer: from.peer, token: receipt.token, ok: receipt.ok };
@@ -1317,11 +810,32 @@ fn publish_arrived(
     );
 }
 
+/// A receipt for a publish this shard forwarded to `peer`.
+fn receipt_arrived(
+    cluster: &ShardCluster,
+    context: &ShardContext,
+    peer: PeerNode,
+    token: u64,
+    ok: bool,
+) {
+    let waited = cluster
+        .links
+        .borrow()
+        .get(&peer)
+        .is_some_and(|link| link.receipts.borrow_mut().remove(&token).is_some());
+    if waited {
+        context.state.borrow_mut().peer_receipt(token, ok, Instant::now());
+        context.apply_effects();
+    }
+}
+
 /// A link message another shard of this node passed here.
 pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
     let Some(cluster) = context.cluster.clone() else { return };
     match item {
-        ClusterItem::Receipt { peer, token, ok } => cluster.receipt(context, peer, token, ok),
+        ClusterItem::Receipt { peer, token, ok } => {
+            receipt_arrived(&cluster, context, peer, token, ok)
+        }
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
         ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
         ClusterItem::Fetch { peer, fetch } => {
@@ -1658,15 +1172,4 @@ fn decode_transfer(
         restored.incoming_qos2.push((client_id.clone(), packet_id));
     }
     Ok(Some(restored))
-}
-
-/// The first takeover request number, or link connection number, of this run: the wall clock in
-/// nanoseconds, high bits cleared so that numbers never wrap within a run. A later run starts
-/// above the numbers an earlier one gave (unless the clock was set back by more than the run's
-/// count of them).
-fn run_base() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
-    (nanos & (u64::MAX >> 2)).max(1)
 }

@@ -11,7 +11,6 @@ use shardmq_cluster::ownership::TXN_OPS_MAX;
 use shardmq_shard::Limits;
 use shardmq_storage::Durability;
 
-use crate::listeners::TlsFiles;
 use shardmq_io::link_tls::LinkTlsFiles;
 use shardmq_io::transport::AllowedOrigins;
 use std::sync::Arc;
@@ -962,6 +961,17 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         let at = line.map(|line| format!(" line {line}")).unwrap_or_default();
         ConfigError(format!("config file {}{at}: {}", path.display(), error.message().trim()))
     })
+}
+
+/// Where the TLS files are, and how client certificates are used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// Clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// The client certificate's common name is the client's user name (no password needed).
+    pub certificate_as_username: bool,
 }
 
 #[cfg(test)]

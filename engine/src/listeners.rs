@@ -6,15 +6,16 @@
 //! connection takes the configuration in force when it is accepted, and a bad new file keeps
 //! the old one in force (the log says why).
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use shardmq_io::runtime::{bind_listener_sockets, ListenerSocket};
 use shardmq_io::transport::{load_tls_config, AllowedOrigins, LayerKind, ServerConfig};
 
-use crate::config::Config;
-use crate::server::LISTEN_BACKLOG;
+use crate::config::{Config, TlsFiles};
+
+/// Pending connections the kernel queues per listener (capped by `net.core.somaxconn`).
+pub(crate) const LISTEN_BACKLOG: i32 = 4096;
 
 /// What a listener puts under MQTT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,17 +84,6 @@ pub(crate) fn bind(config: &Config, shards: usize) -> anyhow::Result<Vec<Vec<Sha
         }
     }
     Ok(per_shard)
-}
-
-/// Where the TLS files are, and how client certificates are used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub certificate: PathBuf,
-    pub key: PathBuf,
-    /// Clients must present a certificate signed by this CA (mutual TLS).
-    pub client_ca: Option<PathBuf>,
-    /// The client certificate's common name is the client's user name (no password needed).
-    pub certificate_as_username: bool,
 }
 
 /// The TLS server configuration in force, shared by every shard; replaced by [`reload`].

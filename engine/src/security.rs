@@ -168,9 +168,9 @@ impl NodeSecurity {
     }
 
     /// The password logins' counters, for `/metrics`.
-    pub fn login_figures(&self) -> crate::admin::LoginFigures {
+    pub fn login_figures(&self) -> crate::metrics::LoginFigures {
         let guard = lock(&self.guard);
-        crate::admin::LoginFigures {
+        crate::metrics::LoginFigures {
             failures: guard.failures(),
             banned_sources: guard.banned(Instant::now()),
             checks_queued: lock(&self.checks.0).len(),

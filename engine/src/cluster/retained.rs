@@ -2,7 +2,6 @@
 //! ones this node now holds, and the catch-up of retained writes when a link comes up (see
 //! `shardmq_shard`'s `retained_sync` module for the protocol and its invariants).
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +15,8 @@ use shardmq_io::runtime;
 use shardmq_shard::persist::{decode_stored_message, encode_stored_message};
 use shardmq_shard::{retained_shard, PeerNode, ShardId, SharedMessage, RETAINED_BUCKETS};
 
-use super::{Awaited, ClusterItem, LinkPeer, OutLink, ShardCluster, RETAINED_FETCH_TIMEOUT};
-use crate::server::{MeshItem, ShardContext};
+use super::state::{Awaited, ClusterItem, LinkPeer, OutLink, ShardCluster, RETAINED_FETCH_TIMEOUT};
+use crate::context::{MeshItem, ShardContext};
 
 /// Retained pushes are queued on a link while its queue is under this many bytes: the catch-up
 /// goes at the pace the peer reads, behind what the link carries anyway.
@@ -128,7 +127,7 @@ pub(super) fn frame_arrived(
                 entries: topics.into_iter().map(ByteString::from).zip(numbers).collect(),
             };
             if shard == context.id {
-                super::cluster_item(context, item);
+                versions_arrived(context, cluster, item);
             } else {
                 context.to_peer(shard, MeshItem::Cluster(item));
             }
@@ -360,5 +359,3 @@ pub(super) fn fetched_arrived(cluster: &ShardCluster, fetched: RetainedFetched) 
     });
     answer.set(message.map(|message| (Arc::new(message), fetched.version)));
 }
-
-pub(super) type PullQueue = VecDeque<(ByteString, Vec<PeerNode>)>;

@@ -1,0 +1,629 @@
+//! A client connection on a shard: the accept loop, the CONNECT handshake (read it, authenticate,
+//! hand the socket to the client's home shard), and the connection's task ([`ConnectionTask`]),
+//! which feeds the shard its packets and writes what the shard produces for it.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use shardmq_io::codec::{
+    ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties, ProtocolVersion,
+    ReasonCode,
+};
+use shardmq_io::runtime::{self, needs_accept_backoff, Connection, TcpListener};
+use shardmq_io::transport::{Layer, Layered};
+use shardmq_shard::{home_shard, ConnId, ConnectRefusal};
+
+use crate::cluster::{self};
+use crate::connect_auth::{self, ConnectionWire};
+use crate::listeners::ListenerKind;
+use crate::overload::ConnectBudget;
+
+use crate::client_stream::{poll_write_all, read_more, ClientStream};
+use crate::context::{
+    Adoption, ConnHandle, MeshItem, ShardContext, SIGNAL_CLOSE, SIGNAL_FLUSH, SIGNAL_WAKE,
+};
+/// What a WebSocket frame or message may carry beyond the largest MQTT packet: several small
+/// packets beside it (clients coalesce).
+const WS_FRAME_SLACK_BYTES: usize = 64 << 10;
+/// Packets one connection decodes and hands to its shard before yielding to other tasks.
+const PACKETS_PER_TURN_MAX: usize = 256;
+/// How long an accept loop backs off when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often "out of file descriptors" is logged at most.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(crate) async fn accept_loop(
+    context: Rc<ShardContext>,
+    listener: TcpListener,
+    kind: ListenerKind,
+) {
+    let mut last_error_log: Option<Instant> = None;
+    // Each listener has its own connect budget: a storm on one leaves the others' alone.
+    let mut share = context.connect_rate_share.get();
+    let mut budget = share.map(|share| ConnectBudget::new(share, Instant::now()));
+    let shard = usize::from(context.id.0);
+    context.counters.set_ready(shard, true);
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            context.stop_signal.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else {
+            context.counters.set_ready(shard, false);
+            return;
+        };
+        match accepted {
+            Ok(stream) => {
+                // TCP_NODELAY comes from the listener (`bind_listener_socket`): Linux copies it
+                // to every accepted socket, one setsockopt per connection saved.
+                // Over the connect rate, the connection is refused as soon as its CONNECT is
+                // read (CONNACK 0x9F, 3.1.1 code 3): a storm costs a read and a write per
+                // attempt, and the clients' own back-off, rather than a backlog that keeps
+                // growing while connected clients wait behind it.
+                if context.connect_rate_share.get() != share {
+                    // A reload changed the rate.
+                    share = context.connect_rate_share.get();
+                    budget = share.map(|share| ConnectBudget::new(share, Instant::now()));
+                }
+                let over_rate =
+                    budget.as_mut().is_some_and(|budget| !budget.take(Instant::now()).is_zero());
+                if over_rate && kind.is_tls() {
+                    // A CONNACK 0x9F would cost a TLS handshake first (hundreds of µs of CPU,
+                    // what the rate limit is there to save): closed at once instead.
+                    stream.close();
+                    continue;
+                }
+                let origins = || context.ws_origins.borrow().clone();
+                match kind.layer(context.tls.as_deref(), origins) {
+                    None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
+                    Some(layer) => {
+                        let frame_bytes_max =
+                            context.packet_bytes_max.get() as usize + WS_FRAME_SLACK_BYTES;
+                        let stream = Layered::new(stream, Layer::new(&layer, frame_bytes_max));
+                        runtime::spawn_local(handshake(context.clone(), stream, over_rate));
+                    }
+                }
+            }
+            Err(error) => {
+                let now = Instant::now();
+                if last_error_log.is_none_or(|at| now - at >= ACCEPT_ERROR_LOG_INTERVAL) {
+                    tracing::warn!(shard = %context.id, "accept failed: {error}; backing off");
+                    last_error_log = Some(now);
+                }
+                // Out of descriptors or memory: wait for connections to close. Anything else
+                // (a connection reset before accept) is transient, but still never a busy loop.
+                let pause = if needs_accept_backoff(&error) {
+                    ACCEPT_BACKOFF
+                } else {
+                    Duration::from_millis(1)
+                };
+                runtime::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// A WebSocket upgrade from a web page the broker does not serve (`ws_allowed_origins`): counted,
+/// and logged at the 1st, 2nd, 4th, 8th... on this shard (a page can retry in a loop).
+fn origin_refused<S: ClientStream>(context: &ShardContext, stream: &S, origin: &str) {
+    let mut state = context.state.borrow_mut();
+    state.connect_refused(ConnectRefusal::WebSocketOrigin);
+    let refused = state.stats().connects_refused[ConnectRefusal::WebSocketOrigin as usize];
+    if refused.is_power_of_two() {
+        let peer = stream.connection().peer_addr().map_or("?".to_string(), |a| a.to_string());
+        tracing::warn!(
+            shard = %context.id,
+            refused,
+            "refused a WebSocket upgrade from {peer}: a page of origin {origin:?} may not use \
+             the broker (`ws_allowed_origins`)"
+        );
+    }
+}
+
+/// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
+/// client's home shard.
+async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, over_rate: bool) {
+    let mut decoder = Decoder::server(context.packet_bytes_max.get());
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + context.connect_timeout.get();
+    let mut connect = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Decoded::Packet(Packet::Connect(connect))) => break connect,
+            // The server decoder refuses anything else as the first packet.
+            Ok(Decoded::Packet(_)) => return,
+            Ok(Decoded::NeedMore(_)) => {
+                // No CONNECT in time, EOF or an error: close.
+                if !read_more(&mut stream, &mut buf, deadline).await {
+                    if let Some(origin) = stream.refused_origin() {
+                        origin_refused(&context, &stream, origin);
+                    }
+                    return;
+                }
+            }
+            Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
+        }
+    };
+    if over_rate {
+        context.state.borrow_mut().connect_refused(ConnectRefusal::ConnectionRate);
+        return send_refusal(&mut stream, connect.protocol, ReasonCode::CONNECTION_RATE_EXCEEDED)
+            .await;
+    }
+    if context.memory.is_over() {
+        // Over the memory high-water mark: new clients wait, connected ones keep working.
+        context.state.borrow_mut().connect_refused(ConnectRefusal::Memory);
+        return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
+    }
+    let certified = match &context.tls {
+        Some(tls) if tls.certificate_as_username() && stream.is_tls() => {
+            match stream.peer_common_name() {
+                Some(name) => Some(name),
+                // A certificate without a usable common name names nobody: no falling back
+                // to a user name the client picks.
+                None => {
+                    return send_refusal(&mut stream, connect.protocol, ReasonCode::NOT_AUTHORIZED)
+                        .await
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut connect = match certified {
+        // The certificate names the user; an Authentication Method's exchange would be
+        // another identity, and is refused.
+        Some(_) if connect.properties.authentication_method.is_some() => {
+            let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
+            return send_refusal(&mut stream, connect.protocol, reason).await;
+        }
+        // The client's certificate, checked against the client CA in the TLS handshake, is
+        // its credential: its common name is the user name, and no password is asked for.
+        Some(name) => {
+            connect.username = Some(name.into());
+            connect.password = None;
+            connect
+        }
+        None => {
+            // The password, or the Authentication Method's exchange (which may read AUTH
+            // packets).
+            let mut wire = ConnectionWire {
+                stream: &mut stream,
+                decoder: &mut decoder,
+                buf: &mut buf,
+                deadline,
+            };
+            let peer = wire.stream.connection().peer_addr().ok().map(|address| address.ip());
+            match connect_auth::authenticate(&context.security, connect, peer, &mut wire).await {
+                Ok(connect) => connect,
+                Err(refused) => {
+                    // Refused (the CONNACK is out) or gone.
+                    let cause = match refused {
+                        Some(ReasonCode::SERVER_BUSY) => Some(ConnectRefusal::PasswordChecksBusy),
+                        Some(ReasonCode::CONNECTION_RATE_EXCEEDED) => {
+                            Some(ConnectRefusal::LoginBackoff)
+                        }
+                        Some(ReasonCode::BANNED) => Some(ConnectRefusal::LoginBanned),
+                        Some(_) => Some(ConnectRefusal::NotAuthenticated),
+                        None => None,
+                    };
+                    if let Some(cause) = cause {
+                        context.state.borrow_mut().connect_refused(cause);
+                    }
+                    stream.close_gracefully();
+                    return;
+                }
+            }
+        }
+    };
+    if context.username_as_client_id.get() {
+        // `use_username_as_clientid`: the user name is the client id, so no client of another
+        // user can name this one's session.
+        match connect.username.clone() {
+            Some(username) => connect.client_id = username,
+            None => {
+                let cause = ConnectRefusal::NotAuthenticated;
+                context.state.borrow_mut().connect_refused(cause);
+                let reason = ReasonCode::NOT_AUTHORIZED;
+                return send_refusal(&mut stream, connect.protocol, reason).await;
+            }
+        }
+    }
+    let home = if connect.client_id.is_empty() {
+        // The state machine assigns an id homed on this shard.
+        context.id
+    } else {
+        home_shard(&connect.client_id, context.shards)
+    };
+    if home == context.id {
+        // A task of its own rather than awaited here: this handshake's state (its read and
+        // timeout futures) would otherwise stay allocated beside the connection for its life.
+        return start_connection(context, stream, decoder, buf, connect);
+    }
+    let (connection, layer) = stream.into_parts();
+    match connection.into_handoff() {
+        Ok(handoff) => {
+            let adoption = Adoption { stream: handoff, layer, connect, leftover: buf.freeze() };
+            context.to_peer(home, MeshItem::Adopt(adoption));
+        }
+        Err(error) => tracing::warn!(shard = %context.id, "cannot hand a connection over: {error}"),
+    }
+}
+
+/// Answers a CONNECT that could not be decoded: a v5 CONNACK with the reason code, a 3.1.1
+/// CONNACK "unacceptable protocol version" for an unknown level, or just a close.
+async fn refuse_connect<S: ClientStream>(
+    mut stream: S,
+    version: Option<ProtocolVersion>,
+    error: &DecodeError,
+) {
+    let (version, reason) = match (version, error) {
+        (Some(ProtocolVersion::V5), error) => (ProtocolVersion::V5, error.reason_code()),
+        (_, DecodeError::UnsupportedProtocol { .. }) => {
+            (ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
+        }
+        _ => return,
+    };
+    send_refusal(&mut stream, version, reason).await;
+}
+
+/// Writes a CONNACK refusing the connection (best effort: the connection closes next anyway).
+async fn send_refusal<S: ClientStream>(
+    stream: &mut S,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    let connack = Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason,
+        properties: Properties::default(),
+    });
+    let mut out = BytesMut::new();
+    if connack.encode(version, &mut out).is_ok() {
+        let _ = poll_fn(|cx| poll_write_all(stream, &mut out, cx)).await;
+        stream.close_gracefully();
+    }
+}
+
+/// Admits a connection whose CONNECT has been read on its client's home shard: registers it
+/// with the shard and starts its task ([`ConnectionTask`]), or refuses it (too many
+/// connections, or the broker is stopping).
+pub(crate) fn start_connection<S: ClientStream>(
+    context: Rc<ShardContext>,
+    mut stream: S,
+    decoder: Decoder,
+    buf: BytesMut,
+    connect: Box<Connect>,
+) {
+    if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max.get()
+        || context.stopping.get()
+    {
+        context.connections.fetch_sub(1, Ordering::Relaxed);
+        let (reason, cause) = if context.stopping.get() {
+            (ReasonCode::SERVER_UNAVAILABLE, ConnectRefusal::Stopping)
+        } else {
+            (ReasonCode::QUOTA_EXCEEDED, ConnectRefusal::ConnectionLimit)
+        };
+        context.state.borrow_mut().connect_refused(cause);
+        let version = connect.protocol;
+        drop(connect);
+        return runtime::spawn_local(async move {
+            send_refusal(&mut stream, version, reason).await;
+        });
+    }
+    if context.cluster.is_some() && !connect.client_id.is_empty() {
+        // The client id must be this node's in etcd before CONNACK (ids the shard assigns are
+        // unique to this node and need no claim).
+        return runtime::spawn_local(async move {
+            let client_id = connect.client_id.to_string();
+            let username = connect.username.as_deref();
+            let claimed = cluster::claim(&context, &client_id, connect.clean_start, username).await;
+            let serving = context
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.node.fence.may_serve(Instant::now()));
+            let refused = match claimed {
+                Err(cause) => Some(cause),
+                Ok(()) if context.stopping.get() => Some(ConnectRefusal::Stopping),
+                Ok(()) if !serving => Some(ConnectRefusal::Fenced),
+                Ok(()) => None,
+            };
+            if let Some(cause) = refused {
+                context.connections.fetch_sub(1, Ordering::Relaxed);
+                context.state.borrow_mut().connect_refused(cause);
+                let version = connect.protocol;
+                drop(connect);
+                // "Busy" asks the client to come back later; "unavailable" to try elsewhere.
+                let reason = match cause {
+                    ConnectRefusal::EtcdBusy => ReasonCode::SERVER_BUSY,
+                    ConnectRefusal::SessionOfAnotherUser => ReasonCode::NOT_AUTHORIZED,
+                    _ => ReasonCode::SERVER_UNAVAILABLE,
+                };
+                return send_refusal(&mut stream, version, reason).await;
+            }
+            register_connection(context, stream, decoder, buf, connect);
+        });
+    }
+    register_connection(context, stream, decoder, buf, connect);
+}
+
+/// Hands an admitted connection's CONNECT to the shard and starts its task.
+fn register_connection<S: ClientStream>(
+    context: Rc<ShardContext>,
+    stream: S,
+    decoder: Decoder,
+    buf: BytesMut,
+    connect: Box<Connect>,
+) {
+    let conn = context.new_conn_id();
+    let handle = ConnHandle { notify: stream.notify_key(), peer: stream.peer_key() };
+    context.conns.borrow_mut().insert(conn, handle);
+    context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
+    context.apply_effects();
+    runtime::spawn_local(ConnectionTask { context, conn, buf, decoder, stream, step: Step::Feed });
+}
+
+/// Moves a value out of its box and frees the box at once. `*boxed` in an async block frees the
+/// box only when the block's state is dropped: for the CONNECT (~1 KB of fields, all moved out
+/// by then) that was the end of the connection.
+// Taking the box is the point: it is freed when this returns.
+#[allow(clippy::boxed_local)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
+/// One connection on its client's home shard: feeds its packets to the shard and writes what the
+/// shard produces for it, until either side closes; then tells the shard.
+///
+/// A hand-written future rather than an `async` block: this state lives as long as the
+/// connection, and a compiler-laid-out coroutine kept 240 bytes (the arguments, the output being
+/// written and each await's future side by side, `-Zprint-type-sizes`) where these fields take
+/// 72 (output that finds the socket full waits in [`ShardContext::blocked_out`]).
+struct ConnectionTask<S> {
+    context: Rc<ShardContext>,
+    conn: ConnId,
+    /// Bytes read and not yet decoded; no allocation while empty.
+    buf: BytesMut,
+    decoder: Decoder,
+    stream: S,
+    step: Step,
+}
+
+// Every plain connection's task holds one: its size is part of the memory per idle connection
+// (a TLS or WebSocket one adds a pointer to its layer).
+const _: () = assert!(std::mem::size_of::<ConnectionTask<Connection>>() == 72);
+
+/// Where a [`ConnectionTask`] goes on when polled.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Decode what has arrived, then write, wait or yield.
+    Feed,
+    /// Take the shard's output for the connection and write it, then feed.
+    Write,
+    /// The socket was full: write the rest of the output (kept in
+    /// [`ShardContext::blocked_out`]), then feed.
+    Blocked,
+    /// Paused (its subscribers are draining): wait for a signal (a resume, flush or close).
+    Paused,
+    /// Wait for data or a signal.
+    Wait,
+}
+
+impl<S: ClientStream> Future for ConnectionTask<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let task = self.get_mut();
+        let Poll::Ready(lost) = task.serve(cx) else { return Poll::Pending };
+        let context = &task.context;
+        let now = Instant::now();
+        if let Step::Blocked = task.step {
+            context.blocked_out.borrow_mut().remove(&task.conn);
+        }
+        context.conns.borrow_mut().remove(&task.conn);
+        if lost {
+            context.state.borrow_mut().connection_lost(task.conn, now);
+        } else {
+            context.state.borrow_mut().connection_closed(task.conn);
+        }
+        context.apply_effects();
+        context.connections.fetch_sub(1, Ordering::Relaxed);
+        Poll::Ready(())
+    }
+}
+
+impl<S: ClientStream> ConnectionTask<S> {
+    /// The connection's loop. Ready with true if the connection was lost (EOF or an error)
+    /// rather than closed by the shard.
+    fn serve(&mut self, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        let conn = self.conn;
+        loop {
+            match self.step {
+                Step::Feed => {}
+                Step::Write | Step::Blocked => {
+                    let written = if let Step::Write = self.step {
+                        let mut out = self.context.state.borrow_mut().take_output(conn);
+                        let taken = out.len();
+                        let written = poll_write_all(&mut self.stream, &mut out, cx);
+                        if written.is_pending() {
+                            if out.len() < taken {
+                                self.partly_written();
+                            }
+                            // The socket is full: the rest waits beside the task rather than in
+                            // it (rarely needed, and the task's state is every idle
+                            // connection's).
+                            self.context.blocked_out.borrow_mut().insert(conn, out);
+                            self.step = Step::Blocked;
+                        }
+                        written
+                    } else {
+                        let mut blocked = self.context.blocked_out.borrow_mut();
+                        let (written, moved) = match blocked.get_mut(&conn) {
+                            Some(out) => {
+                                let before = out.len();
+                                let written = poll_write_all(&mut self.stream, out, cx);
+                                (written, out.len() < before)
+                            }
+                            None => (Poll::Ready(Ok(())), false),
+                        };
+                        if let Poll::Ready(Ok(())) = written {
+                            blocked.remove(&conn);
+                        }
+                        drop(blocked);
+                        if written.is_pending() && moved {
+                            self.partly_written();
+                        }
+                        written
+                    };
+                    match written {
+                        // A close (keepalive timeout, takeover, protocol error) does not wait
+                        // for a peer that stopped reading: what it has not taken is dropped.
+                        Poll::Pending => {
+                            return match self.stream.poll_signals(SIGNAL_CLOSE, cx) {
+                                Poll::Ready(signals) if signals & SIGNAL_CLOSE != 0 => {
+                                    self.stream.close_gracefully();
+                                    Poll::Ready(false)
+                                }
+                                _ => Poll::Pending,
+                            };
+                        }
+                        // What is left blocked, if anything, goes when the task ends.
+                        Poll::Ready(Err(_)) => return Poll::Ready(true),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    self.context.state.borrow_mut().output_written(conn, Instant::now());
+                    self.context.apply_effects();
+                    let signals = self.stream.signals();
+                    if signals & SIGNAL_CLOSE != 0 && signals & SIGNAL_FLUSH == 0 {
+                        self.stream.close_gracefully();
+                        return Poll::Ready(false);
+                    }
+                    self.step = Step::Feed;
+                    if poll_yield(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Step::Paused => {
+                    // Resumed by a signal (Effect::Resume), or woken to flush or close.
+                    // Meanwhile what is not a PUBLISH is still read and fed (acknowledgements,
+                    // PINGREQ, DISCONNECT): a paused client that also subscribes must be able to
+                    // acknowledge its own deliveries, or its pause would spread to everyone
+                    // feeding it. Reading stops at the first PUBLISH.
+                    if self.stream.poll_signals(SIGNAL_WAKE, cx).is_ready() {
+                        self.step = Step::Feed;
+                    } else if !front_is_publish(&self.buf)
+                        && self.stream.poll_readable(cx).is_ready()
+                    {
+                        self.step = Step::Feed;
+                        match self.stream.try_read_buf(&mut self.buf) {
+                            Ok(Some(0)) | Err(_) => return Poll::Ready(true),
+                            Ok(Some(_) | None) => {}
+                        }
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
+                Step::Wait => {
+                    if self.stream.poll_readable(cx).is_pending() {
+                        if self.stream.poll_signals(SIGNAL_WAKE, cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        self.step = Step::Feed;
+                        continue;
+                    }
+                    self.step = Step::Feed;
+                    // Nothing read (a spurious wake-up) goes round again: an empty buffer is
+                    // given up before the next wait.
+                    match self.stream.try_read_buf(&mut self.buf) {
+                        Ok(Some(0)) | Err(_) => return Poll::Ready(true),
+                        Ok(Some(_) | None) => {}
+                    }
+                }
+            }
+            self.step = self.feed();
+            if let Step::Feed = self.step {
+                // The batch limit stopped decoding: let other tasks run, then go on.
+                if poll_yield(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// The socket took part of this connection's output and is full again: tells the shard
+    /// the subscriber still drains (a congested one that does is not stalled).
+    fn partly_written(&self) {
+        self.context.state.borrow_mut().output_progress(self.conn, Instant::now());
+    }
+
+    /// Feeds what has arrived to the shard, a bounded batch per turn, and says what comes
+    /// next: [`Step::Write`] with the shard's output taken, [`Step::Paused`], [`Step::Feed`]
+    /// when the batch limit stopped decoding, or [`Step::Wait`].
+    fn feed(&mut self) -> Step {
+        let context = &*self.context;
+        let conn = self.conn;
+        if context.cluster.as_ref().is_some_and(|c| !c.node.fence.may_serve(Instant::now())) {
+            // This node's lease may have lapsed (a long pause, a partition): it must not serve
+            // anyone a peer may have claimed. Every connection here closes.
+            context.state.borrow_mut().fence(Instant::now());
+            context.apply_effects();
+            return Step::Write;
+        }
+        // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
+        let mut fed = 0;
+        let mut more = true;
+        let mut paused = context.state.borrow().is_paused(conn);
+        while more && fed < PACKETS_PER_TURN_MAX {
+            if paused && front_is_publish(&self.buf) {
+                break;
+            }
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Decoded::Packet(packet)) => {
+                    let mut state = context.state.borrow_mut();
+                    state.packet(conn, packet, Instant::now());
+                    paused = state.is_paused(conn);
+                    fed += 1;
+                }
+                Ok(Decoded::NeedMore(_)) => more = false,
+                Err(error) => {
+                    context.state.borrow_mut().decode_error(conn, &error, Instant::now());
+                    self.buf.clear();
+                    more = false;
+                }
+            }
+        }
+        if fed > 0 {
+            context.apply_effects();
+        }
+        if self.buf.is_empty() {
+            // An idle connection keeps no read buffer.
+            self.buf = BytesMut::new();
+        }
+        if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
+            self.stream.clear_signals(SIGNAL_FLUSH);
+            Step::Write
+        } else if paused {
+            Step::Paused
+        } else if more {
+            Step::Feed
+        } else {
+            Step::Wait
+        }
+    }
+}
+
+/// Whether the next packet in `buf` is a PUBLISH (what a paused connection must not feed).
+fn front_is_publish(buf: &BytesMut) -> bool {
+    buf.first().is_some_and(|first| first >> 4 == 3)
+}
+
+/// Polls [`runtime::yield_if_needed`] once: pending when the task has run long enough and
+/// should let others run (it is woken at once). Its future holds nothing worth keeping: a
+/// second poll would only return ready, so the caller goes on when polled again.
+fn poll_yield(cx: &mut TaskContext<'_>) -> Poll<()> {
+    std::pin::pin!(runtime::yield_if_needed()).poll(cx)
+}

@@ -1,0 +1,29 @@
+//! The shardmq node as a library: configuration, boot and wiring of the shards, node links,
+//! security, the admin endpoint, and the `shardmq` command line ([`cli`]). The binary
+//! (`src/main.rs`) is a thin wrapper over [`cli::main`]; what does not need sockets is tested
+//! here, in each module's tests.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod admin_http;
+mod check_system;
+pub mod cli;
+mod client_stream;
+mod cluster;
+pub mod config;
+mod connect_auth;
+mod connection;
+mod context;
+mod enhanced_auth;
+mod import_mosquitto;
+mod link_certs;
+mod link_security;
+mod listeners;
+mod login_guard;
+mod metrics;
+mod overload;
+mod reload;
+mod security;
+mod server;
+mod signal;
