@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command as Process, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -119,6 +119,9 @@ enum Heard {
     Ended,
 }
 
+/// What the parent hears, and from which child (its index).
+type HeardFrom = (usize, Heard);
+
 /// One running child.
 struct ChildProcess {
     child: Child,
@@ -166,7 +169,30 @@ pub fn run_processes(
     }
     let started_ns = now_ns();
     let start_ns = started_ns + duration_ns(PROCESS_START_LEAD);
-    let (sender, heard) = mpsc::channel::<(usize, Heard)>();
+    let (mut children, heard) = spawn_children(config, processes, program, args, start_ns)?;
+
+    let whole = RunConfig { share: ProcessShare::WHOLE, ..config.clone() };
+    let mut coordinator = Coordinator::new(&whole, started_ns);
+    let messaging = matches!(config.scenario, Scenario::Messaging(_));
+    let mut printer = ProgressPrinter::new(progress, messaging, started_ns);
+    coordinate(&mut children, &heard, &mut coordinator, &mut printer)?;
+    let mut timeline = coordinator.timeline;
+    timeline.finished_ns = now_ns();
+    let merged = merge_reports(children);
+    Ok(Report::build(&whole, &merged, timeline))
+}
+
+/// Starts the `processes` children, each told its share, the run's identity and the common
+/// start; returns them and the channel their stdout lines arrive on. If one cannot start, the
+/// ones already started are killed.
+fn spawn_children(
+    config: &RunConfig,
+    processes: u32,
+    program: &Path,
+    args: &[OsString],
+    start_ns: u64,
+) -> Result<(Vec<ChildProcess>, mpsc::Receiver<HeardFrom>), RunError> {
+    let (sender, heard) = mpsc::channel::<HeardFrom>();
     let mut children = Vec::new();
     for index in 0..processes {
         let spawned = Process::new(program)
@@ -189,74 +215,96 @@ pub fn run_processes(
                 )));
             }
         };
-        let stdout = child.stdout.take();
-        let sender = sender.clone();
-        let child_index = children.len();
-        thread::spawn(move || {
-            if let Some(stdout) = stdout {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let heard = match serde_json::from_str(&line) {
-                        Ok(message) => Heard::Message(message),
-                        Err(_) => Heard::Garbage(line),
-                    };
-                    if sender.send((child_index, heard)).is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = sender.send((child_index, Heard::Ended));
-        });
+        listen_to(child.stdout.take(), sender.clone(), children.len());
         let stdin = child.stdin.take();
         children.push(ChildProcess { child, stdin, counts: LiveCounts::default(), report: None });
     }
     drop(sender);
+    Ok((children, heard))
+}
 
-    let whole = RunConfig { share: ProcessShare::WHOLE, ..config.clone() };
-    let mut coordinator = Coordinator::new(&whole, started_ns);
-    let messaging = matches!(config.scenario, Scenario::Messaging(_));
-    let mut printer = ProgressPrinter::new(progress, messaging, started_ns);
-    while children.iter().any(|child| child.report.is_none()) {
-        thread::sleep(COORDINATOR_TICK);
-        let mut failure = None;
-        for (index, heard) in heard.try_iter() {
-            match heard {
-                Heard::Message(ChildMessage::Progress { counts, latency, connect_latency }) => {
-                    children[index].counts = counts;
-                    printer.sample(&latency, &connect_latency);
+/// Reads child `child_index`'s stdout on a thread of its own and passes on what it said, then
+/// [`Heard::Ended`] when it closes.
+fn listen_to(stdout: Option<ChildStdout>, sender: mpsc::Sender<HeardFrom>, child_index: usize) {
+    thread::spawn(move || {
+        if let Some(stdout) = stdout {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let heard = match serde_json::from_str(&line) {
+                    Ok(message) => Heard::Message(message),
+                    Err(_) => Heard::Garbage(line),
+                };
+                if sender.send((child_index, heard)).is_err() {
+                    return;
                 }
-                Heard::Message(ChildMessage::Report { report }) => {
-                    children[index].report = Some(report);
-                }
-                Heard::Garbage(line) => {
-                    failure.get_or_insert(format!("worker process {index} said {line:?}"));
-                }
-                Heard::Ended if children[index].report.is_none() => {
-                    let status = children[index].child.wait();
-                    failure.get_or_insert(format!(
-                        "worker process {index} exited without a report ({status:?})"
-                    ));
-                }
-                Heard::Ended => {}
             }
         }
-        if let Some(failure) = failure {
-            kill_all(&mut children);
+        let _ = sender.send((child_index, Heard::Ended));
+    });
+}
+
+/// Coordinates the children from the sum of their counts until each has sent its report;
+/// kills them all and fails if one misbehaves or exits without a report.
+fn coordinate(
+    children: &mut [ChildProcess],
+    heard: &mpsc::Receiver<HeardFrom>,
+    coordinator: &mut Coordinator<'_>,
+    printer: &mut ProgressPrinter,
+) -> Result<(), RunError> {
+    while children.iter().any(|child| child.report.is_none()) {
+        thread::sleep(COORDINATOR_TICK);
+        if let Some(failure) = take_heard(children, heard, printer) {
+            kill_all(children);
             return Err(RunError::Process(failure));
         }
         let mut totals = LiveCounts::default();
-        for child in &children {
+        for child in children.iter() {
             totals.add(&child.counts);
         }
         if let Some(command) = coordinator.step(&totals) {
-            for child in &mut children {
+            for child in children.iter_mut() {
                 child.send(command);
             }
         }
         printer.maybe_print(coordinator.phase_name(), &totals, coordinator.clients);
     }
-    let mut timeline = coordinator.timeline;
-    timeline.finished_ns = now_ns();
+    Ok(())
+}
+
+/// Takes in everything the children said since the last tick; returns the first failure
+/// among it.
+fn take_heard(
+    children: &mut [ChildProcess],
+    heard: &mpsc::Receiver<HeardFrom>,
+    printer: &mut ProgressPrinter,
+) -> Option<String> {
+    let mut failure = None;
+    for (index, heard) in heard.try_iter() {
+        match heard {
+            Heard::Message(ChildMessage::Progress { counts, latency, connect_latency }) => {
+                children[index].counts = counts;
+                printer.sample(&latency, &connect_latency);
+            }
+            Heard::Message(ChildMessage::Report { report }) => {
+                children[index].report = Some(report);
+            }
+            Heard::Garbage(line) => {
+                failure.get_or_insert(format!("worker process {index} said {line:?}"));
+            }
+            Heard::Ended if children[index].report.is_none() => {
+                let status = children[index].child.wait();
+                failure.get_or_insert(format!(
+                    "worker process {index} exited without a report ({status:?})"
+                ));
+            }
+            Heard::Ended => {}
+        }
+    }
+    failure
+}
+
+/// Closes each child's stdin, waits for it to exit, and merges the reports they sent.
+fn merge_reports(children: Vec<ChildProcess>) -> WorkerReport {
     let mut merged = WorkerReport::default();
     for mut child in children {
         drop(child.stdin.take());
@@ -265,7 +313,7 @@ pub fn run_processes(
             merged.merge(report);
         }
     }
-    Ok(Report::build(&whole, &merged, timeline))
+    merged
 }
 
 /// The loadgen flags of this process without `--processes N`, for its children.

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use serde::Serialize;
 use shardmq_io::codec::{
-    Ack, ByteString, Bytes, Packet, PacketId, Properties, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions, TopicFilterEntry,
+    Ack, ByteString, Bytes, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
 };
 use shardmq_io::runtime::{self, start_shards, ShardPlacement};
 
@@ -285,68 +285,19 @@ async fn publish_all(
     pool: &BufferPool,
     published: &mut Published,
 ) -> Result<(), Failure> {
-    let count = match kind {
-        PublishKind::Retained => retained_of(config).retained,
-        // At most R: written counts topics below R.
-        PublishKind::Clear(written) => written.min(u64::from(retained_of(config).retained)) as u32,
-    };
-    let window = PUBLISH_WINDOW.min(connection.receive_maximum).max(1);
-    // Packet identifiers 1..=window, reused as acknowledgements free them.
-    let mut free: Vec<u16> = (1..=window).rev().collect();
-    let mut in_flight: HashMap<u16, u32> = HashMap::new();
-    let version = connection.version();
-    let mut out = BytesMut::new();
-    let mut payload = BytesMut::new();
-    let mut next = 0_u32;
+    let mut pass = PublishPass::new(config, kind, connection);
     loop {
         if kind == PublishKind::Retained && crate::stop::requested() {
             // Cut short: publish no more, but settle what is in flight.
-            next = count;
+            pass.next = pass.count;
         }
-        while next < count {
-            let packet_id = match config.qos {
-                QoS::AtMostOnce => None,
-                QoS::AtLeastOnce | QoS::ExactlyOnce => {
-                    let Some(id) = free.pop() else { break };
-                    in_flight.insert(id, next);
-                    PacketId::new(id)
-                }
-            };
-            let body = match kind {
-                PublishKind::Retained => {
-                    let header = PayloadHeader {
-                        run_id: config.run_id,
-                        publisher: 0,
-                        sequence: u64::from(next),
-                        intended_ns: now_ns(),
-                    };
-                    header.write(config.payload_bytes, &mut payload);
-                    Bytes::from(payload.split())
-                }
-                PublishKind::Clear(_) => Bytes::new(),
-            };
-            Packet::Publish(Publish {
-                dup: false,
-                qos: config.qos,
-                retain: true,
-                topic: ByteString::from(config.topic(next)),
-                packet_id,
-                properties: Properties::default(),
-                payload: body,
-            })
-            .encode(version, &mut out)?;
-            next += 1;
-            published.written += 1;
-            if out.len() >= runtime::READ_BYTES_MAX {
-                break;
-            }
-        }
-        if !out.is_empty() {
-            connection.write(&out).await?;
-            out.clear();
+        pass.encode_window(published)?;
+        if !pass.out.is_empty() {
+            connection.write(&pass.out).await?;
+            pass.out.clear();
         }
         if config.qos == QoS::AtMostOnce {
-            if next < count {
+            if pass.next < pass.count {
                 runtime::yield_if_needed().await;
                 continue;
             }
@@ -354,41 +305,145 @@ async fn publish_all(
             published.acknowledged = published.written;
             return Ok(());
         }
-        if next >= count && in_flight.is_empty() {
+        if pass.next >= pass.count && pass.in_flight.is_empty() {
             return Ok(());
         }
         if !connection.has_buffered() {
             with_timeout(ACK_TIMEOUT, connection.fill(pool)).await?;
         }
+        pass.take_acknowledgements(connection, pool, published)?;
+        connection.release_buffer(pool);
+    }
+}
+
+/// Where a publishing pass stands: the next topic, the packet identifiers free and in flight,
+/// and the bytes encoded but not yet written.
+struct PublishPass<'a> {
+    config: &'a RunConfig,
+    kind: PublishKind,
+    /// Topics to publish on: `0..count`.
+    count: u32,
+    next: u32,
+    /// Packet identifiers 1..=window, reused as acknowledgements free them.
+    free: Vec<u16>,
+    /// Packet identifier → topic index.
+    in_flight: HashMap<u16, u32>,
+    version: ProtocolVersion,
+    out: BytesMut,
+    payload: BytesMut,
+}
+
+impl<'a> PublishPass<'a> {
+    fn new(config: &'a RunConfig, kind: PublishKind, connection: &Connection) -> PublishPass<'a> {
+        let count = match kind {
+            PublishKind::Retained => retained_of(config).retained,
+            // At most R: written counts topics below R.
+            PublishKind::Clear(written) => {
+                written.min(u64::from(retained_of(config).retained)) as u32
+            }
+        };
+        let window = PUBLISH_WINDOW.min(connection.receive_maximum).max(1);
+        PublishPass {
+            config,
+            kind,
+            count,
+            next: 0,
+            free: (1..=window).rev().collect(),
+            in_flight: HashMap::new(),
+            version: connection.version(),
+            out: BytesMut::new(),
+            payload: BytesMut::new(),
+        }
+    }
+
+    /// Encodes the next topics' PUBLISHes into `out` until the window is full, every topic is
+    /// sent, or `out` holds a read's worth.
+    fn encode_window(&mut self, published: &mut Published) -> Result<(), Failure> {
+        let config = self.config;
+        while self.next < self.count {
+            let packet_id = match config.qos {
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce | QoS::ExactlyOnce => {
+                    let Some(id) = self.free.pop() else { break };
+                    self.in_flight.insert(id, self.next);
+                    PacketId::new(id)
+                }
+            };
+            let body = self.body();
+            Packet::Publish(Publish {
+                dup: false,
+                qos: config.qos,
+                retain: true,
+                topic: ByteString::from(config.topic(self.next)),
+                packet_id,
+                properties: Properties::default(),
+                payload: body,
+            })
+            .encode(self.version, &mut self.out)?;
+            self.next += 1;
+            published.written += 1;
+            if self.out.len() >= runtime::READ_BYTES_MAX {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next topic's payload: a header naming it, or empty to clear it.
+    fn body(&mut self) -> Bytes {
+        match self.kind {
+            PublishKind::Retained => {
+                let header = PayloadHeader {
+                    run_id: self.config.run_id,
+                    publisher: 0,
+                    sequence: u64::from(self.next),
+                    intended_ns: now_ns(),
+                };
+                header.write(self.config.payload_bytes, &mut self.payload);
+                Bytes::from(self.payload.split())
+            }
+            PublishKind::Clear(_) => Bytes::new(),
+        }
+    }
+
+    /// Takes the acknowledgements in the connection's buffer: frees their identifiers, counts
+    /// the successes, and answers PUBREC with PUBREL (into `out`).
+    fn take_acknowledgements(
+        &mut self,
+        connection: &mut Connection,
+        pool: &BufferPool,
+        published: &mut Published,
+    ) -> Result<(), Failure> {
         while let Some(packet) = connection.next_packet(pool)? {
             match packet {
                 Packet::PubAck(ack) | Packet::PubComp(ack) => {
                     let id = ack.packet_id.get();
-                    if in_flight.remove(&id).is_none() {
+                    if self.in_flight.remove(&id).is_none() {
                         return Err(Failure::Protocol("acknowledgement of nothing sent".into()));
                     }
-                    free.push(id);
+                    self.free.push(id);
                     if !ack.reason.is_error() {
                         published.acknowledged += 1;
                     }
                 }
                 Packet::PubRec(ack) => {
                     let id = ack.packet_id.get();
-                    if !in_flight.contains_key(&id) {
+                    if !self.in_flight.contains_key(&id) {
                         return Err(Failure::Protocol("PUBREC of nothing sent".into()));
                     }
                     if ack.reason.is_error() {
-                        in_flight.remove(&id);
-                        free.push(id);
+                        self.in_flight.remove(&id);
+                        self.free.push(id);
                     } else {
-                        Packet::PubRel(Ack::success(ack.packet_id)).encode(version, &mut out)?;
+                        Packet::PubRel(Ack::success(ack.packet_id))
+                            .encode(self.version, &mut self.out)?;
                     }
                 }
                 // Nothing else is expected; a stray packet is harmless.
                 _ => {}
             }
         }
-        connection.release_buffer(pool);
+        Ok(())
     }
 }
 

@@ -563,7 +563,8 @@ async fn receive(
         Ping,
         Finish,
     }
-    let run_id = worker.config.run_id;
+    let mut deliveries =
+        Deliveries { run_id: worker.config.run_id, messaging, subscriber, streams };
     let keepalive = worker.keepalive.slot();
     loop {
         let ping_due = connection.ping_due_ns();
@@ -595,48 +596,7 @@ async fn receive(
                 // Everything in one read arrived at once: one clock reading times all of it.
                 let received_ns = now_ns();
                 let mut out = worker.pool.take();
-                let mut received = 0_u64;
-                let mut foreign = 0_u64;
-                let mut unexpected = 0_u64;
-                {
-                    let mut report = worker.report.borrow_mut();
-                    let mut interval = worker.interval_latency.borrow_mut();
-                    while let Some(packet) = connection.next_packet(&worker.pool)? {
-                        match packet {
-                            Packet::Publish(publish) => {
-                                acknowledge(&publish, connection.version(), &mut out)?;
-                                let header = PayloadHeader::read(&publish.payload)
-                                    .filter(|header| header.run_id == run_id);
-                                let Some(header) = header else {
-                                    foreign += 1;
-                                    continue;
-                                };
-                                if !messaging.delivers(header.publisher, subscriber)
-                                    || header.publisher >= messaging.publishers
-                                {
-                                    unexpected += 1;
-                                    continue;
-                                }
-                                received += 1;
-                                let stream = streams.entry(header.publisher).or_default();
-                                let arrival = stream.record(header.sequence);
-                                if arrival != crate::integrity::Arrival::Duplicate {
-                                    let latency_ns = received_ns.saturating_sub(header.intended_ns);
-                                    report.latency.record_ns(latency_ns);
-                                    interval.record_ns(latency_ns);
-                                }
-                            }
-                            Packet::PubRel(ack) => {
-                                Packet::PubComp(Ack::success(ack.packet_id))
-                                    .encode(connection.version(), &mut out)?;
-                            }
-                            // Nothing else is expected; a stray acknowledgement is harmless.
-                            _ => {}
-                        }
-                    }
-                    report.foreign += foreign;
-                    report.unexpected += unexpected;
-                }
+                let received = deliveries.read(worker, connection, received_ns, &mut out)?;
                 if received > 0 {
                     worker.count(|counts| {
                         counts.received += received;
@@ -649,6 +609,92 @@ async fn receive(
                 written?;
             }
         }
+    }
+}
+
+/// What a subscriber checks its deliveries against: this run's messages, from the publishers
+/// it hears from, each in its publisher's stream.
+struct Deliveries<'a> {
+    run_id: u32,
+    messaging: &'a MessagingConfig,
+    subscriber: u32,
+    streams: &'a mut HashMap<u32, StreamCheck>,
+}
+
+/// How one read's PUBLISHes were counted.
+#[derive(Default)]
+struct ReadCounts {
+    received: u64,
+    foreign: u64,
+    unexpected: u64,
+}
+
+impl Deliveries<'_> {
+    /// Decodes everything the connection has buffered: every PUBLISH is checked, timed and
+    /// acknowledged, every PUBREL answered (into `out`). Returns how many PUBLISHes were this
+    /// run's and meant for this subscriber.
+    #[inline]
+    fn read(
+        &mut self,
+        worker: &Worker,
+        connection: &mut Connection,
+        received_ns: u64,
+        out: &mut BytesMut,
+    ) -> Result<u64, Failure> {
+        let mut counts = ReadCounts::default();
+        let mut report = worker.report.borrow_mut();
+        let mut interval = worker.interval_latency.borrow_mut();
+        while let Some(packet) = connection.next_packet(&worker.pool)? {
+            match packet {
+                Packet::Publish(publish) => {
+                    acknowledge(&publish, connection.version(), out)?;
+                    if let Some(latency_ns) = self.check(&publish, received_ns, &mut counts) {
+                        report.latency.record_ns(latency_ns);
+                        interval.record_ns(latency_ns);
+                    }
+                }
+                Packet::PubRel(ack) => {
+                    Packet::PubComp(Ack::success(ack.packet_id))
+                        .encode(connection.version(), out)?;
+                }
+                // Nothing else is expected; a stray acknowledgement is harmless.
+                _ => {}
+            }
+        }
+        report.foreign += counts.foreign;
+        report.unexpected += counts.unexpected;
+        Ok(counts.received)
+    }
+
+    /// Counts one PUBLISH as foreign, unexpected or received, and records it in its
+    /// publisher's stream. Returns its latency when it is to be timed: received and not a
+    /// duplicate.
+    #[inline]
+    fn check(
+        &mut self,
+        publish: &Publish,
+        received_ns: u64,
+        counts: &mut ReadCounts,
+    ) -> Option<u64> {
+        let header =
+            PayloadHeader::read(&publish.payload).filter(|header| header.run_id == self.run_id);
+        let Some(header) = header else {
+            counts.foreign += 1;
+            return None;
+        };
+        if !self.messaging.delivers(header.publisher, self.subscriber)
+            || header.publisher >= self.messaging.publishers
+        {
+            counts.unexpected += 1;
+            return None;
+        }
+        counts.received += 1;
+        let stream = self.streams.entry(header.publisher).or_default();
+        let arrival = stream.record(header.sequence);
+        if arrival == crate::integrity::Arrival::Duplicate {
+            return None;
+        }
+        Some(received_ns.saturating_sub(header.intended_ns))
     }
 }
 

@@ -254,53 +254,106 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data_dir = std::env::temp_dir().join(format!("shardmq-crashloop-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (mut broker, _) = start(&args.broker, &data_dir)?;
-    // The persistent session every message is stored for.
-    {
-        let (mut sink, _) = Client::connect(broker.address, connect_packet("sink", true))?;
-        let filter = TopicFilterEntry {
-            filter: ByteString::from("load/#"),
-            options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-        };
-        sink.send(&Packet::Subscribe(Subscribe {
-            packet_id: packet_id(1),
-            properties: Properties::default(),
-            filters: vec![filter],
-        }))?;
-        match sink.next(Duration::from_secs(5))? {
-            Some(Packet::SubAck(_)) => {}
-            other => bail!("no SUBACK: {other:?}"),
-        }
-        sink.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)))?;
-    }
-    let mut random = args.seed.max(1);
-    let (mut acked_total, mut lost_total) = (0usize, 0usize);
-    let mut restarts = Vec::new();
+    let (broker, _) = start(&args.broker, &data_dir)?;
+    subscribe_sink(broker.address)?;
+    let mut crashloop = Crashloop {
+        args: &args,
+        data_dir,
+        broker,
+        random: args.seed.max(1),
+        acked_total: 0,
+        lost_total: 0,
+        restarts: Vec::new(),
+    };
     for round in 1..=args.rounds {
+        crashloop.round(round)?;
+    }
+    let Crashloop { mut broker, data_dir, acked_total, lost_total, mut restarts, .. } = crashloop;
+    broker.child.kill()?;
+    broker.child.wait()?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    restarts.sort();
+    let median = restarts[restarts.len() / 2];
+    let max = restarts[restarts.len() - 1];
+    let summary = format!(
+        "{} rounds of kill -9 at a random 100–1500 ms into QoS 1 publishing ({} publishers, {} \
+         B payloads, 32 in flight each, durability immediate, 2 shards): {acked_total} messages \
+         acknowledged, **{lost_total} lost**; every restart opened its files (restart to \
+         listening: median {median:?}, max {max:?}).",
+        args.rounds, args.publishers, args.payload
+    );
+    println!("{summary}");
+    if args.record {
+        record(&args, &summary)?;
+    }
+    if lost_total > 0 {
+        bail!("{lost_total} acknowledged messages were lost");
+    }
+    Ok(())
+}
+
+/// Creates the persistent session every message is stored for: `sink`, subscribed to `load/#`
+/// at QoS 1, then offline.
+fn subscribe_sink(address: SocketAddr) -> anyhow::Result<()> {
+    let (mut sink, _) = Client::connect(address, connect_packet("sink", true))?;
+    let filter = TopicFilterEntry {
+        filter: ByteString::from("load/#"),
+        options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+    };
+    sink.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Properties::default(),
+        filters: vec![filter],
+    }))?;
+    match sink.next(Duration::from_secs(5))? {
+        Some(Packet::SubAck(_)) => {}
+        other => bail!("no SUBACK: {other:?}"),
+    }
+    sink.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)))?;
+    Ok(())
+}
+
+/// The kill-and-restart rounds: the broker of the current round, the kill delays' generator,
+/// and the totals so far.
+struct Crashloop<'a> {
+    args: &'a Args,
+    data_dir: PathBuf,
+    broker: Broker,
+    random: u64,
+    acked_total: usize,
+    lost_total: usize,
+    restarts: Vec<Duration>,
+}
+
+impl Crashloop<'_> {
+    /// One round: publish, kill the broker after a random delay, restart it, and check that
+    /// `sink` got every acknowledged message.
+    fn round(&mut self, round: usize) -> anyhow::Result<()> {
+        let args = self.args;
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let publishers: Vec<_> = (0..args.publishers)
             .map(|index| {
                 let (acked, stop) = (acked.clone(), stop.clone());
-                let (address, payload) = (broker.address, args.payload);
+                let (address, payload) = (self.broker.address, args.payload);
                 std::thread::spawn(move || {
                     publish_until_killed(address, index, round, payload, acked, stop)
                 })
             })
             .collect();
-        let delay = Duration::from_millis(100 + next_random(&mut random) % 1400);
+        let delay = Duration::from_millis(100 + next_random(&mut self.random) % 1400);
         std::thread::sleep(delay);
-        broker.child.kill()?;
-        broker.child.wait()?;
+        self.broker.child.kill()?;
+        self.broker.child.wait()?;
         stop.store(true, Ordering::Relaxed);
         for publisher in publishers {
             let _ = publisher.join();
         }
-        let (restarted, took) = start(&args.broker, &data_dir)
+        let (restarted, took) = start(&args.broker, &self.data_dir)
             .with_context(|| format!("round {round}: the restart after kill -9 failed"))?;
-        broker = restarted;
-        restarts.push(took);
-        let (present, got) = drain(broker.address)?;
+        self.broker = restarted;
+        self.restarts.push(took);
+        let (present, got) = drain(self.broker.address)?;
         if !present {
             bail!("round {round}: the session did not survive the kill");
         }
@@ -317,40 +370,26 @@ fn main() -> anyhow::Result<()> {
         if let Some(first) = lost.first() {
             eprintln!("  lost, e.g. {first}");
         }
-        acked_total += acked.len();
-        lost_total += lost.len();
+        self.acked_total += acked.len();
+        self.lost_total += lost.len();
+        Ok(())
     }
-    broker.child.kill()?;
-    broker.child.wait()?;
-    let _ = std::fs::remove_dir_all(&data_dir);
-    restarts.sort();
-    let median = restarts[restarts.len() / 2];
-    let max = restarts[restarts.len() - 1];
-    let summary = format!(
-        "{} rounds of kill -9 at a random 100–1500 ms into QoS 1 publishing ({} publishers, {} \
-         B payloads, 32 in flight each, durability immediate, 2 shards): {acked_total} messages \
-         acknowledged, **{lost_total} lost**; every restart opened its files (restart to \
-         listening: median {median:?}, max {max:?}).",
-        args.rounds, args.publishers, args.payload
+}
+
+/// Writes perf/results/crashloop.md: the commit, the command and `summary`.
+fn record(args: &Args, summary: &str) -> anyhow::Result<()> {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let text = format!(
+        "# kill -9 under heavy commits, repeated\n\nCommit {commit}. Command: `cargo build \
+         --release -p shardmq-engine -p shardmq-perf && target/release/crashloop --rounds {} \
+         --seed {} --record` on the 2-vCPU machine of perf/README.md.\n\n{summary}\n",
+        args.rounds, args.seed
     );
-    println!("{summary}");
-    if args.record {
-        let commit = Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .unwrap_or_default();
-        let text = format!(
-            "# kill -9 under heavy commits, repeated\n\nCommit {commit}. Command: `cargo build \
-             --release -p shardmq-engine -p shardmq-perf && target/release/crashloop --rounds {} \
-             --seed {} --record` on the 2-vCPU machine of perf/README.md.\n\n{summary}\n",
-            args.rounds, args.seed
-        );
-        std::fs::write("perf/results/crashloop.md", text)?;
-        eprintln!("wrote perf/results/crashloop.md");
-    }
-    if lost_total > 0 {
-        bail!("{lost_total} acknowledged messages were lost");
-    }
+    std::fs::write("perf/results/crashloop.md", text)?;
+    eprintln!("wrote perf/results/crashloop.md");
     Ok(())
 }

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,32 +97,79 @@ impl Drop for Process {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shardmq = args.shardmq.clone().unwrap_or_else(|| root.join("target/release/shardmq"));
-    if !shardmq.exists() {
-        bail!("{} is missing: build it with cargo build --release", shardmq.display());
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        if args.minutes >= 60 {
-            root.join("perf/results/soak")
-        } else {
-            root.join("target/soak")
-        }
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let scratch = root.join("target/soak-run");
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let target = format!("127.0.0.1:{port}");
+    let setup = Setup::prepare(&args)?;
+    let (broker, baseline) = start_broker(&setup)?;
+    let pid = broker.0.id();
+    let started = Instant::now();
+    let mut load = start_load(&args, &setup)?;
+    let samples = sample_until_done(&args, pid, &mut load, started)?;
+    drop(broker);
+    write_results(&args, &setup, &samples, baseline)
+}
 
-    let broker_log = std::fs::File::create(scratch.join("broker.log"))?;
+/// Where the soak's binary, results and scratch files are, and the broker's address.
+struct Setup {
+    shardmq: PathBuf,
+    out: PathBuf,
+    scratch: PathBuf,
+    target: String,
+}
+
+impl Setup {
+    /// Checks the binary, makes the results and a fresh scratch directory, and picks a free port.
+    fn prepare(args: &Args) -> anyhow::Result<Setup> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shardmq = args.shardmq.clone().unwrap_or_else(|| root.join("target/release/shardmq"));
+        if !shardmq.exists() {
+            bail!("{} is missing: build it with cargo build --release", shardmq.display());
+        }
+        let out = args.out.clone().unwrap_or_else(|| {
+            if args.minutes >= 60 {
+                root.join("perf/results/soak")
+            } else {
+                root.join("target/soak")
+            }
+        });
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let scratch = root.join("target/soak-run");
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let target = format!("127.0.0.1:{port}");
+        Ok(Setup { shardmq, out, scratch, target })
+    }
+
+    /// The JSON report a load generator named `name` writes into the scratch directory.
+    fn report(&self, name: &str) -> PathBuf {
+        self.scratch.join(format!("{name}.json"))
+    }
+
+    /// The shardmq binary under a raised open-file limit, for the broker and the load
+    /// generators alike.
+    fn shardmq_command(&self) -> Command {
+        let mut command = with_open_files_raised();
+        command.arg(&self.shardmq);
+        command
+    }
+}
+
+/// The broker before any load: what the summary's "idle" figures are.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    rss_bytes: u64,
+    descriptors: u64,
+}
+
+/// Starts the broker, waits for it to listen and settle, and measures its baseline.
+fn start_broker(setup: &Setup) -> anyhow::Result<(Process, Baseline)> {
+    let target = &setup.target;
+    let broker_log = std::fs::File::create(setup.scratch.join("broker.log"))?;
     let broker = Process(
-        with_open_files_raised()
-            .arg(&shardmq)
-            .args(["serve", "--shards", "2", "--log", "warn", "--listen", &target])
+        setup
+            .shardmq_command()
+            .args(["serve", "--shards", "2", "--log", "warn", "--listen", target])
             .arg("--data-dir")
-            .arg(scratch.join("data"))
+            .arg(setup.scratch.join("data"))
             .stdin(Stdio::null())
             .stdout(broker_log.try_clone()?)
             .stderr(broker_log)
@@ -130,7 +177,7 @@ fn main() -> anyhow::Result<()> {
             .context("starting the broker")?,
     );
     let pid = broker.0.id();
-    wait_listening(&target)?;
+    wait_listening(target)?;
     std::thread::sleep(Duration::from_secs(1));
     let baseline_rss = procfs::rss_bytes(pid)?;
     let baseline_fds = descriptors(pid)?;
@@ -138,103 +185,141 @@ fn main() -> anyhow::Result<()> {
         "soak: broker pid {pid} on {target}, {:.1} MiB, {baseline_fds} descriptors",
         baseline_rss as f64 / 1048576.0
     );
+    Ok((broker, Baseline { rss_bytes: baseline_rss, descriptors: baseline_fds }))
+}
 
+/// The three load generators, and the worst per-second p99 the pairs reported since the last
+/// sample.
+struct Load {
+    idle: Process,
+    churn: Process,
+    pairs: Process,
+    worst_p99: Arc<Mutex<Option<f64>>>,
+}
+
+/// Starts the churn and the pairs at once, then the idle connections once the churn has
+/// settled, and follows the pairs' progress lines.
+fn start_load(args: &Args, setup: &Setup) -> anyhow::Result<Load> {
     let seconds = (args.minutes * 60).to_string();
-    let started = Instant::now();
-    let churn_json = scratch.join("churn.json");
-    let churn = Process(
-        with_open_files_raised()
-            .arg(&shardmq)
-            .args(["loadgen", "churn", "--target", &target, "--qos", "1", "--quiet"])
-            .args(["--clients", &args.churn_clients.to_string()])
-            .args(["--rate", &args.churn_rate.to_string()])
-            .args(["--publish-rate", &args.churn_publish_rate.to_string()])
-            .args(["--duration", &seconds, "--workers", "1"])
-            .args(["--source", "127.0.0.30-127.0.0.33", "--json"])
-            .arg(&churn_json)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(scratch.join("churn.log"))?)
-            .spawn()
-            .context("starting the churn load generator")?,
-    );
-    let pairs_json = scratch.join("pairs.json");
-    let mut pairs = Process(
-        with_open_files_raised()
-            .arg(&shardmq)
-            .args(["loadgen", "pairs", "--target", &target, "--qos", "1"])
-            .args(["--publishers", &args.pairs.to_string()])
-            .args(["--rate", &args.pairs_rate.to_string()])
-            .args(["--duration", &seconds, "--workers", "1"])
-            .args(["--source", "127.0.0.40-127.0.0.41", "--json"])
-            .arg(&pairs_json)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting the pairs load generator")?,
-    );
+    let churn = start_churn(args, setup, &seconds)?;
+    let mut pairs = start_pairs(args, setup, &seconds)?;
     // The churn clients all connect at first and settle to half of them up within one
     // period: the idle connections come after, so that the peak stays under the broker's
     // open-file limit.
     let period = args.churn_clients / args.churn_rate.max(1);
     let idle_delay = period + 5;
     std::thread::sleep(Duration::from_secs(idle_delay));
+    let idle = start_idle(args, setup, idle_delay)?;
+    let progress = pairs.0.stderr.take().context("the pairs' stderr")?;
+    let worst_p99 = follow_pairs(progress, setup.scratch.join("pairs.log"));
+    Ok(Load { idle, churn, pairs, worst_p99 })
+}
+
+/// `loadgen churn`: the persistent sessions that reconnect, and the QoS 1 traffic to them.
+fn start_churn(args: &Args, setup: &Setup, seconds: &str) -> anyhow::Result<Process> {
+    Ok(Process(
+        setup
+            .shardmq_command()
+            .args(["loadgen", "churn", "--target", &setup.target, "--qos", "1", "--quiet"])
+            .args(["--clients", &args.churn_clients.to_string()])
+            .args(["--rate", &args.churn_rate.to_string()])
+            .args(["--publish-rate", &args.churn_publish_rate.to_string()])
+            .args(["--duration", seconds, "--workers", "1"])
+            .args(["--source", "127.0.0.30-127.0.0.33", "--json"])
+            .arg(setup.report("churn"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(setup.scratch.join("churn.log"))?)
+            .spawn()
+            .context("starting the churn load generator")?,
+    ))
+}
+
+/// `loadgen pairs`: the QoS 1 pairs whose latency is measured; their stderr is piped to
+/// [`follow_pairs`].
+fn start_pairs(args: &Args, setup: &Setup, seconds: &str) -> anyhow::Result<Process> {
+    Ok(Process(
+        setup
+            .shardmq_command()
+            .args(["loadgen", "pairs", "--target", &setup.target, "--qos", "1"])
+            .args(["--publishers", &args.pairs.to_string()])
+            .args(["--rate", &args.pairs_rate.to_string()])
+            .args(["--duration", seconds, "--workers", "1"])
+            .args(["--source", "127.0.0.40-127.0.0.41", "--json"])
+            .arg(setup.report("pairs"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the pairs load generator")?,
+    ))
+}
+
+/// `loadgen conn`: the idle connections, held from `idle_delay` seconds in to the soak's end.
+fn start_idle(args: &Args, setup: &Setup, idle_delay: u64) -> anyhow::Result<Process> {
     let idle_hold = (args.minutes * 60).saturating_sub(idle_delay).max(1).to_string();
-    let idle_json = scratch.join("idle.json");
-    let idle = Process(
-        with_open_files_raised()
-            .arg(&shardmq)
-            .args(["loadgen", "conn", "--target", &target, "--workers", "1"])
+    Ok(Process(
+        setup
+            .shardmq_command()
+            .args(["loadgen", "conn", "--target", &setup.target, "--workers", "1"])
             // MQTT 5, so that a connection the broker closes says why (its DISCONNECT's reason
             // code is counted as `disconnect_0xNN`).
             .args(["--mqtt", "5"])
             .args(["--connections", &args.idle.to_string(), "--rate", "2000"])
             .args(["--hold", &idle_hold, "--source", "127.0.0.20-127.0.0.23", "--json"])
-            .arg(&idle_json)
+            .arg(setup.report("idle"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(scratch.join("idle.log"))?)
+            .stderr(std::fs::File::create(setup.scratch.join("idle.log"))?)
             .spawn()
             .context("starting the idle connections")?,
-    );
-    // The pairs' progress lines: the worst per-second p99 since the last sample.
-    let worst_p99 = Arc::new(Mutex::new(None::<f64>));
-    let progress = pairs.0.stderr.take().context("the pairs' stderr")?;
-    let progress_log = scratch.join("pairs.log");
-    {
-        let worst_p99 = worst_p99.clone();
-        std::thread::spawn(move || {
-            let mut log = std::fs::File::create(progress_log).ok();
-            for line in BufReader::new(progress).lines().map_while(Result::ok) {
-                if let Some(log) = &mut log {
-                    use std::io::Write as _;
-                    let _ = writeln!(log, "{line}");
-                }
-                if !line.contains("publishing") {
-                    continue;
-                }
-                let p99 = line
-                    .split("p99 ")
-                    .nth(1)
-                    .and_then(|rest| rest.trim_end_matches(" ms").trim().parse::<f64>().ok());
-                if let Some(p99) = p99 {
-                    let mut worst = worst_p99.lock().unwrap_or_else(|poison| poison.into_inner());
-                    *worst = Some(worst.map_or(p99, |worst: f64| worst.max(p99)));
-                }
-            }
-        });
-    }
+    ))
+}
 
+/// Copies the pairs' progress lines to `log` on a thread of its own, and keeps the worst
+/// per-second p99 they report until a sample takes it.
+fn follow_pairs(progress: ChildStderr, log: PathBuf) -> Arc<Mutex<Option<f64>>> {
+    let worst_p99 = Arc::new(Mutex::new(None::<f64>));
+    let shared = worst_p99.clone();
+    std::thread::spawn(move || {
+        let mut log = std::fs::File::create(log).ok();
+        for line in BufReader::new(progress).lines().map_while(Result::ok) {
+            if let Some(log) = &mut log {
+                use std::io::Write as _;
+                let _ = writeln!(log, "{line}");
+            }
+            if !line.contains("publishing") {
+                continue;
+            }
+            let p99 = line
+                .split("p99 ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches(" ms").trim().parse::<f64>().ok());
+            if let Some(p99) = p99 {
+                let mut worst = shared.lock().unwrap_or_else(|poison| poison.into_inner());
+                *worst = Some(worst.map_or(p99, |worst: f64| worst.max(p99)));
+            }
+        }
+    });
+    worst_p99
+}
+
+/// Samples the broker every `--sample` seconds until the three load generators have exited;
+/// fails if the broker exits first or the load runs 5 minutes past its end.
+fn sample_until_done(
+    args: &Args,
+    pid: u32,
+    load: &mut Load,
+    started: Instant,
+) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::new();
     let mut cpu_before = procfs::cpu_seconds(pid)?;
     let mut sampled_at = Instant::now();
-    let (mut churn, mut idle) = (churn, idle);
     loop {
         std::thread::sleep(Duration::from_secs(args.sample));
-        let churn_done = churn.0.try_wait()?.is_some();
-        let pairs_done = pairs.0.try_wait()?.is_some();
-        let idle_done = idle.0.try_wait()?.is_some();
+        let churn_done = load.churn.0.try_wait()?.is_some();
+        let pairs_done = load.pairs.0.try_wait()?.is_some();
+        let idle_done = load.idle.0.try_wait()?.is_some();
         if let Ok(Some(status)) = broker_status(pid) {
             bail!("the broker exited during the soak ({status})");
         }
@@ -245,7 +330,7 @@ fn main() -> anyhow::Result<()> {
             minutes: started.elapsed().as_secs_f64() / 60.0,
             rss_mib: procfs::rss_bytes(pid)? as f64 / 1048576.0,
             descriptors: descriptors(pid)?,
-            p99_ms: worst_p99.lock().unwrap_or_else(|poison| poison.into_inner()).take(),
+            p99_ms: load.worst_p99.lock().unwrap_or_else(|poison| poison.into_inner()).take(),
             cpu_percent: (cpu - cpu_before) / elapsed * 100.0,
         };
         cpu_before = cpu;
@@ -265,11 +350,23 @@ fn main() -> anyhow::Result<()> {
             bail!("the load generators ran 5 minutes past the soak's end");
         }
     }
-    drop(broker);
+    Ok(samples)
+}
 
-    let churn_report = read_json(&churn_json)?;
-    let pairs_report = read_json(&pairs_json)?;
-    let idle_report = read_json(&idle_json)?;
+/// Writes the plot, the CSV of every sample and the markdown summary into the results
+/// directory, and prints the summary.
+fn write_results(
+    args: &Args,
+    setup: &Setup,
+    samples: &[Sample],
+    baseline: Baseline,
+) -> anyhow::Result<()> {
+    let reports = Reports {
+        churn: read_json(&setup.report("churn"))?,
+        pairs: read_json(&setup.report("pairs"))?,
+        idle: read_json(&setup.report("idle"))?,
+    };
+    let out = &setup.out;
     // Samples while the load ran (the last one may fall in the drain).
     let loaded: Vec<Sample> = samples
         .iter()
@@ -279,8 +376,18 @@ fn main() -> anyhow::Result<()> {
     let svg = out.join("soak.svg");
     plot(&svg, &loaded, args.minutes)?;
     let csv = out.join("soak.csv");
+    std::fs::write(&csv, csv_rows(samples))?;
+    let summary = summary(args, &loaded, &reports, baseline);
+    std::fs::write(out.join("soak.md"), &summary)?;
+    println!("{summary}");
+    eprintln!("wrote {}, {} and soak.md in {}", svg.display(), csv.display(), out.display());
+    Ok(())
+}
+
+/// The CSV of every sample, the drain's included.
+fn csv_rows(samples: &[Sample]) -> String {
     let mut rows = String::from("minutes,rss_mib,descriptors,p99_ms,broker_cpu_percent\n");
-    for sample in &samples {
+    for sample in samples {
         let _ = writeln!(
             rows,
             "{:.2},{:.1},{},{},{:.1}",
@@ -291,13 +398,7 @@ fn main() -> anyhow::Result<()> {
             sample.cpu_percent
         );
     }
-    std::fs::write(&csv, rows)?;
-    let reports = Reports { churn: churn_report, pairs: pairs_report, idle: idle_report };
-    let summary = summary(&args, &loaded, &reports, baseline_rss, baseline_fds);
-    std::fs::write(out.join("soak.md"), &summary)?;
-    println!("{summary}");
-    eprintln!("wrote {}, {} and soak.md in {}", svg.display(), csv.display(), out.display());
-    Ok(())
+    rows
 }
 
 /// `sh -c 'ulimit -n <hard>; exec …'`: the broker and the churn clients hold 19K sockets.
@@ -355,34 +456,18 @@ struct Reports {
     idle: Value,
 }
 
-fn summary(
-    args: &Args,
-    samples: &[Sample],
-    reports: &Reports,
-    baseline_rss: u64,
-    baseline_fds: u64,
-) -> String {
-    let Reports { churn, pairs, idle } = reports;
-    let tenth = (samples.len() / 10).max(1);
-    // The first tenth includes the set-up; the second tenth is the first at full load.
-    let early = samples.get(tenth..tenth * 2).unwrap_or(samples);
-    let late = &samples[samples.len().saturating_sub(tenth)..];
-    let (early_rss, early_fds, early_p99) = averages(early);
-    let (late_rss, late_fds, late_p99) = averages(late);
-    let peak_rss = samples.iter().map(|sample| sample.rss_mib).fold(0.0, f64::max);
-    let worst_p99 = samples.iter().filter_map(|sample| sample.p99_ms).fold(0.0, f64::max);
-    let number = |value: &Value, path: &[&str]| {
-        path.iter().fold(value, |value, key| &value[key]).as_f64().unwrap_or(f64::NAN)
-    };
-    let problems = |report: &Value| {
-        report["problems"]
-            .as_array()
-            .map(|problems| {
-                problems.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")
-            })
-            .unwrap_or_default()
-    };
+/// The markdown summary: what ran, the first and last tenth of the samples side by side, and
+/// what each load generator reported.
+fn summary(args: &Args, samples: &[Sample], reports: &Reports, baseline: Baseline) -> String {
     let mut text = String::new();
+    write_setup(&mut text, args);
+    write_table(&mut text, samples, baseline);
+    write_reports(&mut text, reports);
+    text
+}
+
+/// The summary's title, what ran, and the plot.
+fn write_setup(text: &mut String, args: &Args) {
     let _ = writeln!(text, "# Soak: {} minutes of churn and QoS 1 traffic\n", args.minutes);
     let _ = writeln!(
         text,
@@ -402,12 +487,25 @@ fn summary(
         args.sample
     );
     let _ = writeln!(text, "![RSS, descriptors and p99 over the run](soak.svg)\n");
+}
+
+/// The table of RSS, descriptors and p99: early in the run, late in it, and at their peak.
+fn write_table(text: &mut String, samples: &[Sample], baseline: Baseline) {
+    let baseline_fds = baseline.descriptors;
+    let tenth = (samples.len() / 10).max(1);
+    // The first tenth includes the set-up; the second tenth is the first at full load.
+    let early = samples.get(tenth..tenth * 2).unwrap_or(samples);
+    let late = &samples[samples.len().saturating_sub(tenth)..];
+    let (early_rss, early_fds, early_p99) = averages(early);
+    let (late_rss, late_fds, late_p99) = averages(late);
+    let peak_rss = samples.iter().map(|sample| sample.rss_mib).fold(0.0, f64::max);
+    let worst_p99 = samples.iter().filter_map(|sample| sample.p99_ms).fold(0.0, f64::max);
     let _ = writeln!(text, "| | second tenth of the run | last tenth | peak |");
     let _ = writeln!(text, "|---|---|---|---|");
     let _ = writeln!(
         text,
         "| broker RSS (MiB; {:.1} idle) | {early_rss:.1} | {late_rss:.1} | {peak_rss:.1} |",
-        baseline_rss as f64 / 1048576.0
+        baseline.rss_bytes as f64 / 1048576.0
     );
     let _ = writeln!(
         text,
@@ -419,6 +517,11 @@ fn summary(
         "| pairs' delivery p99, worst second of each sample (ms) | {early_p99:.2} | \
          {late_p99:.2} | {worst_p99:.2} |\n"
     );
+}
+
+/// One line per load generator: its figures, its verdict and the problems it named.
+fn write_reports(text: &mut String, reports: &Reports) {
+    let Reports { churn, pairs, idle } = reports;
     let _ = writeln!(
         text,
         "- churn: {} reconnects ({:.0}/s), reconnect p99 {:.1} ms, Session Present wrong {}; \
@@ -436,10 +539,7 @@ fn summary(
         number(churn, &["churn", "lost_acknowledged"]),
         number(churn, &["churn", "duplicates"]),
         churn["passed"],
-        match problems(churn) {
-            problems if problems.is_empty() => String::new(),
-            problems => format!(" ({problems})"),
-        }
+        problems_note(churn)
     );
     let _ = writeln!(
         text,
@@ -448,10 +548,7 @@ fn summary(
         number(idle, &["connections", "attempted"]),
         number(idle, &["connections", "stayed_up"]),
         idle["passed"],
-        match problems(idle) {
-            problems if problems.is_empty() => String::new(),
-            problems => format!(" ({problems})"),
-        }
+        problems_note(idle)
     );
     let _ = writeln!(
         text,
@@ -460,12 +557,26 @@ fn summary(
         number(pairs, &["messages", "received"]),
         number(pairs, &["messages", "latency", "p99_us"]) / 1000.0,
         pairs["passed"],
-        match problems(pairs) {
-            problems if problems.is_empty() => String::new(),
-            problems => format!(" ({problems})"),
-        }
+        problems_note(pairs)
     );
-    text
+}
+
+/// The number at `path` in a report, NaN when it is missing.
+fn number(report: &Value, path: &[&str]) -> f64 {
+    path.iter().fold(report, |value, key| &value[key]).as_f64().unwrap_or(f64::NAN)
+}
+
+/// The problems a report names, as " (first; second)", or nothing when it names none.
+fn problems_note(report: &Value) -> String {
+    let problems = report["problems"]
+        .as_array()
+        .map(|problems| problems.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default();
+    if problems.is_empty() {
+        String::new()
+    } else {
+        format!(" ({problems})")
+    }
 }
 
 /// A plot panel: its title, what it shows of a sample, its colour.

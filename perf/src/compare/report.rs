@@ -198,6 +198,108 @@ fn figures(scenario: Scenario) -> &'static [Figure] {
     }
 }
 
+/// What a target compares shardmq's median with.
+#[derive(Debug, Clone, Copy)]
+enum Reference {
+    /// A peer's median, times `factor`.
+    Peer { peer: BrokerKind, factor: f64 },
+    /// A fixed bound.
+    Bound(f64),
+}
+
+/// One of the issue's targets, before it is judged.
+struct Goal {
+    scenario: Scenario,
+    text: &'static str,
+    get: fn(&Measurement) -> Option<f64>,
+    reference: Reference,
+    /// Met when shardmq's median is at least the reference; otherwise when it is at most.
+    at_least: bool,
+}
+
+impl Goal {
+    fn compare(&self, ours: f64, reference: f64) -> bool {
+        if self.at_least {
+            ours >= reference
+        } else {
+            ours <= reference
+        }
+    }
+}
+
+/// The pairs' and the fan-out's targets: the same three for each.
+fn throughput_goals(scenario: Scenario) -> [Goal; 3] {
+    [
+        Goal {
+            scenario,
+            text: "deliveries/s ≥ 2 × Mosquitto",
+            get: |m| m.msgs_per_sec,
+            reference: Reference::Peer { peer: BrokerKind::Mosquitto, factor: 2.0 },
+            at_least: true,
+        },
+        Goal {
+            scenario,
+            text: "deliveries/s > rumqttd",
+            get: |m| m.msgs_per_sec,
+            reference: Reference::Peer { peer: BrokerKind::Rumqttd, factor: 1.0 },
+            at_least: true,
+        },
+        Goal {
+            scenario,
+            text: "CPU per delivery ≤ ½ Mosquitto",
+            get: |m| m.cpu_secs_per_million,
+            reference: Reference::Peer { peer: BrokerKind::Mosquitto, factor: 0.5 },
+            at_least: false,
+        },
+    ]
+}
+
+/// The latency, idle and connect scenarios' targets, in the order they are reported.
+const OTHER_GOALS: [Goal; 6] = [
+    Goal {
+        scenario: Scenario::Latency,
+        text: "p99 ≤ Mosquitto's",
+        get: |m| m.p99_us,
+        reference: Reference::Peer { peer: BrokerKind::Mosquitto, factor: 1.0 },
+        at_least: false,
+    },
+    Goal {
+        scenario: Scenario::Latency,
+        text: "p99 < 1 ms (µs)",
+        get: |m| m.p99_us,
+        reference: Reference::Bound(1000.0),
+        at_least: false,
+    },
+    Goal {
+        scenario: Scenario::Idle,
+        text: "RSS/connection ≤ Mosquitto's",
+        get: |m| m.rss_bytes_per_connection,
+        reference: Reference::Peer { peer: BrokerKind::Mosquitto, factor: 1.0 },
+        at_least: false,
+    },
+    Goal {
+        scenario: Scenario::Idle,
+        text: "RSS/connection ≤ 1 KB",
+        get: |m| m.rss_bytes_per_connection,
+        reference: Reference::Bound(1024.0),
+        at_least: false,
+    },
+    Goal {
+        scenario: Scenario::Connect,
+        text: "≥ 20,000 connects/s on one shard",
+        get: |m| m.connects_per_sec,
+        reference: Reference::Bound(20_000.0),
+        at_least: true,
+    },
+    Goal {
+        scenario: Scenario::Connect,
+        text: "broker core's capacity ≥ 20,000 connects/s (its CPU per connect)",
+        get: |m| m.connect_capacity_per_sec,
+        reference: Reference::Bound(20_000.0),
+        at_least: true,
+    },
+];
+
 impl Comparison {
     pub fn new(
         workspace: &Path,
@@ -301,119 +403,39 @@ impl Comparison {
 
     /// The issue's targets on this run's medians (recorded, never asserted).
     fn judge_targets(&self) -> Vec<Target> {
-        let mut targets = Vec::new();
-        let shardmq = BrokerKind::Shardmq;
-        let ratio_target = |scenario: Scenario,
-                            text: &str,
-                            get: fn(&Measurement) -> Option<f64>,
-                            peer: BrokerKind,
-                            factor: f64,
-                            at_least: bool| {
-            let ours = self.median(scenario, shardmq, get);
-            let theirs = self.median(scenario, peer, get).map(|value| value * factor);
-            let met = match (ours, theirs) {
-                (Some(ours), Some(theirs)) => {
-                    Some(if at_least { ours >= theirs } else { ours <= theirs })
-                }
-                _ => None,
-            };
-            Target { scenario, target: text.to_string(), shardmq: ours, reference: theirs, met }
-        };
-        let absolute = |scenario: Scenario,
-                        text: &str,
-                        get: fn(&Measurement) -> Option<f64>,
-                        bound: f64,
-                        at_least: bool| {
-            let ours = self.median(scenario, shardmq, get);
-            let met = ours.map(|ours| if at_least { ours >= bound } else { ours <= bound });
-            Target {
-                scenario,
-                target: text.to_string(),
-                shardmq: ours,
-                reference: Some(bound),
-                met,
-            }
-        };
+        let mut goals = Vec::new();
         for scenario in [Scenario::Pairs, Scenario::Fanout] {
-            if !self.scenarios.contains(&scenario) {
-                continue;
+            goals.extend(throughput_goals(scenario));
+        }
+        goals.extend(OTHER_GOALS);
+        goals
+            .iter()
+            .filter(|goal| self.scenarios.contains(&goal.scenario))
+            .map(|goal| self.judge(goal))
+            .collect()
+    }
+
+    /// Judges one target on shardmq's median and its reference.
+    fn judge(&self, goal: &Goal) -> Target {
+        let ours = self.median(goal.scenario, BrokerKind::Shardmq, goal.get);
+        let (reference, met) = match goal.reference {
+            Reference::Peer { peer, factor } => {
+                let theirs = self.median(goal.scenario, peer, goal.get).map(|value| value * factor);
+                let met = match (ours, theirs) {
+                    (Some(ours), Some(theirs)) => Some(goal.compare(ours, theirs)),
+                    _ => None,
+                };
+                (theirs, met)
             }
-            targets.push(ratio_target(
-                scenario,
-                "deliveries/s ≥ 2 × Mosquitto",
-                |m| m.msgs_per_sec,
-                BrokerKind::Mosquitto,
-                2.0,
-                true,
-            ));
-            targets.push(ratio_target(
-                scenario,
-                "deliveries/s > rumqttd",
-                |m| m.msgs_per_sec,
-                BrokerKind::Rumqttd,
-                1.0,
-                true,
-            ));
-            targets.push(ratio_target(
-                scenario,
-                "CPU per delivery ≤ ½ Mosquitto",
-                |m| m.cpu_secs_per_million,
-                BrokerKind::Mosquitto,
-                0.5,
-                false,
-            ));
+            Reference::Bound(bound) => (Some(bound), ours.map(|ours| goal.compare(ours, bound))),
+        };
+        Target {
+            scenario: goal.scenario,
+            target: goal.text.to_string(),
+            shardmq: ours,
+            reference,
+            met,
         }
-        if self.scenarios.contains(&Scenario::Latency) {
-            targets.push(ratio_target(
-                Scenario::Latency,
-                "p99 ≤ Mosquitto's",
-                |m| m.p99_us,
-                BrokerKind::Mosquitto,
-                1.0,
-                false,
-            ));
-            targets.push(absolute(
-                Scenario::Latency,
-                "p99 < 1 ms (µs)",
-                |m| m.p99_us,
-                1000.0,
-                false,
-            ));
-        }
-        if self.scenarios.contains(&Scenario::Idle) {
-            targets.push(ratio_target(
-                Scenario::Idle,
-                "RSS/connection ≤ Mosquitto's",
-                |m| m.rss_bytes_per_connection,
-                BrokerKind::Mosquitto,
-                1.0,
-                false,
-            ));
-            targets.push(absolute(
-                Scenario::Idle,
-                "RSS/connection ≤ 1 KB",
-                |m| m.rss_bytes_per_connection,
-                1024.0,
-                false,
-            ));
-        }
-        if self.scenarios.contains(&Scenario::Connect) {
-            targets.push(absolute(
-                Scenario::Connect,
-                "≥ 20,000 connects/s on one shard",
-                |m| m.connects_per_sec,
-                20_000.0,
-                true,
-            ));
-            targets.push(absolute(
-                Scenario::Connect,
-                "broker core's capacity ≥ 20,000 connects/s (its CPU per connect)",
-                |m| m.connect_capacity_per_sec,
-                20_000.0,
-                true,
-            ));
-        }
-        targets
     }
 }
 
@@ -508,54 +530,86 @@ fn median_spectrum(
 
 fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -> String {
     let mut md = String::new();
-    let brokers = comparison.brokers();
-    let peers: Vec<BrokerKind> =
-        brokers.iter().copied().filter(|&broker| broker != BrokerKind::Shardmq).collect();
-    let _ = writeln!(
-        md,
-        "# shardmq compared with {}\n",
-        peers.iter().map(|p| p.name()).collect::<Vec<_>>().join(" and ")
-    );
-    let _ = writeln!(
-        md,
-        "- Run: `perf/compare{}` on {}, commit `{}`, {} round(s), {:.0} s in all. Raw data: [`{stem}.json`]({stem}.json).",
-        if comparison.quick { " --quick" } else { "" },
-        comparison.date,
-        comparison.commit,
-        comparison.rounds,
-        comparison.elapsed_secs
-    );
-    let _ = writeln!(
-        md,
-        "- Machine: {} CPUs ({}), Linux {}. Each broker pinned to core 0 (`taskset`), the bundled load \
-         generator (`shardmq loadgen`, one worker) to core 1.",
-        comparison.machine.cpus, comparison.machine.cpu_model, comparison.machine.kernel
-    );
-    let _ = writeln!(
-        md,
-        "- Peers: {}. shardmq runs one shard.",
-        comparison
-            .peers
-            .iter()
-            .map(|(name, version)| format!("{name} = {version}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    let _ = writeln!(
-        md,
-        "- Each cell: the median of the rounds, [min – max]. Ratios are shardmq / peer on the medians. \
-         CPU is the broker's user+sys time over the whole load-generator run (set-up and drain included) \
-         divided by the deliveries. Scenarios 1 and 2 publish QoS 0 in closed loop, i.e. as fast as \
-         the sockets take it: they measure a broker under overload, so their latencies are queueing \
-         in socket buffers and their `lost` counts drops plus the backlog left when the load \
-         generator stopped waiting (`--drain-timeout`).\n"
-    );
-    if comparison.quick {
-        md.push_str("> **--quick run**: 2-second runs for a smoke test; these figures are not for comparison.\n\n");
+    let page = Page::new(comparison);
+    page.write_header(&mut md, stem);
+    page.write_targets(&mut md);
+    for &scenario in &comparison.scenarios {
+        page.write_scenario(&mut md, scenario, plots);
     }
-    if !comparison.targets.is_empty() {
+    md
+}
+
+/// The markdown page of a comparison: shardmq and its peers, as the tables show them.
+struct Page<'a> {
+    comparison: &'a Comparison,
+    brokers: Vec<BrokerKind>,
+    /// The brokers other than shardmq.
+    peers: Vec<BrokerKind>,
+}
+
+impl<'a> Page<'a> {
+    fn new(comparison: &'a Comparison) -> Page<'a> {
+        let brokers = comparison.brokers();
+        let peers: Vec<BrokerKind> =
+            brokers.iter().copied().filter(|&broker| broker != BrokerKind::Shardmq).collect();
+        Page { comparison, brokers, peers }
+    }
+
+    /// The title, how and where the comparison ran, and how to read its tables.
+    fn write_header(&self, md: &mut String, stem: &str) {
+        let comparison = self.comparison;
+        let _ = writeln!(
+            md,
+            "# shardmq compared with {}\n",
+            self.peers.iter().map(|p| p.name()).collect::<Vec<_>>().join(" and ")
+        );
+        let _ = writeln!(
+            md,
+            "- Run: `perf/compare{}` on {}, commit `{}`, {} round(s), {:.0} s in all. Raw data: [`{stem}.json`]({stem}.json).",
+            if comparison.quick { " --quick" } else { "" },
+            comparison.date,
+            comparison.commit,
+            comparison.rounds,
+            comparison.elapsed_secs
+        );
+        let _ = writeln!(
+            md,
+            "- Machine: {} CPUs ({}), Linux {}. Each broker pinned to core 0 (`taskset`), the bundled load \
+             generator (`shardmq loadgen`, one worker) to core 1.",
+            comparison.machine.cpus, comparison.machine.cpu_model, comparison.machine.kernel
+        );
+        let _ = writeln!(
+            md,
+            "- Peers: {}. shardmq runs one shard.",
+            comparison
+                .peers
+                .iter()
+                .map(|(name, version)| format!("{name} = {version}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let _ = writeln!(
+            md,
+            "- Each cell: the median of the rounds, [min – max]. Ratios are shardmq / peer on the medians. \
+             CPU is the broker's user+sys time over the whole load-generator run (set-up and drain included) \
+             divided by the deliveries. Scenarios 1 and 2 publish QoS 0 in closed loop, i.e. as fast as \
+             the sockets take it: they measure a broker under overload, so their latencies are queueing \
+             in socket buffers and their `lost` counts drops plus the backlog left when the load \
+             generator stopped waiting (`--drain-timeout`).\n"
+        );
+        if comparison.quick {
+            md.push_str("> **--quick run**: 2-second runs for a smoke test; these figures are not for comparison.\n\n");
+        }
+    }
+
+    /// The table of the issue's targets, when any was judged.
+    fn write_targets(&self, md: &mut String) {
+        let targets = &self.comparison.targets;
+        if targets.is_empty() {
+            return;
+        }
         md.push_str("## Targets (issue 6)\n\n| scenario | target | shardmq | reference | met |\n|---|---|---|---|---|\n");
-        for target in &comparison.targets {
+        for target in targets {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
@@ -572,91 +626,38 @@ fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -
         }
         md.push('\n');
     }
-    for &scenario in &comparison.scenarios {
+
+    /// One scenario's section: its command line, its table of figures, what the load generator
+    /// reported and its latency plot.
+    fn write_scenario(&self, md: &mut String, scenario: Scenario, plots: &[(Scenario, String)]) {
+        let comparison = self.comparison;
         let _ = writeln!(md, "## {}\n", scenario.title());
         let _ = writeln!(
             md,
             "`shardmq loadgen {}`\n",
             scenario.loadgen_args(comparison.size).join(" ")
         );
-        let columns: Vec<BrokerKind> =
-            brokers.iter().copied().filter(|&broker| scenario.supports(broker)).collect();
-        let ratio_peers: Vec<BrokerKind> =
-            peers.iter().copied().filter(|&peer| scenario.supports(peer)).collect();
-        md.push_str("| figure |");
-        for broker in &columns {
-            let _ = write!(md, " {} |", broker.name());
-        }
-        for peer in &ratio_peers {
-            let _ = write!(md, " shardmq/{} |", peer.name());
-        }
-        md.push_str("\n|---|");
-        md.push_str(&"---|".repeat(columns.len() + ratio_peers.len()));
-        md.push('\n');
-        for figure in figures(scenario) {
-            let spreads: Vec<Option<Spread>> = columns
+        let table = Table {
+            comparison,
+            scenario,
+            columns: self
+                .brokers
                 .iter()
-                .map(|&broker| comparison.spread(scenario, broker, figure.get))
-                .collect();
-            if spreads.iter().all(Option::is_none) {
-                continue;
-            }
-            let arrow = if figure.higher_is_better { "↑" } else { "↓" };
-            let _ = write!(md, "| {} {arrow} |", figure.label);
-            for spread in &spreads {
-                match spread {
-                    Some(spread) if spread.rounds > 1 => {
-                        let _ = write!(
-                            md,
-                            " {} [{} – {}] |",
-                            number(Some(spread.median)),
-                            number(Some(spread.min)),
-                            number(Some(spread.max))
-                        );
-                    }
-                    Some(spread) => {
-                        let _ = write!(md, " {} |", number(Some(spread.median)));
-                    }
-                    None => md.push_str(" – |"),
-                }
-            }
-            for &peer in &ratio_peers {
-                let ours = comparison.median(scenario, BrokerKind::Shardmq, figure.get);
-                let theirs = comparison.median(scenario, peer, figure.get);
-                match (ours, theirs) {
-                    (Some(ours), Some(theirs)) if theirs != 0.0 => {
-                        let _ = write!(md, " {} |", ratio(ours / theirs));
-                    }
-                    _ => md.push_str(" – |"),
-                }
-            }
-            md.push('\n');
+                .copied()
+                .filter(|&broker| scenario.supports(broker))
+                .collect(),
+            ratio_peers: self
+                .peers
+                .iter()
+                .copied()
+                .filter(|&peer| scenario.supports(peer))
+                .collect(),
+        };
+        table.write_heading(md);
+        for figure in figures(scenario) {
+            table.write_row(md, figure);
         }
-        let problems: Vec<String> = comparison
-            .runs
-            .iter()
-            .filter(|run| run.scenario == scenario)
-            .flat_map(|run| {
-                let mut lines = Vec::new();
-                if let Some(error) = &run.error {
-                    lines.push(format!(
-                        "{} round {}: run failed: {error}",
-                        run.broker.name(),
-                        run.round + 1
-                    ));
-                }
-                if let Some(m) = &run.measurement {
-                    for problem in &m.problems {
-                        lines.push(format!(
-                            "{} round {}: {problem}",
-                            run.broker.name(),
-                            run.round + 1
-                        ));
-                    }
-                }
-                lines
-            })
-            .collect();
+        let problems = scenario_problems(comparison, scenario);
         if !problems.is_empty() {
             md.push_str("\nThe load generator reported:\n\n");
             for problem in problems {
@@ -668,7 +669,99 @@ fn markdown(comparison: &Comparison, stem: &str, plots: &[(Scenario, String)]) -
         }
         md.push('\n');
     }
-    md
+}
+
+/// A scenario's table: a column per broker that ran it, then a ratio column per peer.
+struct Table<'a> {
+    comparison: &'a Comparison,
+    scenario: Scenario,
+    columns: Vec<BrokerKind>,
+    ratio_peers: Vec<BrokerKind>,
+}
+
+impl Table<'_> {
+    fn write_heading(&self, md: &mut String) {
+        md.push_str("| figure |");
+        for broker in &self.columns {
+            let _ = write!(md, " {} |", broker.name());
+        }
+        for peer in &self.ratio_peers {
+            let _ = write!(md, " shardmq/{} |", peer.name());
+        }
+        md.push_str("\n|---|");
+        md.push_str(&"---|".repeat(self.columns.len() + self.ratio_peers.len()));
+        md.push('\n');
+    }
+
+    /// A figure's row: each broker's spread, then shardmq's ratio to each peer. No row for a
+    /// figure no broker has.
+    fn write_row(&self, md: &mut String, figure: &Figure) {
+        let (comparison, scenario) = (self.comparison, self.scenario);
+        let spreads: Vec<Option<Spread>> = self
+            .columns
+            .iter()
+            .map(|&broker| comparison.spread(scenario, broker, figure.get))
+            .collect();
+        if spreads.iter().all(Option::is_none) {
+            return;
+        }
+        let arrow = if figure.higher_is_better { "↑" } else { "↓" };
+        let _ = write!(md, "| {} {arrow} |", figure.label);
+        for spread in &spreads {
+            match spread {
+                Some(spread) if spread.rounds > 1 => {
+                    let _ = write!(
+                        md,
+                        " {} [{} – {}] |",
+                        number(Some(spread.median)),
+                        number(Some(spread.min)),
+                        number(Some(spread.max))
+                    );
+                }
+                Some(spread) => {
+                    let _ = write!(md, " {} |", number(Some(spread.median)));
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        for &peer in &self.ratio_peers {
+            let ours = comparison.median(scenario, BrokerKind::Shardmq, figure.get);
+            let theirs = comparison.median(scenario, peer, figure.get);
+            match (ours, theirs) {
+                (Some(ours), Some(theirs)) if theirs != 0.0 => {
+                    let _ = write!(md, " {} |", ratio(ours / theirs));
+                }
+                _ => md.push_str(" – |"),
+            }
+        }
+        md.push('\n');
+    }
+}
+
+/// What went wrong in `scenario`'s runs: failed runs, and the problems the load generator
+/// named.
+fn scenario_problems(comparison: &Comparison, scenario: Scenario) -> Vec<String> {
+    comparison
+        .runs
+        .iter()
+        .filter(|run| run.scenario == scenario)
+        .flat_map(|run| {
+            let mut lines = Vec::new();
+            if let Some(error) = &run.error {
+                lines.push(format!(
+                    "{} round {}: run failed: {error}",
+                    run.broker.name(),
+                    run.round + 1
+                ));
+            }
+            if let Some(m) = &run.measurement {
+                for problem in &m.problems {
+                    lines.push(format!("{} round {}: {problem}", run.broker.name(), run.round + 1));
+                }
+            }
+            lines
+        })
+        .collect()
 }
 
 /// A ratio with three significant digits (0.00253×, 0.0410×, 1.45×, 18.3×).

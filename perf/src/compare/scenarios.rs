@@ -2,7 +2,7 @@
 //! run of a scenario against one broker measured.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -312,9 +312,58 @@ pub fn run(
     let rss_before = procfs::rss_bytes(pid)?;
     let cpu_before = procfs::cpu_seconds(pid)?;
     let mut child = command.spawn().context("starting the load generator")?;
+    let watched = watch(&mut child, pid, rss_before, cpu_before, size)?;
+    let status = watched.status;
+    let broker_cpu_secs = procfs::cpu_seconds(pid)? - cpu_before;
+    let stderr = child.stderr.take().map(std::io::read_to_string).transpose()?.unwrap_or_default();
+    // Exit 1 is a run with problems (it still reports); 2 means it could not run.
+    if status.code() != Some(0) && status.code() != Some(1) {
+        bail!("the load generator failed ({status}): {}", stderr.trim());
+    }
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(json_path).with_context(|| format!("reading {}", json_path.display()))?,
+    )
+    .context("parsing the load generator's JSON report")?;
+    let mut measurement = Measurement {
+        broker_cpu_secs,
+        broker_rss_before: rss_before,
+        broker_rss_peak: watched.rss_peak,
+        problems: report["problems"]
+            .as_array()
+            .map(|problems| {
+                problems.iter().filter_map(|problem| problem.as_str().map(String::from)).collect()
+            })
+            .unwrap_or_default(),
+        ..Measurement::default()
+    };
+    match scenario {
+        Scenario::Idle | Scenario::Connect => {
+            connection_figures(&mut measurement, &report["connections"], &watched.cpu_samples);
+        }
+        _ => message_figures(&mut measurement, &report["messages"]),
+    }
+    Ok(measurement)
+}
+
+/// What the broker did while the load generator ran.
+struct Watched {
+    status: ExitStatus,
+    rss_peak: u64,
+    /// (time since the spawn, broker CPU seconds): to tell the connect phase's CPU from the rest.
+    cpu_samples: Vec<(Duration, f64)>,
+}
+
+/// Samples the broker's memory and CPU every 50 ms until the load generator exits; kills it
+/// and fails with [`LoadgenHung`] if it runs 120 s past its run's time.
+fn watch(
+    child: &mut Child,
+    pid: u32,
+    rss_before: u64,
+    cpu_before: f64,
+    size: Size,
+) -> anyhow::Result<Watched> {
     let spawned = Instant::now();
     let mut rss_peak = rss_before;
-    // (time since the spawn, broker CPU seconds): to tell the connect phase's CPU from the rest.
     let mut cpu_samples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(size.duration_secs + 120);
     let status = loop {
@@ -337,84 +386,69 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let broker_cpu_secs = procfs::cpu_seconds(pid)? - cpu_before;
-    let stderr = child.stderr.take().map(std::io::read_to_string).transpose()?.unwrap_or_default();
-    // Exit 1 is a run with problems (it still reports); 2 means it could not run.
-    if status.code() != Some(0) && status.code() != Some(1) {
-        bail!("the load generator failed ({status}): {}", stderr.trim());
-    }
-    let report: Value = serde_json::from_slice(
-        &std::fs::read(json_path).with_context(|| format!("reading {}", json_path.display()))?,
-    )
-    .context("parsing the load generator's JSON report")?;
-    let mut measurement = Measurement {
-        broker_cpu_secs,
-        broker_rss_before: rss_before,
-        broker_rss_peak: rss_peak,
-        problems: report["problems"]
-            .as_array()
-            .map(|problems| {
-                problems.iter().filter_map(|problem| problem.as_str().map(String::from)).collect()
-            })
-            .unwrap_or_default(),
-        ..Measurement::default()
-    };
-    let connections = &report["connections"];
-    match scenario {
-        Scenario::Idle | Scenario::Connect => {
-            let established = connections["established"].as_u64().unwrap_or(0);
-            measurement.established = Some(established);
-            measurement.connects_per_sec = connections["connect_rate_per_sec"].as_f64();
-            measurement.connect_p99_us = connections["connect_latency"]["p99_us"].as_f64();
-            // The broker's CPU until the connections were up (the first sample 150 ms after the
-            // last CONNACK: the load generator starts at once, and the hold costs nothing).
-            let open = connections["open_secs"].as_f64().map(Duration::from_secs_f64);
-            let phase_cpu = open.and_then(|open| {
-                let end = open + Duration::from_millis(150);
-                cpu_samples.iter().find(|(at, _)| *at >= end).map(|&(_, cpu)| cpu)
-            });
-            if let (Some(cpu), true) = (phase_cpu, established > 0) {
-                let micros = cpu * 1e6 / established as f64;
-                measurement.cpu_us_per_connect_phase = Some(micros);
-                if micros > 0.0 {
-                    measurement.connect_capacity_per_sec = Some(1e6 / micros);
-                }
-            }
-            if established > 0 {
-                measurement.cpu_us_per_connect = Some(broker_cpu_secs * 1e6 / established as f64);
-                measurement.rss_bytes_per_connection =
-                    Some(rss_peak.saturating_sub(rss_before) as f64 / established as f64);
-            }
-        }
-        _ => {
-            let messages = &report["messages"];
-            let received = messages["received"].as_u64().unwrap_or(0);
-            measurement.msgs_per_sec = messages["received_per_sec"].as_f64();
-            measurement.sent_per_sec = messages["sent_per_sec"].as_f64();
-            let latency = &messages["latency"];
-            measurement.p50_us = latency["p50_us"].as_f64();
-            measurement.p99_us = latency["p99_us"].as_f64();
-            measurement.p99_9_us = latency["p99_9_us"].as_f64();
-            measurement.max_us = latency["max_us"].as_f64();
-            if received > 0 {
-                measurement.cpu_secs_per_million = Some(broker_cpu_secs * 1e6 / received as f64);
-            }
-            let integrity = messages["integrity"].as_array().cloned().unwrap_or_default();
-            let sum = |field: &str| {
-                integrity.iter().filter_map(|entry| entry[field].as_u64()).sum::<u64>()
-            };
-            measurement.lost = Some(sum("lost"));
-            measurement.lost_acknowledged = Some(sum("lost_acknowledged"));
-            measurement.latency_spectrum = messages["latency_spectrum"]
-                .as_array()
-                .map(|points| {
-                    points
-                        .iter()
-                        .filter_map(|point| Some((point[0].as_f64()?, point[1].as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
+    Ok(Watched { status, rss_peak, cpu_samples })
+}
+
+/// The `idle` and `connect` figures, from the report's `connections` and the broker's CPU
+/// samples.
+fn connection_figures(
+    measurement: &mut Measurement,
+    connections: &Value,
+    cpu_samples: &[(Duration, f64)],
+) {
+    let established = connections["established"].as_u64().unwrap_or(0);
+    measurement.established = Some(established);
+    measurement.connects_per_sec = connections["connect_rate_per_sec"].as_f64();
+    measurement.connect_p99_us = connections["connect_latency"]["p99_us"].as_f64();
+    // The broker's CPU until the connections were up (the first sample 150 ms after the
+    // last CONNACK: the load generator starts at once, and the hold costs nothing).
+    let open = connections["open_secs"].as_f64().map(Duration::from_secs_f64);
+    let phase_cpu = open.and_then(|open| {
+        let end = open + Duration::from_millis(150);
+        cpu_samples.iter().find(|(at, _)| *at >= end).map(|&(_, cpu)| cpu)
+    });
+    if let (Some(cpu), true) = (phase_cpu, established > 0) {
+        let micros = cpu * 1e6 / established as f64;
+        measurement.cpu_us_per_connect_phase = Some(micros);
+        if micros > 0.0 {
+            measurement.connect_capacity_per_sec = Some(1e6 / micros);
         }
     }
-    Ok(measurement)
+    if established > 0 {
+        measurement.cpu_us_per_connect =
+            Some(measurement.broker_cpu_secs * 1e6 / established as f64);
+        measurement.rss_bytes_per_connection = Some(
+            measurement.broker_rss_peak.saturating_sub(measurement.broker_rss_before) as f64
+                / established as f64,
+        );
+    }
+}
+
+/// The messaging scenarios' figures, from the report's `messages`.
+fn message_figures(measurement: &mut Measurement, messages: &Value) {
+    let received = messages["received"].as_u64().unwrap_or(0);
+    measurement.msgs_per_sec = messages["received_per_sec"].as_f64();
+    measurement.sent_per_sec = messages["sent_per_sec"].as_f64();
+    let latency = &messages["latency"];
+    measurement.p50_us = latency["p50_us"].as_f64();
+    measurement.p99_us = latency["p99_us"].as_f64();
+    measurement.p99_9_us = latency["p99_9_us"].as_f64();
+    measurement.max_us = latency["max_us"].as_f64();
+    if received > 0 {
+        measurement.cpu_secs_per_million =
+            Some(measurement.broker_cpu_secs * 1e6 / received as f64);
+    }
+    let integrity = messages["integrity"].as_array().cloned().unwrap_or_default();
+    let sum = |field: &str| integrity.iter().filter_map(|entry| entry[field].as_u64()).sum::<u64>();
+    measurement.lost = Some(sum("lost"));
+    measurement.lost_acknowledged = Some(sum("lost_acknowledged"));
+    measurement.latency_spectrum = messages["latency_spectrum"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .filter_map(|point| Some((point[0].as_f64()?, point[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
 }
