@@ -620,9 +620,40 @@ impl Shard {
     /// refusal); takes over an existing connection of the same client id.
     pub fn connect(&mut self, conn: ConnId, mut connect: Connect, now: Instant) {
         let version = connect.protocol;
-        let v5 = version.is_v5();
-        let mut connack_properties = Properties::default();
+        let terms = match self.connect_terms(&mut connect) {
+            Ok(terms) => terms,
+            Err(reason) => return self.refuse(conn, version, reason, now),
+        };
+        // The decoded CONNECT's strings are slices of the connection's first read buffer; what
+        // outlives the CONNECT (the client id, the will) is copied out so that buffer can go.
+        let client_id = ByteString::from(&*connect.client_id);
+        if let Err(reason) = self.may_connect(&client_id, &connect) {
+            return self.refuse(conn, version, reason, now);
+        }
+        // Take over an existing connection of this client.
+        if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
+            self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
+            let resumes = !connect.clean_start;
+            self.detach(old, WillRule::Takeover { session_resumes: resumes }, now);
+        }
+        let session_present = self.attach_session(conn, &client_id, &connect, &terms, now);
+        self.open_conn(conn, &client_id, &mut connect, &terms, now);
+        let mut properties = terms.connack_properties;
+        if version.is_v5() {
+            self.advertise_limits(&mut properties);
+        }
+        let connack =
+            Packet::ConnAck(ConnAck { session_present, reason: ReasonCode::SUCCESS, properties });
+        self.send(conn, &connack);
+        self.resume(&client_id, now);
+    }
 
+    /// What a CONNECT is granted (its enhanced authentication method, client id, keepalive and
+    /// session expiry, and what the CONNACK must say about them), or the reason it is refused.
+    /// An empty client id is replaced by an assigned one here.
+    fn connect_terms(&mut self, connect: &mut Connect) -> Result<ConnectTerms, ReasonCode> {
+        let v5 = connect.protocol.is_v5();
+        let mut connack_properties = Properties::default();
         // The engine ran the method's exchange before the CONNECT got here (see `authorize`);
         // the CONNACK carries its last message. Without an authorizer vouching for the method,
         // the spec's answer is 0x8C.
@@ -640,17 +671,15 @@ impl Shard {
                     connect.properties.authentication_data.as_deref().map(Bytes::copy_from_slice);
                 Some(method)
             }
-            Some(_) => {
-                return self.refuse(conn, version, ReasonCode::BAD_AUTHENTICATION_METHOD, now);
-            }
+            Some(_) => return Err(ReasonCode::BAD_AUTHENTICATION_METHOD),
         };
         if connect.client_id.is_empty() {
             if !v5 && !connect.clean_start {
-                return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
+                return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
             }
             let Some(assigned) = self.assign_client_id() else {
                 tracing::error!(shard = %self.id, "no random bits for an assigned client id");
-                return self.refuse(conn, version, ReasonCode::SERVER_UNAVAILABLE, now);
+                return Err(ReasonCode::SERVER_UNAVAILABLE);
             };
             if v5 {
                 connack_properties.assigned_client_identifier = Some(assigned.clone());
@@ -662,20 +691,7 @@ impl Shard {
             self.id,
             "a connection reached a shard that is not its client's home"
         );
-
-        let keepalive_secs = match (v5, connect.keep_alive_secs) {
-            (_, secs) if secs <= self.limits.keepalive_secs_max && (secs > 0 || !v5) => secs,
-            (false, _) => {
-                // 3.1.1 cannot be told a shorter keepalive: refuse as Mosquitto does.
-                return self.refuse(conn, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now);
-            }
-            (true, secs) if secs == 0 && self.limits.keepalive_secs_max == u16::MAX => 0,
-            (true, _) => {
-                connack_properties.server_keep_alive = Some(self.limits.keepalive_secs_max);
-                self.limits.keepalive_secs_max
-            }
-        };
-
+        let keepalive_secs = self.granted_keepalive(connect, &mut connack_properties)?;
         let expiry_secs = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
@@ -687,37 +703,65 @@ impl Shard {
         if v5 && connect.properties.session_expiry_interval.unwrap_or(0) > expiry_secs {
             connack_properties.session_expiry_interval = Some(expiry_secs);
         }
+        Ok(ConnectTerms { auth_method, keepalive_secs, expiry_secs, connack_properties })
+    }
 
-        // The decoded CONNECT's strings are slices of the connection's first read buffer; what
-        // outlives the CONNECT (the client id, the will) is copied out so that buffer can go.
-        let client_id = ByteString::from(&*connect.client_id);
+    /// The keepalive a CONNECT gets: its own within `keepalive_secs_max`; a v5 client is told a
+    /// shorter one (Server Keep Alive), a 3.1.1 client cannot be and is refused.
+    fn granted_keepalive(
+        &self,
+        connect: &Connect,
+        connack_properties: &mut Properties,
+    ) -> Result<u16, ReasonCode> {
+        let max = self.limits.keepalive_secs_max;
+        Ok(match (connect.protocol.is_v5(), connect.keep_alive_secs) {
+            (v5, secs) if secs <= max && (secs > 0 || !v5) => secs,
+            // 3.1.1 cannot be told a shorter keepalive: refuse as Mosquitto does.
+            (false, _) => return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID),
+            (true, 0) if max == u16::MAX => 0,
+            (true, _) => {
+                connack_properties.server_keep_alive = Some(max);
+                max
+            }
+        })
+    }
+
+    /// Whether the CONNECT's user may have this session and publish its will.
+    fn may_connect(&mut self, client_id: &ByteString, connect: &Connect) -> Result<(), ReasonCode> {
         if let Some(will) = &connect.will {
             let refused = is_system_topic(&will.topic)
                 || self.authorizer.as_ref().is_some_and(|authorizer| {
-                    !authorizer.can_publish(connect.username.as_deref(), &client_id, &will.topic)
+                    !authorizer.can_publish(connect.username.as_deref(), client_id, &will.topic)
                 });
             if refused {
-                return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+                return Err(ReasonCode::NOT_AUTHORIZED);
             }
         }
         // A session belongs to its user: another user's client neither takes it over nor
         // ends it with a clean start.
-        if self.session_of_another_user(&client_id, connect.username.as_deref()) {
-            return self.refuse(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+        if self.session_of_another_user(client_id, connect.username.as_deref()) {
+            return Err(ReasonCode::NOT_AUTHORIZED);
         }
-        // Take over an existing connection of this client.
-        if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
-            self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
-            let resumes = !connect.clean_start;
-            self.detach(old, WillRule::Takeover { session_resumes: resumes }, now);
-        }
+        Ok(())
+    }
 
+    /// Gives `conn` its session: a new one, or the stored one it resumes (a clean start ends
+    /// it first). Whether a session was present.
+    fn attach_session(
+        &mut self,
+        conn: ConnId,
+        client_id: &ByteString,
+        connect: &Connect,
+        terms: &ConnectTerms,
+        now: Instant,
+    ) -> bool {
         let session_present = if connect.clean_start {
-            self.end_session(&client_id, now);
+            self.end_session(client_id, now);
             false
         } else {
-            self.sessions.contains_key(&client_id)
+            self.sessions.contains_key(client_id)
         };
+        let expiry_secs = terms.expiry_secs;
         let session =
             self.sessions.entry(client_id.clone()).or_insert_with(|| Session::new(expiry_secs));
         session.expiry_secs = expiry_secs;
@@ -731,38 +775,31 @@ impl Shard {
         // A will waiting for its delay is cancelled by the client coming back.
         let cancelled_will = session.take_pending_will().is_some();
         let was_stored = session.stored;
-        if self.stores(&client_id) {
+        if self.stores(client_id) {
             if cancelled_will {
-                self.persist_will(&client_id, None);
+                self.persist_will(client_id, None);
             }
-            self.persist_session(&client_id);
+            self.persist_session(client_id);
         } else if was_stored {
             // Resumed with a Session Expiry Interval of 0: it ends with this connection, so the
             // store forgets it now.
-            self.unpersist_session(&client_id);
+            self.unpersist_session(client_id);
         }
+        session_present
+    }
 
+    /// Registers the connection itself: its will, keepalive, flow-control window and limits.
+    fn open_conn(
+        &mut self,
+        conn: ConnId,
+        client_id: &ByteString,
+        connect: &mut Connect,
+        terms: &ConnectTerms,
+        now: Instant,
+    ) {
         let will_delay_secs =
             connect.will.as_ref().and_then(|will| will.properties.will_delay_interval).unwrap_or(0);
-        let will = connect.will.take().map(|will| {
-            let expires_at = will
-                .properties
-                .message_expiry_interval
-                .map(|secs| now + Duration::from_secs(u64::from(secs)));
-            Arc::new(
-                Message {
-                    topic: will.topic,
-                    payload: will.payload,
-                    qos: will.qos,
-                    retain: will.retain,
-                    properties: forwarded_properties(&will.properties),
-                    expires_at,
-                    publisher: client_id.clone(),
-                }
-                .compacted(),
-            )
-        });
-
+        let will = connect.will.take().map(|will| will_message(will, client_id, now));
         let connected_secs = self.mark_time(now);
         let window = connect
             .properties
@@ -772,8 +809,8 @@ impl Shard {
             .max(1);
         let c = Conn {
             client_id: client_id.clone(),
-            version,
-            keepalive_grace_ms: u32::from(keepalive_secs) * 1500,
+            version: connect.protocol,
+            keepalive_grace_ms: u32::from(terms.keepalive_secs) * 1500,
             last_seen: now,
             out: BytesMut::new(),
             flush_requested: false,
@@ -790,26 +827,20 @@ impl Shard {
             self.keepalive_timers.push(Reverse((now + grace, conn)));
         }
         self.conns.insert(conn, c);
-        if let Some(method) = auth_method {
+        if let Some(method) = terms.auth_method.clone() {
             self.enhanced_auth.insert(conn, EnhancedAuth { method, exchange: None });
         }
+    }
 
-        if v5 {
-            connack_properties.receive_maximum = Some(self.limits.inflight_max);
-            connack_properties.maximum_packet_size = Some(self.limits.packet_bytes_max);
-            connack_properties.topic_alias_maximum = Some(self.limits.topic_alias_max);
-            connack_properties.retain_available = Some(true);
-            connack_properties.wildcard_subscription_available = Some(true);
-            connack_properties.subscription_identifier_available = Some(true);
-            connack_properties.shared_subscription_available = Some(true);
-        }
-        let connack = Packet::ConnAck(ConnAck {
-            session_present,
-            reason: ReasonCode::SUCCESS,
-            properties: connack_properties,
-        });
-        self.send(conn, &connack);
-        self.resume(&client_id, now);
+    /// What a v5 CONNACK tells every client about this broker's limits and features.
+    fn advertise_limits(&self, properties: &mut Properties) {
+        properties.receive_maximum = Some(self.limits.inflight_max);
+        properties.maximum_packet_size = Some(self.limits.packet_bytes_max);
+        properties.topic_alias_maximum = Some(self.limits.topic_alias_max);
+        properties.retain_available = Some(true);
+        properties.wildcard_subscription_available = Some(true);
+        properties.subscription_identifier_available = Some(true);
+        properties.shared_subscription_available = Some(true);
     }
 
     /// Whether `client_id` has a session here (online or stored) of a user other than
@@ -2483,4 +2514,33 @@ fn add_member(
         Some((_, _, members)) => members.push(target),
         None => groups.push((ByteString::from(filter), group.clone(), vec![target])),
     }
+}
+
+/// What a CONNECT is granted ([`Shard::connect`]).
+struct ConnectTerms {
+    auth_method: Option<ByteString>,
+    keepalive_secs: u16,
+    expiry_secs: u32,
+    /// What the CONNACK says about them.
+    connack_properties: Properties,
+}
+
+/// A CONNECT's will as the message it becomes (copied out of the CONNECT's read buffer).
+fn will_message(will: shardmq_codec::Will, client_id: &ByteString, now: Instant) -> Arc<Message> {
+    let expires_at = will
+        .properties
+        .message_expiry_interval
+        .map(|secs| now + Duration::from_secs(u64::from(secs)));
+    Arc::new(
+        Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: forwarded_properties(&will.properties),
+            expires_at,
+            publisher: client_id.clone(),
+        }
+        .compacted(),
+    )
 }
