@@ -133,22 +133,9 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
     let mut decoder = Decoder::server(context.packet_bytes_max.get());
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + context.connect_timeout.get();
-    let mut connect = loop {
-        match decoder.decode(&mut buf) {
-            Ok(Decoded::Packet(Packet::Connect(connect))) => break connect,
-            // The server decoder refuses anything else as the first packet.
-            Ok(Decoded::Packet(_)) => return,
-            Ok(Decoded::NeedMore(_)) => {
-                // No CONNECT in time, EOF or an error: close.
-                if !read_more(&mut stream, &mut buf, deadline).await {
-                    if let Some(origin) = stream.refused_origin() {
-                        origin_refused(&context, &stream, origin);
-                    }
-                    return;
-                }
-            }
-            Err(error) => return refuse_connect(stream, decoder.version(), &error).await,
-        }
+    let Some(connect) = read_connect(&context, &mut stream, &mut decoder, &mut buf, deadline).await
+    else {
+        return;
     };
     if over_rate {
         context.state.borrow_mut().connect_refused(ConnectRefusal::ConnectionRate);
@@ -160,66 +147,9 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
         context.state.borrow_mut().connect_refused(ConnectRefusal::Memory);
         return send_refusal(&mut stream, connect.protocol, ReasonCode::SERVER_BUSY).await;
     }
-    let certified = match &context.tls {
-        Some(tls) if tls.certificate_as_username() && stream.is_tls() => {
-            match stream.peer_common_name() {
-                Some(name) => Some(name),
-                // A certificate without a usable common name names nobody: no falling back
-                // to a user name the client picks.
-                None => {
-                    return send_refusal(&mut stream, connect.protocol, ReasonCode::NOT_AUTHORIZED)
-                        .await
-                }
-            }
-        }
-        _ => None,
-    };
-    let mut connect = match certified {
-        // The certificate names the user; an Authentication Method's exchange would be
-        // another identity, and is refused.
-        Some(_) if connect.properties.authentication_method.is_some() => {
-            let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
-            return send_refusal(&mut stream, connect.protocol, reason).await;
-        }
-        // The client's certificate, checked against the client CA in the TLS handshake, is
-        // its credential: its common name is the user name, and no password is asked for.
-        Some(name) => {
-            connect.username = Some(name.into());
-            connect.password = None;
-            connect
-        }
-        None => {
-            // The password, or the Authentication Method's exchange (which may read AUTH
-            // packets).
-            let mut wire = ConnectionWire {
-                stream: &mut stream,
-                decoder: &mut decoder,
-                buf: &mut buf,
-                deadline,
-            };
-            let peer = wire.stream.connection().peer_addr().ok().map(|address| address.ip());
-            match connect_auth::authenticate(&context.security, connect, peer, &mut wire).await {
-                Ok(connect) => connect,
-                Err(refused) => {
-                    // Refused (the CONNACK is out) or gone.
-                    let cause = match refused {
-                        Some(ReasonCode::SERVER_BUSY) => Some(ConnectRefusal::PasswordChecksBusy),
-                        Some(ReasonCode::CONNECTION_RATE_EXCEEDED) => {
-                            Some(ConnectRefusal::LoginBackoff)
-                        }
-                        Some(ReasonCode::BANNED) => Some(ConnectRefusal::LoginBanned),
-                        Some(_) => Some(ConnectRefusal::NotAuthenticated),
-                        None => None,
-                    };
-                    if let Some(cause) = cause {
-                        context.state.borrow_mut().connect_refused(cause);
-                    }
-                    stream.close_gracefully();
-                    return;
-                }
-            }
-        }
-    };
+    let mut wire =
+        ConnectionWire { stream: &mut stream, decoder: &mut decoder, buf: &mut buf, deadline };
+    let Some(mut connect) = authenticated(&context, &mut wire, connect).await else { return };
     if context.username_as_client_id.get() {
         // `use_username_as_clientid`: the user name is the client id, so no client of another
         // user can name this one's session.
@@ -254,10 +184,106 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
     }
 }
 
+/// Reads the connection's CONNECT until `deadline`; `None` when the connection was closed
+/// (no CONNECT in time, EOF, an error, another packet first) or refused (it did not decode).
+async fn read_connect<S: ClientStream>(
+    context: &ShardContext,
+    stream: &mut S,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Option<Box<Connect>> {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Decoded::Packet(Packet::Connect(connect))) => return Some(connect),
+            // The server decoder refuses anything else as the first packet.
+            Ok(Decoded::Packet(_)) => return None,
+            Ok(Decoded::NeedMore(_)) => {
+                // No CONNECT in time, EOF or an error: close.
+                if !read_more(stream, buf, deadline).await {
+                    if let Some(origin) = stream.refused_origin() {
+                        origin_refused(context, stream, origin);
+                    }
+                    return None;
+                }
+            }
+            Err(error) => {
+                refuse_connect(stream, decoder.version(), &error).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// The CONNECT with its user established: by the client certificate (TLS listeners with
+/// `certificate_as_username`), or by its password or Authentication Method's exchange, which
+/// may read AUTH packets. `None` when refused (the CONNACK is out) or gone.
+async fn authenticated<S: ClientStream>(
+    context: &ShardContext,
+    wire: &mut ConnectionWire<'_, S>,
+    mut connect: Box<Connect>,
+) -> Option<Box<Connect>> {
+    let certified = match &context.tls {
+        Some(tls) if tls.certificate_as_username() && wire.stream.is_tls() => {
+            match wire.stream.peer_common_name() {
+                Some(name) => Some(name),
+                // A certificate without a usable common name names nobody: no falling back
+                // to a user name the client picks.
+                None => {
+                    let reason = ReasonCode::NOT_AUTHORIZED;
+                    send_refusal(wire.stream, connect.protocol, reason).await;
+                    return None;
+                }
+            }
+        }
+        _ => None,
+    };
+    match certified {
+        // The certificate names the user; an Authentication Method's exchange would be
+        // another identity, and is refused.
+        Some(_) if connect.properties.authentication_method.is_some() => {
+            let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
+            send_refusal(wire.stream, connect.protocol, reason).await;
+            None
+        }
+        // The client's certificate, checked against the client CA in the TLS handshake, is
+        // its credential: its common name is the user name, and no password is asked for.
+        Some(name) => {
+            connect.username = Some(name.into());
+            connect.password = None;
+            Some(connect)
+        }
+        None => {
+            let peer = wire.stream.connection().peer_addr().ok().map(|address| address.ip());
+            match connect_auth::authenticate(&context.security, connect, peer, wire).await {
+                Ok(connect) => Some(connect),
+                Err(refused) => {
+                    // Refused (the CONNACK is out) or gone.
+                    if let Some(cause) = refused.map(refusal_cause) {
+                        context.state.borrow_mut().connect_refused(cause);
+                    }
+                    wire.stream.close_gracefully();
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Why a CONNECT was refused, for the counters, from the reason code its CONNACK carried.
+fn refusal_cause(reason: ReasonCode) -> ConnectRefusal {
+    match reason {
+        ReasonCode::SERVER_BUSY => ConnectRefusal::PasswordChecksBusy,
+        ReasonCode::CONNECTION_RATE_EXCEEDED => ConnectRefusal::LoginBackoff,
+        ReasonCode::BANNED => ConnectRefusal::LoginBanned,
+        _ => ConnectRefusal::NotAuthenticated,
+    }
+}
+
 /// Answers a CONNECT that could not be decoded: a v5 CONNACK with the reason code, a 3.1.1
 /// CONNACK "unacceptable protocol version" for an unknown level, or just a close.
 async fn refuse_connect<S: ClientStream>(
-    mut stream: S,
+    stream: &mut S,
     version: Option<ProtocolVersion>,
     error: &DecodeError,
 ) {
@@ -268,7 +294,7 @@ async fn refuse_connect<S: ClientStream>(
         }
         _ => return,
     };
-    send_refusal(&mut stream, version, reason).await;
+    send_refusal(stream, version, reason).await;
 }
 
 /// Writes a CONNACK refusing the connection (best effort: the connection closes next anyway).
@@ -445,40 +471,7 @@ impl<S: ClientStream> ConnectionTask<S> {
             match self.step {
                 Step::Feed => {}
                 Step::Write | Step::Blocked => {
-                    let written = if let Step::Write = self.step {
-                        let mut out = self.context.state.borrow_mut().take_output(conn);
-                        let taken = out.len();
-                        let written = poll_write_all(&mut self.stream, &mut out, cx);
-                        if written.is_pending() {
-                            if out.len() < taken {
-                                self.partly_written();
-                            }
-                            // The socket is full: the rest waits beside the task rather than in
-                            // it (rarely needed, and the task's state is every idle
-                            // connection's).
-                            self.context.blocked_out.borrow_mut().insert(conn, out);
-                            self.step = Step::Blocked;
-                        }
-                        written
-                    } else {
-                        let mut blocked = self.context.blocked_out.borrow_mut();
-                        let (written, moved) = match blocked.get_mut(&conn) {
-                            Some(out) => {
-                                let before = out.len();
-                                let written = poll_write_all(&mut self.stream, out, cx);
-                                (written, out.len() < before)
-                            }
-                            None => (Poll::Ready(Ok(())), false),
-                        };
-                        if let Poll::Ready(Ok(())) = written {
-                            blocked.remove(&conn);
-                        }
-                        drop(blocked);
-                        if written.is_pending() && moved {
-                            self.partly_written();
-                        }
-                        written
-                    };
+                    let written = self.poll_write_output(cx);
                     match written {
                         // A close (keepalive timeout, takeover, protocol error) does not wait
                         // for a peer that stopped reading: what it has not taken is dropped.
@@ -551,6 +544,48 @@ impl<S: ClientStream> ConnectionTask<S> {
                     return Poll::Pending;
                 }
             }
+        }
+    }
+
+    /// Writes this connection's output (what the shard produced, or what found the socket full
+    /// before); pending with the rest kept in [`ShardContext::blocked_out`] when the socket is
+    /// full again.
+    #[inline]
+    fn poll_write_output(&mut self, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let conn = self.conn;
+        if let Step::Write = self.step {
+            let mut out = self.context.state.borrow_mut().take_output(conn);
+            let taken = out.len();
+            let written = poll_write_all(&mut self.stream, &mut out, cx);
+            if written.is_pending() {
+                if out.len() < taken {
+                    self.partly_written();
+                }
+                // The socket is full: the rest waits beside the task rather than in
+                // it (rarely needed, and the task's state is every idle
+                // connection's).
+                self.context.blocked_out.borrow_mut().insert(conn, out);
+                self.step = Step::Blocked;
+            }
+            written
+        } else {
+            let mut blocked = self.context.blocked_out.borrow_mut();
+            let (written, moved) = match blocked.get_mut(&conn) {
+                Some(out) => {
+                    let before = out.len();
+                    let written = poll_write_all(&mut self.stream, out, cx);
+                    (written, out.len() < before)
+                }
+                None => (Poll::Ready(Ok(())), false),
+            };
+            if let Poll::Ready(Ok(())) = written {
+                blocked.remove(&conn);
+            }
+            drop(blocked);
+            if written.is_pending() && moved {
+                self.partly_written();
+            }
+            written
         }
     }
 

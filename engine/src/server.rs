@@ -100,16 +100,7 @@ pub fn serve(
     if let Some(node) = &node_cluster {
         count_cluster(&counters, node);
     }
-    // Each shard answers the admin API's questions from a channel of its own.
-    let (admin_shards, admin_requests) = crate::admin::Shards::new(shards);
-    if let Some(address) = config.admin_listen {
-        let fence = node_cluster.as_ref().map(|node| node.fence.clone());
-        // Ready once every shard accepts, and (in a cluster) while the node may serve.
-        let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
-        let hosts = config.admin_hosts.clone();
-        let bound = crate::admin::start(address, hosts, counters.clone(), admin_shards, ready)?;
-        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
-    }
+    let admin_requests = start_admin(&config, &counters, node_cluster.as_ref())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let started = Arc::new(AtomicUsize::new(0));
@@ -144,6 +135,34 @@ pub fn serve(
         }
     })
     .context("cannot start the shards")?;
+    wait_for_shards(handles, node_cluster)
+}
+
+/// Starts the admin endpoint if one is configured; the channels each shard answers its
+/// questions from.
+fn start_admin(
+    config: &Config,
+    counters: &Arc<NodeCounters>,
+    node_cluster: Option<&Arc<NodeCluster>>,
+) -> anyhow::Result<Vec<crate::admin::ShardRequests>> {
+    // Each shard answers the admin API's questions from a channel of its own.
+    let (admin_shards, admin_requests) = crate::admin::Shards::new(usize::from(config.shards));
+    if let Some(address) = config.admin_listen {
+        let fence = node_cluster.map(|node| node.fence.clone());
+        // Ready once every shard accepts, and (in a cluster) while the node may serve.
+        let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
+        let hosts = config.admin_hosts.clone();
+        let bound = crate::admin::start(address, hosts, counters.clone(), admin_shards, ready)?;
+        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
+    }
+    Ok(admin_requests)
+}
+
+/// Waits for every shard to stop, then leaves the cluster; a shard's panic is the error.
+fn wait_for_shards(
+    handles: Vec<runtime::ShardHandle<()>>,
+    node_cluster: Option<Arc<NodeCluster>>,
+) -> anyhow::Result<()> {
     let mut failed = None;
     for handle in handles {
         if let Err(panicked) = handle.join() {
@@ -465,6 +484,7 @@ async fn shard_main(
         counters,
         admin,
     } = boot;
+    // Read before anything awaits: a reload from here on is applied by the ticker.
     let live_generation = live.generation();
     let stopping = Rc::new(Signal::default());
     runtime::spawn_local(heartbeat(stop, stopping.clone()));
@@ -480,63 +500,29 @@ async fn shard_main(
             (kind, listener)
         })
         .collect();
-    let shards = config.shards;
-    let mut state = Shard::with_storage(id, shards, config.limits.clone(), clock);
+    let mut state = Shard::with_storage(id, config.shards, config.limits.clone(), clock);
     let (acl_generation, authorizer) = security.authorizer();
     state.set_authorizer(authorizer);
     state.set_assigned_id_source(Box::new(os_random_u128));
     let (cluster, cluster_tasks) = match cluster {
-        Some(ShardJoin { node, events, link_socket }) => {
-            let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
-                panic!("shard {id} cannot register its node-link listener: {error}")
-            });
-            let shard_cluster = ShardCluster::new(node, clock);
-            let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
-            state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
-            let versions = shard_cluster.node.retained_clock.clone();
-            state.enable_retained_versions(
-                clock,
-                os_random_u128().map_or(0, |r| r as u64),
-                versions,
-            );
-            (Some(Rc::new(shard_cluster)), Some((events, link_listener)))
+        Some(join) => {
+            let (cluster, tasks) = join_shard_cluster(id, clock, &mut state, join);
+            (Some(cluster), Some(tasks))
         }
         None => (None, None),
     };
-    let context = Rc::new(ShardContext {
-        id,
-        shards,
-        state: RefCell::new(state),
-        conns: RefCell::new(HashMap::new()),
-        mesh_out: (0..shards).map(|_| RefCell::new(Vec::new())).collect(),
-        mesh_signals: (0..shards).map(|_| Signal::default()).collect(),
-        next_conn: Cell::new(1),
-        stopping: Cell::new(false),
-        stop_signal: Signal::default(),
-        connections,
-        connections_max: Cell::new(config.limits.connections_max),
-        packet_bytes_max: Cell::new(config.limits.packet_bytes_max),
-        ws_origins: RefCell::new(config.ws_origins.clone()),
-        username_as_client_id: Cell::new(config.security.username_as_client_id),
-        connect_timeout: Cell::new(config.limits.connect_timeout),
-        effects: RefCell::new(Vec::new()),
-        blocked_out: RefCell::new(HashMap::new()),
-        commit_signal: Signal::default(),
-        ticker_due: Cell::new(Instant::now()),
-        ticker_wake: Signal::default(),
-        commit_failed: Cell::new(false),
-        ready_peers: Cell::new(0),
-        ready_signal: Signal::default(),
+    let parts = ContextParts {
         cluster,
         security,
-        acl_generation: Cell::new(acl_generation),
-        connect_rate_share: Cell::new(connect_rate_share(&config)),
+        acl_generation,
         live,
-        live_generation: Cell::new(live_generation),
+        live_generation,
         tls,
         memory,
         counters,
-    });
+        connections,
+    };
+    let context = Rc::new(new_context(id, &config, state, parts));
     for sender in mesh.senders.into_iter().flatten() {
         runtime::spawn_local(mesh_sender(context.clone(), sender));
     }
@@ -544,44 +530,7 @@ async fn shard_main(
         runtime::spawn_local(mesh_receiver(context.clone(), receiver));
     }
     runtime::spawn_local(committer(context.clone(), store, config.durability));
-
-    // Restore before any client connects: sessions homed here, then what moved here from
-    // another shard's file (written to ours), then forget what moved away.
-    {
-        let now = Instant::now();
-        let mut state = context.state.borrow_mut();
-        state.restore(plan.own, false, now);
-        state.restore(plan.moved, true, now);
-        state.forget_moved(&plan.forget_sessions, &plan.forget_retained);
-    }
-    context.apply_effects();
-    // The barrier: every peer has applied our routes when it sees our Ready (the mesh is FIFO),
-    // and we have applied theirs when we have seen all of theirs.
-    for peer in (0..shards).map(ShardId).filter(|&peer| peer != id) {
-        context.to_peer(peer, MeshItem::Ready);
-    }
-    while context.ready_peers.get() + 1 < usize::from(shards) {
-        context.ready_signal.wait().await;
-    }
-    // Files of shards that no longer exist go once every shard has written what moved from them.
-    while !context.state.borrow().commit_idle() {
-        runtime::sleep(Duration::from_millis(1)).await;
-    }
-    // A shard whose first commits failed counts as not done: the files stay, and the next start
-    // moves their data again (rehome prefers the copy in a session's home file).
-    let done = !context.commit_failed.get();
-    if done && started.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(shards) {
-        for path in obsolete.iter() {
-            match std::fs::remove_file(path) {
-                Ok(()) => tracing::info!(
-                    "removed {} (its sessions moved to other shards)",
-                    path.display()
-                ),
-                Err(error) => tracing::warn!("cannot remove {}: {error}", path.display()),
-            }
-        }
-    }
-
+    restore(&context, plan, &started, &obsolete).await;
     runtime::spawn_local(ticker(context.clone()));
     runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin));
     if let (Some(interval), 0) = (config.sys_interval, id.0) {
@@ -596,14 +545,139 @@ async fn shard_main(
     for (kind, listener) in listeners {
         runtime::spawn_local(accept_loop(context.clone(), listener, kind));
     }
-
     // Runs until the signal thread raises the stop flag.
     stopping.wait().await;
+    shut_down(&context).await;
+}
+
+/// This shard's part of the cluster: its node-link listener, and retained messages placed and
+/// versioned as the cluster's are.
+fn join_shard_cluster(
+    id: ShardId,
+    clock: WallClock,
+    state: &mut Shard,
+    join: ShardJoin,
+) -> (
+    Rc<ShardCluster>,
+    (async_channel::Receiver<shardmq_cluster::control::ControlEvent>, TcpListener),
+) {
+    let ShardJoin { node, events, link_socket } = join;
+    let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
+        panic!("shard {id} cannot register its node-link listener: {error}")
+    });
+    let shard_cluster = ShardCluster::new(node, clock);
+    let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
+    state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
+    let versions = shard_cluster.node.retained_clock.clone();
+    state.enable_retained_versions(clock, os_random_u128().map_or(0, |r| r as u64), versions);
+    (Rc::new(shard_cluster), (events, link_listener))
+}
+
+/// What a shard's context is made of besides its state machine and configuration.
+struct ContextParts {
+    cluster: Option<Rc<ShardCluster>>,
+    security: Arc<NodeSecurity>,
+    acl_generation: u64,
+    live: Arc<LiveConfig>,
+    live_generation: u64,
+    tls: Option<Arc<TlsCertificates>>,
+    memory: Arc<MemoryWatch>,
+    counters: Arc<NodeCounters>,
+    connections: Arc<AtomicUsize>,
+}
+
+fn new_context(id: ShardId, config: &Config, state: Shard, parts: ContextParts) -> ShardContext {
+    let shards = config.shards;
+    ShardContext {
+        id,
+        shards,
+        state: RefCell::new(state),
+        conns: RefCell::new(HashMap::new()),
+        mesh_out: (0..shards).map(|_| RefCell::new(Vec::new())).collect(),
+        mesh_signals: (0..shards).map(|_| Signal::default()).collect(),
+        next_conn: Cell::new(1),
+        stopping: Cell::new(false),
+        stop_signal: Signal::default(),
+        connections: parts.connections,
+        connections_max: Cell::new(config.limits.connections_max),
+        packet_bytes_max: Cell::new(config.limits.packet_bytes_max),
+        ws_origins: RefCell::new(config.ws_origins.clone()),
+        username_as_client_id: Cell::new(config.security.username_as_client_id),
+        connect_timeout: Cell::new(config.limits.connect_timeout),
+        effects: RefCell::new(Vec::new()),
+        blocked_out: RefCell::new(HashMap::new()),
+        commit_signal: Signal::default(),
+        ticker_due: Cell::new(Instant::now()),
+        ticker_wake: Signal::default(),
+        commit_failed: Cell::new(false),
+        ready_peers: Cell::new(0),
+        ready_signal: Signal::default(),
+        cluster: parts.cluster,
+        security: parts.security,
+        acl_generation: Cell::new(parts.acl_generation),
+        connect_rate_share: Cell::new(connect_rate_share(config)),
+        live: parts.live,
+        live_generation: Cell::new(parts.live_generation),
+        tls: parts.tls,
+        memory: parts.memory,
+        counters: parts.counters,
+    }
+}
+
+/// Restores the shard's state before any client connects, waits until every shard has done the
+/// same, and (the last shard to finish) removes the files of shards that no longer exist.
+async fn restore(
+    context: &ShardContext,
+    plan: ShardPlan,
+    started: &AtomicUsize,
+    obsolete: &[std::path::PathBuf],
+) {
+    let shards = context.shards;
+    // Restore before any client connects: sessions homed here, then what moved here from
+    // another shard's file (written to ours), then forget what moved away.
+    {
+        let now = Instant::now();
+        let mut state = context.state.borrow_mut();
+        state.restore(plan.own, false, now);
+        state.restore(plan.moved, true, now);
+        state.forget_moved(&plan.forget_sessions, &plan.forget_retained);
+    }
+    context.apply_effects();
+    // The barrier: every peer has applied our routes when it sees our Ready (the mesh is FIFO),
+    // and we have applied theirs when we have seen all of theirs.
+    for peer in (0..shards).map(ShardId).filter(|&peer| peer != context.id) {
+        context.to_peer(peer, MeshItem::Ready);
+    }
+    while context.ready_peers.get() + 1 < usize::from(shards) {
+        context.ready_signal.wait().await;
+    }
+    // Files of shards that no longer exist go once every shard has written what moved from them.
+    while !context.state.borrow().commit_idle() {
+        runtime::sleep(Duration::from_millis(1)).await;
+    }
+    // A shard whose first commits failed counts as not done: the files stay, and the next start
+    // moves their data again (rehome prefers the copy in a session's home file).
+    let done = !context.commit_failed.get();
+    if done && started.fetch_add(1, Ordering::AcqRel) + 1 == usize::from(shards) {
+        for path in obsolete {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::info!(
+                    "removed {} (its sessions moved to other shards)",
+                    path.display()
+                ),
+                Err(error) => tracing::warn!("cannot remove {}: {error}", path.display()),
+            }
+        }
+    }
+}
+
+/// Stops the shard: DISCONNECT to clients, then waits (a bounded grace) for connections to
+/// flush and close and for queued writes to reach the store.
+async fn shut_down(context: &ShardContext) {
     context.stopping.set(true);
     context.stop_signal.notify();
     context.state.borrow_mut().shutdown();
     context.apply_effects();
-    // Connections flush their DISCONNECT and close; queued writes reach the store.
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while (!context.conns.borrow().is_empty() || !context.state.borrow().commit_idle())
         && Instant::now() < deadline
