@@ -38,6 +38,25 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often "out of file descriptors" is logged at most.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a connection the shard closed may drain what its client still sends before it is
+/// closed anyway: enough for a client that was writing to read the DISCONNECT and close.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Connections draining at once per shard at most; past it a closed connection is closed at
+/// once (its client may then miss the DISCONNECT). Bounds the descriptors and buffers a storm
+/// of refusals can hold.
+pub(crate) const CLOSING_MAX: usize = 1024;
+
+/// Ends the draining of connections whose [`CLOSE_LINGER`] has passed (called by the ticker).
+pub(crate) fn end_lingering(context: &ShardContext, now: Instant) {
+    let mut closing = context.closing.borrow_mut();
+    while closing.front().is_some_and(|&(due, _)| due <= now) {
+        if let Some((_, key)) = closing.pop_front() {
+            // A connection that finished draining early has gone: its key reaches nothing.
+            Connection::notify(key, SIGNAL_CLOSE);
+        }
+    }
+}
+
 pub(crate) async fn accept_loop(
     context: Rc<ShardContext>,
     listener: TcpListener,
@@ -437,6 +456,10 @@ enum Step {
     Paused,
     /// Wait for data or a signal.
     Wait,
+    /// Closed by the shard, its output written and the sending side shut: read and discard
+    /// what the client still sends until it closes or [`CLOSE_LINGER`] passes. The shard has
+    /// already forgotten the connection.
+    Draining,
 }
 
 impl<S: ClientStream> Future for ConnectionTask<S> {
@@ -445,19 +468,9 @@ impl<S: ClientStream> Future for ConnectionTask<S> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let task = self.get_mut();
         let Poll::Ready(lost) = task.serve(cx) else { return Poll::Pending };
-        let context = &task.context;
-        let now = Instant::now();
-        if let Step::Blocked = task.step {
-            context.blocked_out.borrow_mut().remove(&task.conn);
+        if !matches!(task.step, Step::Draining) {
+            task.release(lost);
         }
-        context.conns.borrow_mut().remove(&task.conn);
-        if lost {
-            context.state.borrow_mut().connection_lost(task.conn, now);
-        } else {
-            context.state.borrow_mut().connection_closed(task.conn);
-        }
-        context.apply_effects();
-        context.connections.fetch_sub(1, Ordering::Relaxed);
         Poll::Ready(())
     }
 }
@@ -492,14 +505,14 @@ impl<S: ClientStream> ConnectionTask<S> {
                     self.context.apply_effects();
                     let signals = self.stream.signals();
                     if signals & SIGNAL_CLOSE != 0 && signals & SIGNAL_FLUSH == 0 {
-                        self.stream.close_gracefully();
-                        return Poll::Ready(false);
+                        return self.start_draining(cx);
                     }
                     self.step = Step::Feed;
                     if poll_yield(cx).is_pending() {
                         return Poll::Pending;
                     }
                 }
+                Step::Draining => return self.poll_drain(cx),
                 Step::Paused => {
                     // Resumed by a signal (Effect::Resume), or woken to flush or close.
                     // Meanwhile what is not a PUBLISH is still read and fed (acknowledgements,
@@ -586,6 +599,66 @@ impl<S: ClientStream> ConnectionTask<S> {
                 self.partly_written();
             }
             written
+        }
+    }
+
+    /// Tells the shard the connection is gone (lost: EOF or an error; else closed by the shard).
+    fn release(&mut self, lost: bool) {
+        let context = &self.context;
+        if let Step::Blocked = self.step {
+            context.blocked_out.borrow_mut().remove(&self.conn);
+        }
+        context.conns.borrow_mut().remove(&self.conn);
+        if lost {
+            context.state.borrow_mut().connection_lost(self.conn, Instant::now());
+        } else {
+            context.state.borrow_mut().connection_closed(self.conn);
+        }
+        context.apply_effects();
+        context.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The shard closed the connection and its output (the DISCONNECT saying why, for a v5
+    /// client) is written: shuts the sending side and drains what the client still sends, so
+    /// the close is a FIN the client can read up to, not a reset that loses the DISCONNECT
+    /// ([`Step::Draining`]). Past [`CLOSING_MAX`] draining connections on this shard, closes
+    /// at once.
+    fn start_draining(&mut self, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        let mut closing = self.context.closing.borrow_mut();
+        if closing.len() >= CLOSING_MAX {
+            drop(closing);
+            self.stream.close_gracefully();
+            return Poll::Ready(false);
+        }
+        closing.push_back((Instant::now() + CLOSE_LINGER, self.stream.notify_key()));
+        drop(closing);
+        self.stream.finish();
+        self.release(false);
+        // Only the ticker signals from here on (at the deadline): what was set is spent.
+        self.stream.clear_signals(SIGNAL_CLOSE | SIGNAL_FLUSH | SIGNAL_WAKE);
+        self.step = Step::Draining;
+        self.poll_drain(cx)
+    }
+
+    /// Reads and discards until the client closes, the read fails, or the deadline's signal.
+    fn poll_drain(&mut self, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        loop {
+            if self.stream.poll_signals(SIGNAL_CLOSE, cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            if self.stream.poll_readable(cx).is_pending() {
+                // Nothing to read: what was read is not kept while waiting.
+                self.buf = BytesMut::new();
+                return Poll::Pending;
+            }
+            self.buf.clear();
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(Some(0)) | Err(_) => return Poll::Ready(false),
+                Ok(Some(_) | None) => {}
+            }
+            if poll_yield(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
     }
 

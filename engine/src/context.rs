@@ -3,7 +3,7 @@
 //! ([`ConnHandle`]), and what travels between shards ([`MeshItem`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
@@ -117,6 +117,10 @@ pub(crate) struct ShardContext {
     pub(crate) username_as_client_id: Cell<bool>,
     pub(crate) connect_timeout: Cell<Duration>,
     pub(crate) effects: RefCell<Vec<Effect>>,
+    /// Connections the shard has closed that are draining what their client still sends
+    /// (`connection.rs`, [`crate::connection::CLOSE_LINGER`]): when each must stop, and the key
+    /// that reaches its task. In deadline order; at most [`crate::connection::CLOSING_MAX`].
+    pub(crate) closing: RefCell<VecDeque<(Instant, u64)>>,
     /// Output of connections whose socket was full, until it is written: kept here rather than
     /// in each [`ConnectionTask`], which every idle connection has.
     pub(crate) blocked_out: RefCell<HashMap<ConnId, BytesMut>>,

@@ -7,7 +7,7 @@
 //! and session expiry. The state machine is only borrowed between awaits, never across one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -606,6 +606,7 @@ fn new_context(id: ShardId, config: &Config, state: Shard, parts: ContextParts) 
         connect_timeout: Cell::new(config.limits.connect_timeout),
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
+        closing: RefCell::new(VecDeque::new()),
         commit_signal: Signal::default(),
         ticker_due: Cell::new(Instant::now()),
         ticker_wake: Signal::default(),
@@ -808,8 +809,10 @@ async fn ticker(context: Rc<ShardContext>) {
         context.ticker_due.set(now + wait);
         // An earlier deadline set meanwhile (a throttled connection's resume) wakes it early.
         future::or(runtime::sleep(wait), context.ticker_wake.wait()).await;
-        context.state.borrow_mut().tick(Instant::now());
+        let now = Instant::now();
+        context.state.borrow_mut().tick(now);
         context.apply_effects();
+        crate::connection::end_lingering(&context, now);
         context.counters.publish(usize::from(context.id.0), &context.state.borrow().stats());
     }
 }

@@ -68,6 +68,15 @@ pub trait MqttStream {
     /// (best effort: never waits), then a TCP shutdown of both halves.
     fn close_gracefully(&mut self);
 
+    /// Ends the sending side only: the close_notify or close frame as [`close_gracefully`]
+    /// does, then a TCP shutdown of the write half (FIN). Reading goes on, so what the client
+    /// still sends can be read and discarded: a socket closed with unread input sends RST,
+    /// and a client's kernel then drops what it had not read yet (such as the DISCONNECT
+    /// that said why).
+    ///
+    /// [`close_gracefully`]: Self::close_gracefully
+    fn finish(&mut self);
+
     /// The user name the client's certificate carries (its subject's common name), if the
     /// stream is TLS and the client sent one.
     fn peer_common_name(&self) -> Option<String> {
@@ -134,6 +143,10 @@ impl MqttStream for Connection {
 
     fn close_gracefully(&mut self) {
         let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn finish(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -767,6 +780,12 @@ impl MqttStream for Layered {
         self.layer.close();
         let _ = self.try_out();
         let _ = self.connection.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn finish(&mut self) {
+        self.layer.close();
+        let _ = self.try_out();
+        let _ = self.connection.shutdown(std::net::Shutdown::Write);
     }
 
     fn is_tls(&self) -> bool {

@@ -483,3 +483,41 @@ fn a_failed_commit_frees_only_its_own_qos2_packet_id() {
     assert!(matches!(got.as_slice(), [Packet::PubRec(_)]), "{got:?}");
     assert_eq!(delivered(&mut node), 0, "the duplicate was delivered again ({before} before)");
 }
+
+/// QoS 1 PUBLISHes whose PUBACK waits for a commit count against the Receive Maximum, as
+/// unreleased QoS 2 ones do [MQTT-3.3.4-9]: one more than the CONNACK allowed is 0x93.
+#[test]
+fn held_qos1_acknowledgements_count_against_the_receive_maximum() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::durable(dir.path(), 1, T0);
+    let sub = node.connect_with(persistent("sub", V5));
+    node.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publisher = node.connect("pub", V5, true);
+    let receive_maximum = connack(&node.take(publisher)).properties.receive_maximum.unwrap();
+    let qos1 = |id: u16| {
+        let mut p = qos2_publish(id, b"m", false);
+        p.qos = QoS::AtLeastOnce;
+        Packet::Publish(p)
+    };
+
+    // Within the window, acknowledged after the commit, the window opens again.
+    node.hold_commits = true;
+    for id in 1..=receive_maximum {
+        node.send(publisher, qos1(id));
+    }
+    assert!(acks(&mut node, publisher).is_empty(), "PUBACKs wait for the commit");
+    node.flush_commits();
+    assert_eq!(acks(&mut node, publisher).len(), usize::from(receive_maximum));
+
+    // One over the window while they are all held: refused with 0x93.
+    node.hold_commits = true;
+    for id in 1..=receive_maximum {
+        node.send(publisher, qos1(id));
+    }
+    node.send(publisher, qos1(receive_maximum + 1));
+    let refused = node.take(publisher).into_iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d.reason),
+        _ => None,
+    });
+    assert_eq!(refused, Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+}

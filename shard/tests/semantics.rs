@@ -675,3 +675,44 @@ fn message_expiry_drops_expired_messages_and_forwards_the_time_left() {
     assert_eq!(payloads(&got), ["long"], "the expired message is not delivered");
     assert_eq!(got[0].properties.message_expiry_interval, Some(54), "60 s less the 6 s waited");
 }
+
+/// [MQTT-3.14.2-2] and 3.1.2.11.2: a DISCONNECT may change the Session Expiry Interval of a
+/// session that had a non-zero one; a session created with 0 cannot be given one (0x82).
+#[test]
+fn disconnect_sets_a_new_session_expiry_interval() {
+    let disconnect_with_expiry = |secs: u32| {
+        let properties =
+            Properties { session_expiry_interval: Some(secs), ..Properties::default() };
+        Packet::Disconnect(Disconnect { reason: ReasonCode::SUCCESS, properties })
+    };
+    let mut node = Node::new(2);
+    let mut c = connect("s", V5, true);
+    c.properties.session_expiry_interval = Some(1);
+    let first = node.connect_with(c);
+    node.subscribe(first, "t", QoS::AtLeastOnce);
+    node.send(first, disconnect_with_expiry(5));
+    node.advance(Duration::from_secs(3));
+    let mut c = connect("s", V5, false);
+    c.properties.session_expiry_interval = Some(1);
+    let again = node.connect_with(c);
+    assert!(connack(&node.take(again)).session_present, "the longer expiry kept the session");
+
+    // Shortened to 0 at DISCONNECT: the session ends with the connection.
+    node.send(again, disconnect_with_expiry(0));
+    let mut c = connect("s", V5, false);
+    c.properties.session_expiry_interval = Some(1);
+    let third = node.connect_with(c);
+    assert!(!connack(&node.take(third)).session_present, "expiry 0 ended the session");
+
+    // Connected with 0: a non-zero value at DISCONNECT is a protocol error.
+    node.lose(third);
+    let zero = node.connect("z", V5, true);
+    node.take(zero);
+    node.send(zero, disconnect_with_expiry(5));
+    let packets = node.take(zero);
+    let reason = packets.iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d.reason),
+        _ => None,
+    });
+    assert_eq!(reason, Some(ReasonCode::PROTOCOL_ERROR), "got {packets:?}");
+}

@@ -402,16 +402,22 @@ impl RawClient {
         }
     }
 
-    /// Encodes `packet` for this connection's version and writes it.
     /// The client's own address (to find its connection in `ss`).
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("a connected socket has a local address")
     }
 
+    /// Encodes `packet` for this connection's version and writes it.
     pub fn send(&mut self, packet: &Packet) {
+        self.try_send(packet).expect("write to the broker");
+    }
+
+    /// Like [`RawClient::send`], returning the write's error (a reset connection) instead of
+    /// failing the test.
+    pub fn try_send(&mut self, packet: &Packet) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         packet.encode(self.version, &mut out).expect("the test's packet encodes");
-        self.send_bytes(&out);
+        self.stream.write_all(&out)
     }
 
     /// Writes `bytes` as they are, in one write.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shardmq_io::codec::{ByteString, Bytes, Properties};
+use shardmq_io::codec::{ByteString, Bytes, BytesMut, Properties};
 use shardmq_io::codec::{Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 use shardmq_tests::{connect_packet, Broker, RawClient, Received};
 
@@ -236,4 +236,81 @@ fn a_client_that_stops_reading_is_still_closed_at_its_keepalive_timeout() {
     }
     let received = stalled.count_until_closed(Duration::from_secs(15));
     assert!(received.unwrap_or(0) > 1 << 20, "its socket was not full: {received:?}");
+}
+
+/// A DISCONNECT's Session Expiry Interval replaces the CONNECT's (3.14.2.2.2): connected with
+/// 1 s and disconnected with 5 s, the session is there 3 s later; connected with 0, a non-zero
+/// value at DISCONNECT is a protocol error (0x82) [MQTT-3.14.2-2].
+#[test]
+fn disconnect_gives_the_session_a_new_expiry_interval() {
+    let broker = Broker::start(&[]);
+    let disconnect_with_expiry = |secs: u32| {
+        let properties =
+            Properties { session_expiry_interval: Some(secs), ..Properties::default() };
+        Packet::Disconnect(shardmq_io::codec::Disconnect {
+            reason: ReasonCode::SUCCESS,
+            properties,
+        })
+    };
+    let mut first = connect_packet(V5, "expiry-moves");
+    first.properties.session_expiry_interval = Some(1);
+    let (mut client, connack) = RawClient::connect(broker.addr(), first);
+    assert_eq!(connack.reason, ReasonCode::SUCCESS);
+    // Closed at once after the DISCONNECT, as most clients do.
+    client.send(&disconnect_with_expiry(5));
+    drop(client);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut again = connect_packet(V5, "expiry-moves");
+    again.clean_start = false;
+    again.properties.session_expiry_interval = Some(1);
+    let (_client, connack) = RawClient::connect(broker.addr(), again);
+    assert!(connack.session_present, "the session outlived its first 1 s expiry: {connack:?}");
+
+    let (mut zero, _) = RawClient::connect(broker.addr(), connect_packet(V5, "expiry-zero"));
+    zero.send(&disconnect_with_expiry(5));
+    expect_disconnect_then_close(&mut zero, ReasonCode::PROTOCOL_ERROR);
+}
+
+/// A client still writing when the broker ends its connection with a reason code can read that
+/// reason: the broker shuts its sending side after the DISCONNECT and drains what the client
+/// sends for a while, instead of closing with unread input (which resets the connection: the
+/// client's next write fails and most clients never read the DISCONNECT).
+#[test]
+fn a_client_still_writing_reads_the_disconnect_that_ends_it() {
+    let broker = Broker::start(&[]);
+    let (mut client, connack) = RawClient::connect(broker.addr(), connect_packet(V5, "eager"));
+    let receive_maximum = connack.properties.receive_maximum.expect("v5 CONNACK says it");
+    // More QoS 2 PUBLISHes than the broker's Receive Maximum, none released, in one write: the
+    // broker refuses the first one over (0x93) with the rest still unread.
+    let mut burst = BytesMut::new();
+    for id in 1..=receive_maximum.saturating_add(50) {
+        let publish = publish_qos(id, QoS::ExactlyOnce);
+        publish.encode(V5, &mut burst).expect("encodes");
+    }
+    client.send_bytes(&burst);
+    std::thread::sleep(Duration::from_millis(300));
+    // Answering the PUBRECs it has not read yet, as a client library does from its own queue.
+    for id in 1..=10 {
+        let pubrel = Packet::PubRel(shardmq_io::codec::Ack::success(packet_id(id)));
+        client.try_send(&pubrel).expect("the broker still takes what the client writes");
+    }
+    let mut pubrecs = 0;
+    let reason = loop {
+        match client.next(REPLY) {
+            Received::Packet(Packet::PubRec(_)) => pubrecs += 1,
+            Received::Packet(Packet::Disconnect(disconnect)) => break disconnect.reason,
+            other => panic!("expected PUBRECs then DISCONNECT, got {other:?} after {pubrecs}"),
+        }
+    };
+    assert_eq!(reason, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+    assert_eq!(pubrecs, usize::from(receive_maximum));
+    client.expect_closed(REPLY);
+}
+
+fn publish_qos(id: u16, qos: QoS) -> Packet {
+    shardmq_tests::publish_packet("eager/t", b"x", qos, false, id)
+}
+
+fn packet_id(id: u16) -> shardmq_io::codec::PacketId {
+    shardmq_tests::packet_id(id)
 }

@@ -257,6 +257,9 @@ impl Shard {
         }
         let mut qos2_client = None;
         if let AckTo::Client(ack) = ack {
+            if ack.qos == QoS::AtLeastOnce {
+                *self.held_qos1.entry(ack.conn).or_insert(0) += 1;
+            }
             if ack.qos == QoS::ExactlyOnce {
                 qos2_client = self.conns.get(&ack.conn).map(|c| c.client_id.clone());
                 if let Some(client_id) = &qos2_client {
@@ -308,6 +311,14 @@ impl Shard {
         let Some(HeldAck { ack, failed, qos2_client, .. }) = self.held_acks.remove(&token) else {
             return;
         };
+        if let AckTo::Client(InboundAck { conn, qos: QoS::AtLeastOnce, .. }) = ack {
+            if let Some(held) = self.held_qos1.get_mut(&conn) {
+                *held -= 1;
+                if *held == 0 {
+                    self.held_qos1.remove(&conn);
+                }
+            }
+        }
         // Whether the client's packet id still belongs to this message: a new session of the
         // client (clean start) may have taken the same id for another message meanwhile.
         let owned = match (&qos2_client, &ack) {
@@ -576,3 +587,7 @@ pub(super) type HeldAcks = HashMap<u64, HeldAck>;
 /// The held QoS 2 acknowledgements by (client id, packet id): the message that owns that id
 /// until its commit ends.
 pub(super) type HeldQos2 = HashMap<(ByteString, u16), u64>;
+/// QoS 1 PUBLISHes of each connection whose PUBACK is held (for a commit or receipts): with the
+/// session's unreleased QoS 2 ids, what counts against the Receive Maximum the broker gave the
+/// client. Only connections with some held are in it.
+pub(super) type HeldQos1 = crate::FastMap<ConnId, u16>;

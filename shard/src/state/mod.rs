@@ -47,7 +47,7 @@ pub use backpressure::{
     PAUSE_MAX as PUBLISHER_PAUSE_MAX, PEER_HOLD_MAX as PEER_PAUSE_MAX,
     STALL_QUIET as SUBSCRIBER_STALL_QUIET,
 };
-use durable::{AckTo, Durable, HeldAcks, HeldQos2};
+use durable::{AckTo, Durable, HeldAcks, HeldQos1, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
 use throttle::{Rates, Throttle};
 mod cluster;
@@ -351,6 +351,7 @@ pub struct Shard {
     durable: Option<Durable>,
     held_acks: HeldAcks,
     held_qos2: HeldQos2,
+    held_qos1: HeldQos1,
     /// Scratch space for matching, kept to avoid allocating per publish.
     scratch_targets: FastMap<ByteString, Delivery>,
     /// Publishers paused while their subscribers drain.
@@ -413,6 +414,7 @@ impl Shard {
             stats: ShardStats::default(),
             durable: None,
             held_acks: HeldAcks::new(),
+            held_qos1: HeldQos1::default(),
             held_qos2: HeldQos2::new(),
             scratch_targets: FastMap::default(),
             backpressure: Backpressure::new(id),
@@ -1062,6 +1064,7 @@ impl Shard {
         }
         self.conns.remove(&conn);
         self.enhanced_auth.remove(&conn);
+        self.held_qos1.remove(&conn);
         self.forget_pressure(conn);
     }
 
@@ -1069,6 +1072,7 @@ impl Shard {
     pub fn connection_closed(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
         self.enhanced_auth.remove(&conn);
+        self.held_qos1.remove(&conn);
         self.forget_pressure(conn);
     }
 
@@ -1486,6 +1490,20 @@ impl Shard {
             return self.refuse_publish(conn, v5, publish.qos, packet_id);
         }
 
+        // [MQTT-3.3.4-9]: QoS 1 and 2 PUBLISHes not yet answered count against the Receive
+        // Maximum the CONNACK gave (a resend of an unreleased QoS 2 id is not a new one).
+        if publish.qos != QoS::AtMostOnce {
+            let (unreleased, resend) = self.sessions.get(&client_id).map_or((0, false), |s| {
+                let qos2 = &s.held().incoming_qos2;
+                let resend = publish.qos == QoS::ExactlyOnce
+                    && packet_id.is_some_and(|id| qos2.contains(&id.get()));
+                (qos2.len(), resend)
+            });
+            let held = usize::from(self.held_qos1.get(&conn).copied().unwrap_or(0));
+            if !resend && held + unreleased >= usize::from(self.limits.inflight_max) {
+                return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
+            }
+        }
         if publish.qos == QoS::ExactlyOnce {
             let Some(packet_id) = packet_id else { return };
             let Some(session) = self.sessions.get_mut(&client_id) else { return };
@@ -1497,9 +1515,6 @@ impl Shard {
                     self.send(conn, &Packet::PubRec(Ack::success(packet_id)));
                 }
                 return;
-            }
-            if session.held().incoming_qos2.len() >= usize::from(self.limits.inflight_max) {
-                return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
             }
             session.held_mut().incoming_qos2.insert(packet_id.get());
         }
