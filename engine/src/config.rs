@@ -269,6 +269,25 @@ pub struct ServeArgs {
     /// security), any page otherwise. Clients other than browsers send no origin.
     #[arg(long, value_name = "ORIGINS")]
     pub ws_allowed_origins: Option<String>,
+
+    /// Connections to `listen` come through a load balancer that sends a PROXY protocol header
+    /// (v1 or v2) first, naming the client: its address is then the client's for logs, the
+    /// admin API and the failed-login budget. A connection without a valid header is closed.
+    /// Only for a listener no one but the load balancer can reach [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub proxy_protocol: Option<bool>,
+
+    /// `proxy_protocol` for `tls_listen` (the header comes before the TLS handshake).
+    #[arg(long, value_name = "BOOL")]
+    pub tls_proxy_protocol: Option<bool>,
+
+    /// `proxy_protocol` for `ws_listen`.
+    #[arg(long, value_name = "BOOL")]
+    pub ws_proxy_protocol: Option<bool>,
+
+    /// `proxy_protocol` for `wss_listen`.
+    #[arg(long, value_name = "BOOL")]
+    pub wss_proxy_protocol: Option<bool>,
 }
 
 /// The resolved configuration of a node.
@@ -281,6 +300,8 @@ pub struct Config {
     pub wss_listen: Option<SocketAddr>,
     /// The web pages WebSocket listeners accept (`ws_allowed_origins`).
     pub ws_origins: Arc<AllowedOrigins>,
+    /// Which listeners' connections start with a PROXY protocol header.
+    pub proxy_protocol: ProxyProtocol,
     /// Set when a TLS listener is configured.
     pub tls: Option<TlsFiles>,
     pub shards: u16,
@@ -469,8 +490,39 @@ impl ServeArgs {
             tls_cert_as_username,
             ws_listen,
             wss_listen,
-            ws_allowed_origins
+            ws_allowed_origins,
+            proxy_protocol,
+            tls_proxy_protocol,
+            ws_proxy_protocol,
+            wss_proxy_protocol
         )
+    }
+
+    /// Which listeners take PROXY headers; the key of a listener that is not configured is an
+    /// error (it would silently do nothing).
+    fn proxy_protocol(
+        &self,
+        tls_listen: Option<SocketAddr>,
+        ws_listen: Option<SocketAddr>,
+        wss_listen: Option<SocketAddr>,
+    ) -> Result<ProxyProtocol, ConfigError> {
+        let on = |key: &str,
+                  value: Option<bool>,
+                  listener: Option<SocketAddr>,
+                  listen_key: &str| {
+            match (value.unwrap_or(false), listener) {
+                (true, None) => Err(ConfigError(format!(
+                    "`{key}` is set but `{listen_key}` is not: there is no such listener"
+                ))),
+                (on, _) => Ok(on),
+            }
+        };
+        Ok(ProxyProtocol {
+            mqtt: self.proxy_protocol.unwrap_or(false),
+            tls: on("tls_proxy_protocol", self.tls_proxy_protocol, tls_listen, "tls_listen")?,
+            ws: on("ws_proxy_protocol", self.ws_proxy_protocol, ws_listen, "ws_listen")?,
+            wss: on("wss_proxy_protocol", self.wss_proxy_protocol, wss_listen, "wss_listen")?,
+        })
     }
 
     fn into_config(self) -> Result<Config, ConfigError> {
@@ -608,6 +660,7 @@ impl ServeArgs {
             at_least("max_memory", bytes, 1 << 20)?;
         }
         let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
+        let proxy_protocol = self.proxy_protocol(tls_listen, ws_listen, wss_listen)?;
         let admin_hosts = self
             .admin_hosts
             .as_deref()
@@ -621,6 +674,7 @@ impl ServeArgs {
             ws_listen,
             wss_listen,
             ws_origins,
+            proxy_protocol,
             tls,
             shards,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -961,6 +1015,16 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         let at = line.map(|line| format!(" line {line}")).unwrap_or_default();
         ConfigError(format!("config file {}{at}: {}", path.display(), error.message().trim()))
     })
+}
+
+/// Which listeners' connections start with a PROXY protocol header (`proxy_protocol`,
+/// `tls_proxy_protocol`, `ws_proxy_protocol`, `wss_proxy_protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    pub mqtt: bool,
+    pub tls: bool,
+    pub ws: bool,
+    pub wss: bool,
 }
 
 /// Where the TLS files are, and how client certificates are used.

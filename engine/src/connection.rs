@@ -3,20 +3,22 @@
 //! which feeds the shard its packets and writes what the shard produces for it.
 
 use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_lite::future;
 use shardmq_io::codec::{
     ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties, ProtocolVersion,
     ReasonCode,
 };
+use shardmq_io::proxy::{self, Parsed};
 use shardmq_io::runtime::{self, needs_accept_backoff, Connection, TcpListener};
-use shardmq_io::transport::{Layer, Layered};
+use shardmq_io::transport::{Layer, LayerKind, Layered};
 use shardmq_shard::{home_shard, ConnId, ConnectRefusal};
 
 use crate::cluster::{self};
@@ -61,6 +63,7 @@ pub(crate) async fn accept_loop(
     context: Rc<ShardContext>,
     listener: TcpListener,
     kind: ListenerKind,
+    proxy_protocol: bool,
 ) {
     let mut last_error_log: Option<Instant> = None;
     // Each listener has its own connect budget: a storm on one leaves the others' alone.
@@ -99,14 +102,28 @@ pub(crate) async fn accept_loop(
                     stream.close();
                     continue;
                 }
+                if proxy_protocol {
+                    runtime::spawn_local(proxied(context.clone(), stream, kind, over_rate));
+                    continue;
+                }
                 let origins = || context.ws_origins.borrow().clone();
                 match kind.layer(context.tls.as_deref(), origins) {
-                    None => runtime::spawn_local(handshake(context.clone(), stream, over_rate)),
+                    None => runtime::spawn_local(handshake(
+                        context.clone(),
+                        stream,
+                        over_rate,
+                        None,
+                        BytesMut::new(),
+                    )),
                     Some(layer) => {
-                        let frame_bytes_max =
-                            context.packet_bytes_max.get() as usize + WS_FRAME_SLACK_BYTES;
-                        let stream = Layered::new(stream, Layer::new(&layer, frame_bytes_max));
-                        runtime::spawn_local(handshake(context.clone(), stream, over_rate));
+                        let stream = Layered::new(stream, new_layer(&context, &layer));
+                        runtime::spawn_local(handshake(
+                            context.clone(),
+                            stream,
+                            over_rate,
+                            None,
+                            BytesMut::new(),
+                        ));
                     }
                 }
             }
@@ -129,14 +146,88 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// The layers (TLS, WebSocket) of a connection accepted now on a listener of `kind`.
+fn new_layer(context: &ShardContext, kind: &LayerKind) -> Box<Layer> {
+    let frame_bytes_max = context.packet_bytes_max.get() as usize + WS_FRAME_SLACK_BYTES;
+    Layer::new(kind, frame_bytes_max)
+}
+
+/// A connection on a `proxy_protocol` listener: its PROXY header (v1 or v2) comes first, within
+/// the connect timeout, and names the client the load balancer forwards; then the connection
+/// goes on as any other (TLS, WebSocket, CONNECT), with what followed the header. Without a
+/// valid header it is closed, counted and logged (at the 1st, 2nd, 4th... on this shard).
+async fn proxied(
+    context: Rc<ShardContext>,
+    mut stream: Connection,
+    kind: ListenerKind,
+    over_rate: bool,
+) {
+    let deadline = Instant::now() + context.connect_timeout.get();
+    let mut buf = BytesMut::new();
+    let source = loop {
+        match proxy::parse(&buf) {
+            Parsed::Header { len, source } => {
+                buf.advance(len);
+                break source;
+            }
+            Parsed::Incomplete => {
+                if !read_more(&mut stream, &mut buf, deadline).await {
+                    let why = if buf.is_empty() { "nothing" } else { "an unfinished header" };
+                    return proxy_refused(
+                        &context,
+                        &stream,
+                        &format!("{why} before it closed or the connect timeout"),
+                    );
+                }
+            }
+            Parsed::Invalid(why) => return proxy_refused(&context, &stream, &why),
+        }
+    };
+    let origins = || context.ws_origins.borrow().clone();
+    match kind.layer(context.tls.as_deref(), origins) {
+        None => handshake(context, stream, over_rate, source, buf).await,
+        Some(layer) => {
+            let mut mqtt = BytesMut::new();
+            let layer = new_layer(&context, &layer);
+            // Bad TLS in the first bytes: the layer has queued its alert; the connection closes.
+            if let Ok(stream) = Layered::with_input(stream, layer, &buf, &mut mqtt) {
+                handshake(context, stream, over_rate, source, mqtt).await;
+            }
+        }
+    }
+}
+
+/// A connection on a `proxy_protocol` listener without a valid PROXY header: closed.
+fn proxy_refused(context: &ShardContext, stream: &Connection, why: &str) {
+    let mut state = context.state.borrow_mut();
+    state.connect_refused(ConnectRefusal::ProxyHeader);
+    let refused = state.stats().connects_refused[ConnectRefusal::ProxyHeader as usize];
+    if refused.is_power_of_two() {
+        let peer = stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
+        tracing::warn!(
+            shard = %context.id,
+            refused,
+            "closed a connection from {peer} on a `proxy_protocol` listener: {why} (a client \
+             reaching the listener without the load balancer, or a load balancer not set to \
+             send PROXY headers)"
+        );
+    }
+}
+
 /// A WebSocket upgrade from a web page the broker does not serve (`ws_allowed_origins`): counted,
 /// and logged at the 1st, 2nd, 4th, 8th... on this shard (a page can retry in a loop).
-fn origin_refused<S: ClientStream>(context: &ShardContext, stream: &S, origin: &str) {
+fn origin_refused<S: ClientStream>(
+    context: &ShardContext,
+    stream: &S,
+    source: Option<SocketAddr>,
+    origin: &str,
+) {
     let mut state = context.state.borrow_mut();
     state.connect_refused(ConnectRefusal::WebSocketOrigin);
     let refused = state.stats().connects_refused[ConnectRefusal::WebSocketOrigin as usize];
     if refused.is_power_of_two() {
-        let peer = stream.connection().peer_addr().map_or("?".to_string(), |a| a.to_string());
+        let peer = source.or_else(|| stream.connection().peer_addr().ok());
+        let peer = peer.map_or("?".to_string(), |a| a.to_string());
         tracing::warn!(
             shard = %context.id,
             refused,
@@ -148,14 +239,19 @@ fn origin_refused<S: ClientStream>(context: &ShardContext, stream: &S, origin: &
 
 /// Reads CONNECT on the accepting shard, then runs the connection here or hands it to the
 /// client's home shard.
-async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, over_rate: bool) {
+/// `source`: the client's address from a PROXY header, if the listener takes them; `buf`: the
+/// MQTT bytes already read (what followed that header).
+async fn handshake<S: ClientStream>(
+    context: Rc<ShardContext>,
+    mut stream: S,
+    over_rate: bool,
+    source: Option<SocketAddr>,
+    mut buf: BytesMut,
+) {
     let mut decoder = Decoder::server(context.packet_bytes_max.get());
-    let mut buf = BytesMut::new();
     let deadline = Instant::now() + context.connect_timeout.get();
-    let Some(connect) = read_connect(&context, &mut stream, &mut decoder, &mut buf, deadline).await
-    else {
-        return;
-    };
+    let read = read_connect(&context, &mut stream, &mut decoder, &mut buf, source, deadline).await;
+    let Some(connect) = read else { return };
     if over_rate {
         context.state.borrow_mut().connect_refused(ConnectRefusal::ConnectionRate);
         return send_refusal(&mut stream, connect.protocol, ReasonCode::CONNECTION_RATE_EXCEEDED)
@@ -168,7 +264,9 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
     }
     let mut wire =
         ConnectionWire { stream: &mut stream, decoder: &mut decoder, buf: &mut buf, deadline };
-    let Some(mut connect) = authenticated(&context, &mut wire, connect).await else { return };
+    let Some(mut connect) = authenticated(&context, &mut wire, connect, source).await else {
+        return;
+    };
     if context.username_as_client_id.get() {
         // `use_username_as_clientid`: the user name is the client id, so no client of another
         // user can name this one's session.
@@ -191,12 +289,13 @@ async fn handshake<S: ClientStream>(context: Rc<ShardContext>, mut stream: S, ov
     if home == context.id {
         // A task of its own rather than awaited here: this handshake's state (its read and
         // timeout futures) would otherwise stay allocated beside the connection for its life.
-        return start_connection(context, stream, decoder, buf, connect);
+        return start_connection(context, stream, decoder, buf, connect, source);
     }
     let (connection, layer) = stream.into_parts();
     match connection.into_handoff() {
         Ok(handoff) => {
-            let adoption = Adoption { stream: handoff, layer, connect, leftover: buf.freeze() };
+            let leftover = buf.freeze();
+            let adoption = Adoption { stream: handoff, layer, connect, leftover, source };
             context.to_peer(home, MeshItem::Adopt(adoption));
         }
         Err(error) => tracing::warn!(shard = %context.id, "cannot hand a connection over: {error}"),
@@ -210,6 +309,7 @@ async fn read_connect<S: ClientStream>(
     stream: &mut S,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
+    source: Option<SocketAddr>,
     deadline: Instant,
 ) -> Option<Box<Connect>> {
     loop {
@@ -221,7 +321,7 @@ async fn read_connect<S: ClientStream>(
                 // No CONNECT in time, EOF or an error: close.
                 if !read_more(stream, buf, deadline).await {
                     if let Some(origin) = stream.refused_origin() {
-                        origin_refused(context, stream, origin);
+                        origin_refused(context, stream, source, origin);
                     }
                     return None;
                 }
@@ -241,6 +341,7 @@ async fn authenticated<S: ClientStream>(
     context: &ShardContext,
     wire: &mut ConnectionWire<'_, S>,
     mut connect: Box<Connect>,
+    source: Option<SocketAddr>,
 ) -> Option<Box<Connect>> {
     let certified = match &context.tls {
         Some(tls) if tls.certificate_as_username() && wire.stream.is_tls() => {
@@ -273,7 +374,9 @@ async fn authenticated<S: ClientStream>(
             Some(connect)
         }
         None => {
-            let peer = wire.stream.connection().peer_addr().ok().map(|address| address.ip());
+            // The client's own address: the PROXY header's, else the socket's.
+            let peer = source.or_else(|| wire.stream.connection().peer_addr().ok());
+            let peer = peer.map(|address| address.ip());
             match connect_auth::authenticate(&context.security, connect, peer, wire).await {
                 Ok(connect) => Some(connect),
                 Err(refused) => {
@@ -343,6 +446,7 @@ pub(crate) fn start_connection<S: ClientStream>(
     decoder: Decoder,
     buf: BytesMut,
     connect: Box<Connect>,
+    source: Option<SocketAddr>,
 ) {
     if context.connections.fetch_add(1, Ordering::Relaxed) >= context.connections_max.get()
         || context.stopping.get()
@@ -390,10 +494,10 @@ pub(crate) fn start_connection<S: ClientStream>(
                 };
                 return send_refusal(&mut stream, version, reason).await;
             }
-            register_connection(context, stream, decoder, buf, connect);
+            register_connection(context, stream, decoder, buf, connect, source);
         });
     }
-    register_connection(context, stream, decoder, buf, connect);
+    register_connection(context, stream, decoder, buf, connect, source);
 }
 
 /// Hands an admitted connection's CONNECT to the shard and starts its task.
@@ -403,10 +507,14 @@ fn register_connection<S: ClientStream>(
     decoder: Decoder,
     buf: BytesMut,
     connect: Box<Connect>,
+    source: Option<SocketAddr>,
 ) {
     let conn = context.new_conn_id();
     let handle = ConnHandle { notify: stream.notify_key(), peer: stream.peer_key() };
     context.conns.borrow_mut().insert(conn, handle);
+    if let Some(source) = source {
+        context.proxied.borrow_mut().insert(conn, source);
+    }
     context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
     context.apply_effects();
     runtime::spawn_local(ConnectionTask { context, conn, buf, decoder, stream, step: Step::Feed });
@@ -609,6 +717,7 @@ impl<S: ClientStream> ConnectionTask<S> {
             context.blocked_out.borrow_mut().remove(&self.conn);
         }
         context.conns.borrow_mut().remove(&self.conn);
+        context.proxied.borrow_mut().remove(&self.conn);
         if lost {
             context.state.borrow_mut().connection_lost(self.conn, Instant::now());
         } else {

@@ -43,6 +43,8 @@ pub(crate) struct Adoption {
     pub(crate) layer: Option<Box<Layer>>,
     pub(crate) connect: Box<Connect>,
     pub(crate) leftover: Bytes,
+    /// The client's address from a PROXY header (listeners with `proxy_protocol`).
+    pub(crate) source: Option<SocketAddr>,
 }
 
 /// How the shard reaches a connection's task: the key of the connection's slot in the shard's
@@ -75,6 +77,9 @@ impl ShardContext {
     pub(crate) fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         // The entry goes before its connection closes (`ConnectionTask::poll`): the key is
         // still that connection's socket.
+        if let Some(&source) = self.proxied.borrow().get(&conn) {
+            return Some(source);
+        }
         let handle = *self.conns.borrow().get(&conn)?;
         Connection::peer_addr_of(handle.peer).ok()
     }
@@ -121,6 +126,9 @@ pub(crate) struct ShardContext {
     /// (`connection.rs`, [`crate::connection::CLOSE_LINGER`]): when each must stop, and the key
     /// that reaches its task. In deadline order; at most [`crate::connection::CLOSING_MAX`].
     pub(crate) closing: RefCell<VecDeque<(Instant, u64)>>,
+    /// The client addresses PROXY headers gave, of this shard's connections that had one (the
+    /// socket's own peer is the load balancer's).
+    pub(crate) proxied: RefCell<HashMap<ConnId, SocketAddr>>,
     /// Output of connections whose socket was full, until it is written: kept here rather than
     /// in each [`ConnectionTask`], which every idle connection has.
     pub(crate) blocked_out: RefCell<HashMap<ConnId, BytesMut>>,

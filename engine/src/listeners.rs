@@ -62,25 +62,29 @@ impl ListenerKind {
 pub(crate) struct ShardListener {
     pub(crate) kind: ListenerKind,
     pub(crate) socket: ListenerSocket,
+    /// Its connections start with a PROXY header naming the client (`proxy_protocol`).
+    pub(crate) proxy_protocol: bool,
 }
 
 /// Binds every configured listener, one socket per shard each: the list for each shard.
 pub(crate) fn bind(config: &Config, shards: usize) -> anyhow::Result<Vec<Vec<ShardListener>>> {
+    let proxy = &config.proxy_protocol;
     let wanted = [
-        (ListenerKind::Mqtt, Some(config.listen), "listen"),
-        (ListenerKind::Tls, config.tls_listen, "tls_listen"),
-        (ListenerKind::WebSocket, config.ws_listen, "ws_listen"),
-        (ListenerKind::SecureWebSocket, config.wss_listen, "wss_listen"),
+        (ListenerKind::Mqtt, Some(config.listen), "listen", proxy.mqtt),
+        (ListenerKind::Tls, config.tls_listen, "tls_listen", proxy.tls),
+        (ListenerKind::WebSocket, config.ws_listen, "ws_listen", proxy.ws),
+        (ListenerKind::SecureWebSocket, config.wss_listen, "wss_listen", proxy.wss),
     ];
     let mut per_shard: Vec<Vec<ShardListener>> = (0..shards).map(|_| Vec::new()).collect();
-    for (kind, address, key) in wanted {
+    for (kind, address, key, proxy_protocol) in wanted {
         let Some(address) = address else { continue };
         let sockets = bind_listener_sockets(address, LISTEN_BACKLOG, shards)
             .with_context(|| format!("cannot listen on {address} (`{key}`)"))?;
         let bound = sockets[0].local_addr().context("listener address")?;
-        tracing::info!("listening for {} on {bound} ({shards} shards)", kind.name());
+        let behind = if proxy_protocol { ", behind a load balancer (PROXY protocol)" } else { "" };
+        tracing::info!("listening for {} on {bound} ({shards} shards){behind}", kind.name());
         for (shard, socket) in per_shard.iter_mut().zip(sockets) {
-            shard.push(ShardListener { kind, socket });
+            shard.push(ShardListener { kind, socket, proxy_protocol });
         }
     }
     Ok(per_shard)

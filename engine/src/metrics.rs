@@ -40,7 +40,7 @@ macro_rules! metric {
 }
 
 /// Every shard counter `/metrics` shows; series of one metric are adjacent.
-const SHARD_METRICS: [ShardMetric; 38] = [
+const SHARD_METRICS: [ShardMetric; 39] = [
     metric!("shardmq_connections", "gauge", "Client connections.", None, connections),
     metric!("shardmq_sessions", "gauge", "Sessions, connected or not.", None, sessions),
     metric!(
@@ -166,7 +166,8 @@ const SHARD_METRICS: [ShardMetric; 38] = [
          a WebSocket upgrade from a web page that may not use the broker, HTTP 403; \
          session_of_another_user: the client id has a session of another user, 0x87; \
          login_backoff: its source address used up its failed-login budget, 0x9F; login_banned: \
-         its source address is banned for failed logins, 0x8A).",
+         its source address is banned for failed logins, 0x8A; proxy_header: no valid PROXY \
+         protocol header on a `proxy_protocol` listener, closed).",
         Some(("cause", "etcd_busy")),
         connects_refused[0]
     ),
@@ -253,6 +254,13 @@ const SHARD_METRICS: [ShardMetric; 38] = [
         "",
         Some(("cause", "login_banned")),
         connects_refused[12]
+    ),
+    metric!(
+        "shardmq_connects_refused_total",
+        "",
+        "",
+        Some(("cause", "proxy_header")),
+        connects_refused[13]
     ),
     metric!(
         "shardmq_client_throttled_total",

@@ -491,13 +491,13 @@ async fn shard_main(
     let mesh = mesh.connect().await;
     // Fails only when the shard cannot make its epoll set (out of descriptors or memory at
     // start-up); the shard's panic stops the broker with the reason.
-    let listeners: Vec<(ListenerKind, TcpListener)> = listeners
+    let listeners: Vec<(ListenerKind, TcpListener, bool)> = listeners
         .into_iter()
-        .map(|ShardListener { kind, socket }| {
+        .map(|ShardListener { kind, socket, proxy_protocol }| {
             let listener = socket
                 .into_listener()
                 .unwrap_or_else(|error| panic!("shard {id} cannot register its listener: {error}"));
-            (kind, listener)
+            (kind, listener, proxy_protocol)
         })
         .collect();
     let mut state = Shard::with_storage(id, config.shards, config.limits.clone(), clock);
@@ -542,8 +542,8 @@ async fn shard_main(
         runtime::spawn_local(cluster::retained_fetcher(context.clone()));
         runtime::spawn_local(cluster::retained_puller(context.clone()));
     }
-    for (kind, listener) in listeners {
-        runtime::spawn_local(accept_loop(context.clone(), listener, kind));
+    for (kind, listener, proxy_protocol) in listeners {
+        runtime::spawn_local(accept_loop(context.clone(), listener, kind, proxy_protocol));
     }
     // Runs until the signal thread raises the stop flag.
     stopping.wait().await;
@@ -607,6 +607,7 @@ fn new_context(id: ShardId, config: &Config, state: Shard, parts: ContextParts) 
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
         closing: RefCell::new(VecDeque::new()),
+        proxied: RefCell::new(HashMap::new()),
         commit_signal: Signal::default(),
         ticker_due: Cell::new(Instant::now()),
         ticker_wake: Signal::default(),
@@ -916,6 +917,7 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                             decoder,
                             buf,
                             adoption.connect,
+                            adoption.source,
                         ),
                         Some(layer) => start_connection(
                             context.clone(),
@@ -923,6 +925,7 @@ async fn mesh_receiver(context: Rc<ShardContext>, mut receiver: MeshReceiver<Vec
                             decoder,
                             buf,
                             adoption.connect,
+                            adoption.source,
                         ),
                     }
                 }

@@ -12,5 +12,6 @@
 
 pub use shardmq_codec as codec;
 pub mod link_tls;
+pub mod proxy;
 pub mod runtime;
 pub mod transport;

@@ -674,6 +674,25 @@ impl Layered {
         Layered { connection, layer }
     }
 
+    /// A layered connection whose first wire bytes were already read (after a PROXY header):
+    /// takes `wire` through the layers at once, appending the MQTT bytes that come out to
+    /// `buf`; the layers' replies (a TLS ServerHello) are written now as far as the socket
+    /// takes them, and the rest when the connection is next polled.
+    pub fn with_input(
+        connection: Connection,
+        mut layer: Box<Layer>,
+        wire: &[u8],
+        buf: &mut BytesMut,
+    ) -> io::Result<Layered> {
+        layer.raw.extend_from_slice(wire);
+        let ingested = layer.ingest(buf);
+        let mut layered = Layered { connection, layer };
+        let flushed = layered.try_out();
+        ingested?;
+        flushed?;
+        Ok(layered)
+    }
+
     /// The connection and its layer, to move them to another shard.
     pub fn into_parts(self) -> (Connection, Box<Layer>) {
         (self.connection, self.layer)

@@ -863,3 +863,57 @@ pub fn link_tls_args(node_id: &str) -> Vec<String> {
         file("ca.pem".into()),
     ]
 }
+
+/// A stand-in for a load balancer that speaks the PROXY protocol (HAProxy's `send-proxy`): it
+/// accepts on an address of its own, and for each connection opens one to `target`, writes the
+/// header `header` makes for the client's address, then relays bytes both ways until either
+/// side closes. Lives as long as the test keeps it.
+#[derive(Debug)]
+pub struct ProxyRelay {
+    address: SocketAddr,
+}
+
+impl ProxyRelay {
+    pub fn start(
+        target: SocketAddr,
+        header: impl Fn(SocketAddr) -> Vec<u8> + Send + 'static,
+    ) -> ProxyRelay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let address = listener.local_addr().expect("relay address");
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(client_address) = client.peer_addr() else { continue };
+                let Ok(mut upstream) = TcpStream::connect(target) else { continue };
+                if upstream.write_all(&header(client_address)).is_err() {
+                    continue;
+                }
+                let (Ok(client_reader), Ok(upstream_reader)) =
+                    (client.try_clone(), upstream.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || relay(client_reader, upstream));
+                std::thread::spawn(move || relay(upstream_reader, client));
+            }
+        });
+        ProxyRelay { address }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+/// Copies `from` to `to` until `from` ends, then shuts `to`'s sending side.
+fn relay(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// A PROXY protocol v1 header naming `source` as the client (destination 127.0.0.1:1883).
+pub fn proxy_v1_header(source: SocketAddr) -> Vec<u8> {
+    let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+    let destination = if source.is_ipv4() { "127.0.0.1" } else { "::1" };
+    format!("PROXY {family} {} {destination} {} 1883\r\n", source.ip(), source.port()).into_bytes()
+}

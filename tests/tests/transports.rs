@@ -13,7 +13,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
-use shardmq_tests::{require_tool, run_tool, spawn_tool, tool_command, Broker, TestDir};
+use shardmq_tests::{
+    proxy_v1_header, require_tool, run_tool, spawn_tool, tool_command, Broker, ProxyRelay, TestDir,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Debian's interpreter, where python3-paho-mqtt installs.
@@ -223,6 +225,27 @@ fn tls_with_mosquitto_clients_and_certificate_reload() {
     assert!(line.contains("server.pem"), "the log does not name the file: {line}");
     let (published, stderr) = tls_publish(tls, &ca2, &[], "tls/test", "still served");
     assert!(published, "a bad reload broke the listener: {stderr}");
+}
+
+/// TLS behind a load balancer that sends the PROXY protocol: the header comes before the TLS
+/// handshake (often in the same segment as the ClientHello), and the handshake goes on with
+/// what followed it. Debian's mosquitto clients through a relay that adds the header.
+#[test]
+fn tls_behind_a_proxy_protocol_relay() {
+    let fixture = Fixture::new("tls-proxy");
+    let broker = fixture.broker(&TLS_LISTENER, &["--tls-proxy-protocol", "true"]);
+    let tls = listener(&broker, "MQTT over TLS");
+    let named: SocketAddr = "192.0.2.55:7000".parse().expect("address");
+    let relay = ProxyRelay::start(tls, move |_| proxy_v1_header(named));
+    let subscriber = tls_subscriber(relay.address(), &fixture.ca, &[], "tls/proxied");
+    settle();
+    let (published, stderr) = tls_publish(relay.address(), &fixture.ca, &[], "tls/proxied", "hi");
+    assert!(published, "mosquitto_pub over TLS through the relay failed: {stderr}");
+    let (received, output) = finish(subscriber);
+    assert!(received && output.trim() == "hi", "mosquitto_sub through the relay: {output}");
+    // Straight to the listener, without a header: the TLS handshake never starts.
+    let (published, _) = tls_publish(tls, &fixture.ca, &[], "tls/proxied", "direct");
+    assert!(!published, "a connection without a PROXY header was served");
 }
 
 #[test]

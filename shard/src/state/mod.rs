@@ -157,10 +157,12 @@ pub enum ConnectRefusal {
     LoginBackoff,
     /// Its source address is banned for failed logins (0x8A, 3.1.1: 5).
     LoginBanned,
+    /// On a listener with `proxy_protocol`, no valid PROXY header came first (closed).
+    ProxyHeader,
 }
 
 impl ConnectRefusal {
-    pub const ALL: [ConnectRefusal; 13] = [
+    pub const ALL: [ConnectRefusal; 14] = [
         ConnectRefusal::EtcdBusy,
         ConnectRefusal::EtcdUnavailable,
         ConnectRefusal::Fenced,
@@ -174,6 +176,7 @@ impl ConnectRefusal {
         ConnectRefusal::SessionOfAnotherUser,
         ConnectRefusal::LoginBackoff,
         ConnectRefusal::LoginBanned,
+        ConnectRefusal::ProxyHeader,
     ];
 
     /// The `cause` label of its `/metrics` series.
@@ -192,6 +195,7 @@ impl ConnectRefusal {
             ConnectRefusal::SessionOfAnotherUser => "session_of_another_user",
             ConnectRefusal::LoginBackoff => "login_backoff",
             ConnectRefusal::LoginBanned => "login_banned",
+            ConnectRefusal::ProxyHeader => "proxy_header",
         }
     }
 }
