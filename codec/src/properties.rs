@@ -272,6 +272,9 @@ impl Properties {
         Ok(props)
     }
 
+    /// Reads one property's value into its field; [`Properties::decode`] has checked that the
+    /// identifier is known and allowed in `context`. The identifiers are dispatched by wire type
+    /// to one small reader each, which keeps each property's own checks in their order.
     fn read_one(
         &mut self,
         reader: &mut Reader,
@@ -279,84 +282,87 @@ impl Properties {
         context: PropertyContext,
     ) -> Result<(), DecodeError> {
         match property {
+            id::PAYLOAD_FORMAT_INDICATOR
+            | id::REQUEST_PROBLEM_INFORMATION
+            | id::REQUEST_RESPONSE_INFORMATION
+            | id::MAXIMUM_QOS
+            | id::RETAIN_AVAILABLE
+            | id::WILDCARD_SUBSCRIPTION_AVAILABLE
+            | id::SUBSCRIPTION_IDENTIFIER_AVAILABLE
+            | id::SHARED_SUBSCRIPTION_AVAILABLE => self.read_byte(reader, property),
+            id::SERVER_KEEP_ALIVE
+            | id::RECEIVE_MAXIMUM
+            | id::TOPIC_ALIAS_MAXIMUM
+            | id::TOPIC_ALIAS => self.read_two_byte(reader, property),
+            id::MESSAGE_EXPIRY_INTERVAL
+            | id::SESSION_EXPIRY_INTERVAL
+            | id::WILL_DELAY_INTERVAL
+            | id::MAXIMUM_PACKET_SIZE => self.read_four_byte(reader, property),
+            id::SUBSCRIPTION_IDENTIFIER => self.read_subscription_identifier(reader, context),
+            id::CONTENT_TYPE
+            | id::RESPONSE_TOPIC
+            | id::ASSIGNED_CLIENT_IDENTIFIER
+            | id::AUTHENTICATION_METHOD
+            | id::RESPONSE_INFORMATION
+            | id::SERVER_REFERENCE
+            | id::REASON_STRING => self.read_string(reader, property),
+            id::CORRELATION_DATA | id::AUTHENTICATION_DATA => self.read_binary(reader, property),
+            id::USER_PROPERTY => self.read_user_property(reader),
+            _ => Err(DecodeError::Malformed("unknown property identifier")),
+        }
+    }
+
+    /// The one-byte properties: the flags, and the maximum QoS.
+    #[inline]
+    fn read_byte(&mut self, reader: &mut Reader, property: u8) -> Result<(), DecodeError> {
+        match property {
             id::PAYLOAD_FORMAT_INDICATOR => {
                 let value = flag(reader, "payload format indicator must be 0 or 1")?;
                 once(&mut self.payload_format_indicator, value)
-            }
-            id::MESSAGE_EXPIRY_INTERVAL => {
-                let value = reader.u32("message expiry interval")?;
-                once(&mut self.message_expiry_interval, value)
-            }
-            id::CONTENT_TYPE => {
-                let value = reader.string("content type")?;
-                once(&mut self.content_type, value)
-            }
-            id::RESPONSE_TOPIC => {
-                let value = reader.string("response topic")?;
-                if !super::topic::is_valid_topic_name(&value) {
-                    return Err(DecodeError::Protocol("response topic is not a valid topic name"));
-                }
-                once(&mut self.response_topic, value)
-            }
-            id::CORRELATION_DATA => {
-                let value = reader.binary("correlation data")?;
-                once(&mut self.correlation_data, value)
-            }
-            id::SUBSCRIPTION_IDENTIFIER => {
-                let value = reader.varint("subscription identifier")?;
-                if value == 0 {
-                    return Err(DecodeError::Protocol("subscription identifier 0"));
-                }
-                if context != PropertyContext::Publish && !self.subscription_identifiers.is_empty()
-                {
-                    return Err(DecodeError::Protocol("property given more than once"));
-                }
-                self.subscription_identifiers.push(value);
-                Ok(())
-            }
-            id::SESSION_EXPIRY_INTERVAL => {
-                let value = reader.u32("session expiry interval")?;
-                once(&mut self.session_expiry_interval, value)
-            }
-            id::ASSIGNED_CLIENT_IDENTIFIER => {
-                let value = reader.string("assigned client identifier")?;
-                once(&mut self.assigned_client_identifier, value)
-            }
-            id::SERVER_KEEP_ALIVE => {
-                let value = reader.u16("server keep alive")?;
-                once(&mut self.server_keep_alive, value)
-            }
-            id::AUTHENTICATION_METHOD => {
-                let value = reader.string("authentication method")?;
-                once(&mut self.authentication_method, value)
-            }
-            id::AUTHENTICATION_DATA => {
-                let value = reader.binary("authentication data")?;
-                once(&mut self.authentication_data, value)
             }
             id::REQUEST_PROBLEM_INFORMATION => {
                 let value = flag(reader, "request problem information must be 0 or 1")?;
                 once(&mut self.request_problem_information, value)
             }
-            id::WILL_DELAY_INTERVAL => {
-                let value = reader.u32("will delay interval")?;
-                once(&mut self.will_delay_interval, value)
-            }
             id::REQUEST_RESPONSE_INFORMATION => {
                 let value = flag(reader, "request response information must be 0 or 1")?;
                 once(&mut self.request_response_information, value)
             }
-            id::RESPONSE_INFORMATION => {
-                let value = reader.string("response information")?;
-                once(&mut self.response_information, value)
+            id::MAXIMUM_QOS => {
+                let value = reader.u8("maximum qos")?;
+                if value > 1 {
+                    return Err(DecodeError::Protocol("maximum qos must be 0 or 1"));
+                }
+                once(&mut self.maximum_qos, value)
             }
-            id::SERVER_REFERENCE => {
-                let value = reader.string("server reference")?;
-                once(&mut self.server_reference, value)
+            id::RETAIN_AVAILABLE => {
+                let value = flag(reader, "retain available must be 0 or 1")?;
+                once(&mut self.retain_available, value)
             }
-            id::REASON_STRING => {
-                let value = reader.string("reason string")?;
-                once(&mut self.reason_string, value)
+            id::WILDCARD_SUBSCRIPTION_AVAILABLE => {
+                let value = flag(reader, "wildcard subscription available must be 0 or 1")?;
+                once(&mut self.wildcard_subscription_available, value)
+            }
+            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
+                let value = flag(reader, "subscription identifier available must be 0 or 1")?;
+                once(&mut self.subscription_identifier_available, value)
+            }
+            id::SHARED_SUBSCRIPTION_AVAILABLE => {
+                let value = flag(reader, "shared subscription available must be 0 or 1")?;
+                once(&mut self.shared_subscription_available, value)
+            }
+            // Not reached: `read_one` passes only the identifiers above.
+            _ => Err(DecodeError::Malformed("unknown property identifier")),
+        }
+    }
+
+    /// The two-byte integer properties.
+    #[inline]
+    fn read_two_byte(&mut self, reader: &mut Reader, property: u8) -> Result<(), DecodeError> {
+        match property {
+            id::SERVER_KEEP_ALIVE => {
+                let value = reader.u16("server keep alive")?;
+                once(&mut self.server_keep_alive, value)
             }
             id::RECEIVE_MAXIMUM => {
                 let value = nonzero_u16(reader, "receive maximum 0")?;
@@ -373,22 +379,26 @@ impl Properties {
                 }
                 once(&mut self.topic_alias, value)
             }
-            id::MAXIMUM_QOS => {
-                let value = reader.u8("maximum qos")?;
-                if value > 1 {
-                    return Err(DecodeError::Protocol("maximum qos must be 0 or 1"));
-                }
-                once(&mut self.maximum_qos, value)
+            // Not reached: `read_one` passes only the identifiers above.
+            _ => Err(DecodeError::Malformed("unknown property identifier")),
+        }
+    }
+
+    /// The four-byte integer properties.
+    #[inline]
+    fn read_four_byte(&mut self, reader: &mut Reader, property: u8) -> Result<(), DecodeError> {
+        match property {
+            id::MESSAGE_EXPIRY_INTERVAL => {
+                let value = reader.u32("message expiry interval")?;
+                once(&mut self.message_expiry_interval, value)
             }
-            id::RETAIN_AVAILABLE => {
-                let value = flag(reader, "retain available must be 0 or 1")?;
-                once(&mut self.retain_available, value)
+            id::SESSION_EXPIRY_INTERVAL => {
+                let value = reader.u32("session expiry interval")?;
+                once(&mut self.session_expiry_interval, value)
             }
-            id::USER_PROPERTY => {
-                let name = reader.string("user property name")?;
-                let value = reader.string("user property value")?;
-                self.user_properties.push((name, value));
-                Ok(())
+            id::WILL_DELAY_INTERVAL => {
+                let value = reader.u32("will delay interval")?;
+                once(&mut self.will_delay_interval, value)
             }
             id::MAXIMUM_PACKET_SIZE => {
                 let value = reader.u32("maximum packet size")?;
@@ -397,20 +407,94 @@ impl Properties {
                 }
                 once(&mut self.maximum_packet_size, value)
             }
-            id::WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                let value = flag(reader, "wildcard subscription available must be 0 or 1")?;
-                once(&mut self.wildcard_subscription_available, value)
-            }
-            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                let value = flag(reader, "subscription identifier available must be 0 or 1")?;
-                once(&mut self.subscription_identifier_available, value)
-            }
-            id::SHARED_SUBSCRIPTION_AVAILABLE => {
-                let value = flag(reader, "shared subscription available must be 0 or 1")?;
-                once(&mut self.shared_subscription_available, value)
-            }
+            // Not reached: `read_one` passes only the identifiers above.
             _ => Err(DecodeError::Malformed("unknown property identifier")),
         }
+    }
+
+    /// The only variable byte integer property: once in SUBSCRIBE, any number of times in a
+    /// PUBLISH.
+    #[inline]
+    fn read_subscription_identifier(
+        &mut self,
+        reader: &mut Reader,
+        context: PropertyContext,
+    ) -> Result<(), DecodeError> {
+        let value = reader.varint("subscription identifier")?;
+        if value == 0 {
+            return Err(DecodeError::Protocol("subscription identifier 0"));
+        }
+        if context != PropertyContext::Publish && !self.subscription_identifiers.is_empty() {
+            return Err(DecodeError::Protocol("property given more than once"));
+        }
+        self.subscription_identifiers.push(value);
+        Ok(())
+    }
+
+    /// The UTF-8 string properties.
+    #[inline]
+    fn read_string(&mut self, reader: &mut Reader, property: u8) -> Result<(), DecodeError> {
+        match property {
+            id::CONTENT_TYPE => {
+                let value = reader.string("content type")?;
+                once(&mut self.content_type, value)
+            }
+            id::RESPONSE_TOPIC => {
+                let value = reader.string("response topic")?;
+                if !super::topic::is_valid_topic_name(&value) {
+                    return Err(DecodeError::Protocol("response topic is not a valid topic name"));
+                }
+                once(&mut self.response_topic, value)
+            }
+            id::ASSIGNED_CLIENT_IDENTIFIER => {
+                let value = reader.string("assigned client identifier")?;
+                once(&mut self.assigned_client_identifier, value)
+            }
+            id::AUTHENTICATION_METHOD => {
+                let value = reader.string("authentication method")?;
+                once(&mut self.authentication_method, value)
+            }
+            id::RESPONSE_INFORMATION => {
+                let value = reader.string("response information")?;
+                once(&mut self.response_information, value)
+            }
+            id::SERVER_REFERENCE => {
+                let value = reader.string("server reference")?;
+                once(&mut self.server_reference, value)
+            }
+            id::REASON_STRING => {
+                let value = reader.string("reason string")?;
+                once(&mut self.reason_string, value)
+            }
+            // Not reached: `read_one` passes only the identifiers above.
+            _ => Err(DecodeError::Malformed("unknown property identifier")),
+        }
+    }
+
+    /// The binary data properties.
+    #[inline]
+    fn read_binary(&mut self, reader: &mut Reader, property: u8) -> Result<(), DecodeError> {
+        match property {
+            id::CORRELATION_DATA => {
+                let value = reader.binary("correlation data")?;
+                once(&mut self.correlation_data, value)
+            }
+            id::AUTHENTICATION_DATA => {
+                let value = reader.binary("authentication data")?;
+                once(&mut self.authentication_data, value)
+            }
+            // Not reached: `read_one` passes only the identifiers above.
+            _ => Err(DecodeError::Malformed("unknown property identifier")),
+        }
+    }
+
+    /// The only string pair property, which may repeat; the order of the pairs is kept.
+    #[inline]
+    fn read_user_property(&mut self, reader: &mut Reader) -> Result<(), DecodeError> {
+        let name = reader.string("user property name")?;
+        let value = reader.string("user property value")?;
+        self.user_properties.push((name, value));
+        Ok(())
     }
 
     /// The length of the properties themselves, without the length prefix. Checks every field

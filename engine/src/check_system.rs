@@ -324,6 +324,23 @@ impl Report {
 /// report.
 pub fn assess(target: Target, readings: &Readings) -> Report {
     let n = target.connections;
+    let (descriptors, limit_nofile) = descriptor_items(target, readings);
+    let mut items = Vec::from(descriptors);
+    items.extend(backlog_items(n, readings));
+    items.push(port_range_item(target, &readings.ip_local_port_range));
+    items.push(tcp_mem_item(n, &readings.tcp_mem_pages, &readings.page_bytes));
+    items.push(conntrack_item(n, &readings.conntrack));
+    let (memlock, limit_memlock_bytes) = memlock_item(target, &readings.memlock);
+    items.push(memlock);
+    items.push(max_map_count_item(target, &readings.max_map_count));
+    items.push(ram_item(target, &readings.mem_total_bytes));
+    Report { target, items, limit_nofile, limit_memlock_bytes }
+}
+
+/// The file descriptor items: the process's RLIMIT_NOFILE (soft and hard), `fs.nr_open` and
+/// `fs.file-max`; with the LimitNOFILE the drop-in sets.
+fn descriptor_items(target: Target, readings: &Readings) -> ([Item; 4], u64) {
+    let n = target.connections;
     let shards = u64::from(target.shards);
 
     let nofile_reserve = NOFILE_PROCESS_RESERVE
@@ -341,22 +358,21 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
         2 * NODE_LINK_PEERS_RESERVED
     );
 
-    let mut items = Vec::new();
-    items.push(limit_item(
+    let soft = limit_item(
         "RLIMIT_NOFILE soft",
         readings.nofile.clone().map(|limit| limit.soft),
         nofile_need,
         limit_nofile,
         format!("{nofile_why}; the broker does not raise its soft limit itself"),
-    ));
-    items.push(limit_item(
+    );
+    let hard = limit_item(
         "RLIMIT_NOFILE hard",
         readings.nofile.clone().map(|limit| limit.hard),
         nofile_need,
         limit_nofile,
         "the ceiling of the soft limit; only root (or systemd's LimitNOFILE=) raises it".into(),
-    ));
-    items.push(at_least(
+    );
+    let nr_open = at_least(
         "fs.nr_open",
         &readings.nr_open,
         limit_nofile,
@@ -366,11 +382,11 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
              LimitNOFILE={limit_nofile} needs it (systemd would fail to start the service); \
              costs nothing until descriptors are opened"
         ),
-    ));
+    );
 
     let files_open = readings.files_open.as_ref().copied().unwrap_or(0);
     let file_max_need = files_open.saturating_add(nofile_need);
-    items.push(at_least(
+    let file_max = at_least(
         "fs.file-max",
         &readings.file_max,
         file_max_need,
@@ -380,12 +396,16 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
              {nofile_need}; set to twice that so a load generator or other services fit; past \
              it every process gets ENFILE"
         ),
-    ));
+    );
+    ([soft, hard, nr_open, file_max], limit_nofile)
+}
 
+/// The listen queue items: `net.core.somaxconn` and `net.ipv4.tcp_max_syn_backlog`.
+fn backlog_items(n: u64, readings: &Readings) -> [Item; 2] {
     // A connect storm of every client at once queues at most the listen backlog per listener,
     // and never more than the clients there are: a small target needs no more than itself.
     let backlog = u64::try_from(LISTEN_BACKLOG).unwrap_or(0);
-    items.push(at_least(
+    let somaxconn = at_least(
         "net.core.somaxconn",
         &readings.somaxconn,
         backlog.min(n),
@@ -397,9 +417,9 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
              storm per shard before handshakes are dropped (ListenOverflows in nstat); costs no \
              memory until used"
         ),
-    ));
+    );
     let syn_backlog = 2 * backlog;
-    items.push(at_least(
+    let tcp_max_syn_backlog = at_least(
         "net.ipv4.tcp_max_syn_backlog",
         &readings.tcp_max_syn_backlog,
         syn_backlog.min(n.saturating_mul(2)),
@@ -411,19 +431,21 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
              with them it answers with cookies and logs `possible SYN flooding`: twice the \
              backlog avoids both; ~0.3 KB per half-open connection"
         ),
-    ));
+    );
+    [somaxconn, tcp_max_syn_backlog]
+}
 
-    items.push(port_range_item(target, &readings.ip_local_port_range));
-    items.push(tcp_mem_item(n, &readings.tcp_mem_pages, &readings.page_bytes));
-    items.push(conntrack_item(n, &readings.conntrack));
-
+/// The process's RLIMIT_MEMLOCK, which glommio's io_uring buffers count against; with the
+/// LimitMEMLOCK the drop-in sets, in bytes.
+fn memlock_item(target: Target, memlock: &Reading<Rlimit>) -> (Item, u64) {
+    let shards = u64::from(target.shards);
     let memlock_need = GLOMMIO_MEMLOCK_MIN_BYTES
         .max(shards * IO_URING_RINGS_PER_SHARD * SHARD_IO_MEMORY_BYTES as u64);
     let limit_memlock_bytes =
         LIMIT_MEMLOCK_MIN_BYTES.max(round_up(memlock_need.saturating_mul(2), MIB));
-    items.push(at_least_with(
+    let item = at_least_with(
         "RLIMIT_MEMLOCK",
-        readings.memlock.clone().map(|limit| limit.soft),
+        memlock.clone().map(|limit| limit.soft),
         memlock_need,
         limit_memlock_bytes,
         &|bytes| {
@@ -442,22 +464,22 @@ pub fn assess(target: Target, readings: &Readings) -> Report {
             human_bytes(GLOMMIO_MEMLOCK_MIN_BYTES),
             SHARD_IO_MEMORY_BYTES as u64 / KIB
         ),
-    ));
+    );
+    (item, limit_memlock_bytes)
+}
 
-    let maps_need = MAPS_PROCESS_RESERVE + shards * MAPS_SHARD_RESERVE;
-    items.push(at_least(
+/// `vm.max_map_count`: the memory mappings of the process.
+fn max_map_count_item(target: Target, max_map_count: &Reading<u64>) -> Item {
+    let maps_need = MAPS_PROCESS_RESERVE + u64::from(target.shards) * MAPS_SHARD_RESERVE;
+    at_least(
         "vm.max_map_count",
-        &readings.max_map_count,
+        max_map_count,
         maps_need,
         65_530.max(maps_need),
         "memory mappings per process; they do not grow with connections (measured: 61 with one \
          shard, 79 with two), so the default 65530 is plenty unless something lowered it"
             .into(),
-    ));
-
-    items.push(ram_item(target, &readings.mem_total_bytes));
-
-    Report { target, items, limit_nofile, limit_memlock_bytes }
+    )
 }
 
 /// A process limit (set by the drop-in, not a sysctl): OK when at least `need`.

@@ -526,24 +526,78 @@ impl ServeArgs {
     }
 
     fn into_config(self) -> Result<Config, ConfigError> {
+        let listen = self.listen_address()?;
+        let shards = self.shard_count()?;
+        let durability = self.storage_durability()?;
+        let limits = self.limits()?;
+        let cluster = self.cluster_config()?;
+        let log_format = self.log_line_format()?;
+        let mut security = self.security();
+        let Listeners { listen, tls_listen, ws_listen, wss_listen, tls } =
+            self.listeners(listen, &mut security)?;
+        let admin_listen = self.admin_address()?;
+        self.check_rates_and_memory()?;
+        let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
+        let proxy_protocol = self.proxy_protocol(tls_listen, ws_listen, wss_listen)?;
+        let admin_hosts = self.admin_host_names();
+        Ok(Config {
+            listen,
+            tls_listen,
+            ws_listen,
+            wss_listen,
+            ws_origins,
+            proxy_protocol,
+            tls,
+            shards,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            durability,
+            log: self.log.unwrap_or_else(|| "info".to_string()),
+            log_format,
+            connect_rate_max: self.max_connect_rate,
+            memory_max: self.max_memory,
+            admin_listen,
+            admin_hosts,
+            sys_interval: Some(self.sys_interval.unwrap_or(10))
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs),
+            limits,
+            cluster,
+            security,
+        })
+    }
+
+    /// The MQTT listener's address: `listen`, or the wildcard address. [`ServeArgs::listeners`]
+    /// narrows it to loopback when no authentication is configured.
+    fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
         let listen = self.listen.as_deref().unwrap_or("0.0.0.0:1883");
-        let listen: SocketAddr = listen.parse().map_err(|error| {
+        listen.parse().map_err(|error| {
             ConfigError(format!(
                 "invalid value for `listen`: {listen:?} ({error}); expected IP:PORT"
             ))
-        })?;
+        })
+    }
+
+    /// The shard count: `shards`, or one shard per online core.
+    fn shard_count(&self) -> Result<u16, ConfigError> {
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = self.shards.unwrap_or(u16::try_from(online).unwrap_or(u16::MAX));
         at_least("shards", u64::from(shards), 1)?;
-        let durability = match self.durability.as_deref().unwrap_or("immediate") {
-            "immediate" => Durability::Immediate,
-            "none" => Durability::None,
-            other => {
-                return Err(ConfigError(format!(
-                    "invalid value for `durability`: {other:?}; expected \"immediate\" or \"none\""
-                )))
-            }
-        };
+        Ok(shards)
+    }
+
+    /// The storage durability: `durability`, or `immediate`.
+    fn storage_durability(&self) -> Result<Durability, ConfigError> {
+        match self.durability.as_deref().unwrap_or("immediate") {
+            "immediate" => Ok(Durability::Immediate),
+            "none" => Ok(Durability::None),
+            other => Err(ConfigError(format!(
+                "invalid value for `durability`: {other:?}; expected \"immediate\" or \"none\""
+            ))),
+        }
+    }
+
+    /// The per-client and per-node limits: each key given, or the shard's default.
+    fn limits(&self) -> Result<Limits, ConfigError> {
         let defaults = Limits::default();
         let limits = Limits {
             packet_bytes_max: self.max_packet_size.unwrap_or(defaults.packet_bytes_max),
@@ -585,17 +639,24 @@ impl ServeArgs {
         at_least("max_topic_levels", limits.topic_levels_max as u64, 1)?;
         at_least("max_output_buffer", limits.out_buffer_bytes_max as u64, 1024)?;
         at_least("connect_timeout", limits.connect_timeout.as_secs(), 1)?;
-        let cluster = self.cluster_config()?;
-        let log_format = match self.log_format.as_deref().unwrap_or("human") {
-            "human" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(ConfigError(format!(
-                    "invalid value for `log_format`: {other:?}; expected \"human\" or \"json\""
-                )))
-            }
-        };
-        let mut security = Security {
+        Ok(limits)
+    }
+
+    /// How log lines are written: `log_format`, or `human`.
+    fn log_line_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.log_format.as_deref().unwrap_or("human") {
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ConfigError(format!(
+                "invalid value for `log_format`: {other:?}; expected \"human\" or \"json\""
+            ))),
+        }
+    }
+
+    /// Who may connect. `users_from_certificates` starts false: [`ServeArgs::listeners`] sets it
+    /// once the TLS files are known.
+    fn security(&self) -> Security {
+        Security {
             password_file: self.password_file.clone(),
             acl_file: self.acl_file.clone(),
             allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
@@ -606,8 +667,18 @@ impl ServeArgs {
                 self.login_ban_secs.unwrap_or(600),
             )),
             users_from_certificates: false,
-        };
-        let listen = secure_listen("listen", listen, &security, self.listen.is_some())?;
+        }
+    }
+
+    /// The client listeners and their TLS files, checked against `security`: without
+    /// authentication a listener takes loopback only, unless client certificates name the users.
+    /// Sets `security.users_from_certificates`, which depends on the TLS files.
+    fn listeners(
+        &self,
+        listen: SocketAddr,
+        security: &mut Security,
+    ) -> Result<Listeners, ConfigError> {
+        let listen = secure_listen("listen", listen, security, self.listen.is_some())?;
         let tls = self.tls_files()?;
         // A client certificate that names its user authenticates: such mutual TLS listeners
         // may face other hosts. (A certificate alone, with user names the clients pick, does
@@ -615,6 +686,7 @@ impl ServeArgs {
         let mutual =
             tls.as_ref().is_some_and(|tls| tls.client_ca.is_some() && tls.certificate_as_username);
         security.users_from_certificates = mutual;
+        let security = &*security;
         let extra = |key: &str, text: &Option<String>, authenticated: bool| {
             let Some(text) = text else { return Ok(None) };
             let address = text.parse::<SocketAddr>().map_err(|error| {
@@ -625,7 +697,7 @@ impl ServeArgs {
             if authenticated {
                 return Ok(Some(address));
             }
-            secure_listen(key, address, &security, true).map(Some)
+            secure_listen(key, address, security, true).map(Some)
         };
         let tls_listen = extra("tls_listen", &self.tls_listen, mutual)?;
         let ws_listen = extra("ws_listen", &self.ws_listen, false)?;
@@ -639,14 +711,23 @@ impl ServeArgs {
                 }
             }
         }
-        let admin_listen = match self.admin_listen.as_deref() {
-            None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|error| {
+        Ok(Listeners { listen, tls_listen, ws_listen, wss_listen, tls })
+    }
+
+    /// The admin endpoint's address: `admin_listen`, or none (no admin endpoint).
+    fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.admin_listen.as_deref() {
+            None => Ok(None),
+            Some(text) => text.parse::<SocketAddr>().map(Some).map_err(|error| {
                 ConfigError(format!(
                     "invalid value for `admin_listen`: {text:?} ({error}); expected IP:PORT"
                 ))
-            })?),
-        };
+            }),
+        }
+    }
+
+    /// Checks that the optional rate and memory limits, where given, are at least their minimum.
+    fn check_rates_and_memory(&self) -> Result<(), ConfigError> {
         if let Some(rate) = self.max_connect_rate {
             at_least("max_connect_rate", u64::from(rate), 1)?;
         }
@@ -659,39 +740,17 @@ impl ServeArgs {
         if let Some(bytes) = self.max_memory {
             at_least("max_memory", bytes, 1 << 20)?;
         }
-        let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
-        let proxy_protocol = self.proxy_protocol(tls_listen, ws_listen, wss_listen)?;
-        let admin_hosts = self
-            .admin_hosts
+        Ok(())
+    }
+
+    /// The `admin_hosts` list: comma-separated names, blanks dropped.
+    fn admin_host_names(&self) -> Vec<String> {
+        self.admin_hosts
             .as_deref()
             .map(|text| {
                 text.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect()
             })
-            .unwrap_or_default();
-        Ok(Config {
-            listen,
-            tls_listen,
-            ws_listen,
-            wss_listen,
-            ws_origins,
-            proxy_protocol,
-            tls,
-            shards,
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
-            durability,
-            log: self.log.unwrap_or_else(|| "info".to_string()),
-            log_format,
-            connect_rate_max: self.max_connect_rate,
-            memory_max: self.max_memory,
-            admin_listen,
-            admin_hosts,
-            sys_interval: Some(self.sys_interval.unwrap_or(10))
-                .filter(|&secs| secs > 0)
-                .map(Duration::from_secs),
-            limits,
-            cluster,
-            security,
-        })
+            .unwrap_or_default()
     }
 
     fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
@@ -1025,6 +1084,16 @@ pub struct ProxyProtocol {
     pub tls: bool,
     pub ws: bool,
     pub wss: bool,
+}
+
+/// The client listeners of a [`Config`] and the TLS files they use, resolved together by
+/// [`ServeArgs::listeners`] because whether a listener may face other hosts depends on TLS.
+struct Listeners {
+    listen: SocketAddr,
+    tls_listen: Option<SocketAddr>,
+    ws_listen: Option<SocketAddr>,
+    wss_listen: Option<SocketAddr>,
+    tls: Option<TlsFiles>,
 }
 
 /// Where the TLS files are, and how client certificates are used.
