@@ -12,7 +12,7 @@ use shardmq_shard::Limits;
 use shardmq_storage::Durability;
 
 use shardmq_io::link_tls::LinkTlsFiles;
-use shardmq_io::transport::AllowedOrigins;
+use shardmq_io::transport::{AllowedOrigins, TlsPolicy, TlsVersion};
 use std::sync::Arc;
 
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
@@ -255,6 +255,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BOOL")]
     pub tls_cert_as_username: Option<bool>,
 
+    /// Certificate revocation lists (PEM) for client certificates (needs `tls_client_ca`): a
+    /// client whose certificate one revokes is refused in the handshake. Reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_crl: Option<PathBuf>,
+
+    /// The lowest TLS version the TLS listeners accept: "1.2" or "1.3" [default: 1.2].
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+
+    /// The cipher suites the TLS listeners offer, comma-separated, by their IANA names
+    /// (TLS13_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, ...) [default:
+    /// rustls' safe defaults].
+    #[arg(long, value_name = "SUITES")]
+    pub tls_ciphers: Option<String>,
+
+    /// The secure WebSocket listener's own certificate chain (PEM), where it differs from
+    /// `tls_cert`'s (with `wss_key`). Reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub wss_cert: Option<PathBuf>,
+
+    /// The private key of `wss_cert`.
+    #[arg(long, value_name = "FILE")]
+    pub wss_key: Option<PathBuf>,
+
     /// Also listen for MQTT over WebSocket (subprotocol `mqtt`, any path) on this address.
     #[arg(long, value_name = "ADDR")]
     pub ws_listen: Option<String>,
@@ -488,6 +512,11 @@ impl ServeArgs {
             tls_key,
             tls_client_ca,
             tls_cert_as_username,
+            tls_crl,
+            tls_min_version,
+            tls_ciphers,
+            wss_cert,
+            wss_key,
             ws_listen,
             wss_listen,
             ws_allowed_origins,
@@ -761,6 +790,10 @@ impl ServeArgs {
                 for (key, given) in [
                     ("tls_client_ca", self.tls_client_ca.is_some()),
                     ("tls_cert_as_username", as_username),
+                    ("tls_crl", self.tls_crl.is_some()),
+                    ("tls_min_version", self.tls_min_version.is_some()),
+                    ("tls_ciphers", self.tls_ciphers.is_some()),
+                    ("wss_cert", self.wss_cert.is_some()),
                 ] {
                     if given {
                         return Err(ConfigError(format!(
@@ -789,7 +822,55 @@ impl ServeArgs {
             key,
             client_ca: self.tls_client_ca.clone(),
             certificate_as_username: as_username,
+            policy: self.tls_policy()?,
+            wss_certificate: self.wss_certificate()?,
         }))
+    }
+
+    /// `tls_crl`, `tls_min_version` and `tls_ciphers`.
+    fn tls_policy(&self) -> Result<TlsPolicy, ConfigError> {
+        if self.tls_crl.is_some() && self.tls_client_ca.is_none() {
+            return Err(ConfigError(
+                "`tls_crl` needs `tls_client_ca` (it revokes client certificates)".into(),
+            ));
+        }
+        let min_version = match self.tls_min_version.as_deref().map(str::trim) {
+            None | Some("1.2") => TlsVersion::V1_2,
+            Some("1.3") => TlsVersion::V1_3,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "invalid value for `tls_min_version`: {other:?}; expected \"1.2\" or \"1.3\""
+                )))
+            }
+        };
+        let cipher_suites: Vec<String> = self
+            .tls_ciphers
+            .as_deref()
+            .map(|text| {
+                text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            })
+            .unwrap_or_default();
+        let known = shardmq_io::transport::tls_cipher_suite_names();
+        if let Some(unknown) = cipher_suites.iter().find(|name| !known.contains(name)) {
+            return Err(ConfigError(format!(
+                "invalid value for `tls_ciphers`: unknown cipher suite {unknown:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        Ok(TlsPolicy { crl: self.tls_crl.clone(), min_version, cipher_suites })
+    }
+
+    /// `wss_cert` and `wss_key`: both or neither, and only with `wss_listen`.
+    fn wss_certificate(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.wss_cert, &self.wss_key) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError("`wss_cert` is set but `wss_key` is not".into())),
+            (None, Some(_)) => Err(ConfigError("`wss_key` is set but `wss_cert` is not".into())),
+            (Some(_), Some(_)) if self.wss_listen.is_none() => {
+                Err(ConfigError("`wss_cert` is set but `wss_listen` is not".into()))
+            }
+            (Some(certificate), Some(key)) => Ok(Some((certificate.clone(), key.clone()))),
+        }
     }
 
     fn cluster_config(&self) -> Result<Option<ClusterConfig>, ConfigError> {
@@ -1105,6 +1186,11 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
     /// The client certificate's common name is the client's user name (no password needed).
     pub certificate_as_username: bool,
+    /// Revocation lists, lowest version and cipher suites (`tls_crl`, `tls_min_version`,
+    /// `tls_ciphers`).
+    pub policy: TlsPolicy,
+    /// The secure WebSocket listener's own certificate and key (`wss_cert`, `wss_key`).
+    pub wss_certificate: Option<(PathBuf, PathBuf)>,
 }
 
 #[cfg(test)]
@@ -1268,6 +1354,37 @@ mod tests {
         let named = file(&format!("{mutual}tls_cert_as_username = true\n"))
             .expect("certificates that name their users may face other hosts");
         assert_eq!(named.tls_listen, Some("10.1.2.3:8883".parse().expect("address")));
+    }
+
+    #[test]
+    fn tls_policy_keys_and_their_errors() {
+        let base = "tls_listen = \"127.0.0.1:8883\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        let config = file(&format!(
+            "{base}tls_client_ca = \"ca.pem\"\ntls_crl = \"crl.pem\"\ntls_min_version = \"1.3\"\n\
+             tls_ciphers = \"TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256\"\n"
+        ))
+        .expect("valid");
+        let policy = config.tls.expect("TLS files").policy;
+        assert_eq!(policy.crl, Some(PathBuf::from("crl.pem")));
+        assert_eq!(policy.min_version, TlsVersion::V1_3);
+        assert_eq!(policy.cipher_suites.len(), 2);
+        for (extra, key) in [
+            ("tls_crl = \"crl.pem\"\n", "`tls_crl`"),
+            ("tls_min_version = \"1.1\"\n", "`tls_min_version`"),
+            ("tls_ciphers = \"RC4-MD5\"\n", "`tls_ciphers`"),
+            ("wss_cert = \"w.pem\"\n", "`wss_key`"),
+            ("wss_cert = \"w.pem\"\nwss_key = \"w.key\"\n", "`wss_listen`"),
+        ] {
+            let text = format!("{base}{extra}");
+            let error = file(&text).expect_err(&text).to_string();
+            assert!(error.contains(key) && !error.contains('\n'), "{text}: {error}");
+        }
+        let proxied = file(&format!("{base}tls_proxy_protocol = true\nproxy_protocol = true\n"))
+            .expect("valid")
+            .proxy_protocol;
+        assert!(proxied.mqtt && proxied.tls && !proxied.ws && !proxied.wss);
+        let error = file("ws_proxy_protocol = true\n").expect_err("no ws listener").to_string();
+        assert!(error.contains("`ws_proxy_protocol`") && error.contains("`ws_listen`"), "{error}");
     }
 
     #[test]

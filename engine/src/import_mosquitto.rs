@@ -128,13 +128,11 @@ const NOT_CARRIED: &[(&str, &str)] = &[
     ("mount_point", "not supported"),
     ("accept_protocol_versions", "shardmq accepts MQTT 3.1.1 and 5 on every listener"),
     ("capath", "give the CA certificates in one PEM file (`tls_client_ca`)"),
-    ("ciphers", "TLS 1.2 and 1.3 with rustls's safe defaults only"),
-    ("ciphers_tls1.3", "TLS 1.2 and 1.3 with rustls's safe defaults only"),
-    ("tls_version", "TLS 1.2 and 1.3 only"),
+    ("ciphers", "OpenSSL cipher names: set `tls_ciphers` to the IANA names of the suites (docs/configuration.md)"),
+    ("ciphers_tls1.3", "OpenSSL cipher names: set `tls_ciphers` to the IANA names of the suites (docs/configuration.md)"),
     ("tls_engine", "not supported"),
     ("tls_engine_kpass_sha1", "not supported"),
     ("tls_keyform", "keys are PEM files"),
-    ("crlfile", "certificate revocation lists are not supported yet"),
     ("dhparamfile", "not applicable (ECDHE only)"),
     ("ecdh_curve", "rustls's default curves"),
     ("require_certificate", "handled with `cafile` and `use_identity_as_username`"),
@@ -239,6 +237,13 @@ impl Reader {
             "certfile" => self.listener().certfile = Some(value.to_owned()),
             "keyfile" => self.listener().keyfile = Some(value.to_owned()),
             "cafile" => self.listener().cafile = Some(value.to_owned()),
+            // One revocation list and one lowest version for every TLS listener in shardmq.
+            "crlfile" => self.set("tls_crl", value),
+            "tls_version" => match value {
+                "tlsv1.3" => self.set("tls_min_version", "1.3"),
+                "tlsv1.2" => self.set("tls_min_version", "1.2"),
+                _ => self.skip(place, directive, "TLS 1.2 and 1.3 only (`tls_min_version`)"),
+            },
             "require_certificate" if boolean.is_some() => {
                 self.listener().require_certificate = boolean == Some(true)
             }

@@ -10,7 +10,9 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use shardmq_io::runtime::{bind_listener_sockets, ListenerSocket};
-use shardmq_io::transport::{load_tls_config, AllowedOrigins, LayerKind, ServerConfig};
+use shardmq_io::transport::{
+    load_tls_config, AllowedOrigins, LayerKind, ServerConfig, TlsConfigError,
+};
 
 use crate::config::{Config, TlsFiles};
 
@@ -48,12 +50,14 @@ impl ListenerKind {
         tls: Option<&TlsCertificates>,
         origins: impl FnOnce() -> Arc<AllowedOrigins>,
     ) -> Option<LayerKind> {
-        let current = || tls.expect("TLS listeners are bound only with TLS configured").current();
+        let tls = || tls.expect("TLS listeners are bound only with TLS configured");
         match self {
             ListenerKind::Mqtt => None,
-            ListenerKind::Tls => Some(LayerKind::Tls(current())),
+            ListenerKind::Tls => Some(LayerKind::Tls(tls().current())),
             ListenerKind::WebSocket => Some(LayerKind::WebSocket(origins())),
-            ListenerKind::SecureWebSocket => Some(LayerKind::TlsWebSocket(current(), origins())),
+            ListenerKind::SecureWebSocket => {
+                Some(LayerKind::TlsWebSocket(tls().current_wss(), origins()))
+            }
         }
     }
 }
@@ -90,38 +94,54 @@ pub(crate) fn bind(config: &Config, shards: usize) -> anyhow::Result<Vec<Vec<Sha
     Ok(per_shard)
 }
 
-/// The TLS server configuration in force, shared by every shard; replaced by [`reload`].
+/// The TLS server configurations in force (the TLS listener's, and the secure WebSocket
+/// listener's where it has a certificate of its own), shared by every shard; replaced by
+/// [`reload`].
 ///
 /// [`reload`]: TlsCertificates::reload
 #[derive(Debug)]
 pub(crate) struct TlsCertificates {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
+    /// `wss_cert`'s configuration; `None`: the secure WebSocket listener uses `current`.
+    wss: RwLock<Option<Arc<ServerConfig>>>,
 }
 
 impl TlsCertificates {
     /// Reads the files; one line naming the bad file if they cannot be used.
     pub(crate) fn load(files: &TlsFiles) -> anyhow::Result<TlsCertificates> {
-        let config = load_tls_config(&files.certificate, &files.key, files.client_ca.as_deref())
-            .context("cannot use the TLS files")?;
-        Ok(TlsCertificates { files: files.clone(), current: RwLock::new(config) })
+        let (config, wss) = load_all(files).context("cannot use the TLS files")?;
+        Ok(TlsCertificates {
+            files: files.clone(),
+            current: RwLock::new(config),
+            wss: RwLock::new(wss),
+        })
     }
 
-    /// The configuration for a connection accepted now.
+    /// The configuration for a connection accepted now on the TLS listener.
     pub(crate) fn current(&self) -> Arc<ServerConfig> {
         self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The configuration for a connection accepted now on the secure WebSocket listener.
+    pub(crate) fn current_wss(&self) -> Arc<ServerConfig> {
+        let wss = self.wss.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        wss.unwrap_or_else(|| self.current())
     }
 
     pub(crate) fn certificate_as_username(&self) -> bool {
         self.files.certificate_as_username
     }
 
-    /// SIGHUP: reads the files again; connections already open keep their session keys.
+    /// SIGHUP: reads the files again (certificates, keys, client CA, revocation lists);
+    /// connections already open keep their session keys. A file that cannot be used keeps
+    /// every configuration in force.
     pub(crate) fn reload(&self) {
         let files = &self.files;
-        match load_tls_config(&files.certificate, &files.key, files.client_ca.as_deref()) {
-            Ok(config) => {
+        match load_all(files) {
+            Ok((config, wss)) => {
                 *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+                *self.wss.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = wss;
                 tracing::info!("reloaded the TLS certificate {}", files.certificate.display());
             }
             Err(error) => tracing::error!(
@@ -129,4 +149,17 @@ impl TlsCertificates {
             ),
         }
     }
+}
+
+/// The TLS listener's configuration, and the secure WebSocket listener's own if it has one.
+type Loaded = (Arc<ServerConfig>, Option<Arc<ServerConfig>>);
+
+fn load_all(files: &TlsFiles) -> Result<Loaded, TlsConfigError> {
+    let ca = files.client_ca.as_deref();
+    let config = load_tls_config(&files.certificate, &files.key, ca, &files.policy)?;
+    let wss = match &files.wss_certificate {
+        Some((certificate, key)) => Some(load_tls_config(certificate, key, ca, &files.policy)?),
+        None => None,
+    };
+    Ok((config, wss))
 }

@@ -834,13 +834,88 @@ pub enum TlsConfigError {
     Invalid(String),
 }
 
+/// The lowest TLS version a listener accepts (`tls_min_version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (what rustls offers by default).
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+/// What an operator tunes on the TLS listeners beyond the certificate: revoked client
+/// certificates, the lowest version, and the cipher suites.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// Certificate revocation lists (PEM, one or more) for client certificates: a client whose
+    /// certificate one of them revokes is refused in the handshake.
+    pub crl: Option<std::path::PathBuf>,
+    pub min_version: TlsVersion,
+    /// The cipher suites offered, by their IANA names as rustls spells them
+    /// (`TLS13_AES_256_GCM_SHA384`, `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`); empty: rustls'
+    /// defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+/// The cipher suite names `tls_ciphers` may use (rustls' with the ring provider).
+pub fn tls_cipher_suite_names() -> Vec<String> {
+    rustls::crypto::ring::default_provider()
+        .cipher_suites
+        .iter()
+        .map(|suite| format!("{:?}", suite.suite()))
+        .collect()
+}
+
+/// The crypto provider with only the policy's cipher suites, and the versions they allow.
+fn policy_provider(
+    policy: &TlsPolicy,
+) -> Result<
+    (rustls::crypto::CryptoProvider, Vec<&'static rustls::SupportedProtocolVersion>),
+    TlsConfigError,
+> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !policy.cipher_suites.is_empty() {
+        let known = tls_cipher_suite_names();
+        for name in &policy.cipher_suites {
+            if !known.contains(name) {
+                return Err(TlsConfigError::Invalid(format!(
+                    "unknown cipher suite {name:?} (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        provider
+            .cipher_suites
+            .retain(|suite| policy.cipher_suites.contains(&format!("{:?}", suite.suite())));
+    }
+    let wanted: &[&'static rustls::SupportedProtocolVersion] = match policy.min_version {
+        TlsVersion::V1_2 => &[&rustls::version::TLS12, &rustls::version::TLS13],
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    };
+    // Only versions some remaining suite can serve: a TLS 1.2-only list turns TLS 1.3 off.
+    let versions: Vec<_> = wanted
+        .iter()
+        .copied()
+        .filter(|version| provider.cipher_suites.iter().any(|suite| suite.version() == *version))
+        .collect();
+    if versions.is_empty() {
+        return Err(TlsConfigError::Invalid(
+            "no cipher suite left for the TLS versions allowed (tls_ciphers, tls_min_version)"
+                .into(),
+        ));
+    }
+    Ok((provider, versions))
+}
+
 /// Builds the TLS server side from PEM files: the certificate chain and its key, and, for
 /// mutual TLS, the CA that client certificates must chain to (clients without a valid
-/// certificate are then refused during the handshake).
+/// certificate, or with one a CRL of `policy` revokes, are then refused during the handshake).
 pub fn load_tls_config(
     certificate: &Path,
     key: &Path,
     client_ca: Option<&Path>,
+    policy: &TlsPolicy,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let read_error = |path: &Path, error: &dyn std::fmt::Display| TlsConfigError::Read {
         path: path.display().to_string(),
@@ -853,9 +928,10 @@ pub fn load_tls_config(
         }
         error => read_error(key, &error),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (provider, versions) = policy_provider(policy)?;
+    let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|error| TlsConfigError::Invalid(error.to_string()))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -866,7 +942,12 @@ pub fn load_tls_config(
                     TlsConfigError::Invalid(format!("{}: {error}", path.display()))
                 })?;
             }
+            let crls = match &policy.crl {
+                Some(crl) => read_crls(crl)?,
+                None => Vec::new(),
+            };
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls)
                 .build()
                 .map_err(|error| TlsConfigError::Invalid(format!("{}: {error}", path.display())))?;
             builder.with_client_cert_verifier(verifier)
@@ -876,6 +957,26 @@ pub fn load_tls_config(
         .with_single_cert(chain, key)
         .map_err(|error| TlsConfigError::Invalid(format!("{}: {error}", certificate.display())))?;
     Ok(Arc::new(config))
+}
+
+/// The certificate revocation lists in a PEM file (at least one).
+fn read_crls(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TlsConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    let crls = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| TlsConfigError::Read {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })?;
+    if crls.is_empty() {
+        return Err(TlsConfigError::Empty {
+            path: path.display().to_string(),
+            what: "certificate revocation list",
+        });
+    }
+    Ok(crls)
 }
 
 pub(crate) fn read_certificates(
@@ -899,6 +1000,30 @@ pub(crate) fn read_certificates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_policy_picks_suites_and_versions() {
+        let policy = |min_version, suites: &[&str]| TlsPolicy {
+            crl: None,
+            min_version,
+            cipher_suites: suites.iter().map(|s| s.to_string()).collect(),
+        };
+        let (_, versions) = policy_provider(&TlsPolicy::default()).expect("defaults");
+        assert_eq!(versions.len(), 2);
+        let (_, versions) = policy_provider(&policy(TlsVersion::V1_3, &[])).expect("1.3");
+        assert_eq!(versions, vec![&rustls::version::TLS13]);
+        // A TLS 1.2-only list turns TLS 1.3 off; with 1.3 required, nothing is left.
+        let only_12 = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"];
+        let (provider, versions) =
+            policy_provider(&policy(TlsVersion::V1_2, &only_12)).expect("1.2");
+        assert_eq!(versions, vec![&rustls::version::TLS12]);
+        assert_eq!(provider.cipher_suites.len(), 1);
+        assert!(policy_provider(&policy(TlsVersion::V1_3, &only_12)).is_err());
+        let Err(unknown) = policy_provider(&policy(TlsVersion::V1_2, &["RC4-MD5"])) else {
+            panic!("an unknown suite was accepted")
+        };
+        assert!(unknown.to_string().contains("TLS13_AES_256_GCM_SHA384"), "{unknown}");
+    }
 
     fn request(extra: &str) -> String {
         format!(
@@ -1044,7 +1169,8 @@ mod tests {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert, certified.cert.pem()).expect("cert file");
         std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key file");
-        let server = load_tls_config(&cert, &key, None).expect("server config");
+        let server =
+            load_tls_config(&cert, &key, None, &TlsPolicy::default()).expect("server config");
         let mut roots = RootCertStore::empty();
         roots.add(certified.cert.der().clone()).expect("root");
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -24,6 +24,8 @@ const PYTHON: &str = "/usr/bin/python3";
 /// A test CA and certificates it signs, written as PEM files into a directory.
 struct Pki {
     issuer: CertifiedIssuer<'static, KeyPair>,
+    /// The serial number of the next certificate it signs.
+    next_serial: std::cell::Cell<u64>,
 }
 
 impl Pki {
@@ -32,7 +34,8 @@ impl Pki {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         let key = KeyPair::generate().expect("CA key");
-        Pki { issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate") }
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        Pki { issuer, next_serial: std::cell::Cell::new(1) }
     }
 
     /// Writes the CA certificate to `path`.
@@ -43,13 +46,17 @@ impl Pki {
     /// Signs a certificate for `common_name` (a server for 127.0.0.1 and localhost, or a
     /// client; an empty name: a client certificate with no common name at all) and writes it
     /// and its key to `certificate` and `key`.
-    fn issue(&self, common_name: &str, server: bool, certificate: &Path, key: &Path) {
+    /// Returns the certificate's serial number.
+    fn issue(&self, common_name: &str, server: bool, certificate: &Path, key: &Path) -> u64 {
+        let serial = self.next_serial.get();
+        self.next_serial.set(serial + 1);
         let names = if server {
             vec!["127.0.0.1".to_string(), "localhost".to_string()]
         } else {
             Vec::new()
         };
         let mut params = CertificateParams::new(names).expect("params");
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
         params.distinguished_name = rcgen::DistinguishedName::new();
         if !common_name.is_empty() {
             params.distinguished_name.push(DnType::CommonName, common_name);
@@ -63,6 +70,30 @@ impl Pki {
         let signed = params.signed_by(&key_pair, &self.issuer).expect("sign");
         std::fs::write(certificate, signed.pem()).expect("write the certificate");
         std::fs::write(key, key_pair.serialize_pem()).expect("write the key");
+        serial
+    }
+
+    /// Writes a revocation list (number `number`) that revokes `serials` to `path`.
+    fn write_crl(&self, path: &Path, number: u64, serials: &[u64]) {
+        let revoked = serials
+            .iter()
+            .map(|&serial| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(serial),
+                revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("sign the CRL");
+        std::fs::write(path, crl.pem().expect("CRL PEM")).expect("write the CRL");
     }
 }
 
@@ -315,6 +346,115 @@ fn mutual_tls_takes_the_certificate_name_as_the_user() {
     let as_mallory = ["--cert", path_arg(&mallory), "--key", path_arg(&mallory_key)];
     let (published, _) = tls_publish(tls, &ca, &as_mallory, "alice/inbox", "forged");
     assert!(!published, "a certificate from an untrusted CA got in");
+}
+
+/// A revocation list for client certificates (`tls_crl`): a revoked certificate is refused in
+/// the handshake, others get in; SIGHUP reads a new list; a list that cannot be used keeps the
+/// one in force.
+#[test]
+fn client_certificates_a_revocation_list_revokes_are_refused() {
+    let fixture = Fixture::new("crl");
+    let ca = fixture.ca.clone();
+    let (alice, alice_key) = (fixture.path("alice.pem"), fixture.path("alice.key"));
+    let (bob, bob_key) = (fixture.path("bob.pem"), fixture.path("bob.key"));
+    let alice_serial = fixture.pki.issue("alice", false, &alice, &alice_key);
+    let bob_serial = fixture.pki.issue("bob", false, &bob, &bob_key);
+    let crl = fixture.path("crl.pem");
+    fixture.pki.write_crl(&crl, 1, &[bob_serial]);
+    let flags = ["--tls-client-ca", path_arg(&ca), "--tls-crl", path_arg(&crl)];
+    let broker = fixture.broker(&TLS_LISTENER, &flags);
+    let tls = listener(&broker, "MQTT over TLS");
+    let as_alice = ["--cert", path_arg(&alice), "--key", path_arg(&alice_key)];
+    let as_bob = ["--cert", path_arg(&bob), "--key", path_arg(&bob_key)];
+    let (published, stderr) = tls_publish(tls, &ca, &as_alice, "crl/t", "alice");
+    assert!(published, "alice's valid certificate was refused: {stderr}");
+    let (published, _) = tls_publish(tls, &ca, &as_bob, "crl/t", "bob");
+    assert!(!published, "bob's revoked certificate got in");
+
+    // A new list revoking alice too, then SIGHUP.
+    fixture.pki.write_crl(&crl, 2, &[bob_serial, alice_serial]);
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    broker.wait_for_log("reloaded the TLS certificate", WAIT).expect("reloaded");
+    let (published, _) = tls_publish(tls, &ca, &as_alice, "crl/t", "alice again");
+    assert!(!published, "alice's certificate revoked by the new list got in");
+
+    // A broken list on the next SIGHUP: the one in force stays, and the log says why.
+    std::fs::write(&crl, "not a CRL\n").expect("break the list");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    broker.wait_for_log("keeping the certificate in force", WAIT).expect("kept");
+    let (published, _) = tls_publish(tls, &ca, &as_bob, "crl/t", "bob again");
+    assert!(!published, "a broken list on reload let a revoked certificate in");
+}
+
+/// `tls_min_version` and `tls_ciphers` decide what the TLS listener negotiates, with
+/// Debian's mosquitto clients (OpenSSL) asking for each.
+#[test]
+fn tls_min_version_and_cipher_suites_are_the_operators() {
+    let fixture = Fixture::new("tls-policy");
+    let ca = fixture.ca.clone();
+    let only_13 = fixture.broker(&TLS_LISTENER, &["--tls-min-version", "1.3"]);
+    let tls = listener(&only_13, "MQTT over TLS");
+    let (published, stderr) = tls_publish(tls, &ca, &["--tls-version", "tlsv1.3"], "v/t", "13");
+    assert!(published, "TLS 1.3 refused: {stderr}");
+    // mosquitto's `--tls-version tlsv1.2` means "at least 1.2": openssl pins the version.
+    require_tool("openssl");
+    let handshake =
+        |version: &str| {
+            let mut command = tool_command("openssl");
+            command
+                .args(["s_client", "-connect", &tls.to_string(), "-CAfile", path_arg(&ca)])
+                .args([version, "-verify_return_error", "-brief"]);
+            command.stdin(Stdio::null());
+            run_tool(&mut command, WAIT).status.success()
+        };
+    assert!(handshake("-tls1_3"), "a TLS 1.3 handshake failed");
+    assert!(!handshake("-tls1_2"), "TLS 1.2 accepted with tls_min_version 1.3");
+    drop(only_13);
+
+    let suite = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+    let one_suite = fixture.broker(&TLS_LISTENER, &["--tls-ciphers", suite]);
+    let tls = listener(&one_suite, "MQTT over TLS");
+    let with = |ciphers: &str| ["--tls-version", "tlsv1.2", "--ciphers", ciphers].map(String::from);
+    let allowed = with("ECDHE-ECDSA-AES256-GCM-SHA384");
+    let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+    let (published, stderr) = tls_publish(tls, &ca, &allowed, "c/t", "allowed suite");
+    assert!(published, "the configured suite was refused: {stderr}");
+    let refused = with("ECDHE-ECDSA-AES128-GCM-SHA256");
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let (published, _) = tls_publish(tls, &ca, &refused, "c/t", "other suite");
+    assert!(!published, "a suite outside tls_ciphers was negotiated");
+}
+
+/// The secure WebSocket listener can have a certificate of its own (`wss_cert`, `wss_key`),
+/// from another CA than the TLS listener's: each serves its own (checked with `openssl
+/// s_client`, which verifies the chain it is given).
+#[test]
+fn the_secure_websocket_listener_serves_its_own_certificate() {
+    require_tool("openssl");
+    let fixture = Fixture::new("wss-cert");
+    let other = Pki::new("shardmq WSS CA");
+    let (other_ca, wss_cert, wss_key) =
+        (fixture.path("wss-ca.pem"), fixture.path("wss.pem"), fixture.path("wss.key"));
+    other.write_ca(&other_ca);
+    other.issue("wss", true, &wss_cert, &wss_key);
+    let broker = fixture.broker(
+        &[&TLS_LISTENER[..], &["--wss-listen", "127.0.0.1:0"]].concat(),
+        &["--wss-cert", path_arg(&wss_cert), "--wss-key", path_arg(&wss_key)],
+    );
+    let tls = listener(&broker, "MQTT over TLS");
+    let wss = listener(&broker, "MQTT over secure WebSocket");
+    let verifies = |address: SocketAddr, ca: &Path| {
+        let mut command = tool_command("openssl");
+        command
+            .args(["s_client", "-connect", &address.to_string(), "-CAfile", path_arg(ca)])
+            .args(["-verify_return_error", "-brief"]);
+        command.stdin(Stdio::null());
+        run_tool(&mut command, WAIT).status.success()
+    };
+    assert!(verifies(wss, &other_ca), "the WSS listener does not serve wss_cert");
+    assert!(!verifies(wss, &fixture.ca), "the WSS listener serves tls_cert");
+    assert!(verifies(tls, &fixture.ca), "the TLS listener does not serve tls_cert");
+    assert!(!verifies(tls, &other_ca), "the TLS listener serves wss_cert");
 }
 
 /// With client certificates alone (no password file, no ACL), users are still told apart: a
