@@ -8,10 +8,12 @@
 //! - [`Acl`]: Mosquitto's `acl_file` (`user`, `topic`, `pattern` lines) and the three questions a
 //!   broker asks of it: may this client publish here, subscribe to this filter, receive this
 //!   message.
+//! - [`secrets_equal`]: a presented secret (the admin API's bearer token) against the configured
+//!   one, in constant time.
 //!
-//! Both are parsed once (at start-up and on reload) into immutable values that shards share. ACL
-//! entries are split into levels when parsed; a check splits its topic lazily and compares
-//! `%u`/`%c` levels in place, so it never allocates.
+//! The files are parsed once (at start-up and on reload) into immutable values that shards
+//! share. ACL entries are split into levels when parsed; a check splits its topic lazily and
+//! compares `%u`/`%c` levels in place, so it never allocates.
 //!
 //! **Invariant:** a malformed file is refused whole, with one line naming the file and line; it is
 //! never half-applied.
@@ -22,8 +24,10 @@ mod acl;
 mod error;
 mod password;
 pub mod scram;
+mod secret;
 mod topic;
 
 pub use acl::Acl;
 pub use error::AuthFileError;
 pub use password::{hash_password, scram_hash, set_password, set_scram_password, PasswordFile};
+pub use secret::secrets_equal;

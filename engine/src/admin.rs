@@ -24,6 +24,7 @@ use shardmq_shard::{
     WillState,
 };
 
+use crate::admin_token::{AdminToken, Credential};
 use crate::context::ShardContext;
 use crate::metrics::NodeCounters;
 
@@ -189,13 +190,21 @@ pub(crate) async fn answer_requests(context: Rc<ShardContext>, requests: ShardRe
 // HTTP
 // -------------------------------------------------------------------------------------------
 
+/// Whether `path` is the client API's, which the admin token guards (everything under
+/// `/api/`, so that a path the API does not know does not answer differently without it).
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
 /// Serves `/metrics`, `/health`, `/ready` and the client API (`/api/v1/...`) on `address`
 /// from threads of its own (`admin_http`: bounded, and only for `Host` names a web page cannot
 /// rebind: IP addresses, `localhost` and `hosts`). `ready` adds what the node knows beyond its
-/// shards (in a cluster: whether it may serve).
+/// shards (in a cluster: whether it may serve). With `token`, the client API answers only
+/// requests that carry it.
 pub fn start(
     address: SocketAddr,
     hosts: Vec<String>,
+    token: Option<Arc<AdminToken>>,
     counters: Arc<NodeCounters>,
     shards: Shards,
     ready: impl Fn() -> bool + Send + 'static,
@@ -207,12 +216,21 @@ pub fn start(
     // One request at a time reaches the shards, as with one thread before: the bound on
     // threads is the HTTP server's, not a licence to ask every shard four times at once.
     let served = std::sync::Mutex::new((counters, shards, ready, refusals.clone()));
+    let refused = refusals.clone();
     let handle = move |request: &crate::admin_http::Request| {
         use crate::admin_http::{Method, Response};
         if request.method == Method::Get && request.path == "/health" {
             // Never behind a slow question to the shards: a liveness probe must not fail
             // because another request waits for a busy shard.
-            return Response { status: 200, body: "ok\n".into(), content_type: "text/plain" };
+            return Response::text(200, "ok\n");
+        }
+        // Checked before the shards' lock: a request without the token never waits behind
+        // one that has it, and never reaches a shard.
+        if let Some(token) = token.as_deref().filter(|_| is_api(&request.path)) {
+            if let Some(refusal) = refuse_unauthorized(token, request) {
+                refused.unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return refusal;
+            }
         }
         let served = served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (counters, shards, ready, refusals) = &*served;
@@ -221,6 +239,52 @@ pub fn start(
     crate::admin_http::serve(listener, hosts, refusals, Arc::new(handle))
         .context("cannot start the admin endpoint's threads")?;
     Ok(bound)
+}
+
+/// The start-up warning for a client API that anyone who reaches `address` can use: no admin
+/// token, and an address that is not loopback (so other hosts may reach it). `None` when there
+/// is nothing to warn of.
+pub(crate) fn open_api_warning(address: SocketAddr, token: bool) -> Option<String> {
+    (!token && !address.ip().is_loopback()).then(|| {
+        format!(
+            "the admin endpoint listens on {address} without `admin_token_file`: anyone who \
+             can reach it can list and disconnect clients through /api/v1 (set \
+             `admin_token_file`, or bind `admin_listen` to loopback)"
+        )
+    })
+}
+
+/// The challenge of a 401 to a request that sent no bearer token.
+const CHALLENGE: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer realm=\"shardmq admin\"")];
+/// The challenge of a 401 to a request whose bearer token is wrong (RFC 6750's error code).
+const CHALLENGE_INVALID: &[(&str, &str)] =
+    &[("WWW-Authenticate", "Bearer realm=\"shardmq admin\", error=\"invalid_token\"")];
+
+/// The 401 for a client API request without the node's token (`None`: it has it). The
+/// `WWW-Authenticate` challenge says which scheme to use, and whether the token sent was wrong
+/// or none was sent, as the JSON error does for a person reading it.
+fn refuse_unauthorized(
+    token: &AdminToken,
+    request: &crate::admin_http::Request,
+) -> Option<crate::admin_http::Response> {
+    let (headers, message) = match token.check(request.authorization.as_deref()) {
+        Credential::Valid => return None,
+        Credential::Missing => (
+            CHALLENGE,
+            "this API needs the admin token: send `Authorization: Bearer <token>` with the \
+             token in the node's admin_token_file",
+        ),
+        Credential::Wrong => (
+            CHALLENGE_INVALID,
+            "the bearer token is not this node's admin token (admin_token_file)",
+        ),
+    };
+    Some(crate::admin_http::Response {
+        status: 401,
+        body: format!("{}\n", json!({ "error": message })),
+        content_type: "application/json",
+        headers,
+    })
 }
 
 /// The answer to one admin request.
@@ -243,13 +307,13 @@ fn answer(
             (200, "ready\n".to_owned(), "text/plain")
         }
         (Method::Get, "/ready") => (503, "not ready\n".to_owned(), "text/plain"),
-        (method, path) if path.starts_with("/api/") => {
+        (method, path) if is_api(path) => {
             let (status, body) = api(shards, method, path, &request.query);
             (status, format!("{body}\n"), "application/json")
         }
         _ => (404, "not found\n".to_owned(), "text/plain"),
     };
-    Response { status, body, content_type }
+    Response { status, body, content_type, headers: &[] }
 }
 
 /// A JSON error body.
@@ -465,6 +529,17 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_client_api_is_warned_of_only_off_loopback() {
+        let address = |text: &str| text.parse::<SocketAddr>().expect("an address");
+        assert!(open_api_warning(address("127.0.0.1:9883"), false).is_none());
+        assert!(open_api_warning(address("[::1]:9883"), false).is_none());
+        assert!(open_api_warning(address("10.0.0.5:9883"), true).is_none());
+        let warning = open_api_warning(address("0.0.0.0:9883"), false).expect("a warning");
+        assert!(warning.contains("0.0.0.0:9883") && warning.contains("admin_token_file"));
+        assert!(open_api_warning(address("10.0.0.5:9883"), false).is_some());
+    }
 
     #[test]
     fn percent_decoding() {

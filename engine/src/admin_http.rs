@@ -34,12 +34,26 @@ pub enum Method {
     Other,
 }
 
-/// One request: its method, path and query (after `?`, undecoded).
-#[derive(Debug)]
+/// One request: its method, path, query (after `?`, undecoded) and `Authorization` header.
 pub struct Request {
     pub method: Method,
     pub path: String,
     pub query: String,
+    /// The `Authorization` header's value, if the request has one (the admin token).
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    /// Says whether the request carries credentials, never what they are: a debug print must
+    /// not put the admin token in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// One answer.
@@ -48,6 +62,15 @@ pub struct Response {
     pub status: u16,
     pub body: String,
     pub content_type: &'static str,
+    /// Header lines beyond the usual ones (`WWW-Authenticate` on a 401).
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+impl Response {
+    /// A plain-text answer with no extra header.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response { status, body: body.into(), content_type: "text/plain", headers: &[] }
+    }
 }
 
 /// What the server refused, for `/metrics`.
@@ -60,6 +83,8 @@ pub struct AdminRefusals {
     pub bad: AtomicU64,
     /// Requests whose `Host` names neither an IP address, `localhost`, nor an `admin_hosts` name.
     pub host: AtomicU64,
+    /// Client API requests answered 401: no admin token, or the wrong one (`admin_token_file`).
+    pub unauthorized: AtomicU64,
 }
 
 impl AdminRefusals {
@@ -75,6 +100,14 @@ impl AdminRefusals {
             let count = count.load(Ordering::Relaxed);
             out.push_str(&format!("shardmq_admin_refused_total{{reason=\"{reason}\"}} {count}\n"));
         }
+        // A metric of its own rather than a reason above: a rising count is someone trying the
+        // API without the token (or a tool left with an old one), worth an alert of its own.
+        let name = "shardmq_admin_unauthorized_total";
+        let count = self.unauthorized.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP {name} Client API requests answered 401 because they carried no admin token \
+             or a wrong one (admin_token_file).\n# TYPE {name} counter\n{name} {count}\n"
+        ));
         out
     }
 }
@@ -142,15 +175,14 @@ fn work(
         let response = match read_request(&mut stream) {
             Err(()) => {
                 refusals.bad.fetch_add(1, Ordering::Relaxed);
-                Response { status: 400, body: "bad request\n".into(), content_type: "text/plain" }
+                Response::text(400, "bad request\n")
             }
             Ok((_, Some(host))) if !host_allowed(&host, hosts) => {
                 refusals.host.fetch_add(1, Ordering::Relaxed);
-                Response {
-                    status: 421,
-                    body: format!("host {host:?} is not this endpoint's (see `admin_hosts`)\n"),
-                    content_type: "text/plain",
-                }
+                Response::text(
+                    421,
+                    format!("host {host:?} is not this endpoint's (see `admin_hosts`)\n"),
+                )
             }
             Ok((request, _)) => handle(&request),
         };
@@ -182,12 +214,17 @@ fn read_request(stream: &mut TcpStream) -> Result<(Request, Option<String>), ()>
                 };
                 let target = parsed.path.ok_or(())?;
                 let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                let host = parsed
-                    .headers
-                    .iter()
-                    .find(|header| header.name.eq_ignore_ascii_case("host"))
-                    .map(|header| String::from_utf8_lossy(header.value).trim().to_string());
-                let request = Request { method, path: path.into(), query: query.into() };
+                let header = |name: &str| {
+                    parsed
+                        .headers
+                        .iter()
+                        .find(|header| header.name.eq_ignore_ascii_case(name))
+                        .map(|header| String::from_utf8_lossy(header.value).trim().to_string())
+                };
+                let host = header("host");
+                let authorization = header("authorization");
+                let request =
+                    Request { method, path: path.into(), query: query.into(), authorization };
                 return Ok((request, host));
             }
             Ok(httparse::Status::Partial) if buf.len() < ADMIN_REQUEST_BYTES_MAX => {}
@@ -213,17 +250,24 @@ fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Resul
     let reason = match response.status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         421 => "Misdirected Request",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
     };
-    let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
         response.content_type,
         response.body.len()
     );
+    for (name, value) in response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(response.body.as_bytes())?;
     stream.flush()

@@ -1,15 +1,15 @@
 //! The `shardmq` command line: `serve` runs the broker, `loadgen` the bundled load generator,
 //! `passwd` edits password files, `check-system` reads this host's limits for a target
 //! connection count, `link-certs` makes the certificates node links need,
-//! `import-mosquitto-conf` turns a Mosquitto configuration into shardmq's. `main.rs` only calls
-//! [`main`].
+//! `import-mosquitto-conf` turns a Mosquitto configuration into shardmq's, `ctl` is a client of
+//! a running node's admin API. `main.rs` only calls [`main`].
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{check_system, config, import_mosquitto, link_certs, reload, server};
+use crate::{check_system, config, ctl, import_mosquitto, link_certs, reload, server};
 
 /// shardmq: a thread-per-core MQTT 3.1.1 / 5.0 broker for bare-metal Linux.
 #[derive(Debug, Parser)]
@@ -43,6 +43,9 @@ enum Command {
     /// Print a Mosquitto configuration file as shardmq TOML; what cannot carry over is listed on
     /// standard error with why (see docs/migrating-from-mosquitto.md).
     ImportMosquittoConf(import_mosquitto::ImportArgs),
+    /// Ask a running node through its admin endpoint: list, inspect and disconnect clients, or
+    /// read its status (see docs/operations.md). Exits 1 when a request fails or is refused.
+    Ctl(Box<ctl::CtlArgs>),
 }
 
 /// Parses the command line and runs the command; what the process exits with.
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::CheckSystem(args) => check_system::main(args),
         Command::LinkCerts(args) => link_certs::main(args),
         Command::ImportMosquittoConf(args) => import_mosquitto::main(args),
+        Command::Ctl(args) => ctl::main(*args),
     }
 }
 

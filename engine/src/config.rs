@@ -185,10 +185,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub sys_interval: Option<u64>,
     /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready`, and the client
-    /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP, no login:
-    /// keep it on loopback or a private address) [default: none].
+    /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP; the API is
+    /// open to whoever reaches it unless `admin_token_file` is set: keep it on loopback or a
+    /// private address) [default: none].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
+    /// File holding the bearer token the client API (`/api/...`) requires, as `Authorization:
+    /// Bearer <token>` (surrounding whitespace ignored; reread on SIGHUP). `/metrics`, `/health`
+    /// and `/ready` stay open for scrapers and load balancers [default: none, the API is open].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Host names the admin endpoint answers to besides IP addresses and `localhost`,
     /// comma-separated (a request naming another host gets 421: a web page rebinding its own
     /// name to this address cannot use the API) [default: none].
@@ -341,6 +347,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `admin_hosts`: names the admin endpoint answers to beyond IP addresses and `localhost`.
     pub admin_hosts: Vec<String>,
+    /// The file of the bearer token the client API requires (read at start and on SIGHUP).
+    pub admin_token_file: Option<PathBuf>,
     /// How often `$SYS` topics are published (`None`: never).
     pub sys_interval: Option<Duration>,
     pub limits: Limits,
@@ -480,6 +488,7 @@ impl ServeArgs {
             max_memory,
             admin_listen,
             admin_hosts,
+            admin_token_file,
             sys_interval,
             cluster,
             node_id,
@@ -586,6 +595,7 @@ impl ServeArgs {
             memory_max: self.max_memory,
             admin_listen,
             admin_hosts,
+            admin_token_file: self.admin_token_file,
             sys_interval: Some(self.sys_interval.unwrap_or(10))
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
@@ -743,16 +753,26 @@ impl ServeArgs {
         Ok(Listeners { listen, tls_listen, ws_listen, wss_listen, tls })
     }
 
-    /// The admin endpoint's address: `admin_listen`, or none (no admin endpoint).
+    /// The admin endpoint's address: `admin_listen`, or none (no admin endpoint). A token
+    /// without an endpoint is an error: the operator would believe an API is guarded
+    /// that is not served. (The token file itself is read by the server, at start and on SIGHUP.)
     fn admin_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        match self.admin_listen.as_deref() {
-            None => Ok(None),
-            Some(text) => text.parse::<SocketAddr>().map(Some).map_err(|error| {
+        let listen = match self.admin_listen.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|error| {
                 ConfigError(format!(
                     "invalid value for `admin_listen`: {text:?} ({error}); expected IP:PORT"
                 ))
-            }),
+            })?),
+        };
+        if listen.is_none() && self.admin_token_file.is_some() {
+            return Err(ConfigError(
+                "`admin_token_file` is set but `admin_listen` is not: there is no admin API to \
+                 guard"
+                    .into(),
+            ));
         }
+        Ok(listen)
     }
 
     /// Checks that the optional rate and memory limits, where given, are at least their minimum.
@@ -1385,6 +1405,15 @@ mod tests {
         assert!(proxied.mqtt && proxied.tls && !proxied.ws && !proxied.wss);
         let error = file("ws_proxy_protocol = true\n").expect_err("no ws listener").to_string();
         assert!(error.contains("`ws_proxy_protocol`") && error.contains("`ws_listen`"), "{error}");
+    }
+
+    #[test]
+    fn the_admin_token_needs_the_admin_endpoint() {
+        let config =
+            file("admin_listen = \"127.0.0.1:9883\"\nadmin_token_file = \"/t\"\n").expect("valid");
+        assert_eq!(config.admin_token_file, Some(PathBuf::from("/t")));
+        let error = file("admin_token_file = \"/t\"\n").expect_err("no endpoint").to_string();
+        assert!(error.contains("`admin_token_file`") && !error.contains('\n'), "{error}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_http;
+mod admin_token;
 mod check_system;
 pub mod cli;
 mod client_stream;
@@ -15,6 +16,7 @@ pub mod config;
 mod connect_auth;
 mod connection;
 mod context;
+mod ctl;
 mod enhanced_auth;
 mod import_mosquitto;
 mod link_certs;

@@ -312,6 +312,8 @@ pub struct LinkFigures {
     pub refused: Vec<(&'static str, u64)>,
     /// Links this node opened whose TLS handshake failed.
     pub handshakes_failed: u64,
+    /// Nodes in the membership this node last saw in etcd, itself included.
+    pub members: usize,
 }
 
 pub type LinkStatsFn = Box<dyn Fn() -> LinkFigures + Send + Sync>;
@@ -505,8 +507,16 @@ fn render_logins(out: &mut String, logins: &LoginFigures) {
     }
 }
 
-/// Writes the node links' figures: whether they use TLS, refusals by reason, failed handshakes.
+/// Writes the cluster's figures: the members this node sees, whether node links use TLS, link
+/// refusals by reason, failed handshakes.
 fn render_links(out: &mut String, links: &LinkFigures) {
+    let name = "shardmq_cluster_members";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Nodes in the cluster's membership as this node last saw it in etcd, \
+         itself included.\n# TYPE {name} gauge\n{name} {}",
+        links.members
+    );
     let name = "shardmq_link_tls";
     let _ = writeln!(
         out,

@@ -128,6 +128,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("durability", old.durability != new.durability);
     check("log_format", old.log_format != new.log_format);
     check("admin_listen", old.admin_listen != new.admin_listen);
+    // The file's content is reread on SIGHUP; which file it is, only at start.
+    check("admin_token_file", old.admin_token_file != new.admin_token_file);
     check("sys_interval", old.sys_interval != new.sys_interval);
     check("password_file/acl_file/allow_anonymous", old.security != new.security);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));

@@ -26,6 +26,7 @@ use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGR
 use shardmq_shard::{Shard, ShardId};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
 
+use crate::admin_token::AdminToken;
 use crate::cluster::{self, NodeCluster, ShardCluster};
 use crate::config::Config;
 use crate::link_security::LinkCertificates;
@@ -66,6 +67,8 @@ pub fn serve(
     let tls = config.tls.as_ref().map(TlsCertificates::load).transpose()?.map(Arc::new);
     let link_tls = config.cluster.as_ref().and_then(|cluster| cluster.link_tls.as_ref());
     let link_tls = link_tls.map(LinkCertificates::load).transpose()?.map(Arc::new);
+    let admin_token = config.admin_token_file.as_deref().map(AdminToken::load).transpose()?;
+    let admin_token = admin_token.map(Arc::new);
     let stop = Arc::new(AtomicBool::new(false));
     let connections = Arc::new(AtomicUsize::new(0));
     let memory = MemoryWatch::start(config.memory_max, connections.clone())
@@ -78,6 +81,7 @@ pub fn serve(
             security: security.clone(),
             tls: tls.clone(),
             link_tls: link_tls.clone(),
+            admin_token: admin_token.clone(),
             reloader,
         },
     )?;
@@ -100,7 +104,7 @@ pub fn serve(
     if let Some(node) = &node_cluster {
         count_cluster(&counters, node);
     }
-    let admin_requests = start_admin(&config, &counters, node_cluster.as_ref())?;
+    let admin_requests = start_admin(&config, admin_token, &counters, node_cluster.as_ref())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
     let started = Arc::new(AtomicUsize::new(0));
@@ -138,10 +142,11 @@ pub fn serve(
     wait_for_shards(handles, node_cluster)
 }
 
-/// Starts the admin endpoint if one is configured; the channels each shard answers its
-/// questions from.
+/// Starts the admin endpoint if one is configured (its client API behind `token` when there is
+/// one); the channels each shard answers its questions from.
 fn start_admin(
     config: &Config,
+    token: Option<Arc<AdminToken>>,
     counters: &Arc<NodeCounters>,
     node_cluster: Option<&Arc<NodeCluster>>,
 ) -> anyhow::Result<Vec<crate::admin::ShardRequests>> {
@@ -152,8 +157,14 @@ fn start_admin(
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
         let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
         let hosts = config.admin_hosts.clone();
-        let bound = crate::admin::start(address, hosts, counters.clone(), admin_shards, ready)?;
-        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, /api/v1)");
+        let guarded = token.is_some();
+        let bound =
+            crate::admin::start(address, hosts, token, counters.clone(), admin_shards, ready)?;
+        let api = if guarded { "/api/v1 with the admin token" } else { "/api/v1" };
+        tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, {api})");
+        if let Some(warning) = crate::admin::open_api_warning(address, guarded) {
+            tracing::warn!("{warning}");
+        }
     }
     Ok(admin_requests)
 }
@@ -199,6 +210,7 @@ fn count_cluster(counters: &NodeCounters, node: &Arc<NodeCluster>) {
         tls: links.link_tls.is_some(),
         refused: links.link_stats.refused(),
         handshakes_failed: links.link_stats.handshakes_failed(),
+        members: links.control.members().len(),
     }));
 }
 
@@ -422,12 +434,31 @@ struct Reloads {
     security: Arc<NodeSecurity>,
     tls: Option<Arc<TlsCertificates>>,
     link_tls: Option<Arc<LinkCertificates>>,
+    admin_token: Option<Arc<AdminToken>>,
     reloader: Reloader,
+}
+
+impl Reloads {
+    /// Reads the configuration and every file again, each keeping what it had if its new
+    /// version cannot be used.
+    fn reload(&self) {
+        self.reloader.reload();
+        self.security.reload();
+        if let Some(tls) = &self.tls {
+            tls.reload();
+        }
+        if let Some(link_tls) = &self.link_tls {
+            link_tls.reload();
+        }
+        if let Some(admin_token) = &self.admin_token {
+            admin_token.reload();
+        }
+    }
 }
 
 /// Waits for signals on a plain thread: SIGINT/SIGTERM raise the stop flag every shard's
 /// heartbeat reads (a flag, not a cross-thread wake-up: see [`HEARTBEAT`]); SIGHUP reads the
-/// configuration, the password file, the ACL and the TLS files again (shards pick the new ACL
+/// configuration, the password file, the ACL, the TLS files and the admin token again (shards pick the new ACL
 /// and limits up on their next tick; new TLS connections take the new certificate).
 fn spawn_signal_thread(stop: Arc<AtomicBool>, reloads: Reloads) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -439,17 +470,10 @@ fn spawn_signal_thread(stop: Arc<AtomicBool>, reloads: Reloads) -> anyhow::Resul
             for signal in signals.forever() {
                 if signal == SIGHUP {
                     tracing::info!(
-                        "SIGHUP: reloading the configuration, the password file, the ACL and \
-                         the TLS files"
+                        "SIGHUP: reloading the configuration, the password file, the ACL, the \
+                         TLS files and the admin token"
                     );
-                    reloads.reloader.reload();
-                    reloads.security.reload();
-                    if let Some(tls) = &reloads.tls {
-                        tls.reload();
-                    }
-                    if let Some(link_tls) = &reloads.link_tls {
-                        link_tls.reload();
-                    }
+                    reloads.reload();
                     continue;
                 }
                 tracing::info!(signal, "shutting down");

@@ -790,16 +790,56 @@ pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 
 /// Sends one HTTP/1.1 request with `method` and no body; returns the status and the body.
 pub fn http_request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let answer = http_request_with(address, method, path, &[]);
+    (answer.status, answer.body)
+}
+
+/// An HTTP answer: its status, its header lines and its body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Each header's name and value, as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of the first header named `name` (in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request with `method`, the extra `headers` (e.g. `Authorization`) and no
+/// body; returns the whole answer.
+pub fn http_request_with(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpAnswer {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the HTTP server");
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("a read timeout");
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-        .expect("send the request");
+    let extra: String =
+        headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .expect("send the request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the response");
     let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    (status, body.to_owned())
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status =
+        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    HttpAnswer { status, headers, body: body.to_owned() }
 }
 
 impl Broker {
