@@ -702,7 +702,7 @@ async fn restore(
 async fn shut_down(context: &ShardContext) {
     context.stopping.set(true);
     context.stop_signal.notify();
-    context.state.borrow_mut().shutdown();
+    context.state.borrow_mut().shutdown(Instant::now());
     context.apply_effects();
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while (!context.conns.borrow().is_empty() || !context.state.borrow().commit_idle())

@@ -242,7 +242,7 @@ impl Shard {
         let conn = found.conn;
         if let Some(conn) = conn {
             self.disconnect_with(conn, ReasonCode::ADMINISTRATIVE_ACTION);
-            self.detach(conn, WillRule::Publish, now);
+            self.detach(conn, WillRule::Publish, super::Departure::Kicked, now);
         }
         if session == KickSession::Discard && self.sessions.contains_key(&client_id) {
             self.end_session(&client_id, now);

@@ -26,7 +26,7 @@ use std::time::Instant;
 use shardmq_codec::{ByteString, ReasonCode};
 
 use super::retained_sync::Write;
-use super::{add_member, AckTo, Effect, Shard, WillRule};
+use super::{add_member, AckTo, Departure, Effect, Shard, WillRule};
 use crate::ids::{retained_shard, ConnId, LinkNumber, PeerLease, PeerNode, ShardId};
 use crate::mesh::ShardMsg;
 use crate::message::{Message, SharedMessage};
@@ -204,6 +204,15 @@ impl Peers {
             Some(group) => add_member(groups, filter, group, Target::Peer(key.node)),
         });
         nodes
+    }
+
+    /// Whether a live peer node has a route (shared or not) matching `topic`.
+    pub(super) fn any_match(&self, topic: &str) -> bool {
+        let mut found = false;
+        if !self.live.is_empty() {
+            self.routes.for_each_match(topic, |_, _, _| found = true);
+        }
+        found
     }
 
     fn add(&mut self, node: PeerNode, route: PeerRoute) {
@@ -862,7 +871,8 @@ impl Shard {
         let client_id = ByteString::from(client_id);
         if let Some(conn) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(conn, ReasonCode::SESSION_TAKEN_OVER);
-            self.detach(conn, WillRule::Takeover { session_resumes: !clean_start }, now);
+            let rule = WillRule::Takeover { session_resumes: !clean_start };
+            self.detach(conn, rule, Departure::Takeover, now);
             // A clean session ends with its connection, but its client id moves to the peer:
             // this node must not release the ownership the peer is about to claim from it.
             self.effects.retain(
@@ -921,7 +931,8 @@ impl Shard {
         for (client_id, _) in &restored.sessions {
             if let Some(conn) = self.sessions.get(client_id).and_then(|s| s.conn) {
                 self.disconnect_with(conn, ReasonCode::SESSION_TAKEN_OVER);
-                self.detach(conn, WillRule::Takeover { session_resumes: true }, now);
+                let rule = WillRule::Takeover { session_resumes: true };
+                self.detach(conn, rule, Departure::Takeover, now);
             }
             self.forget_session(client_id);
         }
@@ -947,7 +958,7 @@ impl Shard {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             self.disconnect_with(conn, ReasonCode::SERVER_BUSY);
-            self.detach(conn, WillRule::Discard, now);
+            self.detach(conn, WillRule::Discard, Departure::Fenced, now);
         }
     }
 

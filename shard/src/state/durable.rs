@@ -378,7 +378,7 @@ impl Shard {
     fn close_for_storage_failure(&mut self, conn: ConnId, now: Instant) {
         if self.conns.get(&conn).is_some_and(|c| !c.closing) {
             self.effects.push(Effect::Close(conn));
-            self.detach(conn, WillRule::Publish, now);
+            self.detach(conn, WillRule::Publish, super::Departure::StorageFailure, now);
         }
     }
 

@@ -11,6 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ use crate::FastMap;
 mod admin;
 mod backpressure;
 mod durable;
+mod events;
 mod retained_sync;
 mod throttle;
 
@@ -49,6 +51,8 @@ pub use backpressure::{
 };
 use durable::{AckTo, Durable, HeldAcks, HeldQos1, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
+pub use events::ClientEvents;
+use events::{Arrival, Departure};
 use throttle::{Rates, Throttle};
 mod cluster;
 #[cfg(feature = "fuzzing")]
@@ -376,6 +380,9 @@ pub struct Shard {
     /// authentication): the method, and the re-authentication under way. Beside [`Conn`] rather
     /// than in it, so the connections that use none (nearly all) pay nothing for it.
     enhanced_auth: FastMap<ConnId, EnhancedAuth>,
+    /// Where client events are published (`$SYS/brokers/<node>/clients/...`); `None`, the
+    /// default, publishes none and costs one branch per event.
+    client_events: Option<Box<ClientEvents>>,
 }
 
 /// A connection's enhanced authentication.
@@ -429,6 +436,7 @@ impl Shard {
             throttle: rates.map(Throttle::new),
             time_base: None,
             enhanced_auth: FastMap::default(),
+            client_events: None,
         }
     }
 
@@ -624,7 +632,19 @@ impl Shard {
 
     /// A CONNECT arrived for a client homed on this shard. Answers with CONNACK (and closes on a
     /// refusal); takes over an existing connection of the same client id.
-    pub fn connect(&mut self, conn: ConnId, mut connect: Connect, now: Instant) {
+    pub fn connect(&mut self, conn: ConnId, connect: Connect, now: Instant) {
+        self.connect_from(conn, connect, None, now);
+    }
+
+    /// [`Shard::connect`] from the client at `peer`, which its connected event names (the
+    /// engine passes it only while client events are on).
+    pub fn connect_from(
+        &mut self,
+        conn: ConnId,
+        mut connect: Connect,
+        peer: Option<IpAddr>,
+        now: Instant,
+    ) {
         let version = connect.protocol;
         let terms = match self.connect_terms(&mut connect) {
             Ok(terms) => terms,
@@ -640,7 +660,8 @@ impl Shard {
         if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
             self.disconnect_with(old, ReasonCode::SESSION_TAKEN_OVER);
             let resumes = !connect.clean_start;
-            self.detach(old, WillRule::Takeover { session_resumes: resumes }, now);
+            let rule = WillRule::Takeover { session_resumes: resumes };
+            self.detach(old, rule, Departure::Takeover, now);
         }
         let session_present = self.attach_session(conn, &client_id, &connect, &terms, now);
         self.open_conn(conn, &client_id, &mut connect, &terms, now);
@@ -652,6 +673,16 @@ impl Shard {
             Packet::ConnAck(ConnAck { session_present, reason: ReasonCode::SUCCESS, properties });
         self.send(conn, &connack);
         self.resume(&client_id, now);
+        if self.client_events.is_some() {
+            let arrival = Arrival {
+                version,
+                keepalive_secs: terms.keepalive_secs,
+                clean_start: connect.clean_start,
+                expiry_secs: terms.expiry_secs,
+                peer,
+            };
+            self.connected_event(&client_id, arrival, now);
+        }
     }
 
     /// What a CONNECT is granted (its enhanced authentication method, client id, keepalive and
@@ -991,7 +1022,7 @@ impl Shard {
             Packet::PubRel(ack) => self.pubrel(conn, ack),
             Packet::PubComp(ack) => self.pubcomp(conn, ack, now),
             Packet::Subscribe(subscribe) => self.subscribe(conn, subscribe, now),
-            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(conn, unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.unsubscribe(conn, unsubscribe, now),
             Packet::PingReq => self.send(conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.client_disconnect(conn, disconnect, now),
             Packet::Connect(_) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
@@ -1058,13 +1089,13 @@ impl Shard {
 
     fn protocol_violation(&mut self, conn: ConnId, reason: ReasonCode, now: Instant) {
         self.disconnect_with(conn, reason);
-        self.detach(conn, WillRule::Publish, now);
+        self.detach(conn, WillRule::Publish, Departure::ProtocolError(reason), now);
     }
 
     /// The socket closed or failed under the connection: an abnormal close (the will is sent).
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
         if self.conns.get(&conn).is_some_and(|c| !c.closing) {
-            self.detach(conn, WillRule::Publish, now);
+            self.detach(conn, WillRule::Publish, Departure::Lost, now);
         }
         self.conns.remove(&conn);
         self.enhanced_auth.remove(&conn);
@@ -1102,7 +1133,7 @@ impl Shard {
             c.closing = true;
         }
         self.effects.push(Effect::Close(conn));
-        self.detach(conn, rule, now);
+        self.detach(conn, rule, Departure::Normal(disconnect.reason), now);
     }
 
     /// Queues a server DISCONNECT (v5 only) and marks the connection for closing.
@@ -1122,16 +1153,32 @@ impl Shard {
 
     /// Sends DISCONNECT 0x8B (server shutting down) to every v5 client and closes every
     /// connection. Sessions stay (for the storage issue to persist).
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&mut self, now: Instant) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
+        for &conn in &conns {
             self.disconnect_with(conn, ReasonCode::SERVER_SHUTTING_DOWN);
+        }
+        // After every connection is closing, so the events reach only peer nodes' subscribers
+        // (this node's are leaving too).
+        if self.client_events.is_some() {
+            for conn in conns {
+                self.disconnected_event(conn, Departure::ServerShutdown, now);
+            }
         }
     }
 
-    /// Separates a connection from its session (the connection is closing or gone): handles the
-    /// will and the session's expiry.
-    fn detach(&mut self, conn: ConnId, rule: WillRule, now: Instant) {
+    /// Separates a connection from its session (the connection is closing or gone): publishes
+    /// its disconnected event (saying why: `departure`), then handles the will and the session's
+    /// expiry.
+    fn detach(&mut self, conn: ConnId, rule: WillRule, departure: Departure, now: Instant) {
+        if self.client_events.is_some() {
+            self.disconnected_event(conn, departure, now);
+        }
+        self.release_session(conn, rule, now);
+    }
+
+    /// [`Shard::detach`] after the event: the will and the session's expiry.
+    fn release_session(&mut self, conn: ConnId, rule: WillRule, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.closing = true;
         let will = c.will.take();
@@ -1295,7 +1342,7 @@ impl Shard {
             return;
         }
         self.disconnect_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT);
-        self.detach(conn, WillRule::Publish, now);
+        self.detach(conn, WillRule::Publish, Departure::KeepaliveTimeout, now);
     }
 
     /// The current disconnected period of a session, if `epoch` is it.
@@ -1742,6 +1789,8 @@ impl Shard {
         let mut retained_for = Vec::new();
         let mut new_routes = Vec::new();
         let mut filter_bytes = self.subscription_bytes(&client_id);
+        // The filters granted, kept for the subscribed event only while client events are on.
+        let mut granted = self.client_events.as_ref().map(|_| Vec::new());
         for entry in subscribe.filters {
             // Kept by the session: copied out of the SUBSCRIBE's read buffer (see
             // `COMPACT_BYTES_MAX`).
@@ -1777,7 +1826,13 @@ impl Shard {
             if wants_retained {
                 retained_for.push((plain, subscription));
             }
+            if let Some(granted) = &mut granted {
+                granted.push((filter, entry.options.qos));
+            }
             reasons.push(ReasonCode(entry.options.qos as u8));
+        }
+        if let Some(granted) = granted {
+            self.subscribed_event(&client_id, &granted, now);
         }
 
         self.persist_session(&client_id);
@@ -1857,11 +1912,13 @@ impl Shard {
         Some((plain, group))
     }
 
-    fn unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) {
+    fn unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe, now: Instant) {
         let Some(c) = self.conns.get(&conn) else { return };
         let client_id = c.client_id.clone();
         let v5 = c.version.is_v5();
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        // The filters removed, kept for the unsubscribed event only while client events are on.
+        let mut removed = self.client_events.as_ref().map(|_| Vec::new());
         for filter in unsubscribe.filters {
             let existed = self
                 .sessions
@@ -1872,9 +1929,15 @@ impl Shard {
             if existed {
                 self.remove_subscriber(&client_id, &filter);
                 reasons.push(ReasonCode::SUCCESS);
+                if let Some(removed) = &mut removed {
+                    removed.push(filter);
+                }
             } else {
                 reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
             }
+        }
+        if let Some(removed) = removed {
+            self.unsubscribed_event(&client_id, &removed, now);
         }
         self.persist_session(&client_id);
         let reasons = if v5 { reasons } else { Vec::new() };

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use shardmq_codec::{
 };
 use shardmq_shard::persist::{decode_snapshot, rehome, WallClock, UPGRADES};
 use shardmq_shard::{
-    home_shard, ConnId, Effect, Forward, Limits, PeerNode, PeerRoute, Shard, ShardId, ShardMsg,
+    home_shard, ClientEvents, ConnId, Effect, Forward, Limits, PeerNode, PeerRoute, Shard, ShardId,
+    ShardMsg,
 };
 use shardmq_storage::faults::Faults;
 use shardmq_storage::{shard_file, Durability, ShardStore};
@@ -175,7 +177,21 @@ impl Node {
             .expect("some id lands on every shard")
     }
 
+    /// Client events on every shard from now on, published as node `name`, with the wall clock
+    /// reading `unix_ms` at the node's current time.
+    pub fn enable_client_events(&mut self, name: &str, unix_ms: u64) {
+        let clock = WallClock::fixed(self.now, unix_ms);
+        for shard in &mut self.shards {
+            shard.set_client_events(Some(ClientEvents::new(name, clock)));
+        }
+    }
+
     pub fn connect_with(&mut self, connect: Connect) -> ConnId {
+        self.connect_from(connect, None)
+    }
+
+    /// Connects a client the engine saw come from `peer`.
+    pub fn connect_from(&mut self, connect: Connect, peer: Option<IpAddr>) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let shard = if connect.client_id.is_empty() {
@@ -185,7 +201,7 @@ impl Node {
         };
         self.conns.insert(conn, (shard, Decoder::client(connect.protocol, u32::MAX)));
         let now = self.now;
-        self.shards[shard.index()].connect(conn, connect, now);
+        self.shards[shard.index()].connect_from(conn, connect, peer, now);
         self.run();
         conn
     }
