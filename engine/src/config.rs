@@ -184,6 +184,12 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long, value_name = "SECS")]
     pub sys_interval: Option<u64>,
+    /// Publish client events as EMQX does: QoS 0 JSON messages on
+    /// `$SYS/brokers/NODE/clients/CLIENT_ID/connected`, `.../disconnected`, `.../subscribed` and
+    /// `.../unsubscribed` (NODE: `node_id` in a cluster, else the host name). `--client-events`
+    /// alone means true [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub client_events: Option<bool>,
     /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready`, and the client
     /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP; the API is
     /// open to whoever reaches it unless `admin_token_file` is set: keep it on loopback or a
@@ -351,6 +357,9 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// How often `$SYS` topics are published (`None`: never).
     pub sys_interval: Option<Duration>,
+    /// With `client_events` on: the node name its events are published under
+    /// (`$SYS/brokers/<node>/clients/...`). `None`: no events.
+    pub client_events: Option<String>,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
@@ -490,6 +499,7 @@ impl ServeArgs {
             admin_hosts,
             admin_token_file,
             sys_interval,
+            client_events,
             cluster,
             node_id,
             etcd,
@@ -569,6 +579,7 @@ impl ServeArgs {
         let durability = self.storage_durability()?;
         let limits = self.limits()?;
         let cluster = self.cluster_config()?;
+        let client_events = self.client_events_node(cluster.as_ref());
         let log_format = self.log_line_format()?;
         let mut security = self.security();
         let Listeners { listen, tls_listen, ws_listen, wss_listen, tls } =
@@ -599,6 +610,7 @@ impl ServeArgs {
             sys_interval: Some(self.sys_interval.unwrap_or(10))
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
+            client_events,
             limits,
             cluster,
             security,
@@ -924,22 +936,12 @@ impl ServeArgs {
             return Err(ConfigError("invalid value for `etcd`: no endpoint given".into()));
         }
         let name = self.cluster.clone().unwrap_or_else(|| "shardmq".to_string());
-        let valid_name = |text: &str| {
-            !text.is_empty()
-                && text.len() <= 128
-                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
         if !valid_name(&name) {
             return Err(ConfigError(format!(
                 "invalid value for `cluster`: {name:?}; use letters, digits, '-', '_' and '.'"
             )));
         }
-        let node_id = match &self.node_id {
-            Some(id) => id.clone(),
-            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|host| host.trim().to_string())
-                .unwrap_or_default(),
-        };
+        let node_id = self.node_id.clone().unwrap_or_else(host_name);
         if !valid_name(&node_id) {
             return Err(ConfigError(format!(
                 "invalid value for `node_id`: {node_id:?}; use letters, digits, '-', '_' and '.'"
@@ -979,6 +981,18 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    /// With `client_events` on, the node name its events are published under: the node id in a
+    /// cluster, the host name on a single node (`shardmq` when the host name is not a valid
+    /// name), so that it is one topic level.
+    fn client_events_node(&self, cluster: Option<&ClusterConfig>) -> Option<String> {
+        self.client_events.unwrap_or(false).then(|| match cluster {
+            Some(cluster) => cluster.node_id.clone(),
+            None => Some(host_name())
+                .filter(|name| valid_name(name))
+                .unwrap_or_else(|| "shardmq".into()),
+        })
+    }
+
     /// Where the link listener binds and what peers are told: the advertised address by
     /// default (a wildcard only when given), and one of the two is needed.
     fn link_addresses(&self) -> Result<(SocketAddr, SocketAddr), ConfigError> {
@@ -1083,6 +1097,21 @@ impl ServeArgs {
             }
         }
     }
+}
+
+/// Whether `text` may name a cluster or a node: letters, digits, `-`, `_` and `.`, at most 128
+/// bytes (it is part of etcd keys and of `$SYS` topics).
+fn valid_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The host's name (empty when it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|host| host.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// `max_retained_bytes` by default: a sixteenth of the machine's memory (`MemTotal` in
@@ -1414,6 +1443,40 @@ mod tests {
         assert_eq!(config.admin_token_file, Some(PathBuf::from("/t")));
         let error = file("admin_token_file = \"/t\"\n").expect_err("no endpoint").to_string();
         assert!(error.contains("`admin_token_file`") && !error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn client_events_key_and_flag() {
+        assert!(ServeArgs::default().resolve().expect("valid").client_events.is_none());
+        assert!(file("client_events = false\n").expect("valid").client_events.is_none());
+        // A single node publishes under its host name: one topic level.
+        let node = file("client_events = true\n").expect("valid").client_events.expect("on");
+        assert!(valid_name(&node), "{node:?}");
+        // A cluster's node under its node id.
+        let clustered = file(
+            "client_events = true\netcd = \"http://127.0.0.1:2379\"\nnode_id = \"n7\"\n\
+             link_listen = \"127.0.0.1:1884\"\nlink_plaintext = true\n",
+        )
+        .expect("valid");
+        assert_eq!(clustered.client_events.as_deref(), Some("n7"));
+        let error = file("client_events = \"yes\"\n").expect_err("not a boolean").to_string();
+        assert!(error.contains("line 1") && !error.contains('\n'), "{error}");
+
+        // `--client-events` alone turns them on; a value may still be given.
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("shardmq").chain(flags.iter().copied());
+            <Flags as clap::Parser>::try_parse_from(argv).map(|flags| flags.serve.client_events)
+        };
+        assert_eq!(parse(&["--client-events"]).expect("valid"), Some(true));
+        assert_eq!(parse(&["--client-events", "false"]).expect("valid"), Some(false));
+        assert_eq!(parse(&["--client-events", "--shards", "2"]).expect("valid"), Some(true));
+        assert_eq!(parse(&[]).expect("valid"), None);
+        assert!(parse(&["--client-events", "maybe"]).is_err());
     }
 
     #[test]

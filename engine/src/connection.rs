@@ -515,7 +515,13 @@ fn register_connection<S: ClientStream>(
     if let Some(source) = source {
         context.proxied.borrow_mut().insert(conn, source);
     }
-    context.state.borrow_mut().connect(conn, unbox(connect), Instant::now());
+    // The address is asked of the socket (a system call) only for the connected event.
+    let events = context.state.borrow().client_events_enabled();
+    let peer = events
+        .then(|| context.peer_addr(conn))
+        .flatten()
+        .map(|address| address.ip().to_canonical());
+    context.state.borrow_mut().connect_from(conn, unbox(connect), peer, Instant::now());
     context.apply_effects();
     runtime::spawn_local(ConnectionTask { context, conn, buf, decoder, stream, step: Step::Feed });
 }

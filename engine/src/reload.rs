@@ -131,6 +131,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     // The file's content is reread on SIGHUP; which file it is, only at start.
     check("admin_token_file", old.admin_token_file != new.admin_token_file);
     check("sys_interval", old.sys_interval != new.sys_interval);
+    check("client_events", old.client_events != new.client_events);
     check("password_file/acl_file/allow_anonymous", old.security != new.security);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));
     check("max_packet_size", old.limits.packet_bytes_max != new.limits.packet_bytes_max);

@@ -23,7 +23,7 @@ use shardmq_io::runtime::{
 };
 use shardmq_io::transport::Layered;
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGRADES};
-use shardmq_shard::{Shard, ShardId};
+use shardmq_shard::{ClientEvents, Shard, ShardId};
 use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
 
 use crate::admin_token::AdminToken;
@@ -528,6 +528,9 @@ async fn shard_main(
     let (acl_generation, authorizer) = security.authorizer();
     state.set_authorizer(authorizer);
     state.set_assigned_id_source(Box::new(os_random_u128));
+    if let Some(node) = &config.client_events {
+        state.set_client_events(Some(ClientEvents::new(node, clock)));
+    }
     let (cluster, cluster_tasks) = match cluster {
         Some(join) => {
             let (cluster, tasks) = join_shard_cluster(id, clock, &mut state, join);

@@ -1,5 +1,6 @@
 //! Debian's mosquitto_pub and mosquitto_sub against the broker: MQTT 3.1, 3.1.1 and 5.0,
-//! QoS 2, and retained messages set with `-r` and deleted with `-r -n`.
+//! QoS 2, retained messages set with `-r` and deleted with `-r -n`, and the client events
+//! (`--client-events`) a `$SYS` subscriber sees.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::Child;
@@ -27,6 +28,17 @@ impl Subscriber {
     /// Starts `mosquitto_sub -V version -q qos -t topic -C count` and returns once the broker
     /// has acknowledged the subscription.
     fn start(broker: &Broker, version: &str, qos: u8, topic: &str, count: usize) -> Subscriber {
+        Subscriber::start_on(broker, version, qos, &[topic], count)
+    }
+
+    /// [`Subscriber::start`] with a `-t` for each of `topics`.
+    fn start_on(
+        broker: &Broker,
+        version: &str,
+        qos: u8,
+        topics: &[&str],
+        count: usize,
+    ) -> Subscriber {
         require_tool("mosquitto_sub");
         // mosquitto_sub's stdout is block-buffered on a pipe; line buffering lets the test see
         // the SUBACK as it happens.
@@ -34,7 +46,8 @@ impl Subscriber {
         command
             .args(["-oL", "mosquitto_sub"])
             .args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-V", version, "-d"])
-            .args(["-q", &qos.to_string(), "-t", topic, "-F", FORMAT])
+            .args(["-q", &qos.to_string(), "-F", FORMAT])
+            .args(topics.iter().flat_map(|topic| ["-t", topic]))
             .args(["-C", &count.to_string(), "-W", &WAIT.as_secs().to_string()]);
         let mut child = spawn_tool(&mut command);
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -190,4 +203,75 @@ fn retained_message_set_with_r_and_deleted_with_r_n() {
     let subscriber = Subscriber::start(&broker, "mqttv5", 1, topic, 1);
     publish(&broker, "mqttv5", &["-q", "1", "-t", topic, "-m", "live"]);
     assert_eq!(subscriber.messages(), [format!("MSG {topic} 1 0 live")]);
+}
+
+/// Splits a mosquitto_sub line (`FORMAT`) of a client event into its topic's levels and its
+/// parsed JSON payload, checking it came at QoS 0, not retained.
+fn client_event(line: &str) -> (Vec<String>, serde_json::Value) {
+    let fields: Vec<&str> = line.splitn(5, ' ').collect();
+    assert!(matches!(fields.as_slice(), ["MSG", _, "0", "0", _]), "{line}");
+    let payload = serde_json::from_str(fields[4]).unwrap_or_else(|error| {
+        panic!("the payload of {line:?} is not JSON: {error}");
+    });
+    (fields[1].split('/').map(String::from).collect(), payload)
+}
+
+#[test]
+fn client_events_tell_a_sys_subscriber_that_mosquitto_pub_came_and_went() {
+    let broker = Broker::start(&["--client-events"]);
+    // Its own SUBSCRIBE, then mosquitto_pub's connect and disconnect.
+    let subscriber = Subscriber::start(&broker, "mqttv5", 0, "$SYS/brokers/+/clients/#", 3);
+    publish(&broker, "mqttv5", &["-i", "e2e-events-pub", "-t", "e2e/events", "-m", "hi"]);
+    let lines = subscriber.messages();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let events: Vec<(Vec<String>, serde_json::Value)> =
+        lines.iter().map(|line| client_event(line)).collect();
+    for (levels, _) in &events {
+        // `$SYS/brokers/<node>/clients/<client id>/<event>`, the node one non-empty level.
+        assert_eq!(levels.len(), 6, "{levels:?}");
+        assert_eq!(
+            (levels[0].as_str(), levels[1].as_str(), levels[3].as_str()),
+            ("$SYS", "brokers", "clients")
+        );
+        assert!(!levels[2].is_empty(), "{levels:?}");
+    }
+    let (levels, subscribed) = &events[0];
+    assert_eq!(levels[5], "subscribed");
+    assert_eq!(
+        subscribed["topics"],
+        serde_json::json!([{"topic": "$SYS/brokers/+/clients/#", "qos": 0}])
+    );
+
+    let (levels, connected) = &events[1];
+    assert_eq!((levels[4].as_str(), levels[5].as_str()), ("e2e-events-pub", "connected"));
+    assert_eq!(connected["clientid"], "e2e-events-pub");
+    assert_eq!(connected["username"], serde_json::Value::Null);
+    assert_eq!(connected["ipaddress"], "127.0.0.1");
+    assert_eq!(connected["proto_ver"], 5);
+    assert_eq!(connected["keepalive"], 60);
+    assert_eq!(connected["clean_start"], true);
+    assert_eq!(connected["expiry_interval"], 0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let connected_at = connected["connected_at"].as_u64().expect("a number");
+    assert!(now_ms.abs_diff(connected_at) < 60_000, "{connected_at} is not about {now_ms}");
+
+    let (levels, disconnected) = &events[2];
+    assert_eq!((levels[4].as_str(), levels[5].as_str()), ("e2e-events-pub", "disconnected"));
+    assert_eq!(disconnected["reason"], "normal");
+    assert_eq!(disconnected["reason_code"], 0);
+    assert!(disconnected["disconnected_at"].as_u64().expect("a number") >= connected_at);
+}
+
+#[test]
+fn without_client_events_a_sys_subscriber_hears_of_no_client() {
+    let broker = Broker::start(&[]);
+    let topics = ["$SYS/brokers/#", "e2e/quiet"];
+    let subscriber = Subscriber::start_on(&broker, "mqttv5", 0, &topics, 1);
+    // Had mosquitto_pub's connect been published, that event would have come before its
+    // message (both go from its shard to the subscriber's, in order).
+    publish(&broker, "mqttv5", &["-i", "e2e-quiet-pub", "-t", "e2e/quiet", "-m", "hi"]);
+    assert_eq!(subscriber.messages(), ["MSG e2e/quiet 0 0 hi"]);
 }
