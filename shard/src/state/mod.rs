@@ -1542,15 +1542,18 @@ impl Shard {
         }
 
         // [MQTT-3.3.4-9]: QoS 1 and 2 PUBLISHes not yet answered count against the Receive
-        // Maximum the CONNACK gave (a resend of an unreleased QoS 2 id is not a new one).
-        if publish.qos != QoS::AtMostOnce {
+        // Maximum the CONNACK gave (a resend of an unreleased QoS 2 id is not a new one). A
+        // 3.1.1 client is told no Receive Maximum: only its unreleased QoS 2 ids are bounded
+        // there, and its QoS 1 publishes waiting for a commit are not held against it.
+        if publish.qos == QoS::ExactlyOnce || (v5 && publish.qos == QoS::AtLeastOnce) {
             let (unreleased, resend) = self.sessions.get(&client_id).map_or((0, false), |s| {
                 let qos2 = &s.held().incoming_qos2;
                 let resend = publish.qos == QoS::ExactlyOnce
                     && packet_id.is_some_and(|id| qos2.contains(&id.get()));
                 (qos2.len(), resend)
             });
-            let held = usize::from(self.held_qos1.get(&conn).copied().unwrap_or(0));
+            let held =
+                if v5 { usize::from(self.held_qos1.get(&conn).copied().unwrap_or(0)) } else { 0 };
             if !resend && held + unreleased >= usize::from(self.limits.inflight_max) {
                 return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
             }
