@@ -1541,22 +1541,8 @@ impl Shard {
             return self.refuse_publish(conn, v5, publish.qos, packet_id);
         }
 
-        // [MQTT-3.3.4-9]: QoS 1 and 2 PUBLISHes not yet answered count against the Receive
-        // Maximum the CONNACK gave (a resend of an unreleased QoS 2 id is not a new one). A
-        // 3.1.1 client is told no Receive Maximum: only its unreleased QoS 2 ids are bounded
-        // there, and its QoS 1 publishes waiting for a commit are not held against it.
-        if publish.qos == QoS::ExactlyOnce || (v5 && publish.qos == QoS::AtLeastOnce) {
-            let (unreleased, resend) = self.sessions.get(&client_id).map_or((0, false), |s| {
-                let qos2 = &s.held().incoming_qos2;
-                let resend = publish.qos == QoS::ExactlyOnce
-                    && packet_id.is_some_and(|id| qos2.contains(&id.get()));
-                (qos2.len(), resend)
-            });
-            let held =
-                if v5 { usize::from(self.held_qos1.get(&conn).copied().unwrap_or(0)) } else { 0 };
-            if !resend && held + unreleased >= usize::from(self.limits.inflight_max) {
-                return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
-            }
+        if self.over_receive_maximum(conn, &client_id, publish.qos, packet_id, v5) {
+            return self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
         }
         if publish.qos == QoS::ExactlyOnce {
             let Some(packet_id) = packet_id else { return };
@@ -1609,6 +1595,32 @@ impl Shard {
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
         self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts, now);
+    }
+
+    /// Whether a PUBLISH would exceed the Receive Maximum the CONNACK gave [MQTT-3.3.4-9]: QoS 1
+    /// and 2 PUBLISHes not yet answered count against it (a resend of an unreleased QoS 2 id is
+    /// not a new one). A 3.1.1 client is told no Receive Maximum: only its unreleased QoS 2 ids
+    /// are bounded there, and its QoS 1 publishes waiting for a commit are not held against it.
+    fn over_receive_maximum(
+        &self,
+        conn: ConnId,
+        client_id: &ByteString,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        v5: bool,
+    ) -> bool {
+        if !(qos == QoS::ExactlyOnce || (v5 && qos == QoS::AtLeastOnce)) {
+            return false;
+        }
+        let (unreleased, resend) = self.sessions.get(client_id).map_or((0, false), |s| {
+            let qos2 = &s.held().incoming_qos2;
+            let resend =
+                qos == QoS::ExactlyOnce && packet_id.is_some_and(|id| qos2.contains(&id.get()));
+            (qos2.len(), resend)
+        });
+        let held =
+            if v5 { usize::from(self.held_qos1.get(&conn).copied().unwrap_or(0)) } else { 0 };
+        !resend && held + unreleased >= usize::from(self.limits.inflight_max)
     }
 
     /// Answers a PUBLISH the ACL refuses, which is dropped: MQTT 5 says 0x87 in its PUBACK or
