@@ -21,6 +21,7 @@ use shardmq_io::codec::{
 };
 use shardmq_shard::authorize::AuthStep;
 
+use crate::acl_cache::{Action, Question};
 use crate::client_stream::{poll_write_all, read_more, ClientStream};
 use crate::security::NodeSecurity;
 
@@ -62,11 +63,22 @@ pub(crate) async fn authenticate(
 ) -> Result<Box<Connect>, Option<ReasonCode>> {
     let refused = match connect.properties.authentication_method.clone() {
         None => match security.authenticate(&connect, peer).await {
-            Ok(()) => return Ok(connect),
+            Ok(jwt_user) => {
+                // A JWT names its user: the session's user, whether or not the CONNECT gave one
+                // (it gave the same one if it did: checked with the token).
+                if let Some(username) = jwt_user {
+                    connect.username = Some(ByteString::from(&*username));
+                }
+                ask_about_will(security, &connect).await;
+                return Ok(connect);
+            }
             Err(reason) => reason,
         },
         Some(method) => match exchange(security, &method, &mut connect, wire).await {
-            Ok(()) => return Ok(connect),
+            Ok(()) => {
+                ask_about_will(security, &connect).await;
+                return Ok(connect);
+            }
             Err(Some(reason)) => reason,
             Err(None) => return Err(None),
         },
@@ -76,6 +88,23 @@ pub(crate) async fn authenticate(
     // Best effort: the connection closes next anyway.
     wire.send(Packet::ConnAck(connack)).await;
     Err(Some(refused))
+}
+
+/// With an HTTP ACL service, has it asked about the will's topic before the CONNECT reaches its
+/// home shard, whose authorizer then finds the answer cached (a miss there would refuse the
+/// CONNECT). Waits on this connection's handshake only, off the shard thread.
+async fn ask_about_will(security: &NodeSecurity, connect: &Connect) {
+    let (Some(service), Some(will)) = (security.acl_service(), &connect.will) else { return };
+    let question = Question::new(
+        connect.username.as_deref(),
+        &connect.client_id,
+        &will.topic,
+        Action::Publish,
+    );
+    if let Some(waiting) = service.fetch(vec![question]) {
+        // Closed (an error) once every request is done.
+        let _ = waiting.recv().await;
+    }
 }
 
 /// Runs `method`'s exchange for `connect`: `Err(Some(reason))` to refuse with a CONNACK,

@@ -21,6 +21,7 @@ use shardmq_io::runtime::{self, needs_accept_backoff, Connection, TcpListener};
 use shardmq_io::transport::{Layer, LayerKind, Layered};
 use shardmq_shard::{home_shard, ConnId, ConnectRefusal};
 
+use crate::acl_cache;
 use crate::cluster::{self};
 use crate::connect_auth::{self, ConnectionWire};
 use crate::listeners::ListenerKind;
@@ -570,6 +571,10 @@ enum Step {
     Paused,
     /// Wait for data or a signal.
     Wait,
+    /// A PUBLISH or SUBSCRIBE is held back until the HTTP ACL service has answered about it
+    /// (`acl_cache.rs`): wait for the answer, writing what the shard produces meanwhile; then
+    /// feed it and go on.
+    AclHold,
     /// Closed by the shard, its output written and the sending side shut: read and discard
     /// what the client still sends until it closes or [`CLOSE_LINGER`] passes. The shard has
     /// already forgotten the connection.
@@ -627,6 +632,14 @@ impl<S: ClientStream> ConnectionTask<S> {
                     }
                 }
                 Step::Draining => return self.poll_drain(cx),
+                Step::AclHold => match self.poll_held(cx) {
+                    None => return Poll::Pending,
+                    Some(Step::Feed) => {}
+                    Some(step) => {
+                        self.step = step;
+                        continue;
+                    }
+                },
                 Step::Paused => {
                     // Resumed by a signal (Effect::Resume), or woken to flush or close.
                     // Meanwhile what is not a PUBLISH is still read and fed (acknowledgements,
@@ -724,6 +737,7 @@ impl<S: ClientStream> ConnectionTask<S> {
         }
         context.conns.borrow_mut().remove(&self.conn);
         context.proxied.borrow_mut().remove(&self.conn);
+        context.acl_held.borrow_mut().remove(&self.conn);
         if lost {
             context.state.borrow_mut().connection_lost(self.conn, Instant::now());
         } else {
@@ -731,6 +745,54 @@ impl<S: ClientStream> ConnectionTask<S> {
         }
         context.apply_effects();
         context.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// With an HTTP ACL service: holds `packet` back (`None`) when it raises a question the cache
+    /// has no answer to, and has the service asked off the shard; [`Step::AclHold`] feeds it
+    /// once the answers are in, and the shard's authorizer finds them cached. Only this
+    /// client's packets wait, for at most the request's timeout (plus its wait for a thread).
+    fn ask_acl_first(&self, packet: Packet) -> Option<Packet> {
+        let Some(service) = self.context.security.acl_service() else { return Some(packet) };
+        if !matches!(packet, Packet::Publish(_) | Packet::Subscribe(_)) {
+            return Some(packet);
+        }
+        let questions = {
+            let state = self.context.state.borrow();
+            let Some((username, client_id)) = state.client_of(self.conn) else {
+                return Some(packet);
+            };
+            acl_cache::questions(username, client_id, &packet)
+        };
+        let Some(waiting) = service.fetch(questions) else { return Some(packet) };
+        self.context.acl_held.borrow_mut().insert(self.conn, (packet, Box::pin(waiting)));
+        None
+    }
+
+    /// Waits for the answers about the packet held back ([`Step::AclHold`]): `Some(Feed)` once
+    /// it is fed, `Some(Write)` when the shard has output meanwhile, `Some(AclHold)` to look
+    /// again after a wake-up, `None` while waiting.
+    fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Option<Step> {
+        let conn = self.conn;
+        let answered = match self.context.acl_held.borrow_mut().get_mut(&conn) {
+            Some((_, waiting)) => futures_lite::Stream::poll_next(waiting.as_mut(), cx).is_ready(),
+            None => true,
+        };
+        if answered {
+            let held = self.context.acl_held.borrow_mut().remove(&conn);
+            if let Some((packet, _)) = held {
+                self.context.state.borrow_mut().packet(conn, packet, Instant::now());
+                self.context.apply_effects();
+            }
+            return Some(Step::Feed);
+        }
+        if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
+            self.stream.clear_signals(SIGNAL_FLUSH);
+            return Some(Step::Write);
+        }
+        match self.stream.poll_signals(SIGNAL_WAKE, cx) {
+            Poll::Ready(_) => Some(Step::AclHold),
+            Poll::Pending => None,
+        }
     }
 
     /// The shard closed the connection and its output (the DISCONNECT saying why, for a v5
@@ -796,7 +858,11 @@ impl<S: ClientStream> ConnectionTask<S> {
             context.apply_effects();
             return Step::Write;
         }
+        if context.acl_held.borrow().contains_key(&conn) {
+            return Step::AclHold;
+        }
         // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
+        let mut held = false;
         let mut fed = 0;
         let mut more = true;
         let mut paused = context.state.borrow().is_paused(conn);
@@ -806,6 +872,10 @@ impl<S: ClientStream> ConnectionTask<S> {
             }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Decoded::Packet(packet)) => {
+                    let Some(packet) = self.ask_acl_first(packet) else {
+                        held = true;
+                        break;
+                    };
                     let mut state = context.state.borrow_mut();
                     state.packet(conn, packet, Instant::now());
                     paused = state.is_paused(conn);
@@ -825,6 +895,9 @@ impl<S: ClientStream> ConnectionTask<S> {
         if self.buf.is_empty() {
             // An idle connection keeps no read buffer.
             self.buf = BytesMut::new();
+        }
+        if held {
+            return Step::AclHold;
         }
         if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
             self.stream.clear_signals(SIGNAL_FLUSH);

@@ -1624,6 +1624,13 @@ impl Shard {
         }
     }
 
+    /// The user name and client id of the session `conn` is attached to: the engine asks an
+    /// ACL service about a client's packets before it feeds them here.
+    pub fn client_of(&self, conn: ConnId) -> Option<(Option<&str>, &str)> {
+        let client_id = &self.conns.get(&conn)?.client_id;
+        Some((self.username_of(client_id), client_id))
+    }
+
     fn username_of(&self, client_id: &str) -> Option<&str> {
         self.sessions.get(client_id).and_then(|session| session.username.as_deref())
     }
