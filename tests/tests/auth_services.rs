@@ -28,7 +28,8 @@ const WAIT: Duration = Duration::from_secs(5);
 /// `deny-…`, `ignore-…`; `slow-…` answers allow after 3 s, `garbage-…` answers 200 with a body
 /// that is not JSON, `status-…` answers 500), or for an ACL question (it has an `action`) on the
 /// topic's first level in the same way (`allow/…`, `deny/…`, `ignore/…`). Every request body is appended to the file named by its first
-/// argument, one JSON object per line.
+/// argument, one JSON object per line. With a certificate and key file as second and third
+/// arguments it speaks HTTPS.
 const SERVICE: &str = r#"
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 3:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -76,10 +82,16 @@ struct AuthService {
     child: Child,
     port: u16,
     requests: PathBuf,
+    scheme: &'static str,
 }
 
 impl AuthService {
     fn start(dir: &TestDir) -> AuthService {
+        AuthService::start_with(dir, &[])
+    }
+
+    /// Starts the service with more arguments (a certificate and key: HTTPS).
+    fn start_with(dir: &TestDir, tls: &[&Path]) -> AuthService {
         require_tool("/usr/bin/python3");
         let script = dir.path().join("auth_service.py");
         std::fs::write(&script, SERVICE).expect("write the service");
@@ -87,6 +99,7 @@ impl AuthService {
         let mut child = Command::new("/usr/bin/python3")
             .arg(&script)
             .arg(&requests)
+            .args(tls)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -97,11 +110,12 @@ impl AuthService {
             .read_line(&mut line)
             .expect("the service's port");
         let port = line.trim().parse().unwrap_or_else(|_| panic!("a port, not {line:?}"));
-        AuthService { child, port, requests }
+        let scheme = if tls.is_empty() { "http" } else { "https" };
+        AuthService { child, port, requests, scheme }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mqtt/auth", self.port)
+        format!("{}://127.0.0.1:{}/mqtt/auth", self.scheme, self.port)
     }
 
     /// The requests the service got, in order.
@@ -208,6 +222,37 @@ fn the_http_service_allows_denies_and_falls_through_to_the_password_file() {
     assert_eq!(count("deny"), 2);
     assert_eq!(count("ignore"), 2);
     assert_eq!(count("error"), 2);
+}
+
+#[test]
+fn an_https_service_is_trusted_through_the_system_store() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = TestDir::new("auth-https");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let key = KeyPair::generate().expect("key");
+    let signed = params.signed_by(&key, &ca).expect("sign");
+    let (ca_file, cert, key_file) =
+        (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&ca_file, ca.pem()).expect("write the CA");
+    std::fs::write(&cert, signed.pem()).expect("write the certificate");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+    let service = AuthService::start_with(&dir, &[&cert, &key_file]);
+    let url = service.url();
+    assert!(url.starts_with("https://"), "{url}");
+    // The system's trust store, here replaced by the test CA as OpenSSL's SSL_CERT_FILE does.
+    let trusting = format!("SSL_CERT_FILE={}", path(&ca_file));
+    let broker = Broker::start_wrapped(&["env", &trusting], &["--auth-http-url", &url]);
+    assert_eq!(reason(&broker, "h1", "allow-tls", "x"), ReasonCode::SUCCESS);
+    assert_eq!(reason(&broker, "h2", "deny-tls", "x"), ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    // Without the CA, the certificate is not trusted: the service failed, fail closed.
+    let distrusting = format!("SSL_CERT_FILE={}", path(&cert));
+    let other = Broker::start_wrapped(&["env", &distrusting], &["--auth-http-url", &url]);
+    let refused = reason(&other, "h3", "allow-tls", "x");
+    assert_eq!(refused, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    assert!(other.wait_for_log("auth_http_url", WAIT).is_some(), "{}", other.log());
 }
 
 #[test]
@@ -344,7 +389,18 @@ fn hs256_tokens_log_in_and_bad_ones_are_refused() {
     };
     assert_eq!(count("ok"), 3);
     assert_eq!(count("expired"), 2);
-    assert_eq!(count("bad_signature"), 1);
+
+    // SIGHUP rereads the secret: tokens signed with the old one are refused from then on.
+    std::fs::write(&secret, "new-key\n").expect("write the secret");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(broker.wait_for_log("reloaded the JWT keys", WAIT).is_some(), "{}", broker.log());
+    let (_, old) = login(&broker, V5, "j8", None, Some(good.as_bytes()));
+    assert_eq!(old.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+    let renewed = hs256(b"new-key", &json!({"sub": "jwt-alice", "exp": now() + 600}));
+    let (_, ok) = login(&broker, V5, "j9", None, Some(renewed.as_bytes()));
+    assert_eq!(ok.reason, ReasonCode::SUCCESS);
+    assert_eq!(count("ok"), 4);
+    assert_eq!(count("bad_signature"), 2);
     assert_eq!(count("invalid"), 1);
 }
 
