@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
+use shardmq_auth::jwt::TopicClaim;
 use shardmq_io::codec::{
     Auth, ByteString, ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties,
     ReasonCode,
@@ -53,32 +54,29 @@ pub(crate) trait AuthWire {
 /// Checks a CONNECT's credentials: its password ([`NodeSecurity::authenticate`]) or, when it
 /// names an Authentication Method, that method's exchange over `wire`. `Ok` with the CONNECT
 /// to admit (after an exchange: User Name the authenticated user, Authentication Data the
-/// server's last message); `Err(Some(reason))` when it was refused (the CONNACK with `reason`
-/// is sent), `Err(None)` when the connection is gone.
+/// server's last message; after a JWT, User Name its user) and the JWT's topic claim for
+/// [`settle`]; `Err(Some(reason))` when it was refused (the CONNACK with `reason` is sent),
+/// `Err(None)` when the connection is gone.
 pub(crate) async fn authenticate(
     security: &NodeSecurity,
     mut connect: Box<Connect>,
     peer: Option<std::net::IpAddr>,
     wire: &mut impl AuthWire,
-) -> Result<Box<Connect>, Option<ReasonCode>> {
+) -> Result<(Box<Connect>, Option<TopicClaim>), Option<ReasonCode>> {
     let refused = match connect.properties.authentication_method.clone() {
         None => match security.authenticate(&connect, peer).await {
-            Ok(jwt_user) => {
+            Ok(login) => {
                 // A JWT names its user: the session's user, whether or not the CONNECT gave one
                 // (it gave the same one if it did: checked with the token).
-                if let Some(username) = jwt_user {
+                if let Some(username) = login.jwt_user {
                     connect.username = Some(ByteString::from(&*username));
                 }
-                ask_about_will(security, &connect).await;
-                return Ok(connect);
+                return Ok((connect, login.claim));
             }
             Err(reason) => reason,
         },
         Some(method) => match exchange(security, &method, &mut connect, wire).await {
-            Ok(()) => {
-                ask_about_will(security, &connect).await;
-                return Ok(connect);
-            }
+            Ok(()) => return Ok((connect, None)),
             Err(Some(reason)) => reason,
             Err(None) => return Err(None),
         },
@@ -90,11 +88,21 @@ pub(crate) async fn authenticate(
     Err(Some(refused))
 }
 
-/// With an HTTP ACL service, has it asked about the will's topic before the CONNECT reaches its
-/// home shard, whose authorizer then finds the answer cached (a miss there would refuse the
-/// CONNECT). Waits on this connection's handshake only, off the shard thread.
-async fn ask_about_will(security: &NodeSecurity, connect: &Connect) {
-    let (Some(service), Some(will)) = (security.acl_service(), &connect.will) else { return };
+/// What follows an admitted CONNECT once its client id is final (after
+/// `use_username_as_clientid`), before it reaches its home shard: its JWT topic claim is filed
+/// under that id ([`NodeSecurity::settle_claim`]; `Err` with the CONNACK reason when it cannot
+/// be), and with an HTTP ACL service the will's topic is asked about, so the home shard's
+/// authorizer finds the answer cached (a miss there would refuse the CONNECT). Waits on this
+/// connection's handshake only, off the shard thread.
+pub(crate) async fn settle(
+    security: &NodeSecurity,
+    connect: &Connect,
+    claim: Option<TopicClaim>,
+) -> Result<(), ReasonCode> {
+    security.settle_claim(connect, claim)?;
+    let (Some(service), Some(will)) = (security.acl_service(), &connect.will) else {
+        return Ok(());
+    };
     let question = Question::new(
         connect.username.as_deref(),
         &connect.client_id,
@@ -105,6 +113,7 @@ async fn ask_about_will(security: &NodeSecurity, connect: &Connect) {
         // Closed (an error) once every request is done.
         let _ = waiting.recv().await;
     }
+    Ok(())
 }
 
 /// Runs `method`'s exchange for `connect`: `Err(Some(reason))` to refuse with a CONNACK,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_lite::future;
+use shardmq_auth::jwt::TopicClaim;
 use shardmq_io::codec::{
     ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties, ProtocolVersion,
     ReasonCode,
@@ -265,7 +266,8 @@ async fn handshake<S: ClientStream>(
     }
     let mut wire =
         ConnectionWire { stream: &mut stream, decoder: &mut decoder, buf: &mut buf, deadline };
-    let Some(mut connect) = authenticated(&context, &mut wire, connect, source).await else {
+    let Some((mut connect, claim)) = authenticated(&context, &mut wire, connect, source).await
+    else {
         return;
     };
     if context.username_as_client_id.get() {
@@ -280,6 +282,10 @@ async fn handshake<S: ClientStream>(
                 return send_refusal(&mut stream, connect.protocol, reason).await;
             }
         }
+    }
+    if let Err(reason) = connect_auth::settle(&context.security, &connect, claim).await {
+        context.state.borrow_mut().connect_refused(refusal_cause(reason));
+        return send_refusal(&mut stream, connect.protocol, reason).await;
     }
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
@@ -343,7 +349,7 @@ async fn authenticated<S: ClientStream>(
     wire: &mut ConnectionWire<'_, S>,
     mut connect: Box<Connect>,
     source: Option<SocketAddr>,
-) -> Option<Box<Connect>> {
+) -> Option<(Box<Connect>, Option<TopicClaim>)> {
     let certified = match &context.tls {
         Some(tls) if tls.certificate_as_username() && wire.stream.is_tls() => {
             match wire.stream.peer_common_name() {
@@ -372,14 +378,14 @@ async fn authenticated<S: ClientStream>(
         Some(name) => {
             connect.username = Some(name.into());
             connect.password = None;
-            Some(connect)
+            Some((connect, None))
         }
         None => {
             // The client's own address: the PROXY header's, else the socket's.
             let peer = source.or_else(|| wire.stream.connection().peer_addr().ok());
             let peer = peer.map(|address| address.ip());
             match connect_auth::authenticate(&context.security, connect, peer, wire).await {
-                Ok(connect) => Some(connect),
+                Ok(admitted) => Some(admitted),
                 Err(refused) => {
                     // Refused (the CONNACK is out) or gone.
                     if let Some(cause) = refused.map(refusal_cause) {

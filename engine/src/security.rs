@@ -190,6 +190,15 @@ fn run_jobs(jobs: &Jobs) {
     }
 }
 
+/// What a successful login says beyond "yes", from a JWT.
+#[derive(Debug, Default)]
+pub struct Login {
+    /// The user the token names: the session's user.
+    pub jwt_user: Option<Box<str>>,
+    /// The token's topic claim, for [`NodeSecurity::settle_claim`].
+    pub claim: Option<TopicClaim>,
+}
+
 /// Topic claims held at most (one per user and client id that logged in with a JWT carrying
 /// one). A full table refuses such logins with 0x89 rather than forget a claim: a forgotten
 /// claim would widen what its client may do to the whole ACL file.
@@ -436,8 +445,8 @@ impl NodeSecurity {
         }
     }
 
-    /// Checks a CONNECT's credentials, from `peer`: `Ok` with the user name the CONNECT logs in
-    /// as when a JWT named it, `Err` with the CONNACK reason to refuse it with (0x86 "bad user
+    /// Checks a CONNECT's credentials, from `peer`: `Ok` with what a JWT said (see [`Login`]),
+    /// `Err` with the CONNACK reason to refuse it with (0x86 "bad user
     /// name or password" / 3.1.1 code 4, 0x87 "not authorized" / code 5, 0x9F while its source
     /// backs off after failed logins, 0x8A while it is banned, 0x89 when the checks of its
     /// source or of the node are full: see `login_guard`).
@@ -445,37 +454,49 @@ impl NodeSecurity {
         &self,
         connect: &Connect,
         peer: Option<IpAddr>,
-    ) -> Result<Option<Box<str>>, ReasonCode> {
+    ) -> Result<Login, ReasonCode> {
         if let Some(decided) = self.check_jwt(connect, peer) {
-            return decided.map(Some);
+            return decided;
         }
         if let Some((service, threads)) = &self.http {
             match self.ask_service(service, threads, connect, peer).await? {
-                Answer::Allow => return self.forget_claim(connect).map(|()| None),
+                Answer::Allow => return Ok(Login::default()),
                 Answer::Deny => return Err(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
                 Answer::Ignore => {}
             }
         }
         self.check_password(connect, peer).await?;
-        self.forget_claim(connect).map(|()| None)
+        Ok(Login::default())
     }
 
-    /// A successful login without a JWT: a topic claim an earlier JWT login of this user and
-    /// client id left no longer applies.
-    fn forget_claim(&self, connect: &Connect) -> Result<(), ReasonCode> {
-        if let Some(username) = connect.username.as_deref() {
-            self.claims.set(username, &connect.client_id, None);
+    /// Records the topic claim of a login (or, without one, forgets the claim an earlier JWT
+    /// login of this user and client id left), once the CONNECT's client id is final (after
+    /// `use_username_as_clientid`): the shards look claims up by the session's client id, and a
+    /// claim filed under another would widen its client's rights. Refuses a claim for a client
+    /// id the broker has yet to assign (0x85: it cannot be filed) or past [`CLAIMS_MAX`] (0x89).
+    pub fn settle_claim(
+        &self,
+        connect: &Connect,
+        claim: Option<TopicClaim>,
+    ) -> Result<(), ReasonCode> {
+        let Some(username) = connect.username.as_deref() else { return Ok(()) };
+        if claim.is_some() && connect.client_id.is_empty() {
+            return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        }
+        if !self.claims.set(username, &connect.client_id, claim) {
+            tracing::warn!("{CLAIMS_MAX} JWT topic claims held: refusing a JWT login (busy)");
+            return Err(ReasonCode::SERVER_BUSY);
         }
         Ok(())
     }
 
     /// Decides a CONNECT whose password is a JWT, when JWT keys are configured (`None`
-    /// otherwise): `Ok` with the user its claim names.
+    /// otherwise): `Ok` with the user it names and its topic claim.
     fn check_jwt(
         &self,
         connect: &Connect,
         peer: Option<IpAddr>,
-    ) -> Option<Result<Box<str>, ReasonCode>> {
+    ) -> Option<Result<Login, ReasonCode>> {
         let keys = read(&self.jwt).clone()?;
         let password = connect.password.as_deref()?;
         if !shardmq_auth::jwt::looks_like_jwt(password) {
@@ -509,11 +530,7 @@ impl NodeSecurity {
             .jwt_acl_claim
             .as_deref()
             .and_then(|name| shardmq_auth::jwt::topic_claim(&jwt.claims, name));
-        if !self.claims.set(&jwt.username, &connect.client_id, claim) {
-            tracing::warn!("{CLAIMS_MAX} JWT topic claims held: refusing a JWT login (busy)");
-            return Some(Err(ReasonCode::SERVER_BUSY));
-        }
-        Some(Ok(jwt.username.into_boxed_str()))
+        Some(Ok(Login { jwt_user: Some(jwt.username.into_boxed_str()), claim }))
     }
 
     /// Asks the HTTP authentication service about a CONNECT, on its threads, this source in its

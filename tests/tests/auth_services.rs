@@ -404,6 +404,28 @@ fn hs256_tokens_log_in_and_bad_ones_are_refused() {
     assert_eq!(count("invalid"), 1);
 }
 
+#[test]
+fn a_topic_claim_holds_under_the_client_id_the_session_gets() {
+    let dir = TestDir::new("jwt-claim-id");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "k").expect("write the secret");
+    let flags = ["--jwt-secret-file", path(&secret), "--jwt-acl-claim", "acl"];
+    let acl = json!({"pub": ["a/#"], "sub": []});
+    let token = hs256(b"k", &json!({"sub": "carol", "exp": now() + 600, "acl": acl}));
+    // `use_username_as_clientid` renames the session after the login: the claim follows.
+    let mut renaming = flags.to_vec();
+    renaming.extend(["--use-username-as-clientid", "true"]);
+    let broker = Broker::start(&renaming);
+    let (mut carol, ok) = login(&broker, V5, "picked-by-carol", None, Some(token.as_bytes()));
+    assert_eq!(ok.reason, ReasonCode::SUCCESS);
+    assert_eq!(publish(&mut carol, "a/x"), ReasonCode::SUCCESS);
+    assert_eq!(publish(&mut carol, "c/x"), ReasonCode::NOT_AUTHORIZED);
+    // An id the broker would assign cannot carry a claim: refused rather than unrestricted.
+    let plain = Broker::start(&flags);
+    let (_, refused) = login(&plain, V5, "", None, Some(token.as_bytes()));
+    assert_eq!(refused.reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+}
+
 /// Unpadded base64url, as JWKs carry numbers.
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
