@@ -67,7 +67,7 @@ impl Question {
 
 /// The questions a packet raises: a PUBLISH's topic, each SUBSCRIBE filter (without a
 /// `$share/group/` prefix, as the shard's `Authorizer` is asked). A PUBLISH that names its
-/// topic by alias only raises none here: its topic was asked about when the alias was set.
+/// topic by alias only raises none here: the caller resolves the alias with the shard.
 pub fn questions(username: Option<&str>, client_id: &str, packet: &Packet) -> Vec<Question> {
     match packet {
         Packet::Publish(publish) if !publish.topic.is_empty() => {

@@ -22,7 +22,7 @@ use shardmq_io::runtime::{self, needs_accept_backoff, Connection, TcpListener};
 use shardmq_io::transport::{Layer, LayerKind, Layered};
 use shardmq_shard::{home_shard, ConnId, ConnectRefusal};
 
-use crate::acl_cache;
+use crate::acl_cache::{self, Action, Question};
 use crate::cluster::{self};
 use crate::connect_auth::{self, ConnectionWire};
 use crate::listeners::ListenerKind;
@@ -767,7 +767,15 @@ impl<S: ClientStream> ConnectionTask<S> {
             let Some((username, client_id)) = state.client_of(self.conn) else {
                 return Some(packet);
             };
-            acl_cache::questions(username, client_id, &packet)
+            let mut questions = acl_cache::questions(username, client_id, &packet);
+            // A PUBLISH that names its topic by alias only: the topic the alias stands for.
+            if let Packet::Publish(publish) = &packet {
+                let alias = publish.properties.topic_alias.filter(|_| publish.topic.is_empty());
+                if let Some(topic) = alias.and_then(|alias| state.alias_topic(self.conn, alias)) {
+                    questions.push(Question::new(username, client_id, topic, Action::Publish));
+                }
+            }
+            questions
         };
         let Some(waiting) = service.fetch(questions) else { return Some(packet) };
         self.context.acl_held.borrow_mut().insert(self.conn, (packet, Box::pin(waiting)));
