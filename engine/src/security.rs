@@ -16,6 +16,7 @@
 //! verification alone; otherwise the HTTP service's `allow` or `deny` decides, and its `ignore`
 //! (or a failure, with `auth_http_failure = "ignore"`) falls through to the password file.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,16 +205,18 @@ pub struct Login {
 /// claim would widen what its client may do to the whole ACL file.
 const CLAIMS_MAX: usize = 100_000;
 
-/// A user name and a client id.
-type UserAndClient = (Box<str>, Box<str>);
+/// Claims by client id, of one user.
+type ClientClaims = HashMap<Box<str>, Arc<TopicClaim>>;
 
-/// The topic claims of JWT logins, by (user, client id). Replaced by the next login of the same
-/// user and client id (dropped when it carries none). Shards read it on every check, so an
+/// The topic claims of JWT logins, by user and client id (two levels, so a check looks its
+/// client up with the `&str`s it has, allocating nothing). Replaced by the next login of the
+/// same user and client id (dropped when it carries none). Shards read it on every check, so an
 /// empty table costs one atomic load.
 #[derive(Debug, Default)]
 struct Claims {
+    /// Claims held, in all.
     len: std::sync::atomic::AtomicUsize,
-    table: RwLock<std::collections::HashMap<UserAndClient, Arc<TopicClaim>>>,
+    table: RwLock<HashMap<Box<str>, ClientClaims>>,
 }
 
 impl Claims {
@@ -229,7 +232,7 @@ impl Claims {
         }
         let Some(username) = username else { return true };
         let table = read(&self.table);
-        match table.get(&(Box::from(username), Box::from(client_id))) {
+        match table.get(username).and_then(|clients| clients.get(client_id)) {
             Some(claim) => allowed(claim),
             None => true,
         }
@@ -238,17 +241,25 @@ impl Claims {
     /// Records (or, with `None`, forgets) the claim of a login; false when the table is full.
     fn set(&self, username: &str, client_id: &str, claim: Option<TopicClaim>) -> bool {
         let mut table = write(&self.table);
-        let key = (Box::from(username), Box::from(client_id));
+        let held = table.get(username).is_some_and(|clients| clients.contains_key(client_id));
+        let len = self.len.load(Ordering::Acquire);
         match claim {
             None => {
-                table.remove(&key);
+                let Some(clients) = table.get_mut(username) else { return true };
+                if clients.remove(client_id).is_some() {
+                    self.len.store(len - 1, Ordering::Release);
+                }
+                if clients.is_empty() {
+                    table.remove(username);
+                }
             }
-            Some(_) if table.len() >= CLAIMS_MAX && !table.contains_key(&key) => return false,
+            Some(_) if len >= CLAIMS_MAX && !held => return false,
             Some(claim) => {
-                table.insert(key, Arc::new(claim));
+                let clients = table.entry(Box::from(username)).or_default();
+                clients.insert(Box::from(client_id), Arc::new(claim));
+                self.len.store(if held { len } else { len + 1 }, Ordering::Release);
             }
         }
-        self.len.store(table.len(), Ordering::Release);
         true
     }
 }
@@ -734,4 +745,37 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(filter: &str) -> TopicClaim {
+        let claims = serde_json::json!({"acl": {"pub": [filter], "sub": []}});
+        shardmq_auth::jwt::topic_claim(&claims, "acl").expect("a claim")
+    }
+
+    #[test]
+    fn claims_hold_per_user_and_client_until_replaced() {
+        let claims = Claims::default();
+        let publish = |client: &str, topic: &str| {
+            claims.allow(Some("u"), client, |claim| claim.can_publish(topic))
+        };
+        assert!(publish("c", "anything"));
+        assert!(claims.set("u", "c", Some(claim("a/#"))));
+        assert!(publish("c", "a/b") && !publish("c", "b"));
+        // Another client of the same user, and another user, are not narrowed.
+        assert!(publish("d", "b"));
+        assert!(claims.allow(Some("v"), "c", |claim| claim.can_publish("b")));
+        assert!(claims.allow(None, "c", |claim| claim.can_publish("b")));
+        // Replaced by the next login, dropped by one without a claim.
+        assert!(claims.set("u", "c", Some(claim("b"))));
+        assert!(publish("c", "b") && !publish("c", "a/b"));
+        assert_eq!(claims.len.load(Ordering::Acquire), 1);
+        assert!(claims.set("u", "c", None));
+        assert!(publish("c", "a/b"));
+        assert_eq!(claims.len.load(Ordering::Acquire), 0);
+        assert!(read(&claims.table).is_empty());
+    }
 }
