@@ -778,27 +778,30 @@ impl<S: ClientStream> ConnectionTask<S> {
             questions
         };
         let Some(waiting) = service.fetch(questions) else { return Some(packet) };
-        self.context.acl_held.borrow_mut().insert(self.conn, (packet, Box::pin(waiting)));
+        self.context.acl_held.borrow_mut().insert(self.conn, (packet, Some(Box::pin(waiting))));
         None
     }
 
     /// Waits for the answers about the packet held back ([`Step::AclHold`]): `Some(Feed)` once
-    /// it is fed, `Some(Write)` when the shard has output meanwhile, `Some(AclHold)` to look
-    /// again after a wake-up, `None` while waiting.
+    /// they are in ([`Self::feed`] feeds it, after the fence check), `Some(Write)` when the
+    /// shard has output meanwhile, `Some(AclHold)` to look again after a wake-up, `None` while
+    /// waiting.
     fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Option<Step> {
         let conn = self.conn;
-        let answered = match self.context.acl_held.borrow_mut().get_mut(&conn) {
-            Some((_, waiting)) => futures_lite::Stream::poll_next(waiting.as_mut(), cx).is_ready(),
-            None => true,
+        let mut held = self.context.acl_held.borrow_mut();
+        let answered = match held.get_mut(&conn) {
+            Some((_, Some(receiver))) => {
+                futures_lite::Stream::poll_next(receiver.as_mut(), cx).is_ready()
+            }
+            _ => true,
         };
         if answered {
-            let held = self.context.acl_held.borrow_mut().remove(&conn);
-            if let Some((packet, _)) = held {
-                self.context.state.borrow_mut().packet(conn, packet, Instant::now());
-                self.context.apply_effects();
+            if let Some((_, waiting)) = held.get_mut(&conn) {
+                *waiting = None;
             }
             return Some(Step::Feed);
         }
+        drop(held);
         if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
             self.stream.clear_signals(SIGNAL_FLUSH);
             return Some(Step::Write);
@@ -872,12 +875,21 @@ impl<S: ClientStream> ConnectionTask<S> {
             context.apply_effects();
             return Step::Write;
         }
-        if context.acl_held.borrow().contains_key(&conn) {
-            return Step::AclHold;
+        // A packet held for the ACL service: still waiting, or answered and fed first.
+        let answered = match context.acl_held.borrow().get(&conn) {
+            Some((_, Some(_))) => return Step::AclHold,
+            Some((_, None)) => true,
+            None => false,
+        };
+        let mut fed = 0;
+        if answered {
+            if let Some((packet, _)) = context.acl_held.borrow_mut().remove(&conn) {
+                context.state.borrow_mut().packet(conn, packet, Instant::now());
+                fed += 1;
+            }
         }
         // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
         let mut held = false;
-        let mut fed = 0;
         let mut more = true;
         let mut paused = context.state.borrow().is_paused(conn);
         while more && fed < PACKETS_PER_TURN_MAX {

@@ -59,8 +59,8 @@ pub(crate) struct ConnHandle {
 }
 
 /// A packet held back for the HTTP ACL service, and the receiver that closes once its answers
-/// are in.
-pub(crate) type AclHeld = (Packet, std::pin::Pin<Box<async_channel::Receiver<()>>>);
+/// are in (`None` once they are: the packet is fed next, after the checks every feed makes).
+pub(crate) type AclHeld = (Packet, Option<std::pin::Pin<Box<async_channel::Receiver<()>>>>);
 
 /// The shard asked for something since the task last looked (set with every signal below, and
 /// alone by a resume).
