@@ -225,6 +225,29 @@ fn the_http_service_allows_denies_and_falls_through_to_the_password_file() {
 }
 
 #[test]
+fn the_service_sees_the_client_address_a_proxy_header_names() {
+    use std::io::{Read, Write};
+    let dir = TestDir::new("auth-http-proxy");
+    let service = AuthService::start(&dir);
+    let url = service.url();
+    let broker = Broker::start(&["--auth-http-url", &url, "--proxy-protocol", "true"]);
+    let mut stream = std::net::TcpStream::connect(broker.addr()).expect("connect");
+    let source: std::net::SocketAddr = "198.51.100.7:40000".parse().expect("an address");
+    stream.write_all(&shardmq_tests::proxy_v1_header(source)).expect("the header");
+    let mut connect = connect_packet(V5, "p1");
+    connect.username = Some(ByteString::from("allow-proxied"));
+    let mut bytes = shardmq_io::codec::BytesMut::new();
+    Packet::Connect(Box::new(connect)).encode(V5, &mut bytes).expect("encodes");
+    stream.write_all(&bytes).expect("the CONNECT");
+    stream.set_read_timeout(Some(WAIT)).expect("a timeout");
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).expect("a CONNACK");
+    assert_eq!((connack[0], connack[3]), (0x20, 0x00), "{connack:?}");
+    let request = service.requests().pop().expect("a request");
+    assert_eq!(request["peerhost"], "198.51.100.7");
+}
+
+#[test]
 fn an_https_service_is_trusted_through_the_system_store() {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let dir = TestDir::new("auth-https");
