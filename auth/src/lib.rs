@@ -8,6 +8,8 @@
 //! - [`Acl`]: Mosquitto's `acl_file` (`user`, `topic`, `pattern` lines) and the three questions a
 //!   broker asks of it: may this client publish here, subscribe to this filter, receive this
 //!   message.
+//! - [`jwt`]: JSON Web Tokens as passwords (HS256, RS256, ES256; a JWKS file and/or a secret),
+//!   the user they name and the topics their claim allows.
 //! - [`secrets_equal`]: a presented secret (the admin API's bearer token) against the configured
 //!   one, in constant time.
 //!
@@ -22,6 +24,7 @@
 
 mod acl;
 mod error;
+pub mod jwt;
 mod password;
 pub mod scram;
 mod secret;

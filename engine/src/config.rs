@@ -239,6 +239,51 @@ pub struct ServeArgs {
     /// minutes) is banned, in seconds (v5 0x8A, 3.1.1 code 5); 0 never bans [default: 600].
     #[arg(long, value_name = "SECS")]
     pub login_ban_secs: Option<u32>,
+    /// An HTTP(S) authentication service, as EMQX's HTTP authenticator: each CONNECT is POSTed
+    /// to it as JSON and its answer `{"result": "allow" | "deny" | "ignore"}` decides; `ignore`
+    /// falls through to the password file (docs/security.md) [default: none].
+    #[arg(long, value_name = "URL")]
+    pub auth_http_url: Option<String>,
+    /// How long one request to `auth_http_url` may take, in milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub auth_http_timeout_ms: Option<u64>,
+    /// Requests to `auth_http_url` in flight at most per node; more CONNECTs wait in the fair
+    /// queue of checks or are refused with 0x89 "server busy" [default: 64].
+    #[arg(long, value_name = "N")]
+    pub auth_http_in_flight: Option<usize>,
+    /// When `auth_http_url` fails (another status than 200, a timeout, no connection, garbage):
+    /// `deny` refuses the CONNECT with 0x86 (3.1.1: code 4); `ignore` falls through to the
+    /// password file as if it had answered `ignore` [default: deny].
+    #[arg(long, value_name = "POLICY")]
+    pub auth_http_failure: Option<String>,
+    /// An HTTP(S) ACL service, as EMQX's HTTP authorizer: each PUBLISH topic and SUBSCRIBE
+    /// filter is POSTed to it (cached) and `{"result": "allow" | "deny" | "ignore"}` decides;
+    /// `ignore` falls through to the ACL file (docs/security.md) [default: none].
+    #[arg(long, value_name = "URL")]
+    pub acl_http_url: Option<String>,
+    /// How long an answer of `acl_http_url` is cached, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub acl_http_cache_secs: Option<u64>,
+    /// Answers of `acl_http_url` cached at most; the oldest go first [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub acl_http_cache_max: Option<usize>,
+    /// A JWKS file (RSA, EC P-256 and `oct` keys): a CONNECT whose password is a JWT signed by
+    /// one of them (RS256, ES256, HS256) logs in as the user its claim names; reread on SIGHUP
+    /// [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// A file holding the HS256 secret JWTs may be signed with (one trailing newline ignored);
+    /// reread on SIGHUP [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// The JWT claim that names the user; a CONNECT that also gives a User Name must give that
+    /// one [default: sub].
+    #[arg(long, value_name = "CLAIM")]
+    pub jwt_username_claim: Option<String>,
+    /// A JWT claim `{"pub": [filters], "sub": [filters]}` that narrows what the client may
+    /// publish and subscribe to, on top of the ACL file [default: none].
+    #[arg(long, value_name = "CLAIM")]
+    pub jwt_acl_claim: Option<String>,
 
     /// Retained payloads up to this many bytes are kept on every node; larger ones only on two
     /// nodes (chosen by rendezvous hashing of the topic), and fetched from there when a
@@ -392,6 +437,37 @@ pub struct Security {
     /// Client certificates name their users (`tls_client_ca` with `tls_cert_as_username`): users
     /// are told apart even without a password file or an ACL.
     pub users_from_certificates: bool,
+    /// The HTTP authentication service and JWT logins.
+    pub services: AuthServices,
+}
+
+/// The authentication services besides the password file: an HTTP service and JWTs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthServices {
+    pub auth_http_url: Option<String>,
+    pub auth_http_timeout: Duration,
+    pub auth_http_in_flight: usize,
+    /// `auth_http_failure = "ignore"`: a failed service falls through instead of refusing.
+    pub auth_http_failure_ignore: bool,
+    pub acl_http_url: Option<String>,
+    pub acl_http_cache_ttl: Duration,
+    pub acl_http_cache_max: usize,
+    pub jwt_jwks_file: Option<PathBuf>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub jwt_username_claim: String,
+    pub jwt_acl_claim: Option<String>,
+}
+
+impl AuthServices {
+    /// Whether anything besides the password file authenticates users.
+    pub fn any(&self) -> bool {
+        self.auth_http_url.is_some() || self.jwt()
+    }
+
+    /// Whether JWT logins are configured.
+    pub fn jwt(&self) -> bool {
+        self.jwt_jwks_file.is_some() || self.jwt_secret_file.is_some()
+    }
 }
 
 impl Security {
@@ -414,7 +490,14 @@ impl Security {
             Some(path) => format!("; ACL {}", path.display()),
             None => String::new(),
         };
-        format!("{passwords}{anonymous}{acl}")
+        let mut services = String::new();
+        if let Some(url) = &self.services.auth_http_url {
+            services.push_str(&format!("; HTTP authentication {url}"));
+        }
+        if self.services.jwt() {
+            services.push_str("; JWT logins");
+        }
+        format!("{passwords}{anonymous}{acl}{services}")
     }
 }
 
@@ -526,6 +609,17 @@ impl ServeArgs {
             use_username_as_clientid,
             max_login_failures,
             login_ban_secs,
+            auth_http_url,
+            auth_http_timeout_ms,
+            auth_http_in_flight,
+            auth_http_failure,
+            acl_http_url,
+            acl_http_cache_secs,
+            acl_http_cache_max,
+            jwt_jwks_file,
+            jwt_secret_file,
+            jwt_username_claim,
+            jwt_acl_claim,
             tls_listen,
             tls_cert,
             tls_key,
@@ -581,7 +675,7 @@ impl ServeArgs {
         let cluster = self.cluster_config()?;
         let client_events = self.client_events_node(cluster.as_ref());
         let log_format = self.log_line_format()?;
-        let mut security = self.security();
+        let mut security = self.security(self.auth_services()?);
         let Listeners { listen, tls_listen, ws_listen, wss_listen, tls } =
             self.listeners(listen, &mut security)?;
         let admin_listen = self.admin_address()?;
@@ -706,19 +800,65 @@ impl ServeArgs {
 
     /// Who may connect. `users_from_certificates` starts false: [`ServeArgs::listeners`] sets it
     /// once the TLS files are known.
-    fn security(&self) -> Security {
+    fn security(&self, services: AuthServices) -> Security {
+        // Any authentication configured lifts the loopback-only default, as a password file does.
+        let unauthenticated = self.password_file.is_none() && !services.any();
         Security {
             password_file: self.password_file.clone(),
             acl_file: self.acl_file.clone(),
-            allow_anonymous: self.allow_anonymous.unwrap_or(self.password_file.is_none()),
-            loopback_only: self.password_file.is_none() && self.allow_anonymous.is_none(),
+            allow_anonymous: self.allow_anonymous.unwrap_or(unauthenticated),
+            loopback_only: unauthenticated && self.allow_anonymous.is_none(),
             username_as_client_id: self.use_username_as_clientid.unwrap_or(false),
             login_failures_max: self.max_login_failures.unwrap_or(10),
             login_ban: std::time::Duration::from_secs(u64::from(
                 self.login_ban_secs.unwrap_or(600),
             )),
             users_from_certificates: false,
+            services,
         }
+    }
+
+    /// The HTTP authentication service and JWT keys, checked: a URL must be http:// or
+    /// https://, a timeout and an in-flight bound at least 1, the failure policy a known word.
+    fn auth_services(&self) -> Result<AuthServices, ConfigError> {
+        for (key, url) in
+            [("auth_http_url", &self.auth_http_url), ("acl_http_url", &self.acl_http_url)]
+        {
+            let Some(url) = url else { continue };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "invalid value for `{key}`: {url:?}; expected an http:// or https:// URL"
+                )));
+            }
+        }
+        let cache_max = self.acl_http_cache_max.unwrap_or(100_000);
+        at_least("acl_http_cache_max", cache_max as u64, 1)?;
+        let timeout_ms = self.auth_http_timeout_ms.unwrap_or(2000);
+        at_least("auth_http_timeout_ms", timeout_ms, 1)?;
+        let in_flight = self.auth_http_in_flight.unwrap_or(64);
+        at_least("auth_http_in_flight", in_flight as u64, 1)?;
+        let failure_ignore = match self.auth_http_failure.as_deref().unwrap_or("deny") {
+            "deny" => false,
+            "ignore" => true,
+            other => {
+                return Err(ConfigError(format!(
+                "invalid value for `auth_http_failure`: {other:?}; expected \"deny\" or \"ignore\""
+            )))
+            }
+        };
+        Ok(AuthServices {
+            auth_http_url: self.auth_http_url.clone(),
+            auth_http_timeout: Duration::from_millis(timeout_ms),
+            auth_http_in_flight: in_flight,
+            auth_http_failure_ignore: failure_ignore,
+            acl_http_url: self.acl_http_url.clone(),
+            acl_http_cache_ttl: Duration::from_secs(self.acl_http_cache_secs.unwrap_or(60)),
+            acl_http_cache_max: cache_max,
+            jwt_jwks_file: self.jwt_jwks_file.clone(),
+            jwt_secret_file: self.jwt_secret_file.clone(),
+            jwt_username_claim: self.jwt_username_claim.clone().unwrap_or_else(|| "sub".into()),
+            jwt_acl_claim: self.jwt_acl_claim.clone(),
+        })
     }
 
     /// The client listeners and their TLS files, checked against `security`: without

@@ -15,12 +15,14 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
+use shardmq_auth::jwt::TopicClaim;
 use shardmq_io::codec::{
     Auth, ByteString, ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties,
     ReasonCode,
 };
 use shardmq_shard::authorize::AuthStep;
 
+use crate::acl_cache::{Action, Question};
 use crate::client_stream::{poll_write_all, read_more, ClientStream};
 use crate::security::NodeSecurity;
 
@@ -52,21 +54,29 @@ pub(crate) trait AuthWire {
 /// Checks a CONNECT's credentials: its password ([`NodeSecurity::authenticate`]) or, when it
 /// names an Authentication Method, that method's exchange over `wire`. `Ok` with the CONNECT
 /// to admit (after an exchange: User Name the authenticated user, Authentication Data the
-/// server's last message); `Err(Some(reason))` when it was refused (the CONNACK with `reason`
-/// is sent), `Err(None)` when the connection is gone.
+/// server's last message; after a JWT, User Name its user) and the JWT's topic claim for
+/// [`settle`]; `Err(Some(reason))` when it was refused (the CONNACK with `reason` is sent),
+/// `Err(None)` when the connection is gone.
 pub(crate) async fn authenticate(
     security: &NodeSecurity,
     mut connect: Box<Connect>,
     peer: Option<std::net::IpAddr>,
     wire: &mut impl AuthWire,
-) -> Result<Box<Connect>, Option<ReasonCode>> {
+) -> Result<(Box<Connect>, Option<TopicClaim>), Option<ReasonCode>> {
     let refused = match connect.properties.authentication_method.clone() {
         None => match security.authenticate(&connect, peer).await {
-            Ok(()) => return Ok(connect),
+            Ok(login) => {
+                // A JWT names its user: the session's user, whether or not the CONNECT gave one
+                // (it gave the same one if it did: checked with the token).
+                if let Some(username) = login.jwt_user {
+                    connect.username = Some(ByteString::from(&*username));
+                }
+                return Ok((connect, login.claim));
+            }
             Err(reason) => reason,
         },
         Some(method) => match exchange(security, &method, &mut connect, wire).await {
-            Ok(()) => return Ok(connect),
+            Ok(()) => return Ok((connect, None)),
             Err(Some(reason)) => reason,
             Err(None) => return Err(None),
         },
@@ -76,6 +86,34 @@ pub(crate) async fn authenticate(
     // Best effort: the connection closes next anyway.
     wire.send(Packet::ConnAck(connack)).await;
     Err(Some(refused))
+}
+
+/// What follows an admitted CONNECT once its client id is final (after
+/// `use_username_as_clientid`), before it reaches its home shard: its JWT topic claim is filed
+/// under that id ([`NodeSecurity::settle_claim`]; `Err` with the CONNACK reason when it cannot
+/// be), and with an HTTP ACL service the will's topic is asked about, so the home shard's
+/// authorizer finds the answer cached (a miss there would refuse the CONNECT). Waits on this
+/// connection's handshake only, off the shard thread.
+pub(crate) async fn settle(
+    security: &NodeSecurity,
+    connect: &Connect,
+    claim: Option<TopicClaim>,
+) -> Result<(), ReasonCode> {
+    security.settle_claim(connect, claim)?;
+    let (Some(service), Some(will)) = (security.acl_service(), &connect.will) else {
+        return Ok(());
+    };
+    let question = Question::new(
+        connect.username.as_deref(),
+        &connect.client_id,
+        &will.topic,
+        Action::Publish,
+    );
+    if let Some(waiting) = service.fetch(vec![question]) {
+        // Closed (an error) once every request is done.
+        let _ = waiting.recv().await;
+    }
+    Ok(())
 }
 
 /// Runs `method`'s exchange for `connect`: `Err(Some(reason))` to refuse with a CONNACK,

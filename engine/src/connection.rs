@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_lite::future;
+use shardmq_auth::jwt::TopicClaim;
 use shardmq_io::codec::{
     ConnAck, Connect, DecodeError, Decoded, Decoder, Packet, Properties, ProtocolVersion,
     ReasonCode,
@@ -21,6 +22,7 @@ use shardmq_io::runtime::{self, needs_accept_backoff, Connection, TcpListener};
 use shardmq_io::transport::{Layer, LayerKind, Layered};
 use shardmq_shard::{home_shard, ConnId, ConnectRefusal};
 
+use crate::acl_cache::{self, Action, Question};
 use crate::cluster::{self};
 use crate::connect_auth::{self, ConnectionWire};
 use crate::listeners::ListenerKind;
@@ -264,7 +266,8 @@ async fn handshake<S: ClientStream>(
     }
     let mut wire =
         ConnectionWire { stream: &mut stream, decoder: &mut decoder, buf: &mut buf, deadline };
-    let Some(mut connect) = authenticated(&context, &mut wire, connect, source).await else {
+    let Some((mut connect, claim)) = authenticated(&context, &mut wire, connect, source).await
+    else {
         return;
     };
     if context.username_as_client_id.get() {
@@ -279,6 +282,10 @@ async fn handshake<S: ClientStream>(
                 return send_refusal(&mut stream, connect.protocol, reason).await;
             }
         }
+    }
+    if let Err(reason) = connect_auth::settle(&context.security, &connect, claim).await {
+        context.state.borrow_mut().connect_refused(refusal_cause(reason));
+        return send_refusal(&mut stream, connect.protocol, reason).await;
     }
     let home = if connect.client_id.is_empty() {
         // The state machine assigns an id homed on this shard.
@@ -342,7 +349,7 @@ async fn authenticated<S: ClientStream>(
     wire: &mut ConnectionWire<'_, S>,
     mut connect: Box<Connect>,
     source: Option<SocketAddr>,
-) -> Option<Box<Connect>> {
+) -> Option<(Box<Connect>, Option<TopicClaim>)> {
     let certified = match &context.tls {
         Some(tls) if tls.certificate_as_username() && wire.stream.is_tls() => {
             match wire.stream.peer_common_name() {
@@ -371,14 +378,14 @@ async fn authenticated<S: ClientStream>(
         Some(name) => {
             connect.username = Some(name.into());
             connect.password = None;
-            Some(connect)
+            Some((connect, None))
         }
         None => {
             // The client's own address: the PROXY header's, else the socket's.
             let peer = source.or_else(|| wire.stream.connection().peer_addr().ok());
             let peer = peer.map(|address| address.ip());
             match connect_auth::authenticate(&context.security, connect, peer, wire).await {
-                Ok(connect) => Some(connect),
+                Ok(admitted) => Some(admitted),
                 Err(refused) => {
                     // Refused (the CONNACK is out) or gone.
                     if let Some(cause) = refused.map(refusal_cause) {
@@ -570,6 +577,10 @@ enum Step {
     Paused,
     /// Wait for data or a signal.
     Wait,
+    /// A PUBLISH or SUBSCRIBE is held back until the HTTP ACL service has answered about it
+    /// (`acl_cache.rs`): wait for the answer, writing what the shard produces meanwhile; then
+    /// feed it and go on.
+    AclHold,
     /// Closed by the shard, its output written and the sending side shut: read and discard
     /// what the client still sends until it closes or [`CLOSE_LINGER`] passes. The shard has
     /// already forgotten the connection.
@@ -627,6 +638,14 @@ impl<S: ClientStream> ConnectionTask<S> {
                     }
                 }
                 Step::Draining => return self.poll_drain(cx),
+                Step::AclHold => match self.poll_held(cx) {
+                    None => return Poll::Pending,
+                    Some(Step::Feed) => {}
+                    Some(step) => {
+                        self.step = step;
+                        continue;
+                    }
+                },
                 Step::Paused => {
                     // Resumed by a signal (Effect::Resume), or woken to flush or close.
                     // Meanwhile what is not a PUBLISH is still read and fed (acknowledgements,
@@ -724,6 +743,7 @@ impl<S: ClientStream> ConnectionTask<S> {
         }
         context.conns.borrow_mut().remove(&self.conn);
         context.proxied.borrow_mut().remove(&self.conn);
+        context.acl_held.borrow_mut().remove(&self.conn);
         if lost {
             context.state.borrow_mut().connection_lost(self.conn, Instant::now());
         } else {
@@ -731,6 +751,65 @@ impl<S: ClientStream> ConnectionTask<S> {
         }
         context.apply_effects();
         context.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// With an HTTP ACL service: holds `packet` back (`None`) when it raises a question the cache
+    /// has no answer to, and has the service asked off the shard; [`Step::AclHold`] feeds it
+    /// once the answers are in, and the shard's authorizer finds them cached. Only this
+    /// client's packets wait, for at most the request's timeout (plus its wait for a thread).
+    fn ask_acl_first(&self, packet: Packet) -> Option<Packet> {
+        let Some(service) = self.context.security.acl_service() else { return Some(packet) };
+        if !matches!(packet, Packet::Publish(_) | Packet::Subscribe(_)) {
+            return Some(packet);
+        }
+        let questions = {
+            let state = self.context.state.borrow();
+            let Some((username, client_id)) = state.client_of(self.conn) else {
+                return Some(packet);
+            };
+            let mut questions = acl_cache::questions(username, client_id, &packet);
+            // A PUBLISH that names its topic by alias only: the topic the alias stands for.
+            if let Packet::Publish(publish) = &packet {
+                let alias = publish.properties.topic_alias.filter(|_| publish.topic.is_empty());
+                if let Some(topic) = alias.and_then(|alias| state.alias_topic(self.conn, alias)) {
+                    questions.push(Question::new(username, client_id, topic, Action::Publish));
+                }
+            }
+            questions
+        };
+        let Some(waiting) = service.fetch(questions) else { return Some(packet) };
+        self.context.acl_held.borrow_mut().insert(self.conn, (packet, Some(Box::pin(waiting))));
+        None
+    }
+
+    /// Waits for the answers about the packet held back ([`Step::AclHold`]): `Some(Feed)` once
+    /// they are in ([`Self::feed`] feeds it, after the fence check), `Some(Write)` when the
+    /// shard has output meanwhile, `Some(AclHold)` to look again after a wake-up, `None` while
+    /// waiting.
+    fn poll_held(&mut self, cx: &mut TaskContext<'_>) -> Option<Step> {
+        let conn = self.conn;
+        let mut held = self.context.acl_held.borrow_mut();
+        let answered = match held.get_mut(&conn) {
+            Some((_, Some(receiver))) => {
+                futures_lite::Stream::poll_next(receiver.as_mut(), cx).is_ready()
+            }
+            _ => true,
+        };
+        if answered {
+            if let Some((_, waiting)) = held.get_mut(&conn) {
+                *waiting = None;
+            }
+            return Some(Step::Feed);
+        }
+        drop(held);
+        if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
+            self.stream.clear_signals(SIGNAL_FLUSH);
+            return Some(Step::Write);
+        }
+        match self.stream.poll_signals(SIGNAL_WAKE, cx) {
+            Poll::Ready(_) => Some(Step::AclHold),
+            Poll::Pending => None,
+        }
     }
 
     /// The shard closed the connection and its output (the DISCONNECT saying why, for a v5
@@ -796,8 +875,21 @@ impl<S: ClientStream> ConnectionTask<S> {
             context.apply_effects();
             return Step::Write;
         }
-        // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
+        // A packet held for the ACL service: still waiting, or answered and fed first.
+        let answered = match context.acl_held.borrow().get(&conn) {
+            Some((_, Some(_))) => return Step::AclHold,
+            Some((_, None)) => true,
+            None => false,
+        };
         let mut fed = 0;
+        if answered {
+            if let Some((packet, _)) = context.acl_held.borrow_mut().remove(&conn) {
+                context.state.borrow_mut().packet(conn, packet, Instant::now());
+                fed += 1;
+            }
+        }
+        // A paused connection (its subscribers are draining) feeds no PUBLISH until resumed.
+        let mut held = false;
         let mut more = true;
         let mut paused = context.state.borrow().is_paused(conn);
         while more && fed < PACKETS_PER_TURN_MAX {
@@ -806,6 +898,10 @@ impl<S: ClientStream> ConnectionTask<S> {
             }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Decoded::Packet(packet)) => {
+                    let Some(packet) = self.ask_acl_first(packet) else {
+                        held = true;
+                        break;
+                    };
                     let mut state = context.state.borrow_mut();
                     state.packet(conn, packet, Instant::now());
                     paused = state.is_paused(conn);
@@ -825,6 +921,9 @@ impl<S: ClientStream> ConnectionTask<S> {
         if self.buf.is_empty() {
             // An idle connection keeps no read buffer.
             self.buf = BytesMut::new();
+        }
+        if held {
+            return Step::AclHold;
         }
         if self.stream.signals() & (SIGNAL_FLUSH | SIGNAL_CLOSE) != 0 {
             self.stream.clear_signals(SIGNAL_FLUSH);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use shardmq_io::codec::Connect;
+use shardmq_io::codec::{Connect, Packet};
 use shardmq_io::runtime::{Connection, StreamHandoff};
 use shardmq_io::transport::{AllowedOrigins, Layer};
 use shardmq_shard::{ConnId, Effect, Shard, ShardId, ShardMsg};
@@ -57,6 +57,10 @@ pub(crate) struct ConnHandle {
     pub(crate) notify: u64,
     pub(crate) peer: i32,
 }
+
+/// A packet held back for the HTTP ACL service, and the receiver that closes once its answers
+/// are in (`None` once they are: the packet is fed next, after the checks every feed makes).
+pub(crate) type AclHeld = (Packet, Option<std::pin::Pin<Box<async_channel::Receiver<()>>>>);
 
 /// The shard asked for something since the task last looked (set with every signal below, and
 /// alone by a resume).
@@ -132,6 +136,10 @@ pub(crate) struct ShardContext {
     /// Output of connections whose socket was full, until it is written: kept here rather than
     /// in each [`ConnectionTask`], which every idle connection has.
     pub(crate) blocked_out: RefCell<HashMap<ConnId, BytesMut>>,
+    /// The packet each connection holds back until the HTTP ACL service answered about it
+    /// (`connection.rs`), with the receiver that closes when it has: kept here, like
+    /// `blocked_out`, rather than in every connection's task.
+    pub(crate) acl_held: RefCell<HashMap<ConnId, AclHeld>>,
     /// Wakes the group committer.
     pub(crate) commit_signal: Signal,
     /// When the ticker wakes next, and what wakes it sooner ([`ShardContext::apply_effects`]

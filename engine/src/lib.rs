@@ -5,9 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+mod acl_cache;
 mod admin;
 mod admin_http;
 mod admin_token;
+mod auth_http;
 mod check_system;
 pub mod cli;
 mod client_stream;

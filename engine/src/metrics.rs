@@ -327,6 +327,13 @@ pub struct LoginFigures {
     pub banned_sources: usize,
     /// Password checks waiting for a check thread now.
     pub checks_queued: usize,
+    /// Requests to the HTTP authentication service by result (allow, deny, ignore, error), when
+    /// one is configured.
+    pub http: Option<[u64; 4]>,
+    /// Requests to the HTTP ACL service by result, when one is configured.
+    pub acl_http: Option<[u64; 4]>,
+    /// JWT logins by result (`shardmq_auth::jwt::RESULTS`), when JWT keys are configured.
+    pub jwt: Option<[u64; 5]>,
 }
 
 pub type LoginStatsFn = Box<dyn Fn() -> LoginFigures + Send + Sync>;
@@ -504,6 +511,38 @@ fn render_logins(out: &mut String, logins: &LoginFigures) {
     ];
     for (name, kind, help, value) in figures {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    if let Some(http) = logins.http {
+        let name = "shardmq_auth_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests to auth_http_url by result (error: the service failed).\n\
+             # TYPE {name} counter"
+        );
+        for (result, value) in crate::auth_http::RESULTS.iter().zip(http) {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
+        }
+    }
+    if let Some(acl_http) = logins.acl_http {
+        let name = "shardmq_acl_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests to acl_http_url by result (error: the service failed).\n\
+             # TYPE {name} counter"
+        );
+        for (result, value) in crate::auth_http::RESULTS.iter().zip(acl_http) {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
+        }
+    }
+    if let Some(jwt) = logins.jwt {
+        let name = "shardmq_auth_jwt_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} CONNECTs with a JWT as password, by result.\n# TYPE {name} counter"
+        );
+        for (result, value) in shardmq_auth::jwt::RESULTS.iter().zip(jwt) {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
+        }
     }
 }
 

@@ -132,7 +132,14 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("admin_token_file", old.admin_token_file != new.admin_token_file);
     check("sys_interval", old.sys_interval != new.sys_interval);
     check("client_events", old.client_events != new.client_events);
-    check("password_file/acl_file/allow_anonymous", old.security != new.security);
+    let services_differ = old.security.services != new.security.services;
+    let without_services = |config: &Config| crate::config::Security {
+        services: crate::config::AuthServices::default(),
+        ..config.security.clone()
+    };
+    check("password_file/acl_file/allow_anonymous", without_services(old) != without_services(new));
+    // The JWT files' content is reread; which files and services, only at start.
+    check("auth_http_*/acl_http_*/jwt_*", services_differ);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));
     check("max_packet_size", old.limits.packet_bytes_max != new.limits.packet_bytes_max);
     check("max_inflight", old.limits.inflight_max != new.limits.inflight_max);

@@ -633,6 +633,7 @@ fn new_context(id: ShardId, config: &Config, state: Shard, parts: ContextParts) 
         connect_timeout: Cell::new(config.limits.connect_timeout),
         effects: RefCell::new(Vec::new()),
         blocked_out: RefCell::new(HashMap::new()),
+        acl_held: RefCell::new(HashMap::new()),
         closing: RefCell::new(VecDeque::new()),
         proxied: RefCell::new(HashMap::new()),
         commit_signal: Signal::default(),

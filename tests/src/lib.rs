@@ -665,6 +665,7 @@ fn install_hint(program: &str) -> &'static str {
         "stdbuf" => "apt-get install coreutils",
         "systemd-analyze" => "apt-get install systemd",
         "chromium" => "apt-get install chromium",
+        "openssl" => "apt-get install openssl",
         _ => "install it (see scripts/test)",
     }
 }

@@ -1639,6 +1639,20 @@ impl Shard {
         }
     }
 
+    /// The user name and client id of the session `conn` is attached to: the engine asks an
+    /// ACL service about a client's packets before it feeds them here.
+    pub fn client_of(&self, conn: ConnId) -> Option<(Option<&str>, &str)> {
+        let client_id = &self.conns.get(&conn)?.client_id;
+        Some((self.username_of(client_id), client_id))
+    }
+
+    /// The topic `conn`'s client-to-server Topic Alias `alias` stands for, if the client set it
+    /// (the engine asks an ACL service about a PUBLISH that names its topic by alias only).
+    pub fn alias_topic(&self, conn: ConnId, alias: u16) -> Option<&str> {
+        let aliases = self.conns.get(&conn)?.aliases.as_ref()?;
+        aliases.incoming.get(&alias).map(|topic| &**topic)
+    }
+
     fn username_of(&self, client_id: &str) -> Option<&str> {
         self.sessions.get(client_id).and_then(|session| session.username.as_deref())
     }
