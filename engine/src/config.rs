@@ -15,6 +15,9 @@ use shardmq_io::link_tls::LinkTlsFiles;
 use shardmq_io::transport::{AllowedOrigins, TlsPolicy, TlsVersion};
 use std::sync::Arc;
 
+pub mod bridge;
+pub use bridge::BridgeConfig;
+
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +327,12 @@ pub struct ServeArgs {
     /// `proxy_protocol` for `wss_listen`.
     #[arg(long, value_name = "BOOL")]
     pub wss_proxy_protocol: Option<bool>,
+
+    /// Bridges to other MQTT brokers: the config file's `[[bridge]]` tables (docs/bridges.md),
+    /// read by `config/bridge.rs`. No flag sets them.
+    #[arg(skip)]
+    #[serde(default)]
+    pub bridge: Option<Vec<toml::Value>>,
 }
 
 /// The resolved configuration of a node.
@@ -364,6 +373,8 @@ pub struct Config {
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
     pub security: Security,
+    /// Bridges to other brokers (`[[bridge]]`).
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// How log lines are written (to stderr).
@@ -542,7 +553,8 @@ impl ServeArgs {
             proxy_protocol,
             tls_proxy_protocol,
             ws_proxy_protocol,
-            wss_proxy_protocol
+            wss_proxy_protocol,
+            bridge
         )
     }
 
@@ -589,6 +601,7 @@ impl ServeArgs {
         let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
         let proxy_protocol = self.proxy_protocol(tls_listen, ws_listen, wss_listen)?;
         let admin_hosts = self.admin_host_names();
+        let bridges = self.bridge_configs(cluster.as_ref())?;
         Ok(Config {
             listen,
             tls_listen,
@@ -614,7 +627,28 @@ impl ServeArgs {
             limits,
             cluster,
             security,
+            bridges,
         })
+    }
+
+    /// The `[[bridge]]` tables. Refused in a cluster: every node would run every bridge and
+    /// send each message out once per node (docs/bridges.md).
+    fn bridge_configs(
+        &self,
+        cluster: Option<&ClusterConfig>,
+    ) -> Result<Vec<BridgeConfig>, ConfigError> {
+        let tables = self.bridge.as_deref().unwrap_or_default();
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        if cluster.is_some() {
+            return Err(ConfigError(
+                "bridge: `[[bridge]]` is not supported with `etcd` yet (each node would bridge \
+                 every message again); run bridges on a single node"
+                    .into(),
+            ));
+        }
+        bridge::bridges(tables, &self.node_id.clone().unwrap_or_else(host_name))
     }
 
     /// The MQTT listener's address: `listen`, or the wildcard address. [`ServeArgs::listeners`]

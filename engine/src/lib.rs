@@ -8,6 +8,7 @@
 mod admin;
 mod admin_http;
 mod admin_token;
+mod bridge;
 mod check_system;
 pub mod cli;
 mod client_stream;

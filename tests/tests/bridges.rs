@@ -1,0 +1,405 @@
+//! Bridges (`[[bridge]]`, docs/bridges.md) against Debian's Mosquitto broker, with
+//! mosquitto_pub and mosquitto_sub on both sides: out and in with prefixes, `both` without
+//! loops on MQTT 5 and 3.1.1, Mosquitto killed -9 while messages are published locally,
+//! shardmq killed -9 with messages queued, and the queue limit.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use shardmq_tests::{require_tool, run_tool, spawn_tool, tool_command, Broker, TestDir};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// How long a message may take to cross the bridge (reconnects back off up to a few seconds).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Mosquitto broker on 127.0.0.1, killed when dropped.
+struct Mosquitto {
+    child: Option<Child>,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on a free port; with `persistence`, its database is saved every second
+    /// in `dir` (so a session survives kill -9 once saved).
+    fn start(dir: &Path, persistence: bool) -> Mosquitto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let config = dir.join("mosquitto.conf");
+        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+        if persistence {
+            text.push_str(&format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                dir.display()
+            ));
+        }
+        std::fs::write(&config, text).expect("write mosquitto.conf");
+        let mut mosquitto = Mosquitto { child: None, port, config };
+        mosquitto.run();
+        mosquitto
+    }
+
+    fn run(&mut self) {
+        require_tool(MOSQUITTO);
+        let mut command = Command::new(MOSQUITTO);
+        command
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(spawn_tool(&mut command));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A mosquitto_sub printing `topic payload` per message, read line by line.
+struct Sub {
+    child: Child,
+    lines: Receiver<String>,
+    /// Messages that arrived before the SUBACK (a persistent session's queue).
+    early: Vec<String>,
+}
+
+impl Sub {
+    /// Subscribes at QoS 1 to `topic` on the broker at `port` and returns once subscribed.
+    /// `session`: a persistent session of that client id.
+    fn start(port: u16, version: &str, topic: &str, session: Option<&str>) -> Sub {
+        require_tool("mosquitto_sub");
+        let mut command = tool_command("stdbuf");
+        command.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string()]).args([
+            "-V",
+            version,
+            "-d",
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-F",
+            "MSG %t %p",
+        ]);
+        if let Some(id) = session {
+            command.args(["-c", "-i", id]);
+        }
+        let mut child = spawn_tool(&mut command);
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sub = Sub { child, lines, early: Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sub.lines.recv_timeout(left) {
+                Ok(line) if line.contains("received SUBACK") => return sub,
+                Ok(line) => sub.early.extend(line.strip_prefix("MSG ").map(String::from)),
+                Err(_) => panic!("mosquitto_sub on {port} did not subscribe to {topic}"),
+            }
+        }
+    }
+
+    /// The messages (`topic payload`) received within `wait`, stopping early at `count`.
+    fn messages(&mut self, count: usize, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        let mut messages = std::mem::take(&mut self.early);
+        while messages.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(message) = line.strip_prefix("MSG ") {
+                        messages.push(message.to_string());
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        messages
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes each of `payloads` at QoS 1 on `topic` (one mosquitto_pub, `-l`), and returns once
+/// the broker acknowledged them all.
+fn publish(port: u16, version: &str, topic: &str, payloads: &[String]) {
+    require_tool("mosquitto_pub");
+    let mut command = tool_command("mosquitto_pub");
+    command
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-V",
+            version,
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-l",
+        ])
+        .stdin(Stdio::piped());
+    let mut child = spawn_tool(&mut command);
+    let mut stdin = child.stdin.take().expect("piped");
+    for payload in payloads {
+        writeln!(stdin, "{payload}").expect("write to mosquitto_pub");
+    }
+    drop(stdin);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "mosquitto_pub failed on {topic}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "mosquitto_pub did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn publish_one(port: u16, topic: &str, payload: &str) {
+    let output = run_tool(
+        tool_command("mosquitto_pub").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ]),
+        WAIT,
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Writes a config with one bridge `b` to Mosquitto at `port` with `extra` keys and `topics`.
+fn bridge_config(dir: &Path, port: u16, extra: &str, topics: &str) -> PathBuf {
+    let path = dir.join("shardmq.toml");
+    let text = format!(
+        "[[bridge]]\nname = \"b\"\naddress = \"127.0.0.1:{port}\"\nkeepalive_secs = 10\n{extra}topics = [{topics}]\n"
+    );
+    std::fs::write(&path, text).expect("write shardmq.toml");
+    path
+}
+
+fn start_shardmq(data: &Path, config: &Path) -> Broker {
+    Broker::start_in(
+        data,
+        &["--config", config.to_str().expect("UTF-8"), "--admin-listen", "127.0.0.1:0"],
+    )
+}
+
+fn wait_connected(broker: &Broker, times: usize) {
+    assert!(
+        broker.wait_for_log_count("bridge connected", times, WAIT),
+        "the bridge did not connect ({times}):\n{}",
+        broker.log()
+    );
+}
+
+/// Waits until the bridge's metric `name` reads `expected`.
+fn wait_metric(broker: &Broker, name: &str, expected: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = broker.metric_total(name, "bridge=\"b\"");
+        if value == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {value}, not {expected}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn numbered(from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|n| format!("m{n}")).collect()
+}
+
+#[test]
+fn out_and_in_with_prefixes() {
+    let dir = TestDir::new("bridge-prefixes");
+    let mosquitto = Mosquitto::start(dir.path(), false);
+    let config = bridge_config(
+        dir.path(),
+        mosquitto.port,
+        "",
+        "{ pattern = \"sensors/#\", direction = \"out\", qos = 1, local_prefix = \"site/\", remote_prefix = \"fleet/a/\" }, \
+         { pattern = \"cmd/#\", direction = \"in\", qos = 1, local_prefix = \"local/\", remote_prefix = \"remote/\" }",
+    );
+    let data = TestDir::new("bridge-prefixes-data");
+    let broker = start_shardmq(data.path(), &config);
+    wait_connected(&broker, 1);
+    // Out: a local publish, seen on Mosquitto under the remote prefix.
+    let mut remote = Sub::start(mosquitto.port, "mqttv5", "fleet/a/#", None);
+    publish_one(broker.port(), "site/sensors/t1", "21.5");
+    assert_eq!(remote.messages(1, WAIT), ["fleet/a/sensors/t1 21.5"]);
+    // In: a publish on Mosquitto, seen locally under the local prefix.
+    let mut local = Sub::start(broker.port(), "mqttv5", "local/#", None);
+    publish_one(mosquitto.port, "remote/cmd/reboot", "now");
+    assert_eq!(local.messages(1, WAIT), ["local/cmd/reboot now"]);
+    // Outside the patterns: not bridged either way.
+    publish_one(broker.port(), "other/t1", "x");
+    publish_one(mosquitto.port, "other/t2", "y");
+    assert!(remote.messages(1, Duration::from_secs(1)).is_empty());
+    assert!(local.messages(1, Duration::from_secs(1)).is_empty());
+    wait_metric(&broker, "shardmq_bridge_sent_total", 1);
+    wait_metric(&broker, "shardmq_bridge_received_total", 1);
+    wait_metric(&broker, "shardmq_bridge_connected", 1);
+}
+
+#[test]
+fn both_directions_without_loops() {
+    for protocol in ["5", "3.1.1"] {
+        let dir = TestDir::new("bridge-both");
+        let mosquitto = Mosquitto::start(dir.path(), false);
+        let extra = format!("protocol = \"{protocol}\"\n");
+        let config = bridge_config(
+            dir.path(),
+            mosquitto.port,
+            &extra,
+            "{ pattern = \"echo/#\", direction = \"both\", qos = 1 }",
+        );
+        let data = TestDir::new("bridge-both-data");
+        let broker = start_shardmq(data.path(), &config);
+        wait_connected(&broker, 1);
+        let mut remote = Sub::start(mosquitto.port, "mqttv5", "echo/#", None);
+        let mut local = Sub::start(broker.port(), "mqttv5", "echo/#", None);
+        publish(broker.port(), "mqttv5", "echo/local", &numbered(0, 10));
+        publish(mosquitto.port, "mqttv5", "echo/remote", &numbered(0, 10));
+        // Each side sees each message exactly once: a loop would repeat them.
+        let mut seen_remote = remote.messages(40, Duration::from_secs(4));
+        let mut seen_local = local.messages(40, Duration::from_secs(4));
+        seen_remote.sort();
+        seen_local.sort();
+        let mut expected: Vec<String> = numbered(0, 10)
+            .iter()
+            .flat_map(|m| [format!("echo/local {m}"), format!("echo/remote {m}")])
+            .collect();
+        expected.sort();
+        assert_eq!(seen_remote, expected, "on Mosquitto, protocol {protocol}");
+        assert_eq!(seen_local, expected, "on shardmq, protocol {protocol}");
+    }
+}
+
+#[test]
+fn mosquitto_killed_while_publishing_loses_nothing_acknowledged() {
+    let dir = TestDir::new("bridge-remote-kill");
+    let mut mosquitto = Mosquitto::start(dir.path(), true);
+    let config = bridge_config(
+        dir.path(),
+        mosquitto.port,
+        "",
+        "{ pattern = \"data/#\", direction = \"out\", qos = 1 }",
+    );
+    let data = TestDir::new("bridge-remote-kill-data");
+    let broker = start_shardmq(data.path(), &config);
+    wait_connected(&broker, 1);
+    // A persistent session on Mosquitto, saved to its database before the kill.
+    let mut watcher = Sub::start(mosquitto.port, "mqttv311", "data/#", Some("watcher"));
+    publish(broker.port(), "mqttv5", "data/x", &numbered(0, 50));
+    let first = watcher.messages(50, WAIT);
+    assert_eq!(first.len(), 50, "{first:?}");
+    drop(watcher);
+    std::thread::sleep(Duration::from_millis(2500));
+    mosquitto.kill();
+    // Acknowledged locally while Mosquitto is down: queued in the bridge's session.
+    publish(broker.port(), "mqttv5", "data/x", &numbered(50, 200));
+    wait_metric(&broker, "shardmq_bridge_queued", 150);
+    mosquitto.run();
+    wait_connected(&broker, 2);
+    let mut watcher = Sub::start(mosquitto.port, "mqttv311", "data/#", Some("watcher"));
+    let mut rest = watcher.messages(150, WAIT);
+    rest.sort();
+    rest.dedup();
+    let mut expected: Vec<String> =
+        numbered(50, 200).iter().map(|m| format!("data/x {m}")).collect();
+    expected.sort();
+    assert_eq!(rest, expected);
+}
+
+#[test]
+fn shardmq_killed_with_messages_queued_delivers_them_after_restart() {
+    let dir = TestDir::new("bridge-local-kill");
+    let mut mosquitto = Mosquitto::start(dir.path(), false);
+    let port = mosquitto.port;
+    mosquitto.kill();
+    let config =
+        bridge_config(dir.path(), port, "", "{ pattern = \"q/#\", direction = \"out\", qos = 1 }");
+    let data = TestDir::new("bridge-local-kill-data");
+    let mut broker = start_shardmq(data.path(), &config);
+    // Mosquitto is down: everything waits in the bridge's queue.
+    publish(broker.port(), "mqttv5", "q/x", &numbered(0, 100));
+    wait_metric(&broker, "shardmq_bridge_queued", 100);
+    broker.kill();
+    mosquitto.run();
+    let mut remote = Sub::start(port, "mqttv5", "q/#", None);
+    let broker = start_shardmq(data.path(), &config);
+    wait_connected(&broker, 1);
+    let mut got = remote.messages(100, WAIT);
+    got.sort();
+    got.dedup();
+    let mut expected: Vec<String> = numbered(0, 100).iter().map(|m| format!("q/x {m}")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_without_blocking_publishers() {
+    let dir = TestDir::new("bridge-limit");
+    let mut mosquitto = Mosquitto::start(dir.path(), false);
+    let port = mosquitto.port;
+    mosquitto.kill();
+    let config = bridge_config(
+        dir.path(),
+        port,
+        "queue_max_messages = 5\n",
+        "{ pattern = \"l/#\", direction = \"out\", qos = 1 }",
+    );
+    let data = TestDir::new("bridge-limit-data");
+    let broker = start_shardmq(data.path(), &config);
+    let started = Instant::now();
+    publish(broker.port(), "mqttv5", "l/x", &numbered(0, 20));
+    assert!(started.elapsed() < Duration::from_secs(10), "publishers were held up");
+    wait_metric(&broker, "shardmq_bridge_dropped_total", 15);
+    wait_metric(&broker, "shardmq_bridge_queued", 5);
+    mosquitto.run();
+    let mut remote = Sub::start(port, "mqttv5", "l/#", None);
+    let got = remote.messages(20, WAIT);
+    assert_eq!(got, numbered(0, 5).iter().map(|m| format!("l/x {m}")).collect::<Vec<_>>());
+}
