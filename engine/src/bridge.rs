@@ -28,10 +28,11 @@ use shardmq_io::codec::{
     ProtocolVersion, Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions,
     TopicFilterEntry,
 };
+use shardmq_io::link_tls::{self, LinkTls};
 use shardmq_io::runtime::{self, TcpStream};
 use shardmq_shard::{home_shard, ConnId};
 
-use crate::config::bridge::{BridgeConfig, RECONNECT_MAX, RECONNECT_MIN};
+use crate::config::bridge::{BridgeConfig, BridgeTls, RECONNECT_MAX, RECONNECT_MIN};
 use crate::context::{ShardContext, VirtualConn};
 use crate::metrics::BridgeCounters;
 
@@ -279,6 +280,9 @@ fn decode_all(decoder: &mut Decoder, input: &mut BytesMut) -> Result<Vec<Packet>
 /// The connection to the remote broker.
 struct Remote {
     stream: TcpStream,
+    /// TLS state (`tls = true`): `output` is then plaintext, sealed when flushed, and what is
+    /// read is opened into `input`.
+    tls: Option<LinkTls>,
     version: ProtocolVersion,
     decoder: Decoder,
     input: BytesMut,
@@ -287,19 +291,28 @@ struct Remote {
 
 impl Remote {
     async fn connect(bridge: &BridgeConfig) -> Result<Remote, String> {
-        if bridge.tls.is_some() {
-            return Err("TLS to the remote broker is not implemented yet".into());
-        }
         let address = resolve(&bridge.address).await?;
-        let stream = TcpStream::connect_with_user_timeout(address, Duration::from_secs(30))
+        let mut stream = TcpStream::connect_with_user_timeout(address, Duration::from_secs(30))
             .await
             .map_err(|error| format!("connect {address}: {error}"))?;
         let _ = stream.set_nodelay(true);
+        let mut input = BytesMut::new();
+        let tls = match &bridge.tls {
+            Some(files) => {
+                let mut tls = client_tls(bridge, files).await?;
+                tls.handshake(&mut stream, &mut input)
+                    .await
+                    .map_err(|error| format!("TLS handshake with {address}: {error}"))?;
+                Some(tls)
+            }
+            None => None,
+        };
         let mut remote = Remote {
             stream,
+            tls,
             version: bridge.protocol,
             decoder: Decoder::client(bridge.protocol, PACKET_BYTES_MAX),
-            input: BytesMut::new(),
+            input,
             output: BytesMut::new(),
         };
         remote.send(&Packet::Connect(Box::new(remote_connect(bridge)?)))?;
@@ -320,20 +333,36 @@ impl Remote {
     }
 
     async fn flush(&mut self) -> Result<(), String> {
-        if !self.output.is_empty() {
-            let output = self.output.split();
-            self.stream.write_all(&output).await.map_err(|error| format!("write: {error}"))?;
+        if self.output.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let output = self.output.split();
+        let result = match &mut self.tls {
+            Some(tls) => {
+                let mut wire = Vec::with_capacity(output.len() + 64);
+                tls.seal(&output, &mut wire).map_err(|error| format!("TLS: {error}"))?;
+                self.stream.write_all(&wire).await
+            }
+            None => self.stream.write_all(&output).await,
+        };
+        result.map_err(|error| format!("write: {error}"))
     }
 
     /// Reads once (waiting for data) and returns the packets decoded.
     async fn read(&mut self) -> Result<Vec<Packet>, String> {
-        let read = self
-            .stream
-            .read_buf(&mut self.input)
-            .await
-            .map_err(|error| format!("read: {error}"))?;
+        let read = match &mut self.tls {
+            Some(tls) => {
+                let mut wire = BytesMut::new();
+                let read = self.stream.read_buf(&mut wire).await;
+                if let Ok(count) = read {
+                    tls.open(&wire[..count], &mut self.input)
+                        .map_err(|error| format!("TLS: {error}"))?;
+                }
+                read
+            }
+            None => self.stream.read_buf(&mut self.input).await,
+        }
+        .map_err(|error| format!("read: {error}"))?;
         if read == 0 {
             return Err("the remote broker closed the connection".into());
         }
@@ -372,6 +401,20 @@ fn remote_connect(bridge: &BridgeConfig) -> Result<Connect, String> {
         password,
         properties,
     })
+}
+
+/// The TLS state for a bridge, its files read on the blocking seam.
+async fn client_tls(bridge: &BridgeConfig, files: &BridgeTls) -> Result<LinkTls, String> {
+    let host = bridge.address.rsplit_once(':').map_or("", |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let files = files.clone();
+    runtime::spawn_blocking(move || {
+        let identity = files.identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        link_tls::broker_client(&files.ca_file, identity, &host)
+    })
+    .await
+    .map_err(|_| "reading the TLS files panicked".to_string())?
+    .map_err(|error| error.to_string())
 }
 
 /// `host:port` to an address: an IP address at once, a name on the blocking seam (the
