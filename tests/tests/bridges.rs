@@ -33,7 +33,9 @@ impl Mosquitto {
             .expect("addr")
             .port();
         let config = dir.join("mosquitto.conf");
-        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+        // Run as root, Mosquitto would switch to the user `mosquitto`, who cannot write the
+        // test's directories; `user root` keeps it as it is (ignored when not root).
+        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n");
         if persistence {
             text.push_str(&format!(
                 "persistence true\npersistence_location {}/\nautosave_interval 1\n",
