@@ -1,7 +1,7 @@
 //! Bridges (`[[bridge]]`, docs/bridges.md) against Debian's Mosquitto broker, with
 //! mosquitto_pub and mosquitto_sub on both sides: out and in with prefixes, `both` without
 //! loops on MQTT 5 and 3.1.1, Mosquitto killed -9 while messages are published locally,
-//! shardmq killed -9 with messages queued, and the queue limit.
+//! shardmq killed -9 with messages queued, the queue limit, and mutual TLS to Mosquitto.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,6 +46,15 @@ impl Mosquitto {
         let mut mosquitto = Mosquitto { child: None, port, config };
         mosquitto.run();
         mosquitto
+    }
+
+    /// Appends `lines` to the configuration and restarts Mosquitto with it.
+    fn reconfigure(&mut self, lines: &str) {
+        self.kill();
+        let mut text = std::fs::read_to_string(&self.config).expect("read mosquitto.conf");
+        text.push_str(lines);
+        std::fs::write(&self.config, text).expect("write mosquitto.conf");
+        self.run();
     }
 
     fn run(&mut self) {
@@ -404,4 +413,72 @@ fn a_full_queue_drops_and_counts_without_blocking_publishers() {
     let mut remote = Sub::start(port, "mqttv5", "l/#", None);
     let got = remote.messages(20, WAIT);
     assert_eq!(got, numbered(0, 5).iter().map(|m| format!("l/x {m}")).collect::<Vec<_>>());
+}
+
+/// Writes a test CA (`ca.pem`), a server certificate for 127.0.0.1 (`server.pem`, `server.key`)
+/// and a client certificate (`client.pem`, `client.key`) into `dir`.
+fn write_pki(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "bridge test CA");
+    let issuer =
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("write the CA");
+    for (name, server) in [("server", true), ("client", false)] {
+        let names = if server { vec!["127.0.0.1".to_string()] } else { Vec::new() };
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key = KeyPair::generate().expect("key");
+        let signed = params.signed_by(&key, &issuer).expect("sign");
+        std::fs::write(dir.join(format!("{name}.pem")), signed.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+    }
+}
+
+#[test]
+fn mutual_tls_to_mosquitto() {
+    let dir = TestDir::new("bridge-tls");
+    write_pki(dir.path());
+    let mut mosquitto = Mosquitto::start(dir.path(), false);
+    // A second listener with TLS that requires a client certificate of the test CA.
+    let tls_port =
+        TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    mosquitto.reconfigure(&format!(
+        "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true\n",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+    ));
+    let extra = format!(
+        "tls = true\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        path("ca.pem"),
+        path("client.pem"),
+        path("client.key"),
+    );
+    let config = bridge_config(
+        dir.path(),
+        tls_port,
+        &extra,
+        "{ pattern = \"tls/#\", direction = \"both\", qos = 1 }",
+    );
+    let data = TestDir::new("bridge-tls-data");
+    let broker = start_shardmq(data.path(), &config);
+    wait_connected(&broker, 1);
+    // Mosquitto's plain listener shows what crossed the TLS link.
+    let mut remote = Sub::start(mosquitto.port, "mqttv5", "tls/#", None);
+    publish_one(broker.port(), "tls/out", "sealed");
+    assert_eq!(remote.messages(1, WAIT), ["tls/out sealed"]);
+    let mut local = Sub::start(broker.port(), "mqttv5", "tls/#", None);
+    publish_one(mosquitto.port, "tls/in", "opened");
+    assert_eq!(local.messages(1, WAIT), ["tls/in opened"]);
 }
