@@ -649,6 +649,7 @@ impl ServeArgs {
             ));
         }
         bridge::bridges(tables, &self.node_id.clone().unwrap_or_else(host_name))
+            .map_err(ConfigError)
     }
 
     /// The MQTT listener's address: `listen`, or the wildcard address. [`ServeArgs::listeners`]
@@ -1304,6 +1305,24 @@ mod tests {
         let machine =
             Limits { retained_bytes_max: config.limits.retained_bytes_max, ..Limits::default() };
         assert_eq!(config.limits, machine);
+    }
+
+    #[test]
+    fn bridges_are_read_and_refused_in_a_cluster() {
+        let bridge = "[[bridge]]\nname = \"up\"\naddress = \"127.0.0.1:1883\"\n\
+                      topics = [{ pattern = \"#\" }]\n";
+        let config =
+            file(&format!("node_id = \"edge\"\n{bridge}")).expect_err("node_id needs etcd");
+        assert!(config.to_string().contains("node_id"), "{config}");
+        let config = file(bridge).expect("valid");
+        assert_eq!(config.bridges.len(), 1);
+        assert!(config.bridges[0].client_id.ends_with(".up"));
+        let clustered = format!(
+            "etcd = \"http://127.0.0.1:2379\"\nlink_listen = \"127.0.0.1:1\"\n\
+             link_plaintext = true\n{bridge}"
+        );
+        let error = file(&clustered).expect_err("refused with etcd").to_string();
+        assert!(error.starts_with("bridge:") && error.contains("etcd"), "{error}");
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //!
 //! Each table is read by hand from its TOML value rather than through serde, so that an unknown
 //! key or a bad value is one line naming `bridge.<name>.<key>`, the way an operator finds it.
+//! Errors are plain strings that `config.rs` wraps, so this file imports nothing from it (the
+//! engine's files are layers: ARCHITECTURE.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use shardmq_io::codec::{ProtocolVersion, QoS};
 use toml::{Table, Value};
-
-use super::ConfigError;
 
 /// The first wait before reconnecting to a remote broker, doubled after each failure.
 pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
@@ -99,15 +99,15 @@ impl BridgeTopic {
 }
 
 /// Reads every `[[bridge]]` table; `node` names the default client ids.
-pub fn bridges(tables: &[Value], node: &str) -> Result<Vec<BridgeConfig>, ConfigError> {
+pub fn bridges(tables: &[Value], node: &str) -> Result<Vec<BridgeConfig>, String> {
     let mut bridges: Vec<BridgeConfig> = Vec::new();
     for (index, value) in tables.iter().enumerate() {
         let Some(table) = value.as_table() else {
-            return Err(ConfigError(format!("bridge {index}: must be a table ([[bridge]])")));
+            return Err(format!("bridge {index}: must be a table ([[bridge]])"));
         };
         let bridge = bridge(table, node)?;
         if bridges.iter().any(|other| other.name == bridge.name) {
-            return Err(ConfigError(format!("bridge.{}: two bridges have this name", bridge.name)));
+            return Err(format!("bridge.{}: two bridges have this name", bridge.name));
         }
         bridges.push(bridge);
     }
@@ -130,15 +130,15 @@ const BRIDGE_KEYS: &[&str] = &[
     "queue_max_messages",
 ];
 
-fn bridge(table: &Table, node: &str) -> Result<BridgeConfig, ConfigError> {
+fn bridge(table: &Table, node: &str) -> Result<BridgeConfig, String> {
     let name = match table.get("name").and_then(Value::as_str) {
         Some(name) if valid_bridge_name(name) => name.to_string(),
         Some(name) => {
-            return Err(ConfigError(format!(
+            return Err(format!(
                 "bridge.{name}.name: use letters, digits, '-', '_' and '.' (at most 64)"
-            )))
+            ))
         }
-        None => return Err(ConfigError("bridge: every [[bridge]] needs a `name` string".into())),
+        None => return Err("bridge: every [[bridge]] needs a `name` string".into()),
     };
     let keys = Keys { table, at: format!("bridge.{name}") };
     keys.only(BRIDGE_KEYS)?;
@@ -178,7 +178,7 @@ fn bridge(table: &Table, node: &str) -> Result<BridgeConfig, ConfigError> {
     })
 }
 
-fn tls(keys: &Keys<'_>) -> Result<Option<BridgeTls>, ConfigError> {
+fn tls(keys: &Keys<'_>) -> Result<Option<BridgeTls>, String> {
     let on = match keys.table.get("tls") {
         None => false,
         Some(Value::Boolean(on)) => *on,
@@ -211,7 +211,7 @@ fn tls(keys: &Keys<'_>) -> Result<Option<BridgeTls>, ConfigError> {
 
 const TOPIC_KEYS: &[&str] = &["pattern", "direction", "qos", "local_prefix", "remote_prefix"];
 
-fn topics(keys: &Keys<'_>) -> Result<Vec<BridgeTopic>, ConfigError> {
+fn topics(keys: &Keys<'_>) -> Result<Vec<BridgeTopic>, String> {
     let Some(value) = keys.table.get("topics") else {
         return Err(keys.error("topics", "is required (at least one topic pattern)"));
     };
@@ -230,7 +230,7 @@ fn topics(keys: &Keys<'_>) -> Result<Vec<BridgeTopic>, ConfigError> {
     Ok(topics)
 }
 
-fn topic(keys: &Keys<'_>) -> Result<BridgeTopic, ConfigError> {
+fn topic(keys: &Keys<'_>) -> Result<BridgeTopic, String> {
     let pattern = keys.string("pattern")?.ok_or_else(|| keys.error("pattern", "is required"))?;
     let direction = match keys.string("direction")?.as_deref() {
         None | Some("out") => Direction::Out,
@@ -287,18 +287,18 @@ struct Keys<'a> {
 }
 
 impl Keys<'_> {
-    fn error(&self, key: &str, what: &str) -> ConfigError {
-        ConfigError(format!("{}.{key}: {what}", self.at))
+    fn error(&self, key: &str, what: &str) -> String {
+        format!("{}.{key}: {what}", self.at)
     }
 
-    fn only(&self, allowed: &[&str]) -> Result<(), ConfigError> {
+    fn only(&self, allowed: &[&str]) -> Result<(), String> {
         match self.table.keys().find(|key| !allowed.contains(&key.as_str())) {
             Some(key) => Err(self.error(key, "unknown key")),
             None => Ok(()),
         }
     }
 
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    fn string(&self, key: &str) -> Result<Option<String>, String> {
         match self.table.get(key) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -306,7 +306,7 @@ impl Keys<'_> {
         }
     }
 
-    fn integer(&self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    fn integer(&self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, String> {
         match self.table.get(key) {
             None => Ok(default),
             Some(Value::Integer(n)) if (min as i128..=max as i128).contains(&i128::from(*n)) => {
@@ -321,7 +321,7 @@ impl Keys<'_> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Vec<BridgeConfig>, ConfigError> {
+    fn parse(text: &str) -> Result<Vec<BridgeConfig>, String> {
         let table: Table = toml::from_str(text).expect("TOML");
         let list = table.get("bridge").and_then(Value::as_array).cloned().unwrap_or_default();
         bridges(&list, "n1")
