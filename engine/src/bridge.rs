@@ -32,7 +32,9 @@ use shardmq_io::link_tls::{self, LinkTls};
 use shardmq_io::runtime::{self, TcpStream};
 use shardmq_shard::{home_shard, ConnId};
 
-use crate::config::bridge::{BridgeConfig, BridgeTls, RECONNECT_MAX, RECONNECT_MIN};
+use crate::config::bridge::{
+    BridgeConfig, BridgeTls, RECONNECT_MAX, RECONNECT_MIN, RESERVED_PREFIX,
+};
 use crate::context::{ShardContext, VirtualConn};
 use crate::metrics::BridgeCounters;
 
@@ -51,7 +53,7 @@ const RECENTLY_SENT_MAX: usize = 4096;
 
 /// The client id of a bridge's local session.
 pub(crate) fn local_client_id(name: &str) -> String {
-    format!("$bridge/{name}")
+    format!("{RESERVED_PREFIX}{name}")
 }
 
 /// Starts the tasks of the bridges homed on this shard.
@@ -173,9 +175,11 @@ impl LocalSide {
         let handle = Rc::new(VirtualConn::default());
         context.virtual_conns.borrow_mut().insert(conn, handle.clone());
         let client_id = local_client_id(&bridge.name);
-        let mut properties = Properties::default();
-        properties.session_expiry_interval = Some(u32::MAX);
-        properties.receive_maximum = Some(INFLIGHT_MAX);
+        let properties = Properties {
+            session_expiry_interval: Some(u32::MAX),
+            receive_maximum: Some(INFLIGHT_MAX),
+            ..Properties::default()
+        };
         let connect = Connect {
             protocol: ProtocolVersion::V5,
             clean_start: false,
@@ -512,7 +516,7 @@ impl<'a> Link<'a> {
                 return Err("the local session was closed (taken over?)".into());
             }
             for packet in self.local.received(context)? {
-                self.from_local(context, packet, counters)?;
+                self.on_local(context, packet, counters)?;
             }
             self.keepalive()?;
             self.remote.flush().await?;
@@ -522,7 +526,7 @@ impl<'a> Link<'a> {
             if wake == Wake::Remote {
                 for packet in self.remote.read().await? {
                     self.last_heard = Instant::now();
-                    self.from_remote(context, packet, counters)?;
+                    self.on_remote(context, packet, counters)?;
                 }
             }
         }
@@ -542,7 +546,7 @@ impl<'a> Link<'a> {
     }
 
     /// A packet the shard wrote for the bridge's session.
-    fn from_local(
+    fn on_local(
         &mut self,
         context: &ShardContext,
         packet: Packet,
@@ -624,7 +628,7 @@ impl<'a> Link<'a> {
     }
 
     /// A packet from the remote broker.
-    fn from_remote(
+    fn on_remote(
         &mut self,
         context: &ShardContext,
         packet: Packet,
@@ -734,14 +738,15 @@ fn message_hash(topic: &str, payload: &[u8]) -> u64 {
 /// The properties a bridged message keeps: what describes the payload and the application's
 /// own; never what belongs to one connection (topic alias, subscription identifiers).
 fn carried_properties(from: &Properties) -> Properties {
-    let mut properties = Properties::default();
-    properties.payload_format_indicator = from.payload_format_indicator;
-    properties.message_expiry_interval = from.message_expiry_interval;
-    properties.content_type.clone_from(&from.content_type);
-    properties.response_topic.clone_from(&from.response_topic);
-    properties.correlation_data.clone_from(&from.correlation_data);
-    properties.user_properties.clone_from(&from.user_properties);
-    properties
+    Properties {
+        payload_format_indicator: from.payload_format_indicator,
+        message_expiry_interval: from.message_expiry_interval,
+        content_type: from.content_type.clone(),
+        response_topic: from.response_topic.clone(),
+        correlation_data: from.correlation_data.clone(),
+        user_properties: from.user_properties.clone(),
+        ..Properties::default()
+    }
 }
 
 fn keepalive_interval(bridge: &BridgeConfig) -> Duration {

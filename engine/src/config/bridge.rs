@@ -11,6 +11,9 @@ use std::time::Duration;
 use shardmq_io::codec::{ProtocolVersion, QoS};
 use toml::{Table, Value};
 
+/// What the client id and user name of every bridge's local session start with
+/// (`$bridge/<name>`); refused to clients (`connection.rs`).
+pub const RESERVED_PREFIX: &str = "$bridge/";
 /// The first wait before reconnecting to a remote broker, doubled after each failure.
 pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
 /// The longest wait before reconnecting.
