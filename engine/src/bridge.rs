@@ -81,7 +81,7 @@ async fn run_bridge(
 ) {
     // Attached once at start and detached again, so the session and its subscriptions exist
     // (and queue) before the remote broker is first reached.
-    let mut local = LocalSide::attach(&context, &bridge);
+    let mut local = LocalSide::attach(&context, &bridge, INFLIGHT_MAX);
     local.detach(&context);
     let mut backoff = RECONNECT_MIN;
     let mut attempts = 0_u64;
@@ -142,7 +142,8 @@ async fn bridge_once(
     };
     tracing::info!(bridge = %bridge.name, address = %bridge.address, "bridge connected");
     counters.connected.store(1, Ordering::Relaxed);
-    let local = LocalSide::attach(context, bridge);
+    // No more in flight than the remote broker takes (its Receive Maximum; Mosquitto's is 20).
+    let local = LocalSide::attach(context, bridge, remote.receive_max);
     let mut link = Link::new(bridge, remote, local);
     link.subscribe_remote();
     let result = link.run(context, counters).await;
@@ -170,14 +171,14 @@ impl LocalSide {
     /// Attaches the session (made on first use, kept across restarts) and subscribes it to the
     /// `out` patterns (No Local: never what the bridge itself published; retained messages
     /// only for a new subscription, not at every reconnect).
-    fn attach(context: &ShardContext, bridge: &BridgeConfig) -> LocalSide {
+    fn attach(context: &ShardContext, bridge: &BridgeConfig, window: u16) -> LocalSide {
         let conn = context.new_conn_id();
         let handle = Rc::new(VirtualConn::default());
         context.virtual_conns.borrow_mut().insert(conn, handle.clone());
         let client_id = local_client_id(&bridge.name);
         let properties = Properties {
             session_expiry_interval: Some(u32::MAX),
-            receive_maximum: Some(INFLIGHT_MAX),
+            receive_maximum: Some(window.clamp(1, INFLIGHT_MAX)),
             ..Properties::default()
         };
         let connect = Connect {
@@ -291,6 +292,9 @@ struct Remote {
     decoder: Decoder,
     input: BytesMut,
     output: BytesMut,
+    /// What the remote broker's CONNACK allows: messages in flight, and the largest packet.
+    receive_max: u16,
+    packet_max: u32,
 }
 
 impl Remote {
@@ -318,13 +322,21 @@ impl Remote {
             decoder: Decoder::client(bridge.protocol, PACKET_BYTES_MAX),
             input,
             output: BytesMut::new(),
+            receive_max: INFLIGHT_MAX,
+            packet_max: PACKET_BYTES_MAX,
         };
         remote.send(&Packet::Connect(Box::new(remote_connect(bridge)?)))?;
         remote.flush().await?;
         loop {
             if let Some(packet) = remote.read().await?.into_iter().next() {
                 return match packet {
-                    Packet::ConnAck(connack) if !connack.reason.is_error() => Ok(remote),
+                    Packet::ConnAck(connack) if !connack.reason.is_error() => {
+                        let properties = &connack.properties;
+                        remote.receive_max = properties.receive_maximum.unwrap_or(INFLIGHT_MAX);
+                        remote.packet_max =
+                            properties.maximum_packet_size.unwrap_or(PACKET_BYTES_MAX);
+                        Ok(remote)
+                    }
                     Packet::ConnAck(connack) => Err(format!("CONNACK {}", connack.reason)),
                     other => Err(format!("expected CONNACK, got {other:?}")),
                 };
@@ -602,6 +614,21 @@ impl<'a> Link<'a> {
             }
             return Ok(());
         };
+        let too_large = Packet::Publish(Publish {
+            topic: ByteString::from(remote_topic.as_str()),
+            packet_id: local_id,
+            ..publish.clone()
+        })
+        .encoded_len(self.remote.version)
+        .map_or(true, |len| len > self.remote.packet_max as usize);
+        if too_large {
+            // The remote broker would close the link for it, again at every resend: dropped.
+            tracing::warn!(bridge = %self.bridge.name, topic = %publish.topic, "a message larger than the remote broker's Maximum Packet Size was dropped");
+            if let Some(id) = local_id {
+                self.local.send(context, Packet::PubAck(Ack::success(id)));
+            }
+            return Ok(());
+        }
         self.remember_sent(&remote_topic, &publish.payload);
         let packet_id = match local_id {
             Some(local_id) => {

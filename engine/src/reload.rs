@@ -134,6 +134,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("client_events", old.client_events != new.client_events);
     check("password_file/acl_file/allow_anonymous", old.security != new.security);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));
+    // Each bridge's task keeps the configuration it started with.
+    check("[[bridge]]", old.bridges != new.bridges);
     check("max_packet_size", old.limits.packet_bytes_max != new.limits.packet_bytes_max);
     check("max_inflight", old.limits.inflight_max != new.limits.inflight_max);
     check("max_topic_alias", old.limits.topic_alias_max != new.limits.topic_alias_max);
