@@ -79,21 +79,30 @@ async fn run_bridge(
     bridge: BridgeConfig,
     counters: Arc<BridgeCounters>,
 ) {
-    // Attached once at start and detached again, so the session and its subscriptions exist
-    // (and queue) before the remote broker is first reached.
-    let mut local = LocalSide::attach(&context, &bridge, INFLIGHT_MAX);
-    local.detach(&context);
+    let mut prepared = false;
     let mut backoff = RECONNECT_MIN;
     let mut attempts = 0_u64;
     while !context.stopping.get() {
+        if !runs_here(&context, &bridge.name) {
+            // Another node runs it (or this one may not serve now): wait for the ring to change.
+            prepared = false;
+            counters.connected.store(0, Ordering::Relaxed);
+            runtime::sleep(GAUGES_REFRESH).await;
+            continue;
+        }
         if attempts > 0 {
             counters.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         attempts += 1;
-        match bridge_once(&context, &bridge, &counters).await {
-            Ok(()) => backoff = RECONNECT_MIN,
+        match own_session(&context, &bridge, &mut prepared).await {
+            Ok(()) => match bridge_once(&context, &bridge, &counters).await {
+                Ok(()) => backoff = RECONNECT_MIN,
+                Err(error) => {
+                    tracing::warn!(bridge = %bridge.name, address = %bridge.address, %error, "bridge down");
+                }
+            },
             Err(error) => {
-                tracing::warn!(bridge = %bridge.name, address = %bridge.address, %error, "bridge down");
+                tracing::warn!(bridge = %bridge.name, %error, "bridge session not claimed")
             }
         }
         counters.connected.store(0, Ordering::Relaxed);
@@ -106,6 +115,36 @@ async fn run_bridge(
         }
         backoff = (backoff * 2).min(RECONNECT_MAX);
     }
+}
+
+/// Whether this node runs the bridge now: always on a single node; in a cluster, when it is
+/// the first node of the bridge's name on the rendezvous ring of live members, and may serve
+/// (so each message is bridged by one node).
+fn runs_here(context: &ShardContext, name: &str) -> bool {
+    let Some(cluster) = &context.cluster else { return true };
+    let first = cluster.ring.borrow().owner(name.as_bytes()).cloned();
+    first.as_ref() == Some(&cluster.node.node) && cluster.node.fence.may_serve(Instant::now())
+}
+
+/// Makes the bridge's local session this node's: in a cluster, claimed in etcd like a client's
+/// (taken over, queue included, from the node that ran the bridge before). The first time, it
+/// is attached and detached again, so the session and its subscriptions exist (and queue)
+/// before the remote broker is first reached.
+async fn own_session(
+    context: &Rc<ShardContext>,
+    bridge: &BridgeConfig,
+    prepared: &mut bool,
+) -> Result<(), String> {
+    let local_id = local_client_id(&bridge.name);
+    crate::cluster::claim(context, &local_id, false, Some(&local_id))
+        .await
+        .map_err(|refusal| format!("claim of {local_id}: {}", refusal.label()))?;
+    if !*prepared {
+        let mut local = LocalSide::attach(context, bridge, INFLIGHT_MAX);
+        local.detach(context);
+        *prepared = true;
+    }
+    Ok(())
 }
 
 /// `wait` give or take a quarter, so that bridges of many nodes to one broker spread out.
@@ -526,6 +565,10 @@ impl<'a> Link<'a> {
             }
             if self.local.handle.closed.get() {
                 return Err("the local session was closed (taken over?)".into());
+            }
+            if !runs_here(context, &self.bridge.name) {
+                // Another node runs the bridge now: it takes the session over.
+                return Ok(());
             }
             for packet in self.local.received(context)? {
                 self.on_local(context, packet, counters)?;

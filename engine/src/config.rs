@@ -631,8 +631,8 @@ impl ServeArgs {
         })
     }
 
-    /// The `[[bridge]]` tables. Refused in a cluster: every node would run every bridge and
-    /// send each message out once per node (docs/bridges.md).
+    /// The `[[bridge]]` tables. In a cluster each runs on one node (docs/bridges.md); the
+    /// default client id names the node.
     fn bridge_configs(
         &self,
         cluster: Option<&ClusterConfig>,
@@ -641,15 +641,11 @@ impl ServeArgs {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
-        if cluster.is_some() {
-            return Err(ConfigError(
-                "bridge: `[[bridge]]` is not supported with `etcd` yet (each node would bridge \
-                 every message again); run bridges on a single node"
-                    .into(),
-            ));
-        }
-        bridge::bridges(tables, &self.node_id.clone().unwrap_or_else(host_name))
-            .map_err(ConfigError)
+        let node = match cluster {
+            Some(cluster) => cluster.node_id.clone(),
+            None => self.node_id.clone().unwrap_or_else(host_name),
+        };
+        bridge::bridges(tables, &node).map_err(ConfigError)
     }
 
     /// The MQTT listener's address: `listen`, or the wildcard address. [`ServeArgs::listeners`]
@@ -1308,21 +1304,18 @@ mod tests {
     }
 
     #[test]
-    fn bridges_are_read_and_refused_in_a_cluster() {
+    fn bridges_are_read_with_the_node_in_their_client_id() {
         let bridge = "[[bridge]]\nname = \"up\"\naddress = \"127.0.0.1:1883\"\n\
                       topics = [{ pattern = \"#\" }]\n";
-        let config =
-            file(&format!("node_id = \"edge\"\n{bridge}")).expect_err("node_id needs etcd");
-        assert!(config.to_string().contains("node_id"), "{config}");
         let config = file(bridge).expect("valid");
         assert_eq!(config.bridges.len(), 1);
         assert!(config.bridges[0].client_id.ends_with(".up"));
         let clustered = format!(
-            "etcd = \"http://127.0.0.1:2379\"\nlink_listen = \"127.0.0.1:1\"\n\
+            "etcd = \"http://127.0.0.1:2379\"\nnode_id = \"n7\"\nlink_listen = \"127.0.0.1:1\"\n\
              link_plaintext = true\n{bridge}"
         );
-        let error = file(&clustered).expect_err("refused with etcd").to_string();
-        assert!(error.starts_with("bridge:") && error.contains("etcd"), "{error}");
+        let config = file(&clustered).expect("bridges in a cluster");
+        assert_eq!(config.bridges[0].client_id, "n7.up");
     }
 
     #[test]

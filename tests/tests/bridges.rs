@@ -1,7 +1,8 @@
 //! Bridges (`[[bridge]]`, docs/bridges.md) against Debian's Mosquitto broker, with
 //! mosquitto_pub and mosquitto_sub on both sides: out and in with prefixes, `both` without
 //! loops on MQTT 5 and 3.1.1, Mosquitto killed -9 while messages are published locally,
-//! shardmq killed -9 with messages queued, the queue limit, and mutual TLS to Mosquitto.
+//! shardmq killed -9 with messages queued, the queue limit, mutual TLS to Mosquitto, and a
+//! two-node cluster running the bridge on one node (then on the other once it is killed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -393,8 +394,12 @@ fn shardmq_killed_with_messages_queued_delivers_them_after_restart() {
 #[test]
 fn a_full_queue_drops_and_counts_without_blocking_publishers() {
     let dir = TestDir::new("bridge-limit");
-    let mut mosquitto = Mosquitto::start(dir.path(), false);
+    let mut mosquitto = Mosquitto::start(dir.path(), true);
     let port = mosquitto.port;
+    // A persistent session on Mosquitto, saved before it stops: what the bridge sends once it
+    // is back waits there, however soon the bridge reconnects.
+    drop(Sub::start(port, "mqttv311", "l/#", Some("watcher")));
+    std::thread::sleep(Duration::from_millis(2500));
     mosquitto.kill();
     let config = bridge_config(
         dir.path(),
@@ -410,8 +415,8 @@ fn a_full_queue_drops_and_counts_without_blocking_publishers() {
     wait_metric(&broker, "shardmq_bridge_dropped_total", 15);
     wait_metric(&broker, "shardmq_bridge_queued", 5);
     mosquitto.run();
-    let mut remote = Sub::start(port, "mqttv5", "l/#", None);
-    let got = remote.messages(20, WAIT);
+    let mut remote = Sub::start(port, "mqttv311", "l/#", Some("watcher"));
+    let got = remote.messages(20, Duration::from_secs(8));
     assert_eq!(got, numbered(0, 5).iter().map(|m| format!("l/x {m}")).collect::<Vec<_>>());
 }
 
@@ -481,4 +486,97 @@ fn mutual_tls_to_mosquitto() {
     let mut local = Sub::start(broker.port(), "mqttv5", "tls/#", None);
     publish_one(mosquitto.port, "tls/in", "opened");
     assert_eq!(local.messages(1, WAIT), ["tls/in opened"]);
+}
+
+/// Cluster node `n{index}` on 127.0.0.1 (where the mosquitto clients connect), with the
+/// bridge's config file.
+fn cluster_node(etcd: &str, index: usize, config: &Path) -> Broker {
+    let address = "127.0.0.1:0".to_string();
+    let node_id = format!("n{index}");
+    let mut args: Vec<String> = [
+        "--config",
+        config.to_str().expect("UTF-8"),
+        "--listen",
+        &address,
+        "--etcd",
+        etcd,
+        "--cluster",
+        "bridges",
+        "--node-id",
+        &node_id,
+        "--link-listen",
+        &address,
+        "--lease-ttl",
+        "2",
+        "--claim-timeout",
+        "3",
+        "--admin-listen",
+        &address,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(shardmq_tests::link_tls_args(&node_id));
+    Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn a_cluster_bridges_each_message_once_from_one_node() {
+    let etcd =
+        shardmq_cluster::testing::EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"));
+    let dir = TestDir::new("bridge-cluster");
+    let mosquitto = Mosquitto::start(dir.path(), false);
+    let config = bridge_config(
+        dir.path(),
+        mosquitto.port,
+        "",
+        "{ pattern = \"c/#\", direction = \"out\", qos = 1 }, { pattern = \"ci/#\", direction = \"in\", qos = 1 }",
+    );
+    let mut nodes: Vec<Broker> =
+        (0..2).map(|index| cluster_node(&etcd.endpoint(), index, &config)).collect();
+    // One node runs the bridge; the other never connects it.
+    let deadline = Instant::now() + WAIT;
+    let running = loop {
+        let connected: Vec<usize> =
+            (0..2).filter(|&i| nodes[i].log_contains("bridge connected")).collect();
+        if connected.len() == 1 {
+            break connected[0];
+        }
+        assert!(connected.len() < 2, "both nodes run the bridge");
+        assert!(Instant::now() < deadline, "no node runs the bridge");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!nodes[1 - running].log_contains("bridge connected"), "both nodes run the bridge");
+    // Publishes on either node cross once, in the routes' time (one subscription, the
+    // bridge's, on one node).
+    let mut remote = Sub::start(mosquitto.port, "mqttv5", "c/#", None);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publish_one(nodes[1 - running].port(), "c/probe", "p");
+        if !remote.messages(1, Duration::from_millis(500)).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bridge's route did not reach the other node");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = remote.messages(100, Duration::from_millis(200));
+    publish(nodes[0].port(), "mqttv5", "c/0", &numbered(0, 10));
+    publish(nodes[1].port(), "mqttv5", "c/1", &numbered(0, 10));
+    let got = remote.messages(40, Duration::from_secs(4));
+    assert_eq!(got.len(), 20, "{got:?}");
+    // In: one local publish, seen on both nodes once.
+    let mut subs: Vec<Sub> =
+        nodes.iter().map(|node| Sub::start(node.port(), "mqttv5", "ci/#", None)).collect();
+    publish_one(mosquitto.port, "ci/x", "hello");
+    for sub in &mut subs {
+        assert_eq!(sub.messages(3, Duration::from_secs(3)), ["ci/x hello"]);
+    }
+    // The node running the bridge is killed: the other one takes the bridge over.
+    nodes[running].kill();
+    let survivor = &nodes[1 - running];
+    wait_connected(survivor, 1);
+    publish(survivor.port(), "mqttv5", "c/after", &numbered(0, 5));
+    let mut got = remote.messages(5, WAIT);
+    got.sort();
+    assert_eq!(got, numbered(0, 5).iter().map(|m| format!("c/after {m}")).collect::<Vec<_>>());
 }
