@@ -1,7 +1,8 @@
 //! Bridges (`[[bridge]]`, docs/bridges.md) against Debian's Mosquitto broker, with
 //! mosquitto_pub and mosquitto_sub on both sides: out and in with prefixes, `both` without
 //! loops on MQTT 5 and 3.1.1, Mosquitto killed -9 while messages are published locally,
-//! shardmq killed -9 with messages queued, the queue limit, mutual TLS to Mosquitto, and a
+//! shardmq killed -9 with messages queued, the queue limit, mutual TLS to Mosquitto, a user name
+//! and password file on Mosquitto with the local ACL applied to the user `$bridge/<name>`, and a
 //! two-node cluster running the bridge on one node (then on the other once it is killed).
 
 use std::io::{BufRead, BufReader, Write};
@@ -579,4 +580,46 @@ fn a_cluster_bridges_each_message_once_from_one_node() {
     let mut got = remote.messages(5, WAIT);
     got.sort();
     assert_eq!(got, numbered(0, 5).iter().map(|m| format!("c/after {m}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn credentials_on_mosquitto_and_the_acl_as_the_bridge_user() {
+    let dir = TestDir::new("bridge-acl");
+    let passwd = shardmq_tests::mosquitto_password_file(&dir, &[("edge", "s3cret")]);
+    let mut mosquitto = Mosquitto::start(dir.path(), false);
+    // A user name with a wrong password is refused; the bridge's is right.
+    mosquitto.reconfigure(&format!("password_file {}\n", passwd.display()));
+    std::fs::write(dir.path().join("bridge.password"), "s3cret\n").expect("write the password");
+    let extra = format!(
+        "username = \"edge\"\npassword_file = \"{}\"\n",
+        dir.path().join("bridge.password").display()
+    );
+    let config = bridge_config(
+        dir.path(),
+        mosquitto.port,
+        &extra,
+        "{ pattern = \"allowed/#\", qos = 1 }, { pattern = \"denied/#\", qos = 1 }, \
+         { pattern = \"in/#\", direction = \"in\", qos = 1 }, { pattern = \"blocked/#\", direction = \"in\", qos = 1 }",
+    );
+    // Locally, the bridge is the user `$bridge/b`: it may read allowed/# and write in/# only.
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "topic readwrite #\n\nuser $bridge/b\ntopic read allowed/#\ntopic write in/#\n",
+    )
+    .expect("write the ACL");
+    let data = TestDir::new("bridge-acl-data");
+    let broker = Broker::start_in(
+        data.path(),
+        &["--config", config.to_str().expect("UTF-8"), "--acl-file", acl.to_str().expect("UTF-8")],
+    );
+    wait_connected(&broker, 1);
+    let mut remote = Sub::start(mosquitto.port, "mqttv5", "#", None);
+    publish_one(broker.port(), "denied/x", "no");
+    publish_one(broker.port(), "allowed/x", "yes");
+    assert_eq!(remote.messages(2, Duration::from_secs(3)), ["allowed/x yes"]);
+    let mut local = Sub::start(broker.port(), "mqttv5", "#", None);
+    publish_one(mosquitto.port, "blocked/y", "no");
+    publish_one(mosquitto.port, "in/y", "yes");
+    assert_eq!(local.messages(2, Duration::from_secs(3)), ["in/y yes"]);
 }
