@@ -15,6 +15,9 @@ use shardmq_io::link_tls::LinkTlsFiles;
 use shardmq_io::transport::{AllowedOrigins, TlsPolicy, TlsVersion};
 use std::sync::Arc;
 
+pub mod bridge;
+pub use bridge::BridgeConfig;
+
 /// `shardmq serve` flags. Each is also a key of the config file (dashes become underscores).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,6 +372,12 @@ pub struct ServeArgs {
     /// `proxy_protocol` for `wss_listen`.
     #[arg(long, value_name = "BOOL")]
     pub wss_proxy_protocol: Option<bool>,
+
+    /// Bridges to other MQTT brokers: the config file's `[[bridge]]` tables (docs/bridges.md),
+    /// read by `config/bridge.rs`. No flag sets them.
+    #[arg(skip)]
+    #[serde(default)]
+    pub bridge: Option<Vec<toml::Value>>,
 }
 
 /// The resolved configuration of a node.
@@ -409,6 +418,8 @@ pub struct Config {
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
     pub security: Security,
+    /// Bridges to other brokers (`[[bridge]]`).
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// How log lines are written (to stderr).
@@ -636,7 +647,8 @@ impl ServeArgs {
             proxy_protocol,
             tls_proxy_protocol,
             ws_proxy_protocol,
-            wss_proxy_protocol
+            wss_proxy_protocol,
+            bridge
         )
     }
 
@@ -683,6 +695,7 @@ impl ServeArgs {
         let ws_origins = Arc::new(ws_origins(self.ws_allowed_origins.as_deref(), &security)?);
         let proxy_protocol = self.proxy_protocol(tls_listen, ws_listen, wss_listen)?;
         let admin_hosts = self.admin_host_names();
+        let bridges = self.bridge_configs(cluster.as_ref())?;
         Ok(Config {
             listen,
             tls_listen,
@@ -708,7 +721,25 @@ impl ServeArgs {
             limits,
             cluster,
             security,
+            bridges,
         })
+    }
+
+    /// The `[[bridge]]` tables. In a cluster each runs on one node (docs/bridges.md); the
+    /// default client id names the node.
+    fn bridge_configs(
+        &self,
+        cluster: Option<&ClusterConfig>,
+    ) -> Result<Vec<BridgeConfig>, ConfigError> {
+        let tables = self.bridge.as_deref().unwrap_or_default();
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = match cluster {
+            Some(cluster) => cluster.node_id.clone(),
+            None => self.node_id.clone().unwrap_or_else(host_name),
+        };
+        bridge::bridges(tables, &node).map_err(ConfigError)
     }
 
     /// The MQTT listener's address: `listen`, or the wildcard address. [`ServeArgs::listeners`]
@@ -1410,6 +1441,21 @@ mod tests {
         let machine =
             Limits { retained_bytes_max: config.limits.retained_bytes_max, ..Limits::default() };
         assert_eq!(config.limits, machine);
+    }
+
+    #[test]
+    fn bridges_are_read_with_the_node_in_their_client_id() {
+        let bridge = "[[bridge]]\nname = \"up\"\naddress = \"127.0.0.1:1883\"\n\
+                      topics = [{ pattern = \"#\" }]\n";
+        let config = file(bridge).expect("valid");
+        assert_eq!(config.bridges.len(), 1);
+        assert!(config.bridges[0].client_id.ends_with(".up"));
+        let clustered = format!(
+            "etcd = \"http://127.0.0.1:2379\"\nnode_id = \"n7\"\nlink_listen = \"127.0.0.1:1\"\n\
+             link_plaintext = true\n{bridge}"
+        );
+        let config = file(&clustered).expect("bridges in a cluster");
+        assert_eq!(config.bridges[0].client_id, "n7.up");
     }
 
     #[test]

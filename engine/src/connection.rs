@@ -350,6 +350,14 @@ async fn authenticated<S: ClientStream>(
     mut connect: Box<Connect>,
     source: Option<SocketAddr>,
 ) -> Option<(Box<Connect>, Option<TopicClaim>)> {
+    // `$bridge/<name>` is a bridge's own session and user (bridge.rs): no client may take
+    // either, whatever the authentication configured.
+    let reserved = |name: &str| name.starts_with(crate::config::bridge::RESERVED_PREFIX);
+    if reserved(&connect.client_id) || connect.username.as_deref().is_some_and(reserved) {
+        let reason = ReasonCode::CLIENT_IDENTIFIER_NOT_VALID;
+        send_refusal(wire.stream, connect.protocol, reason).await;
+        return None;
+    }
     let certified = match &context.tls {
         Some(tls) if tls.certificate_as_username() && wire.stream.is_tls() => {
             match wire.stream.peer_common_name() {

@@ -89,6 +89,15 @@ impl ShardContext {
     }
 }
 
+/// A connection without a socket: a bridge's local session (`bridge.rs`), whose task the shard
+/// reaches through this rather than through an epoll slot.
+#[derive(Debug, Default)]
+pub(crate) struct VirtualConn {
+    /// The shard has output for it, or closed it.
+    pub(crate) signal: Signal,
+    pub(crate) closed: Cell<bool>,
+}
+
 /// Lives on each shard: the state machine and the engine-side bookkeeping around it.
 pub(crate) struct ShardContext {
     pub(crate) id: ShardId,
@@ -151,6 +160,8 @@ pub(crate) struct ShardContext {
     /// Peers whose [`MeshItem::Ready`] has arrived.
     pub(crate) ready_peers: Cell<usize>,
     pub(crate) ready_signal: Signal,
+    /// The bridges' local sessions attached to this shard, by connection.
+    pub(crate) virtual_conns: RefCell<HashMap<ConnId, Rc<VirtualConn>>>,
 }
 
 impl ShardContext {
@@ -173,13 +184,15 @@ impl ShardContext {
             let conns = self.conns.borrow();
             for effect in effects.drain(..) {
                 match effect {
-                    Effect::Flush(conn) => {
-                        if let Some(handle) = conns.get(&conn) {
-                            handle.notify(SIGNAL_FLUSH);
+                    Effect::Flush(conn) => match conns.get(&conn) {
+                        Some(handle) => handle.notify(SIGNAL_FLUSH),
+                        None => {
+                            self.notify_virtual(conn, false);
                         }
-                    }
+                    },
                     Effect::Close(conn) => match conns.get(&conn) {
                         Some(handle) => handle.notify(SIGNAL_CLOSE),
+                        None if self.notify_virtual(conn, true) => {}
                         None => self.state.borrow_mut().connection_closed(conn),
                     },
                     Effect::Mesh(to, msg) => self.to_peer(to, MeshItem::Shard(msg)),
@@ -235,6 +248,18 @@ impl ShardContext {
             }
             self.apply_effects();
         }
+    }
+
+    /// Wakes the bridge task of a virtual connection (marking it closed when `close`); false
+    /// when `conn` is none.
+    fn notify_virtual(&self, conn: ConnId, close: bool) -> bool {
+        let virtuals = self.virtual_conns.borrow();
+        let Some(handle) = virtuals.get(&conn) else { return false };
+        if close {
+            handle.closed.set(true);
+        }
+        handle.signal.notify();
+        true
     }
 
     pub(crate) fn to_peer(&self, to: ShardId, item: MeshItem) {

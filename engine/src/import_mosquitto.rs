@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bridges;
+
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The Mosquitto configuration file (e.g. /etc/mosquitto/mosquitto.conf).
@@ -29,6 +31,8 @@ pub struct Imported {
     keys: BTreeMap<&'static str, toml::Value>,
     notes: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// The `[[bridge]]` tables, as TOML (they follow the top-level keys).
+    bridges: String,
 }
 
 /// One Mosquitto listener as read so far.
@@ -53,48 +57,8 @@ struct Reader {
     current: Option<usize>,
     default_listener: Listener,
     allow_anonymous_given: bool,
+    bridges: bridges::Bridges,
 }
-
-/// Directives of Mosquitto bridges (none carries over: shardmq has no bridges yet).
-const BRIDGE: &[&str] = &[
-    "connection",
-    "address",
-    "addresses",
-    "topic",
-    "bridge_attempt_unsubscribe",
-    "bridge_bind_address",
-    "bridge_cafile",
-    "bridge_capath",
-    "bridge_certfile",
-    "bridge_keyfile",
-    "bridge_identity",
-    "bridge_insecure",
-    "bridge_max_packet_size",
-    "bridge_outgoing_retain",
-    "bridge_protocol_version",
-    "bridge_psk",
-    "bridge_require_ocsp",
-    "bridge_tls_version",
-    "bridge_alpn",
-    "cleansession",
-    "local_cleansession",
-    "idle_timeout",
-    "keepalive_interval",
-    "local_clientid",
-    "local_password",
-    "local_username",
-    "notifications",
-    "notifications_local_only",
-    "notification_topic",
-    "remote_clientid",
-    "remote_password",
-    "remote_username",
-    "restart_timeout",
-    "round_robin",
-    "start_type",
-    "threshold",
-    "try_private",
-];
 
 /// Directives with no shardmq counterpart, and why.
 const NOT_CARRIED: &[(&str, &str)] = &[
@@ -219,6 +183,12 @@ impl Reader {
             "false" => Some(false),
             _ => None,
         };
+        if bridges::is_bridge_directive(directive) {
+            if let Err(why) = self.bridges.directive(directive, value) {
+                self.skip(place, directive, why);
+            }
+            return;
+        }
         match directive {
             "listener" => self.open_listener(place, value),
             "port" => match value.parse::<u16>() {
@@ -306,9 +276,7 @@ impl Reader {
             }
             return;
         }
-        let why = if BRIDGE.contains(&directive) {
-            "bridges are not supported yet".to_owned()
-        } else if let Some((_, why)) = NOT_CARRIED.iter().find(|(name, _)| *name == directive) {
+        let why = if let Some((_, why)) = NOT_CARRIED.iter().find(|(name, _)| *name == directive) {
             (*why).to_owned()
         } else if directive.starts_with("plugin_opt_") || directive.starts_with("auth_opt_") {
             "plugins are not supported".to_owned()
@@ -424,6 +392,7 @@ impl Reader {
                     .into(),
             );
         }
+        self.imported.bridges = self.bridges.toml();
         self.imported
     }
 }
@@ -450,6 +419,10 @@ impl Imported {
             out.push('\n');
             out.push_str(note);
             out.push('\n');
+        }
+        if !self.bridges.is_empty() {
+            out.push_str("\n# Bridges (docs/bridges.md).\n");
+            out.push_str(&self.bridges);
         }
         out
     }
@@ -515,7 +488,15 @@ mod tests {
              log_dest file /var/log/mosquitto/mosquitto.log\n\
              connection upstream\n\
              address 10.0.0.9:1883\n\
-             topic # out 1\n",
+             topic # out 1\n\
+             topic sensors/# both 1 site/ fleet/a/\n\
+             topic \"\" in 0 cmd/in remote/cmd\n\
+             bridge_protocol_version mqttv311\n\
+             remote_clientid edge-1\n\
+             remote_username edge\n\
+             remote_password secret\n\
+             bridge_cafile /etc/mosquitto/ca.pem\n\
+             try_private true\n",
         );
         let parsed: toml::Table = toml.parse().unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let get = |key: &str| parsed.get(key).map(ToString::to_string);
@@ -535,10 +516,27 @@ mod tests {
         assert_eq!(get("max_queued_messages"), None, "0 is no limit in Mosquitto");
         let left = skipped(&skipped_lines);
         for directive in
-            ["listener", "max_queued_messages", "log_dest", "connection", "address", "topic"]
+            ["listener", "max_queued_messages", "log_dest", "remote_password", "try_private"]
         {
             assert!(left.contains(&directive), "{directive} not reported: {left:?}");
         }
+        for directive in ["connection", "address", "topic", "remote_clientid", "bridge_cafile"] {
+            assert!(!left.contains(&directive), "{directive} reported: {left:?}");
+        }
+        // The bridge, as `serve` reads it.
+        let tables = parsed.get("bridge").and_then(toml::Value::as_array).expect("[[bridge]]");
+        let bridges = crate::config::bridge::bridges(tables, "n1").expect("a valid bridge");
+        let bridge = &bridges[0];
+        assert_eq!((bridge.name.as_str(), bridge.address.as_str()), ("upstream", "10.0.0.9:1883"));
+        assert_eq!(bridge.client_id, "edge-1");
+        assert_eq!(bridge.username.as_deref(), Some("edge"));
+        assert_eq!(bridge.protocol, shardmq_io::codec::ProtocolVersion::V3_1_1);
+        assert!(bridge.tls.is_some());
+        assert_eq!(bridge.topics.len(), 3);
+        assert_eq!(bridge.topics[1].local_filter(), "site/sensors/#");
+        assert_eq!(bridge.topics[1].remote_filter(), "fleet/a/sensors/#");
+        assert_eq!(bridge.topics[2].local_filter(), "cmd/in");
+        assert_eq!(bridge.topics[2].remote_filter(), "remote/cmd");
         // The second plain listener (1884) is reported, not merged.
         assert!(skipped_lines
             .iter()

@@ -10,6 +10,7 @@ mod admin;
 mod admin_http;
 mod admin_token;
 mod auth_http;
+mod bridge;
 mod check_system;
 pub mod cli;
 mod client_stream;

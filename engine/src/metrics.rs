@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardmq_cluster::control::ControlStats;
@@ -338,6 +339,66 @@ pub struct LoginFigures {
 
 pub type LoginStatsFn = Box<dyn Fn() -> LoginFigures + Send + Sync>;
 
+/// One bridge's figures (docs/bridges.md), written by its task and read when scraped.
+#[derive(Debug, Default)]
+pub struct BridgeCounters {
+    pub name: String,
+    /// 1 while the link to the remote broker is up.
+    pub connected: AtomicU64,
+    /// Messages the remote broker took (acknowledged, or sent at QoS 0).
+    pub sent: AtomicU64,
+    /// Messages from the remote broker published locally.
+    pub received: AtomicU64,
+    /// Messages waiting for the remote broker (queued and in flight).
+    pub queued: AtomicU64,
+    /// Messages dropped because the bridge's queue was full.
+    pub dropped: AtomicU64,
+    /// Connection attempts after the first.
+    pub reconnects: AtomicU64,
+}
+
+impl BridgeCounters {
+    pub fn new(name: &str) -> BridgeCounters {
+        BridgeCounters { name: name.to_string(), ..BridgeCounters::default() }
+    }
+}
+
+/// The per-bridge series, in exposition order: name, type, help, and the figure.
+type BridgeSeries = (&'static str, &'static str, &'static str, fn(&BridgeCounters) -> u64);
+
+const BRIDGE_SERIES: [BridgeSeries; 6] = [
+    ("shardmq_bridge_connected", "gauge", "1 while the bridge's link is up.", |b| {
+        b.connected.load(Ordering::Relaxed)
+    }),
+    ("shardmq_bridge_sent_total", "counter", "Messages the remote broker took.", |b| {
+        b.sent.load(Ordering::Relaxed)
+    }),
+    ("shardmq_bridge_received_total", "counter", "Messages from the remote broker.", |b| {
+        b.received.load(Ordering::Relaxed)
+    }),
+    ("shardmq_bridge_queued", "gauge", "Messages waiting for the remote broker.", |b| {
+        b.queued.load(Ordering::Relaxed)
+    }),
+    (
+        "shardmq_bridge_dropped_total",
+        "counter",
+        "Messages dropped: the bridge's queue was full.",
+        |b| b.dropped.load(Ordering::Relaxed),
+    ),
+    ("shardmq_bridge_reconnects_total", "counter", "Connection attempts after the first.", |b| {
+        b.reconnects.load(Ordering::Relaxed)
+    }),
+];
+
+fn render_bridges(out: &mut String, bridges: &[Arc<BridgeCounters>]) {
+    for (name, kind, help, value) in BRIDGE_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for bridge in bridges {
+            let _ = writeln!(out, "{name}{{bridge=\"{}\"}} {}", bridge.name, value(bridge));
+        }
+    }
+}
+
 /// Every shard's counters, shared with the admin thread.
 pub struct NodeCounters {
     shards: Vec<ShardSlot>,
@@ -345,6 +406,7 @@ pub struct NodeCounters {
     etcd: std::sync::OnceLock<EtcdStats>,
     links: std::sync::OnceLock<LinkStatsFn>,
     logins: std::sync::OnceLock<LoginStatsFn>,
+    bridges: std::sync::OnceLock<Vec<Arc<BridgeCounters>>>,
 }
 
 impl std::fmt::Debug for NodeCounters {
@@ -361,12 +423,23 @@ impl NodeCounters {
             etcd: std::sync::OnceLock::new(),
             links: std::sync::OnceLock::new(),
             logins: std::sync::OnceLock::new(),
+            bridges: std::sync::OnceLock::new(),
         }
     }
 
     /// Where `/metrics` reads the password logins' counters from.
     pub fn set_logins(&self, stats: LoginStatsFn) {
         let _ = self.logins.set(stats);
+    }
+
+    /// The bridges' figures (one entry per configured bridge).
+    pub fn set_bridges(&self, bridges: Vec<Arc<BridgeCounters>>) {
+        let _ = self.bridges.set(bridges);
+    }
+
+    /// The bridges' figures, as [`NodeCounters::set_bridges`] gave them.
+    pub fn bridges(&self) -> &[Arc<BridgeCounters>] {
+        self.bridges.get().map_or(&[], Vec::as_slice)
     }
 
     /// In a cluster: where `/metrics` reads the node links' counters from.
@@ -475,6 +548,9 @@ impl NodeCounters {
         }
         if let Some(logins) = self.logins.get() {
             render_logins(&mut out, &logins());
+        }
+        if let Some(bridges) = self.bridges.get().filter(|bridges| !bridges.is_empty()) {
+            render_bridges(&mut out, bridges);
         }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();

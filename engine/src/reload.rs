@@ -141,6 +141,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     // The JWT files' content is reread; which files and services, only at start.
     check("auth_http_*/acl_http_*/jwt_*", services_differ);
     check("cluster keys", format!("{:?}", old.cluster) != format!("{:?}", new.cluster));
+    // Each bridge's task keeps the configuration it started with.
+    check("[[bridge]]", old.bridges != new.bridges);
     check("max_packet_size", old.limits.packet_bytes_max != new.limits.packet_bytes_max);
     check("max_inflight", old.limits.inflight_max != new.limits.inflight_max);
     check("max_topic_alias", old.limits.topic_alias_max != new.limits.topic_alias_max);

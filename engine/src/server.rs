@@ -31,7 +31,7 @@ use crate::cluster::{self, NodeCluster, ShardCluster};
 use crate::config::Config;
 use crate::link_security::LinkCertificates;
 use crate::listeners::{ListenerKind, ShardListener, TlsCertificates, LISTEN_BACKLOG};
-use crate::metrics::NodeCounters;
+use crate::metrics::{BridgeCounters, NodeCounters};
 use crate::overload::MemoryWatch;
 use crate::reload::{LiveConfig, Reloader};
 use crate::security::NodeSecurity;
@@ -99,6 +99,9 @@ pub fn serve(
     }
 
     let counters = Arc::new(NodeCounters::new(shards));
+    counters.set_bridges(
+        config.bridges.iter().map(|bridge| Arc::new(BridgeCounters::new(&bridge.name))).collect(),
+    );
     let logins = security.clone();
     counters.set_logins(Box::new(move || logins.login_figures()));
     if let Some(node) = &node_cluster {
@@ -560,6 +563,7 @@ async fn shard_main(
     restore(&context, plan, &started, &obsolete).await;
     runtime::spawn_local(ticker(context.clone()));
     runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin));
+    crate::bridge::start_bridges(&context, &config.bridges, context.counters.bridges());
     if let (Some(interval), 0) = (config.sys_interval, id.0) {
         runtime::spawn_local(sys_publisher(context.clone(), interval));
     }
@@ -642,6 +646,7 @@ fn new_context(id: ShardId, config: &Config, state: Shard, parts: ContextParts) 
         commit_failed: Cell::new(false),
         ready_peers: Cell::new(0),
         ready_signal: Signal::default(),
+        virtual_conns: RefCell::new(HashMap::new()),
         cluster: parts.cluster,
         security: parts.security,
         acl_generation: Cell::new(parts.acl_generation),

@@ -99,6 +99,37 @@ impl LinkTlsConfig {
     }
 }
 
+/// TLS to an MQTT broker, for a bridge (not a node link): as any TLS client, the broker's
+/// certificate must chain to the CA in `ca` and name `host` (a DNS name or an IP address);
+/// `identity` is a client certificate and its key. The returned state runs the same handshake,
+/// [`LinkTls::seal`] and [`LinkTls::open`] as a link's.
+pub fn broker_client(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    host: &str,
+) -> Result<LinkTls, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(ca)? {
+        roots.add(certificate).map_err(|error| invalid(ca, error))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsConfigError::Invalid(error.to_string()))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((certificate, key)) => builder
+            .with_client_auth_cert(read_certificates(certificate)?, read_key(key)?)
+            .map_err(|error| invalid(certificate, error))?,
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|error| TlsConfigError::Invalid(format!("{host}: {error}")))?;
+    let connection = ClientConnection::new(Arc::new(config), name)
+        .map_err(|error| TlsConfigError::Invalid(error.to_string()))?;
+    Ok(LinkTls { connection: connection.into() })
+}
+
 /// A peer's certificate is good when it chains to the cluster CA (its names are not checked).
 #[derive(Debug)]
 struct ClusterCa {

@@ -252,6 +252,32 @@ fn wildcard_subscribe_over_many_retained_topics_delivers_all() {
 }
 
 #[test]
+fn a_bridge_session_has_its_own_bound_and_drop_count() {
+    // Client limits far above the bridge's own bound, so only the bridge's applies.
+    let limits = Limits { inflight_max: 2, queued_messages_max: 1000, ..Limits::default() };
+    let mut node = Node::with_limits(2, limits);
+    let bridge_id = "$bridge/up";
+    let home = usize::from(shardmq_shard::home_shard(bridge_id, 2).0);
+    node.shards[home].set_bridge_queue(bridge_id, 5);
+    let bridge = node.connect(bridge_id, V5, false);
+    node.subscribe(bridge, "out/#", QoS::AtLeastOnce);
+    let publisher = node.connect("p", V5, true);
+    for i in 0..20 {
+        node.publish(publisher, &format!("out/{i}"), "x", QoS::AtLeastOnce, false);
+    }
+    // Queued and in flight together: 5 kept (2 sent, 3 queued), 15 dropped and counted.
+    let (queue, held) = node.shards[home].bridge_queue(bridge_id).expect("a bridge session");
+    assert_eq!((queue.messages_max, queue.dropped, held), (5, 15, 5));
+    let sent = node.publishes(bridge);
+    assert_eq!(sent.len(), 2);
+    // Counted with the shard's queue drops too.
+    let stats = node.shards.iter().map(|shard| shard.stats().dropped_queue_full).sum::<u64>();
+    assert_eq!(stats, 15);
+    // Other sessions keep the client limits.
+    assert!(node.shards[home].bridge_queue("p").is_none());
+}
+
+#[test]
 fn wills_on_abnormal_close_not_on_normal_disconnect_but_on_0x04() {
     let mut node = Node::new(2);
     let watcher = node.connect("w", V5, true);

@@ -383,6 +383,18 @@ pub struct Shard {
     /// Where client events are published (`$SYS/brokers/<node>/clients/...`); `None`, the
     /// default, publishes none and costs one branch per event.
     client_events: Option<Box<ClientEvents>>,
+    /// The sessions of bridges to other brokers homed here (`$bridge/<name>`), by client id:
+    /// their own queue bound and drop count (see [`Shard::set_bridge_queue`]).
+    bridge_queues: FastMap<ByteString, BridgeQueue>,
+}
+
+/// A bridge session's queue: its bound, and the messages dropped past it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeQueue {
+    /// Messages the session may hold (queued and in flight) before new ones are dropped.
+    pub messages_max: usize,
+    /// Messages dropped because the queue was full.
+    pub dropped: u64,
 }
 
 /// A connection's enhanced authentication.
@@ -437,12 +449,32 @@ impl Shard {
             time_base: None,
             enhanced_auth: FastMap::default(),
             client_events: None,
+            bridge_queues: FastMap::default(),
         }
     }
 
     /// The access policy every client of this shard is held to from now on (`None`: none).
     pub fn set_authorizer(&mut self, authorizer: Option<Arc<dyn Authorizer>>) {
         self.authorizer = authorizer;
+    }
+
+    /// Makes `client_id` a bridge's session: its queue (queued and in flight) is bounded by
+    /// `messages_max` messages rather than the client limits, past it new messages are dropped and
+    /// counted for the bridge, and it never pauses a local publisher.
+    pub fn set_bridge_queue(&mut self, client_id: &str, messages_max: usize) {
+        let bridge = self.bridge_queues.entry(ByteString::from(client_id)).or_default();
+        bridge.messages_max = messages_max;
+    }
+
+    /// A bridge session's queue bound and drop count, and the messages it holds (queued and in
+    /// flight).
+    pub fn bridge_queue(&self, client_id: &str) -> Option<(BridgeQueue, usize)> {
+        let bridge = *self.bridge_queues.get(client_id)?;
+        let held = self
+            .sessions
+            .get(client_id)
+            .map_or(0, |s| s.held().queue.len() + s.held().inflight.len());
+        Some((bridge, held))
     }
 
     /// A shard that stores persistent sessions, their messages, retained messages and delayed
@@ -2268,7 +2300,9 @@ impl Shard {
         // even past the queue's limits, which each paused publisher overshoots by at most the
         // one message that paused it. A peer node's publisher has more on the link by the time
         // its pause arrives: those are kept within the limits only.
-        let paced = self.backpressure.applies(conn);
+        // A bridge's session never pauses local publishers: past its own bound its messages are
+        // dropped and counted instead (docs/bridges.md).
+        let paced = self.backpressure.applies(conn) && !self.bridge_queues.contains_key(client_id);
         let admission = match paced {
             true if self.backpressure.ingress_is_peer() => Admission::Paced,
             true => Admission::Always,
@@ -2321,8 +2355,14 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(client_id) else { return };
         let cost = delivery.message.cost_bytes();
         let held = session.held();
-        let full = held.queue.len() >= self.limits.queued_messages_max
-            || held.queued_bytes + cost > self.limits.queued_bytes_max;
+        let full = match self.bridge_queues.get(client_id) {
+            // A bridge's queue is bounded by its own message count only (`queue_max_messages`).
+            Some(bridge) => held.queue.len() + held.inflight.len() >= bridge.messages_max,
+            None => {
+                held.queue.len() >= self.limits.queued_messages_max
+                    || held.queued_bytes + cost > self.limits.queued_bytes_max
+            }
+        };
         if full && admission != Admission::Always {
             // Make room by dropping a queued QoS 0 message first; otherwise drop this one.
             match held.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
@@ -2349,6 +2389,9 @@ impl Shard {
     /// the 1st, 2nd, 4th, 8th... drop on this shard: visible without flooding the log.
     fn count_queue_drop(&mut self, client_id: &ByteString) {
         self.stats.dropped_queue_full += 1;
+        if let Some(bridge) = self.bridge_queues.get_mut(client_id) {
+            bridge.dropped += 1;
+        }
         let dropped = self.stats.dropped_queue_full;
         if dropped.is_power_of_two() {
             tracing::warn!(
