@@ -30,6 +30,7 @@ use shardmq_io::codec::{
 };
 use shardmq_io::link_tls::{self, LinkTls};
 use shardmq_io::runtime::{self, TcpStream};
+use shardmq_shard::topic_tree::topic_matches;
 use shardmq_shard::{home_shard, ConnId};
 
 use crate::config::bridge::{
@@ -646,7 +647,7 @@ impl<'a> Link<'a> {
             .topics
             .iter()
             .filter(|topic| {
-                topic.direction.outbound() && filter_matches(&topic.local_filter(), &publish.topic)
+                topic.direction.outbound() && topic_matches(&topic.local_filter(), &publish.topic)
             })
             .find_map(|topic| topic.to_remote(&publish.topic));
         let local_id = publish.packet_id;
@@ -741,7 +742,7 @@ impl<'a> Link<'a> {
             .topics
             .iter()
             .filter(|topic| {
-                topic.direction.inbound() && filter_matches(&topic.remote_filter(), &publish.topic)
+                topic.direction.inbound() && topic_matches(&topic.remote_filter(), &publish.topic)
             })
             .find_map(|topic| topic.to_local(&publish.topic));
         let echo = !self.remote.version.is_v5() && self.was_sent(&publish.topic, &publish.payload);
@@ -850,37 +851,19 @@ impl Wake {
     }
 }
 
-/// Whether an MQTT topic filter matches a topic name (`$` topics only by a filter naming the
-/// first level).
-pub(crate) fn filter_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('#') || filter.starts_with('+')) {
-        return false;
-    }
-    let mut topic_levels = topic.split('/');
-    for level in filter.split('/') {
-        match (level, topic_levels.next()) {
-            ("#", _) => return true,
-            ("+", Some(_)) => {}
-            (expected, Some(actual)) if expected == actual => {}
-            _ => return false,
-        }
-    }
-    topic_levels.next().is_none()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn filters_match_as_mqtt_says() {
-        assert!(filter_matches("a/#", "a"));
-        assert!(filter_matches("a/#", "a/b/c"));
-        assert!(filter_matches("a/+/c", "a/b/c"));
-        assert!(!filter_matches("a/+/c", "a/b/d"));
-        assert!(!filter_matches("a/b", "a/b/c"));
-        assert!(!filter_matches("#", "$SYS/x"));
-        assert!(filter_matches("$SYS/#", "$SYS/x"));
+        assert!(topic_matches("a/#", "a"));
+        assert!(topic_matches("a/#", "a/b/c"));
+        assert!(topic_matches("a/+/c", "a/b/c"));
+        assert!(!topic_matches("a/+/c", "a/b/d"));
+        assert!(!topic_matches("a/b", "a/b/c"));
+        assert!(!topic_matches("#", "$SYS/x"));
+        assert!(topic_matches("$SYS/#", "$SYS/x"));
     }
 
     #[test]
