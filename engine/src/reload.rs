@@ -105,8 +105,12 @@ impl Reloader {
         applied.limits = limits;
         applied.connect_rate_max = new.connect_rate_max;
         applied.memory_max = new.memory_max;
+        // Read by each new WebSocket upgrade (the shards take it at their next tick).
+        applied.ws_origins = new.ws_origins;
         self.live.replace(applied);
-        tracing::info!("reloaded the configuration (log filter, limits, connect rate, memory)");
+        tracing::info!(
+            "reloaded the configuration (log filter, limits, connect rate, memory, WebSocket origins)"
+        );
     }
 }
 
@@ -122,6 +126,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("tls_listen", old.tls_listen != new.tls_listen);
     check("ws_listen", old.ws_listen != new.ws_listen);
     check("wss_listen", old.wss_listen != new.wss_listen);
+    check("proxy_protocol/tls_/ws_/wss_proxy_protocol", old.proxy_protocol != new.proxy_protocol);
     check("tls_cert/tls_key/tls_client_ca", old.tls != new.tls);
     check("shards", old.shards != new.shards);
     check("data_dir", old.data_dir != new.data_dir);

@@ -77,3 +77,49 @@ fn sighup_applies_limits_and_log_filter_and_keeps_a_bad_file_out() {
     let (_third, reason) = connect(&broker, "third");
     assert_eq!(reason, ReasonCode::SUCCESS, "a bad reload changed the limits");
 }
+
+/// `ws_allowed_origins` is read again on SIGHUP: an upgrade from a page the new list names is
+/// accepted, one from a page it dropped gets 403.
+#[test]
+fn sighup_reads_the_websocket_origins_again() {
+    use std::io::{Read, Write};
+    let dir = TestDir::new("reload-origins");
+    let config = dir.path().join("shardmq.toml");
+    let write = |origin: &str| {
+        let text = format!(
+            "allow_anonymous = true\nws_listen = \"127.0.0.1:0\"\nws_allowed_origins = \"{origin}\"\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+    };
+    write("https://a.example");
+    let broker = Broker::start(&["--config", config.to_str().expect("UTF-8 path")]);
+    let line = broker.wait_for_log("listening for MQTT over WebSocket on ", WAIT).expect("ws");
+    let address = line.split("listening for MQTT over WebSocket on ").nth(1).expect("address");
+    let address = address.split_whitespace().next().expect("address").to_owned();
+    let status = |origin: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        write!(
+            stream,
+            "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\nOrigin: {origin}\r\n\r\n"
+        )
+        .expect("send the upgrade");
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).expect("a status line");
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    assert_eq!(status("https://a.example"), "101");
+    assert_eq!(status("https://b.example"), "403");
+    write("https://b.example");
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_count(&broker, "reloaded the configuration", 1);
+    // The shards take the new list at their next tick (every 250 ms at most).
+    let deadline = Instant::now() + WAIT;
+    while status("https://b.example") != "101" {
+        assert!(Instant::now() < deadline, "the new origin list is not in force");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status("https://a.example"), "403");
+}
