@@ -22,6 +22,9 @@ const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const WAIT: Duration = Duration::from_secs(5);
 /// How long routes take to reach the other nodes at most, in these tests.
 const PROPAGATION: Duration = Duration::from_secs(10);
+/// How long a new holder of a large retained message may take to pull it: its first attempt and
+/// the retries after 1, 2, 4 and 8 s, each waiting up to 2 s per holder.
+const PULL_RETRY_WAIT: Duration = Duration::from_secs(40);
 const LEASE_TTL: Duration = Duration::from_secs(2);
 /// How long a CONNACK may take in a cluster: the nodes' `--claim-timeout` (3 s) plus slack.
 const CLAIM_WAIT: Duration = Duration::from_secs(5);
@@ -363,7 +366,9 @@ fn a_joining_or_rejoining_node_catches_up_on_retained_messages_and_holds_its_lar
     nodes.push(start(2));
     await_retained(&nodes[2], "n2-joined", &before);
     let marker = &large[1000..1256];
-    let deadline = Instant::now() + PROPAGATION;
+    // A pull no holder answered in time (under the load of the whole suite) is tried again
+    // after 1, 2, 4 and 8 s: the wait covers the retries.
+    let deadline = Instant::now() + PULL_RETRY_WAIT;
     while !stored_under(dirs[2].path(), marker) {
         assert!(Instant::now() < deadline, "n2 did not pull the large message it holds");
         std::thread::sleep(Duration::from_millis(200));

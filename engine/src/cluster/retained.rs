@@ -269,8 +269,9 @@ pub async fn retained_puller(context: Rc<ShardContext>) {
         };
         let pulled = fetch_from(&context, &cluster, &topic, &holders).await;
         if pulled.is_none() {
-            // Asked again when the membership or the message's holders change.
-            tracing::debug!(shard = %context.id, %topic, "no holder answered a retained pull");
+            retry_pull(&context, &cluster, topic.clone(), holders);
+        } else {
+            cluster.pull_attempts.borrow_mut().remove(&topic);
         }
         let kept = context.state.borrow_mut().retained_pulled(&topic, pulled, Instant::now());
         context.apply_effects();
@@ -285,6 +286,44 @@ pub async fn retained_puller(context: Rc<ShardContext>) {
             }
         }
     }
+}
+
+/// Pulls of one topic that no holder answered, tried again after 1, 2, 4, 8 s (a holder slow
+/// to answer under load, or a link still coming up); past them the pull waits for the next
+/// change of the membership or of the message's holders, which asks for it again.
+const PULL_ATTEMPTS_MAX: u32 = 5;
+const PULL_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// A pull no holder answered: queued again after a pause, at most [`PULL_ATTEMPTS_MAX`] times.
+fn retry_pull(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    topic: ByteString,
+    holders: Vec<PeerNode>,
+) {
+    let attempt = {
+        let mut attempts = cluster.pull_attempts.borrow_mut();
+        let attempt = attempts.entry(topic.clone()).or_insert(0);
+        *attempt += 1;
+        *attempt
+    };
+    if attempt >= PULL_ATTEMPTS_MAX {
+        cluster.pull_attempts.borrow_mut().remove(&topic);
+        tracing::warn!(
+            shard = %context.id,
+            %topic,
+            "no holder answered {PULL_ATTEMPTS_MAX} pulls of a large retained message; asked \
+             again when the membership or its holders change"
+        );
+        return;
+    }
+    let (context, cluster) = (context.clone(), cluster.clone());
+    runtime::spawn_local(async move {
+        runtime::sleep(PULL_RETRY_FIRST * 2u32.pow(attempt - 1)).await;
+        if !context.stopping.get() {
+            cluster.pull_retained(topic, holders);
+        }
+    });
 }
 
 /// Asks each holder in turn for the retained message on `topic` until one has it, then hands

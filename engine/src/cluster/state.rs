@@ -207,6 +207,8 @@ pub struct ShardCluster {
     /// Large retained messages this node became a holder of, to pull one at a time.
     pub(crate) pull_queue: RefCell<PullQueue>,
     pub(crate) pull_signal: Signal,
+    /// Failed pulls per topic, while they are tried again (`retained.rs`, `retry_pull`).
+    pub(crate) pull_attempts: RefCell<HashMap<ByteString, u32>>,
     pub(crate) next_request: Cell<u64>,
     pub(crate) encoder: RefCell<Encoder>,
     /// Forwards dropped because the peer's link was down or full (QoS 0), for the logs.
@@ -363,6 +365,7 @@ impl ShardCluster {
             fetches: RefCell::new(HashMap::new()),
             pull_queue: RefCell::new(PullQueue::new()),
             pull_signal: Signal::default(),
+            pull_attempts: RefCell::new(HashMap::new()),
             // Request numbers differ between runs of the process, so that an answer to a
             // request of a previous run (it crossed a restart) matches nothing in this one.
             next_request: Cell::new(run_base()),
