@@ -883,12 +883,16 @@ impl<S: ClientStream> ConnectionTask<S> {
             context.apply_effects();
             return Step::Write;
         }
-        // A packet held for the ACL service: still waiting, or answered and fed first.
-        let answered = match context.acl_held.borrow().get(&conn) {
-            Some((_, Some(_))) => return Step::AclHold,
-            Some((_, None)) => true,
-            None => false,
-        };
+        // A packet held for the ACL service: still waiting, or answered and fed first. Without
+        // the service nothing is ever held, and the map is not looked at.
+        let mut answered = false;
+        if context.security.acl_service().is_some() {
+            match context.acl_held.borrow().get(&conn) {
+                Some((_, Some(_))) => return Step::AclHold,
+                Some((_, None)) => answered = true,
+                None => {}
+            }
+        }
         let mut fed = 0;
         if answered {
             if let Some((packet, _)) = context.acl_held.borrow_mut().remove(&conn) {

@@ -50,7 +50,7 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     }
     // A version 1 header is one line of at most 107 bytes: until its end has arrived it is
     // incomplete, whatever a parser makes of a line cut in the middle of a field.
-    if bytes.starts_with(b"PROXY") || b"PROXY".starts_with(&bytes[..bytes.len().min(5)]) {
+    if b"PROXY".starts_with(&bytes[..bytes.len().min(5)]) {
         let line_end = bytes.windows(2).position(|pair| pair == b"\r\n");
         if line_end.is_none() {
             return if bytes.len() < V1_HEADER_BYTES_MAX {
