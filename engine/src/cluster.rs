@@ -31,18 +31,16 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::ControlEvent;
 use shardmq_cluster::frame::{
-    self, Body, Heartbeat, Hello, Publish, RetainedIndex, RouteSnapshot, SessionMessage,
-    SessionTransfer, TakeoverRequest, TransferInstalled,
+    self, Body, Heartbeat, Hello, Publish, RetainedIndex, RouteSnapshot, SessionTransfer,
+    TakeoverRequest,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
 use shardmq_io::codec::ByteString;
 use shardmq_io::link_tls::{LinkIo, LinkTls};
 use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
-use shardmq_shard::persist::{
-    decode_message_record, decode_session, decode_stored_message, encode_message_record,
-    encode_session, Restored, WallClock,
-};
+use shardmq_node::{Effect as HandoverEffect, Links, Ticket};
+use shardmq_shard::persist::decode_stored_message;
 use shardmq_shard::{
     home_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode,
     RouteFrame, ShardId,
@@ -739,7 +737,7 @@ fn handle_frame(
         Body::SessionTransfer(transfer) => {
             let shard = ShardId(transfer.shard);
             if shard == context.id {
-                transfer_arrived(context, cluster, *transfer);
+                transfer_arrived(context, cluster, &transfer);
             } else if shard.0 < context.shards {
                 context.to_peer(shard, MeshItem::Cluster(ClusterItem::Transfer(transfer)));
             }
@@ -755,7 +753,7 @@ fn handle_frame(
         Body::TransferInstalled(installed) => {
             let home = home_shard(&installed.client_id, context.shards);
             if home == context.id {
-                unpark(cluster, &installed);
+                cluster.handover.borrow_mut().installed_arrived(&installed);
             } else {
                 context.to_peer(home, MeshItem::Cluster(ClusterItem::Installed(installed)));
             }
@@ -837,12 +835,14 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
             receipt_arrived(&cluster, context, peer, token, ok)
         }
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
-        ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, *transfer),
+        ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, &transfer),
         ClusterItem::Fetch { peer, fetch } => {
             retained::answer_fetch(context, &cluster, peer, &fetch)
         }
         ClusterItem::Fetched(fetched) => retained::fetched_arrived(&cluster, *fetched),
-        ClusterItem::Installed(installed) => unpark(&cluster, &installed),
+        ClusterItem::Installed(installed) => {
+            cluster.handover.borrow_mut().installed_arrived(&installed)
+        }
         ClusterItem::Pace { conn, pause } => {
             context.state.borrow_mut().peer_pace(conn, pause, Instant::now());
             context.apply_effects();
@@ -862,7 +862,8 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
 
 /// Claims `client_id` for this node before its CONNECT is answered: `Ok` when this node owns
 /// it now (taking it over from the peer that served it, session included, if needed), else why
-/// the connect is refused.
+/// the connect is refused. The shard's [`Handover`](shardmq_node::Handover) decides; this
+/// drives it.
 pub async fn claim(
     context: &Rc<ShardContext>,
     client_id: &str,
@@ -870,306 +871,125 @@ pub async fn claim(
     username: Option<&str>,
 ) -> Result<(), ConnectRefusal> {
     let Some(cluster) = context.cluster.clone() else { return Ok(()) };
-    let deadline = Instant::now() + cluster.node.claim_timeout;
-    loop {
-        let (owner, revision) = match cluster.node.control.claim(client_id).await {
-            ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => return Ok(()),
-            ClaimOutcome::HeldBy { owner, revision } => (owner, revision),
-            ClaimOutcome::Busy => return Err(ConnectRefusal::EtcdBusy),
-            ClaimOutcome::Unavailable => return Err(ConnectRefusal::EtcdUnavailable),
-            ClaimOutcome::Fenced => return Err(ConnectRefusal::Fenced),
-        };
-        let asked = Ask { client_id, clean_start, username };
-        let taken = take_over(context, &cluster, asked, &owner, revision, deadline).await;
-        match taken {
-            Some(Ok(true)) => return Ok(()),
-            Some(Ok(false)) => return Err(ConnectRefusal::EtcdUnavailable),
-            Some(Err(refusal)) => return Err(refusal),
-            // The owner is handing the client to another node: claim again once it has.
-            None if Instant::now() + TAKEOVER_RETRY < deadline => {
-                runtime::sleep(TAKEOVER_RETRY).await
+    let now = Instant::now();
+    let ticket = cluster.handover.borrow_mut().connect(client_id, clean_start, username, now);
+    let answer = Rc::new(Awaited::new());
+    cluster.answers.borrow_mut().insert(ticket, answer.clone());
+    run_handover(context, &cluster);
+    answer.wait().await
+}
+
+/// What the handover machine knows of this shard's links.
+struct ShardLinks<'a>(&'a ShardCluster);
+
+impl Links for ShardLinks<'_> {
+    fn up(&self, peer: PeerNode) -> bool {
+        self.0.links.borrow().get(&peer).is_some_and(|link| link.up.get())
+    }
+
+    fn peer(&self, node: &NodeId) -> PeerNode {
+        self.0.node.peer(node)
+    }
+}
+
+/// Carries out what the shard's handover machine left to do (see [`carry_out`]) after an event,
+/// and wakes its timer: the event may have set an earlier deadline.
+fn run_handover(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>) {
+    carry_out(context, cluster);
+    cluster.handover_signal.notify();
+}
+
+/// Carries out what the shard's handover machine left to do: claims to ask the control plane
+/// (each a task feeding its answer back), frames to send, ids handed over, connects answered.
+fn carry_out(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>) {
+    let mut effects = Vec::new();
+    cluster.handover.borrow_mut().drain_effects(&mut effects);
+    for effect in effects {
+        match effect {
+            HandoverEffect::Claim { ticket, client_id } => {
+                runtime::spawn_local(ask_control(context.clone(), ticket, client_id, None))
             }
-            None => return Err(ConnectRefusal::EtcdUnavailable),
+            HandoverEffect::ClaimAfterRelease { ticket, client_id, revision } => {
+                let claim = ask_control(context.clone(), ticket, client_id, Some(revision));
+                runtime::spawn_local(claim)
+            }
+            HandoverEffect::Send { peer, body } => {
+                cluster.send(peer, body);
+            }
+            HandoverEffect::HandedOver { client_id } => {
+                cluster.node.control.handed_over(&client_id)
+            }
+            HandoverEffect::Answer { ticket, result } => {
+                if let Some(answer) = cluster.answers.borrow_mut().remove(&ticket) {
+                    answer.set(result);
+                }
+            }
         }
     }
-}
-
-/// What a connect asks of the node that serves its client id.
-#[derive(Clone, Copy)]
-struct Ask<'a> {
-    client_id: &'a str,
-    clean_start: bool,
-    username: Option<&'a str>,
-}
-
-/// Asks `owner` to stop serving `client_id` and send its session, installs the session here,
-/// then claims the id from it in etcd (the owner has stopped serving before the claim commits).
-/// Whether this node owns the client now; `None` when the owner answered "busy"; a refusal
-/// when the session there belongs to another user.
-async fn take_over(
-    context: &Rc<ShardContext>,
-    cluster: &Rc<ShardCluster>,
-    asked: Ask<'_>,
-    owner: &NodeId,
-    revision: Revision,
-    deadline: Instant,
-) -> Option<Result<bool, ConnectRefusal>> {
-    let Ask { client_id, clean_start, username } = asked;
-    let peer = cluster.node.peer(owner);
-    let request = cluster.next_request();
-    let takeover = Rc::new(Takeover { client_id: client_id.to_string(), answer: Awaited::new() });
-    cluster.takeovers.borrow_mut().insert(request, takeover.clone());
-    let sent = cluster.send(
-        peer,
-        Body::TakeoverRequest(Box::new(TakeoverRequest {
-            client_id: client_id.to_string(),
-            request,
-            reply_shard: context.id.0,
-            clean_start,
-            username: username.map(str::to_string),
-        })),
-    );
-    let answer = match sent {
-        true => takeover.answer.until(deadline).await,
-        false => None,
-    };
-    cluster.takeovers.borrow_mut().remove(&request);
-    match answer {
-        Some(TakeoverAnswer::Installed) => {}
-        Some(TakeoverAnswer::Unreadable) => return Some(Ok(false)),
-        Some(TakeoverAnswer::Busy) => return None,
-        Some(TakeoverAnswer::OtherUser) => return Some(Err(ConnectRefusal::SessionOfAnotherUser)),
-        None => {
-            tracing::warn!(
-                shard = %context.id,
-                "cannot take client {client_id:?} over from {owner}: no answer over the node link"
-            );
-            return Some(Ok(false));
-        }
-    }
-    // When this claim fails, the session installed here stays (offline): the claim may still
-    // have committed, and whoever takes the client over next asks the key's owner for it.
-    let owned = matches!(
-        cluster.node.control.claim_after_release(client_id, revision).await,
-        ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned
-    );
-    if owned {
-        let installed = TransferInstalled { client_id: client_id.to_string(), request };
-        cluster.send(peer, Body::TransferInstalled(Box::new(installed)));
-    }
-    Some(Ok(owned))
-}
-
-/// A peer takes over a client homed on this shard: its connection here is closed, its session
-/// goes to the peer, and this node stops counting it as owned.
-fn hand_over(
-    context: &Rc<ShardContext>,
-    cluster: &ShardCluster,
-    peer: PeerNode,
-    request: &TakeoverRequest,
-) {
-    let username = request.username.as_deref();
-    // The session here, or the copy parked for a peer that has not confirmed it yet.
-    let parked_owner = cluster.parked.borrow().get(&request.client_id).and_then(|parked| {
-        parked.session.sessions.first().map(|(_, record)| record.username.clone())
-    });
-    let foreign = {
-        let state = context.state.borrow();
-        state.belongs_to_another_user(&request.client_id, username)
-            || parked_owner.is_some_and(|owner| state.is_another_user(owner.as_deref(), username))
-    };
-    if foreign {
-        // A session of another user stays where it is, and its client stays connected.
-        context.state.borrow_mut().connect_refused(ConnectRefusal::SessionOfAnotherUser);
-        tracing::warn!(
-            shard = %context.id,
-            user = ?username,
-            "refused a takeover from {peer}: client id {:?} has a session of another user",
-            request.client_id
-        );
-        let mut refused = transfer_frame(cluster, request, None, false);
-        refused.other_user = true;
-        cluster.send(peer, Body::SessionTransfer(Box::new(refused)));
-        return;
-    }
-    let parked_for = cluster.parked.borrow().get(&request.client_id).map(|p| p.peer);
-    let restored = match parked_for {
-        // Handed to a third node that has not confirmed: "no session here" would let this
-        // peer claim the client without it. It asks again; by then the third node owns the
-        // client (and is asked instead), or the copy is back here.
-        Some(to) if to != peer => {
-            let busy = transfer_frame(cluster, request, None, true);
-            cluster.send(peer, Body::SessionTransfer(Box::new(busy)));
-            return;
-        }
-        // The same peer asks again (its claim failed, or it never got the transfer): it gets
-        // the same copy again.
-        Some(_) => cluster.parked.borrow_mut().remove(&request.client_id).map(|p| p.session),
-        None => {
-            let restored = context.state.borrow_mut().hand_over(
-                &request.client_id,
-                request.clean_start,
-                Instant::now(),
-            );
-            context.apply_effects();
-            cluster.node.control.handed_over(&request.client_id);
-            restored
-        }
-    };
-    let transfer = transfer_frame(cluster, request, restored.as_ref(), false);
-    if !cluster.send(peer, Body::SessionTransfer(Box::new(transfer))) {
-        // The session would be lost with the frame: it stays here (offline) instead, and the
-        // requester, getting no answer, refuses its connect.
-        tracing::warn!(
-            shard = %context.id,
-            "cannot hand client {:?} over: the link to its new node is down; keeping its session",
-            request.client_id
-        );
-        if let Some(restored) = restored {
-            context.state.borrow_mut().adopt_session(restored, Instant::now());
-            context.apply_effects();
-        }
-        return;
-    }
-    // The frame (or the link) may still be lost, or the peer may fail to claim the client: a
-    // copy stays here until the peer says it installed the session and owns the client.
-    let Some(session) = restored else { return };
-    let client_id = request.client_id.clone();
-    let parked = Parked { peer, request: request.request, session };
-    cluster.parked.borrow_mut().insert(client_id.clone(), parked);
-    let wait = cluster.node.claim_timeout * 2 + LINK_READ_TIMEOUT;
-    let context = context.clone();
-    let request = request.request;
-    runtime::spawn_local(async move {
-        runtime::sleep(wait).await;
-        restore_parked(&context, &client_id, request);
-    });
-}
-
-/// The answer to a takeover `request`: the session handed over (`None`: there was none here),
-/// or "busy".
-fn transfer_frame(
-    cluster: &ShardCluster,
-    request: &TakeoverRequest,
-    restored: Option<&Restored>,
-    busy: bool,
-) -> SessionTransfer {
-    let mut transfer = SessionTransfer {
-        client_id: request.client_id.clone(),
-        request: request.request,
-        shard: request.reply_shard,
-        session: None,
-        messages: None,
-        incoming_qos2: None,
-        busy,
-        other_user: false,
-    };
-    if let Some(restored) = restored {
-        if let Some((_, record)) = restored.sessions.first() {
-            transfer.session = Some(encode_session(record));
-        }
-        transfer.messages = Some(
-            restored
-                .messages
-                .iter()
-                .map(|(_, seq, record)| SessionMessage {
-                    seq: *seq,
-                    record: encode_message_record(record, &cluster.clock),
-                })
-                .collect(),
-        );
-        transfer.incoming_qos2 = Some(restored.incoming_qos2.iter().map(|(_, id)| *id).collect());
-    }
-    transfer
-}
-
-/// The new owner installed a session this shard handed over: the copy kept here goes.
-fn unpark(cluster: &ShardCluster, installed: &TransferInstalled) {
-    let mut parked = cluster.parked.borrow_mut();
-    if parked.get(&installed.client_id).is_some_and(|p| p.request == installed.request) {
-        parked.remove(&installed.client_id);
-    }
-}
-
-/// No word from the peer that it installed a session handed over to it: the copy kept here
-/// becomes the session again (offline), unless the client has one here by now. Where the peer
-/// did install it after all, its copy is the newer one, and a takeover from it replaces this one.
-fn restore_parked(context: &ShardContext, client_id: &str, request: u64) {
-    let Some(cluster) = &context.cluster else { return };
-    let parked = {
-        let mut parked = cluster.parked.borrow_mut();
-        match parked.get(client_id) {
-            Some(p) if p.request == request => parked.remove(client_id),
-            _ => None,
-        }
-    };
-    let Some(parked) = parked else { return };
-    if context.state.borrow().has_session(client_id) {
-        return;
-    }
-    tracing::warn!(
-        shard = %context.id,
-        "the node that took client {client_id:?} over never confirmed its session: keeping it here"
-    );
-    context.state.borrow_mut().adopt_session(parked.session, Instant::now());
     context.apply_effects();
 }
 
-/// A peer answered one of this shard's takeover requests.
-fn transfer_arrived(context: &ShardContext, cluster: &ShardCluster, transfer: SessionTransfer) {
-    let Some(takeover) = cluster.takeovers.borrow().get(&transfer.request).cloned() else {
-        return;
+/// One claim of a connect, asked of the control plane (after the owner's release at
+/// `revision`, if given); its answer goes back to the handover machine.
+async fn ask_control(
+    context: Rc<ShardContext>,
+    ticket: Ticket,
+    client_id: String,
+    revision: Option<Revision>,
+) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    let control = &cluster.node.control;
+    let outcome = match revision {
+        None => control.claim(&client_id).await,
+        Some(revision) => control.claim_after_release(&client_id, revision).await,
     };
-    if takeover.client_id != transfer.client_id {
-        tracing::warn!(
-            shard = %context.id,
-            "ignoring a session transfer for {:?} answering a request for {:?}",
-            transfer.client_id,
-            takeover.client_id
-        );
-        return;
-    }
-    if transfer.busy {
-        return takeover.answer.set(TakeoverAnswer::Busy);
-    }
-    if transfer.other_user {
-        return takeover.answer.set(TakeoverAnswer::OtherUser);
-    }
-    // Installed at once, before anything else runs on this shard: from here on, a peer that
-    // takes the client over from this node finds the session here.
-    match decode_transfer(&transfer, &cluster.clock) {
-        Ok(Some(restored)) => {
-            context.state.borrow_mut().adopt_session(restored, Instant::now());
-            context.apply_effects();
-            takeover.answer.set(TakeoverAnswer::Installed);
+    let links = ShardLinks(&cluster);
+    cluster.handover.borrow_mut().claim_answered(&links, ticket, outcome);
+    run_handover(&context, &cluster);
+}
+
+/// Runs the handover machine's timers: takeovers unanswered by their deadline, connects told
+/// "busy" claiming again, parked sessions with no word from their new owner.
+pub async fn handover_timer(context: Rc<ShardContext>) {
+    let Some(cluster) = context.cluster.clone() else { return };
+    while !context.stopping.get() {
+        let due = cluster.handover.borrow().next_deadline();
+        let wait = due.map_or(LINK_HEARTBEAT, |due| due.saturating_duration_since(Instant::now()));
+        if !wait.is_zero() {
+            // A deadline added meanwhile (a takeover asked) wakes it early.
+            future::or(runtime::sleep(wait), cluster.handover_signal.wait()).await;
         }
-        Ok(None) => takeover.answer.set(TakeoverAnswer::Installed),
-        Err(error) => {
-            // Its node keeps its copy, not hearing that it was installed.
-            tracing::warn!(shard = %context.id, "bad session transfer for {:?}: {error}", transfer.client_id);
-            takeover.answer.set(TakeoverAnswer::Unreadable);
-        }
+        let now = Instant::now();
+        let mut state = context.state.borrow_mut();
+        cluster.handover.borrow_mut().tick(&mut state, now);
+        drop(state);
+        carry_out(&context, &cluster);
     }
 }
 
-// -------------------------------------------------------------------------------------------
-// Large retained messages
-// -------------------------------------------------------------------------------------------
+/// A peer takes over a client homed on this shard.
+fn hand_over(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    peer: PeerNode,
+    request: &TakeoverRequest,
+) {
+    let links = ShardLinks(cluster);
+    let mut state = context.state.borrow_mut();
+    let now = Instant::now();
+    cluster.handover.borrow_mut().request_arrived(&mut state, &links, peer, request, now);
+    drop(state);
+    run_handover(context, cluster);
+}
 
-fn decode_transfer(
+/// A peer answered one of this shard's takeover requests.
+fn transfer_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
     transfer: &SessionTransfer,
-    clock: &WallClock,
-) -> Result<Option<Restored>, shardmq_shard::persist::RecordError> {
-    let Some(session) = &transfer.session else { return Ok(None) };
-    let client_id = ByteString::from(transfer.client_id.as_str());
-    let mut restored = Restored::default();
-    restored.sessions.push((client_id.clone(), decode_session(session)?));
-    for message in transfer.messages.iter().flatten() {
-        let record = decode_message_record(&message.record, clock)?;
-        restored.messages.push((client_id.clone(), message.seq, record));
-    }
-    for &packet_id in transfer.incoming_qos2.iter().flatten() {
-        restored.incoming_qos2.push((client_id.clone(), packet_id));
-    }
-    Ok(Some(restored))
+) {
+    let mut state = context.state.borrow_mut();
+    cluster.handover.borrow_mut().transfer_arrived(&mut state, transfer, Instant::now());
+    drop(state);
+    run_handover(context, cluster);
 }

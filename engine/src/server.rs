@@ -572,6 +572,7 @@ async fn shard_main(
         runtime::spawn_local(cluster::link_accept_loop(context.clone(), link_listener));
         runtime::spawn_local(cluster::retained_fetcher(context.clone()));
         runtime::spawn_local(cluster::retained_puller(context.clone()));
+        runtime::spawn_local(cluster::handover_timer(context.clone()));
     }
     for (kind, listener, proxy_protocol) in listeners {
         runtime::spawn_local(accept_loop(context.clone(), listener, kind, proxy_protocol));
@@ -596,7 +597,7 @@ fn join_shard_cluster(
     let link_listener = link_socket.into_listener().unwrap_or_else(|error| {
         panic!("shard {id} cannot register its node-link listener: {error}")
     });
-    let shard_cluster = ShardCluster::new(node, clock);
+    let shard_cluster = ShardCluster::new(id, node, clock);
     let replicate_bytes_max = shard_cluster.node.retained_replicate_bytes_max;
     state.set_retained_placement(shard_cluster.placement(), replicate_bytes_max);
     let versions = shard_cluster.node.retained_clock.clone();

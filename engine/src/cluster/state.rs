@@ -21,10 +21,11 @@ use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{Member, NodeId};
 use shardmq_io::codec::ByteString;
 use shardmq_io::runtime::{self};
-use shardmq_shard::persist::{encode_stored_message, Restored, WallClock};
+use shardmq_node::{Handover, HandoverConfig, Ticket};
+use shardmq_shard::persist::{encode_stored_message, WallClock};
 use shardmq_shard::{
-    ConnId, Forward, LinkEpoch, LinkNumber, Node, PeerNode, PeerRoute, RetainedPlacement, ShardId,
-    SharedMessage,
+    ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerNode, PeerRoute,
+    RetainedPlacement, ShardId, SharedMessage,
 };
 
 use crate::link_security::{LinkCertificates, LinkStats};
@@ -193,9 +194,11 @@ pub struct ShardCluster {
     pub node: Arc<NodeCluster>,
     pub(crate) clock: WallClock,
     pub(crate) links: RefCell<HashMap<PeerNode, Rc<OutLink>>>,
-    pub(crate) takeovers: RefCell<HashMap<u64, Rc<Takeover>>>,
-    /// Sessions handed over to peers, by client id, until each new owner confirms.
-    pub(crate) parked: RefCell<HashMap<String, Parked>>,
+    /// Claims and takeovers of clients homed on this shard (`shardmq_node::Handover`), the
+    /// connects waiting for their answer, and what wakes its timer when a deadline is added.
+    pub(crate) handover: RefCell<Handover>,
+    pub(crate) answers: RefCell<HashMap<Ticket, Rc<Awaited<ClaimAnswer>>>>,
+    pub(crate) handover_signal: Signal,
     /// The live nodes (this one included), for the holders of large retained messages.
     pub(crate) ring: Rc<RefCell<Ring>>,
     /// Fetches of large retained messages the shard asked for, not started yet.
@@ -239,33 +242,8 @@ pub(crate) struct OutLink {
 /// A holder's answer to a retained fetch: the message and its version, or none.
 pub(crate) type Fetched = Option<(SharedMessage, u64)>;
 
-/// A takeover this shard asked a peer for, and how the peer answered.
-pub(crate) struct Takeover {
-    pub(crate) client_id: String,
-    pub(crate) answer: Awaited<TakeoverAnswer>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TakeoverAnswer {
-    /// The peer stopped serving the client; its session (if it had one) is installed here.
-    Installed,
-    /// The peer's transfer could not be read: it keeps its copy.
-    Unreadable,
-    /// The peer handed the client to a third node that has not confirmed yet: ask again.
-    Busy,
-    /// The session there belongs to another user: nothing was handed over.
-    OtherUser,
-}
-
-/// How long a connect waits before claiming again after a [`TakeoverAnswer::Busy`].
-pub(crate) const TAKEOVER_RETRY: Duration = Duration::from_millis(50);
-
-/// A session this shard handed over, kept until the new owner says it installed it.
-pub(crate) struct Parked {
-    pub(crate) peer: PeerNode,
-    pub(crate) request: u64,
-    pub(crate) session: Restored,
-}
+/// How a connect's claim ended: served here, or why not.
+pub(crate) type ClaimAnswer = Result<(), ConnectRefusal>;
 
 /// An answer a task waits for, set by whoever reads it from a link.
 pub(crate) struct Awaited<T> {
@@ -281,6 +259,16 @@ impl<T> Awaited<T> {
     pub(crate) fn set(&self, value: T) {
         *self.value.borrow_mut() = Some(value);
         self.signal.notify();
+    }
+
+    /// The answer, whenever it comes.
+    pub(crate) async fn wait(&self) -> T {
+        loop {
+            if let Some(value) = self.value.borrow_mut().take() {
+                return value;
+            }
+            self.signal.wait().await;
+        }
     }
 
     /// The answer, or `None` when it has not come by `deadline`.
@@ -352,13 +340,17 @@ pub enum ClusterItem {
 }
 
 impl ShardCluster {
-    pub fn new(node: Arc<NodeCluster>, clock: WallClock) -> ShardCluster {
+    pub fn new(shard: ShardId, node: Arc<NodeCluster>, clock: WallClock) -> ShardCluster {
+        let timing = HandoverConfig::new(node.claim_timeout, LINK_READ_TIMEOUT);
+        // Takeover request numbers, like the others, differ between runs (see below).
+        let handover = Handover::new(shard, timing, clock, run_base());
         ShardCluster {
             node,
             clock,
             links: RefCell::new(HashMap::new()),
-            takeovers: RefCell::new(HashMap::new()),
-            parked: RefCell::new(HashMap::new()),
+            handover: RefCell::new(handover),
+            answers: RefCell::new(HashMap::new()),
+            handover_signal: Signal::default(),
             ring: Rc::new(RefCell::new(Ring::default())),
             fetch_queue: RefCell::new(Vec::new()),
             fetch_signal: Signal::default(),
