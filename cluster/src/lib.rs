@@ -3,7 +3,7 @@
 //!
 //! The logic is sans-IO ([`ownership::Ownership`]: time is a parameter, etcd is described by
 //! the transactions it asks for and the answers it is fed), so the same code runs under the
-//! etcd driver ([`control`]) and under the deterministic simulation (`tests/simulation.rs`).
+//! etcd driver ([`control`]) and under the deterministic simulation (`node/tests/simulation.rs`).
 
 // No unsafe code of ours; the FlatBuffers code planus-cli generates (`frame::link_generated`)
 // uses planus's unsafe writer API and is the one module allowed it.

@@ -944,7 +944,10 @@ async fn ask_control(
         Some(revision) => control.claim_after_release(&client_id, revision).await,
     };
     let links = ShardLinks(&cluster);
-    cluster.handover.borrow_mut().claim_answered(&links, ticket, outcome);
+    let mut state = context.state.borrow_mut();
+    let mut handover = cluster.handover.borrow_mut();
+    handover.claim_answered(&mut state, &links, ticket, outcome, Instant::now());
+    drop((handover, state));
     run_handover(&context, &cluster);
 }
 

@@ -99,6 +99,9 @@ struct Connecting {
     username: Option<String>,
     deadline: Instant,
     stage: Stage,
+    /// A newer connect of the same client id came: this one was refused, and only finishes
+    /// its claim after the release (confirming the transfer to the peer if it won).
+    superseded: bool,
 }
 
 #[derive(Debug)]
@@ -123,9 +126,27 @@ struct Parked {
     until: Instant,
 }
 
+/// What a [`Handover`] did, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandoverStats {
+    /// Sessions handed to peers that asked (with or without a session here).
+    pub handed_over: u64,
+    /// Parked copies sent again to the same peer asking again.
+    pub parked_resent: u64,
+    /// Parked copies that became the session here again: no confirmation in time, or this
+    /// node won the client back first.
+    pub parked_restored: u64,
+    pub parked_taken_back: u64,
+    /// Takeovers whose owner did not answer by the connect's deadline.
+    pub takeovers_timed_out: u64,
+    /// Connects refused because a newer connect of the same client id came.
+    pub superseded: u64,
+}
+
 /// One shard's side of moving clients between nodes (see the module docs).
 #[derive(Debug)]
 pub struct Handover {
+    stats: HandoverStats,
     shard: ShardId,
     config: HandoverConfig,
     clock: WallClock,
@@ -149,6 +170,7 @@ impl Handover {
         first_request: u64,
     ) -> Handover {
         Handover {
+            stats: HandoverStats::default(),
             shard,
             config,
             clock,
@@ -176,6 +198,10 @@ impl Handover {
         connects.chain(self.parked.values().map(|p| p.until)).min()
     }
 
+    pub fn stats(&self) -> HandoverStats {
+        self.stats
+    }
+
     /// Connects in progress (for the admin API and tests).
     pub fn connects(&self) -> usize {
         self.connects.len()
@@ -197,6 +223,16 @@ impl Handover {
         username: Option<&str>,
         now: Instant,
     ) -> Ticket {
+        // The newest connect of a client id wins, as the ownership core decides for claims: an
+        // older one still waiting could otherwise install, after the newer one was served, a
+        // session transferred for it that is older than the one served since.
+        let older: Vec<Ticket> = (self.connects.iter())
+            .filter(|(_, c)| c.client_id == client_id && !c.superseded)
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in older {
+            self.supersede(ticket);
+        }
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         let connecting = Connecting {
@@ -205,6 +241,7 @@ impl Handover {
             username: username.map(str::to_string),
             deadline: now + self.config.claim_timeout,
             stage: Stage::Claiming,
+            superseded: false,
         };
         self.connects.insert(ticket, connecting);
         self.effects.push(Effect::Claim { ticket, client_id: client_id.to_string() });
@@ -213,7 +250,19 @@ impl Handover {
 
     /// The control plane answered the claim of `ticket` ([`Effect::Claim`] or
     /// [`Effect::ClaimAfterRelease`]).
-    pub fn claim_answered(&mut self, links: &impl Links, ticket: Ticket, outcome: ClaimOutcome) {
+    pub fn claim_answered(
+        &mut self,
+        shard: &mut Shard,
+        links: &impl Links,
+        ticket: Ticket,
+        outcome: ClaimOutcome,
+        now: Instant,
+    ) {
+        let Some(connecting) = self.connects.get(&ticket) else { return };
+        if matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned) {
+            let client_id = connecting.client_id.clone();
+            self.take_back(shard, &client_id, now);
+        }
         let Some(connecting) = self.connects.get_mut(&ticket) else { return };
         match (&connecting.stage, outcome) {
             (Stage::Releasing { request, peer }, outcome) => {
@@ -240,6 +289,18 @@ impl Handover {
                 self.answer(ticket, Err(ConnectRefusal::EtcdUnavailable))
             }
             (_, ClaimOutcome::Fenced) => self.answer(ticket, Err(ConnectRefusal::Fenced)),
+        }
+    }
+
+    /// This node owns `client_id` again while a copy of its session is parked here for a peer
+    /// (the client came back before the peer confirmed, and this node's claim won): the copy
+    /// is the session again, unless one is here already (installed since, so newer). The peer's
+    /// claim after the release fails, and its copy is never served.
+    fn take_back(&mut self, shard: &mut Shard, client_id: &str, now: Instant) {
+        let Some(parked) = self.parked.remove(client_id) else { return };
+        if !shard.has_session(client_id) {
+            self.stats.parked_taken_back += 1;
+            shard.adopt_session(parked.session, now);
         }
     }
 
@@ -329,7 +390,24 @@ impl Handover {
             if let Stage::Asking { request, .. } = connecting.stage {
                 self.requests.remove(&request);
             }
+            if !connecting.superseded {
+                self.effects.push(Effect::Answer { ticket, result });
+            }
+        }
+    }
+
+    /// A newer connect of the same client id supersedes `ticket`: it is refused now (busy).
+    /// One whose session is installed and whose claim after the release is under way goes on
+    /// in the background, so that a win is still confirmed to the peer that handed it over.
+    fn supersede(&mut self, ticket: Ticket) {
+        let Some(connecting) = self.connects.get_mut(&ticket) else { return };
+        self.stats.superseded += 1;
+        if let Stage::Releasing { .. } = connecting.stage {
+            connecting.superseded = true;
+            let result = Err(ConnectRefusal::EtcdBusy);
             self.effects.push(Effect::Answer { ticket, result });
+        } else {
+            self.answer(ticket, Err(ConnectRefusal::EtcdBusy));
         }
     }
 
@@ -375,14 +453,15 @@ impl Handover {
                 return self.send_transfer(links, peer, busy);
             }
             // The same peer asks again (its claim failed, or it never got the transfer): it
-            // gets the same copy again.
-            Some(_) => self.parked.remove(&request.client_id).map(|p| p.session),
-            None => {
-                let restored = shard.hand_over(&request.client_id, request.clean_start, now);
-                let client_id = request.client_id.clone();
-                self.effects.push(Effect::HandedOver { client_id });
-                restored
+            // gets the same copy again, unless the client has come back here since and has a
+            // session here, which is then the newer.
+            Some(_) => {
+                let parked = self.parked.remove(&request.client_id).map(|p| p.session);
+                let here = self.let_go(shard, request, now);
+                self.stats.parked_resent += u64::from(here.is_none() && parked.is_some());
+                here.or(parked)
             }
+            None => self.let_go(shard, request, now),
         };
         let transfer = self.transfer_frame(request, restored.as_ref(), false);
         if !links.up(peer) {
@@ -406,6 +485,24 @@ impl Handover {
         let until = now + self.config.park_for;
         let parked = Parked { peer, request: request.request, session, until };
         self.parked.insert(request.client_id.clone(), parked);
+    }
+
+    /// Stops serving the client here and gives up its session, if it has one here. Always
+    /// tells the control plane this node no longer owns the client, even when a copy parked for
+    /// the same peer is what goes: a claim of this node's own may have won the key meanwhile (the
+    /// client came back here), and once the peer claims after this release, this node must not
+    /// serve the client on that claim's answer.
+    fn let_go(
+        &mut self,
+        shard: &mut Shard,
+        request: &TakeoverRequest,
+        now: Instant,
+    ) -> Option<Restored> {
+        let restored = shard.hand_over(&request.client_id, request.clean_start, now);
+        self.stats.handed_over += 1;
+        let client_id = request.client_id.clone();
+        self.effects.push(Effect::HandedOver { client_id });
+        restored
     }
 
     fn send_transfer(&mut self, links: &impl Links, peer: PeerNode, transfer: SessionTransfer) {
@@ -487,6 +584,7 @@ impl Handover {
                 "cannot take client {:?} over: no answer over the node link",
                 connecting.client_id
             );
+            self.stats.takeovers_timed_out += 1;
             self.answer(ticket, Err(ConnectRefusal::EtcdUnavailable));
         }
         let mut expired: Vec<String> = (self.parked.iter())
@@ -513,6 +611,7 @@ impl Handover {
             "the node that took client {client_id:?} over never confirmed its session: keeping \
              it here"
         );
+        self.stats.parked_restored += 1;
         shard.adopt_session(parked.session, now);
     }
 }

@@ -10,7 +10,7 @@
 //! real [`Shard`](shardmq_shard::Shard) directly, as the engine's tasks did.
 //!
 //! The engine drives one per shard over real links and the real control plane
-//! (engine/src/cluster.rs); the cluster simulation (tests/simulation.rs) drives the same code,
+//! (engine/src/cluster.rs); the cluster simulation (node/tests/simulation.rs) drives the same code,
 //! with real `Ownership` cores and real shards, over a simulated etcd, network and clock.
 //!
 //! This crate sits above both `shardmq-shard` and `shardmq-cluster`: the shard crate must stay
@@ -19,4 +19,4 @@
 
 pub mod handover;
 
-pub use handover::{Effect, Handover, HandoverConfig, Links, Ticket};
+pub use handover::{Effect, Handover, HandoverConfig, HandoverStats, Links, Ticket};

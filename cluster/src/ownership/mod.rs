@@ -5,7 +5,7 @@
 //! serving. It does no I/O and reads no clock: every input carries `now`, outputs are drained
 //! with [`Ownership::poll_action`], and [`Ownership::next_wakeup`] says when to call
 //! [`Ownership::tick`]. The etcd driver (`control/`) and the deterministic simulation
-//! (`tests/simulation.rs`) drive the same code.
+//! (`node/tests/simulation.rs`) drive the same code.
 //!
 //! **Invariant:** at no moment do two nodes serve the same client id. It rests on four rules:
 //!

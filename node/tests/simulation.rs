@@ -1,15 +1,17 @@
 //! Deterministic simulation of session ownership, fencing and takeover, in the style of
-//! TigerBeetle's VOPR: the real [`Ownership`] core of every node runs against a simulated etcd,
-//! simulated node links and simulated clients, on a fake clock, with faults drawn from a seeded
+//! TigerBeetle's VOPR: the code the engine runs — the real [`Ownership`] core of every node, the
+//! real node protocol ([`Handover`], one per shard) and real [`Shard`] state machines (one to
+//! three per node) — against a simulated etcd, simulated node links and simulated MQTT clients,
+//! on a fake clock, with faults drawn from a seeded
 //! RNG. Invariants are checked after every event; a failing seed replays exactly.
 //!
 //! ```text
-//! cargo test -p shardmq-cluster --test simulation                      # SEEDS_DEFAULT seeds
-//! SIM_SEED=1234 cargo test -p shardmq-cluster --test simulation        # one seed
-//! SIM_SEED=1234 SIM_TRACE=1 cargo test -p shardmq-cluster --test simulation -- --nocapture
-//! SIM_SEEDS=100000 cargo test --release -p shardmq-cluster --test simulation
-//! SIM_FAULTS=crash,swizzle cargo test -p shardmq-cluster --test simulation   # only these faults
-//! SIM_SEED=7 cargo test -p shardmq-cluster --test simulation liveness          # a liveness run
+//! cargo test -p shardmq-node --test simulation                      # SEEDS_DEFAULT seeds
+//! SIM_SEED=1234 cargo test -p shardmq-node --test simulation        # one seed
+//! SIM_SEED=1234 SIM_TRACE=1 cargo test -p shardmq-node --test simulation -- --nocapture
+//! SIM_SEEDS=100000 cargo test --release -p shardmq-node --test simulation
+//! SIM_FAULTS=crash,swizzle cargo test -p shardmq-node --test simulation   # only these faults
+//! SIM_SEED=7 cargo test -p shardmq-node --test simulation liveness          # a liveness run
 //! perf/simulate                                  # 10,000 seeds in release (perf/simulate 100000)
 //! ```
 //!
@@ -22,13 +24,17 @@
 //! a keepalive that waits too long finds its lease gone. Each node: a driver (lease grant and the
 //! core's keepalives, its transactions timed out after `Ownership::txn_timeout`, a refused
 //! connection reported as such, heartbeats to peers every 250 ms carrying the `etcd_ok` the core
-//! last published) and a small engine: sessions holding the ids of acknowledged QoS 1 messages, and
-//! the takeover protocol over the node link (claim → `HeldBy` → ask the owner → the owner
-//! disconnects, calls `handed_over`, parks the session and ships a copy →
-//! `claim_after_release` → serve with the shipped session → tell the owner to drop its parked
-//! copy). Clients connect to random nodes (abandoning their previous connection without
-//! closing it, as a client does when it thinks the old one is dead), publish QoS 1 messages to
-//! themselves, disconnect, or end their session.
+//! last published) and the engine's parts as engine/src/cluster.rs wires them: each client id
+//! is homed on one shard, whose handover machine claims it through the core, asks the owner for
+//! the session over the node link (frames encoded and decoded by the real link codec), installs
+//! what arrives in the shard, claims after the release and confirms; the owner's machine hands
+//! the session over from its shard and parks a copy. The shards' group commits are durable at
+//! once (the disk never fails here). Clients are MQTT 5 clients with sessions that never
+//! expire: each subscribes to its own topic at QoS 1 when its session is new and publishes QoS 1
+//! messages to it, never acknowledging a delivery, so its session keeps every message it was
+//! acknowledged. They connect to random nodes (abandoning their previous connection without
+//! closing it, as a client does when it thinks the old one is dead), publish, disconnect, or
+//! end their session (a DISCONNECT with a session expiry of zero).
 //!
 //! **Faults.** Loss and delay (with spikes up to 300 ms towards etcd, 200 ms on node links) of
 //! every message; partitions of a node from etcd, from its peers, or both; process pauses
@@ -86,10 +92,12 @@
 //! 1. No client id is served by two nodes at once. A node serves a client when it has the
 //!    client's connection attached to its session and `now < serving_until` on its own clock
 //!    (the check the engine's shards make before serving anything).
-//! 2. No acknowledged QoS 1 message to a live session is lost. A session's *live copy* is the
-//!    one most recently installed (a fresh session, a restored one, or one shipped by a
-//!    takeover); its node is the session's holder. Every message acknowledged since the session
-//!    began must be in whatever copy a node installs or acknowledges on next. The session ends —
+//! 2. No acknowledged QoS 1 message to a live session is lost. A message is acknowledged when
+//!    the client reads its PUBACK. A session's *live copy* is the one most recently installed
+//!    (the shard's CONNACK: a fresh session, or one present there, shipped by a takeover or kept
+//!    there); its node is the session's holder. Every message acknowledged since the session
+//!    began must be among the messages the shard resends on the connection it attaches next
+//!    (the client acknowledges none, and the in-flight window holds them all). The session ends —
 //!    and may then be lost, as the design allows — only when the client ends it, or when its
 //!    holder crashes, or the lease it held the session under is gone from etcd (expired or
 //!    revoked). A node that fences keeps its sessions and its lease and serves them again under
@@ -98,9 +106,24 @@
 //!    new owner (under the lease it claimed with) is the holder, even before the copy arrives.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use shardmq_cluster::frame::{self, Body, Encoder, SessionTransfer};
+use shardmq_codec::{
+    ByteString, Connect, Decoded, Decoder, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
+};
+use shardmq_node::{
+    Effect as HandoverEffect, Handover, HandoverConfig, Links, Ticket as MachineTicket,
+};
+use shardmq_shard::persist::WallClock;
+use shardmq_shard::{
+    home_shard, ConnId, ConnectRefusal, Effect as ShardEffect, Limits, PeerNode, Shard, ShardId,
+    ShardMsg,
+};
 
 use shardmq_cluster::ownership::{
     Action, Compare, KeepaliveId, OpResult, Owner, Ownership, OwnershipConfig, Priority, Ticket,
@@ -121,8 +144,13 @@ const REQUEST_TIMEOUT: u64 = 2 * SECOND;
 /// A keepalive unanswered by then is forgotten by the driver (the core prunes it then too).
 const KEEPALIVE_FORGOTTEN: u64 = TTL;
 const HEARTBEAT_INTERVAL: u64 = 250 * MS;
-/// A takeover whose owner has not answered by then is abandoned (the client is refused).
-const TAKEOVER_TIMEOUT: u64 = SECOND;
+/// How long a node link may stay silent before it is closed (the engine's `LINK_READ_TIMEOUT`):
+/// part of how long a handed-over session stays parked.
+const LINK_SILENCE: u64 = 3 * SECOND;
+/// What the nodes' wall clocks read at the start (for the records a transfer carries).
+const UNIX_MS_AT_START: u64 = 1_800_000_000_000;
+/// Shards per node at most.
+const SHARDS_MAX: u16 = 3;
 /// Node-link delay spikes stay below the core's assumption about a report's age.
 const LINK_DELAY_MAX: u64 = 200 * MS;
 const ETCD_DELAY_MAX: u64 = 300 * MS;
@@ -149,7 +177,7 @@ const SEQUENTIAL_TIMEOUT: u64 = TTL / 6;
 /// The core's claim timeout (its default).
 const CLAIM_TIMEOUT: u64 = 5 * SECOND;
 /// A connect of a liveness run not answered by then was left to time out.
-const CONNECT_ANSWERED_WITHIN: u64 = CLAIM_TIMEOUT + TAKEOVER_TIMEOUT + SECOND;
+const CONNECT_ANSWERED_WITHIN: u64 = CLAIM_TIMEOUT + 2 * SECOND;
 /// The kinds of fault `fault` draws from, by name (for `SIM_FAULTS`), in draw order.
 const FAULT_NAMES: [&str; 13] = [
     "crash",
@@ -226,7 +254,8 @@ enum Broken {
     Nothing,
     /// The engine serves without looking at `serving_until` and ignores `Fence`.
     IgnoreServingUntil,
-    /// The previous owner ships the session but keeps serving it.
+    /// The previous owner answers a takeover without handing anything over (its handover
+    /// machine is not asked) and keeps serving the client.
     ServeAfterHandover,
     /// Nodes claim as soon as etcd answers again, without `CLAIM_QUARANTINE`.
     NoQuarantine,
@@ -260,6 +289,7 @@ enum Faults {
 #[derive(Debug, Clone)]
 struct Params {
     nodes: usize,
+    shards: u16,
     clients: usize,
     etcd_loss_ppm: u64,
     link_loss_ppm: u64,
@@ -278,6 +308,7 @@ impl Params {
             Mode::Safety => Params::draw_safety(rng),
             Mode::Liveness => Params {
                 nodes: rng.range(3, NODES_MAX as u64) as usize,
+                shards: rng.range(1, u64::from(SHARDS_MAX) + 1) as u16,
                 clients: rng.range(16, LIVENESS_CLIENTS_MAX as u64) as usize,
                 etcd_loss_ppm: 0,
                 link_loss_ppm: 0,
@@ -293,6 +324,7 @@ impl Params {
     fn draw_safety(rng: &mut Rng) -> Params {
         Params {
             nodes: rng.range(3, NODES_MAX as u64) as usize,
+            shards: rng.range(1, u64::from(SHARDS_MAX) + 1) as u16,
             clients: rng.range(3, CLIENTS_MAX as u64) as usize,
             etcd_loss_ppm: [0, 1_000, 20_000, 60_000][rng.pick(4)],
             link_loss_ppm: [0, 1_000, 20_000, 60_000][rng.pick(4)],
@@ -345,41 +377,12 @@ enum EtcdResponse {
 }
 
 #[derive(Debug, Clone)]
-struct Session {
-    /// The revision of the key under which this copy was last installed. With the length of
-    /// `messages` (acknowledgements only append, on one server at a time) it orders the copies
-    /// takeovers leave on several nodes, as a real engine's session version would.
-    epoch: i64,
-    /// Acknowledged QoS 1 message ids, in order.
-    messages: Vec<u64>,
-    /// The attached connection, if any.
-    conn: Option<u64>,
-}
-
-impl Session {
-    fn version(&self) -> (i64, usize) {
-        (self.epoch, self.messages.len())
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Shipped {
-    Session {
-        shipment: u64,
-        session: Session,
-    },
-    /// The owner had nothing (it crashed and restarted, fenced, or the session ended).
-    Nothing,
-    /// The owner is itself installing the session: try later.
-    Busy,
-}
-
-#[derive(Debug, Clone)]
 enum LinkMessage {
-    Heartbeat { etcd_ok: bool },
-    TakeoverAsk { client: usize, ticket: Ticket },
-    TakeoverReply { ticket: Ticket, shipped: Shipped },
-    Installed { client: usize, shipment: u64 },
+    Heartbeat {
+        etcd_ok: bool,
+    },
+    /// A node-link frame, as the real encoder wrote it.
+    Frame(Vec<u8>),
 }
 
 #[derive(Debug, Clone)]
@@ -594,23 +597,6 @@ struct PendingRequest {
     timeout_at: u64,
 }
 
-#[derive(Debug)]
-struct Connecting {
-    client: usize,
-    conn: u64,
-    /// What the previous owner shipped, for a `claim_after_release`.
-    shipped: Option<(usize, Shipped)>,
-}
-
-#[derive(Debug)]
-struct Takeover {
-    client: usize,
-    conn: u64,
-    owner: usize,
-    revision: Revision,
-    deadline: u64,
-}
-
 /// One run of a node's process: everything a crash loses.
 #[derive(Debug)]
 struct Process {
@@ -622,12 +608,23 @@ struct Process {
     published_ok: bool,
     view: Vec<Member>,
     view_revision: i64,
-    sessions: BTreeMap<usize, Session>,
-    /// Sessions handed over, kept until the new owner says it installed them.
-    parked: BTreeMap<usize, (u64, Session)>,
-    connecting: BTreeMap<Ticket, Connecting>,
-    takeovers: BTreeMap<Ticket, Takeover>,
+    /// The node's shards: real `Shard` state machines, and the real handover machine of each.
+    shards: Vec<Shard>,
+    handovers: Vec<Handover>,
+    mesh: VecDeque<(ShardId, ShardId, ShardMsg)>,
+    encoder: Encoder,
+    /// The core's claim tickets, to the handover machine (shard) and its ticket that asked.
+    claims: BTreeMap<Ticket, (usize, MachineTicket)>,
     next_ticket: u64,
+    /// Connects waiting for their claim: (shard, ticket) → (client, connection).
+    connecting: BTreeMap<(usize, MachineTicket), (usize, u64)>,
+    /// Connections attached to their client's session: client → (shard, connection).
+    attached: BTreeMap<usize, (usize, u64)>,
+    /// The clients' side of the connections here: decoders and what they received.
+    decoders: BTreeMap<u64, Decoder>,
+    received: BTreeMap<u64, Vec<Packet>>,
+    /// Clients a transfer brought a session to, for the stats.
+    shipped_in: BTreeSet<usize>,
     wake_at: Option<u64>,
     wake_generation: u64,
     /// `own.serving_until()` and `own.lease_deadline()` as of the last call into the core.
@@ -635,6 +632,118 @@ struct Process {
     lease_deadline: Option<Instant>,
     /// `own.lease()`, likewise.
     lease_held: Option<LeaseId>,
+}
+
+impl Process {
+    /// A ticket of the ownership core for a claim the handover machine of `shard` asked for.
+    fn claim_ticket(&mut self, shard: usize, ticket: MachineTicket) -> Ticket {
+        let claim = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.claims.insert(claim, (shard, ticket));
+        claim
+    }
+
+    /// The shard whose session `conn` of `client` is attached to, if it still is.
+    fn attached_shard(&self, client: usize, conn: u64) -> Option<usize> {
+        let (shard, attached) = *self.attached.get(&client)?;
+        let open = attached == conn && self.shards[shard].client_of(ConnId(conn)).is_some();
+        open.then_some(shard)
+    }
+
+    /// What the shard wrote to connection `conn`, decoded on the client's side.
+    fn collect(&mut self, shard: ShardId, conn: ConnId, now: Instant) {
+        let mut bytes = self.shards[shard.index()].take_output(conn);
+        if let Some(decoder) = self.decoders.get_mut(&conn.0) {
+            while let Ok(Decoded::Packet(packet)) = decoder.decode(&mut bytes) {
+                self.received.entry(conn.0).or_default().push(packet);
+            }
+        }
+        self.shards[shard.index()].output_written(conn, now);
+    }
+}
+
+/// What a node's handover machines know of its links: a link is up towards every node in its
+/// member view (frames on it may still be lost, delayed or clogged).
+struct SimLinks<'a> {
+    view: &'a [Member],
+    ids: &'a [NodeId],
+}
+
+impl Links for SimLinks<'_> {
+    fn up(&self, peer: PeerNode) -> bool {
+        let Some(id) = self.ids.get(node_of(peer)) else { return false };
+        self.view.iter().any(|member| member.node == *id)
+    }
+
+    fn peer(&self, node: &NodeId) -> PeerNode {
+        peer_of(self.ids.iter().position(|id| id == node).expect("a node of the simulation"))
+    }
+}
+
+/// A node's number among its peers (as the engine numbers them, from 1).
+fn peer_of(node: usize) -> PeerNode {
+    PeerNode(node as u16 + 1)
+}
+
+fn node_of(peer: PeerNode) -> usize {
+    usize::from(peer.0).saturating_sub(1)
+}
+
+/// Room for every message a run acknowledges in a session's in-flight window, so that a
+/// reconnect resends them all (the client never acknowledges one).
+fn session_limits() -> Limits {
+    Limits { inflight_max: u16::MAX, queued_messages_max: 1 << 20, ..Limits::default() }
+}
+
+/// A v5 client resuming its session (or starting one that never expires).
+fn connect_packet(name: &str) -> Connect {
+    Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: false,
+        keep_alive_secs: 0,
+        client_id: ByteString::from(name),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties { session_expiry_interval: Some(u32::MAX), ..Properties::default() },
+    }
+}
+
+/// Each client subscribes to its own topic at QoS 1.
+fn subscribe_packet(name: &str) -> Packet {
+    let filter = TopicFilterEntry {
+        filter: ByteString::from(format!("own/{name}")),
+        options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+    };
+    let packet_id = PacketId::new(1).expect("non-zero");
+    Packet::Subscribe(Subscribe {
+        packet_id,
+        properties: Properties::default(),
+        filters: vec![filter],
+    })
+}
+
+/// Message `id` published at QoS 1 to the client's own topic, and its packet id.
+fn publish_packet(name: &str, id: u64) -> (Packet, PacketId) {
+    let packet_id = PacketId::new((id % 65_535) as u16 + 1).expect("non-zero");
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: ByteString::from(format!("own/{name}")),
+        packet_id: Some(packet_id),
+        properties: Properties::default(),
+        payload: Bytes::from(id.to_string()),
+    };
+    (Packet::Publish(publish), packet_id)
+}
+
+/// The message id a delivered PUBLISH carries.
+fn message_id(packet: &Packet) -> Option<u64> {
+    match packet {
+        Packet::Publish(publish) => std::str::from_utf8(&publish.payload).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -676,7 +785,10 @@ struct Client {
 struct Stats {
     installs_fresh: u64,
     installs_shipped: u64,
+    /// Parked copies sent again, restored, or taken back by the handover machines.
     installs_parked: u64,
+    /// Connects superseded by a newer one of the same client id.
+    superseded: u64,
     acks: u64,
     fences: u64,
     crashes: u64,
@@ -707,7 +819,18 @@ struct Stats {
 }
 
 impl Stats {
+    /// What a process's handover machines counted, at its end.
+    fn count_handovers(&mut self, process: &Process) {
+        for handover in &process.handovers {
+            let counted = handover.stats();
+            self.installs_parked +=
+                counted.parked_resent + counted.parked_restored + counted.parked_taken_back;
+            self.superseded += counted.superseded;
+        }
+    }
+
     fn add(&mut self, other: &Stats) {
+        self.superseded += other.superseded;
         self.installs_fresh += other.installs_fresh;
         self.installs_shipped += other.installs_shipped;
         self.installs_parked += other.installs_parked;
@@ -787,11 +910,12 @@ struct World {
     next_request: u64,
     next_conn: u64,
     next_message: u64,
-    next_shipment: u64,
     mode: Mode,
     liveness: Liveness,
     /// Scratch for `check` (which runs after every event): who serves each client.
     served_by: Vec<Option<usize>>,
+    /// The nodes' names, by index (what their handover machines' links resolve).
+    node_ids: Vec<NodeId>,
 }
 
 /// What a liveness run watches.
@@ -803,15 +927,6 @@ struct Liveness {
     round_trip_max: u64,
     /// What went wrong; a failure only if the premise held (`round_trip_max < TTL / 2`).
     issues: Vec<String>,
-}
-
-/// Keeps the newer of two parked copies.
-fn park(process: &mut Process, client: usize, shipment: u64, session: Session) {
-    let newer =
-        process.parked.get(&client).is_none_or(|(_, parked)| session.version() > parked.version());
-    if newer {
-        process.parked.insert(client, (shipment, session));
-    }
 }
 
 impl World {
@@ -860,11 +975,12 @@ impl World {
             next_request: 0,
             next_conn: 0,
             next_message: 0,
-            next_shipment: 0,
             mode,
             liveness: Liveness::default(),
             served_by: Vec::new(),
+            node_ids: Vec::new(),
         };
+        world.node_ids = world.nodes.iter().map(|node| node.id.clone()).collect();
         for node in 0..world.nodes.len() {
             world.start(node);
         }
@@ -943,6 +1059,14 @@ impl World {
         }
         self.nodes[node].incarnation += 1;
         self.nodes[node].paused_until = None;
+        let incarnation = self.nodes[node].incarnation;
+        let shards = self.params.shards;
+        let limits = session_limits();
+        let timing = HandoverConfig::new(
+            Duration::from_micros(CLAIM_TIMEOUT),
+            Duration::from_micros(LINK_SILENCE),
+        );
+        let clock = WallClock::fixed(self.base, UNIX_MS_AT_START);
         self.nodes[node].process = Some(Process {
             own: Ownership::new(config),
             granting: false,
@@ -951,11 +1075,24 @@ impl World {
             published_ok: false,
             view: Vec::new(),
             view_revision: 0,
-            sessions: BTreeMap::new(),
-            parked: BTreeMap::new(),
-            connecting: BTreeMap::new(),
-            takeovers: BTreeMap::new(),
+            shards: (0..shards)
+                .map(|shard| Shard::with_storage(ShardId(shard), shards, limits.clone(), clock))
+                .collect(),
+            handovers: (0..shards)
+                .map(|shard| {
+                    let first_request = incarnation << 32;
+                    Handover::new(ShardId(shard), timing, clock, first_request)
+                })
+                .collect(),
+            mesh: VecDeque::new(),
+            encoder: Encoder::new(),
+            claims: BTreeMap::new(),
             next_ticket: 0,
+            connecting: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            decoders: BTreeMap::new(),
+            received: BTreeMap::new(),
+            shipped_in: BTreeSet::new(),
             wake_at: None,
             wake_generation: 0,
             serving_until: None,
@@ -967,9 +1104,8 @@ impl World {
     }
 
     fn crash(&mut self, node: usize) {
-        if self.nodes[node].process.take().is_none() {
-            return;
-        }
+        let Some(process) = self.nodes[node].process.take() else { return };
+        self.stats.count_handovers(&process);
         self.stats.crashes += 1;
         self.nodes[node].incarnation += 1;
         self.nodes[node].paused_until = None;
@@ -988,8 +1124,8 @@ impl World {
         if let Some(request) = process.requests.values().map(|r| r.timeout_at).min() {
             next = next.min(request);
         }
-        if let Some(takeover) = process.takeovers.values().map(|t| t.deadline).min() {
-            next = next.min(takeover);
+        if let Some(due) = process.handovers.iter().filter_map(Handover::next_deadline).min() {
+            next = next.min(self.sim_time(node, due));
         }
         let next = next.max(self.now);
         if process.wake_at.is_none_or(|at| next < at) {
@@ -1071,26 +1207,6 @@ impl World {
 
     // --- the ownership core's actions --------------------------------------------------------
 
-    fn drain(&mut self, node: usize) {
-        while let Some(action) = self.process(node).and_then(|p| p.own.poll_action()) {
-            self.act(node, action);
-        }
-        let now = self.local(node, self.now);
-        if let Some(process) = self.process(node) {
-            // They change only inside calls into the core, all of which end here; the driver
-            // publishes etcd_ok after every step, as the real one does.
-            process.serving_until = process.own.serving_until();
-            process.lease_deadline = process.own.lease_deadline();
-            process.lease_held = process.own.lease();
-            let was_ok = process.published_ok;
-            process.published_ok = process.own.report_etcd_ok(now);
-            if was_ok && !process.published_ok {
-                self.liveness_issue(|| format!("node-{node} says etcd is unreachable"));
-            }
-        }
-        self.reschedule(node);
-    }
-
     fn act(&mut self, node: usize, action: Action) {
         match action {
             Action::Txn { id, lease, ops } => {
@@ -1106,9 +1222,10 @@ impl World {
                 // copies handed to peers and not yet confirmed: the lease lives on, and the node
                 // serves them again under it.
                 if self.broken != Broken::IgnoreServingUntil {
+                    let now = self.local(node, self.now);
                     if let Some(process) = self.process(node) {
-                        for session in process.sessions.values_mut() {
-                            session.conn = None;
+                        for shard in &mut process.shards {
+                            shard.fence(now);
                         }
                     }
                 }
@@ -1142,131 +1259,203 @@ impl World {
         })
     }
 
-    // --- the engine --------------------------------------------------------------------------
+    // --- the engine: real shards and their real handover machines ---------------------------
 
-    fn answered(&mut self, node: usize, ticket: Ticket, outcome: ClaimOutcome) {
-        let Some(connecting) = self.process(node).and_then(|p| p.connecting.remove(&ticket)) else {
-            return;
-        };
-        let client = connecting.client;
-        let shipped = connecting.shipped.as_ref().map(|(from, _)| *from);
-        let conn = connecting.conn;
-        self.log(|| {
-            format!(
-                "node-{node} client-{client} {outcome:?} (ticket {}, conn {conn}, shipped by {shipped:?})",
-                ticket.0
-            )
-        });
-        let since = match outcome {
-            ClaimOutcome::HeldBy { .. } => None,
-            _ => self.liveness.pending.remove(&conn).map(|(_, _, since)| since),
-        };
-        if outcome == ClaimOutcome::Busy {
-            self.stats.busy += 1;
+    /// Carries out what the node's parts left to do, until all are quiet: the ownership core's
+    /// actions, the shards' effects and mesh messages, the handover machines' effects (each may
+    /// feed the others). Then publishes what the heartbeats read, and reschedules the timer.
+    fn drain(&mut self, node: usize) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.process(node).and_then(|p| p.own.poll_action()) {
+                busy = true;
+                self.act(node, action);
+            }
+            busy |= self.run_shards(node);
+            busy |= self.run_handovers(node);
+            if !busy {
+                break;
+            }
         }
-        // Refused at its deadline (`Unavailable` then means "timed out"), or fenced. A lost
-        // race is answered at once, and a connect the client has since abandoned (it connected
-        // elsewhere, and took its session over from here) may be refused.
-        let current = self.clients[client].conn == Some((node, conn));
-        // A takeover that lost the race to an older attempt of the same client elsewhere (it
-        // retried on another node while the first attempt's claim was still under way) is
-        // answered when etcd answers, however late: not a timeout.
-        let lost_to_itself = since
-            .is_some_and(|since| self.clients[client].installed_at.is_some_and(|at| at > since));
-        let timed_out = outcome == ClaimOutcome::Unavailable
-            && !lost_to_itself
-            && since.is_some_and(|since| self.now >= since + CLAIM_TIMEOUT);
-        if current && (timed_out || outcome == ClaimOutcome::Fenced) {
-            self.liveness_issue(|| format!("node-{node} answered client-{client} {outcome:?}"));
+        let now = self.local(node, self.now);
+        if let Some(process) = self.process(node) {
+            // They change only inside calls into the core, all of which end here; the driver
+            // publishes etcd_ok after every step, as the real one does.
+            process.serving_until = process.own.serving_until();
+            process.lease_deadline = process.own.lease_deadline();
+            process.lease_held = process.own.lease();
+            let was_ok = process.published_ok;
+            process.published_ok = process.own.report_etcd_ok(now);
+            if was_ok && !process.published_ok {
+                self.liveness_issue(|| format!("node-{node} says etcd is unreachable"));
+            }
         }
-        match outcome {
-            ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed => {
-                self.install(node, client, connecting.conn, connecting.shipped);
+        self.reschedule(node);
+    }
+
+    /// The shards' effects and mesh messages, as the engine carries them: output decoded on the
+    /// clients' side, closed connections detached, ended sessions released in etcd.
+    fn run_shards(&mut self, node: usize) -> bool {
+        let now = self.local(node, self.now);
+        let Some(process) = self.nodes[node].process.as_mut() else { return false };
+        let mut any = false;
+        loop {
+            let mut effects = Vec::new();
+            for shard in &mut process.shards {
+                let from = shard.id();
+                let mut own = Vec::new();
+                shard.drain_effects(&mut own);
+                effects.extend(own.into_iter().map(|effect| (from, effect)));
             }
-            ClaimOutcome::HeldBy { owner, .. } if connecting.shipped.is_some() => {
-                unreachable!("claim_after_release answered HeldBy {owner}")
+            if effects.is_empty() && process.mesh.is_empty() {
+                return any;
             }
-            ClaimOutcome::HeldBy { owner, revision } => {
-                let Some(owner) = self.nodes.iter().position(|n| n.id == owner) else { return };
-                assert_ne!(owner, node, "HeldBy names this node");
-                let deadline = self.now + TAKEOVER_TIMEOUT;
-                let takeover =
-                    Takeover { client, conn: connecting.conn, owner, revision, deadline };
-                if let Some(process) = self.process(node) {
-                    process.takeovers.insert(ticket, takeover);
-                }
-                self.send_link(node, owner, LinkMessage::TakeoverAsk { client, ticket });
-            }
-            ClaimOutcome::Unavailable | ClaimOutcome::Busy | ClaimOutcome::Fenced => {
-                // The put may have committed unseen (also after a fence: the lease lives on and
-                // serving resumes under it), making this node the owner etcd names: keep the
-                // shipped copy where a peer's ask will find it.
-                // (A session kept here from an earlier lease may be older: the newest of the two
-                // is what a later install or ask takes.)
-                if let Some((_, Shipped::Session { shipment, session })) = connecting.shipped {
-                    if let Some(process) = self.process(node) {
-                        park(process, client, shipment, session);
+            any = true;
+            for (from, effect) in effects {
+                match effect {
+                    ShardEffect::Flush(conn) => process.collect(from, conn, now),
+                    ShardEffect::Close(conn) => {
+                        process.collect(from, conn, now);
+                        process.shards[from.index()].connection_closed(conn);
+                        process.attached.retain(|_, (_, attached)| *attached != conn.0);
                     }
+                    ShardEffect::Mesh(to, message) => process.mesh.push_back((from, to, message)),
+                    ShardEffect::SessionEnded(client_id) => process.own.release(&client_id, now),
+                    ShardEffect::Commit => {
+                        // The disk keeps up and never fails here (storage faults have tests of
+                        // their own): each group commit is durable at once.
+                        let shard = &mut process.shards[from.index()];
+                        while let Some(batch) = shard.take_commit_batch() {
+                            shard.commit_finished(batch.tickets, true, now);
+                        }
+                    }
+                    _ => {}
                 }
+            }
+            if let Some((from, to, message)) = process.mesh.pop_front() {
+                process.shards[to.index()].mesh(from, message, now);
             }
         }
     }
 
-    /// The claim succeeded: install the newest copy of the session and attach the connection.
-    /// Newest first: the one installed here, one shipped by the previous owner, one parked
-    /// here by an earlier takeover that did not complete, else a fresh session.
-    fn install(
+    /// The handover machines' effects, as engine/src/cluster.rs carries them out.
+    fn run_handovers(&mut self, node: usize) -> bool {
+        let now = self.local(node, self.now);
+        let mut effects = Vec::new();
+        let Some(process) = self.process(node) else { return false };
+        for (shard, handover) in process.handovers.iter_mut().enumerate() {
+            let mut own = Vec::new();
+            handover.drain_effects(&mut own);
+            effects.extend(own.into_iter().map(|effect| (shard, effect)));
+        }
+        let any = !effects.is_empty();
+        for (shard, effect) in effects {
+            let Some(process) = self.process(node) else { return any };
+            match effect {
+                HandoverEffect::Claim { ticket, client_id } => {
+                    let claim = process.claim_ticket(shard, ticket);
+                    process.own.claim(claim, &client_id, Priority::Connect, now);
+                }
+                HandoverEffect::ClaimAfterRelease { ticket, client_id, revision } => {
+                    let claim = process.claim_ticket(shard, ticket);
+                    process.own.claim_after_release(claim, &client_id, revision, now);
+                }
+                HandoverEffect::Send { peer, body } => {
+                    let mut bytes = BytesMut::new();
+                    process.encoder.encode(body, &mut bytes);
+                    self.send_link(node, node_of(peer), LinkMessage::Frame(bytes.to_vec()));
+                }
+                HandoverEffect::HandedOver { client_id } => process.own.handed_over(&client_id),
+                HandoverEffect::Answer { ticket, result } => {
+                    self.connect_answered(node, shard, ticket, result)
+                }
+            }
+        }
+        any
+    }
+
+    /// The core answered a claim: the handover machine that asked for it goes on.
+    fn answered(&mut self, node: usize, ticket: Ticket, outcome: ClaimOutcome) {
+        if outcome == ClaimOutcome::Busy {
+            self.stats.busy += 1;
+        }
+        let Some(process) = self.nodes[node].process.as_mut() else { return };
+        let Some((shard, machine_ticket)) = process.claims.remove(&ticket) else { return };
+        if self.trace {
+            eprintln!("    node-{node} core answers {ticket:?} ({shard}, {machine_ticket:?}): {outcome:?}");
+        }
+        let now = self.local(node, self.now);
+        let ids = &self.node_ids;
+        let Some(process) = self.nodes[node].process.as_mut() else { return };
+        let Process { shards, handovers, view, .. } = process;
+        let links = SimLinks { view, ids };
+        handovers[shard].claim_answered(&mut shards[shard], &links, machine_ticket, outcome, now);
+    }
+
+    /// A connect's claim ended: the client is served here (its session installed and its
+    /// connection attached) or refused.
+    fn connect_answered(
         &mut self,
         node: usize,
-        client: usize,
-        conn: u64,
-        shipped: Option<(usize, Shipped)>,
+        shard: usize,
+        ticket: MachineTicket,
+        result: Result<(), ConnectRefusal>,
     ) {
+        let Some(process) = self.process(node) else { return };
+        let Some((client, conn)) = process.connecting.remove(&(shard, ticket)) else { return };
+        self.log(|| format!("node-{node} client-{client} conn {conn}: {result:?}"));
+        let since = self.liveness.pending.remove(&conn).map(|(_, _, since)| since);
+        // Refused at its deadline (`EtcdUnavailable` then means "timed out"), or fenced. A
+        // connect the client has since abandoned (it connected elsewhere, and took its session
+        // over from here) may be refused; so may one that lost the race to an older attempt of
+        // the same client elsewhere (answered when etcd answers, however late: not a timeout).
+        let current = self.clients[client].conn == Some((node, conn));
+        let lost_to_itself = since
+            .is_some_and(|since| self.clients[client].installed_at.is_some_and(|at| at > since));
+        let timed_out = result == Err(ConnectRefusal::EtcdUnavailable)
+            && !lost_to_itself
+            && since.is_some_and(|since| self.now >= since + CLAIM_TIMEOUT);
+        if current && (timed_out || result == Err(ConnectRefusal::Fenced)) {
+            self.liveness_issue(|| format!("node-{node} answered client-{client} {result:?}"));
+        }
+        if result.is_ok() {
+            self.install(node, shard, client, conn);
+        }
+    }
+
+    /// The claim succeeded: the connection is attached to the client's session on its shard
+    /// (the engine's `Shard::connect` after its claim), which resends every message not
+    /// acknowledged by the client: every message acknowledged to the client's publishes must be
+    /// among them.
+    fn install(&mut self, node: usize, shard: usize, client: usize, conn: u64) {
         if !self.engine_serving(node) {
             self.liveness_issue(|| format!("node-{node} cannot serve client-{client}"));
             return;
         }
-        let Some(process) = self.nodes[node].process.as_mut() else { return };
+        let now = self.local(node, self.now);
+        let name = self.clients[client].name.clone();
+        let Some(process) = self.process(node) else { return };
+        process.decoders.insert(conn, Decoder::client(ProtocolVersion::V5, u32::MAX));
+        process.shards[shard].connect(ConnId(conn), connect_packet(&name), now);
+        self.drain(node);
+        let Some(process) = self.process(node) else { return };
+        let packets = process.received.remove(&conn).unwrap_or_default();
+        let Some(Packet::ConnAck(connack)) = packets.first() else { return };
+        if connack.reason.is_error() {
+            return;
+        }
+        let session_present = connack.session_present;
+        let shipped = process.shipped_in.remove(&client);
+        let resent: Vec<u64> = packets.iter().filter_map(message_id).collect();
         self.clients[client].installed_at = Some(self.now);
-        // Copies can race: two connects of one client each ask, an ask answered late ships
-        // what an earlier takeover already brought here. The newest copy wins.
-        let existing = process.sessions.remove(&client);
-        let parked = process.parked.remove(&client).map(|(_, session)| session);
-        let (shipped, from) = match shipped {
-            Some((from, Shipped::Session { shipment, session })) => {
-                (Some(session), Some((from, shipment)))
-            }
-            _ => (None, None),
-        };
-        let newest = |a: Option<Session>, b: Option<Session>| match (a, b) {
-            (Some(a), Some(b)) => Some(if b.version() > a.version() { b } else { a }),
-            (a, b) => a.or(b),
-        };
-        let shipped_version = shipped.as_ref().map(Session::version);
-        let parked_version = parked.as_ref().map(Session::version);
-        let existing_version = existing.as_ref().map(Session::version);
         self.log(|| {
             format!(
-                "node-{node} installs client-{client}: here {existing_version:?}, shipped \
-                 {shipped_version:?}, parked {parked_version:?}"
+                "node-{node} installs client-{client} (present {session_present}, shipped \
+                 {shipped}): {} messages",
+                resent.len()
             )
         });
-        let session = match newest(newest(existing, shipped), parked) {
-            Some(session) => {
-                if Some(session.version()) == shipped_version {
-                    self.stats.installs_shipped += 1;
-                } else if Some(session.version()) == parked_version {
-                    self.stats.installs_parked += 1;
-                }
-                session
-            }
-            None => {
-                self.stats.installs_fresh += 1;
-                Session { epoch: 0, messages: Vec::new(), conn: None }
-            }
-        };
-        let installed_from = from;
-        if let Err(missing) = self.checker.contains_ledger(client, &session.messages) {
+        if let Err(missing) = self.checker.contains_ledger(client, &resent) {
             self.violation(format!(
                 "node-{node} installed client-{client}'s session without acknowledged message \
                  {missing} (holder {:?})",
@@ -1274,12 +1463,22 @@ impl World {
             ));
         }
         self.checker.holder[client] = Some(self.holder_here(node));
-        let Some(process) = self.nodes[node].process.as_mut() else { return };
-        let name = &self.clients[client].name;
-        let epoch = process.own.revision(name).map_or(session.epoch, |revision| revision.0);
-        process.sessions.insert(client, Session { conn: Some(conn), epoch, ..session });
-        if let Some((from, shipment)) = installed_from {
-            self.send_link(node, from, LinkMessage::Installed { client, shipment });
+        match (session_present, shipped) {
+            (true, true) => self.stats.installs_shipped += 1,
+            (true, false) => {}
+            (false, _) => self.stats.installs_fresh += 1,
+        }
+        let Some(process) = self.process(node) else { return };
+        process.attached.insert(client, (shard, conn));
+        if !session_present {
+            // A new session: it subscribes to its own topic, so that what it publishes is
+            // queued for it (and never acknowledged by it: the session keeps every message).
+            let subscribe = subscribe_packet(&name);
+            process.shards[shard].packet(ConnId(conn), subscribe, now);
+            self.drain(node);
+            if let Some(process) = self.process(node) {
+                process.received.remove(&conn);
+            }
         }
     }
 
@@ -1292,7 +1491,7 @@ impl World {
         let name = self.clients[client].name.clone();
         let holder = self.holder_here(node);
         let Some(process) = self.nodes[node].process.as_mut() else { return };
-        let attached = process.sessions.get(&client).is_some_and(|s| s.conn == Some(conn));
+        let attached = process.attached_shard(client, conn);
         match message {
             ClientMessage::Connect => {
                 if !serving {
@@ -1300,36 +1499,41 @@ impl World {
                 }
                 self.liveness.pending.insert(conn, (client, node, self.now));
                 let Some(process) = self.nodes[node].process.as_mut() else { return };
-                let ticket = Ticket(process.next_ticket);
-                process.next_ticket += 1;
-                process.connecting.insert(ticket, Connecting { client, conn, shipped: None });
-                process.own.claim(ticket, &name, Priority::Connect, now);
+                let shard = home_shard(&name, process.shards.len() as u16).index();
+                let ticket = process.handovers[shard].connect(&name, false, None, now);
+                process.connecting.insert((shard, ticket), (client, conn));
                 self.drain(node);
             }
-            ClientMessage::Publish(message) if attached && serving => {
-                let Some(session) = process.sessions.get_mut(&client) else { return };
-                session.messages.push(message);
-                let messages = session.messages.clone();
-                if let Err(missing) =
-                    self.checker.contains_ledger(client, &messages[..messages.len() - 1])
-                {
-                    self.violation(format!(
-                        "node-{node} acknowledged to client-{client} a session without \
-                         acknowledged message {missing}"
-                    ));
-                }
-                self.checker.ledger[client].push(message);
-                self.checker.holder[client] = Some(holder);
-                self.stats.acks += 1;
-            }
-            ClientMessage::Disconnect if attached => {
-                if let Some(session) = process.sessions.get_mut(&client) {
-                    session.conn = None;
+            ClientMessage::Publish(message) if serving => {
+                let Some(shard) = attached else { return };
+                let (publish, packet_id) = publish_packet(&name, message);
+                process.shards[shard].packet(ConnId(conn), publish, now);
+                self.drain(node);
+                let Some(process) = self.process(node) else { return };
+                let packets = process.received.remove(&conn).unwrap_or_default();
+                let acknowledged = packets.iter().any(
+                    |packet| matches!(packet, Packet::PubAck(ack) if ack.packet_id == packet_id),
+                );
+                if acknowledged {
+                    self.checker.ledger[client].push(message);
+                    self.checker.holder[client] = Some(holder);
+                    self.stats.acks += 1;
                 }
             }
-            ClientMessage::End if attached => {
-                process.sessions.remove(&client);
-                process.own.release(&name, now);
+            ClientMessage::Disconnect => {
+                let Some(shard) = attached else { return };
+                let disconnect = Disconnect::new(ReasonCode::SUCCESS);
+                process.shards[shard].packet(ConnId(conn), Packet::Disconnect(disconnect), now);
+                process.attached.remove(&client);
+                self.drain(node);
+            }
+            ClientMessage::End => {
+                let Some(shard) = attached else { return };
+                // A session expiry of zero in the DISCONNECT ends the session (and its claim).
+                let mut disconnect = Disconnect::new(ReasonCode::SUCCESS);
+                disconnect.properties.session_expiry_interval = Some(0);
+                process.shards[shard].packet(ConnId(conn), Packet::Disconnect(disconnect), now);
+                process.attached.remove(&client);
                 if self.checker.holder[client] == Some(holder) {
                     self.checker.holder[client] = None;
                     self.checker.ledger[client].clear();
@@ -1340,7 +1544,7 @@ impl World {
         }
     }
 
-    fn link(&mut self, from: usize, from_incarnation: u64, to: usize, message: LinkMessage) {
+    fn link(&mut self, from: usize, to: usize, message: LinkMessage) {
         if self.nodes[to].process.is_none() {
             return;
         }
@@ -1351,87 +1555,68 @@ impl World {
                 if let Some(process) = self.process(to) {
                     process.own.peer_report(&from_id, etcd_ok, now);
                 }
-                self.drain(to);
             }
-            LinkMessage::TakeoverAsk { client, ticket } => {
-                let name = self.clients[client].name.clone();
-                let shipment = self.next_shipment;
-                let broken = self.broken;
-                let Some(process) = self.process(to) else { return };
-                // Stop serving first, then let go of the key (whatever answer lets the peer go
-                // on claims it: even a put of ours still in flight), then ship.
-                let kept = match broken {
-                    Broken::ServeAfterHandover => process.sessions.get(&client).cloned(),
-                    _ => None,
+            LinkMessage::Frame(bytes) => {
+                let mut buf = BytesMut::from(&bytes[..]);
+                match frame::decode(&mut buf) {
+                    Ok(Some(body)) => self.frame_arrived(from, to, body, now),
+                    other => self.violation(format!("node-{to} cannot read a frame: {other:?}")),
+                }
+            }
+        }
+        self.drain(to);
+    }
+
+    /// A takeover frame arrived on `to` from `from`: to the handover machine of the shard it
+    /// is for, as engine/src/cluster.rs passes it.
+    fn frame_arrived(&mut self, from: usize, to: usize, body: Body, now: Instant) {
+        let broken = self.broken;
+        let client_of = |name: &str| self.clients.iter().position(|c| c.name == name);
+        let shipped = match &body {
+            Body::SessionTransfer(transfer) if transfer.session.is_some() => {
+                client_of(&transfer.client_id)
+            }
+            _ => None,
+        };
+        let ids = &self.node_ids;
+        let Some(process) = self.nodes[to].process.as_mut() else { return };
+        let Process { shards, handovers, view, shipped_in, .. } = process;
+        let links = SimLinks { view, ids };
+        let shard_count = shards.len() as u16;
+        match body {
+            Body::TakeoverRequest(request) if broken == Broken::ServeAfterHandover => {
+                // Answers "nothing here" and keeps serving the client.
+                let reply = SessionTransfer {
+                    client_id: request.client_id.clone(),
+                    request: request.request,
+                    shard: request.reply_shard,
+                    session: None,
+                    messages: None,
+                    incoming_qos2: None,
+                    busy: false,
+                    other_user: false,
                 };
-                let shipped = if let Some(session) = kept {
-                    Shipped::Session { shipment, session: Session { conn: None, ..session } }
-                } else if process
-                    .connecting
-                    .values()
-                    .any(|c| c.client == client && c.shipped.is_some())
-                {
-                    // A copy shipped here is being claimed, maybe newer than anything here
-                    // (a session kept from before this node's last fence or lease).
-                    Shipped::Busy
-                } else if let Some(mut session) = process.sessions.remove(&client) {
-                    // The newest of what is served here and what is parked here (a copy kept
-                    // after a claim that may have committed unseen).
-                    session.conn = None;
-                    let parked = process.parked.get(&client).map(|(_, parked)| parked.clone());
-                    let session = match parked {
-                        Some(parked) if parked.version() > session.version() => parked,
-                        _ => session,
-                    };
-                    process.parked.insert(client, (shipment, session.clone()));
-                    Shipped::Session { shipment, session }
-                } else if let Some((shipment, session)) = process.parked.get(&client) {
-                    Shipped::Session { shipment: *shipment, session: session.clone() }
-                } else {
-                    Shipped::Nothing
-                };
-                if !matches!(shipped, Shipped::Busy) {
-                    process.own.handed_over(&name);
-                }
-                self.next_shipment += 1;
-                self.log(|| format!("node-{to} hands client-{client} to node-{from}"));
-                let reply = LinkMessage::TakeoverReply { ticket, shipped };
-                self.send_link_to(to, from, from_incarnation, reply);
-                self.drain(to);
+                let mut bytes = BytesMut::new();
+                process.encoder.encode(Body::SessionTransfer(Box::new(reply)), &mut bytes);
+                self.send_link(to, from, LinkMessage::Frame(bytes.to_vec()));
             }
-            LinkMessage::TakeoverReply { ticket, shipped } => {
-                let Some(process) = self.process(to) else { return };
-                if process.takeovers.get(&ticket).is_none_or(|takeover| takeover.owner != from) {
-                    return;
-                }
-                let Some(takeover) = process.takeovers.remove(&ticket) else { return };
-                if matches!(shipped, Shipped::Busy) {
-                    // The engine claims again after a pause; the client gets its answer then.
-                    self.liveness.pending.remove(&takeover.conn);
-                    return;
-                }
-                if !self.engine_serving(to) {
-                    return;
-                }
-                let name = self.clients[takeover.client].name.clone();
-                let Some(process) = self.process(to) else { return };
-                let ticket = Ticket(process.next_ticket);
-                process.next_ticket += 1;
-                let connecting = Connecting {
-                    client: takeover.client,
-                    conn: takeover.conn,
-                    shipped: Some((takeover.owner, shipped)),
-                };
-                process.connecting.insert(ticket, connecting);
-                process.own.claim_after_release(ticket, &name, takeover.revision, now);
-                self.drain(to);
+            Body::TakeoverRequest(request) => {
+                let shard = home_shard(&request.client_id, shard_count).index();
+                let peer = peer_of(from);
+                handovers[shard].request_arrived(&mut shards[shard], &links, peer, &request, now);
             }
-            LinkMessage::Installed { client, shipment } => {
-                let Some(process) = self.process(to) else { return };
-                if process.parked.get(&client).is_some_and(|(parked, _)| *parked == shipment) {
-                    process.parked.remove(&client);
+            Body::SessionTransfer(transfer) => {
+                let shard = usize::from(transfer.shard);
+                if shard < shards.len() {
+                    shipped_in.extend(shipped);
+                    handovers[shard].transfer_arrived(&mut shards[shard], &transfer, now);
                 }
             }
+            Body::TransferInstalled(installed) => {
+                let shard = home_shard(&installed.client_id, shard_count).index();
+                handovers[shard].installed_arrived(&installed);
+            }
+            other => self.violation(format!("node-{to} got an unexpected frame {other:?}")),
         }
     }
 
@@ -1511,18 +1696,10 @@ impl World {
             .filter(|(_, pending)| pending.timeout_at <= sim_now)
             .map(|(id, pending)| (*id, pending.request))
             .collect();
-        let abandoned: Vec<Ticket> = process
-            .takeovers
-            .iter()
-            .filter(|(_, takeover)| takeover.deadline <= sim_now)
-            .map(|(ticket, _)| *ticket)
-            .collect();
-        let abandoned: Vec<Takeover> =
-            abandoned.iter().filter_map(|ticket| process.takeovers.remove(ticket)).collect();
-        for takeover in abandoned {
-            self.liveness.pending.remove(&takeover.conn);
-            let owner = takeover.owner;
-            self.liveness_issue(|| format!("node-{node}'s takeover from node-{owner} timed out"));
+        let Process { shards, handovers, .. } = process;
+        for (shard, handover) in shards.iter_mut().zip(handovers.iter_mut()) {
+            handover.tick(shard, now);
+            shard.tick(now);
         }
         for (id, request) in expired {
             let Some(process) = self.process(node) else { return };
@@ -2195,7 +2372,8 @@ impl World {
             Event::Link { from, from_incarnation, to, incarnation, message } => {
                 let cut = self.nodes[from].peers_cut || self.nodes[to].peers_cut;
                 if self.nodes[to].incarnation == incarnation && !cut {
-                    self.link(from, from_incarnation, to, message);
+                    self.log(|| format!("(from node-{from}, run {from_incarnation})"));
+                    self.link(from, to, message);
                 }
             }
             Event::FromClient { node, client, conn, message } => {
@@ -2280,8 +2458,8 @@ impl World {
             if process.lease_deadline.is_some_and(|deadline| now >= deadline) {
                 self.stats.extended_steps += 1;
             }
-            for (client, session) in &process.sessions {
-                if session.conn.is_none() {
+            for (client, (shard, conn)) in &process.attached {
+                if process.shards[*shard].client_of(ConnId(*conn)).is_none() {
                     continue;
                 }
                 if let Some(other) = served_by[*client] {
@@ -2350,6 +2528,11 @@ impl World {
                 return Err(format!("{violation}\nparams: {:?}", self.params));
             }
         }
+        let mut stats = std::mem::take(&mut self.stats);
+        for process in self.nodes.iter().filter_map(|node| node.process.as_ref()) {
+            stats.count_handovers(process);
+        }
+        self.stats = stats;
         if self.mode == Mode::Liveness {
             return self.liveness_verdict();
         }
@@ -2501,7 +2684,7 @@ fn ownership_holds_under_faults() {
     }
     // The run must have exercised what it claims to check.
     assert!(stats.installs_shipped > 0, "no takeover shipped a session");
-    assert!(stats.installs_parked > 0, "no parked session was restored");
+    assert!(stats.installs_parked > 0, "no parked session was sent again or restored");
     assert!(stats.fences > 0 && stats.crashes > 0 && stats.pauses > 0 && stats.etcd_outages > 0);
     assert!(stats.extended_steps > 0, "no node ever served on its peers' reports");
     assert!(stats.swizzles > 0 && stats.clog_held > 0, "no swizzle held a message");
