@@ -82,7 +82,7 @@ impl Node {
 
     fn collect(&mut self, conn: ConnId, now: Instant) {
         let mut bytes = self.shard.take_output(conn);
-        let decoder = self.decoders.entry(conn).or_insert_with(|| client_decoder());
+        let decoder = self.decoders.entry(conn).or_insert_with(client_decoder);
         while let Ok(Decoded::Packet(packet)) = decoder.decode(&mut bytes) {
             self.received.entry(conn).or_default().push(packet);
         }
