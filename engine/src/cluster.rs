@@ -21,30 +21,25 @@
 //! [`ControlPlane`], whose calls are runtime-agnostic futures.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::ControlEvent;
 use shardmq_cluster::frame::{
-    self, Body, Heartbeat, Hello, Publish, RetainedIndex, RouteSnapshot, SessionTransfer,
-    TakeoverRequest,
+    self, Body, Heartbeat, Hello, Publish, SessionTransfer, TakeoverRequest,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
-use shardmq_io::codec::ByteString;
 use shardmq_io::link_tls::{LinkIo, LinkTls};
 use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
-use shardmq_node::{Effect as HandoverEffect, Links, Ticket};
-use shardmq_shard::persist::decode_stored_message;
-use shardmq_shard::{
-    home_shard, ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, PeerLease, PeerNode,
-    RouteFrame, ShardId,
+use shardmq_node::link::{
+    self, Destination, HelloRefusal, HelloVerdict, LinkOrigin, LinkStart, OutLinkState,
 };
+use shardmq_node::{Effect as HandoverEffect, Links, Ticket};
+use shardmq_shard::{ConnId, ConnectRefusal, PeerLease, PeerNode};
 
 use crate::context::{MeshItem, ShardContext};
 use crate::link_security::{Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX};
@@ -170,10 +165,8 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
             member: RefCell::new(member.clone()),
             out: RefCell::new(BytesMut::new()),
             signal: Signal::default(),
-            up: Cell::new(false),
+            state: RefCell::new(OutLinkState::default()),
             retired: Cell::new(false),
-            version: Cell::new(0),
-            receipts: RefCell::new(HashMap::new()),
             digest_sent: Cell::new(None),
             digest_asked_back: Cell::new(false),
             pushes: RefCell::new(std::collections::VecDeque::new()),
@@ -199,7 +192,7 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
 
 fn retire(link: &OutLink) {
     link.retired.set(true);
-    link.up.set(false);
+    link.state.borrow_mut().stop();
     link.signal.notify();
 }
 
@@ -220,12 +213,10 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
                 start_link(&context, &cluster, &link);
                 let result = pump(&context, &cluster, &link, &mut stream, tls.as_mut()).await;
                 stream.close();
-                link.up.set(false);
                 link.out.borrow_mut().clear();
                 // What the peer did not answer is not waited for: those publishers are
                 // answered now (see `ShardCluster::forward` for why not with a failure).
-                let unanswered: Vec<u64> =
-                    link.receipts.borrow_mut().drain().map(|(t, _)| t).collect();
+                let unanswered = link.state.borrow_mut().down();
                 if !unanswered.is_empty() {
                     let mut state = context.state.borrow_mut();
                     for token in unanswered {
@@ -312,44 +303,28 @@ async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
 fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
     let routes = context.state.borrow().route_snapshot();
     let held = context.state.borrow().large_retained_topics();
-    let mut out = link.out.borrow_mut();
-    out.clear();
+    let lease = cluster
+        .node
+        .control
+        .members()
+        .iter()
+        .find(|member| member.node == cluster.node.node)
+        .map_or(0, |member| member.lease.0);
+    let hello = Hello {
+        cluster: cluster.node.cluster.clone(),
+        node: cluster.node.node.to_string(),
+        lease,
+        shard: context.id.0,
+        shards: context.shards,
+        link: cluster.node.next_link().0,
+    };
+    let start = LinkStart { hello, routes: &routes, held: &held };
     let mut encoder = cluster.encoder.borrow_mut();
-    encoder.encode(
-        Body::Hello(Box::new(Hello {
-            cluster: cluster.node.cluster.clone(),
-            node: cluster.node.node.to_string(),
-            lease: cluster
-                .node
-                .control
-                .members()
-                .iter()
-                .find(|member| member.node == cluster.node.node)
-                .map_or(0, |member| member.lease.0),
-            shard: context.id.0,
-            shards: context.shards,
-            link: cluster.node.next_link().0,
-        })),
-        &mut out,
-    );
-    encoder.encode(
-        Body::RouteSnapshot(Box::new(RouteSnapshot {
-            routes: Some(routes.iter().map(wire_route).collect()),
-        })),
-        &mut out,
-    );
-    // In chunks, so that no frame nears the frame size limit however many there are.
-    for chunk in held.chunks(RETAINED_INDEX_CHUNK) {
-        let topics = Some(chunk.iter().map(|(topic, _)| topic.to_string()).collect());
-        let versions = Some(chunk.iter().map(|(_, version)| *version).collect());
-        encoder.encode(Body::RetainedIndex(Box::new(RetainedIndex { topics, versions })), &mut out);
-    }
+    link.state.borrow_mut().start(&mut encoder, &mut link.out.borrow_mut(), start);
     // The retained catch-up starts afresh on every connection.
     link.digest_sent.set(None);
     link.digest_asked_back.set(false);
     link.pushes.borrow_mut().clear();
-    link.version.set(0);
-    link.up.set(true);
 }
 
 async fn pump(
@@ -359,7 +334,6 @@ async fn pump(
     stream: &mut TcpStream,
     mut tls: Option<&mut LinkTls>,
 ) -> std::io::Result<()> {
-    let mut next_heartbeat = Instant::now();
     let mut sealed = Vec::new();
     let peer = cluster.node.peer(&link.member.borrow().node);
     loop {
@@ -396,8 +370,7 @@ async fn pump(
             return Ok(());
         }
         let now = Instant::now();
-        if now >= next_heartbeat {
-            next_heartbeat = now + LINK_HEARTBEAT;
+        if link.state.borrow_mut().heartbeat_due(now) {
             let etcd_ok = cluster.node.control.etcd_ok();
             cluster.encoder.borrow_mut().encode(
                 Body::Heartbeat(Box::new(Heartbeat { etcd_ok })),
@@ -407,32 +380,25 @@ async fn pump(
             continue;
         }
         if link.out.borrow().is_empty() && link.pushes.borrow().is_empty() {
-            let wait = next_heartbeat - now;
+            let next_heartbeat = link.state.borrow().next_heartbeat().unwrap_or(now);
+            let wait = next_heartbeat.saturating_duration_since(now);
             future::or(link.signal.wait(), runtime::sleep(wait)).await;
         }
     }
 }
 
-/// Publishers whose peer did not answer within [`RECEIPT_TIMEOUT`] are answered with a failure.
+/// Publishers whose peer did not answer within `RECEIPT_TIMEOUT` (`shardmq_node::link`) are
+/// answered with a failure.
 fn expire_receipts(context: &ShardContext, link: &OutLink, now: Instant) {
-    let expired: Vec<u64> = link
-        .receipts
-        .borrow()
-        .iter()
-        .filter(|(_, sent)| now.duration_since(**sent) >= RECEIPT_TIMEOUT)
-        .map(|(token, _)| *token)
-        .collect();
+    let expired = link.state.borrow_mut().expired(now);
     if expired.is_empty() {
         return;
     }
-    {
-        let mut receipts = link.receipts.borrow_mut();
-        let mut state = context.state.borrow_mut();
-        for token in expired {
-            receipts.remove(&token);
-            state.peer_receipt(token, false, now);
-        }
+    let mut state = context.state.borrow_mut();
+    for token in expired {
+        state.peer_receipt(token, false, now);
     }
+    drop(state);
     context.apply_effects();
 }
 
@@ -555,43 +521,38 @@ fn check_hello(
     hello: &Hello,
     tls: Option<&LinkTls>,
 ) -> Result<Option<LinkPeer>, (Refusal, String)> {
-    if hello.cluster != cluster.node.cluster || *hello.node == *cluster.node.node.0 {
-        let why = format!("it is node {:?} of cluster {:?}", hello.node, hello.cluster);
-        return Err((Refusal::Cluster, why));
-    }
-    if let Some(tls) = tls {
-        let named = tls.peer_common_name();
-        if named.as_deref() != Some(&*hello.node) {
-            let why =
-                format!("its certificate is for {named:?}, its hello names node {:?}", hello.node);
-            return Err((Refusal::Identity, why));
+    let certificate = tls.map(LinkTls::peer_common_name);
+    let lease_gone = |node: &NodeId, lease| {
+        context.state.borrow().is_peer_lease_gone(cluster.node.peer(node), lease)
+    };
+    let certificate = certificate.as_ref().map(Option::as_deref);
+    let ours = (&*cluster.node.cluster, &cluster.node.node);
+    let origin = match link::check_hello(ours.0, ours.1, hello, certificate, lease_gone) {
+        HelloVerdict::Admit(origin) => origin,
+        HelloVerdict::Refuse(refusal, why) => {
+            let refusal = match refusal {
+                HelloRefusal::Cluster => Refusal::Cluster,
+                HelloRefusal::Identity => Refusal::Identity,
+                HelloRefusal::Frame => Refusal::Frame,
+            };
+            return Err((refusal, why));
         }
-    }
-    let node = NodeId::new(&hello.node);
-    let peer = cluster.node.peer(&node);
-    if hello.shards == 0 {
-        return Err((Refusal::Frame, "its hello says it has no shards".into()));
-    }
-    let lease = PeerLease(hello.lease);
-    if context.state.borrow().is_peer_lease_gone(peer, lease) {
-        // The peer has not learnt of its new lease yet: it retries, and is served once its
-        // hello names it.
-        tracing::debug!(
-            shard = %context.id,
-            peer = %node,
-            lease = lease.0,
-            "refusing a node link of a gone incarnation of its node"
-        );
-        return Ok(None);
-    }
-    cluster.node.learn_shards(peer, hello.shards);
-    Ok(Some(LinkPeer {
-        peer,
-        node,
-        origin: ShardId(hello.shard),
-        shards: hello.shards,
-        epoch: LinkEpoch { lease, link: LinkNumber(hello.link) },
-    }))
+        HelloVerdict::NotYet => {
+            // The peer has not learnt of its new lease yet: it retries, and is served once its
+            // hello names it.
+            tracing::debug!(
+                shard = %context.id,
+                peer = %hello.node,
+                lease = hello.lease,
+                "refusing a node link of a gone incarnation of its node"
+            );
+            return Ok(None);
+        }
+    };
+    let peer = cluster.node.peer(&origin.node);
+    cluster.node.learn_shards(peer, origin.shards);
+    let LinkOrigin { node, origin, shards, epoch } = origin;
+    Ok(Some(LinkPeer { peer, node, origin, shards, epoch }))
 }
 
 /// Reads what arrives on a link into `buf`, through its TLS if it has it (`raw` holds the
@@ -680,67 +641,33 @@ fn handle_frame(
     body: Body,
 ) {
     let now = Instant::now();
-    match body {
-        Body::Hello(_) => {}
-        Body::RouteSnapshot(snapshot) => {
-            let routes = snapshot.routes.unwrap_or_default().into_iter().map(shard_route).collect();
-            let frame = RouteFrame::Snapshot { shards: from.shards, routes };
-            context.state.borrow_mut().peer_routes_from_link(
-                from.peer,
-                from.origin,
-                from.epoch,
-                frame,
-            );
+    match link::destination(&body, context.id, context.shards) {
+        Destination::Here => {}
+        Destination::Shard(shard) => {
+            if let Some(item) = cluster_item_for(from, body) {
+                context.to_peer(shard, MeshItem::Cluster(item));
+            }
+            return;
         }
-        Body::RouteDelta(delta) => {
-            let added = delta.added.unwrap_or_default().into_iter().map(shard_route).collect();
-            let removed = delta.removed.unwrap_or_default().into_iter().map(shard_route).collect();
-            let frame = RouteFrame::Delta { version: delta.version, added, removed };
-            context.state.borrow_mut().peer_routes_from_link(
-                from.peer,
-                from.origin,
-                from.epoch,
-                frame,
-            );
+        Destination::Nowhere => return,
+    }
+    match body {
+        Body::RouteSnapshot(_) | Body::RouteDelta(_) => {
+            let Some(frame) = link::route_frame(body, from.shards) else { return };
+            let mut state = context.state.borrow_mut();
+            state.peer_routes_from_link(from.peer, from.origin, from.epoch, frame);
         }
         Body::Publish(publish) => publish_arrived(context, cluster, from, *publish, now),
         Body::Pace(pace) => {
-            let shard = ShardId(pace.shard);
-            if shard == context.id {
-                context.state.borrow_mut().peer_pace(ConnId(pace.conn), pace.pause, now);
-            } else if shard.0 < context.shards {
-                let item = ClusterItem::Pace { conn: ConnId(pace.conn), pause: pace.pause };
-                context.to_peer(shard, MeshItem::Cluster(item));
-            }
+            context.state.borrow_mut().peer_pace(ConnId(pace.conn), pace.pause, now);
         }
         Body::Receipt(receipt) => {
-            let shard = ShardId(receipt.shard);
-            if shard == context.id {
-                receipt_arrived(cluster, context, from.peer, receipt.token, receipt.ok);
-            } else if shard.0 < context.shards {
-                let item =
-                    ClusterItem::Receipt { peer: from.peer, token: receipt.token, ok: receipt.ok };
-                context.to_peer(shard, MeshItem::Cluster(item));
-            }
+            receipt_arrived(cluster, context, from.peer, receipt.token, receipt.ok)
         }
-        Body::TakeoverRequest(request) => {
-            let home = home_shard(&request.client_id, context.shards);
-            if home == context.id {
-                hand_over(context, cluster, from.peer, &request);
-            } else {
-                context.to_peer(
-                    home,
-                    MeshItem::Cluster(ClusterItem::Takeover { peer: from.peer, request }),
-                );
-            }
-        }
-        Body::SessionTransfer(transfer) => {
-            let shard = ShardId(transfer.shard);
-            if shard == context.id {
-                transfer_arrived(context, cluster, &transfer);
-            } else if shard.0 < context.shards {
-                context.to_peer(shard, MeshItem::Cluster(ClusterItem::Transfer(transfer)));
-            }
+        Body::TakeoverRequest(request) => hand_over(context, cluster, from.peer, &request),
+        Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, &transfer),
+        Body::TransferInstalled(installed) => {
+            cluster.handover.borrow_mut().installed_arrived(&installed)
         }
         Body::Heartbeat(heartbeat) => {
             cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
@@ -750,19 +677,26 @@ fn handle_frame(
         | Body::RetainedFetched(_)
         | Body::RetainedDigest(_)
         | Body::RetainedVersions(_) => retained::frame_arrived(context, cluster, from, body),
-        Body::TransferInstalled(installed) => {
-            let home = home_shard(&installed.client_id, context.shards);
-            if home == context.id {
-                cluster.handover.borrow_mut().installed_arrived(&installed);
-            } else {
-                context.to_peer(home, MeshItem::Cluster(ClusterItem::Installed(installed)));
-            }
-        }
+        Body::Hello(_) => {}
     }
 }
 
-/// A publish a peer forwarded: refused while fenced, else handed to the shard, which paces the
-/// peer's publisher by the subscribers it congests here.
+/// A frame for another shard of this node, as the mesh carries it.
+fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
+    Some(match body {
+        Body::Pace(pace) => ClusterItem::Pace { conn: ConnId(pace.conn), pause: pace.pause },
+        Body::Receipt(receipt) => {
+            ClusterItem::Receipt { peer: from.peer, token: receipt.token, ok: receipt.ok }
+        }
+        Body::TakeoverRequest(request) => ClusterItem::Takeover { peer: from.peer, request },
+        Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
+        Body::TransferInstalled(installed) => ClusterItem::Installed(installed),
+        _ => return None,
+    })
+}
+
+/// A publish a peer forwarded: the shard takes it (`shardmq_node::link::publish_arrived`),
+/// or a fenced node refuses it with a receipt.
 fn publish_arrived(
     context: &Rc<ShardContext>,
     cluster: &Rc<ShardCluster>,
@@ -770,42 +704,20 @@ fn publish_arrived(
     publish: Publish,
     now: Instant,
 ) {
-    let receipt = (publish.receipt != 0).then_some(publish.receipt);
-    let reply_shard = ShardId(publish.reply_shard);
-    if !cluster.node.fence.may_serve(now) {
-        // A fenced node serves no one: the message is refused, not delivered.
-        if let Some(token) = receipt {
-            let forward = Forward::Receipt { token, shard: reply_shard, ok: false };
-            cluster.forward(context.id, from.peer, forward);
-        }
-        return;
-    }
-    let message = match decode_stored_message(&publish.message, &cluster.clock) {
-        Ok(message) => Arc::new(message),
+    let may_serve = cluster.node.fence.may_serve(now);
+    let node_of = |node: &NodeId| cluster.node.shard_node(node);
+    let mut state = context.state.borrow_mut();
+    let clock = &cluster.clock;
+    let answer =
+        link::publish_arrived(&mut state, from.peer, publish, may_serve, clock, node_of, now);
+    drop(state);
+    match answer {
+        Ok(Some(refusal)) => drop(cluster.forward(context.id, from.peer, refusal)),
+        Ok(None) => {}
         Err(error) => {
-            tracing::warn!(shard = %context.id, peer = %from.node, "bad forwarded message: {error}");
-            return;
+            tracing::warn!(shard = %context.id, peer = %from.node, "bad forwarded message: {error}")
         }
-    };
-    let shared = match (publish.shared_filter, publish.shared_group) {
-        (Some(filter), Some(group)) => Some((ByteString::from(filter), ByteString::from(group))),
-        _ => None,
-    };
-    let holders = publish.retained_holders.map(|names| {
-        names.iter().map(|name| cluster.node.shard_node(&NodeId::new(name))).collect()
-    });
-    context.state.borrow_mut().peer_publish(
-        from.peer,
-        reply_shard,
-        message,
-        receipt,
-        publish.deliver,
-        shared,
-        holders,
-        publish.publisher.map(ConnId),
-        publish.retained_version,
-        now,
-    );
+    }
 }
 
 /// A receipt for a publish this shard forwarded to `peer`.
@@ -820,7 +732,7 @@ fn receipt_arrived(
         .links
         .borrow()
         .get(&peer)
-        .is_some_and(|link| link.receipts.borrow_mut().remove(&token).is_some());
+        .is_some_and(|link| link.state.borrow_mut().answered(token));
     if waited {
         context.state.borrow_mut().peer_receipt(token, ok, Instant::now());
         context.apply_effects();
@@ -884,7 +796,7 @@ struct ShardLinks<'a>(&'a ShardCluster);
 
 impl Links for ShardLinks<'_> {
     fn up(&self, peer: PeerNode) -> bool {
-        self.0.links.borrow().get(&peer).is_some_and(|link| link.up.get())
+        self.0.links.borrow().get(&peer).is_some_and(|link| link.state.borrow().is_up())
     }
 
     fn peer(&self, node: &NodeId) -> PeerNode {

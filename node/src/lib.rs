@@ -13,10 +13,15 @@
 //! (engine/src/cluster.rs); the cluster simulation (node/tests/simulation.rs) drives the same code,
 //! with real `Ownership` cores and real shards, over a simulated etcd, network and clock.
 //!
+//! [`link`] holds what a shard decides about its node links: the first frames of a connection,
+//! route delta numbering, receipts waited for and given up, heartbeats, which hellos let a link
+//! in, which shard a frame is for, and what a forwarded publish does to the shard.
+//!
 //! This crate sits above both `shardmq-shard` and `shardmq-cluster`: the shard crate must stay
 //! free of the runtime, and the cluster crate links tokio for its etcd client, so neither can
 //! depend on the other.
 
 pub mod handover;
+pub mod link;
 
 pub use handover::{Effect, Handover, HandoverConfig, HandoverStats, Links, Ticket};

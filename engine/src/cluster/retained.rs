@@ -230,7 +230,7 @@ pub(super) fn versions_arrived(context: &ShardContext, cluster: &ShardCluster, i
     }
     tracing::debug!(shard = %context.id, topics = push.len(), "pushing retained writes a peer missed");
     let links = cluster.links.borrow();
-    let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return };
+    let Some(link) = links.get(&peer).filter(|link| link.state.borrow().is_up()) else { return };
     link.pushes.borrow_mut().extend(push);
     link.signal.notify();
 }

@@ -14,13 +14,14 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    Body, Encoder, Pace, Publish, Receipt, RetainedFetch, RetainedFetched, Route, RouteDelta,
-    SessionTransfer, TakeoverRequest, TransferInstalled,
+    Body, Encoder, Pace, Publish, Receipt, RetainedFetch, RetainedFetched, SessionTransfer,
+    TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{Member, NodeId};
 use shardmq_io::codec::ByteString;
 use shardmq_io::runtime::{self};
+use shardmq_node::link::OutLinkState;
 use shardmq_node::{Handover, HandoverConfig, Ticket};
 use shardmq_shard::persist::{encode_stored_message, WallClock};
 use shardmq_shard::{
@@ -31,8 +32,7 @@ use shardmq_shard::{
 use crate::link_security::{LinkCertificates, LinkStats};
 use crate::signal::Signal;
 
-/// How often every outgoing link sends a heartbeat (and checks its receipts' age).
-pub(crate) const LINK_HEARTBEAT: Duration = Duration::from_millis(250);
+pub(crate) use shardmq_node::link::LINK_HEARTBEAT;
 /// How long a link connect may take before it is retried.
 pub(crate) const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between link connection attempts: doubles from the first to the last.
@@ -42,9 +42,6 @@ pub(crate) const LINK_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// publishes to that peer are dropped (counted) until the socket drains: a slow peer costs
 /// bounded memory. Every other frame is queued regardless (see [`ShardCluster::send`]).
 pub(crate) const LINK_OUT_BYTES_MAX: usize = 64 << 20;
-/// How long a forwarded publish waits for its receipt before the publisher is answered with a
-/// failure (the peer's storage or shards are stuck).
-pub(crate) const RECEIPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write to a peer may take before its link is closed as stuck.
 pub(crate) const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an incoming link may stay silent (peers send a heartbeat every
@@ -53,7 +50,7 @@ pub(crate) const LINK_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long what this node sent on a link may stay unacknowledged by the peer's kernel before
 /// the link fails (`TCP_USER_TIMEOUT`). A peer cut off by a partition sends no FIN or RST: without
 /// this, the link's writes kept succeeding for the ~15 minutes the kernel retransmits, forwarded
-/// QoS 1 publishes waited [`RECEIPT_TIMEOUT`] and then failed, and the link came back only when
+/// QoS 1 publishes waited `RECEIPT_TIMEOUT` and then failed, and the link came back only when
 /// a retransmission got through after the cut healed. The incoming side notices the same
 /// silence after [`LINK_READ_TIMEOUT`]; this makes the outgoing side as quick.
 pub(crate) const LINK_USER_TIMEOUT: Duration = LINK_READ_TIMEOUT;
@@ -71,8 +68,6 @@ pub(crate) const LINK_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// How many nodes keep a large retained message in full: the first ones of its topic on the
 /// HRW ring. Two, so that one node lost or restarting leaves a copy to fetch.
 pub(crate) const RETAINED_COPIES: usize = 2;
-/// Topics per `RetainedIndex` frame at most (topics are up to 64 KiB, usually under 100 bytes).
-pub(crate) const RETAINED_INDEX_CHUNK: usize = 512;
 /// How long a subscribe's fetch of a large retained message waits for one holder before it
 /// asks the next.
 pub(crate) const RETAINED_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -225,12 +220,11 @@ pub(crate) struct OutLink {
     pub(crate) member: RefCell<Member>,
     pub(crate) out: RefCell<BytesMut>,
     pub(crate) signal: Signal,
-    pub(crate) up: Cell<bool>,
+    /// The protocol's side of it: up or not, route delta numbering, receipts waited for,
+    /// heartbeat timing (`shardmq_node::link`).
+    pub(crate) state: RefCell<OutLinkState>,
     /// The peer left the cluster (or restarted with a new lease): the task ends.
     pub(crate) retired: Cell<bool>,
-    pub(crate) version: Cell<u64>,
-    /// Receipt tokens this shard waits for from the peer, with when they were sent.
-    pub(crate) receipts: RefCell<HashMap<u64, Instant>>,
     /// When this connection last sent its retained digest (`None`: not yet, or asked again).
     pub(crate) digest_sent: Cell<Option<Instant>>,
     /// This connection's first digest went (it asks the peer's shards for theirs back).
@@ -401,7 +395,9 @@ impl ShardCluster {
     /// that stops reading has its link closed after [`LINK_WRITE_TIMEOUT`], which empties it.
     pub(crate) fn send(&self, peer: PeerNode, body: Body) -> bool {
         let links = self.links.borrow();
-        let Some(link) = links.get(&peer).filter(|link| link.up.get()) else { return false };
+        let Some(link) = links.get(&peer).filter(|link| link.state.borrow().is_up()) else {
+            return false;
+        };
         self.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
         link.signal.notify();
         true
@@ -452,7 +448,7 @@ impl ShardCluster {
                 }
                 if let Some(token) = receipt {
                     if let Some(link) = self.links.borrow().get(&peer) {
-                        link.receipts.borrow_mut().insert(token, Instant::now());
+                        link.state.borrow_mut().wait_for(token, Instant::now());
                     }
                 }
                 None
@@ -479,31 +475,14 @@ impl ShardCluster {
     pub fn routes_changed(&self, added: &[PeerRoute], removed: &[PeerRoute]) {
         let peers: Vec<PeerNode> = self.links.borrow().keys().copied().collect();
         for peer in peers {
-            let version = match self.links.borrow().get(&peer) {
-                Some(link) if link.up.get() => {
-                    link.version.set(link.version.get() + 1);
-                    link.version.get()
-                }
-                _ => continue,
+            let delta = match self.links.borrow().get(&peer) {
+                Some(link) => link.state.borrow_mut().route_delta(added, removed),
+                None => None,
             };
-            let body = Body::RouteDelta(Box::new(RouteDelta {
-                version,
-                added: Some(added.iter().map(wire_route).collect()),
-                removed: Some(removed.iter().map(wire_route).collect()),
-            }));
-            self.send(peer, body);
+            if let Some(body) = delta {
+                self.send(peer, body);
+            }
         }
-    }
-}
-
-pub(crate) fn wire_route(route: &PeerRoute) -> Route {
-    Route { filter: route.filter.to_string(), group: route.group.as_ref().map(|g| g.to_string()) }
-}
-
-pub(crate) fn shard_route(route: Route) -> PeerRoute {
-    PeerRoute {
-        filter: ByteString::from(route.filter),
-        group: route.group.filter(|g| !g.is_empty()).map(ByteString::from),
     }
 }
 
