@@ -38,6 +38,7 @@ use shardmq_io::runtime::{self, Connection, TcpListener, TcpStream};
 use shardmq_node::link::{
     self, Destination, HelloRefusal, HelloVerdict, LinkOrigin, LinkStart, OutLinkState,
 };
+use shardmq_node::retained::RetainedOut;
 use shardmq_node::{Effect as HandoverEffect, Links, Ticket};
 use shardmq_shard::{ConnId, ConnectRefusal, PeerLease, PeerNode};
 
@@ -167,9 +168,7 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
             signal: Signal::default(),
             state: RefCell::new(OutLinkState::default()),
             retired: Cell::new(false),
-            digest_sent: Cell::new(None),
-            digest_asked_back: Cell::new(false),
-            pushes: RefCell::new(std::collections::VecDeque::new()),
+            retained: RefCell::new(RetainedOut::default()),
         });
         cluster.links.borrow_mut().insert(peer, link.clone());
         runtime::spawn_local(out_link(context.clone(), cluster.clone(), link));
@@ -322,9 +321,7 @@ fn start_link(context: &ShardContext, cluster: &ShardCluster, link: &OutLink) {
     let mut encoder = cluster.encoder.borrow_mut();
     link.state.borrow_mut().start(&mut encoder, &mut link.out.borrow_mut(), start);
     // The retained catch-up starts afresh on every connection.
-    link.digest_sent.set(None);
-    link.digest_asked_back.set(false);
-    link.pushes.borrow_mut().clear();
+    link.retained.borrow_mut().restart();
 }
 
 async fn pump(
@@ -379,7 +376,7 @@ async fn pump(
             expire_receipts(context, link, now);
             continue;
         }
-        if link.out.borrow().is_empty() && link.pushes.borrow().is_empty() {
+        if link.out.borrow().is_empty() && !link.retained.borrow().has_pushes() {
             let next_heartbeat = link.state.borrow().next_heartbeat().unwrap_or(now);
             let wait = next_heartbeat.saturating_duration_since(now);
             future::or(link.signal.wait(), runtime::sleep(wait)).await;

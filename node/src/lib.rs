@@ -17,11 +17,15 @@
 //! route delta numbering, receipts waited for and given up, heartbeats, which hellos let a link
 //! in, which shard a frame is for, and what a forwarded publish does to the shard.
 //!
+//! [`retained`] holds when and in which frames a link catches its peer up on retained writes,
+//! and how a fetch of a large retained message is answered.
+//!
 //! This crate sits above both `shardmq-shard` and `shardmq-cluster`: the shard crate must stay
 //! free of the runtime, and the cluster crate links tokio for its etcd client, so neither can
 //! depend on the other.
 
 pub mod handover;
 pub mod link;
+pub mod retained;
 
 pub use handover::{Effect, Handover, HandoverConfig, HandoverStats, Links, Ticket};

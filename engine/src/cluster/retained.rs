@@ -3,80 +3,34 @@
 //! `shardmq_shard`'s `retained_sync` module for the protocol and its invariants).
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use shardmq_cluster::frame::{
-    Body, Publish, RetainedDigest, RetainedFetch, RetainedFetched, RetainedIndex, RetainedVersions,
-};
+use shardmq_cluster::frame::{Body, RetainedDigest, RetainedFetch, RetainedFetched, RetainedIndex};
 use shardmq_io::codec::ByteString;
 use shardmq_io::runtime;
-use shardmq_shard::persist::{decode_stored_message, encode_stored_message};
-use shardmq_shard::{retained_shard, PeerNode, ShardId, SharedMessage, RETAINED_BUCKETS};
+use shardmq_node::retained;
+use shardmq_shard::{retained_shard, PeerNode, ShardId, SharedMessage};
 
 use super::state::{Awaited, ClusterItem, LinkPeer, OutLink, ShardCluster, RETAINED_FETCH_TIMEOUT};
 use crate::context::{MeshItem, ShardContext};
 
-/// Retained pushes are queued on a link while its queue is under this many bytes: the catch-up
-/// goes at the pace the peer reads, behind what the link carries anyway.
-const PUSH_QUEUE_BYTES: usize = 256 << 10;
-/// (topic, version) entries per `RetainedVersions` frame, about (whole buckets go in one frame).
-const VERSIONS_PER_FRAME: usize = 4096;
-/// How often a link sends its retained digest again while it stays up: what a full link
-/// dropped, what a fenced peer refused, or a digest cut for a shard count the peer no longer
-/// has, is caught up within this (a digest that matches costs 2 KiB per shard pair).
-const DIGEST_INTERVAL: Duration = Duration::from_secs(60);
-
-/// A link to `peer` is up: once this node knows the peer's shard count (from the hellos of the
-/// peer's own links), sends this shard's retained digest, then again every
-/// [`DIGEST_INTERVAL`]; and queues the retained writes the peer lacks while the link's queue
-/// is short.
+/// A link to `peer` is up: the retained catch-up due on it (`shardmq_node::retained`).
 pub(super) fn sync_out(
     context: &ShardContext,
     cluster: &ShardCluster,
     link: &OutLink,
     peer: PeerNode,
 ) {
+    let state = context.state.borrow();
+    let peer_shards = cluster.node.peer_shards(peer);
+    let names = |node| cluster.node.node_id(node);
+    let mut encoder = cluster.encoder.borrow_mut();
+    let mut out = link.out.borrow_mut();
+    let clock = &cluster.clock;
     let now = Instant::now();
-    if link.digest_sent.get().is_none_or(|at| now.duration_since(at) >= DIGEST_INTERVAL) {
-        if let Some(shards) = cluster.node.peer_shards(peer) {
-            let digests = context.state.borrow().retained_digest(shards);
-            let buckets = RETAINED_BUCKETS as u16;
-            // Only the first of a connection asks back: the answers to it do not.
-            let ask_back = !link.digest_asked_back.replace(true);
-            let digest = RetainedDigest { shards, buckets, digests: Some(digests), ask_back };
-            let body = Body::RetainedDigest(Box::new(digest));
-            cluster.encoder.borrow_mut().encode(body, &mut link.out.borrow_mut());
-            link.digest_sent.set(Some(now));
-        }
-    }
-    while link.out.borrow().len() < PUSH_QUEUE_BYTES {
-        let Some(topic) = link.pushes.borrow_mut().pop_front() else { return };
-        let Some(push) = context.state.borrow().retained_push(&topic, peer) else { continue };
-        let retained_holders = push.holders.map(|holders| {
-            holders
-                .into_iter()
-                .filter_map(|node| cluster.node.node_id(node))
-                .map(|node| node.to_string())
-                .collect()
-        });
-        let publish = Publish {
-            message: encode_stored_message(&push.message, &cluster.clock),
-            receipt: 0,
-            reply_shard: context.id.0,
-            deliver: false,
-            shared_filter: None,
-            shared_group: None,
-            retained_holders,
-            publisher: None,
-            retained_version: push.version,
-        };
-        cluster
-            .encoder
-            .borrow_mut()
-            .encode(Body::Publish(Box::new(publish)), &mut link.out.borrow_mut());
-    }
+    let mut retained = link.retained.borrow_mut();
+    retained.sync(&state, peer, peer_shards, clock, names, &mut encoder, &mut out, now);
 }
 
 /// A retained frame from a link: index, fetch, fetched, digest or versions.
@@ -113,18 +67,17 @@ pub(super) fn frame_arrived(
         Body::RetainedDigest(digest) => digest_arrived(context, cluster, from, &digest),
         Body::RetainedVersions(versions) => {
             let shard = ShardId(versions.shard);
-            let topics = versions.topics.unwrap_or_default();
-            let numbers = versions.versions.unwrap_or_default();
-            if shard.0 >= context.shards || topics.len() != numbers.len() {
+            let listed = retained::listed_versions(*versions);
+            let Some((buckets, entries)) = listed.filter(|_| shard.0 < context.shards) else {
                 tracing::warn!(shard = %context.id, peer = %from.node, "ignoring a malformed retained version list");
                 return;
-            }
+            };
             let item = ClusterItem::RetainedVersions {
                 peer: from.peer,
                 peer_shards: from.shards,
                 peer_shard: from.origin,
-                buckets: versions.buckets.unwrap_or_default(),
-                entries: topics.into_iter().map(ByteString::from).zip(numbers).collect(),
+                buckets,
+                entries,
             };
             if shard == context.id {
                 versions_arrived(context, cluster, item);
@@ -143,26 +96,21 @@ fn digest_arrived(
     from: &LinkPeer,
     digest: &RetainedDigest,
 ) {
-    let digests = digest.digests.as_deref().unwrap_or_default();
-    let buckets = usize::from(digest.buckets);
-    if digest.shards != context.shards
-        || buckets != RETAINED_BUCKETS
-        || digests.len() != buckets * usize::from(context.shards)
-    {
+    let digest_asks_back = digest.ask_back;
+    let Some(parts) = retained::split_digest(digest, context.shards) else {
         // Cut for another shard count (this node restarted with another): the peer's next
         // digest (within a minute) is cut for the count its registry has now.
         tracing::debug!(shard = %context.id, peer = %from.node, "ignoring a retained digest for another shard count");
         return;
-    }
-    for (index, part) in digests.chunks(buckets).enumerate() {
+    };
+    for (shard, digest) in parts {
         let item = ClusterItem::RetainedDigest {
             peer: from.peer,
             peer_shards: from.shards,
             peer_shard: from.origin,
-            digest: part.to_vec(),
-            ask_back: digest.ask_back,
+            digest,
+            ask_back: digest_asks_back,
         };
-        let shard = ShardId(index as u16);
         if shard == context.id {
             compare_digest(context, cluster, item);
         } else {
@@ -182,38 +130,16 @@ pub(super) fn compare_digest(context: &ShardContext, cluster: &ShardCluster, ite
         // The peer's link just came up: this shard's digest goes again, so that the peer
         // answers it now that its links are up (an earlier answer may have been lost).
         if let Some(link) = cluster.links.borrow().get(&peer) {
-            link.digest_sent.set(None);
+            link.retained.borrow_mut().send_digest_again();
             link.signal.notify();
         }
     }
-    let state = context.state.borrow();
-    let buckets = state.retained_mismatch(peer_shards, peer_shard, &digest);
-    if buckets.is_empty() {
-        return;
+    let frames =
+        retained::versions_frames(&context.state.borrow(), peer_shards, peer_shard, &digest);
+    if !frames.is_empty() {
+        tracing::debug!(shard = %context.id, frames = frames.len(), "retained versions differ from a peer's");
     }
-    let listed = state.retained_versions(peer_shards, peer_shard, &buckets);
-    drop(state);
-    tracing::debug!(shard = %context.id, buckets = buckets.len(), entries = listed.len(), "retained versions differ from a peer's");
-    let empty = || RetainedVersions {
-        shard: peer_shard.0,
-        buckets: Some(Vec::new()),
-        topics: Some(Vec::new()),
-        versions: Some(Vec::new()),
-    };
-    let mut frame = empty();
-    let mut listed = listed.into_iter().peekable();
-    for bucket in buckets {
-        while let Some((_, topic, version)) = listed.next_if(|(b, _, _)| *b == bucket) {
-            frame.topics.get_or_insert_default().push(topic.to_string());
-            frame.versions.get_or_insert_default().push(version);
-        }
-        frame.buckets.get_or_insert_default().push(bucket);
-        if frame.topics.as_ref().map_or(0, Vec::len) >= VERSIONS_PER_FRAME {
-            let full = std::mem::replace(&mut frame, empty());
-            cluster.send(peer, Body::RetainedVersions(Box::new(full)));
-        }
-    }
-    if frame.buckets.as_ref().is_some_and(|b| !b.is_empty()) {
+    for frame in frames {
         cluster.send(peer, Body::RetainedVersions(Box::new(frame)));
     }
 }
@@ -231,7 +157,7 @@ pub(super) fn versions_arrived(context: &ShardContext, cluster: &ShardCluster, i
     tracing::debug!(shard = %context.id, topics = push.len(), "pushing retained writes a peer missed");
     let links = cluster.links.borrow();
     let Some(link) = links.get(&peer).filter(|link| link.state.borrow().is_up()) else { return };
-    link.pushes.borrow_mut().extend(push);
+    link.retained.borrow_mut().push(push);
     link.signal.notify();
 }
 
@@ -374,16 +300,8 @@ pub(super) fn answer_fetch(
     peer: PeerNode,
     fetch: &RetainedFetch,
 ) {
-    let state = context.state.borrow();
-    let message = state.retained_message(&fetch.topic, Instant::now());
-    let version = state.retained_mark_version(&fetch.topic);
-    drop(state);
-    let fetched = RetainedFetched {
-        request: fetch.request,
-        shard: fetch.reply_shard,
-        message: message.map(|message| encode_stored_message(&message, &cluster.clock)),
-        version,
-    };
+    let now = Instant::now();
+    let fetched = retained::answer_fetch(&context.state.borrow(), fetch, &cluster.clock, now);
     // Lost with the link: the fetching node asks the next holder after its timeout.
     cluster.send(peer, Body::RetainedFetched(Box::new(fetched)));
 }
@@ -391,10 +309,9 @@ pub(super) fn answer_fetch(
 /// A peer answered one of this shard's retained fetches.
 pub(super) fn fetched_arrived(cluster: &ShardCluster, fetched: RetainedFetched) {
     let Some(answer) = cluster.fetches.borrow().get(&fetched.request).cloned() else { return };
-    let message = fetched.message.and_then(|bytes| {
-        decode_stored_message(&bytes, &cluster.clock)
-            .map_err(|error| tracing::warn!("bad retained message from a peer: {error}"))
-            .ok()
+    let found = retained::fetched_message(fetched, &cluster.clock).unwrap_or_else(|error| {
+        tracing::warn!("bad retained message from a peer: {error}");
+        None
     });
-    answer.set(message.map(|message| (Arc::new(message), fetched.version)));
+    answer.set(found);
 }

@@ -22,6 +22,7 @@ use shardmq_cluster::{Member, NodeId};
 use shardmq_io::codec::ByteString;
 use shardmq_io::runtime::{self};
 use shardmq_node::link::OutLinkState;
+use shardmq_node::retained::RetainedOut;
 use shardmq_node::{Handover, HandoverConfig, Ticket};
 use shardmq_shard::persist::{encode_stored_message, WallClock};
 use shardmq_shard::{
@@ -225,12 +226,8 @@ pub(crate) struct OutLink {
     pub(crate) state: RefCell<OutLinkState>,
     /// The peer left the cluster (or restarted with a new lease): the task ends.
     pub(crate) retired: Cell<bool>,
-    /// When this connection last sent its retained digest (`None`: not yet, or asked again).
-    pub(crate) digest_sent: Cell<Option<Instant>>,
-    /// This connection's first digest went (it asks the peer's shards for theirs back).
-    pub(crate) digest_asked_back: Cell<bool>,
-    /// Retained topics whose last write the peer lacks, to send as the link drains.
-    pub(crate) pushes: RefCell<std::collections::VecDeque<ByteString>>,
+    /// The retained catch-up on this connection (`shardmq_node::retained`).
+    pub(crate) retained: RefCell<RetainedOut>,
 }
 
 /// A holder's answer to a retained fetch: the message and its version, or none.
