@@ -143,27 +143,29 @@ async fn reclaim_sessions(context: Rc<ShardContext>, cluster: Rc<ShardCluster>) 
 
 fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, members: &[Member]) {
     *cluster.ring.borrow_mut() = Ring::from_members(members);
-    let mut live = Vec::new();
-    for member in members.iter().filter(|m| m.node != cluster.node.node) {
+    let linked: Vec<Member> =
+        cluster.links.borrow().values().map(|link| link.member.borrow().clone()).collect();
+    let change = link::membership_change(&cluster.node.node, &linked, members);
+    for (node, lease) in &change.gone {
+        // A peer restarted (a new lease) or left: its old incarnation is gone, with its
+        // routes; those its new links already sent stay.
+        let peer = cluster.node.peer(node);
+        context.state.borrow_mut().peer_gone(peer, PeerLease(lease.0));
+    }
+    for node in &change.left {
+        let peer = cluster.node.peer(node);
+        let Some(link) = cluster.links.borrow_mut().remove(&peer) else { continue };
+        retire(&link);
+        context.state.borrow_mut().peer_left(peer);
+        tracing::info!(shard = %context.id, peer = %node, "peer left the cluster");
+    }
+    for member in change.start {
         let peer = cluster.node.peer(&member.node);
-        live.push(peer);
-        let existing = cluster.links.borrow().get(&peer).cloned();
-        match existing {
-            Some(link) if *link.member.borrow() == *member => continue,
-            Some(link) => {
-                // The peer restarted (a new lease) or moved: the link starts again towards it.
-                // A new lease also means the old incarnation is gone, with its routes; those
-                // its new links already sent stay.
-                retire(&link);
-                let old_lease = link.member.borrow().lease;
-                if old_lease != member.lease {
-                    context.state.borrow_mut().peer_gone(peer, PeerLease(old_lease.0));
-                }
-            }
-            None => {}
+        if let Some(link) = cluster.links.borrow_mut().remove(&peer) {
+            retire(&link);
         }
         let link = Rc::new(OutLink {
-            member: RefCell::new(member.clone()),
+            member: RefCell::new(member),
             out: RefCell::new(BytesMut::new()),
             signal: Signal::default(),
             state: RefCell::new(OutLinkState::default()),
@@ -173,18 +175,9 @@ fn members_changed(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>, membe
         cluster.links.borrow_mut().insert(peer, link.clone());
         runtime::spawn_local(out_link(context.clone(), cluster.clone(), link));
     }
-    let gone: Vec<PeerNode> =
-        cluster.links.borrow().keys().filter(|peer| !live.contains(peer)).copied().collect();
-    for peer in gone {
-        let Some(link) = cluster.links.borrow_mut().remove(&peer) else { continue };
-        retire(&link);
-        let lease = link.member.borrow().lease;
-        let mut state = context.state.borrow_mut();
-        state.peer_gone(peer, PeerLease(lease.0));
-        state.peer_left(peer);
-        drop(state);
-        tracing::info!(shard = %context.id, peer = ?cluster.node.name(peer), "peer left the cluster");
-    }
+    let me = &cluster.node.node;
+    let live = members.iter().filter(|member| member.node != *me);
+    let live: Vec<PeerNode> = live.map(|member| cluster.node.peer(&member.node)).collect();
     context.state.borrow_mut().set_peers(live);
     context.apply_effects();
 }

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use shardmq_cluster::frame::{
-    Body, Encoder, Hello, Publish, RetainedIndex, Route, RouteDelta, RouteSnapshot,
+    Body, Encoder, Hello, Pace, Publish, Receipt, RetainedIndex, Route, RouteDelta, RouteSnapshot,
 };
-use shardmq_cluster::NodeId;
+use shardmq_cluster::{LeaseId, Member, NodeId};
 use shardmq_codec::ByteString;
-use shardmq_shard::persist::{decode_stored_message, WallClock};
+use shardmq_shard::persist::{decode_stored_message, encode_stored_message, WallClock};
 use shardmq_shard::{
     home_shard, ConnId, Forward, LinkEpoch, LinkNumber, Node, PeerLease, PeerNode, PeerRoute,
     RouteFrame, Shard, ShardId,
@@ -151,6 +151,97 @@ impl OutLinkState {
         }
         expired
     }
+}
+
+/// A shard's forward to a peer as a frame on its link.
+#[derive(Debug)]
+pub struct ForwardFrame {
+    pub body: Body,
+    /// The receipt the publish waits for, if it does.
+    pub receipt: Option<u64>,
+    /// Only forwarded publishes may be dropped when the link is down or full: their publisher
+    /// is answered at once instead, and the peer's subscribers miss the message (a node that
+    /// cannot be reached must not stop every QoS 1 publish to topics it had subscribers for).
+    /// Receipts and pacing are never dropped while the link is up (a resume must follow its
+    /// pause); lost with the link, the peer's own timeouts answer for them.
+    pub droppable: bool,
+}
+
+/// The frame of shard `shard`'s forward to a peer. `names` names the holders of a large
+/// retained message.
+pub fn forward_frame(
+    shard: ShardId,
+    forward: Forward,
+    clock: &WallClock,
+    names: impl Fn(Node) -> Option<NodeId>,
+) -> ForwardFrame {
+    match forward {
+        Forward::Publish { message, receipt, deliver, shared, holders, publisher, version } => {
+            let (shared_filter, shared_group) = match shared {
+                Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
+                None => (None, None),
+            };
+            let retained_holders = holders.map(|holders| {
+                holders.into_iter().filter_map(&names).map(|node| node.to_string()).collect()
+            });
+            let body = Body::Publish(Box::new(Publish {
+                message: encode_stored_message(&message, clock),
+                receipt: receipt.unwrap_or(0),
+                reply_shard: shard.0,
+                deliver,
+                shared_filter,
+                shared_group,
+                retained_holders,
+                publisher: publisher.map(|conn| conn.0),
+                retained_version: version,
+            }));
+            ForwardFrame { body, receipt, droppable: true }
+        }
+        Forward::Receipt { token, shard, ok } => {
+            let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
+            ForwardFrame { body, receipt: None, droppable: false }
+        }
+        Forward::Pace { shard, conn, pause } => {
+            let body = Body::Pace(Box::new(Pace { shard: shard.0, conn: conn.0, pause }));
+            ForwardFrame { body, receipt: None, droppable: false }
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Membership
+// -------------------------------------------------------------------------------------------
+
+/// What a new member list means for a shard's links.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// Peers to (re)start a link to: new, restarted (a new lease) or moved (a new address).
+    /// A link already running to one of them is retired first.
+    pub start: Vec<Member>,
+    /// Incarnations gone (a peer restarted with a new lease, or left): their routes go.
+    pub gone: Vec<(NodeId, LeaseId)>,
+    /// Peers no longer members: their links are retired and not restarted.
+    pub left: Vec<NodeId>,
+}
+
+/// Compares the members this shard has links to (`linked`) with the new member list.
+pub fn membership_change(me: &NodeId, linked: &[Member], members: &[Member]) -> MembershipChange {
+    let mut change = MembershipChange::default();
+    for member in members.iter().filter(|member| member.node != *me) {
+        match linked.iter().find(|linked| linked.node == member.node) {
+            Some(linked) if linked == member => continue,
+            Some(linked) if linked.lease != member.lease => {
+                change.gone.push((linked.node.clone(), linked.lease));
+            }
+            _ => {}
+        }
+        change.start.push(member.clone());
+    }
+    for linked in linked.iter().filter(|linked| !members.iter().any(|m| m.node == linked.node)) {
+        change.gone.push((linked.node.clone(), linked.lease));
+        change.left.push(linked.node.clone());
+    }
+    change
 }
 
 // -------------------------------------------------------------------------------------------

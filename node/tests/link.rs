@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use shardmq_cluster::frame::{self, Body, Encoder, Hello, Receipt, TakeoverRequest};
 use shardmq_cluster::NodeId;
+use shardmq_cluster::{LeaseId, Member};
 use shardmq_codec::ByteString;
 use shardmq_node::link::{
-    check_hello, destination, route_frame, Destination, HelloRefusal, HelloVerdict, LinkStart,
-    OutLinkState, LINK_HEARTBEAT, RECEIPT_TIMEOUT, RETAINED_INDEX_CHUNK,
+    check_hello, destination, forward_frame, membership_change, route_frame, Destination,
+    HelloRefusal, HelloVerdict, LinkStart, MembershipChange, OutLinkState, LINK_HEARTBEAT,
+    RECEIPT_TIMEOUT, RETAINED_INDEX_CHUNK,
 };
 use shardmq_shard::{home_shard, LinkNumber, PeerLease, PeerRoute, RouteFrame, ShardId};
 
@@ -171,4 +173,51 @@ fn route_frames_become_the_shard_s_route_frames() {
     };
     assert_eq!((added, removed), (vec![route("b")], vec![route("a/+")]));
     assert!(route_frame(Body::Heartbeat(Box::new(frame::Heartbeat { etcd_ok: true })), 3).is_none());
+}
+
+fn member(node: &str, lease: i64, port: u16) -> Member {
+    Member {
+        node: NodeId::new(node),
+        link: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        lease: LeaseId(lease),
+    }
+}
+
+#[test]
+fn a_new_member_list_starts_restarts_and_retires_links() {
+    let me = NodeId::new("n0");
+    let linked = [member("n1", 1, 7001), member("n2", 2, 7002), member("n3", 3, 7003)];
+    let members = [
+        member("n0", 9, 7000),
+        member("n1", 1, 7001),  // unchanged
+        member("n2", 20, 7002), // restarted: a new lease
+        member("n3", 3, 7033),  // moved: a new address, the same incarnation
+        member("n4", 4, 7004),  // new
+    ];
+    let change = membership_change(&me, &linked[..], &members);
+    assert_eq!(
+        change,
+        MembershipChange {
+            start: vec![members[2].clone(), members[3].clone(), members[4].clone()],
+            gone: vec![(NodeId::new("n2"), LeaseId(2))],
+            left: vec![],
+        }
+    );
+    let change = membership_change(&me, &linked[..], &members[..2]);
+    assert_eq!(change.left, vec![NodeId::new("n2"), NodeId::new("n3")]);
+    assert_eq!(change.gone, vec![(NodeId::new("n2"), LeaseId(2)), (NodeId::new("n3"), LeaseId(3))]);
+    assert!(change.start.is_empty());
+}
+
+#[test]
+fn only_forwarded_publishes_may_be_dropped_and_they_carry_their_receipt() {
+    use shardmq_shard::Forward;
+    let now = Instant::now();
+    let clock = shardmq_shard::persist::WallClock::fixed(now, 1_800_000_000_000);
+    let receipt = Forward::Receipt { token: 3, shard: ShardId(1), ok: true };
+    let frame = forward_frame(ShardId(0), receipt, &clock, |_| None);
+    assert!(!frame.droppable && frame.receipt.is_none());
+    assert!(matches!(frame.body, Body::Receipt(r) if r.token == 3 && r.shard == 1));
+    let pace = Forward::Pace { shard: ShardId(2), conn: shardmq_shard::ConnId(5), pause: true };
+    assert!(!forward_frame(ShardId(0), pace, &clock, |_| None).droppable);
 }

@@ -14,8 +14,8 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    Body, Encoder, Pace, Publish, Receipt, RetainedFetch, RetainedFetched, SessionTransfer,
-    TakeoverRequest, TransferInstalled,
+    Body, Encoder, RetainedFetch, RetainedFetched, SessionTransfer, TakeoverRequest,
+    TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{Member, NodeId};
@@ -24,7 +24,7 @@ use shardmq_io::runtime::{self};
 use shardmq_node::link::OutLinkState;
 use shardmq_node::retained::RetainedOut;
 use shardmq_node::{Handover, HandoverConfig, Ticket};
-use shardmq_shard::persist::{encode_stored_message, WallClock};
+use shardmq_shard::persist::WallClock;
 use shardmq_shard::{
     ConnId, ConnectRefusal, Forward, LinkEpoch, LinkNumber, Node, PeerNode, PeerRoute,
     RetainedPlacement, ShardId, SharedMessage,
@@ -409,61 +409,27 @@ impl ShardCluster {
     }
 
     /// Carries out a shard effect meant for a peer. Returns the receipt to answer at once when
-    /// the publish could not be sent.
+    /// the publish could not be sent (see `shardmq_node::link::ForwardFrame`).
     pub fn forward(&self, shard: ShardId, peer: PeerNode, forward: Forward) -> Option<(u64, bool)> {
-        match forward {
-            Forward::Publish { message, receipt, deliver, shared, holders, publisher, version } => {
-                let (shared_filter, shared_group) = match shared {
-                    Some((filter, group)) => (Some(filter.to_string()), Some(group.to_string())),
-                    None => (None, None),
-                };
-                let retained_holders = holders.map(|holders| {
-                    holders
-                        .into_iter()
-                        .filter_map(|node| self.node.node_id(node))
-                        .map(|node| node.to_string())
-                        .collect()
-                });
-                let body = Body::Publish(Box::new(Publish {
-                    message: encode_stored_message(&message, &self.clock),
-                    receipt: receipt.unwrap_or(0),
-                    reply_shard: shard.0,
-                    deliver,
-                    shared_filter,
-                    shared_group,
-                    retained_holders,
-                    publisher: publisher.map(|conn| conn.0),
-                    retained_version: version,
-                }));
-                if !self.has_room(peer) || !self.send(peer, body) {
-                    // The peer's link is down (the node is gone or restarting) or full: its
-                    // subscribers miss this message. The publisher is not failed for it: a
-                    // node that cannot be reached would otherwise stop every QoS 1 publish
-                    // to topics it had subscribers for (see docs/cluster.md).
-                    self.dropped.set(self.dropped.get() + 1);
-                    return receipt.map(|token| (token, true));
-                }
-                if let Some(token) = receipt {
-                    if let Some(link) = self.links.borrow().get(&peer) {
-                        link.state.borrow_mut().wait_for(token, Instant::now());
-                    }
-                }
-                None
-            }
-            Forward::Receipt { token, shard, ok } => {
-                let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
-                // Lost with the link: the peer's own timeout answers its publisher.
-                self.send(peer, body);
-                None
-            }
-            Forward::Pace { shard, conn, pause } => {
-                let body = Body::Pace(Box::new(Pace { shard: shard.0, conn: conn.0, pause }));
-                // Never dropped while the link is up (a resume must follow its pause); lost
-                // with the link, the peer lets the pause lapse.
-                self.send(peer, body);
-                None
+        let names = |node| self.node.node_id(node);
+        let frame = shardmq_node::link::forward_frame(shard, forward, &self.clock, names);
+        if !frame.droppable {
+            self.send(peer, frame.body);
+            return None;
+        }
+        if !self.has_room(peer) || !self.send(peer, frame.body) {
+            // The peer's link is down (the node is gone or restarting) or full: its
+            // subscribers miss this message, and the publisher is answered now (see
+            // docs/cluster.md).
+            self.dropped.set(self.dropped.get() + 1);
+            return frame.receipt.map(|token| (token, true));
+        }
+        if let Some(token) = frame.receipt {
+            if let Some(link) = self.links.borrow().get(&peer) {
+                link.state.borrow_mut().wait_for(token, Instant::now());
             }
         }
+        None
     }
 
     /// This shard's routes changed: one delta on every link that is up (a link that is down
