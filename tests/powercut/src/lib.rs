@@ -30,6 +30,9 @@
 //! A test that passes here therefore passes on ext4; a failure here may be one that ext4 would
 //! hide, and is worth a look either way.
 //!
+//! [`NameRule::DirectoryOnly`] drops the second way: only a directory's fsync makes its
+//! entries durable, as a strict reading of POSIX has it.
+//!
 //! **A cut** ([`PowercutFs::cut`]) unmounts the filesystem (which drops the kernel's caches),
 //! sets every inode back to its durable state, forgets the inodes no durable entry reaches,
 //! and mounts it again: the directory then shows exactly the durable state. The program
@@ -64,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{BackgroundSession, Config, MountOption};
 
-pub use model::{CutMode, FsyncMode, Model};
+pub use model::{CutMode, FsyncMode, Model, NameRule};
 
 /// A mounted power-cut filesystem. Dropping it unmounts it.
 #[derive(Debug)]
@@ -130,6 +133,11 @@ impl PowercutFs {
     /// Sets what fsync does from now on.
     pub fn set_fsync_mode(&self, mode: FsyncMode) {
         self.model().set_fsync_mode(mode);
+    }
+
+    /// Sets which fsync makes a name durable from now on.
+    pub fn set_name_rule(&self, rule: NameRule) {
+        self.model().set_name_rule(rule);
     }
 
     /// The power cut: unmounts (failing if anything still has a file open or its working

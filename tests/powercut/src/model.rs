@@ -153,6 +153,18 @@ pub enum FsyncMode {
     Lie,
 }
 
+/// Which fsync makes a directory entry (a create, an unlink, a rename) durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NameRule {
+    /// Its directory's fsync, or the fsync of the inode it names: at least what ext4 gives
+    /// (see the crate docs).
+    #[default]
+    DirectoryOrFile,
+    /// Only its directory's fsync, as a strict reading of POSIX has it: a file's fsync keeps
+    /// its data, not its name.
+    DirectoryOnly,
+}
+
 /// What a power cut keeps of the writes no fsync covered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CutMode {
@@ -171,6 +183,7 @@ pub struct Model {
     inodes: HashMap<u64, Inode>,
     next_ino: u64,
     fsync_mode: FsyncMode,
+    name_rule: NameRule,
     /// fsync calls served, for tests that check the broker did sync.
     fsyncs: u64,
 }
@@ -189,12 +202,17 @@ impl Model {
             inodes: HashMap::from([(ROOT, root)]),
             next_ino: ROOT + 1,
             fsync_mode: FsyncMode::Keep,
+            name_rule: NameRule::DirectoryOrFile,
             fsyncs: 0,
         }
     }
 
     pub fn set_fsync_mode(&mut self, mode: FsyncMode) {
         self.fsync_mode = mode;
+    }
+
+    pub fn set_name_rule(&mut self, rule: NameRule) {
+        self.name_rule = rule;
     }
 
     pub fn fsyncs(&self) -> u64 {
@@ -345,9 +363,10 @@ impl Model {
     }
 
     /// fsync, fdatasync or fsyncdir of `ino`: its contents (a file's bytes and size, a
-    /// directory's entries) become durable, and so does every directory entry that names it,
-    /// wherever that entry was created, renamed or removed since. Nothing else does: not its
-    /// parent's other entries, not the parent's own entry in the grandparent.
+    /// directory's entries) become durable, and (under [`NameRule::DirectoryOrFile`]) so does
+    /// every directory entry that names it, wherever that entry was created, renamed or removed
+    /// since. Nothing else does: not its parent's other entries, not the parent's own entry in
+    /// the grandparent.
     pub fn fsync(&mut self, ino: u64) -> Result<(), Errno> {
         self.inode(ino)?;
         self.fsyncs += 1;
@@ -358,6 +377,14 @@ impl Model {
             Node::File { live, durable } => *durable = live.clone(),
             Node::Dir { live, durable } => *durable = live.clone(),
         }
+        if self.name_rule == NameRule::DirectoryOrFile {
+            self.commit_names_of(ino);
+        }
+        Ok(())
+    }
+
+    /// Makes durable every directory entry that names `ino` or named it (a removal).
+    fn commit_names_of(&mut self, ino: u64) {
         for inode in self.inodes.values_mut() {
             if let Node::Dir { live, durable } = &mut inode.node {
                 let names: Vec<OsString> = live
@@ -374,7 +401,6 @@ impl Model {
                 }
             }
         }
-        Ok(())
     }
 
     /// The power cut: every inode goes back to its durable contents (in `mode`, with some of

@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 
-use crate::model::{CutMode, Data, FsyncMode, Kind, Model, BLOCK, ROOT};
+use crate::model::{CutMode, Data, FsyncMode, Kind, Model, NameRule, BLOCK, ROOT};
 
 const OWNER: (u32, u32) = (0, 0);
 
@@ -183,4 +183,22 @@ fn a_partial_cut_keeps_each_unsynced_block_from_one_side_and_replays_from_its_se
         }
     }
     assert!(sides.contains(&1) && sides.contains(&2), "both sides show up: {sides:?}");
+}
+
+#[test]
+fn under_the_directory_only_rule_a_files_fsync_keeps_its_data_but_not_its_name() {
+    let mut model = Model::new(0, 0);
+    model.set_name_rule(NameRule::DirectoryOnly);
+    let kept = file(&mut model, ROOT, "kept");
+    model.fsync(ROOT).unwrap();
+    model.write(kept, 0, b"data").unwrap();
+    model.fsync(kept).unwrap();
+    let lost = file(&mut model, ROOT, "lost");
+    model.write(lost, 0, b"data").unwrap();
+    model.fsync(lost).unwrap();
+    model.rename((ROOT, OsStr::new("kept")), (ROOT, OsStr::new("renamed")), false).unwrap();
+    model.fsync(kept).unwrap();
+    model.cut(CutMode::DropAll);
+    assert_eq!(names(&model, ROOT), ["kept"], "neither the new file nor the rename is kept");
+    assert_eq!(contents(&model, ROOT, "kept").as_deref(), Some(&b"data"[..]));
 }

@@ -6,6 +6,8 @@
 //!   the mount first: the cut refuses while a file is open there.
 //! - `cut-some SEED`: a cut that keeps a random part of the unsynced blocks, from `SEED`.
 //! - `lie` / `keep`: from now on fsync keeps nothing / keeps as it should.
+//! - `dir-only` / `dir-or-file`: from now on only a directory's fsync makes a name durable /
+//!   a directory's or the named file's (the default; see the crate docs).
 //! - `quit`: unmount and exit (the contents are gone).
 //!
 //! For example, from a shell: `mkfifo ctl; powercut-fs /mnt/cut < ctl & exec 3> ctl`, run the
@@ -15,12 +17,12 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shardmq_powercut::{CutMode, FsyncMode, PowercutFs};
+use shardmq_powercut::{CutMode, FsyncMode, NameRule, PowercutFs};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let (Some(mountpoint), None) = (args.next(), args.next()) else {
-        eprintln!("usage: powercut-fs MOUNTPOINT  (commands on stdin: cut, cut-some SEED, lie, keep, quit)");
+        eprintln!("usage: powercut-fs MOUNTPOINT  (commands on stdin: cut, cut-some SEED, lie, keep, dir-only, dir-or-file, quit)");
         return ExitCode::from(2);
     };
     let mut fs = match PowercutFs::mount(&PathBuf::from(mountpoint)) {
@@ -46,6 +48,14 @@ fn main() -> ExitCode {
             ["keep"] => {
                 fs.set_fsync_mode(FsyncMode::Keep);
                 "fsync keeps data from now on".into()
+            }
+            ["dir-only"] => {
+                fs.set_name_rule(NameRule::DirectoryOnly);
+                "names are durable with their directory's fsync only".into()
+            }
+            ["dir-or-file"] => {
+                fs.set_name_rule(NameRule::DirectoryOrFile);
+                "names are durable with their directory's or their file's fsync".into()
             }
             ["quit"] => break,
             [] => continue,
