@@ -42,6 +42,18 @@ impl PowercutFuse {
         Ok(attr(ino, self.model().inode(ino)?))
     }
 
+    /// Applies a setattr's size (truncate) and mode (chmod); owners and times are not kept.
+    fn set_attrs(&self, ino: u64, size: Option<u64>, mode: Option<u32>) -> Result<FileAttr, Errno> {
+        let mut model = self.model();
+        if let Some(len) = size {
+            model.set_len(ino, len)?;
+        }
+        if let Some(mode) = mode {
+            model.set_perm(ino, mode as u16)?;
+        }
+        Ok(attr(ino, model.inode(ino)?))
+    }
+
     fn reply_entry(&self, ino: Result<u64, Errno>, reply: ReplyEntry) {
         match ino.and_then(|ino| self.attr_of(ino)) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
@@ -118,14 +130,7 @@ impl Filesystem for PowercutFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let result = {
-            let mut model = self.model();
-            let sized = size.map_or(Ok(()), |len| model.set_len(ino.0, len));
-            let moded =
-                sized.and_then(|()| mode.map_or(Ok(()), |m| model.set_perm(ino.0, m as u16)));
-            moded.and_then(|()| Ok(attr(ino.0, model.inode(ino.0)?)))
-        };
-        match result {
+        match self.set_attrs(ino.0, size, mode) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(error) => reply.error(FuseErrno::from_i32(error)),
         }

@@ -84,7 +84,7 @@ pub struct CutReport {
     pub took: Duration,
     /// Files and directories that existed only in the page cache and are gone.
     pub inodes_dropped: usize,
-    /// fsync calls served before the cut, since the mount.
+    /// fsync calls served before the cut, since the filesystem was made (over all its cuts).
     pub fsyncs: u64,
 }
 

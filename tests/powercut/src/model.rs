@@ -4,7 +4,7 @@
 //! throws `live` away. The FUSE layer ([`crate::fuse`]) only translates requests into these
 //! calls, so the semantics are tested here without a mount.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -84,7 +84,7 @@ impl Data {
 
     /// Indexes of the blocks whose bytes differ between `self` and `other`.
     fn differing_blocks(&self, other: &Data) -> Vec<u64> {
-        let indexes: std::collections::BTreeSet<u64> =
+        let indexes: BTreeSet<u64> =
             self.blocks.keys().chain(other.blocks.keys()).copied().collect();
         indexes
             .into_iter()
@@ -462,9 +462,9 @@ fn partly_written(durable: &Data, live: &Data, coin: &mut Coin) -> Data {
         }
     }
     let size = if coin.toss() { live.size } else { durable.size };
-    // Bytes past the chosen size must read as zeros when the file grows again.
-    let full = Data { size: size.max(out.size), blocks: out.blocks };
-    let mut out = full;
+    // Shrinking from the larger size zeroes what lies past the chosen one, so that the file
+    // reads zeros there if it grows again.
+    out.size = out.size.max(size);
     out.set_len(size);
     out
 }
