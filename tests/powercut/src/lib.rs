@@ -140,9 +140,10 @@ impl PowercutFs {
         self.model().set_name_rule(rule);
     }
 
-    /// The power cut: unmounts (failing if anything still has a file open or its working
-    /// directory here; kill the program first), drops what no fsync made durable, and mounts
-    /// the durable state again on the same directory.
+    /// The power cut: unmounts (failing, with nothing dropped and the filesystem still
+    /// mounted, if anything still has a file open or its working directory here; kill the
+    /// program first), drops what no fsync made durable, and mounts the durable state again
+    /// on the same directory.
     pub fn cut(&mut self, mode: CutMode) -> io::Result<CutReport> {
         let started = Instant::now();
         self.unmount_session()?;
@@ -155,18 +156,31 @@ impl PowercutFs {
         Ok(CutReport { took: started.elapsed(), inodes_dropped, fsyncs })
     }
 
-    /// Unmounts and waits until the last request was served.
+    /// Unmounts and waits until the last request was served. A busy mount (a file still open,
+    /// a working directory inside) is an error that leaves the filesystem mounted and served,
+    /// so the caller can close what is open and try again.
     fn unmount_session(&mut self) -> io::Result<()> {
         let Some(session) = self.session.take() else { return Ok(()) };
-        session.umount_and_join().map_err(|error| {
+        let failed = |error: io::Error| {
             io::Error::new(
                 error.kind(),
                 format!(
-                    "cannot unmount {} for the cut (is a process still using it?): {error}",
+                    "cannot unmount {} (is a process still using it?): {error}",
                     self.mountpoint.display()
                 ),
             )
-        })
+        };
+        match nix::mount::umount(&self.mountpoint) {
+            // The session's loop ends once the kernel has let go; its own unmount then finds
+            // nothing left to do.
+            Ok(()) => session.join().map_err(failed),
+            Err(nix::errno::Errno::EBUSY) => {
+                self.session = Some(session);
+                Err(failed(io::Error::from_raw_os_error(libc::EBUSY)))
+            }
+            // Not root: fusermount3 unmounts for us.
+            Err(_) => session.umount_and_join().map_err(failed),
+        }
     }
 
     /// Unmounts the filesystem; its contents are gone.

@@ -156,6 +156,21 @@ fn a_lying_fsync_loses_everything_at_the_cut() {
     assert_eq!(mount.names(), Vec::<String>::new());
 }
 
+/// The cut refuses while a file is open (a program still running could write after the drop),
+/// and works once it is closed.
+#[test]
+fn a_cut_refuses_while_a_file_is_open() {
+    let mut mount = Mounted::new();
+    let mut open = File::create(mount.path("f")).unwrap();
+    open.write_all(b"x").unwrap();
+    let error = mount.fs().cut(CutMode::DropAll).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ResourceBusy, "{error}");
+    assert_eq!(std::fs::read(mount.path("f")).unwrap(), b"x", "still mounted, nothing dropped");
+    drop(open);
+    mount.cut();
+    assert_eq!(mount.names(), Vec::<String>::new());
+}
+
 #[test]
 fn a_missing_mountpoint_is_an_error() {
     let error = PowercutFs::mount(&PathBuf::from("/nonexistent/powercut")).unwrap_err();
