@@ -24,7 +24,9 @@ use shardmq_io::runtime::{
 use shardmq_io::transport::Layered;
 use shardmq_shard::persist::{decode_snapshot, rehome, ShardPlan, WallClock, UPGRADES};
 use shardmq_shard::{ClientEvents, Shard, ShardId};
-use shardmq_storage::{shard_file, shard_files, Durability, ShardStore, FORMAT_VERSION};
+use shardmq_storage::{
+    shard_file, shard_files, sync_data_dir, Durability, ShardStore, FORMAT_VERSION,
+};
 
 use crate::admin_token::AdminToken;
 use crate::cluster::{self, NodeCluster, ShardCluster};
@@ -394,8 +396,14 @@ struct Stores {
 /// (re-homing sessions when the shard count changed), and opens one store per shard.
 fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     let dir = &config.data_dir;
+    let created = !dir.exists();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if let (true, Some(parent)) = (created, dir.parent()) {
+        // The new directory's own name, for a filesystem that needs its parent synced for it.
+        let parent = if parent.as_os_str().is_empty() { std::path::Path::new(".") } else { parent };
+        warn_unsynced(sync_data_dir(parent));
+    }
     let mut files = Vec::new();
     let mut sessions = 0;
     for (index, path) in shard_files(dir)
@@ -426,10 +434,21 @@ fn open_stores(config: &Config, clock: WallClock) -> anyhow::Result<Stores> {
     let stores = (0..config.shards)
         .map(|i| ShardStore::open(&shard_file(dir, i), config.durability, UPGRADES).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    // The names of shard files this start created (see `sync_data_dir`).
+    warn_unsynced(sync_data_dir(dir));
     if config.durability == Durability::None {
         tracing::warn!("durability = none: a crash can lose messages already acknowledged");
     }
     Ok(Stores { stores, plans: plan.shards, obsolete })
+}
+
+/// Logs a failed directory fsync. Not fatal: the files themselves are synced, and ext4 and XFS
+/// commit their names with them; only a filesystem that needs the directory's own fsync can
+/// lose a name (or bring a removed file back) at a power cut.
+fn warn_unsynced(result: std::io::Result<()>) {
+    if let Err(error) = result {
+        tracing::warn!("{error}: a power cut may lose a shard file's creation or removal");
+    }
 }
 
 /// What SIGHUP reads again.
@@ -703,6 +722,11 @@ async fn restore(
                 ),
                 Err(error) => tracing::warn!("cannot remove {}: {error}", path.display()),
             }
+        }
+        // Until the directory is synced, a power cut can bring a removed file back, and the
+        // next start would read its sessions again (see `sync_data_dir`).
+        if let Some(dir) = obsolete.first().and_then(|path| path.parent()) {
+            warn_unsynced(sync_data_dir(dir));
         }
     }
 }

@@ -38,6 +38,21 @@ pub fn shard_files(data_dir: &Path) -> io::Result<Vec<(u16, PathBuf)>> {
     Ok(found)
 }
 
+/// Makes the entries of `data_dir` durable: the shard files created in it and the ones removed
+/// from it since its last sync (an fsync of the directory itself).
+///
+/// A file's own fsync makes its contents durable, not its name. ext4 and XFS commit a create
+/// or an unlink with the next fsync of any file, but POSIX asks for the directory's fsync, and a
+/// filesystem whose fsync logs only the file synced (as btrfs's log tree can) may bring a
+/// removed file back after a power cut. A shard file removed after a shard-count change that came back would be read again at
+/// the next start, and the sessions deleted since would return from it with their messages
+/// (`tests/tests/power_cut_rehome.rs` shows that on a filesystem with a strict rule).
+pub fn sync_data_dir(data_dir: &Path) -> io::Result<()> {
+    std::fs::File::open(data_dir).and_then(|dir| dir.sync_all()).map_err(|error| {
+        io::Error::new(error.kind(), format!("cannot fsync {}: {error}", data_dir.display()))
+    })
+}
+
 /// `Some(n)` when `name` is exactly the name [`shard_file`] gives shard `n`.
 fn parse_shard_file_name(name: &str) -> Option<u16> {
     let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
@@ -63,5 +78,14 @@ mod tests {
         check("shard-7.redb.bak", None);
         check("shard-.redb", None);
         check("Shard-7.redb", None);
+    }
+
+    #[test]
+    fn syncing_the_data_dir_works_and_a_missing_one_is_named() {
+        sync_data_dir(&std::env::temp_dir()).unwrap();
+        let missing = std::env::temp_dir().join("shardmq-no-such-data-dir");
+        let error = sync_data_dir(&missing).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(error.to_string().contains("shardmq-no-such-data-dir"), "{error}");
     }
 }

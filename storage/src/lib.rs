@@ -22,7 +22,7 @@ mod fault_tests;
 pub mod faults;
 
 pub use error::StorageError;
-pub use files::{shard_file, shard_files};
+pub use files::{shard_file, shard_files, sync_data_dir};
 pub use store::{
     Durability, Op, RewriteRecord, SessionSnapshot, ShardStore, Snapshot, Upgrade, FORMAT_VERSION,
 };

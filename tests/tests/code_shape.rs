@@ -14,10 +14,21 @@ use syn::visit::Visit;
 /// The longest a function may be, from its `fn` line to its closing brace.
 const FUNCTION_LINES_MAX: usize = 100;
 
-/// The crates whose function lengths are checked (the `tests` crate is tests; `vendor/` is not
-/// ours to shape, apart from the fix it documents).
-const CRATES: [&str; 9] =
-    ["codec", "io", "shard", "storage", "cluster", "engine", "loadgen", "perf", "auth"];
+/// The crates whose function lengths are checked (the `tests` crate is tests, but the power-cut
+/// filesystem inside it is a program like the others; `vendor/` is not ours to shape, apart
+/// from the fix it documents).
+const CRATES: [&str; 10] = [
+    "codec",
+    "io",
+    "shard",
+    "storage",
+    "cluster",
+    "engine",
+    "loadgen",
+    "perf",
+    "auth",
+    "tests/powercut",
+];
 
 /// The crates whose files must not import from each other around a loop. The engine is wiring:
 /// each of its files is a layer (configuration, security, the shard context, connections, node
