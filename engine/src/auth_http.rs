@@ -156,16 +156,16 @@ pub fn connect_request(
     })
 }
 
-/// When failures were last logged, and how many since.
+/// When failures were last logged, and how many since (also the event webhook's).
 #[derive(Debug, Default)]
-struct ErrorLog {
+pub(crate) struct ErrorLog {
     last: Option<Instant>,
     unlogged: u64,
 }
 
 impl ErrorLog {
     /// A failure at `now`: `Some(failures not logged since the last line)` when a line is due.
-    fn note(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn note(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(last) if now.duration_since(last) < ERROR_LOG_EVERY => {
                 self.unlogged += 1;

@@ -193,6 +193,22 @@ pub struct ServeArgs {
     /// alone means true [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub client_events: Option<bool>,
+    /// POST the same client events, batched as JSON arrays, to this http:// or https:// URL
+    /// (EMQX webhook field names; docs/operations.md), whether or not `client_events` publishes
+    /// them on `$SYS`. At most once: a full queue or a service down past the retries drops
+    /// events, counted in `/metrics`. Read at start only [default: none].
+    #[arg(long, value_name = "URL")]
+    pub event_webhook_url: Option<String>,
+    /// Events waiting for `event_webhook_url` at most; past it new events are dropped and
+    /// counted [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub event_webhook_queue_max: Option<usize>,
+    /// Events per POST to `event_webhook_url` at most [default: 100].
+    #[arg(long, value_name = "N")]
+    pub event_webhook_batch_max: Option<usize>,
+    /// Milliseconds a POST waits for more events after the first of its batch [default: 200].
+    #[arg(long, value_name = "MS")]
+    pub event_webhook_batch_delay_ms: Option<u64>,
     /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready`, and the client
     /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP; the API is
     /// open to whoever reaches it unless `admin_token_file` is set: keep it on loopback or a
@@ -414,6 +430,8 @@ pub struct Config {
     /// With `client_events` on: the node name its events are published under
     /// (`$SYS/brokers/<node>/clients/...`). `None`: no events.
     pub client_events: Option<String>,
+    /// Where client events are POSTed (`event_webhook_url`), and how.
+    pub event_webhook: Option<EventWebhookConfig>,
     pub limits: Limits,
     /// Set when the node joins a cluster (`etcd` given).
     pub cluster: Option<ClusterConfig>,
@@ -594,6 +612,10 @@ impl ServeArgs {
             admin_token_file,
             sys_interval,
             client_events,
+            event_webhook_url,
+            event_webhook_queue_max,
+            event_webhook_batch_max,
+            event_webhook_batch_delay_ms,
             cluster,
             node_id,
             etcd,
@@ -686,6 +708,7 @@ impl ServeArgs {
         let limits = self.limits()?;
         let cluster = self.cluster_config()?;
         let client_events = self.client_events_node(cluster.as_ref());
+        let event_webhook = self.event_webhook(cluster.as_ref())?;
         let log_format = self.log_line_format()?;
         let mut security = self.security(self.auth_services()?);
         let Listeners { listen, tls_listen, ws_listen, wss_listen, tls } =
@@ -718,6 +741,7 @@ impl ServeArgs {
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
             client_events,
+            event_webhook,
             limits,
             cluster,
             security,
@@ -1152,16 +1176,48 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
-    /// With `client_events` on, the node name its events are published under: the node id in a
-    /// cluster, the host name on a single node (`shardmq` when the host name is not a valid
-    /// name), so that it is one topic level.
+    /// With `client_events` on, the node name its events are published under.
     fn client_events_node(&self, cluster: Option<&ClusterConfig>) -> Option<String> {
-        self.client_events.unwrap_or(false).then(|| match cluster {
-            Some(cluster) => cluster.node_id.clone(),
-            None => Some(host_name())
-                .filter(|name| valid_name(name))
-                .unwrap_or_else(|| "shardmq".into()),
-        })
+        self.client_events.unwrap_or(false).then(|| event_node(cluster))
+    }
+
+    /// `event_webhook_url` and its keys, checked: the URL http:// or https://, the bounds at
+    /// least 1. A key without the URL is an error: it would silently do nothing.
+    fn event_webhook(
+        &self,
+        cluster: Option<&ClusterConfig>,
+    ) -> Result<Option<EventWebhookConfig>, ConfigError> {
+        let Some(url) = &self.event_webhook_url else {
+            for (key, given) in [
+                ("event_webhook_queue_max", self.event_webhook_queue_max.is_some()),
+                ("event_webhook_batch_max", self.event_webhook_batch_max.is_some()),
+                ("event_webhook_batch_delay_ms", self.event_webhook_batch_delay_ms.is_some()),
+            ] {
+                if given {
+                    return Err(ConfigError(format!(
+                        "`{key}` is set but `event_webhook_url` is not"
+                    )));
+                }
+            }
+            return Ok(None);
+        };
+        let scheme = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if scheme.is_none_or(str::is_empty) {
+            return Err(ConfigError(format!(
+                "invalid value for `event_webhook_url`: {url:?}; expected an http:// or https:// URL"
+            )));
+        }
+        let queue_max = self.event_webhook_queue_max.unwrap_or(4096);
+        at_least("event_webhook_queue_max", queue_max as u64, 1)?;
+        let batch_max = self.event_webhook_batch_max.unwrap_or(100);
+        at_least("event_webhook_batch_max", batch_max as u64, 1)?;
+        Ok(Some(EventWebhookConfig {
+            url: url.clone(),
+            node: event_node(cluster),
+            queue_max,
+            batch_max,
+            batch_delay: Duration::from_millis(self.event_webhook_batch_delay_ms.unwrap_or(200)),
+        }))
     }
 
     /// Where the link listener binds and what peers are told: the advertised address by
@@ -1268,6 +1324,31 @@ impl ServeArgs {
             }
         }
     }
+}
+
+/// The node name client events carry: the node id in a cluster, the host name on a single node
+/// (`shardmq` when the host name is not a valid name), so that it is one topic level.
+fn event_node(cluster: Option<&ClusterConfig>) -> String {
+    match cluster {
+        Some(cluster) => cluster.node_id.clone(),
+        None => {
+            Some(host_name()).filter(|name| valid_name(name)).unwrap_or_else(|| "shardmq".into())
+        }
+    }
+}
+
+/// Where and how client events are POSTed (`event_webhook_*`; docs/operations.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWebhookConfig {
+    pub url: String,
+    /// The `node` field of every event.
+    pub node: String,
+    /// Events waiting at most (the batch being sent aside).
+    pub queue_max: usize,
+    /// Events per POST at most.
+    pub batch_max: usize,
+    /// How long a batch waits for more events after its first.
+    pub batch_delay: Duration,
 }
 
 /// Whether `text` may name a cluster or a node: letters, digits, `-`, `_` and `.`, at most 128
@@ -1663,6 +1744,49 @@ mod tests {
         assert_eq!(parse(&["--client-events", "--shards", "2"]).expect("valid"), Some(true));
         assert_eq!(parse(&[]).expect("valid"), None);
         assert!(parse(&["--client-events", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn event_webhook_keys() {
+        assert!(ServeArgs::default().resolve().expect("valid").event_webhook.is_none());
+        let hook = file("event_webhook_url = \"https://hooks.example.com/mqtt\"\n")
+            .expect("valid")
+            .event_webhook
+            .expect("on");
+        assert_eq!(hook.url, "https://hooks.example.com/mqtt");
+        assert_eq!((hook.queue_max, hook.batch_max), (4096, 100));
+        assert_eq!(hook.batch_delay, Duration::from_millis(200));
+        assert!(valid_name(&hook.node), "{:?}", hook.node);
+        let tuned = file(
+            "event_webhook_url = \"http://127.0.0.1:8080/\"\nevent_webhook_queue_max = 10\n\
+             event_webhook_batch_max = 5\nevent_webhook_batch_delay_ms = 0\n",
+        )
+        .expect("valid")
+        .event_webhook
+        .expect("on");
+        assert_eq!((tuned.queue_max, tuned.batch_max), (10, 5));
+        assert_eq!(tuned.batch_delay, Duration::ZERO);
+        // Errors: one line naming the key.
+        for (text, key) in [
+            ("event_webhook_url = \"ftp://x/\"\n", "`event_webhook_url`"),
+            ("event_webhook_url = \"hooks.example.com\"\n", "`event_webhook_url`"),
+            ("event_webhook_url = \"http://\"\n", "`event_webhook_url`"),
+            (
+                "event_webhook_url = \"http://x/\"\nevent_webhook_queue_max = 0\n",
+                "`event_webhook_queue_max`",
+            ),
+            (
+                "event_webhook_url = \"http://x/\"\nevent_webhook_batch_max = 0\n",
+                "`event_webhook_batch_max`",
+            ),
+            (
+                "event_webhook_batch_max = 5\n",
+                "`event_webhook_batch_max` is set but `event_webhook_url`",
+            ),
+        ] {
+            let error = file(text).expect_err(text).to_string();
+            assert!(error.contains(key) && !error.contains('\n'), "{text}: {error}");
+        }
     }
 
     #[test]

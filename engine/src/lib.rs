@@ -21,6 +21,7 @@ mod connection;
 mod context;
 mod ctl;
 mod enhanced_auth;
+mod event_webhook;
 mod import_mosquitto;
 mod link_certs;
 mod link_security;

@@ -399,6 +399,34 @@ fn render_bridges(out: &mut String, bridges: &[Arc<BridgeCounters>]) {
     }
 }
 
+/// The event webhook's figures (`event_webhook_url`), in events: written by the shards (drops)
+/// and its sender thread, read when scraped.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Events the service took (in a 2xx answer to their POST).
+    pub sent: AtomicU64,
+    /// Events given up on: their POST failed past the retries, or was refused (4xx).
+    pub failed: AtomicU64,
+    /// Events dropped before any POST: the queue was full.
+    pub dropped: AtomicU64,
+    /// POSTs sent again after a 5xx, a 429 or a connection error.
+    pub retries: AtomicU64,
+}
+
+fn render_webhook(out: &mut String, webhook: &WebhookCounters) {
+    let series = [
+        ("sent", "Client events the event webhook took.", &webhook.sent),
+        ("failed", "Client events given up on: POST failed past its retries.", &webhook.failed),
+        ("dropped", "Client events dropped: the event webhook's queue was full.", &webhook.dropped),
+        ("retries", "POSTs to the event webhook sent again.", &webhook.retries),
+    ];
+    for (what, help, value) in series {
+        let name = format!("shardmq_event_webhook_{what}_total");
+        let value = value.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+}
+
 /// Every shard's counters, shared with the admin thread.
 pub struct NodeCounters {
     shards: Vec<ShardSlot>,
@@ -407,6 +435,7 @@ pub struct NodeCounters {
     links: std::sync::OnceLock<LinkStatsFn>,
     logins: std::sync::OnceLock<LoginStatsFn>,
     bridges: std::sync::OnceLock<Vec<Arc<BridgeCounters>>>,
+    webhook: std::sync::OnceLock<Arc<WebhookCounters>>,
 }
 
 impl std::fmt::Debug for NodeCounters {
@@ -424,6 +453,7 @@ impl NodeCounters {
             links: std::sync::OnceLock::new(),
             logins: std::sync::OnceLock::new(),
             bridges: std::sync::OnceLock::new(),
+            webhook: std::sync::OnceLock::new(),
         }
     }
 
@@ -440,6 +470,11 @@ impl NodeCounters {
     /// The bridges' figures, as [`NodeCounters::set_bridges`] gave them.
     pub fn bridges(&self) -> &[Arc<BridgeCounters>] {
         self.bridges.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The event webhook's figures, when one is configured.
+    pub fn set_webhook(&self, webhook: Arc<WebhookCounters>) {
+        let _ = self.webhook.set(webhook);
     }
 
     /// In a cluster: where `/metrics` reads the node links' counters from.
@@ -551,6 +586,9 @@ impl NodeCounters {
         }
         if let Some(bridges) = self.bridges.get().filter(|bridges| !bridges.is_empty()) {
             render_bridges(&mut out, bridges);
+        }
+        if let Some(webhook) = self.webhook.get() {
+            render_webhook(&mut out, webhook);
         }
         let name = "shardmq_uptime_seconds";
         let uptime = self.started.elapsed().as_secs();

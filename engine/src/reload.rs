@@ -137,6 +137,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("admin_token_file", old.admin_token_file != new.admin_token_file);
     check("sys_interval", old.sys_interval != new.sys_interval);
     check("client_events", old.client_events != new.client_events);
+    // The webhook's thread and the shards' sinks are made at start.
+    check("event_webhook_*", old.event_webhook != new.event_webhook);
     let services_differ = old.security.services != new.security.services;
     let without_services = |config: &Config| crate::config::Security {
         services: crate::config::AuthServices::default(),

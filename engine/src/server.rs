@@ -109,6 +109,7 @@ pub fn serve(
     if let Some(node) = &node_cluster {
         count_cluster(&counters, node);
     }
+    let webhook = start_webhook(&config, &counters)?;
     let admin_requests = start_admin(&config, admin_token, &counters, node_cluster.as_ref())?;
     let stops: Vec<Arc<AtomicBool>> = (0..shards).map(|_| stop.clone()).collect();
     let mesh = build_mesh::<Vec<MeshItem>>(shards);
@@ -134,6 +135,7 @@ pub fn serve(
             memory: memory.clone(),
             counters: counters.clone(),
             admin,
+            webhook: webhook.clone(),
         })
         .collect();
     let handles = runtime::start_shards(ShardPlacement::PinnedToCpus, per_shard, {
@@ -145,6 +147,37 @@ pub fn serve(
     })
     .context("cannot start the shards")?;
     wait_for_shards(handles, node_cluster)
+}
+
+/// Starts the event webhook's thread if `event_webhook_url` is set: the queue the shards' sinks
+/// hand events to. Its figures go to `/metrics`.
+fn start_webhook(
+    config: &Config,
+    counters: &NodeCounters,
+) -> anyhow::Result<Option<crate::event_webhook::WebhookQueue>> {
+    let Some(webhook) = &config.event_webhook else { return Ok(None) };
+    let (queue, figures) =
+        crate::event_webhook::start(webhook).context("cannot start the event webhook")?;
+    counters.set_webhook(figures);
+    Ok(Some(queue))
+}
+
+/// The client events a shard has: published on `$SYS` with `client_events`, handed to the
+/// webhook's queue with `event_webhook_url`; `None` with neither (then they cost one branch).
+fn client_events(
+    config: &Config,
+    clock: WallClock,
+    webhook: Option<crate::event_webhook::WebhookQueue>,
+) -> Option<ClientEvents> {
+    let events = match &config.client_events {
+        Some(node) => ClientEvents::new(node, clock),
+        None if webhook.is_some() => ClientEvents::unpublished(clock),
+        None => return None,
+    };
+    Some(match webhook {
+        Some(queue) => events.with_sink(queue.sink()),
+        None => events,
+    })
 }
 
 /// Starts the admin endpoint if one is configured (its client API behind `token` when there is
@@ -380,6 +413,8 @@ struct Boot {
     counters: Arc<NodeCounters>,
     /// The admin API's questions for this shard.
     admin: crate::admin::ShardRequests,
+    /// The event webhook's queue, when `event_webhook_url` is set.
+    webhook: Option<crate::event_webhook::WebhookQueue>,
 }
 
 /// The node's stores at start-up.
@@ -529,6 +564,7 @@ async fn shard_main(
         memory,
         counters,
         admin,
+        webhook,
     } = boot;
     // Read before anything awaits: a reload from here on is applied by the ticker.
     let live_generation = live.generation();
@@ -550,9 +586,7 @@ async fn shard_main(
     let (acl_generation, authorizer) = security.authorizer();
     state.set_authorizer(authorizer);
     state.set_assigned_id_source(Box::new(os_random_u128));
-    if let Some(node) = &config.client_events {
-        state.set_client_events(Some(ClientEvents::new(node, clock)));
-    }
+    state.set_client_events(client_events(&config, clock, webhook));
     let (cluster, cluster_tasks) = match cluster {
         Some(join) => {
             let (cluster, tasks) = join_shard_cluster(id, clock, &mut state, join);

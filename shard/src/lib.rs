@@ -34,9 +34,9 @@ pub use limits::Limits;
 pub use mesh::{Publisher, ShardMsg, SyncToken};
 pub use message::{Delivery, Message, SharedMessage};
 pub use state::{
-    BridgeQueue, ClientDetail, ClientEvents, ClientSummary, CommitBatch, ConnectRefusal, Effect,
-    Forward, KickSession, Kicked, LinkEpoch, Node, PeerRoute, Presence, QueueGauges, RetainedClock,
-    RetainedPlacement, RetainedPush, RouteFrame, Shard, ShardStats, SubscriptionInfo, Ticket,
-    WillState, PEER_PAUSE_MAX, PUBLISHER_PAUSE_MAX, RETAINED_BUCKETS, SUBSCRIBER_STALL_QUIET,
-    TOMBSTONE_TTL_MS,
+    BridgeQueue, ClientDetail, ClientEvent, ClientEvents, ClientSummary, CommitBatch,
+    ConnectRefusal, Effect, EventKind, EventSink, Forward, KickSession, Kicked, LinkEpoch, Node,
+    PeerRoute, Presence, QueueGauges, RetainedClock, RetainedPlacement, RetainedPush, RouteFrame,
+    Shard, ShardStats, SubscriptionInfo, Ticket, WillState, PEER_PAUSE_MAX, PUBLISHER_PAUSE_MAX,
+    RETAINED_BUCKETS, SUBSCRIBER_STALL_QUIET, TOMBSTONE_TTL_MS,
 };

@@ -2,8 +2,8 @@
 //! the `$SYS/brokers/<node>/clients/<client id>/...` messages a subscriber on another shard
 //! gets when clients connect, leave (for each reason), subscribe and unsubscribe; their JSON
 //! fields; that nothing is published while the option is off; that `#` does not reach them;
-//! that the ACL decides who reads them; and that a peer node with a matching route is sent
-//! them.
+//! that the ACL decides who reads them; that a peer node with a matching route is sent
+//! them; and that a sink (the engine's webhook) gets every event, published or not.
 
 mod harness;
 
@@ -502,4 +502,89 @@ fn a_client_that_subscribes_to_its_own_events_is_not_sent_its_disconnection() {
     node.lose(client);
     let publishes: Vec<Publish> = node.publishes(client);
     assert!(publishes.is_empty(), "{publishes:?}");
+}
+
+/// What a sink got: one line per event, `client kind detail peer`.
+type Sunk = std::rc::Rc<std::cell::RefCell<Vec<String>>>;
+
+/// Client events handed to a sink on every shard (and, with `published`, on `$SYS` too).
+fn sunk(node: &mut Node, published: bool) -> Sunk {
+    let sunk = Sunk::default();
+    let clock = shardmq_shard::persist::WallClock::fixed(node.now, START_UNIX_MS);
+    for shard in &mut node.shards {
+        let into = sunk.clone();
+        let events = if published {
+            shardmq_shard::ClientEvents::new("n1", clock)
+        } else {
+            shardmq_shard::ClientEvents::unpublished(clock)
+        };
+        let sink = Box::new(move |event: &shardmq_shard::ClientEvent<'_>| {
+            assert_eq!(event.unix_ms, START_UNIX_MS);
+            let peer = event.peer.map_or("-".to_owned(), |ip| ip.to_string());
+            into.borrow_mut().push(format!("{} {:?} {peer}", event.client_id, event.kind));
+        });
+        shard.set_client_events(Some(events.with_sink(sink)));
+    }
+    sunk
+}
+
+#[test]
+fn a_sink_gets_every_event_with_its_address_whoever_subscribes() {
+    let mut node = Node::new(3);
+    let sunk = sunk(&mut node, false);
+    // Not published: a `$SYS` subscriber hears nothing.
+    let watcher = watcher(&mut node, &["$SYS/brokers/+/clients/#"]);
+    sunk.borrow_mut().clear();
+    let id = node.id_on("hooked", 2);
+    let peer: IpAddr = "192.0.2.7".parse().expect("an address");
+    let client = node.connect_from(v5_connect(&id, 30, None), Some(peer));
+    let entry = |filter: &str, qos| TopicFilterEntry {
+        filter: ByteString::from(filter),
+        options: SubscriptionOptions::with_qos(qos),
+    };
+    let filters = vec![entry("a/+", QoS::AtLeastOnce), entry("b", QoS::AtMostOnce)];
+    let subscribe = Subscribe { packet_id: pid(1), properties: Properties::default(), filters };
+    node.send(client, Packet::Subscribe(subscribe));
+    let filters = vec![ByteString::from("a/+")];
+    let unsubscribe = Unsubscribe { packet_id: pid(2), properties: Properties::default(), filters };
+    node.send(client, Packet::Unsubscribe(unsubscribe));
+    node.lose(client);
+    let got = sunk.borrow().clone();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "{id} Connected {{ proto_ver: 5, keepalive_secs: 30, clean_start: true, \
+                 expiry_secs: 0 }} {peer}"
+            ),
+            format!("{id} Subscribed {{ topic: \"a/+\", qos: 1 }} {peer}"),
+            format!("{id} Subscribed {{ topic: \"b\", qos: 0 }} {peer}"),
+            format!("{id} Unsubscribed {{ topic: \"a/+\" }} {peer}"),
+            format!(
+                "{id} Disconnected {{ reason: \"connection_lost\", reason_code: None }} {peer}"
+            ),
+        ]
+    );
+    assert!(events(&mut node, watcher).is_empty());
+}
+
+#[test]
+fn a_sink_and_sys_subscribers_get_the_same_events_and_a_takeover_once() {
+    let mut node = Node::new(3);
+    let sunk = sunk(&mut node, true);
+    let watcher = watcher(&mut node, &[CONNECTED, DISCONNECTED]);
+    sunk.borrow_mut().clear();
+    let id = node.id_on("phone", 1);
+    let old = node.connect_with(v5_connect(&id, 60, Some(3600)));
+    node.connect_with(v5_connect(&id, 60, Some(3600)));
+    // The old connection's close comes later and says nothing more, to either.
+    node.lose(old);
+    let kinds: Vec<String> = sunk
+        .borrow()
+        .iter()
+        .map(|line| line.split(' ').nth(1).expect("a kind").to_owned())
+        .collect();
+    assert_eq!(kinds, ["Connected", "Disconnected", "Connected"]);
+    assert!(sunk.borrow()[1].contains("reason: \"takeover\", reason_code: Some(142)"));
+    assert_eq!(events(&mut node, watcher).len(), 3);
 }

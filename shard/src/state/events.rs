@@ -13,7 +13,12 @@
 //! buffer the shard reuses and looked up in the subscription tries; the payload (written by
 //! hand: the shard crate has no serde) and the message are built only when someone subscribes
 //! to that topic, so a connect storm that nobody watches allocates nothing for its events.
+//!
+//! The engine can also take every event as it happens, whoever subscribes ([`EventSink`]: its
+//! webhook, `event_webhook_url`), with or without the `$SYS` messages. The sink is called on
+//! the shard, so it must only hand the event over (the engine's does a `try_send`).
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,31 +33,104 @@ use crate::persist::WallClock;
 
 /// Where and when client events are published: set on a shard with
 /// [`Shard::set_client_events`].
-#[derive(Debug)]
 pub struct ClientEvents {
-    /// `$SYS/brokers/<node>/clients/`.
-    prefix: String,
+    /// `$SYS/brokers/<node>/clients/`; `None` when events go to the sink only.
+    prefix: Option<String>,
     /// Gives the events' timestamps (Unix milliseconds) from the shard's monotonic time.
     clock: WallClock,
     /// The topic of the event being published, kept between events so that an event nobody
     /// listens to allocates nothing.
     topic: String,
+    /// Where every event is handed, whoever subscribes (the engine's webhook).
+    sink: Option<EventSink>,
+    /// With a sink: the address of each connection that gave one, so that the events after
+    /// the connected one name it too (kept here, not in the connection, whose size is counted
+    /// per idle client; dropped when the connection goes).
+    peers: HashMap<ConnId, IpAddr>,
+}
+
+impl std::fmt::Debug for ClientEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEvents")
+            .field("prefix", &self.prefix)
+            .field("sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientEvents {
     /// Events of node `node` (one topic level: it must hold no `/`, `+` or `#`), stamped by
-    /// `clock`.
+    /// `clock`, published on `$SYS`.
     pub fn new(node: &str, clock: WallClock) -> ClientEvents {
         assert!(
             !node.is_empty() && !node.contains(['/', '+', '#']),
             "a node name must be one topic level: {node:?}"
         );
         ClientEvents {
-            prefix: format!("$SYS/brokers/{node}/clients/"),
-            clock,
-            topic: String::new(),
+            prefix: Some(format!("$SYS/brokers/{node}/clients/")),
+            ..Self::unpublished(clock)
         }
     }
+
+    /// Events stamped by `clock` that are not published on `$SYS`: only a sink
+    /// ([`ClientEvents::with_sink`]) gets them.
+    pub fn unpublished(clock: WallClock) -> ClientEvents {
+        ClientEvents {
+            prefix: None,
+            clock,
+            topic: String::new(),
+            sink: None,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// Also hands every event to `sink`, whether anybody subscribes to it or not.
+    pub fn with_sink(mut self, sink: EventSink) -> ClientEvents {
+        self.sink = Some(sink);
+        self
+    }
+}
+
+/// Takes each client event on the shard that has it. It runs on the shard: it must not block
+/// (hand the event over, or drop it).
+pub type EventSink = Box<dyn FnMut(&ClientEvent<'_>)>;
+
+/// One client event as an [`EventSink`] gets it: borrowed, for the sink to copy what it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientEvent<'a> {
+    pub client_id: &'a str,
+    /// The user the session is held to, when users are told apart (as in the `$SYS` events).
+    pub username: Option<&'a str>,
+    /// The client's address, when the engine gave it.
+    pub peer: Option<IpAddr>,
+    /// When it happened, in Unix milliseconds.
+    pub unix_ms: u64,
+    pub kind: EventKind<'a>,
+}
+
+/// What happened, with what the `$SYS` message of the event says about it. A SUBSCRIBE or an
+/// UNSUBSCRIBE of several filters is one event per filter, as EMQX's webhook sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind<'a> {
+    Connected {
+        proto_ver: u8,
+        keepalive_secs: u16,
+        clean_start: bool,
+        expiry_secs: u32,
+    },
+    Disconnected {
+        /// The disconnected event's `reason` (`normal`, `connection_lost`, `takeover`, ...).
+        reason: &'static str,
+        reason_code: Option<u8>,
+    },
+    Subscribed {
+        /// The filter as the client wrote it (`$share/` prefix included).
+        topic: &'a str,
+        qos: u8,
+    },
+    Unsubscribed {
+        topic: &'a str,
+    },
 }
 
 /// Why a client's connection ended, as its disconnected event says it: a short name and the
@@ -138,8 +216,26 @@ impl Shard {
         self.client_events.is_some()
     }
 
-    /// The connected event of `client_id`, just attached to its session.
-    pub(super) fn connected_event(&mut self, client_id: &str, arrival: Arrival, now: Instant) {
+    /// The connected event of `client_id` (on `conn`), just attached to its session.
+    pub(super) fn connected_event(
+        &mut self,
+        conn: ConnId,
+        client_id: &str,
+        arrival: Arrival,
+        now: Instant,
+    ) {
+        if let (Some(events), Some(ip)) = (self.client_events.as_deref_mut(), arrival.peer) {
+            if events.sink.is_some() {
+                events.peers.insert(conn, ip);
+            }
+        }
+        let kind = EventKind::Connected {
+            proto_ver: arrival.version.level(),
+            keepalive_secs: arrival.keepalive_secs,
+            clean_start: arrival.clean_start,
+            expiry_secs: arrival.expiry_secs,
+        };
+        self.sink_event(client_id, Some(conn), kind, now);
         let Some(unix_ms) = self.listened(client_id, "connected", now) else { return };
         // Writing to a `String` cannot fail: the `fmt::Result`s below are ignored.
         let mut json = String::with_capacity(192 + client_id.len());
@@ -170,22 +266,37 @@ impl Shard {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.closing = true;
         let (client_id, version) = (c.client_id.clone(), c.version);
-        let Some(unix_ms) = self.listened(&client_id, "disconnected", now) else { return };
         if self.sessions.get(&client_id).and_then(|session| session.conn) != Some(conn) {
             return;
         }
+        let reason = departure.name();
+        let reason_code = departure.reason_code().map(|code| code.0);
+        self.sink_event(
+            &client_id,
+            Some(conn),
+            EventKind::Disconnected { reason, reason_code },
+            now,
+        );
+        let Some(unix_ms) = self.listened(&client_id, "disconnected", now) else { return };
         let mut json = String::with_capacity(160 + client_id.len());
         self.event_head(&mut json, &client_id);
         let _ = write!(json, ",\"proto_ver\":{},\"reason\":", version.level());
-        push_json_string(&mut json, departure.name());
-        match departure.reason_code() {
+        push_json_string(&mut json, reason);
+        match reason_code {
             Some(code) => {
-                let _ = write!(json, ",\"reason_code\":{}", code.0);
+                let _ = write!(json, ",\"reason_code\":{code}");
             }
             None => json.push_str(",\"reason_code\":null"),
         }
         let _ = write!(json, ",\"disconnected_at\":{unix_ms}}}");
         self.publish_event(json, now);
+    }
+
+    /// The connection `conn` is gone: its address, kept for its events, goes too.
+    pub(super) fn forget_event_peer(&mut self, conn: ConnId) {
+        if let Some(events) = self.client_events.as_deref_mut() {
+            events.peers.remove(&conn);
+        }
     }
 
     /// The subscribed event of a SUBSCRIBE: the filters granted (as the client wrote them,
@@ -198,6 +309,10 @@ impl Shard {
     ) {
         if granted.is_empty() {
             return;
+        }
+        for (filter, qos) in granted {
+            let kind = EventKind::Subscribed { topic: filter, qos: *qos as u8 };
+            self.sink_event(client_id, None, kind, now);
         }
         let Some(unix_ms) = self.listened(client_id, "subscribed", now) else { return };
         let mut json = String::with_capacity(128 + client_id.len() + 32 * granted.len());
@@ -222,6 +337,9 @@ impl Shard {
         if removed.is_empty() {
             return;
         }
+        for filter in removed {
+            self.sink_event(client_id, None, EventKind::Unsubscribed { topic: filter }, now);
+        }
         let Some(unix_ms) = self.listened(client_id, "unsubscribed", now) else { return };
         let mut json = String::with_capacity(128 + client_id.len() + 24 * removed.len());
         self.event_head(&mut json, client_id);
@@ -236,14 +354,40 @@ impl Shard {
         self.publish_event(json, now);
     }
 
+    /// Hands the event to the sink, if there is one. `conn` is the client's connection, or
+    /// `None` for the session's current one; its address is the one its CONNECT came from.
+    fn sink_event(
+        &mut self,
+        client_id: &str,
+        conn: Option<ConnId>,
+        kind: EventKind<'_>,
+        now: Instant,
+    ) {
+        // Taken out while the sink runs: the event borrows the session's user name.
+        let Some(mut events) = self.client_events.take() else { return };
+        if let Some(sink) = events.sink.as_mut() {
+            let conn = conn.or_else(|| self.sessions.get(client_id).and_then(|s| s.conn));
+            let event = ClientEvent {
+                client_id,
+                username: self.username_of(client_id),
+                peer: conn.and_then(|conn| events.peers.get(&conn).copied()),
+                unix_ms: events.clock.unix_ms(now),
+                kind,
+            };
+            sink(&event);
+        }
+        self.client_events = Some(events);
+    }
+
     /// Writes the event's topic into the reused buffer and says when it happened (Unix ms) if
     /// anybody may receive it: a subscriber on this shard, on another shard, or on a peer node.
-    /// `None` when events are off, nobody subscribes, or the topic would be too long for MQTT
+    /// `None` when events are off or not published on `$SYS`, nobody subscribes, or the topic would be too long for MQTT
     /// (a client id near the 65,535-byte limit).
     fn listened(&mut self, client_id: &str, event: &str, now: Instant) -> Option<u64> {
         let events = self.client_events.as_deref_mut()?;
+        let prefix = events.prefix.as_deref()?;
         events.topic.clear();
-        events.topic.push_str(&events.prefix);
+        events.topic.push_str(prefix);
         push_topic_level(&mut events.topic, client_id);
         events.topic.push('/');
         events.topic.push_str(event);

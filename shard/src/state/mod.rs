@@ -51,8 +51,8 @@ pub use backpressure::{
 };
 use durable::{AckTo, Durable, HeldAcks, HeldQos1, HeldQos2};
 pub use durable::{CommitBatch, Ticket};
-pub use events::ClientEvents;
 use events::{Arrival, Departure};
+pub use events::{ClientEvent, ClientEvents, EventKind, EventSink};
 use throttle::{Rates, Throttle};
 mod cluster;
 #[cfg(feature = "fuzzing")]
@@ -713,7 +713,7 @@ impl Shard {
                 expiry_secs: terms.expiry_secs,
                 peer,
             };
-            self.connected_event(&client_id, arrival, now);
+            self.connected_event(conn, &client_id, arrival, now);
         }
     }
 
@@ -1133,6 +1133,7 @@ impl Shard {
         self.enhanced_auth.remove(&conn);
         self.held_qos1.remove(&conn);
         self.forget_pressure(conn);
+        self.forget_event_peer(conn);
     }
 
     /// The engine closed a connection after [`Effect::Close`].
@@ -1141,6 +1142,7 @@ impl Shard {
         self.enhanced_auth.remove(&conn);
         self.held_qos1.remove(&conn);
         self.forget_pressure(conn);
+        self.forget_event_peer(conn);
     }
 
     fn client_disconnect(&mut self, conn: ConnId, disconnect: Disconnect, now: Instant) {
