@@ -29,7 +29,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::ControlEvent;
 use shardmq_cluster::frame::{
-    self, Body, Heartbeat, Hello, Publish, SessionTransfer, TakeoverRequest,
+    self, Body, Heartbeat, Hello, Publish, SessionTransfer, TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
@@ -656,9 +656,7 @@ fn handle_frame(
         }
         Body::TakeoverRequest(request) => hand_over(context, cluster, from.peer, &request),
         Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, &transfer),
-        Body::TransferInstalled(installed) => {
-            cluster.handover.borrow_mut().installed_arrived(&installed)
-        }
+        Body::TransferInstalled(installed) => installed_arrived(context, cluster, &installed),
         Body::Heartbeat(heartbeat) => {
             cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
         }
@@ -742,9 +740,7 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
             retained::answer_fetch(context, &cluster, peer, &fetch)
         }
         ClusterItem::Fetched(fetched) => retained::fetched_arrived(&cluster, *fetched),
-        ClusterItem::Installed(installed) => {
-            cluster.handover.borrow_mut().installed_arrived(&installed)
-        }
+        ClusterItem::Installed(installed) => installed_arrived(context, &cluster, &installed),
         ClusterItem::Pace { conn, pause } => {
             context.state.borrow_mut().peer_pace(conn, pause, Instant::now());
             context.apply_effects();
@@ -883,6 +879,18 @@ fn hand_over(
     let mut state = context.state.borrow_mut();
     let now = Instant::now();
     cluster.handover.borrow_mut().request_arrived(&mut state, &links, peer, request, now);
+    drop(state);
+    run_handover(context, cluster);
+}
+
+/// The node this shard handed a session to installed it (or its claim failed).
+fn installed_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    installed: &TransferInstalled,
+) {
+    let mut state = context.state.borrow_mut();
+    cluster.handover.borrow_mut().installed_arrived(&mut state, installed, Instant::now());
     drop(state);
     run_handover(context, cluster);
 }

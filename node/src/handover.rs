@@ -268,15 +268,16 @@ impl Handover {
             (Stage::Releasing { request, peer }, outcome) => {
                 // When this claim fails, the session installed here stays (offline): the claim
                 // may still have committed, and whoever takes the client over next asks the
-                // key's owner for it.
+                // key's owner for it. The old owner is told either way: on a failure its copy
+                // is the session there again at once (the two copies are the same, neither was
+                // served, and etcd names the one a later takeover asks).
                 let owned = matches!(outcome, ClaimOutcome::Claimed | ClaimOutcome::AlreadyOwned);
-                if owned {
-                    let client_id = connecting.client_id.clone();
-                    let installed = TransferInstalled { client_id, request: *request };
-                    let body = Body::TransferInstalled(Box::new(installed));
-                    if links.up(*peer) {
-                        self.effects.push(Effect::Send { peer: *peer, body });
-                    }
+                let client_id = connecting.client_id.clone();
+                let request = *request;
+                let installed = TransferInstalled { client_id, request, installed: owned };
+                let body = Body::TransferInstalled(Box::new(installed));
+                if links.up(*peer) {
+                    self.effects.push(Effect::Send { peer: *peer, body });
                 }
                 self.answer(ticket, owned.then_some(()).ok_or(ConnectRefusal::EtcdUnavailable));
             }
@@ -546,13 +547,25 @@ impl Handover {
     }
 
     /// The new owner installed a session this shard handed over: the copy kept here goes.
-    pub fn installed_arrived(&mut self, installed: &TransferInstalled) {
-        let confirmed = self
+    /// With `installed` false, the peer's claim failed: the copy is the session here again.
+    pub fn installed_arrived(
+        &mut self,
+        shard: &mut Shard,
+        installed: &TransferInstalled,
+        now: Instant,
+    ) {
+        let answered = self
             .parked
             .get(&installed.client_id)
             .is_some_and(|parked| parked.request == installed.request);
-        if confirmed {
+        if !answered {
+            return;
+        }
+        if installed.installed {
             self.parked.remove(&installed.client_id);
+        } else {
+            let why = "its claim failed";
+            self.restore_parked(shard, &installed.client_id, why, now);
         }
     }
 
@@ -593,7 +606,7 @@ impl Handover {
             .collect();
         expired.sort();
         for client_id in expired {
-            self.restore_parked(shard, &client_id, now);
+            self.restore_parked(shard, &client_id, "no confirmation in time", now);
         }
     }
 
@@ -601,15 +614,15 @@ impl Handover {
     /// becomes the session again (offline), unless the client has one here by now. Where the
     /// peer did install it after all, its copy is the newer one, and a takeover from it
     /// replaces this one.
-    fn restore_parked(&mut self, shard: &mut Shard, client_id: &str, now: Instant) {
+    fn restore_parked(&mut self, shard: &mut Shard, client_id: &str, why: &str, now: Instant) {
         let Some(parked) = self.parked.remove(client_id) else { return };
         if shard.has_session(client_id) {
             return;
         }
         tracing::warn!(
             shard = %self.shard,
-            "the node that took client {client_id:?} over never confirmed its session: keeping \
-             it here"
+            "the node that took client {client_id:?} over did not install its session ({why}): \
+             keeping it here"
         );
         self.stats.parked_restored += 1;
         shard.adopt_session(parked.session, now);

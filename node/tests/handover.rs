@@ -244,7 +244,7 @@ fn a_takeover_moves_the_session_with_its_messages_and_confirms_it() {
     let effects = b.take_effects();
     assert_eq!(answer(&effects, ticket), Some(Ok(())));
     let Body::TransferInstalled(installed) = sent(&effects) else { panic!("no confirmation") };
-    a.handover.installed_arrived(&installed);
+    a.handover.installed_arrived(&mut a.shard, &installed, now);
     assert!(!a.handover.is_parked("c"));
     assert_eq!(b.attach(2, now), (true, vec![1, 2, 3]));
 }
@@ -334,4 +334,22 @@ fn an_owner_that_never_answers_is_given_up_at_the_deadline_and_an_unconfirmed_co
     a.handover.tick(&mut a.shard, now + park_for);
     assert!(a.shard.has_session("c"));
     assert_eq!(a.attach(5, now + park_for), (true, vec![1]));
+}
+
+#[test]
+fn a_new_owner_whose_claim_failed_says_so_and_the_old_owner_s_copy_is_the_session_again_at_once() {
+    let now = Instant::now();
+    let mut a = Node::with_session(now, 1 << 32, 2);
+    let mut b = Node::new(now, 2 << 32);
+    let ticket = take_over(&mut a, &mut b, now);
+    b.handover.claim_answered(&mut b.shard, &Up, ticket, ClaimOutcome::Unavailable, now);
+    b.run(now);
+    let effects = b.take_effects();
+    assert_eq!(answer(&effects, ticket), Some(Err(ConnectRefusal::EtcdUnavailable)));
+    let Body::TransferInstalled(refused) = sent(&effects) else { panic!("no word to a") };
+    assert!(!refused.installed);
+    a.handover.installed_arrived(&mut a.shard, &refused, now);
+    assert!(!a.handover.is_parked("c"), "no third node is told \"busy\" for longer");
+    assert_eq!(a.handover.stats().parked_restored, 1);
+    assert_eq!(a.attach(6, now), (true, vec![1, 2]));
 }

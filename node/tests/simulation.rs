@@ -1502,6 +1502,9 @@ impl World {
                 let shard = home_shard(&name, process.shards.len() as u16).index();
                 let ticket = process.handovers[shard].connect(&name, false, None, now);
                 process.connecting.insert((shard, ticket), (client, conn));
+                self.log(|| {
+                    format!("node-{node} client-{client} conn {conn}: shard {shard} {ticket:?}")
+                });
                 self.drain(node);
             }
             ClientMessage::Publish(message) if serving => {
@@ -1571,6 +1574,9 @@ impl World {
     /// is for, as engine/src/cluster.rs passes it.
     fn frame_arrived(&mut self, from: usize, to: usize, body: Body, now: Instant) {
         let broken = self.broken;
+        if self.trace {
+            self.log(|| format!("node-{to} reads from node-{from}: {body:?}"));
+        }
         let client_of = |name: &str| self.clients.iter().position(|c| c.name == name);
         let shipped = match &body {
             Body::SessionTransfer(transfer) if transfer.session.is_some() => {
@@ -1614,7 +1620,7 @@ impl World {
             }
             Body::TransferInstalled(installed) => {
                 let shard = home_shard(&installed.client_id, shard_count).index();
-                handovers[shard].installed_arrived(&installed);
+                handovers[shard].installed_arrived(&mut shards[shard], &installed, now);
             }
             other => self.violation(format!("node-{to} got an unexpected frame {other:?}")),
         }

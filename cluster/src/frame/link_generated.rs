@@ -6610,7 +6610,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:182`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:185`
             #[derive(
                 Clone,
                 Debug,
@@ -6627,12 +6627,18 @@ mod root {
                 pub client_id: ::planus::alloc::string::String,
                 /// The field `request` in the table `TransferInstalled`
                 pub request: u64,
+                /// The field `installed` in the table `TransferInstalled`
+                pub installed: bool,
             }
 
             #[allow(clippy::derivable_impls)]
             impl ::core::default::Default for TransferInstalled {
                 fn default() -> Self {
-                    Self { client_id: ::core::default::Default::default(), request: 0 }
+                    Self {
+                        client_id: ::core::default::Default::default(),
+                        request: 0,
+                        installed: true,
+                    }
                 }
             }
 
@@ -6648,16 +6654,21 @@ mod root {
                     builder: &mut ::planus::Builder,
                     field_client_id: impl ::planus::WriteAs<::planus::Offset<str>>,
                     field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_installed: impl ::planus::WriteAsDefault<bool, bool>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_client_id = field_client_id.prepare(builder);
                     let prepared_request = field_request.prepare(builder, &0);
+                    let prepared_installed = field_installed.prepare(builder, &true);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<8> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
                         ::core::default::Default::default();
                     if prepared_request.is_some() {
                         table_writer.write_entry::<u64>(1);
                     }
                     table_writer.write_entry::<::planus::Offset<str>>(0);
+                    if prepared_installed.is_some() {
+                        table_writer.write_entry::<bool>(2);
+                    }
 
                     unsafe {
                         table_writer.finish(builder, |object_writer| {
@@ -6666,6 +6677,11 @@ mod root {
                                 object_writer.write::<_, _, 8>(&prepared_request);
                             }
                             object_writer.write::<_, _, 4>(&prepared_client_id);
+                            if let ::core::option::Option::Some(prepared_installed) =
+                                prepared_installed
+                            {
+                                object_writer.write::<_, _, 1>(&prepared_installed);
+                            }
                         });
                     }
                     builder.current_offset()
@@ -6702,7 +6718,12 @@ mod root {
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<TransferInstalled> {
-                    TransferInstalled::create(builder, &self.client_id, self.request)
+                    TransferInstalled::create(
+                        builder,
+                        &self.client_id,
+                        self.request,
+                        self.installed,
+                    )
                 }
             }
 
@@ -6748,6 +6769,28 @@ mod root {
             }
 
             impl<T0, T1> TransferInstalledBuilder<(T0, T1)> {
+                /// Setter for the [`installed` field](TransferInstalled#structfield.installed).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn installed<T2>(self, value: T2) -> TransferInstalledBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1) = self.0;
+                    TransferInstalledBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`installed` field](TransferInstalled#structfield.installed) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn installed_as_default(
+                    self,
+                ) -> TransferInstalledBuilder<(T0, T1, ::planus::DefaultValue)> {
+                    self.installed(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2> TransferInstalledBuilder<(T0, T1, T2)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [TransferInstalled].
                 #[inline]
                 pub fn finish(
@@ -6764,8 +6807,9 @@ mod root {
             impl<
                     T0: ::planus::WriteAs<::planus::Offset<str>>,
                     T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAs<::planus::Offset<TransferInstalled>>
-                for TransferInstalledBuilder<(T0, T1)>
+                for TransferInstalledBuilder<(T0, T1, T2)>
             {
                 type Prepared = ::planus::Offset<TransferInstalled>;
 
@@ -6781,8 +6825,9 @@ mod root {
             impl<
                     T0: ::planus::WriteAs<::planus::Offset<str>>,
                     T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOptional<::planus::Offset<TransferInstalled>>
-                for TransferInstalledBuilder<(T0, T1)>
+                for TransferInstalledBuilder<(T0, T1, T2)>
             {
                 type Prepared = ::planus::Offset<TransferInstalled>;
 
@@ -6798,16 +6843,17 @@ mod root {
             impl<
                     T0: ::planus::WriteAs<::planus::Offset<str>>,
                     T1: ::planus::WriteAsDefault<u64, u64>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOffset<TransferInstalled>
-                for TransferInstalledBuilder<(T0, T1)>
+                for TransferInstalledBuilder<(T0, T1, T2)>
             {
                 #[inline]
                 fn prepare(
                     &self,
                     builder: &mut ::planus::Builder,
                 ) -> ::planus::Offset<TransferInstalled> {
-                    let (v0, v1) = &self.0;
-                    TransferInstalled::create(builder, v0, v1)
+                    let (v0, v1, v2) = &self.0;
+                    TransferInstalled::create(builder, v0, v1, v2)
                 }
             }
 
@@ -6831,6 +6877,14 @@ mod root {
                         self.0.access(1, "TransferInstalled", "request")?.unwrap_or(0),
                     )
                 }
+
+                /// Getter for the [`installed` field](TransferInstalled#structfield.installed).
+                #[inline]
+                pub fn installed(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(2, "TransferInstalled", "installed")?.unwrap_or(true),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for TransferInstalledRef<'a> {
@@ -6838,6 +6892,7 @@ mod root {
                     let mut f = f.debug_struct("TransferInstalledRef");
                     f.field("client_id", &self.client_id());
                     f.field("request", &self.request());
+                    f.field("installed", &self.installed());
                     f.finish()
                 }
             }
@@ -6850,6 +6905,7 @@ mod root {
                     ::core::result::Result::Ok(Self {
                         client_id: ::core::convert::Into::into(value.client_id()?),
                         request: ::core::convert::TryInto::try_into(value.request()?)?,
+                        installed: ::core::convert::TryInto::try_into(value.installed()?)?,
                     })
                 }
             }
@@ -6927,7 +6983,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:187`
+            /// * Union `Body` in the file `schema/link.fbs:191`
             #[derive(
                 Clone,
                 Debug,
@@ -7840,7 +7896,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:205`
+            /// * Table `Frame` in the file `schema/link.fbs:209`
             #[derive(
                 Clone,
                 Debug,
