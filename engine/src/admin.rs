@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +73,8 @@ pub(crate) struct Request {
 #[derive(Debug, Clone)]
 pub struct Shards {
     senders: Vec<async_channel::Sender<Request>>,
+    /// In a cluster, the node's drain flag (`crate::drain`), raised by `POST /api/v1/drain`.
+    drain: Option<Arc<AtomicBool>>,
 }
 
 /// The receiving end for each shard, in shard order.
@@ -91,7 +94,12 @@ impl Shards {
     pub(crate) fn new(shards: usize) -> (Shards, Vec<ShardRequests>) {
         let (senders, receivers) =
             (0..shards).map(|_| async_channel::bounded(SHARD_REQUESTS_MAX)).unzip();
-        (Shards { senders }, receivers)
+        (Shards { senders, drain: None }, receivers)
+    }
+
+    /// In a cluster: the flag `POST /api/v1/drain` raises.
+    pub(crate) fn set_drain(&mut self, drain: Arc<AtomicBool>) {
+        self.drain = Some(drain);
     }
 
     fn count(&self) -> u16 {
@@ -403,7 +411,29 @@ fn api(
             }
         }
         (_, Some("clients" | "sessions")) => error(405, "use GET"),
+        (method, Some("drain")) => drain(shards, method),
         _ => error(404, "no such API path"),
+    }
+}
+
+/// `POST /api/v1/drain` starts handing every session of the node to the other nodes of its
+/// cluster, after which the node stops (`crate::drain`); `GET` says whether it is draining.
+fn drain(shards: &Shards, method: crate::admin_http::Method) -> (u16, Value) {
+    let Some(flag) = &shards.drain else {
+        let why = "this node is not in a cluster: there is no other node to hand its sessions \
+                   to (stop it with SIGTERM; its sessions stay on its disk)";
+        return error(409, why);
+    };
+    match method {
+        crate::admin_http::Method::Post => {
+            let already = flag.swap(true, Ordering::Relaxed);
+            tracing::warn!("drain asked for through the admin API: handing every session to the other nodes, then stopping");
+            (200, json!({ "draining": true, "already": already }))
+        }
+        crate::admin_http::Method::Get => {
+            (200, json!({ "draining": flag.load(Ordering::Relaxed) }))
+        }
+        _ => error(405, "use POST (or GET)"),
     }
 }
 

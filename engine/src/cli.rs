@@ -46,6 +46,10 @@ enum Command {
     /// Ask a running node through its admin endpoint: list, inspect and disconnect clients, or
     /// read its status (see docs/operations.md). Exits 1 when a request fails or is refused.
     Ctl(Box<ctl::CtlArgs>),
+    /// Drain a node of a cluster through its admin endpoint: it tells its clients to use
+    /// another server, hands every session to the other nodes, then stops (see
+    /// docs/cluster.md). Waits until it has stopped, unless --no-wait.
+    Drain(Box<ctl::DrainArgs>),
 }
 
 /// Parses the command line and runs the command; what the process exits with.
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::LinkCerts(args) => link_certs::main(args),
         Command::ImportMosquittoConf(args) => import_mosquitto::main(args),
         Command::Ctl(args) => ctl::main(*args),
+        Command::Drain(args) => ctl::drain_main(*args),
     }
 }
 

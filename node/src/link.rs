@@ -328,8 +328,8 @@ pub enum Destination {
     Nowhere,
 }
 
-/// Receipts, pacing and session transfers name their shard; takeover messages go to the home
-/// shard of their client id; everything else (routes, publishes, heartbeats, retained
+/// Receipts, pacing and session transfers name their shard; takeover messages and invitations
+/// go to the home shard of their client id; everything else (routes, publishes, heartbeats, retained
 /// messages) is handled where it is read.
 pub fn destination(body: &Body, here: ShardId, shards: u16) -> Destination {
     let named = |shard: u16| match ShardId(shard) {
@@ -343,6 +343,7 @@ pub fn destination(body: &Body, here: ShardId, shards: u16) -> Destination {
         Body::SessionTransfer(transfer) => named(transfer.shard),
         Body::TakeoverRequest(request) => named(home_shard(&request.client_id, shards).0),
         Body::TransferInstalled(installed) => named(home_shard(&installed.client_id, shards).0),
+        Body::SessionInvite(invite) => named(home_shard(&invite.client_id, shards).0),
         _ => Destination::Here,
     }
 }

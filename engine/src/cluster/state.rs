@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    Body, Encoder, RetainedFetch, RetainedFetched, SessionTransfer, TakeoverRequest,
+    Body, Encoder, RetainedFetch, RetainedFetched, SessionInvite, SessionTransfer, TakeoverRequest,
     TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
@@ -94,6 +94,11 @@ pub struct NodeCluster {
     pub link_stats: LinkStats,
     /// The clock that versions this node's retained writes, shared by its shards.
     pub retained_clock: shardmq_shard::RetainedClock,
+    /// A drain was asked for (`crate::drain`); how many shards have finished theirs, and the
+    /// sessions they could not hand over.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    pub drained_shards: std::sync::atomic::AtomicUsize,
+    pub drain_left: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -124,6 +129,9 @@ impl NodeCluster {
             link_tls,
             link_stats: LinkStats::default(),
             retained_clock: shardmq_shard::RetainedClock::new(),
+            draining: Default::default(),
+            drained_shards: Default::default(),
+            drain_left: Default::default(),
         }
     }
 
@@ -301,6 +309,8 @@ pub enum ClusterItem {
     Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
     /// A peer answered this shard's takeover request.
     Transfer(Box<SessionTransfer>),
+    /// A draining peer invites this node to take a client homed on this shard over.
+    Invite { peer: PeerNode, invite: Box<SessionInvite> },
     /// A peer fetches a retained message of this shard's partition.
     Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
     /// A peer answered this shard's retained fetch.
