@@ -73,8 +73,9 @@ pub(crate) struct Request {
 #[derive(Debug, Clone)]
 pub struct Shards {
     senders: Vec<async_channel::Sender<Request>>,
-    /// In a cluster, the node's drain flag (`crate::drain`), raised by `POST /api/v1/drain`.
-    drain: Option<Arc<AtomicBool>>,
+    /// In a cluster, the node's drain flag (`crate::drain`), raised by `POST /api/v1/drain`,
+    /// and the Server Reference its clients are given.
+    drain: Option<(Arc<AtomicBool>, Arc<std::sync::Mutex<Option<String>>>)>,
 }
 
 /// The receiving end for each shard, in shard order.
@@ -98,8 +99,12 @@ impl Shards {
     }
 
     /// In a cluster: the flag `POST /api/v1/drain` raises.
-    pub(crate) fn set_drain(&mut self, drain: Arc<AtomicBool>) {
-        self.drain = Some(drain);
+    pub(crate) fn set_drain(
+        &mut self,
+        flag: Arc<AtomicBool>,
+        reference: Arc<std::sync::Mutex<Option<String>>>,
+    ) {
+        self.drain = Some((flag, reference));
     }
 
     fn count(&self) -> u16 {
@@ -411,21 +416,31 @@ fn api(
             }
         }
         (_, Some("clients" | "sessions")) => error(405, "use GET"),
-        (method, Some("drain")) => drain(shards, method),
+        (method, Some("drain")) => drain(shards, method, param("server_reference")),
         _ => error(404, "no such API path"),
     }
 }
 
 /// `POST /api/v1/drain` starts handing every session of the node to the other nodes of its
 /// cluster, after which the node stops (`crate::drain`); `GET` says whether it is draining.
-fn drain(shards: &Shards, method: crate::admin_http::Method) -> (u16, Value) {
-    let Some(flag) = &shards.drain else {
+fn drain(
+    shards: &Shards,
+    method: crate::admin_http::Method,
+    server_reference: Option<&str>,
+) -> (u16, Value) {
+    let Some((flag, reference)) = &shards.drain else {
         let why = "this node is not in a cluster: there is no other node to hand its sessions \
                    to (stop it with SIGTERM; its sessions stay on its disk)";
         return error(409, why);
     };
     match method {
         crate::admin_http::Method::Post => {
+            if let (Some(given), Ok(mut kept)) = (server_reference, reference.lock()) {
+                if given.is_empty() || given.len() > 1024 {
+                    return error(400, "server_reference must be 1 to 1024 bytes");
+                }
+                *kept = Some(given.to_string());
+            }
             let already = flag.swap(true, Ordering::Relaxed);
             tracing::warn!("drain asked for through the admin API: handing every session to the other nodes, then stopping");
             (200, json!({ "draining": true, "already": already }))

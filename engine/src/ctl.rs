@@ -87,6 +87,10 @@ pub struct DrainArgs {
     /// Return once the drain has started, instead of waiting for the node to stop.
     #[arg(long)]
     no_wait: bool,
+    /// What MQTT 5 clients are told to connect to instead (the Server Reference of their
+    /// DISCONNECT 0x9C), e.g. the cluster's load balancer; none by default.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    server_reference: Option<String>,
 }
 
 /// How long `shardmq drain` waits for the node to stop: longer than a drain may take.
@@ -96,7 +100,13 @@ const DRAIN_WAIT: Duration = Duration::from_secs(150);
 /// and stop, and (unless `--no-wait`) waits until its admin endpoint is gone.
 pub fn drain_main(args: DrainArgs) -> ExitCode {
     let outcome = endpoint(args.admin.clone(), args.token_file.as_deref()).and_then(|endpoint| {
-        endpoint.json("POST", "/api/v1/drain")?;
+        let path = match &args.server_reference {
+            Some(reference) => {
+                format!("/api/v1/drain?server_reference={}", percent_encode(reference))
+            }
+            None => "/api/v1/drain".to_string(),
+        };
+        endpoint.json("POST", &path)?;
         println!(
             "{}: draining (handing every session to the other nodes, then stopping)",
             endpoint.admin

@@ -3,7 +3,8 @@
 //! its session or the messages queued for it.
 //!
 //! Each shard: refuses new connects (CONNACK "server unavailable"); tells its MQTT 5 clients to
-//! use another server (DISCONNECT 0x9C) and closes every connection, keeping the sessions
+//! use another server (DISCONNECT 0x9C, with the Server Reference the drain was given, e.g. the
+//! cluster's load balancer, as EMQX's evacuation does) and closes every connection, keeping the sessions
 //! without their wills; then invites, for every session left, the client's next node on the
 //! rendezvous ring to take it over (`SessionInvite`: that node claims the client id and takes
 //! the session over through the takeover protocol, as a reconnecting client's node would). A
@@ -49,7 +50,9 @@ pub async fn drain_watch(context: Rc<ShardContext>) {
 
 async fn drain_shard(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>) {
     let started = Instant::now();
-    let disconnected = context.state.borrow_mut().drain_connections(|_| None, started);
+    let reference = cluster.node.drain_reference.lock().ok().and_then(|r| r.clone());
+    let reference = reference.map(|reference| ByteString::from(reference.as_str()));
+    let disconnected = context.state.borrow_mut().drain_connections(|_| reference.clone(), started);
     context.apply_effects();
     tracing::info!(shard = %context.id, disconnected, "draining: handing every session to the other nodes");
     let mut invited: HashMap<ByteString, Instant> = HashMap::new();

@@ -191,7 +191,7 @@ fn start_admin(
     // Each shard answers the admin API's questions from a channel of its own.
     let (mut admin_shards, admin_requests) = crate::admin::Shards::new(usize::from(config.shards));
     if let Some(node) = node_cluster {
-        admin_shards.set_drain(node.draining.clone());
+        admin_shards.set_drain(node.draining.clone(), node.drain_reference.clone());
     }
     if let Some(address) = config.admin_listen {
         let fence = node_cluster.map(|node| node.fence.clone());

@@ -52,7 +52,7 @@ fn start_node(etcd: &str, cluster: &str, index: usize, data_dir: &TestDir) -> Br
 fn drain(node: &mut Broker) {
     let admin = node.admin_address().to_string();
     let mut command = tool_command(&broker_binary().to_string_lossy());
-    command.args(["drain", "--admin", &admin]);
+    command.args(["drain", "--admin", &admin, "--server-reference", "mqtt.example.net:1883"]);
     let output = run_tool(&mut command, DRAIN_WAIT);
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "shardmq drain failed: {output:?}");
@@ -111,7 +111,9 @@ fn a_drained_node_hands_every_session_over_tells_clients_to_move_and_stops() {
     drain(&mut nodes[0]);
     match online5.next(WAIT) {
         Received::Packet(Packet::Disconnect(disconnect)) => {
-            assert_eq!(disconnect.reason, ReasonCode::USE_ANOTHER_SERVER)
+            assert_eq!(disconnect.reason, ReasonCode::USE_ANOTHER_SERVER);
+            let reference = disconnect.properties.server_reference.as_deref();
+            assert_eq!(reference, Some("mqtt.example.net:1883"));
         }
         other => panic!("the v5 client got {other:?}, not DISCONNECT 0x9C"),
     }

@@ -97,6 +97,9 @@ pub struct NodeCluster {
     /// A drain was asked for (`crate::drain`); how many shards have finished theirs, and the
     /// sessions they could not hand over.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// What a drain tells MQTT 5 clients to connect to instead (DISCONNECT 0x9C's Server
+    /// Reference), as the drain's caller gave it.
+    pub drain_reference: Arc<Mutex<Option<String>>>,
     pub drained_shards: std::sync::atomic::AtomicUsize,
     pub drain_left: std::sync::atomic::AtomicUsize,
 }
@@ -130,6 +133,7 @@ impl NodeCluster {
             link_stats: LinkStats::default(),
             retained_clock: shardmq_shard::RetainedClock::new(),
             draining: Default::default(),
+            drain_reference: Default::default(),
             drained_shards: Default::default(),
             drain_left: Default::default(),
         }
