@@ -208,12 +208,14 @@ async fn out_link(context: Rc<ShardContext>, cluster: Rc<ShardCluster>, link: Rc
                 stream.close();
                 link.out.borrow_mut().clear();
                 // What the peer did not answer is not waited for: those publishers are
-                // answered now (see `ShardCluster::forward` for why not with a failure).
+                // answered now (see `ShardCluster::forward` for why not with a failure), and not
+                // as delivered: a v5 publisher whose message only that peer matched hears
+                // "no matching subscribers".
                 let unanswered = link.state.borrow_mut().down();
                 if !unanswered.is_empty() {
                     let mut state = context.state.borrow_mut();
                     for token in unanswered {
-                        state.peer_receipt(token, true, Instant::now());
+                        state.peer_receipt(token, true, false, Instant::now());
                     }
                 }
                 context.apply_effects();
@@ -387,7 +389,7 @@ fn expire_receipts(context: &ShardContext, link: &OutLink, now: Instant) {
     }
     let mut state = context.state.borrow_mut();
     for token in expired {
-        state.peer_receipt(token, false, now);
+        state.peer_receipt(token, false, false, now);
     }
     drop(state);
     context.apply_effects();
@@ -653,7 +655,8 @@ fn handle_frame(
             context.state.borrow_mut().peer_pace(ConnId(pace.conn), pace.pause, now);
         }
         Body::Receipt(receipt) => {
-            receipt_arrived(cluster, context, from.peer, receipt.token, receipt.ok)
+            let (token, ok, matched) = (receipt.token, receipt.ok, receipt.matched);
+            receipt_arrived(cluster, context, from.peer, token, ok, matched)
         }
         Body::TakeoverRequest(request) => hand_over(context, cluster, from.peer, &request),
         Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, &transfer),
@@ -676,7 +679,8 @@ fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
     Some(match body {
         Body::Pace(pace) => ClusterItem::Pace { conn: ConnId(pace.conn), pause: pace.pause },
         Body::Receipt(receipt) => {
-            ClusterItem::Receipt { peer: from.peer, token: receipt.token, ok: receipt.ok }
+            let (token, ok, matched) = (receipt.token, receipt.ok, receipt.matched);
+            ClusterItem::Receipt { peer: from.peer, token, ok, matched }
         }
         Body::TakeoverRequest(request) => ClusterItem::Takeover { peer: from.peer, request },
         Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
@@ -718,6 +722,7 @@ fn receipt_arrived(
     peer: PeerNode,
     token: u64,
     ok: bool,
+    matched: bool,
 ) {
     let waited = cluster
         .links
@@ -725,7 +730,7 @@ fn receipt_arrived(
         .get(&peer)
         .is_some_and(|link| link.state.borrow_mut().answered(token));
     if waited {
-        context.state.borrow_mut().peer_receipt(token, ok, Instant::now());
+        context.state.borrow_mut().peer_receipt(token, ok, matched, Instant::now());
         context.apply_effects();
     }
 }
@@ -734,8 +739,8 @@ fn receipt_arrived(
 pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
     let Some(cluster) = context.cluster.clone() else { return };
     match item {
-        ClusterItem::Receipt { peer, token, ok } => {
-            receipt_arrived(&cluster, context, peer, token, ok)
+        ClusterItem::Receipt { peer, token, ok, matched } => {
+            receipt_arrived(&cluster, context, peer, token, ok, matched)
         }
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
         ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, &transfer),

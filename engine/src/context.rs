@@ -239,8 +239,9 @@ impl ShardContext {
         if !answered.is_empty() || !answered_fetches.is_empty() {
             {
                 let mut state = self.state.borrow_mut();
+                // Forwards dropped for a down or full link: no subscriber there got them.
                 for (token, ok) in answered {
-                    state.peer_receipt(token, ok, Instant::now());
+                    state.peer_receipt(token, ok, false, Instant::now());
                 }
                 for token in answered_fetches {
                     state.retained_fetched(token, None, Instant::now());

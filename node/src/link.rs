@@ -197,8 +197,8 @@ pub fn forward_frame(
             }));
             ForwardFrame { body, receipt, droppable: true }
         }
-        Forward::Receipt { token, shard, ok } => {
-            let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok }));
+        Forward::Receipt { token, shard, ok, matched } => {
+            let body = Body::Receipt(Box::new(Receipt { token, shard: shard.0, ok, matched }));
             ForwardFrame { body, receipt: None, droppable: false }
         }
         Forward::Pace { shard, conn, pause } => {
@@ -381,7 +381,9 @@ pub fn publish_arrived(
     let reply_shard = ShardId(publish.reply_shard);
     if !may_serve {
         // A fenced node serves no one: the message is refused, not delivered.
-        return Ok(receipt.map(|token| Forward::Receipt { token, shard: reply_shard, ok: false }));
+        let refused =
+            |token| Forward::Receipt { token, shard: reply_shard, ok: false, matched: false };
+        return Ok(receipt.map(refused));
     }
     let message = decode_stored_message(&publish.message, clock).map_err(|e| e.to_string())?;
     let shared = match (publish.shared_filter, publish.shared_group) {

@@ -134,7 +134,8 @@ fn a_hello_lets_in_only_another_live_node_of_this_cluster_named_by_its_certifica
 
 #[test]
 fn frames_go_to_the_shard_they_name_or_the_home_shard_of_their_client() {
-    let receipt = |shard| Body::Receipt(Box::new(Receipt { token: 1, shard, ok: true }));
+    let receipt =
+        |shard| Body::Receipt(Box::new(Receipt { token: 1, shard, ok: true, matched: true }));
     assert_eq!(destination(&receipt(0), ShardId(0), 4), Destination::Here);
     assert_eq!(destination(&receipt(3), ShardId(0), 4), Destination::Shard(ShardId(3)));
     assert_eq!(destination(&receipt(4), ShardId(0), 4), Destination::Nowhere);
@@ -214,7 +215,7 @@ fn only_forwarded_publishes_may_be_dropped_and_they_carry_their_receipt() {
     use shardmq_shard::Forward;
     let now = Instant::now();
     let clock = shardmq_shard::persist::WallClock::fixed(now, 1_800_000_000_000);
-    let receipt = Forward::Receipt { token: 3, shard: ShardId(1), ok: true };
+    let receipt = Forward::Receipt { token: 3, shard: ShardId(1), ok: true, matched: true };
     let frame = forward_frame(ShardId(0), receipt, &clock, |_| None);
     assert!(!frame.droppable && frame.receipt.is_none());
     assert!(matches!(frame.body, Body::Receipt(r) if r.token == 3 && r.shard == 1));

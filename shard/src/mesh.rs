@@ -64,8 +64,9 @@ pub enum ShardMsg {
     /// Peer node `node` keeps these large retained messages of the receiver's partition, at
     /// these versions.
     RetainedHeld { node: PeerNode, topics: Vec<(ByteString, u64)> },
-    /// The writes a receipt was asked for are durable (`ok`) or failed.
-    Stored { token: u64, ok: bool },
+    /// The writes a receipt was asked for are durable (`ok`) or failed; `matched`: a
+    /// subscriber on the answering shard took the message (see `Forward::Receipt`).
+    Stored { token: u64, ok: bool, matched: bool },
     /// Stop reading the receiver's connection `conn`: a subscriber on the sender, fed by its
     /// publishes, is over its limits. Counted: every `Pause` is answered by one `Resume`.
     Pause { conn: ConnId },

@@ -118,8 +118,8 @@ fn carry(from: &mut Node, to: &mut Node, links: &mut Links) -> usize {
                     now,
                 );
             }
-            Forward::Receipt { token, shard, ok } => {
-                to.shards[shard.index()].peer_receipt(token, ok, now)
+            Forward::Receipt { token, shard, ok, matched } => {
+                to.shards[shard.index()].peer_receipt(token, ok, matched, now)
             }
             Forward::Pace { shard, conn, pause } => {
                 to.shards[shard.index()].peer_pace(conn, pause, now)

@@ -397,6 +397,22 @@ impl RawClient {
         client.connack_for(connect, Duration::from_secs(3))
     }
 
+    /// Like [`RawClient::connect_within`], for clients that move between nodes coming and
+    /// going: `None` when the node cannot be reached or does not answer with a CONNACK.
+    pub fn try_connect(
+        addr: SocketAddr,
+        connect: Connect,
+        timeout: Duration,
+    ) -> Option<(RawClient, ConnAck)> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        let mut client = RawClient::over(stream, connect.protocol);
+        client.try_send(&Packet::Connect(Box::new(connect))).ok()?;
+        match client.next(timeout) {
+            Received::Packet(Packet::ConnAck(connack)) => Some((client, connack)),
+            _ => None,
+        }
+    }
+
     /// Opens a connection, sends `connect` and returns the broker's CONNACK.
     pub fn connect(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
         RawClient::connect_within(addr, connect, Duration::from_secs(3))

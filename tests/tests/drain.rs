@@ -2,10 +2,14 @@
 //! it holds goes to the other nodes, and it stops; nothing acknowledged is lost. Real nodes on a
 //! real etcd, as in tests/tests/cluster.rs.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shardmq_cluster::testing::EtcdProcess;
-use shardmq_io::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use shardmq_io::codec::{Ack, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use shardmq_tests::{
     await_route, broker_binary, connect_packet, persistent_connect_packet, publish_packet,
     receive_publish, run_tool, subscribe_granted, tool_command, Broker, RawClient, Received,
@@ -149,4 +153,163 @@ fn a_node_outside_a_cluster_refuses_to_drain() {
     assert!(said.contains("not in a cluster"), "{said}");
     let (_, connack) = RawClient::connect(node.addr(), connect_packet(V5, "still-here"));
     assert_eq!(connack.reason, ReasonCode::SUCCESS, "the node still serves");
+}
+
+/// The nodes' current MQTT addresses, as clients that move between them know them.
+type Addresses = Arc<Mutex<Vec<SocketAddr>>>;
+
+/// Connects `connect` to the first node of `addresses` (from `start`) that accepts it.
+fn connect_any(
+    addresses: &Addresses,
+    connect: &Connect,
+    start: usize,
+) -> Option<(RawClient, bool)> {
+    let list = addresses.lock().expect("addresses").clone();
+    (0..list.len()).find_map(|offset| {
+        let address = list[(start + offset) % list.len()];
+        let (client, connack) = RawClient::try_connect(address, connect.clone(), CLAIM_WAIT)?;
+        (connack.reason == ReasonCode::SUCCESS).then_some((client, connack.session_present))
+    })
+}
+
+/// What a persistent subscriber saw: every message id it received, and whether it ever found
+/// its session gone.
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<u64>,
+    session_lost: bool,
+}
+
+/// A persistent MQTT 5 subscriber to `load/<index>` that follows its session from node to
+/// node: reconnects (to the next node that accepts it) whenever its connection ends, until
+/// `stop`.
+fn subscriber(index: usize, addresses: Addresses, seen: Arc<Mutex<Seen>>, stop: Arc<AtomicBool>) {
+    let connect = persistent_connect_packet(V5, &format!("sub-{index}"));
+    let mut subscribed = false;
+    let mut attempt = index;
+    while !stop.load(Ordering::Relaxed) {
+        attempt += 1;
+        let Some((mut client, present)) = connect_any(&addresses, &connect, attempt) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        if !present {
+            if subscribed {
+                seen.lock().expect("seen").session_lost = true;
+            }
+            subscribe_granted(&mut client, &format!("load/{index}"), QoS::AtLeastOnce);
+            subscribed = true;
+        }
+        loop {
+            match client.next(Duration::from_millis(200)) {
+                Received::Packet(Packet::Publish(publish)) => {
+                    if let Some(id) = publish.packet_id {
+                        let _ = client.try_send(&Packet::PubAck(Ack::success(id)));
+                    }
+                    let text = String::from_utf8_lossy(&publish.payload).into_owned();
+                    seen.lock().expect("seen").ids.extend(text.parse::<u64>().ok());
+                }
+                Received::Packet(Packet::Disconnect(_)) | Received::Closed => break,
+                Received::Packet(_) => {}
+                Received::TimedOut if stop.load(Ordering::Relaxed) => return,
+                Received::TimedOut => {}
+            }
+        }
+    }
+}
+
+/// Publishes QoS 1 messages 1, 2, 3, … round-robin to `load/<n % subscribers>` from whichever
+/// node accepts it, until `stop`; returns the ids acknowledged with success (a PUBACK 0x10, no
+/// subscriber matched, promises nothing).
+fn publisher(subscribers: usize, addresses: Addresses, stop: Arc<AtomicBool>) -> Vec<u64> {
+    let connect = connect_packet(V5, "load-publisher");
+    let mut acknowledged = Vec::new();
+    let mut next = 1_u64;
+    let mut attempt = 0;
+    while !stop.load(Ordering::Relaxed) {
+        attempt += 1;
+        let Some((mut client, _)) = connect_any(&addresses, &connect, attempt) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let topic = format!("load/{}", next as usize % subscribers);
+            let packet =
+                publish_packet(&topic, next.to_string().as_bytes(), QoS::AtLeastOnce, false, 1);
+            if client.try_send(&packet).is_err() {
+                break;
+            }
+            match client.next(WAIT) {
+                Received::Packet(Packet::PubAck(ack)) if ack.reason == ReasonCode::SUCCESS => {
+                    acknowledged.push(next)
+                }
+                Received::Packet(Packet::PubAck(_)) => {}
+                _ => break,
+            }
+            next += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    acknowledged
+}
+
+#[test]
+fn a_rolling_restart_by_drains_under_qos1_load_loses_no_acknowledged_message() {
+    const SUBSCRIBERS: usize = 6;
+    let etcd = EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"));
+    let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("rolling-{i}"))).collect();
+    let mut nodes: Vec<Broker> =
+        (0..3).map(|index| start_node(&etcd.endpoint(), "rolling", index, &dirs[index])).collect();
+    let addresses: Addresses = Arc::new(Mutex::new(nodes.iter().map(Broker::addr).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Vec<Arc<Mutex<Seen>>> = (0..SUBSCRIBERS).map(|_| Arc::default()).collect();
+    let subscribers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|index| {
+            let (addresses, seen, stop) = (addresses.clone(), seen[index].clone(), stop.clone());
+            std::thread::spawn(move || subscriber(index, addresses, seen, stop))
+        })
+        .collect();
+    // Every node has every subscriber's route before the load starts.
+    std::thread::sleep(Duration::from_secs(3));
+    let publishing = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (addresses, publishing) = (addresses.clone(), publishing.clone());
+        std::thread::spawn(move || publisher(SUBSCRIBERS, addresses, publishing))
+    };
+    for index in 0..3 {
+        std::thread::sleep(Duration::from_secs(1));
+        drain(&mut nodes[index]);
+        nodes[index] = start_node(&etcd.endpoint(), "rolling", index, &dirs[index]);
+        addresses.lock().expect("addresses")[index] = nodes[index].addr();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    publishing.store(true, Ordering::Relaxed);
+    let acknowledged = load.join().expect("the publisher");
+    assert!(acknowledged.len() > 300, "only {} messages acknowledged", acknowledged.len());
+    // Every acknowledged message reaches its subscriber, wherever its session went.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let missing = loop {
+        let missing: Vec<u64> = acknowledged
+            .iter()
+            .copied()
+            .filter(|id| !seen[*id as usize % SUBSCRIBERS].lock().expect("seen").ids.contains(id))
+            .collect();
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for thread in subscribers {
+        thread.join().expect("a subscriber");
+    }
+    let lost_sessions = seen.iter().filter(|seen| seen.lock().expect("seen").session_lost).count();
+    assert_eq!(lost_sessions, 0, "sessions lost in the rolling restart");
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages never arrived, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        &missing[..missing.len().min(10)]
+    );
 }

@@ -2170,7 +2170,7 @@ mod root {
             /// The table `Receipt` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Receipt` in the file `schema/link.fbs:73`
+            /// * Table `Receipt` in the file `schema/link.fbs:75`
             #[derive(
                 Clone,
                 Debug,
@@ -2189,12 +2189,14 @@ mod root {
                 pub shard: u16,
                 /// The field `ok` in the table `Receipt`
                 pub ok: bool,
+                /// The field `matched` in the table `Receipt`
+                pub matched: bool,
             }
 
             #[allow(clippy::derivable_impls)]
             impl ::core::default::Default for Receipt {
                 fn default() -> Self {
-                    Self { token: 0, shard: 0, ok: false }
+                    Self { token: 0, shard: 0, ok: false, matched: true }
                 }
             }
 
@@ -2211,12 +2213,14 @@ mod root {
                     field_token: impl ::planus::WriteAsDefault<u64, u64>,
                     field_shard: impl ::planus::WriteAsDefault<u16, u16>,
                     field_ok: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_matched: impl ::planus::WriteAsDefault<bool, bool>,
                 ) -> ::planus::Offset<Self> {
                     let prepared_token = field_token.prepare(builder, &0);
                     let prepared_shard = field_shard.prepare(builder, &0);
                     let prepared_ok = field_ok.prepare(builder, &false);
+                    let prepared_matched = field_matched.prepare(builder, &true);
 
-                    let mut table_writer: ::planus::table_writer::TableWriter<10> =
+                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
                         ::core::default::Default::default();
                     if prepared_token.is_some() {
                         table_writer.write_entry::<u64>(0);
@@ -2226,6 +2230,9 @@ mod root {
                     }
                     if prepared_ok.is_some() {
                         table_writer.write_entry::<bool>(2);
+                    }
+                    if prepared_matched.is_some() {
+                        table_writer.write_entry::<bool>(3);
                     }
 
                     unsafe {
@@ -2238,6 +2245,10 @@ mod root {
                             }
                             if let ::core::option::Option::Some(prepared_ok) = prepared_ok {
                                 object_writer.write::<_, _, 1>(&prepared_ok);
+                            }
+                            if let ::core::option::Option::Some(prepared_matched) = prepared_matched
+                            {
+                                object_writer.write::<_, _, 1>(&prepared_matched);
                             }
                         });
                     }
@@ -2269,7 +2280,7 @@ mod root {
             impl ::planus::WriteAsOffset<Receipt> for Receipt {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Receipt> {
-                    Receipt::create(builder, self.token, self.shard, self.ok)
+                    Receipt::create(builder, self.token, self.shard, self.ok, self.matched)
                 }
             }
 
@@ -2340,6 +2351,28 @@ mod root {
             }
 
             impl<T0, T1, T2> ReceiptBuilder<(T0, T1, T2)> {
+                /// Setter for the [`matched` field](Receipt#structfield.matched).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn matched<T3>(self, value: T3) -> ReceiptBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    ReceiptBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`matched` field](Receipt#structfield.matched) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn matched_as_default(
+                    self,
+                ) -> ReceiptBuilder<(T0, T1, T2, ::planus::DefaultValue)> {
+                    self.matched(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3> ReceiptBuilder<(T0, T1, T2, T3)> {
                 /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [Receipt].
                 #[inline]
                 pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<Receipt>
@@ -2354,7 +2387,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsDefault<bool, bool>,
-                > ::planus::WriteAs<::planus::Offset<Receipt>> for ReceiptBuilder<(T0, T1, T2)>
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAs<::planus::Offset<Receipt>>
+                for ReceiptBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<Receipt>;
 
@@ -2368,8 +2403,9 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsDefault<bool, bool>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
                 > ::planus::WriteAsOptional<::planus::Offset<Receipt>>
-                for ReceiptBuilder<(T0, T1, T2)>
+                for ReceiptBuilder<(T0, T1, T2, T3)>
             {
                 type Prepared = ::planus::Offset<Receipt>;
 
@@ -2386,12 +2422,13 @@ mod root {
                     T0: ::planus::WriteAsDefault<u64, u64>,
                     T1: ::planus::WriteAsDefault<u16, u16>,
                     T2: ::planus::WriteAsDefault<bool, bool>,
-                > ::planus::WriteAsOffset<Receipt> for ReceiptBuilder<(T0, T1, T2)>
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                > ::planus::WriteAsOffset<Receipt> for ReceiptBuilder<(T0, T1, T2, T3)>
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<Receipt> {
-                    let (v0, v1, v2) = &self.0;
-                    Receipt::create(builder, v0, v1, v2)
+                    let (v0, v1, v2, v3) = &self.0;
+                    Receipt::create(builder, v0, v1, v2, v3)
                 }
             }
 
@@ -2417,6 +2454,14 @@ mod root {
                 pub fn ok(&self) -> ::planus::Result<bool> {
                     ::core::result::Result::Ok(self.0.access(2, "Receipt", "ok")?.unwrap_or(false))
                 }
+
+                /// Getter for the [`matched` field](Receipt#structfield.matched).
+                #[inline]
+                pub fn matched(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(3, "Receipt", "matched")?.unwrap_or(true),
+                    )
+                }
             }
 
             impl<'a> ::core::fmt::Debug for ReceiptRef<'a> {
@@ -2425,6 +2470,7 @@ mod root {
                     f.field("token", &self.token());
                     f.field("shard", &self.shard());
                     f.field("ok", &self.ok());
+                    f.field("matched", &self.matched());
                     f.finish()
                 }
             }
@@ -2438,6 +2484,7 @@ mod root {
                         token: ::core::convert::TryInto::try_into(value.token()?)?,
                         shard: ::core::convert::TryInto::try_into(value.shard()?)?,
                         ok: ::core::convert::TryInto::try_into(value.ok()?)?,
+                        matched: ::core::convert::TryInto::try_into(value.matched()?)?,
                     })
                 }
             }
@@ -2515,7 +2562,7 @@ mod root {
             /// The table `Pace` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Pace` in the file `schema/link.fbs:83`
+            /// * Table `Pace` in the file `schema/link.fbs:86`
             #[derive(
                 Clone,
                 Debug,
@@ -2855,7 +2902,7 @@ mod root {
             /// The table `TakeoverRequest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TakeoverRequest` in the file `schema/link.fbs:90`
+            /// * Table `TakeoverRequest` in the file `schema/link.fbs:93`
             #[derive(
                 Clone,
                 Debug,
@@ -3331,7 +3378,7 @@ mod root {
             /// The table `SessionMessage` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionMessage` in the file `schema/link.fbs:102`
+            /// * Table `SessionMessage` in the file `schema/link.fbs:105`
             #[derive(
                 Clone,
                 Debug,
@@ -3642,7 +3689,7 @@ mod root {
             /// The table `SessionTransfer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionTransfer` in the file `schema/link.fbs:109`
+            /// * Table `SessionTransfer` in the file `schema/link.fbs:112`
             #[derive(
                 Clone,
                 Debug,
@@ -4299,7 +4346,7 @@ mod root {
             /// The table `Heartbeat` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Heartbeat` in the file `schema/link.fbs:126`
+            /// * Table `Heartbeat` in the file `schema/link.fbs:129`
             #[derive(
                 Clone,
                 Debug,
@@ -4561,7 +4608,7 @@ mod root {
             /// The table `RetainedIndex` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedIndex` in the file `schema/link.fbs:132`
+            /// * Table `RetainedIndex` in the file `schema/link.fbs:135`
             #[derive(
                 Clone,
                 Debug,
@@ -4915,7 +4962,7 @@ mod root {
             /// The table `RetainedFetch` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetch` in the file `schema/link.fbs:139`
+            /// * Table `RetainedFetch` in the file `schema/link.fbs:142`
             #[derive(
                 Clone,
                 Debug,
@@ -5276,7 +5323,7 @@ mod root {
             /// The table `RetainedFetched` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedFetched` in the file `schema/link.fbs:147`
+            /// * Table `RetainedFetched` in the file `schema/link.fbs:150`
             #[derive(
                 Clone,
                 Debug,
@@ -5710,7 +5757,7 @@ mod root {
             /// The table `RetainedDigest` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedDigest` in the file `schema/link.fbs:160`
+            /// * Table `RetainedDigest` in the file `schema/link.fbs:163`
             #[derive(
                 Clone,
                 Debug,
@@ -6148,7 +6195,7 @@ mod root {
             /// The table `RetainedVersions` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `RetainedVersions` in the file `schema/link.fbs:173`
+            /// * Table `RetainedVersions` in the file `schema/link.fbs:176`
             #[derive(
                 Clone,
                 Debug,
@@ -6610,7 +6657,7 @@ mod root {
             /// The table `TransferInstalled` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `TransferInstalled` in the file `schema/link.fbs:185`
+            /// * Table `TransferInstalled` in the file `schema/link.fbs:188`
             #[derive(
                 Clone,
                 Debug,
@@ -6983,7 +7030,7 @@ mod root {
             /// The table `SessionInvite` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `SessionInvite` in the file `schema/link.fbs:195`
+            /// * Table `SessionInvite` in the file `schema/link.fbs:198`
             #[derive(
                 Clone,
                 Debug,
@@ -7306,7 +7353,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:200`
+            /// * Union `Body` in the file `schema/link.fbs:203`
             #[derive(
                 Clone,
                 Debug,
@@ -8275,7 +8322,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:219`
+            /// * Table `Frame` in the file `schema/link.fbs:222`
             #[derive(
                 Clone,
                 Debug,

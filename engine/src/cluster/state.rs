@@ -308,7 +308,7 @@ impl RetainedPlacement for RingPlacement {
 /// Link messages one shard passes to another over the mesh.
 pub enum ClusterItem {
     /// A peer answered a publish this shard forwarded.
-    Receipt { peer: PeerNode, token: u64, ok: bool },
+    Receipt { peer: PeerNode, token: u64, ok: bool, matched: bool },
     /// A peer takes over a client homed on this shard.
     Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
     /// A peer answered this shard's takeover request.

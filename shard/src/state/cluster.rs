@@ -85,8 +85,10 @@ pub enum Forward {
         /// `state::retained_sync`.
         version: u64,
     },
-    /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`.
-    Receipt { token: u64, shard: ShardId, ok: bool },
+    /// A message the peer forwarded is stored where it had to be (`ok`), for its shard `shard`;
+    /// `matched`: a subscriber here took it (false when the subscriber it was routed to is no
+    /// longer here: its session moved to another node).
+    Receipt { token: u64, shard: ShardId, ok: bool, matched: bool },
     /// Stop reading (`pause`) or read again the peer's connection `conn` on its shard `shard`:
     /// a subscriber here, fed by its publishes, is over its limits (or drained, or stalled).
     Pace { shard: ShardId, conn: ConnId, pause: bool },
@@ -581,23 +583,27 @@ impl Shard {
         if message.retain && shared.is_none() {
             receipts += self.retain_on_node(&message, holders.as_deref(), token, version);
         }
+        let mut matched = true;
         if deliver {
-            receipts += match shared {
+            let (waiting, taken) = match shared {
                 Some((filter, group)) => self.shared_on_node(&message, filter, group, token, now),
                 None => self.route_on_node(&message, token, now),
             };
+            receipts += waiting;
+            matched = taken;
         }
         if let (Some(remote), Some(token)) = (receipt, token) {
             let wrote = self.queued_ops() > writes_before;
-            let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote };
+            let ack = AckTo::Peer { node: from, shard: reply_shard, token: remote, matched };
             self.acknowledge(ack, token, wrote, receipts, now);
         }
         self.backpressure.ingress = None;
     }
 
-    /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false).
-    pub fn peer_receipt(&mut self, token: u64, ok: bool, now: Instant) {
-        self.receipt(token, ok, now);
+    /// A peer answered a forwarded publish's receipt (or its link failed: `ok` false);
+    /// `matched`: a subscriber there took it.
+    pub fn peer_receipt(&mut self, token: u64, ok: bool, matched: bool, now: Instant) {
+        self.receipt(token, ok, matched, now);
     }
 
     /// A peer node's subscriber paused (`pause`) or released the local connection `conn`, whose
@@ -788,13 +794,16 @@ impl Shard {
     }
 
     /// Delivers to this node's non-shared subscribers only (a peer's message goes no further).
+    /// Delivers to this node's subscribers: the receipts to wait for (from the other shards that
+    /// have routes, each saying whether a subscriber there took it), and whether one on this
+    /// shard did.
     fn route_on_node(
         &mut self,
         message: &SharedMessage,
         receipt: Option<u64>,
         now: Instant,
-    ) -> usize {
-        self.deliver_local(message, None, now);
+    ) -> (usize, bool) {
+        let here = self.deliver_local(message, None, now) == super::Matched::Some;
         let mut shards: Vec<ShardId> = Vec::new();
         self.routes.for_each_match(&message.topic, |_, key, _| {
             if key.group.is_none() && !shards.contains(&key.shard) {
@@ -806,11 +815,7 @@ impl Shard {
             let msg = ShardMsg::Publish { message: message.clone(), receipt, publisher };
             self.effects.push(Effect::Mesh(shard, msg));
         }
-        if receipt.is_some() {
-            shards.len()
-        } else {
-            0
-        }
+        (if receipt.is_some() { shards.len() } else { 0 }, here)
     }
 
     /// Delivers to one member of a shared group on this node (the sending node chose this one).
@@ -821,7 +826,7 @@ impl Shard {
         group: ByteString,
         receipt: Option<u64>,
         now: Instant,
-    ) -> usize {
+    ) -> (usize, bool) {
         let mut members: Vec<ShardId> = Vec::new();
         self.routes.for_each_match(&message.topic, |f, key, _| {
             if f == &*filter && key.group.as_ref() == Some(&group) {
@@ -833,7 +838,7 @@ impl Shard {
         }
         if members.is_empty() {
             // The group's members here left after the peer chose this node.
-            return 0;
+            return (0, false);
         }
         members.sort();
         let cursor = self.shard_cursor.entry((filter.clone(), group.clone())).or_insert(0);
@@ -841,7 +846,7 @@ impl Shard {
         *cursor = cursor.wrapping_add(1);
         if chosen == self.id {
             self.deliver_shared(message, &filter, &group, now);
-            return 0;
+            return (0, true);
         }
         let msg = ShardMsg::SharedPublish {
             message: message.clone(),
@@ -851,7 +856,7 @@ impl Shard {
             publisher: self.backpressure.ingress,
         };
         self.effects.push(Effect::Mesh(chosen, msg));
-        usize::from(receipt.is_some())
+        (usize::from(receipt.is_some()), receipt.is_none())
     }
 
     // ---------------------------------------------------------------------------------------

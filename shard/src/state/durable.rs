@@ -26,8 +26,9 @@ use crate::session::{Outgoing, OutgoingStage, Session};
 pub enum Ticket {
     /// An acknowledgement held on this shard.
     Ack(u64),
-    /// Another shard's acknowledgement waits for this shard's write.
-    Receipt { origin: ShardId, token: u64 },
+    /// Another shard's acknowledgement waits for this shard's write (which a subscriber here
+    /// took, or not: `matched`).
+    Receipt { origin: ShardId, token: u64, matched: bool },
 }
 
 /// One group commit: the operations queued since the last one, and what they release.
@@ -68,7 +69,7 @@ pub(super) struct InboundAck {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AckTo {
     Client(InboundAck),
-    Peer { node: PeerNode, shard: ShardId, token: u64 },
+    Peer { node: PeerNode, shard: ShardId, token: u64, matched: bool },
 }
 
 /// An acknowledgement waiting for commits.
@@ -80,6 +81,11 @@ pub(super) struct HeldAck {
     /// The publisher of a QoS 2 message from a client, whose packet id must be released if
     /// storing fails (its connection may be gone by then).
     qos2_client: Option<ByteString>,
+    /// Only peer nodes' routes matched the message: unless a receipt says a subscriber there
+    /// took it, the v5 publisher is told "no matching subscribers" (0x10), not success.
+    peers_only: bool,
+    /// A receipt said a subscriber took it.
+    matched: bool,
 }
 
 impl Shard {
@@ -253,7 +259,7 @@ impl Shard {
     ) {
         let waiting = remote + usize::from(local);
         if waiting == 0 {
-            return self.answer(ack, true, now);
+            return self.answer(ack, true, false, now);
         }
         let mut qos2_client = None;
         if let AckTo::Client(ack) = ack {
@@ -267,7 +273,9 @@ impl Shard {
                 }
             }
         }
-        self.held_acks.insert(token, HeldAck { ack, waiting, failed: false, qos2_client });
+        let held =
+            HeldAck { ack, waiting, failed: false, qos2_client, peers_only: false, matched: false };
+        self.held_acks.insert(token, held);
         if local {
             self.queue_ticket(Ticket::Ack(token));
         }
@@ -301,16 +309,32 @@ impl Shard {
         self.send(conn, &packet);
     }
 
-    fn release(&mut self, token: u64, ok: bool, now: Instant) {
+    /// The message of held acknowledgement `token` matched only routes to peer nodes: see
+    /// [`HeldAck::peers_only`].
+    pub(super) fn answer_unmatched_if_no_peer_matches(&mut self, token: u64) {
+        if let Some(held) = self.held_acks.get_mut(&token) {
+            held.peers_only = true;
+        }
+    }
+
+    fn release(&mut self, token: u64, ok: bool, matched: bool, now: Instant) {
         let Some(held) = self.held_acks.get_mut(&token) else { return };
         held.failed |= !ok;
+        held.matched |= matched;
         held.waiting -= 1;
         if held.waiting > 0 {
             return;
         }
-        let Some(HeldAck { ack, failed, qos2_client, .. }) = self.held_acks.remove(&token) else {
+        let Some(HeldAck { mut ack, failed, qos2_client, peers_only, matched, .. }) =
+            self.held_acks.remove(&token)
+        else {
             return;
         };
+        if let AckTo::Client(client) = &mut ack {
+            if peers_only && !matched && client.reason == ReasonCode::SUCCESS {
+                client.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+            }
+        }
         if let AckTo::Client(InboundAck { conn, qos: QoS::AtLeastOnce, .. }) = ack {
             if let Some(held) = self.held_qos1.get_mut(&conn) {
                 *held -= 1;
@@ -346,15 +370,17 @@ impl Shard {
                 self.persist_incoming_qos2(&client_id, ack.packet_id.get(), false);
             }
         }
-        self.answer(ack, !failed, now);
+        self.answer(ack, !failed, matched, now);
     }
 
     /// Tells whoever waits for an inbound message that it is stored (`ok`) or not.
-    fn answer(&mut self, ack: AckTo, ok: bool, now: Instant) {
+    /// `taken`: a receipt said a subscriber took the message (passed on to a peer's receipt).
+    fn answer(&mut self, ack: AckTo, ok: bool, taken: bool, now: Instant) {
         let ack = match ack {
             AckTo::Client(ack) => ack,
-            AckTo::Peer { node, shard, token } => {
-                let receipt = Forward::Receipt { token, shard, ok };
+            AckTo::Peer { node, shard, token, matched } => {
+                let matched = matched || taken;
+                let receipt = Forward::Receipt { token, shard, ok, matched };
                 return self.effects.push(Effect::Forward(node, receipt));
             }
         };
@@ -383,17 +409,26 @@ impl Shard {
     }
 
     /// Another shard finished (or failed) the writes an acknowledgement here waits for.
-    pub(super) fn receipt(&mut self, token: u64, ok: bool, now: Instant) {
-        self.release(token, ok, now);
+    /// A receipt for held acknowledgement `token`: stored (`ok`), and whether a subscriber took
+    /// the message (`matched`; receipts from this node's shards always say so).
+    pub(super) fn receipt(&mut self, token: u64, ok: bool, matched: bool, now: Instant) {
+        self.release(token, ok, matched, now);
     }
 
     /// After handling a message another shard asked a receipt for: answer once the writes it
     /// caused are durable, or at once if it caused none.
-    pub(super) fn answer_receipt(&mut self, origin: ShardId, token: u64, wrote: bool) {
+    pub(super) fn answer_receipt(
+        &mut self,
+        origin: ShardId,
+        token: u64,
+        wrote: bool,
+        matched: bool,
+    ) {
         if wrote {
-            self.queue_ticket(Ticket::Receipt { origin, token });
+            self.queue_ticket(Ticket::Receipt { origin, token, matched });
         } else {
-            self.effects.push(Effect::Mesh(origin, ShardMsg::Stored { token, ok: true }));
+            let stored = ShardMsg::Stored { token, ok: true, matched };
+            self.effects.push(Effect::Mesh(origin, stored));
         }
     }
 
@@ -439,9 +474,10 @@ impl Shard {
         let more = !durable.queued.ops.is_empty() || !durable.queued.tickets.is_empty();
         for ticket in tickets {
             match ticket {
-                Ticket::Ack(token) => self.release(token, ok, now),
-                Ticket::Receipt { origin, token } => {
-                    self.effects.push(Effect::Mesh(origin, ShardMsg::Stored { token, ok }));
+                Ticket::Ack(token) => self.release(token, ok, true, now),
+                Ticket::Receipt { origin, token, matched } => {
+                    let stored = ShardMsg::Stored { token, ok, matched };
+                    self.effects.push(Effect::Mesh(origin, stored));
                 }
             }
         }

@@ -409,6 +409,9 @@ struct EnhancedAuth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Matched {
     Some,
+    /// Only routes to peer nodes matched: whether a subscriber took it is up to their receipts
+    /// (a peer whose subscriber's session has just moved to another node has none any more).
+    PeersOnly,
     None,
 }
 
@@ -1661,7 +1664,11 @@ impl Shard {
         };
         let wrote = self.queued_ops() > writes_before;
         let ack = durable::InboundAck { conn, packet_id, qos, reason };
+        let peers_only = matched == Matched::PeersOnly;
         self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts, now);
+        if peers_only {
+            self.answer_unmatched_if_no_peer_matches(token.unwrap_or(0));
+        }
     }
 
     /// Whether a PUBLISH would exceed the Receive Maximum the CONNACK gave [MQTT-3.3.4-9]: QoS 1
@@ -2166,8 +2173,10 @@ impl Shard {
         }
         let peers = self.peers.matching(&message.topic, &mut groups);
 
-        if !shards.is_empty() || !groups.is_empty() || !peers.is_empty() {
+        if !shards.is_empty() || !groups.is_empty() {
             matched = Matched::Some;
+        } else if matched == Matched::None && !peers.is_empty() {
+            matched = Matched::PeersOnly;
         }
         // The local connection this publish came from, for the receiving shards and nodes to
         // pace.
@@ -2602,7 +2611,7 @@ impl Shard {
             ShardMsg::Publish { message, receipt, publisher } => {
                 self.paced_by(publisher, |shard| {
                     shard.with_receipt(from, receipt, |shard| {
-                        shard.deliver_local(&message, None, now);
+                        shard.deliver_local(&message, None, now) == Matched::Some
                     })
                 });
             }
@@ -2610,6 +2619,7 @@ impl Shard {
                 self.paced_by(publisher, |shard| {
                     shard.with_receipt(from, receipt, |shard| {
                         shard.deliver_shared(&message, &filter, &group, now);
+                        true
                     })
                 });
             }
@@ -2625,11 +2635,12 @@ impl Shard {
             }
             ShardMsg::Retain { message, receipt, elsewhere, version } => {
                 self.with_receipt(from, receipt, |shard| {
-                    shard.keep_retained(message, elsewhere, version)
+                    shard.keep_retained(message, elsewhere, version);
+                    true
                 })
             }
             ShardMsg::RetainedHeld { node, topics } => self.retained_held(node, topics),
-            ShardMsg::Stored { token, ok } => self.receipt(token, ok, now),
+            ShardMsg::Stored { token, ok, matched } => self.receipt(token, ok, matched, now),
             ShardMsg::PeerRoutes { node, origin, epoch, frame } => {
                 self.peer_routes(node, origin, epoch, frame)
             }
@@ -2650,13 +2661,13 @@ impl Shard {
         &mut self,
         from: ShardId,
         receipt: Option<u64>,
-        handle: impl FnOnce(&mut Shard),
+        handle: impl FnOnce(&mut Shard) -> bool,
     ) {
         let before = self.queued_ops();
-        handle(self);
+        let matched = handle(self);
         if let Some(token) = receipt {
             let wrote = self.queued_ops() > before;
-            self.answer_receipt(from, token, wrote);
+            self.answer_receipt(from, token, wrote, matched);
         }
     }
 
