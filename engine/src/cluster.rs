@@ -46,9 +46,11 @@ use crate::context::{MeshItem, ShardContext};
 use crate::link_security::{Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX};
 use crate::signal::Signal;
 
+mod admin_links;
 mod retained;
 mod state;
 
+pub(crate) use admin_links::ask_peers;
 pub use retained::{retained_fetcher, retained_puller};
 pub(crate) use state::*;
 
@@ -665,6 +667,8 @@ fn handle_frame(
         | Body::RetainedFetched(_)
         | Body::RetainedDigest(_)
         | Body::RetainedVersions(_) => retained::frame_arrived(context, cluster, from, body),
+        Body::AdminQuery(query) => admin_links::query_arrived(context, cluster, from.peer, *query),
+        Body::AdminAnswer(answer) => admin_links::answer_arrived(cluster, *answer),
         Body::Hello(_) => {}
     }
 }
@@ -679,6 +683,8 @@ fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
         Body::TakeoverRequest(request) => ClusterItem::Takeover { peer: from.peer, request },
         Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
         Body::TransferInstalled(installed) => ClusterItem::Installed(installed),
+        Body::AdminQuery(query) => ClusterItem::AdminQuery { peer: from.peer, query },
+        Body::AdminAnswer(answer) => ClusterItem::AdminAnswer(answer),
         _ => return None,
     })
 }
@@ -751,6 +757,10 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         item @ ClusterItem::RetainedVersions { .. } => {
             retained::versions_arrived(context, &cluster, item)
         }
+        ClusterItem::AdminQuery { peer, query } => {
+            admin_links::query_arrived(context, &cluster, peer, *query)
+        }
+        ClusterItem::AdminAnswer(answer) => admin_links::answer_arrived(&cluster, *answer),
     }
 }
 
