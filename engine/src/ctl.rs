@@ -633,5 +633,12 @@ mod tests {
         assert!(lines[2].starts_with("\"a b\"      offline    -"), "{printed}");
         let kicked = serde_json::json!({"disconnected": true, "session_discarded": false});
         assert_eq!(kicked_line("sensor-1", &kicked), "sensor-1: disconnected, session kept");
+        let kicked = serde_json::json!({"disconnected": true, "node": "n2"});
+        assert_eq!(
+            kicked_line("sensor-1", &kicked),
+            "sensor-1: disconnected, session kept (on node n2)"
+        );
+        let row = cluster_row(&page[0]);
+        assert_eq!((row[0].as_str(), row[9].as_str()), ("sensor-1", "-"));
     }
 }

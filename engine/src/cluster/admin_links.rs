@@ -79,9 +79,10 @@ async fn gather(
     let expected: usize = asked.iter().map(|(_, requests)| requests.len()).sum();
     let deadline = Instant::now() + CLUSTER_ANSWER_TIMEOUT;
     loop {
-        let answers = ask.answers.borrow();
-        let done = answers.len() >= expected || (!list && answers.values().any(|a| a.found));
-        drop(answers);
+        let done = {
+            let answers = ask.answers.borrow();
+            answers.len() >= expected || (!list && answers.values().any(|a| a.found))
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         if done || left.is_zero() {
             break;
@@ -240,4 +241,60 @@ pub(super) fn answer_arrived(cluster: &ShardCluster, answer: AdminAnswer) {
     let Some(ask) = cluster.admin_asks.borrow().get(&answer.request).cloned() else { return };
     ask.answers.borrow_mut().insert(answer.request, answer);
     ask.signal.notify();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(client_id: Option<&str>, list: bool, limit: u32, presence: u8) -> AdminQuery {
+        AdminQuery {
+            request: 1,
+            reply_shard: 0,
+            client_id: client_id.map(str::to_owned),
+            kick: false,
+            clean: false,
+            list,
+            shard: 0,
+            limit,
+            presence,
+        }
+    }
+
+    #[test]
+    fn a_malformed_query_is_bounded_or_refused() {
+        // No client id: nothing to answer about.
+        assert!(remote_query(query(None, false, 0, 0)).is_none());
+        // A page's limit is kept within the cluster page, its presence read as "any".
+        let page = |limit, presence| match remote_query(query(Some(""), true, limit, presence)) {
+            Some(RemoteQuery::Page { after, limit, presence }) => (after, limit, presence),
+            other => panic!("not a page: {other:?}"),
+        };
+        assert_eq!(page(0, 9), (None, 1, Presence::Any));
+        assert_eq!(page(u32::MAX, 2), (None, CLUSTER_PAGE_MAX + 1, Presence::Offline));
+        let mut kick = query(Some("c"), false, 0, 0);
+        (kick.kick, kick.clean) = (true, true);
+        assert!(matches!(
+            remote_query(kick),
+            Some(RemoteQuery::Kick { session: KickSession::Discard, .. })
+        ));
+    }
+
+    #[test]
+    fn an_answer_too_large_or_not_json_counts_as_none() {
+        let answer = |found, detail: String| AdminAnswer {
+            request: 1,
+            shard: 0,
+            found,
+            detail: Some(detail),
+        };
+        assert_eq!(answer_value(&answer(false, "x".into()), "n1"), Ok(None));
+        assert_eq!(
+            answer_value(&answer(true, "{\"a\":1}".into()), "n1"),
+            Ok(Some(json!({"a": 1})))
+        );
+        assert_eq!(answer_value(&answer(true, "{".into()), "n1"), Err(()));
+        let huge = format!("\"{}\"", "x".repeat(ADMIN_DETAIL_BYTES_MAX));
+        assert_eq!(answer_value(&answer(true, huge), "n1"), Err(()));
+    }
 }
