@@ -18,6 +18,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -132,7 +133,13 @@ pub(crate) struct Request {
 #[derive(Debug, Clone)]
 pub struct Shards {
     senders: Vec<async_channel::Sender<Request>>,
+    /// In a cluster, the node's drain flag (`crate::drain`), raised by `POST /api/v1/drain`,
+    /// and the Server Reference its clients are given.
+    drain: Option<(Arc<AtomicBool>, ServerReference)>,
 }
+
+/// The Server Reference a drain gives its clients, if one was asked for.
+type ServerReference = Arc<std::sync::Mutex<Option<String>>>;
 
 /// The receiving end for each shard, in shard order.
 pub(crate) type ShardRequests = async_channel::Receiver<Request>;
@@ -151,7 +158,16 @@ impl Shards {
     pub(crate) fn new(shards: usize) -> (Shards, Vec<ShardRequests>) {
         let (senders, receivers) =
             (0..shards).map(|_| async_channel::bounded(SHARD_REQUESTS_MAX)).unzip();
-        (Shards { senders }, receivers)
+        (Shards { senders, drain: None }, receivers)
+    }
+
+    /// In a cluster: the flag `POST /api/v1/drain` raises.
+    pub(crate) fn set_drain(
+        &mut self,
+        flag: Arc<AtomicBool>,
+        reference: Arc<std::sync::Mutex<Option<String>>>,
+    ) {
+        self.drain = Some((flag, reference));
     }
 
     fn count(&self) -> u16 {
@@ -491,7 +507,39 @@ fn api(node: &Node, method: crate::admin_http::Method, path: &str, query: &str) 
             None => error(404, "this node is not in a cluster (no `cluster` configured)"),
         },
         (_, Some("clients" | "sessions" | "cluster")) => error(405, "use GET"),
+        (method, Some("drain")) => drain(node.shards, method, params.get("server_reference")),
         _ => error(404, "no such API path"),
+    }
+}
+
+/// `POST /api/v1/drain` starts handing every session of the node to the other nodes of its
+/// cluster, after which the node stops (`crate::drain`); `GET` says whether it is draining.
+fn drain(
+    shards: &Shards,
+    method: crate::admin_http::Method,
+    server_reference: Option<&str>,
+) -> (u16, Value) {
+    let Some((flag, reference)) = &shards.drain else {
+        let why = "this node is not in a cluster: there is no other node to hand its sessions \
+                   to (stop it with SIGTERM; its sessions stay on its disk)";
+        return error(409, why);
+    };
+    match method {
+        crate::admin_http::Method::Post => {
+            if let (Some(given), Ok(mut kept)) = (server_reference, reference.lock()) {
+                if given.is_empty() || given.len() > 1024 {
+                    return error(400, "server_reference must be 1 to 1024 bytes");
+                }
+                *kept = Some(given.to_string());
+            }
+            let already = flag.swap(true, Ordering::Relaxed);
+            tracing::warn!("drain asked for through the admin API: handing every session to the other nodes, then stopping");
+            (200, json!({ "draining": true, "already": already }))
+        }
+        crate::admin_http::Method::Get => {
+            (200, json!({ "draining": flag.load(Ordering::Relaxed) }))
+        }
+        _ => error(405, "use POST (or GET)"),
     }
 }
 

@@ -31,6 +31,7 @@ pub const ADMIN_REQUEST_BYTES_MAX: usize = 16 << 10;
 pub enum Method {
     Get,
     Delete,
+    Post,
     Other,
 }
 
@@ -210,6 +211,7 @@ fn read_request(stream: &mut TcpStream) -> Result<(Request, Option<String>), ()>
                 let method = match parsed.method {
                     Some("GET") => Method::Get,
                     Some("DELETE") => Method::Delete,
+                    Some("POST") => Method::Post,
                     _ => Method::Other,
                 };
                 let target = parsed.path.ok_or(())?;

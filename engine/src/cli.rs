@@ -47,6 +47,10 @@ enum Command {
     /// read its status (see docs/operations.md). In a cluster any node answers for any client
     /// (waiting 2 s at most for the others). Exits 1 when a request fails or is refused.
     Ctl(Box<ctl::CtlArgs>),
+    /// Drain a node of a cluster through its admin endpoint: it tells its clients to use
+    /// another server, hands every session to the other nodes, then stops (see
+    /// docs/cluster.md). Waits until it has stopped, unless --no-wait.
+    Drain(Box<ctl::DrainArgs>),
 }
 
 /// Parses the command line and runs the command; what the process exits with.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::LinkCerts(args) => link_certs::main(args),
         Command::ImportMosquittoConf(args) => import_mosquitto::main(args),
         Command::Ctl(args) => ctl::main(*args),
+        Command::Drain(args) => ctl::drain_main(*args),
     }
 }
 

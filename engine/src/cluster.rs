@@ -29,7 +29,8 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::ControlEvent;
 use shardmq_cluster::frame::{
-    self, Body, Heartbeat, Hello, Publish, SessionTransfer, TakeoverRequest, TransferInstalled,
+    self, Body, Heartbeat, Hello, Publish, SessionInvite, SessionTransfer, TakeoverRequest,
+    TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{ClaimOutcome, Member, NodeId, Revision};
@@ -659,6 +660,7 @@ fn handle_frame(
         Body::TakeoverRequest(request) => hand_over(context, cluster, from.peer, &request),
         Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, &transfer),
         Body::TransferInstalled(installed) => installed_arrived(context, cluster, &installed),
+        Body::SessionInvite(invite) => invite_arrived(context, cluster, from.peer, &invite),
         Body::Heartbeat(heartbeat) => {
             cluster.node.control.peer_report(&from.node, heartbeat.etcd_ok);
         }
@@ -683,6 +685,7 @@ fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
         Body::TakeoverRequest(request) => ClusterItem::Takeover { peer: from.peer, request },
         Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
         Body::TransferInstalled(installed) => ClusterItem::Installed(installed),
+        Body::SessionInvite(invite) => ClusterItem::Invite { peer: from.peer, invite },
         Body::AdminQuery(query) => ClusterItem::AdminQuery { peer: from.peer, query },
         Body::AdminAnswer(answer) => ClusterItem::AdminAnswer(answer),
         _ => return None,
@@ -747,6 +750,7 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         }
         ClusterItem::Fetched(fetched) => retained::fetched_arrived(&cluster, *fetched),
         ClusterItem::Installed(installed) => installed_arrived(context, &cluster, &installed),
+        ClusterItem::Invite { peer, invite } => invite_arrived(context, &cluster, peer, &invite),
         ClusterItem::Pace { conn, pause } => {
             context.state.borrow_mut().peer_pace(conn, pause, Instant::now());
             context.apply_effects();
@@ -779,6 +783,10 @@ pub async fn claim(
     username: Option<&str>,
 ) -> Result<(), ConnectRefusal> {
     let Some(cluster) = context.cluster.clone() else { return Ok(()) };
+    if cluster.node.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        // Clients go to the other nodes: this one is handing its sessions to them.
+        return Err(ConnectRefusal::Stopping);
+    }
     let now = Instant::now();
     let ticket = cluster.handover.borrow_mut().connect(client_id, clean_start, username, now);
     let answer = Rc::new(Awaited::new());
@@ -903,6 +911,23 @@ fn installed_arrived(
     cluster.handover.borrow_mut().installed_arrived(&mut state, installed, Instant::now());
     drop(state);
     run_handover(context, cluster);
+}
+
+/// A draining peer invites this node to take a client over (`crate::drain`).
+fn invite_arrived(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    peer: PeerNode,
+    invite: &SessionInvite,
+) {
+    let state = context.state.borrow();
+    let (client_id, username) = (&invite.client_id, invite.username.as_deref());
+    let now = Instant::now();
+    let invited = cluster.handover.borrow_mut().invite(&state, client_id, username, peer, now);
+    drop(state);
+    if invited.is_some() {
+        run_handover(context, cluster);
+    }
 }
 
 /// A peer answered one of this shard's takeover requests.

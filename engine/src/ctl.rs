@@ -95,6 +95,68 @@ enum ClusterCommand {
     Status,
 }
 
+/// `shardmq drain` options.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The node's admin endpoint (its `admin_listen`), HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<String>,
+    /// File holding the admin token (the node's `admin_token_file`).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Return once the drain has started, instead of waiting for the node to stop.
+    #[arg(long)]
+    no_wait: bool,
+    /// What MQTT 5 clients are told to connect to instead (the Server Reference of their
+    /// DISCONNECT 0x9C), e.g. the cluster's load balancer; none by default.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    server_reference: Option<String>,
+}
+
+/// How long `shardmq drain` waits for the node to stop: longer than a drain may take.
+const DRAIN_WAIT: Duration = Duration::from_secs(150);
+
+/// Runs `shardmq drain`: asks the node to hand every session to the other nodes of its cluster
+/// and stop, and (unless `--no-wait`) waits until its admin endpoint is gone.
+pub fn drain_main(args: DrainArgs) -> ExitCode {
+    let outcome = endpoint(args.admin.clone(), args.token_file.as_deref()).and_then(|endpoint| {
+        let path = match &args.server_reference {
+            Some(reference) => {
+                format!("/api/v1/drain?server_reference={}", percent_encode(reference))
+            }
+            None => "/api/v1/drain".to_string(),
+        };
+        endpoint.json("POST", &path)?;
+        println!(
+            "{}: draining (handing every session to the other nodes, then stopping)",
+            endpoint.admin
+        );
+        if args.no_wait {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        while endpoint.connect().is_ok() {
+            if started.elapsed() > DRAIN_WAIT {
+                return Err(CtlError::Failed(format!("the node still runs after {DRAIN_WAIT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        println!("{}: drained and stopped after {:.1?}", endpoint.admin, started.elapsed());
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CtlError::Usage(message)) => {
+            eprintln!("shardmq drain: {message}");
+            ExitCode::from(2)
+        }
+        Err(CtlError::Failed(message)) => {
+            eprintln!("shardmq drain: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Why `ctl` stopped: the command line was wrong (exit 2), or a request failed (exit 1).
 #[derive(Debug, PartialEq, Eq)]
 enum CtlError {
@@ -117,17 +179,25 @@ pub fn main(args: CtlArgs) -> ExitCode {
     }
 }
 
-fn run(args: &CtlArgs) -> Result<(), CtlError> {
-    let Some(admin) = args.admin.clone() else {
+/// The endpoint `--admin` and `--token-file` name.
+fn endpoint(
+    admin: Option<String>,
+    token_file: Option<&std::path::Path>,
+) -> Result<Endpoint, CtlError> {
+    let Some(admin) = admin else {
         return Err(CtlError::Usage(
             "--admin HOST:PORT is required: the node's admin endpoint (`admin_listen`)".into(),
         ));
     };
-    let token = match &args.token_file {
+    let token = match token_file {
         None => None,
         Some(path) => Some(read_token(path).map_err(CtlError::Failed)?),
     };
-    let endpoint = Endpoint { admin, token, token_file: args.token_file.clone() };
+    Ok(Endpoint { admin, token, token_file: token_file.map(std::path::Path::to_path_buf) })
+}
+
+fn run(args: &CtlArgs) -> Result<(), CtlError> {
+    let endpoint = endpoint(args.admin.clone(), args.token_file.as_deref())?;
     match &args.command {
         CtlCommand::Clients { limit, after, cluster } => {
             clients(&endpoint, *limit, after.as_deref(), *cluster)

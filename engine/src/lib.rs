@@ -20,6 +20,7 @@ mod connect_auth;
 mod connection;
 mod context;
 mod ctl;
+mod drain;
 mod enhanced_auth;
 mod event_webhook;
 mod import_mosquitto;

@@ -189,7 +189,10 @@ fn start_admin(
     node_cluster: Option<&Arc<NodeCluster>>,
 ) -> anyhow::Result<Vec<crate::admin::ShardRequests>> {
     // Each shard answers the admin API's questions from a channel of its own.
-    let (admin_shards, admin_requests) = crate::admin::Shards::new(usize::from(config.shards));
+    let (mut admin_shards, admin_requests) = crate::admin::Shards::new(usize::from(config.shards));
+    if let Some(node) = node_cluster {
+        admin_shards.set_drain(node.draining.clone(), node.drain_reference.clone());
+    }
     if let Some(address) = config.admin_listen {
         let fence = node_cluster.map(|node| node.fence.clone());
         // Ready once every shard accepts, and (in a cluster) while the node may serve.
@@ -659,6 +662,7 @@ async fn shard_main(
         runtime::spawn_local(cluster::retained_fetcher(context.clone()));
         runtime::spawn_local(cluster::retained_puller(context.clone()));
         runtime::spawn_local(cluster::handover_timer(context.clone()));
+        runtime::spawn_local(crate::drain::drain_watch(context.clone()));
     }
     for (kind, listener, proxy_protocol) in listeners {
         runtime::spawn_local(accept_loop(context.clone(), listener, kind, proxy_protocol));

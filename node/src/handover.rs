@@ -102,6 +102,9 @@ struct Connecting {
     /// A newer connect of the same client id came: this one was refused, and only finishes
     /// its claim after the release (confirming the transfer to the peer if it won).
     superseded: bool,
+    /// Not a client's connect: a draining peer invited this node to take the client over
+    /// ([`Handover::invite`]).
+    invited_by: Option<PeerNode>,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,8 @@ pub struct HandoverStats {
     pub takeovers_timed_out: u64,
     /// Connects refused because a newer connect of the same client id came.
     pub superseded: u64,
+    /// Invitations of draining peers taken up.
+    pub invited: u64,
 }
 
 /// One shard's side of moving clients between nodes (see the module docs).
@@ -242,10 +247,45 @@ impl Handover {
             deadline: now + self.config.claim_timeout,
             stage: Stage::Claiming,
             superseded: false,
+            invited_by: None,
         };
         self.connects.insert(ticket, connecting);
         self.effects.push(Effect::Claim { ticket, client_id: client_id.to_string() });
         ticket
+    }
+
+    /// Draining peer `inviter` asks this node to take client `client_id` over: it is claimed as
+    /// a connect would claim it, and its session taken over from its owner (asked of the
+    /// inviter when etcd names no owner), then kept here offline until its client connects.
+    /// Nothing happens when a connect of the client is under way here or its session is here
+    /// already: a client's own connect always wins over an invitation.
+    pub fn invite(
+        &mut self,
+        shard: &Shard,
+        client_id: &str,
+        username: Option<&str>,
+        inviter: PeerNode,
+        now: Instant,
+    ) -> Option<Ticket> {
+        let busy = self.connects.values().any(|c| c.client_id == client_id && !c.superseded);
+        if busy || shard.has_session(client_id) {
+            return None;
+        }
+        self.stats.invited += 1;
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        let connecting = Connecting {
+            client_id: client_id.to_string(),
+            clean_start: false,
+            username: username.map(str::to_string),
+            deadline: now + self.config.claim_timeout,
+            stage: Stage::Claiming,
+            superseded: false,
+            invited_by: Some(inviter),
+        };
+        self.connects.insert(ticket, connecting);
+        self.effects.push(Effect::Claim { ticket, client_id: client_id.to_string() });
+        Some(ticket)
     }
 
     /// The control plane answered the claim of `ticket` ([`Effect::Claim`] or
@@ -281,7 +321,14 @@ impl Handover {
                 }
                 self.answer(ticket, owned.then_some(()).ok_or(ConnectRefusal::EtcdUnavailable));
             }
-            (_, ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed) => self.answer(ticket, Ok(())),
+            (_, ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed) => {
+                match connecting.invited_by {
+                    // etcd names no other owner: the session is the inviter's to send. The claim
+                    // after the release finds the key this node's already.
+                    Some(inviter) => self.ask_peer(links, ticket, inviter, Revision(0)),
+                    None => self.answer(ticket, Ok(())),
+                }
+            }
             (_, ClaimOutcome::HeldBy { owner, revision }) => {
                 self.ask(links, ticket, &owner, revision)
             }
@@ -307,12 +354,15 @@ impl Handover {
 
     /// Asks `owner` to stop serving the client and send its session.
     fn ask(&mut self, links: &impl Links, ticket: Ticket, owner: &NodeId, revision: Revision) {
-        let peer = links.peer(owner);
+        self.ask_peer(links, ticket, links.peer(owner), revision)
+    }
+
+    fn ask_peer(&mut self, links: &impl Links, ticket: Ticket, peer: PeerNode, revision: Revision) {
         if !links.up(peer) {
             let Some(connecting) = self.connects.get(&ticket) else { return };
             tracing::warn!(
                 shard = %self.shard,
-                "cannot take client {:?} over from {owner}: no link to it",
+                "cannot take client {:?} over from {peer}: no link to it",
                 connecting.client_id
             );
             return self.answer(ticket, Err(ConnectRefusal::EtcdUnavailable));

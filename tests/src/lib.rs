@@ -272,6 +272,25 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Waits up to `timeout` for the broker to exit on its own (e.g. after a drain): its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the broker") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -6980,10 +6980,333 @@ mod root {
                 }
             }
 
+            /// The table `SessionInvite` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `SessionInvite` in the file `schema/link.fbs:195`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct SessionInvite {
+                /// The field `client_id` in the table `SessionInvite`
+                pub client_id: ::planus::alloc::string::String,
+                /// The field `username` in the table `SessionInvite`
+                pub username: ::core::option::Option<::planus::alloc::string::String>,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for SessionInvite {
+                fn default() -> Self {
+                    Self {
+                        client_id: ::core::default::Default::default(),
+                        username: ::core::default::Default::default(),
+                    }
+                }
+            }
+
+            impl SessionInvite {
+                /// Creates a [SessionInviteBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> SessionInviteBuilder<()> {
+                    SessionInviteBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_client_id: impl ::planus::WriteAs<::planus::Offset<str>>,
+                    field_username: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<::core::primitive::str>,
+                    >,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_client_id = field_client_id.prepare(builder);
+                    let prepared_username = field_username.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<8> =
+                        ::core::default::Default::default();
+                    table_writer.write_entry::<::planus::Offset<str>>(0);
+                    if prepared_username.is_some() {
+                        table_writer.write_entry::<::planus::Offset<str>>(1);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            object_writer.write::<_, _, 4>(&prepared_client_id);
+                            if let ::core::option::Option::Some(prepared_username) =
+                                prepared_username
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_username);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<SessionInvite>> for SessionInvite {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<SessionInvite> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<SessionInvite>> for SessionInvite {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<SessionInvite>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<SessionInvite> for SessionInvite {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<SessionInvite> {
+                    SessionInvite::create(builder, &self.client_id, &self.username)
+                }
+            }
+
+            /// Builder for serializing an instance of the [SessionInvite] type.
+            ///
+            /// Can be created using the [SessionInvite::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct SessionInviteBuilder<State>(State);
+
+            impl SessionInviteBuilder<()> {
+                /// Setter for the [`client_id` field](SessionInvite#structfield.client_id).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn client_id<T0>(self, value: T0) -> SessionInviteBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                {
+                    SessionInviteBuilder((value,))
+                }
+            }
+
+            impl<T0> SessionInviteBuilder<(T0,)> {
+                /// Setter for the [`username` field](SessionInvite#structfield.username).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn username<T1>(self, value: T1) -> SessionInviteBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                {
+                    let (v0,) = self.0;
+                    SessionInviteBuilder((v0, value))
+                }
+
+                /// Sets the [`username` field](SessionInvite#structfield.username) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn username_as_null(self) -> SessionInviteBuilder<(T0, ())> {
+                    self.username(())
+                }
+            }
+
+            impl<T0, T1> SessionInviteBuilder<(T0, T1)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [SessionInvite].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<SessionInvite>
+                where
+                    Self: ::planus::WriteAsOffset<SessionInvite>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAs<::planus::Offset<SessionInvite>>
+                for SessionInviteBuilder<(T0, T1)>
+            {
+                type Prepared = ::planus::Offset<SessionInvite>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<SessionInvite> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAsOptional<::planus::Offset<SessionInvite>>
+                for SessionInviteBuilder<(T0, T1)>
+            {
+                type Prepared = ::planus::Offset<SessionInvite>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<SessionInvite>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAs<::planus::Offset<str>>,
+                    T1: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAsOffset<SessionInvite> for SessionInviteBuilder<(T0, T1)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<SessionInvite> {
+                    let (v0, v1) = &self.0;
+                    SessionInvite::create(builder, v0, v1)
+                }
+            }
+
+            /// Reference to a deserialized [SessionInvite].
+            #[derive(Copy, Clone)]
+            pub struct SessionInviteRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> SessionInviteRef<'a> {
+                /// Getter for the [`client_id` field](SessionInvite#structfield.client_id).
+                #[inline]
+                pub fn client_id(&self) -> ::planus::Result<&'a ::core::primitive::str> {
+                    self.0.access_required(0, "SessionInvite", "client_id")
+                }
+
+                /// Getter for the [`username` field](SessionInvite#structfield.username).
+                #[inline]
+                pub fn username(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<&'a ::core::primitive::str>>
+                {
+                    self.0.access(1, "SessionInvite", "username")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for SessionInviteRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("SessionInviteRef");
+                    f.field("client_id", &self.client_id());
+                    if let ::core::option::Option::Some(field_username) =
+                        self.username().transpose()
+                    {
+                        f.field("username", &field_username);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<SessionInviteRef<'a>> for SessionInvite {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: SessionInviteRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        client_id: ::core::convert::Into::into(value.client_id()?),
+                        username: value.username()?.map(::core::convert::Into::into),
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for SessionInviteRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for SessionInviteRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[SessionInviteRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<SessionInvite>> for SessionInvite {
+                type Value = ::planus::Offset<SessionInvite>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<SessionInvite>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for SessionInviteRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[SessionInviteRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The table `AdminQuery` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `AdminQuery` in the file `schema/link.fbs:194`
+            /// * Table `AdminQuery` in the file `schema/link.fbs:203`
             #[derive(
                 Clone,
                 Debug,
@@ -7653,7 +7976,7 @@ mod root {
             /// The table `AdminAnswer` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `AdminAnswer` in the file `schema/link.fbs:213`
+            /// * Table `AdminAnswer` in the file `schema/link.fbs:222`
             #[derive(
                 Clone,
                 Debug,
@@ -8076,7 +8399,7 @@ mod root {
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:221`
+            /// * Union `Body` in the file `schema/link.fbs:230`
             #[derive(
                 Clone,
                 Debug,
@@ -8133,6 +8456,9 @@ mod root {
 
                 /// The variant of type `RetainedVersions` in the union `Body`
                 RetainedVersions(::planus::alloc::boxed::Box<self::RetainedVersions>),
+
+                /// The variant of type `SessionInvite` in the union `Body`
+                SessionInvite(::planus::alloc::boxed::Box<self::SessionInvite>),
 
                 /// The variant of type `AdminQuery` in the union `Body`
                 AdminQuery(::planus::alloc::boxed::Box<self::AdminQuery>),
@@ -8269,11 +8595,19 @@ mod root {
                 }
 
                 #[inline]
+                pub fn create_session_invite(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::SessionInvite>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(16, value.prepare(builder).downcast())
+                }
+
+                #[inline]
                 pub fn create_admin_query(
                     builder: &mut ::planus::Builder,
                     value: impl ::planus::WriteAsOffset<self::AdminQuery>,
                 ) -> ::planus::UnionOffset<Self> {
-                    ::planus::UnionOffset::new(16, value.prepare(builder).downcast())
+                    ::planus::UnionOffset::new(17, value.prepare(builder).downcast())
                 }
 
                 #[inline]
@@ -8281,7 +8615,7 @@ mod root {
                     builder: &mut ::planus::Builder,
                     value: impl ::planus::WriteAsOffset<self::AdminAnswer>,
                 ) -> ::planus::UnionOffset<Self> {
-                    ::planus::UnionOffset::new(17, value.prepare(builder).downcast())
+                    ::planus::UnionOffset::new(18, value.prepare(builder).downcast())
                 }
             }
 
@@ -8314,6 +8648,7 @@ mod root {
                         Self::RetainedVersions(value) => {
                             Self::create_retained_versions(builder, value)
                         }
+                        Self::SessionInvite(value) => Self::create_session_invite(builder, value),
                         Self::AdminQuery(value) => Self::create_admin_query(builder, value),
                         Self::AdminAnswer(value) => Self::create_admin_answer(builder, value),
                     }
@@ -8494,9 +8829,21 @@ mod root {
                     BodyBuilder(::planus::Initialized(value))
                 }
 
+                /// Creates an instance of the [`SessionInvite` variant](Body#variant.SessionInvite).
+                #[inline]
+                pub fn session_invite<T>(
+                    self,
+                    value: T,
+                ) -> BodyBuilder<::planus::Initialized<16, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::SessionInvite>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
                 /// Creates an instance of the [`AdminQuery` variant](Body#variant.AdminQuery).
                 #[inline]
-                pub fn admin_query<T>(self, value: T) -> BodyBuilder<::planus::Initialized<16, T>>
+                pub fn admin_query<T>(self, value: T) -> BodyBuilder<::planus::Initialized<17, T>>
                 where
                     T: ::planus::WriteAsOffset<self::AdminQuery>,
                 {
@@ -8505,7 +8852,7 @@ mod root {
 
                 /// Creates an instance of the [`AdminAnswer` variant](Body#variant.AdminAnswer).
                 #[inline]
-                pub fn admin_answer<T>(self, value: T) -> BodyBuilder<::planus::Initialized<17, T>>
+                pub fn admin_answer<T>(self, value: T) -> BodyBuilder<::planus::Initialized<18, T>>
                 where
                     T: ::planus::WriteAsOffset<self::AdminAnswer>,
                 {
@@ -8856,7 +9203,7 @@ mod root {
             }
             impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<16, T>>
             where
-                T: ::planus::WriteAsOffset<self::AdminQuery>,
+                T: ::planus::WriteAsOffset<self::SessionInvite>,
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
@@ -8866,7 +9213,7 @@ mod root {
 
             impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<16, T>>
             where
-                T: ::planus::WriteAsOffset<self::AdminQuery>,
+                T: ::planus::WriteAsOffset<self::SessionInvite>,
             {
                 #[inline]
                 fn prepare(
@@ -8878,7 +9225,7 @@ mod root {
             }
             impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<17, T>>
             where
-                T: ::planus::WriteAsOffset<self::AdminAnswer>,
+                T: ::planus::WriteAsOffset<self::AdminQuery>,
             {
                 #[inline]
                 fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
@@ -8887,6 +9234,28 @@ mod root {
             }
 
             impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<17, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminQuery>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<18, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminAnswer>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(18, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<18, T>>
             where
                 T: ::planus::WriteAsOffset<self::AdminAnswer>,
             {
@@ -8917,6 +9286,7 @@ mod root {
                 Pace(self::PaceRef<'a>),
                 RetainedDigest(self::RetainedDigestRef<'a>),
                 RetainedVersions(self::RetainedVersionsRef<'a>),
+                SessionInvite(self::SessionInviteRef<'a>),
                 AdminQuery(self::AdminQueryRef<'a>),
                 AdminAnswer(self::AdminAnswerRef<'a>),
             }
@@ -9008,6 +9378,12 @@ mod root {
                             ))
                         }
 
+                        BodyRef::SessionInvite(value) => {
+                            Self::SessionInvite(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
+
                         BodyRef::AdminQuery(value) => {
                             Self::AdminQuery(::planus::alloc::boxed::Box::new(
                                 ::core::convert::TryFrom::try_from(value)?,
@@ -9075,10 +9451,13 @@ mod root {
                         15 => ::core::result::Result::Ok(Self::RetainedVersions(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
-                        16 => ::core::result::Result::Ok(Self::AdminQuery(
+                        16 => ::core::result::Result::Ok(Self::SessionInvite(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
-                        17 => ::core::result::Result::Ok(Self::AdminAnswer(
+                        17 => ::core::result::Result::Ok(Self::AdminQuery(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
+                        18 => ::core::result::Result::Ok(Self::AdminAnswer(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
                         _ => ::core::result::Result::Err(
@@ -9095,7 +9474,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:241`
+            /// * Table `Frame` in the file `schema/link.fbs:251`
             #[derive(
                 Clone,
                 Debug,

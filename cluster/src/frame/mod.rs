@@ -25,7 +25,8 @@ pub mod fuzzing;
 pub use link_generated::shardmq::link::{
     AdminAnswer, AdminQuery, Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedDigest,
     RetainedFetch, RetainedFetched, RetainedIndex, RetainedVersions, Route, RouteDelta,
-    RouteSnapshot, SessionMessage, SessionTransfer, TakeoverRequest, TransferInstalled,
+    RouteSnapshot, SessionInvite, SessionMessage, SessionTransfer, TakeoverRequest,
+    TransferInstalled,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up

@@ -14,8 +14,8 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    AdminAnswer, AdminQuery, Body, Encoder, RetainedFetch, RetainedFetched, SessionTransfer,
-    TakeoverRequest, TransferInstalled,
+    AdminAnswer, AdminQuery, Body, Encoder, RetainedFetch, RetainedFetched, SessionInvite,
+    SessionTransfer, TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{Member, NodeId};
@@ -94,6 +94,14 @@ pub struct NodeCluster {
     pub link_stats: LinkStats,
     /// The clock that versions this node's retained writes, shared by its shards.
     pub retained_clock: shardmq_shard::RetainedClock,
+    /// A drain was asked for (`crate::drain`); how many shards have finished theirs, and the
+    /// sessions they could not hand over.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// What a drain tells MQTT 5 clients to connect to instead (DISCONNECT 0x9C's Server
+    /// Reference), as the drain's caller gave it.
+    pub drain_reference: Arc<Mutex<Option<String>>>,
+    pub drained_shards: std::sync::atomic::AtomicUsize,
+    pub drain_left: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -124,6 +132,10 @@ impl NodeCluster {
             link_tls,
             link_stats: LinkStats::default(),
             retained_clock: shardmq_shard::RetainedClock::new(),
+            draining: Default::default(),
+            drain_reference: Default::default(),
+            drained_shards: Default::default(),
+            drain_left: Default::default(),
         }
     }
 
@@ -311,6 +323,8 @@ pub enum ClusterItem {
     Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
     /// A peer answered this shard's takeover request.
     Transfer(Box<SessionTransfer>),
+    /// A draining peer invites this node to take a client homed on this shard over.
+    Invite { peer: PeerNode, invite: Box<SessionInvite> },
     /// A peer fetches a retained message of this shard's partition.
     Fetch { peer: PeerNode, fetch: Box<RetainedFetch> },
     /// A peer answered this shard's retained fetch.

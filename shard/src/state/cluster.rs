@@ -962,6 +962,11 @@ impl Shard {
         }
     }
 
+    /// The user name of client `client_id`'s session here, if it has one with a user.
+    pub fn session_username(&self, client_id: &str) -> Option<String> {
+        self.sessions.get(client_id)?.username.as_deref().map(str::to_owned)
+    }
+
     /// Whether client `client_id` has a session here (connected or not).
     pub fn has_session(&self, client_id: &str) -> bool {
         self.sessions.contains_key(client_id)

@@ -152,6 +152,8 @@ pub(super) enum Departure {
     Kicked,
     /// The broker is shutting down (0x8B).
     ServerShutdown,
+    /// The node is being drained: its client was told to use another server (0x9C).
+    Drained,
     /// The node could not show its cluster lease alive and stopped serving (0x89).
     Fenced,
     /// A message it sent could not be stored, and 3.1.x has no way to refuse one (0x80).
@@ -169,6 +171,7 @@ impl Departure {
             Departure::ProtocolError(_) => "protocol_error",
             Departure::Kicked => "kicked",
             Departure::ServerShutdown => "server_shutdown",
+            Departure::Drained => "use_another_server",
             Departure::Fenced => "fenced",
             Departure::StorageFailure => "storage_failure",
         }
@@ -185,6 +188,7 @@ impl Departure {
             Departure::KeepaliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
             Departure::Kicked => Some(ReasonCode::ADMINISTRATIVE_ACTION),
             Departure::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Departure::Drained => Some(ReasonCode::USE_ANOTHER_SERVER),
             Departure::Fenced => Some(ReasonCode::SERVER_BUSY),
             Departure::StorageFailure => Some(ReasonCode::UNSPECIFIED_ERROR),
         }
@@ -538,6 +542,7 @@ mod tests {
             Departure::ProtocolError(ReasonCode::PROTOCOL_ERROR),
             Departure::Kicked,
             Departure::ServerShutdown,
+            Departure::Drained,
             Departure::Fenced,
             Departure::StorageFailure,
         ];

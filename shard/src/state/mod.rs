@@ -1201,6 +1201,39 @@ impl Shard {
         }
     }
 
+    /// The node is being drained: every client is told to use another server (v5: DISCONNECT
+    /// 0x9C, with `reference(client_id)` as its Server Reference when there is one; 3.1.1 has
+    /// no way to say it, and is closed) and disconnected. Its session stays, without its will
+    /// (the session resumes on another node), to be handed to the node its client connects to
+    /// next, or that the node invites to take it. Returns how many were disconnected.
+    pub fn drain_connections(
+        &mut self,
+        reference: impl Fn(&str) -> Option<ByteString>,
+        now: Instant,
+    ) -> usize {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut drained = 0;
+        for conn in conns {
+            let Some(c) = self.conns.get(&conn) else { continue };
+            if c.closing {
+                continue;
+            }
+            if c.version.is_v5() {
+                let mut disconnect = Disconnect::new(ReasonCode::USE_ANOTHER_SERVER);
+                disconnect.properties.server_reference = reference(&c.client_id);
+                self.send(conn, &Packet::Disconnect(disconnect));
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.closing = true;
+            }
+            self.effects.push(Effect::Close(conn));
+            let rule = WillRule::Takeover { session_resumes: true };
+            self.detach(conn, rule, Departure::Drained, now);
+            drained += 1;
+        }
+        drained
+    }
+
     /// Separates a connection from its session (the connection is closing or gone): publishes
     /// its disconnected event (saying why: `departure`), then handles the will and the session's
     /// expiry.
