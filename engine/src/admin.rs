@@ -7,6 +7,12 @@
 //! one-slot channel the admin thread waits on with a timeout (503 past it). A client's
 //! questions go to its home shard only; a listing asks every shard for one bounded page.
 //!
+//! In a cluster, a client id this node has no session of is asked of every other node over
+//! the node links (`cluster/admin_links.rs`), and `?cluster=true` lists every node's sessions:
+//! the admin thread hands such a question to a shard, which asks its peers at once and answers
+//! with what came within [`CLUSTER_ANSWER_TIMEOUT`] (and which nodes did not answer), so that a
+//! node down or slow never holds the API up.
+//!
 //! The counters it shows are gathered by [`crate::metrics`].
 
 use std::net::SocketAddr;
@@ -42,14 +48,67 @@ const GAUGES_TIMEOUT: Duration = Duration::from_secs(1);
 /// Clients per page of `/api/v1/clients` when `limit` is not given, and at most.
 const CLIENTS_PAGE_DEFAULT: usize = 100;
 const CLIENTS_PAGE_MAX: usize = 10_000;
+/// How long a question to the other nodes of a cluster waits for their answers: past it, the
+/// API answers with what came, naming the nodes that did not answer.
+pub(crate) const CLUSTER_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Clients per page of the cluster-wide list at most: every node sends its page over a link,
+/// and the asking node holds them all.
+pub(crate) const CLUSTER_PAGE_MAX: usize = 1_000;
+
+/// A question for the other nodes of the cluster (asked by a shard over its node links).
+#[derive(Debug, Clone)]
+pub(crate) enum RemoteQuery {
+    Detail(String),
+    Kick { client_id: String, session: KickSession },
+    Page { after: Option<String>, limit: usize, presence: Presence },
+}
+
+/// The other nodes' answers to a [`RemoteQuery`].
+#[derive(Debug, Default)]
+pub(crate) struct RemoteAnswer {
+    /// (node id, the API's JSON): for a client, the first node that has it; for a page, each
+    /// node's sessions (a JSON array).
+    pub(crate) found: Vec<(String, Value)>,
+    /// The nodes that did not answer within [`CLUSTER_ANSWER_TIMEOUT`] (link down, or slow).
+    pub(crate) unanswered: Vec<String>,
+}
+
+/// Starts asking the other nodes (on the shard's own task, so the shard keeps answering its
+/// other requests meanwhile); the answer goes to the sender. Given by the wiring
+/// (`crate::cluster::ask_peers`), so that this file does not import the cluster's, which
+/// imports this one for the JSON the peers answer with.
+pub(crate) type AskPeers = fn(Rc<ShardContext>, RemoteQuery, std::sync::mpsc::SyncSender<Answer>);
+
+/// What the admin endpoint knows of the cluster the node is in.
+pub struct ClusterView {
+    /// This node's id, which the API's answers name.
+    pub node: String,
+    /// `GET /api/v1/cluster`: the members, this node's view, whether etcd answers.
+    pub status: Box<dyn Fn() -> Value + Send>,
+}
+
+impl std::fmt::Debug for ClusterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterView").field("node", &self.node).finish_non_exhaustive()
+    }
+}
 
 /// What the admin thread asks a shard.
 #[derive(Debug)]
 pub(crate) enum Query {
-    Page { after: Option<String>, limit: usize, presence: Presence },
+    Page {
+        after: Option<String>,
+        limit: usize,
+        presence: Presence,
+    },
     Detail(String),
-    Kick { client_id: String, session: KickSession },
+    Kick {
+        client_id: String,
+        session: KickSession,
+    },
     Gauges,
+    /// Ask the other nodes of the cluster.
+    Remote(RemoteQuery),
 }
 
 /// What a shard answers.
@@ -59,6 +118,7 @@ pub(crate) enum Answer {
     Detail(Option<Box<ClientDetail>>),
     Kicked(Option<Kicked>),
     Gauges(QueueGauges),
+    Remote(RemoteAnswer),
 }
 
 /// A question for a shard, with where its answer goes.
@@ -75,8 +135,11 @@ pub struct Shards {
     senders: Vec<async_channel::Sender<Request>>,
     /// In a cluster, the node's drain flag (`crate::drain`), raised by `POST /api/v1/drain`,
     /// and the Server Reference its clients are given.
-    drain: Option<(Arc<AtomicBool>, Arc<std::sync::Mutex<Option<String>>>)>,
+    drain: Option<(Arc<AtomicBool>, ServerReference)>,
 }
+
+/// The Server Reference a drain gives its clients, if one was asked for.
+type ServerReference = Arc<std::sync::Mutex<Option<String>>>;
 
 /// The receiving end for each shard, in shard order.
 pub(crate) type ShardRequests = async_channel::Receiver<Request>;
@@ -141,11 +204,20 @@ impl Shards {
     }
 
     fn ask(&self, shard: ShardId, query: Query) -> Result<Answer, Unanswered> {
+        self.ask_within(shard, query, SHARD_ANSWER_TIMEOUT)
+    }
+
+    fn ask_within(
+        &self,
+        shard: ShardId,
+        query: Query,
+        timeout: Duration,
+    ) -> Result<Answer, Unanswered> {
         let mut query = Some(query);
         let answer = self.ask_each(
             std::iter::once(shard),
             || query.take().unwrap_or(Query::Gauges),
-            SHARD_ANSWER_TIMEOUT,
+            timeout,
         );
         answer.into_iter().next().unwrap_or(Err(Unanswered::TimedOut))
     }
@@ -164,38 +236,87 @@ impl Shards {
 }
 
 /// Lives on each shard: answers the admin thread's questions from the shard's state, one per
-/// turn, between the shard's other events.
-pub(crate) async fn answer_requests(context: Rc<ShardContext>, requests: ShardRequests) {
+/// turn, between the shard's other events; a question for the other nodes goes to `ask_peers`.
+pub(crate) async fn answer_requests(
+    context: Rc<ShardContext>,
+    requests: ShardRequests,
+    ask_peers: AskPeers,
+) {
     while let Ok(Request { query, reply }) = requests.recv().await {
         let now = Instant::now();
         let answer = match query {
             Query::Page { after, limit, presence } => {
-                let state = context.state.borrow();
-                let mut page = state.client_page(after.as_deref(), limit, presence, now);
-                for client in &mut page {
-                    client.peer = client.conn.and_then(|conn| context.peer_addr(conn));
-                }
-                Answer::Page(page)
+                Answer::Page(page_here(&context, after.as_deref(), limit, presence, now))
             }
             Query::Detail(client_id) => {
-                let state = context.state.borrow();
-                let mut detail = state.client_detail(&client_id, now);
-                if let Some(detail) = &mut detail {
-                    let conn = detail.summary.conn;
-                    detail.summary.peer = conn.and_then(|conn| context.peer_addr(conn));
-                }
-                Answer::Detail(detail.map(Box::new))
+                Answer::Detail(detail_here(&context, &client_id, now).map(Box::new))
             }
             Query::Kick { client_id, session } => {
-                let kicked = context.state.borrow_mut().kick(&client_id, session, now);
-                context.apply_effects();
-                Answer::Kicked(kicked)
+                Answer::Kicked(kick_here(&context, &client_id, session, now))
             }
             Query::Gauges => Answer::Gauges(context.state.borrow().queue_gauges()),
+            Query::Remote(query) => {
+                ask_peers(context.clone(), query, reply);
+                continue;
+            }
         };
         // The admin thread may have given up waiting; then nobody wants the answer.
         let _ = reply.try_send(answer);
         runtime::yield_if_needed().await;
+    }
+}
+
+fn page_here(
+    context: &ShardContext,
+    after: Option<&str>,
+    limit: usize,
+    presence: Presence,
+    now: Instant,
+) -> Vec<ClientSummary> {
+    let state = context.state.borrow();
+    let mut page = state.client_page(after, limit, presence, now);
+    for client in &mut page {
+        client.peer = client.conn.and_then(|conn| context.peer_addr(conn));
+    }
+    page
+}
+
+fn detail_here(context: &ShardContext, client_id: &str, now: Instant) -> Option<ClientDetail> {
+    let state = context.state.borrow();
+    let mut detail = state.client_detail(client_id, now);
+    if let Some(detail) = &mut detail {
+        let conn = detail.summary.conn;
+        detail.summary.peer = conn.and_then(|conn| context.peer_addr(conn));
+    }
+    detail
+}
+
+fn kick_here(
+    context: &ShardContext,
+    client_id: &str,
+    session: KickSession,
+    now: Instant,
+) -> Option<Kicked> {
+    let kicked = context.state.borrow_mut().kick(client_id, session, now);
+    context.apply_effects();
+    kicked
+}
+
+/// A peer's question, answered from this shard's state (its home shard for a client, the shard
+/// it names for a page) as the API's JSON: `None` when the shard has no session of the client.
+pub(crate) fn answer_peer(context: &ShardContext, query: RemoteQuery) -> Option<Value> {
+    let now = Instant::now();
+    match query {
+        RemoteQuery::Detail(client_id) => {
+            detail_here(context, &client_id, now).map(|detail| detail_json(&detail, context.id))
+        }
+        RemoteQuery::Kick { client_id, session } => kick_here(context, &client_id, session, now)
+            .map(|kicked| kicked_json(&client_id, &kicked)),
+        RemoteQuery::Page { after, limit, presence } => {
+            let limit = limit.clamp(1, CLUSTER_PAGE_MAX + 1);
+            let page = page_here(context, after.as_deref(), limit, presence, now);
+            Some(page.iter().map(|client| summary_json(client, context.id)).collect())
+        }
     }
 }
 
@@ -213,14 +334,14 @@ fn is_api(path: &str) -> bool {
 /// from threads of its own (`admin_http`: bounded, and only for `Host` names a web page cannot
 /// rebind: IP addresses, `localhost` and `hosts`). `ready` adds what the node knows beyond its
 /// shards (in a cluster: whether it may serve). With `token`, the client API answers only
-/// requests that carry it.
+/// requests that carry it. With `cluster`, the client API answers for every node's clients.
 pub fn start(
     address: SocketAddr,
     hosts: Vec<String>,
     token: Option<Arc<AdminToken>>,
-    counters: Arc<NodeCounters>,
-    shards: Shards,
+    (counters, shards): (Arc<NodeCounters>, Shards),
     ready: impl Fn() -> bool + Send + 'static,
+    cluster: Option<ClusterView>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot listen for the admin endpoint on {address}"))?;
@@ -228,7 +349,7 @@ pub fn start(
     let refusals = Arc::new(crate::admin_http::AdminRefusals::default());
     // One request at a time reaches the shards, as with one thread before: the bound on
     // threads is the HTTP server's, not a licence to ask every shard four times at once.
-    let served = std::sync::Mutex::new((counters, shards, ready, refusals.clone()));
+    let served = std::sync::Mutex::new((counters, shards, ready, refusals.clone(), cluster));
     let refused = refusals.clone();
     let handle = move |request: &crate::admin_http::Request| {
         use crate::admin_http::{Method, Response};
@@ -246,8 +367,9 @@ pub fn start(
             }
         }
         let served = served.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (counters, shards, ready, refusals) = &*served;
-        answer(counters, shards, ready, refusals, request)
+        let (counters, shards, ready, refusals, cluster) = &*served;
+        let node = Node { shards, cluster: cluster.as_ref() };
+        answer(counters, &node, ready, refusals, request)
     };
     crate::admin_http::serve(listener, hosts, refusals, Arc::new(handle))
         .context("cannot start the admin endpoint's threads")?;
@@ -300,10 +422,16 @@ fn refuse_unauthorized(
     })
 }
 
+/// What the client API asks: this node's shards, and the cluster it may be in.
+struct Node<'a> {
+    shards: &'a Shards,
+    cluster: Option<&'a ClusterView>,
+}
+
 /// The answer to one admin request.
 fn answer(
     counters: &NodeCounters,
-    shards: &Shards,
+    node: &Node,
     ready: &impl Fn() -> bool,
     refusals: &crate::admin_http::AdminRefusals,
     request: &crate::admin_http::Request,
@@ -312,7 +440,7 @@ fn answer(
     let (status, body, content_type) = match (request.method, request.path.as_str()) {
         (Method::Get, "/metrics") => (
             200,
-            counters.render(&shards.gauges()) + &refusals.render(),
+            counters.render(&node.shards.gauges()) + &refusals.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         (Method::Get, "/health") => (200, "ok\n".to_owned(), "text/plain"),
@@ -321,7 +449,7 @@ fn answer(
         }
         (Method::Get, "/ready") => (503, "not ready\n".to_owned(), "text/plain"),
         (method, path) if is_api(path) => {
-            let (status, body) = api(shards, method, path, &request.query);
+            let (status, body) = api(node, method, path, &request.query);
             (status, format!("{body}\n"), "application/json")
         }
         _ => (404, "not found\n".to_owned(), "text/plain"),
@@ -344,79 +472,42 @@ fn unanswered(shard: ShardId, why: Unanswered) -> (u16, Value) {
     }
 }
 
-/// The client API: `GET /api/v1/clients` (and `/api/v1/sessions`), `GET` and `DELETE`
-/// `/api/v1/clients/{client_id}`.
-fn api(
-    shards: &Shards,
-    method: crate::admin_http::Method,
-    path: &str,
-    query: &str,
-) -> (u16, Value) {
-    let params: Vec<(String, String)> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
+/// The query string's parameters, decoded.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: &str) -> Params {
+        let pairs = query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(key), percent_decode(value))
-        })
-        .collect();
-    let param = |name: &str| params.iter().find(|(key, _)| key == name).map(|(_, v)| v.as_str());
+        });
+        Params(pairs.collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// The client API: `GET /api/v1/clients` (and `/api/v1/sessions`; `?cluster=true`: every
+/// node's), `GET` and `DELETE` `/api/v1/clients/{client_id}` (any node's client), and `GET
+/// /api/v1/cluster`.
+fn api(node: &Node, method: crate::admin_http::Method, path: &str, query: &str) -> (u16, Value) {
+    use crate::admin_http::Method;
+    let params = Params::parse(query);
     let rest = path.strip_prefix("/api/v1/");
     match (method, rest) {
-        (crate::admin_http::Method::Get, Some("clients" | "sessions")) => {
-            let limit = match param("limit").map(str::parse::<usize>) {
-                None => CLIENTS_PAGE_DEFAULT,
-                Some(Ok(limit)) if (1..=CLIENTS_PAGE_MAX).contains(&limit) => limit,
-                Some(_) => {
-                    return error(400, format!("limit must be from 1 to {CLIENTS_PAGE_MAX}"))
-                }
-            };
-            let presence = match param("connected") {
-                None => Presence::Any,
-                Some("true") => Presence::Connected,
-                Some("false") => Presence::Offline,
-                Some(_) => return error(400, "connected must be true or false"),
-            };
-            list(shards, param("after"), limit, presence)
-        }
+        (Method::Get, Some("clients" | "sessions")) => list_api(node, &params),
         (method, Some(rest)) if rest.starts_with("clients/") => {
             let client_id = percent_decode(&rest["clients/".len()..]);
-            let home = home_shard(&client_id, shards.count());
-            let not_here =
-                || error(404, format!("no session for client id {client_id:?} on this node"));
-            match method {
-                crate::admin_http::Method::Get => {
-                    match shards.ask(home, Query::Detail(client_id.clone())) {
-                        Ok(Answer::Detail(Some(detail))) => (200, detail_json(&detail, home)),
-                        Ok(_) => not_here(),
-                        Err(why) => unanswered(home, why),
-                    }
-                }
-                crate::admin_http::Method::Delete => {
-                    let session = match param("clean") {
-                        None | Some("false") => KickSession::Keep,
-                        Some("true") => KickSession::Discard,
-                        Some(_) => return error(400, "clean must be true or false"),
-                    };
-                    let query = Query::Kick { client_id: client_id.clone(), session };
-                    match shards.ask(home, query) {
-                        Ok(Answer::Kicked(Some(kicked))) => (
-                            200,
-                            json!({
-                                "client_id": client_id,
-                                "disconnected": kicked.disconnected,
-                                "session_discarded": kicked.session_ended,
-                            }),
-                        ),
-                        Ok(_) => not_here(),
-                        Err(why) => unanswered(home, why),
-                    }
-                }
-                _ => error(405, "use GET or DELETE"),
-            }
+            client_api(node, method, client_id, &params)
         }
-        (_, Some("clients" | "sessions")) => error(405, "use GET"),
-        (method, Some("drain")) => drain(shards, method, param("server_reference")),
+        (Method::Get, Some("cluster")) => match node.cluster {
+            Some(cluster) => (200, (cluster.status)()),
+            None => error(404, "this node is not in a cluster (no `cluster` configured)"),
+        },
+        (_, Some("clients" | "sessions" | "cluster")) => error(405, "use GET"),
+        (method, Some("drain")) => drain(node.shards, method, params.get("server_reference")),
         _ => error(404, "no such API path"),
     }
 }
@@ -452,10 +543,153 @@ fn drain(
     }
 }
 
-/// One page of the node's sessions in client id order: each shard's page past the cursor,
-/// merged and cut to `limit`. `next_after` is the cursor of the next page (absent on the
-/// last one).
-fn list(shards: &Shards, after: Option<&str>, limit: usize, presence: Presence) -> (u16, Value) {
+/// `GET /api/v1/clients`: this node's page, or with `cluster=true` the cluster's.
+fn list_api(node: &Node, params: &Params) -> (u16, Value) {
+    let cluster = match params.get("cluster") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return error(400, "cluster must be true or false"),
+    };
+    let max = if cluster { CLUSTER_PAGE_MAX } else { CLIENTS_PAGE_MAX };
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None => CLIENTS_PAGE_DEFAULT,
+        Some(Ok(limit)) if (1..=max).contains(&limit) => limit,
+        Some(_) if cluster => {
+            return error(400, format!("limit must be from 1 to {max} with cluster=true"))
+        }
+        Some(_) => return error(400, format!("limit must be from 1 to {max}")),
+    };
+    let presence = match params.get("connected") {
+        None => Presence::Any,
+        Some("true") => Presence::Connected,
+        Some("false") => Presence::Offline,
+        Some(_) => return error(400, "connected must be true or false"),
+    };
+    let after = params.get("after");
+    let here = match local_page(node.shards, after, limit, presence) {
+        Ok(page) => page,
+        Err(refusal) => return refusal,
+    };
+    let me = node.cluster.map(|cluster| cluster.node.as_str());
+    let mut page: Vec<(Option<&str>, Value)> = here.into_iter().map(|c| (me, c)).collect();
+    if !cluster {
+        return (200, cut_page(page, limit, false));
+    }
+    let query = RemoteQuery::Page { after: after.map(str::to_owned), limit: limit + 1, presence };
+    let remote = match ask_remote(node, ShardId(0), query) {
+        Ok(remote) => remote,
+        Err(refusal) => return refusal,
+    };
+    for (peer, clients) in &remote.found {
+        let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();
+        page.extend(clients.iter().map(|client| (Some(peer.as_str()), client.clone())));
+    }
+    let mut body = cut_page(page, limit, true);
+    body["not_answered"] = json!(remote.unanswered);
+    (200, body)
+}
+
+/// Asks the other nodes through shard `shard` (none when the node is not in a cluster).
+fn ask_remote(
+    node: &Node,
+    shard: ShardId,
+    query: RemoteQuery,
+) -> Result<RemoteAnswer, (u16, Value)> {
+    if node.cluster.is_none() {
+        return Ok(RemoteAnswer::default());
+    }
+    let timeout = CLUSTER_ANSWER_TIMEOUT + SHARD_ANSWER_TIMEOUT;
+    match node.shards.ask_within(shard, Query::Remote(query), timeout) {
+        Ok(Answer::Remote(answer)) => Ok(answer),
+        Ok(_) => Err(error(500, "unexpected answer")),
+        Err(why) => Err(unanswered(shard, why)),
+    }
+}
+
+/// `GET` or `DELETE` `/api/v1/clients/{client_id}`: this node's session of it, else the first
+/// other node's that has one.
+fn client_api(
+    node: &Node,
+    method: crate::admin_http::Method,
+    client_id: String,
+    params: &Params,
+) -> (u16, Value) {
+    let shards = node.shards;
+    let home = home_shard(&client_id, shards.count());
+    let (local, remote) = match method {
+        crate::admin_http::Method::Get => {
+            match shards.ask(home, Query::Detail(client_id.clone())) {
+                Ok(Answer::Detail(detail)) => (
+                    detail.map(|detail| detail_json(&detail, home)),
+                    RemoteQuery::Detail(client_id.clone()),
+                ),
+                Ok(_) => return error(500, "unexpected answer"),
+                Err(why) => return unanswered(home, why),
+            }
+        }
+        crate::admin_http::Method::Delete => {
+            let session = match params.get("clean") {
+                None | Some("false") => KickSession::Keep,
+                Some("true") => KickSession::Discard,
+                Some(_) => return error(400, "clean must be true or false"),
+            };
+            let query = Query::Kick { client_id: client_id.clone(), session };
+            match shards.ask(home, query) {
+                Ok(Answer::Kicked(kicked)) => (
+                    kicked.map(|kicked| kicked_json(&client_id, &kicked)),
+                    RemoteQuery::Kick { client_id: client_id.clone(), session },
+                ),
+                Ok(_) => return error(500, "unexpected answer"),
+                Err(why) => return unanswered(home, why),
+            }
+        }
+        _ => return error(405, "use GET or DELETE"),
+    };
+    let me = node.cluster.map(|cluster| cluster.node.clone());
+    if let Some(mut found) = local {
+        found["node"] = json!(me);
+        return (200, found);
+    }
+    let remote = match ask_remote(node, home, remote) {
+        Ok(remote) => remote,
+        Err(refusal) => return refusal,
+    };
+    match remote.found.into_iter().next() {
+        Some((peer, mut found)) => {
+            found["node"] = json!(peer);
+            found["not_answered"] = json!(remote.unanswered);
+            (200, found)
+        }
+        None if me.is_none() => {
+            error(404, format!("no session for client id {client_id:?} on this node"))
+        }
+        None => {
+            let (status, mut body) = error(
+                404,
+                format!("no session for client id {client_id:?} on any node that answered"),
+            );
+            body["not_answered"] = json!(remote.unanswered);
+            (status, body)
+        }
+    }
+}
+
+fn kicked_json(client_id: &str, kicked: &Kicked) -> Value {
+    json!({
+        "client_id": client_id,
+        "disconnected": kicked.disconnected,
+        "session_discarded": kicked.session_ended,
+    })
+}
+
+/// This node's sessions past `after` in client id order (the API's JSON, one more than `limit`
+/// when there are more): each shard's page, merged.
+fn local_page(
+    shards: &Shards,
+    after: Option<&str>,
+    limit: usize,
+    presence: Presence,
+) -> Result<Vec<Value>, (u16, Value)> {
     let all = (0..shards.count()).map(ShardId);
     // One more than the page from each shard: when the rest are all on one shard, its extra
     // one says there is a next page.
@@ -466,17 +700,34 @@ fn list(shards: &Shards, after: Option<&str>, limit: usize, presence: Presence) 
         let shard = ShardId(index as u16);
         match answer {
             Ok(Answer::Page(clients)) => page.extend(clients.into_iter().map(|c| (c, shard))),
-            Ok(_) => return error(500, "unexpected answer"),
-            Err(why) => return unanswered(shard, why),
+            Ok(_) => return Err(error(500, "unexpected answer")),
+            Err(why) => return Err(unanswered(shard, why)),
         }
     }
     page.sort_by(|(a, _), (b, _)| a.client_id.cmp(&b.client_id));
+    page.truncate(limit + 1);
+    Ok(page.iter().map(|(client, shard)| summary_json(client, *shard)).collect())
+}
+
+/// One page of sessions (each with the node it is on, when in a cluster) in client id order,
+/// cut to `limit`; `next_after` is the cursor of the next page (absent on the last one).
+/// `with_node`: each entry names its node (the cluster-wide list).
+fn cut_page(mut page: Vec<(Option<&str>, Value)>, limit: usize, with_node: bool) -> Value {
+    let id = |client: &Value| client["client_id"].as_str().unwrap_or_default().to_owned();
+    page.sort_by_key(|(_, client)| id(client));
     let more = page.len() > limit;
     page.truncate(limit);
-    let next_after = page.last().filter(|_| more).map(|(last, _)| last.client_id.to_string());
-    let clients: Vec<Value> =
-        page.iter().map(|(client, shard)| summary_json(client, *shard)).collect();
-    (200, json!({ "clients": clients, "next_after": next_after }))
+    let next_after = page.last().filter(|_| more).map(|(_, last)| id(last));
+    let clients: Vec<Value> = page
+        .into_iter()
+        .map(|(node, mut client)| {
+            if with_node || node.is_some() {
+                client["node"] = json!(node);
+            }
+            client
+        })
+        .collect();
+    json!({ "clients": clients, "next_after": next_after })
 }
 
 fn protocol_name(version: ProtocolVersion) -> &'static str {

@@ -44,7 +44,8 @@ enum Command {
     /// standard error with why (see docs/migrating-from-mosquitto.md).
     ImportMosquittoConf(import_mosquitto::ImportArgs),
     /// Ask a running node through its admin endpoint: list, inspect and disconnect clients, or
-    /// read its status (see docs/operations.md). Exits 1 when a request fails or is refused.
+    /// read its status (see docs/operations.md). In a cluster any node answers for any client
+    /// (waiting 2 s at most for the others). Exits 1 when a request fails or is refused.
     Ctl(Box<ctl::CtlArgs>),
     /// Drain a node of a cluster through its admin endpoint: it tells its clients to use
     /// another server, hands every session to the other nodes, then stops (see

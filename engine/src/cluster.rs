@@ -47,9 +47,11 @@ use crate::context::{MeshItem, ShardContext};
 use crate::link_security::{Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX};
 use crate::signal::Signal;
 
+mod admin_links;
 mod retained;
 mod state;
 
+pub(crate) use admin_links::ask_peers;
 pub use retained::{retained_fetcher, retained_puller};
 pub(crate) use state::*;
 
@@ -670,6 +672,8 @@ fn handle_frame(
         | Body::RetainedFetched(_)
         | Body::RetainedDigest(_)
         | Body::RetainedVersions(_) => retained::frame_arrived(context, cluster, from, body),
+        Body::AdminQuery(query) => admin_links::query_arrived(context, cluster, from.peer, *query),
+        Body::AdminAnswer(answer) => admin_links::answer_arrived(cluster, *answer),
         Body::Hello(_) => {}
     }
 }
@@ -686,6 +690,8 @@ fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
         Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
         Body::TransferInstalled(installed) => ClusterItem::Installed(installed),
         Body::SessionInvite(invite) => ClusterItem::Invite { peer: from.peer, invite },
+        Body::AdminQuery(query) => ClusterItem::AdminQuery { peer: from.peer, query },
+        Body::AdminAnswer(answer) => ClusterItem::AdminAnswer(answer),
         _ => return None,
     })
 }
@@ -760,6 +766,10 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
         item @ ClusterItem::RetainedVersions { .. } => {
             retained::versions_arrived(context, &cluster, item)
         }
+        ClusterItem::AdminQuery { peer, query } => {
+            admin_links::query_arrived(context, &cluster, peer, *query)
+        }
+        ClusterItem::AdminAnswer(answer) => admin_links::answer_arrived(&cluster, *answer),
     }
 }
 

@@ -212,7 +212,9 @@ pub struct ServeArgs {
     /// Address of the admin endpoint: Prometheus `/metrics`, `/health`, `/ready`, and the client
     /// API `/api/v1/clients` to list, inspect and disconnect clients (plain HTTP; the API is
     /// open to whoever reaches it unless `admin_token_file` is set: keep it on loopback or a
-    /// private address) [default: none].
+    /// private address). In a cluster it answers for any node's client (asking the others over
+    /// the node links, 2 s at most), `?cluster=true` lists every node's, `/api/v1/cluster`
+    /// shows the members [default: none].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
     /// File holding the bearer token the client API (`/api/...`) requires, as `Authorization:

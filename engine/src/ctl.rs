@@ -1,6 +1,8 @@
 //! `shardmq ctl`: a command-line client of a node's admin endpoint (`admin_listen`), so an
 //! operator lists, inspects and disconnects clients and reads the node's state without writing
-//! curl lines and JSON filters by hand.
+//! curl lines and JSON filters by hand. In a cluster any node answers for any client (it asks
+//! the others over the node links, for at most 2 s): `client` and `kick` name the node the
+//! client is on, `clients --cluster` lists every node's, `cluster status` shows the members.
 //!
 //! It speaks plain HTTP/1.1 over a `std::net::TcpStream`, one request per connection, as the
 //! endpoint does (`admin_http.rs`: `Connection: close`, `Content-Length` answers, no TLS): a
@@ -46,23 +48,29 @@ pub struct CtlArgs {
 #[derive(Debug, Subcommand)]
 enum CtlCommand {
     /// List the node's sessions, connected or not, one line each in client id order: id, state,
-    /// protocol, address, user, shard, subscriptions, queued and in-flight messages.
+    /// protocol, address, user, shard, subscriptions, queued and in-flight messages (and with
+    /// --cluster the node).
     Clients {
-        /// Clients to list at most (the API's page, 1 to 10000).
+        /// Clients to list at most (the API's page, 1 to 10000; with --cluster 1 to 1000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10000))]
         limit: u16,
+        /// List the sessions of every node of the cluster, each with its node; nodes that do
+        /// not answer within 2 s are named on standard error.
+        #[arg(long)]
+        cluster: bool,
         /// List only client ids after this one (the previous page's last, which is printed on
         /// standard error when there are more).
         #[arg(long, value_name = "ID")]
         after: Option<String>,
     },
-    /// Show one client in detail: the API's JSON, pretty-printed.
+    /// Show one client in detail: the API's JSON, pretty-printed. In a cluster, the client may
+    /// be on any node (`node` says which).
     Client {
         /// The client id.
         id: String,
     },
     /// Disconnect a client as the server does on its own initiative (MQTT 5: DISCONNECT 0x98);
-    /// a persistent session stays unless --clean.
+    /// a persistent session stays unless --clean. In a cluster, the client may be on any node.
     Kick {
         /// The client id.
         id: String,
@@ -72,6 +80,18 @@ enum CtlCommand {
     },
     /// The node's health and readiness, its connections and sessions, and in a cluster the
     /// members it sees (from /health, /ready and /metrics, which need no token).
+    Status,
+    /// The cluster as the node sees it.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The members (node id, link address, etcd lease) from etcd, whether the node reaches
+    /// etcd, and whether it may serve.
     Status,
 }
 
@@ -179,12 +199,15 @@ fn endpoint(
 fn run(args: &CtlArgs) -> Result<(), CtlError> {
     let endpoint = endpoint(args.admin.clone(), args.token_file.as_deref())?;
     match &args.command {
-        CtlCommand::Clients { limit, after } => clients(&endpoint, *limit, after.as_deref()),
+        CtlCommand::Clients { limit, after, cluster } => {
+            clients(&endpoint, *limit, after.as_deref(), *cluster)
+        }
         CtlCommand::Client { id } => {
             let detail =
                 endpoint.json("GET", &format!("/api/v1/clients/{}", percent_encode(id)))?;
             let pretty = serde_json::to_string_pretty(&detail).unwrap_or_default();
             println!("{pretty}");
+            warn_unanswered(&detail);
             Ok(())
         }
         CtlCommand::Kick { id, clean } => {
@@ -192,9 +215,11 @@ fn run(args: &CtlArgs) -> Result<(), CtlError> {
             let path = format!("/api/v1/clients/{}{query}", percent_encode(id));
             let answer = endpoint.json("DELETE", &path)?;
             println!("{}", kicked_line(id, &answer));
+            warn_unanswered(&answer);
             Ok(())
         }
         CtlCommand::Status => status(&endpoint),
+        CtlCommand::Cluster { command: ClusterCommand::Status } => cluster_status(&endpoint),
     }
 }
 
@@ -207,9 +232,32 @@ fn read_token(path: &std::path::Path) -> Result<String, String> {
     Ok(token.to_owned())
 }
 
+/// The nodes an answer says did not answer in time, on standard error: what is printed may
+/// lack their clients.
+fn warn_unanswered(answer: &Value) {
+    let nodes: Vec<String> = answer["not_answered"]
+        .as_array()
+        .map(|nodes| nodes.iter().filter_map(Value::as_str).map(display_id).collect())
+        .unwrap_or_default();
+    if !nodes.is_empty() {
+        eprintln!("not answered within 2 s (left out): {}", nodes.join(", "));
+    }
+}
+
 /// `ctl clients`: one line per client under a header; the next page's cursor on standard error.
-fn clients(endpoint: &Endpoint, limit: u16, after: Option<&str>) -> Result<(), CtlError> {
+fn clients(
+    endpoint: &Endpoint,
+    limit: u16,
+    after: Option<&str>,
+    cluster: bool,
+) -> Result<(), CtlError> {
+    if cluster && limit > 1000 {
+        return Err(CtlError::Usage("--limit is at most 1000 with --cluster".into()));
+    }
     let mut path = format!("/api/v1/clients?limit={limit}");
+    if cluster {
+        path.push_str("&cluster=true");
+    }
     if let Some(after) = after {
         path.push_str(&format!("&after={}", percent_encode(after)));
     }
@@ -217,11 +265,61 @@ fn clients(endpoint: &Endpoint, limit: u16, after: Option<&str>) -> Result<(), C
     let clients = page["clients"].as_array().ok_or_else(|| {
         CtlError::Failed(format!("GET {path}: the answer has no list of clients: {page}"))
     })?;
-    let rows: Vec<[String; 9]> = clients.iter().map(client_row).collect();
-    print!("{}", table(&rows));
-    if let Some(next) = page["next_after"].as_str() {
-        eprintln!("more clients: shardmq ctl clients --after {}", display_id(next));
+    if cluster {
+        let rows: Vec<[String; 10]> = clients.iter().map(cluster_row).collect();
+        print!("{}", table(CLUSTER_CLIENT_COLUMNS, &rows));
+        warn_unanswered(&page);
+    } else {
+        let rows: Vec<[String; 9]> = clients.iter().map(client_row).collect();
+        print!("{}", table(CLIENT_COLUMNS, &rows));
     }
+    if let Some(next) = page["next_after"].as_str() {
+        let flag = if cluster { " --cluster" } else { "" };
+        eprintln!("more clients: shardmq ctl clients{flag} --after {}", display_id(next));
+    }
+    Ok(())
+}
+
+/// The columns of `ctl clients --cluster`: those of `ctl clients`, then the node.
+const CLUSTER_CLIENT_COLUMNS: [&str; 10] = [
+    "CLIENT_ID",
+    "STATE",
+    "PROTOCOL",
+    "ADDRESS",
+    "USER",
+    "SHARD",
+    "SUBS",
+    "QUEUED",
+    "INFLIGHT",
+    "NODE",
+];
+
+fn cluster_row(client: &Value) -> [String; 10] {
+    let row = client_row(client);
+    let node = client["node"].as_str().map_or_else(|| "-".to_owned(), display_id);
+    std::array::from_fn(|column| row.get(column).cloned().unwrap_or_else(|| node.clone()))
+}
+
+/// `ctl cluster status`: the node's view of the cluster, then one line per member.
+fn cluster_status(endpoint: &Endpoint) -> Result<(), CtlError> {
+    let status = endpoint.json("GET", "/api/v1/cluster")?;
+    let text = |key: &str| status[key].as_str().map_or_else(|| "-".to_owned(), display_id);
+    let yes = |key: &str| if status[key].as_bool() == Some(true) { "yes" } else { "no" };
+    println!("cluster      {}", text("cluster"));
+    println!("node         {}", text("node"));
+    println!("etcd         {}", yes("etcd_ok"));
+    println!("serving      {}", yes("serving"));
+    let members = status["members"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows: Vec<[String; 3]> = members
+        .iter()
+        .map(|member| {
+            let this = if member["this_node"].as_bool() == Some(true) { " (this)" } else { "" };
+            let node = member["node"].as_str().map_or_else(|| "-".to_owned(), display_id);
+            let link = member["link"].as_str().map_or_else(|| "-".to_owned(), display_id);
+            [format!("{node}{this}"), link, member["lease"].to_string()]
+        })
+        .collect();
+    print!("{}", table(["MEMBER", "LINK", "LEASE"], &rows));
     Ok(())
 }
 
@@ -254,15 +352,15 @@ fn client_row(client: &Value) -> [String; 9] {
     ]
 }
 
-/// `rows` under [`CLIENT_COLUMNS`], each column as wide as its widest cell.
-fn table(rows: &[[String; 9]]) -> String {
-    let mut widths = CLIENT_COLUMNS.map(str::len);
+/// `rows` under `columns`, each column as wide as its widest cell.
+fn table<const N: usize>(columns: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = columns.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header = CLIENT_COLUMNS.map(str::to_owned);
+    let header = columns.map(str::to_owned);
     let mut out = String::new();
     for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> =
@@ -292,7 +390,10 @@ fn kicked_line(id: &str, answer: &Value) -> String {
     let discarded = answer["session_discarded"].as_bool().unwrap_or(false);
     let connection = if disconnected { "disconnected" } else { "was not connected" };
     let session = if discarded { "session discarded" } else { "session kept" };
-    format!("{id}: {connection}, {session}")
+    match answer["node"].as_str() {
+        Some(node) => format!("{id}: {connection}, {session} (on node {})", display_id(node)),
+        None => format!("{id}: {connection}, {session}"),
+    }
 }
 
 /// `ctl status`: health and readiness, then a few figures of `/metrics`.
@@ -590,7 +691,7 @@ mod tests {
              "username": "alice", "shard": 0, "subscriptions": 1, "queued": 12, "inflight": 1},
         ]);
         let rows: Vec<_> = page.as_array().expect("a list").iter().map(client_row).collect();
-        let printed = table(&rows);
+        let printed = table(CLIENT_COLUMNS, &rows);
         let lines: Vec<&str> = printed.lines().collect();
         assert_eq!(lines.len(), 3, "{printed}");
         assert!(lines[0].starts_with("CLIENT_ID  STATE"), "{printed}");
@@ -602,5 +703,12 @@ mod tests {
         assert!(lines[2].starts_with("\"a b\"      offline    -"), "{printed}");
         let kicked = serde_json::json!({"disconnected": true, "session_discarded": false});
         assert_eq!(kicked_line("sensor-1", &kicked), "sensor-1: disconnected, session kept");
+        let kicked = serde_json::json!({"disconnected": true, "node": "n2"});
+        assert_eq!(
+            kicked_line("sensor-1", &kicked),
+            "sensor-1: disconnected, session kept (on node n2)"
+        );
+        let row = cluster_row(&page[0]);
+        assert_eq!((row[0].as_str(), row[9].as_str()), ("sensor-1", "-"));
     }
 }

@@ -199,8 +199,14 @@ fn start_admin(
         let ready = move || fence.as_ref().is_none_or(|fence| fence.may_serve(Instant::now()));
         let hosts = config.admin_hosts.clone();
         let guarded = token.is_some();
-        let bound =
-            crate::admin::start(address, hosts, token, counters.clone(), admin_shards, ready)?;
+        let cluster = node_cluster.map(|node| {
+            let node = node.clone();
+            let id = node.node.to_string();
+            let status = Box::new(move || cluster_status(&node));
+            crate::admin::ClusterView { node: id, status }
+        });
+        let reach = (counters.clone(), admin_shards);
+        let bound = crate::admin::start(address, hosts, token, reach, ready, cluster)?;
         let api = if guarded { "/api/v1 with the admin token" } else { "/api/v1" };
         tracing::info!("admin endpoint on http://{bound} (/metrics, /health, /ready, {api})");
         if let Some(warning) = crate::admin::open_api_warning(address, guarded) {
@@ -208,6 +214,32 @@ fn start_admin(
         }
     }
     Ok(admin_requests)
+}
+
+/// `GET /api/v1/cluster`: the members as this node last read them from etcd, whether it reaches
+/// etcd now, and whether it may serve (holds its lease).
+fn cluster_status(node: &NodeCluster) -> serde_json::Value {
+    let members: Vec<serde_json::Value> = node
+        .control
+        .members()
+        .iter()
+        .map(|member| {
+            serde_json::json!({
+                "node": member.node.to_string(),
+                "link": member.link.to_string(),
+                "lease": member.lease.0,
+                "this_node": member.node == node.node,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "cluster": node.cluster,
+        "node": node.node.to_string(),
+        "etcd_ok": node.control.etcd_ok(),
+        "serving": node.fence.may_serve(Instant::now()),
+        "members": members,
+        "answer_timeout_secs": crate::admin::CLUSTER_ANSWER_TIMEOUT.as_secs(),
+    })
 }
 
 /// Waits for every shard to stop, then leaves the cluster; a shard's panic is the error.
@@ -618,7 +650,8 @@ async fn shard_main(
     runtime::spawn_local(committer(context.clone(), store, config.durability));
     restore(&context, plan, &started, &obsolete).await;
     runtime::spawn_local(ticker(context.clone()));
-    runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin));
+    let ask_peers = crate::cluster::ask_peers;
+    runtime::spawn_local(crate::admin::answer_requests(context.clone(), admin, ask_peers));
     crate::bridge::start_bridges(&context, &config.bridges, context.counters.bridges());
     if let (Some(interval), 0) = (config.sys_interval, id.0) {
         runtime::spawn_local(sys_publisher(context.clone(), interval));

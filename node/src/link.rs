@@ -328,8 +328,10 @@ pub enum Destination {
     Nowhere,
 }
 
-/// Receipts, pacing and session transfers name their shard; takeover messages and invitations
-/// go to the home shard of their client id; everything else (routes, publishes, heartbeats, retained
+/// Receipts, pacing, session transfers and admin answers name their shard; takeover messages,
+/// invitations and admin queries about a client go to the home shard of their client id (which
+/// holds its session), an admin query for a page of sessions to the shard it names; everything
+/// else (routes, publishes, heartbeats, retained
 /// messages) is handled where it is read.
 pub fn destination(body: &Body, here: ShardId, shards: u16) -> Destination {
     let named = |shard: u16| match ShardId(shard) {
@@ -344,6 +346,11 @@ pub fn destination(body: &Body, here: ShardId, shards: u16) -> Destination {
         Body::TakeoverRequest(request) => named(home_shard(&request.client_id, shards).0),
         Body::TransferInstalled(installed) => named(home_shard(&installed.client_id, shards).0),
         Body::SessionInvite(invite) => named(home_shard(&invite.client_id, shards).0),
+        Body::AdminQuery(query) if query.list => named(query.shard),
+        Body::AdminQuery(query) => {
+            named(home_shard(query.client_id.as_deref().unwrap_or_default(), shards).0)
+        }
+        Body::AdminAnswer(answer) => named(answer.shard),
         _ => Destination::Here,
     }
 }

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use shardmq_cluster::frame::{self, Body, Encoder, Hello, Receipt, TakeoverRequest};
+use shardmq_cluster::frame::{
+    self, AdminAnswer, AdminQuery, Body, Encoder, Hello, Receipt, TakeoverRequest,
+};
 use shardmq_cluster::NodeId;
 use shardmq_cluster::{LeaseId, Member};
 use shardmq_codec::ByteString;
@@ -151,6 +153,51 @@ fn frames_go_to_the_shard_they_name_or_the_home_shard_of_their_client() {
     assert_eq!(destination(&request, ShardId(2), 4), expected);
     let heartbeat = Body::Heartbeat(Box::new(frame::Heartbeat { etcd_ok: true }));
     assert_eq!(destination(&heartbeat, ShardId(1), 4), Destination::Here);
+}
+
+#[test]
+fn admin_queries_go_to_the_home_shard_or_the_shard_listed_and_answers_to_the_asker() {
+    let query = |client_id: Option<&str>, list: bool, shard: u16| {
+        Body::AdminQuery(Box::new(AdminQuery {
+            request: 1,
+            reply_shard: 0,
+            client_id: client_id.map(str::to_owned),
+            kick: false,
+            clean: false,
+            list,
+            shard,
+            limit: 10,
+            presence: 0,
+        }))
+    };
+    let at = |home: ShardId, here: ShardId| {
+        if home == here {
+            Destination::Here
+        } else {
+            Destination::Shard(home)
+        }
+    };
+    let home = home_shard("client-7", 4);
+    assert_eq!(
+        destination(&query(Some("client-7"), false, 3), ShardId(1), 4),
+        at(home, ShardId(1))
+    );
+    // No client id (a malformed query) is the empty id's home, never a panic.
+    let empty = home_shard("", 4);
+    assert_eq!(destination(&query(None, false, 0), ShardId(0), 4), at(empty, ShardId(0)));
+    // A page names its shard, whatever the cursor's home; one this node lacks goes nowhere.
+    assert_eq!(
+        destination(&query(Some("client-7"), true, 2), ShardId(0), 4),
+        Destination::Shard(ShardId(2))
+    );
+    assert_eq!(destination(&query(None, true, 1), ShardId(1), 4), Destination::Here);
+    assert_eq!(destination(&query(None, true, 4), ShardId(0), 4), Destination::Nowhere);
+    let answer = |shard| {
+        Body::AdminAnswer(Box::new(AdminAnswer { request: 1, shard, found: false, detail: None }))
+    };
+    assert_eq!(destination(&answer(3), ShardId(0), 4), Destination::Shard(ShardId(3)));
+    assert_eq!(destination(&answer(0), ShardId(0), 4), Destination::Here);
+    assert_eq!(destination(&answer(9), ShardId(0), 4), Destination::Nowhere);
 }
 
 #[test]

@@ -7350,10 +7350,1103 @@ mod root {
                 }
             }
 
+            /// The table `AdminQuery` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `AdminQuery` in the file `schema/link.fbs:206`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct AdminQuery {
+                /// The field `request` in the table `AdminQuery`
+                pub request: u64,
+                /// The field `reply_shard` in the table `AdminQuery`
+                pub reply_shard: u16,
+                /// The field `client_id` in the table `AdminQuery`
+                pub client_id: ::core::option::Option<::planus::alloc::string::String>,
+                /// The field `kick` in the table `AdminQuery`
+                pub kick: bool,
+                /// The field `clean` in the table `AdminQuery`
+                pub clean: bool,
+                /// The field `list` in the table `AdminQuery`
+                pub list: bool,
+                /// The field `shard` in the table `AdminQuery`
+                pub shard: u16,
+                /// The field `limit` in the table `AdminQuery`
+                pub limit: u32,
+                /// The field `presence` in the table `AdminQuery`
+                pub presence: u8,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for AdminQuery {
+                fn default() -> Self {
+                    Self {
+                        request: 0,
+                        reply_shard: 0,
+                        client_id: ::core::default::Default::default(),
+                        kick: false,
+                        clean: false,
+                        list: false,
+                        shard: 0,
+                        limit: 0,
+                        presence: 0,
+                    }
+                }
+            }
+
+            impl AdminQuery {
+                /// Creates a [AdminQueryBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> AdminQueryBuilder<()> {
+                    AdminQueryBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_reply_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_client_id: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<::core::primitive::str>,
+                    >,
+                    field_kick: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_clean: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_list: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_limit: impl ::planus::WriteAsDefault<u32, u32>,
+                    field_presence: impl ::planus::WriteAsDefault<u8, u8>,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_request = field_request.prepare(builder, &0);
+                    let prepared_reply_shard = field_reply_shard.prepare(builder, &0);
+                    let prepared_client_id = field_client_id.prepare(builder);
+                    let prepared_kick = field_kick.prepare(builder, &false);
+                    let prepared_clean = field_clean.prepare(builder, &false);
+                    let prepared_list = field_list.prepare(builder, &false);
+                    let prepared_shard = field_shard.prepare(builder, &0);
+                    let prepared_limit = field_limit.prepare(builder, &0);
+                    let prepared_presence = field_presence.prepare(builder, &0);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<22> =
+                        ::core::default::Default::default();
+                    if prepared_request.is_some() {
+                        table_writer.write_entry::<u64>(0);
+                    }
+                    if prepared_client_id.is_some() {
+                        table_writer.write_entry::<::planus::Offset<str>>(2);
+                    }
+                    if prepared_limit.is_some() {
+                        table_writer.write_entry::<u32>(7);
+                    }
+                    if prepared_reply_shard.is_some() {
+                        table_writer.write_entry::<u16>(1);
+                    }
+                    if prepared_shard.is_some() {
+                        table_writer.write_entry::<u16>(6);
+                    }
+                    if prepared_kick.is_some() {
+                        table_writer.write_entry::<bool>(3);
+                    }
+                    if prepared_clean.is_some() {
+                        table_writer.write_entry::<bool>(4);
+                    }
+                    if prepared_list.is_some() {
+                        table_writer.write_entry::<bool>(5);
+                    }
+                    if prepared_presence.is_some() {
+                        table_writer.write_entry::<u8>(8);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_request) = prepared_request
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            if let ::core::option::Option::Some(prepared_client_id) =
+                                prepared_client_id
+                            {
+                                object_writer.write::<_, _, 4>(&prepared_client_id);
+                            }
+                            if let ::core::option::Option::Some(prepared_limit) = prepared_limit {
+                                object_writer.write::<_, _, 4>(&prepared_limit);
+                            }
+                            if let ::core::option::Option::Some(prepared_reply_shard) =
+                                prepared_reply_shard
+                            {
+                                object_writer.write::<_, _, 2>(&prepared_reply_shard);
+                            }
+                            if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
+                                object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                            if let ::core::option::Option::Some(prepared_kick) = prepared_kick {
+                                object_writer.write::<_, _, 1>(&prepared_kick);
+                            }
+                            if let ::core::option::Option::Some(prepared_clean) = prepared_clean {
+                                object_writer.write::<_, _, 1>(&prepared_clean);
+                            }
+                            if let ::core::option::Option::Some(prepared_list) = prepared_list {
+                                object_writer.write::<_, _, 1>(&prepared_list);
+                            }
+                            if let ::core::option::Option::Some(prepared_presence) =
+                                prepared_presence
+                            {
+                                object_writer.write::<_, _, 1>(&prepared_presence);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<AdminQuery>> for AdminQuery {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AdminQuery> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<AdminQuery>> for AdminQuery {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<AdminQuery>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<AdminQuery> for AdminQuery {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AdminQuery> {
+                    AdminQuery::create(
+                        builder,
+                        self.request,
+                        self.reply_shard,
+                        &self.client_id,
+                        self.kick,
+                        self.clean,
+                        self.list,
+                        self.shard,
+                        self.limit,
+                        self.presence,
+                    )
+                }
+            }
+
+            /// Builder for serializing an instance of the [AdminQuery] type.
+            ///
+            /// Can be created using the [AdminQuery::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct AdminQueryBuilder<State>(State);
+
+            impl AdminQueryBuilder<()> {
+                /// Setter for the [`request` field](AdminQuery#structfield.request).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request<T0>(self, value: T0) -> AdminQueryBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    AdminQueryBuilder((value,))
+                }
+
+                /// Sets the [`request` field](AdminQuery#structfield.request) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request_as_default(self) -> AdminQueryBuilder<(::planus::DefaultValue,)> {
+                    self.request(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> AdminQueryBuilder<(T0,)> {
+                /// Setter for the [`reply_shard` field](AdminQuery#structfield.reply_shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn reply_shard<T1>(self, value: T1) -> AdminQueryBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0,) = self.0;
+                    AdminQueryBuilder((v0, value))
+                }
+
+                /// Sets the [`reply_shard` field](AdminQuery#structfield.reply_shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn reply_shard_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, ::planus::DefaultValue)> {
+                    self.reply_shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> AdminQueryBuilder<(T0, T1)> {
+                /// Setter for the [`client_id` field](AdminQuery#structfield.client_id).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn client_id<T2>(self, value: T2) -> AdminQueryBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                {
+                    let (v0, v1) = self.0;
+                    AdminQueryBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`client_id` field](AdminQuery#structfield.client_id) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn client_id_as_null(self) -> AdminQueryBuilder<(T0, T1, ())> {
+                    self.client_id(())
+                }
+            }
+
+            impl<T0, T1, T2> AdminQueryBuilder<(T0, T1, T2)> {
+                /// Setter for the [`kick` field](AdminQuery#structfield.kick).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn kick<T3>(self, value: T3) -> AdminQueryBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`kick` field](AdminQuery#structfield.kick) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn kick_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, ::planus::DefaultValue)> {
+                    self.kick(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3> AdminQueryBuilder<(T0, T1, T2, T3)> {
+                /// Setter for the [`clean` field](AdminQuery#structfield.clean).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn clean<T4>(self, value: T4) -> AdminQueryBuilder<(T0, T1, T2, T3, T4)>
+                where
+                    T4: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2, v3) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, v3, value))
+                }
+
+                /// Sets the [`clean` field](AdminQuery#structfield.clean) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn clean_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, ::planus::DefaultValue)> {
+                    self.clean(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4> AdminQueryBuilder<(T0, T1, T2, T3, T4)> {
+                /// Setter for the [`list` field](AdminQuery#structfield.list).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn list<T5>(self, value: T5) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5)>
+                where
+                    T5: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1, v2, v3, v4) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, v3, v4, value))
+                }
+
+                /// Sets the [`list` field](AdminQuery#structfield.list) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn list_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, ::planus::DefaultValue)>
+                {
+                    self.list(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5)> {
+                /// Setter for the [`shard` field](AdminQuery#structfield.shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard<T6>(self, value: T6) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+                where
+                    T6: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0, v1, v2, v3, v4, v5) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, v3, v4, v5, value))
+                }
+
+                /// Sets the [`shard` field](AdminQuery#structfield.shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, ::planus::DefaultValue)>
+                {
+                    self.shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
+                /// Setter for the [`limit` field](AdminQuery#structfield.limit).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn limit<T7>(
+                    self,
+                    value: T7,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)>
+                where
+                    T7: ::planus::WriteAsDefault<u32, u32>,
+                {
+                    let (v0, v1, v2, v3, v4, v5, v6) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, v3, v4, v5, v6, value))
+                }
+
+                /// Sets the [`limit` field](AdminQuery#structfield.limit) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn limit_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, ::planus::DefaultValue)>
+                {
+                    self.limit(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6, T7> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7)> {
+                /// Setter for the [`presence` field](AdminQuery#structfield.presence).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn presence<T8>(
+                    self,
+                    value: T8,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
+                where
+                    T8: ::planus::WriteAsDefault<u8, u8>,
+                {
+                    let (v0, v1, v2, v3, v4, v5, v6, v7) = self.0;
+                    AdminQueryBuilder((v0, v1, v2, v3, v4, v5, v6, v7, value))
+                }
+
+                /// Sets the [`presence` field](AdminQuery#structfield.presence) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn presence_as_default(
+                    self,
+                ) -> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, ::planus::DefaultValue)>
+                {
+                    self.presence(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2, T3, T4, T5, T6, T7, T8> AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [AdminQuery].
+                #[inline]
+                pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<AdminQuery>
+                where
+                    Self: ::planus::WriteAsOffset<AdminQuery>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsDefault<bool, bool>,
+                    T5: ::planus::WriteAsDefault<bool, bool>,
+                    T6: ::planus::WriteAsDefault<u16, u16>,
+                    T7: ::planus::WriteAsDefault<u32, u32>,
+                    T8: ::planus::WriteAsDefault<u8, u8>,
+                > ::planus::WriteAs<::planus::Offset<AdminQuery>>
+                for AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
+            {
+                type Prepared = ::planus::Offset<AdminQuery>;
+
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AdminQuery> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsDefault<bool, bool>,
+                    T5: ::planus::WriteAsDefault<bool, bool>,
+                    T6: ::planus::WriteAsDefault<u16, u16>,
+                    T7: ::planus::WriteAsDefault<u32, u32>,
+                    T8: ::planus::WriteAsDefault<u8, u8>,
+                > ::planus::WriteAsOptional<::planus::Offset<AdminQuery>>
+                for AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
+            {
+                type Prepared = ::planus::Offset<AdminQuery>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<AdminQuery>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                    T3: ::planus::WriteAsDefault<bool, bool>,
+                    T4: ::planus::WriteAsDefault<bool, bool>,
+                    T5: ::planus::WriteAsDefault<bool, bool>,
+                    T6: ::planus::WriteAsDefault<u16, u16>,
+                    T7: ::planus::WriteAsDefault<u32, u32>,
+                    T8: ::planus::WriteAsDefault<u8, u8>,
+                > ::planus::WriteAsOffset<AdminQuery>
+                for AdminQueryBuilder<(T0, T1, T2, T3, T4, T5, T6, T7, T8)>
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AdminQuery> {
+                    let (v0, v1, v2, v3, v4, v5, v6, v7, v8) = &self.0;
+                    AdminQuery::create(builder, v0, v1, v2, v3, v4, v5, v6, v7, v8)
+                }
+            }
+
+            /// Reference to a deserialized [AdminQuery].
+            #[derive(Copy, Clone)]
+            pub struct AdminQueryRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> AdminQueryRef<'a> {
+                /// Getter for the [`request` field](AdminQuery#structfield.request).
+                #[inline]
+                pub fn request(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(0, "AdminQuery", "request")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`reply_shard` field](AdminQuery#structfield.reply_shard).
+                #[inline]
+                pub fn reply_shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "AdminQuery", "reply_shard")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`client_id` field](AdminQuery#structfield.client_id).
+                #[inline]
+                pub fn client_id(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<&'a ::core::primitive::str>>
+                {
+                    self.0.access(2, "AdminQuery", "client_id")
+                }
+
+                /// Getter for the [`kick` field](AdminQuery#structfield.kick).
+                #[inline]
+                pub fn kick(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(3, "AdminQuery", "kick")?.unwrap_or(false),
+                    )
+                }
+
+                /// Getter for the [`clean` field](AdminQuery#structfield.clean).
+                #[inline]
+                pub fn clean(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(4, "AdminQuery", "clean")?.unwrap_or(false),
+                    )
+                }
+
+                /// Getter for the [`list` field](AdminQuery#structfield.list).
+                #[inline]
+                pub fn list(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(5, "AdminQuery", "list")?.unwrap_or(false),
+                    )
+                }
+
+                /// Getter for the [`shard` field](AdminQuery#structfield.shard).
+                #[inline]
+                pub fn shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(6, "AdminQuery", "shard")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`limit` field](AdminQuery#structfield.limit).
+                #[inline]
+                pub fn limit(&self) -> ::planus::Result<u32> {
+                    ::core::result::Result::Ok(
+                        self.0.access(7, "AdminQuery", "limit")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`presence` field](AdminQuery#structfield.presence).
+                #[inline]
+                pub fn presence(&self) -> ::planus::Result<u8> {
+                    ::core::result::Result::Ok(
+                        self.0.access(8, "AdminQuery", "presence")?.unwrap_or(0),
+                    )
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for AdminQueryRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("AdminQueryRef");
+                    f.field("request", &self.request());
+                    f.field("reply_shard", &self.reply_shard());
+                    if let ::core::option::Option::Some(field_client_id) =
+                        self.client_id().transpose()
+                    {
+                        f.field("client_id", &field_client_id);
+                    }
+                    f.field("kick", &self.kick());
+                    f.field("clean", &self.clean());
+                    f.field("list", &self.list());
+                    f.field("shard", &self.shard());
+                    f.field("limit", &self.limit());
+                    f.field("presence", &self.presence());
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<AdminQueryRef<'a>> for AdminQuery {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: AdminQueryRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        request: ::core::convert::TryInto::try_into(value.request()?)?,
+                        reply_shard: ::core::convert::TryInto::try_into(value.reply_shard()?)?,
+                        client_id: value.client_id()?.map(::core::convert::Into::into),
+                        kick: ::core::convert::TryInto::try_into(value.kick()?)?,
+                        clean: ::core::convert::TryInto::try_into(value.clean()?)?,
+                        list: ::core::convert::TryInto::try_into(value.list()?)?,
+                        shard: ::core::convert::TryInto::try_into(value.shard()?)?,
+                        limit: ::core::convert::TryInto::try_into(value.limit()?)?,
+                        presence: ::core::convert::TryInto::try_into(value.presence()?)?,
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for AdminQueryRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for AdminQueryRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[AdminQueryRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<AdminQuery>> for AdminQuery {
+                type Value = ::planus::Offset<AdminQuery>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<AdminQuery>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for AdminQueryRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[AdminQueryRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
+            /// The table `AdminAnswer` in the namespace `shardmq.link`
+            ///
+            /// Generated from these locations:
+            /// * Table `AdminAnswer` in the file `schema/link.fbs:225`
+            #[derive(
+                Clone,
+                Debug,
+                PartialEq,
+                PartialOrd,
+                Eq,
+                Ord,
+                Hash,
+                ::serde::Serialize,
+                ::serde::Deserialize,
+            )]
+            pub struct AdminAnswer {
+                /// The field `request` in the table `AdminAnswer`
+                pub request: u64,
+                /// The field `shard` in the table `AdminAnswer`
+                pub shard: u16,
+                /// The field `found` in the table `AdminAnswer`
+                pub found: bool,
+                /// The field `detail` in the table `AdminAnswer`
+                pub detail: ::core::option::Option<::planus::alloc::string::String>,
+            }
+
+            #[allow(clippy::derivable_impls)]
+            impl ::core::default::Default for AdminAnswer {
+                fn default() -> Self {
+                    Self {
+                        request: 0,
+                        shard: 0,
+                        found: false,
+                        detail: ::core::default::Default::default(),
+                    }
+                }
+            }
+
+            impl AdminAnswer {
+                /// Creates a [AdminAnswerBuilder] for serializing an instance of this table.
+                #[inline]
+                pub fn builder() -> AdminAnswerBuilder<()> {
+                    AdminAnswerBuilder(())
+                }
+
+                #[allow(clippy::too_many_arguments)]
+                pub fn create(
+                    builder: &mut ::planus::Builder,
+                    field_request: impl ::planus::WriteAsDefault<u64, u64>,
+                    field_shard: impl ::planus::WriteAsDefault<u16, u16>,
+                    field_found: impl ::planus::WriteAsDefault<bool, bool>,
+                    field_detail: impl ::planus::WriteAsOptional<
+                        ::planus::Offset<::core::primitive::str>,
+                    >,
+                ) -> ::planus::Offset<Self> {
+                    let prepared_request = field_request.prepare(builder, &0);
+                    let prepared_shard = field_shard.prepare(builder, &0);
+                    let prepared_found = field_found.prepare(builder, &false);
+                    let prepared_detail = field_detail.prepare(builder);
+
+                    let mut table_writer: ::planus::table_writer::TableWriter<12> =
+                        ::core::default::Default::default();
+                    if prepared_request.is_some() {
+                        table_writer.write_entry::<u64>(0);
+                    }
+                    if prepared_detail.is_some() {
+                        table_writer.write_entry::<::planus::Offset<str>>(3);
+                    }
+                    if prepared_shard.is_some() {
+                        table_writer.write_entry::<u16>(1);
+                    }
+                    if prepared_found.is_some() {
+                        table_writer.write_entry::<bool>(2);
+                    }
+
+                    unsafe {
+                        table_writer.finish(builder, |object_writer| {
+                            if let ::core::option::Option::Some(prepared_request) = prepared_request
+                            {
+                                object_writer.write::<_, _, 8>(&prepared_request);
+                            }
+                            if let ::core::option::Option::Some(prepared_detail) = prepared_detail {
+                                object_writer.write::<_, _, 4>(&prepared_detail);
+                            }
+                            if let ::core::option::Option::Some(prepared_shard) = prepared_shard {
+                                object_writer.write::<_, _, 2>(&prepared_shard);
+                            }
+                            if let ::core::option::Option::Some(prepared_found) = prepared_found {
+                                object_writer.write::<_, _, 1>(&prepared_found);
+                            }
+                        });
+                    }
+                    builder.current_offset()
+                }
+            }
+
+            impl ::planus::WriteAs<::planus::Offset<AdminAnswer>> for AdminAnswer {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<AdminAnswer> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl ::planus::WriteAsOptional<::planus::Offset<AdminAnswer>> for AdminAnswer {
+                type Prepared = ::planus::Offset<Self>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<AdminAnswer>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl ::planus::WriteAsOffset<AdminAnswer> for AdminAnswer {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<AdminAnswer> {
+                    AdminAnswer::create(builder, self.request, self.shard, self.found, &self.detail)
+                }
+            }
+
+            /// Builder for serializing an instance of the [AdminAnswer] type.
+            ///
+            /// Can be created using the [AdminAnswer::builder] method.
+            #[derive(Debug)]
+            #[must_use]
+            pub struct AdminAnswerBuilder<State>(State);
+
+            impl AdminAnswerBuilder<()> {
+                /// Setter for the [`request` field](AdminAnswer#structfield.request).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request<T0>(self, value: T0) -> AdminAnswerBuilder<(T0,)>
+                where
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                {
+                    AdminAnswerBuilder((value,))
+                }
+
+                /// Sets the [`request` field](AdminAnswer#structfield.request) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn request_as_default(self) -> AdminAnswerBuilder<(::planus::DefaultValue,)> {
+                    self.request(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0> AdminAnswerBuilder<(T0,)> {
+                /// Setter for the [`shard` field](AdminAnswer#structfield.shard).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard<T1>(self, value: T1) -> AdminAnswerBuilder<(T0, T1)>
+                where
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                {
+                    let (v0,) = self.0;
+                    AdminAnswerBuilder((v0, value))
+                }
+
+                /// Sets the [`shard` field](AdminAnswer#structfield.shard) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn shard_as_default(self) -> AdminAnswerBuilder<(T0, ::planus::DefaultValue)> {
+                    self.shard(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1> AdminAnswerBuilder<(T0, T1)> {
+                /// Setter for the [`found` field](AdminAnswer#structfield.found).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn found<T2>(self, value: T2) -> AdminAnswerBuilder<(T0, T1, T2)>
+                where
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                {
+                    let (v0, v1) = self.0;
+                    AdminAnswerBuilder((v0, v1, value))
+                }
+
+                /// Sets the [`found` field](AdminAnswer#structfield.found) to the default value.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn found_as_default(
+                    self,
+                ) -> AdminAnswerBuilder<(T0, T1, ::planus::DefaultValue)> {
+                    self.found(::planus::DefaultValue)
+                }
+            }
+
+            impl<T0, T1, T2> AdminAnswerBuilder<(T0, T1, T2)> {
+                /// Setter for the [`detail` field](AdminAnswer#structfield.detail).
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn detail<T3>(self, value: T3) -> AdminAnswerBuilder<(T0, T1, T2, T3)>
+                where
+                    T3: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                {
+                    let (v0, v1, v2) = self.0;
+                    AdminAnswerBuilder((v0, v1, v2, value))
+                }
+
+                /// Sets the [`detail` field](AdminAnswer#structfield.detail) to null.
+                #[inline]
+                #[allow(clippy::type_complexity)]
+                pub fn detail_as_null(self) -> AdminAnswerBuilder<(T0, T1, T2, ())> {
+                    self.detail(())
+                }
+            }
+
+            impl<T0, T1, T2, T3> AdminAnswerBuilder<(T0, T1, T2, T3)> {
+                /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [AdminAnswer].
+                #[inline]
+                pub fn finish(
+                    self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<AdminAnswer>
+                where
+                    Self: ::planus::WriteAsOffset<AdminAnswer>,
+                {
+                    ::planus::WriteAsOffset::prepare(&self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAs<::planus::Offset<AdminAnswer>>
+                for AdminAnswerBuilder<(T0, T1, T2, T3)>
+            {
+                type Prepared = ::planus::Offset<AdminAnswer>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<AdminAnswer> {
+                    ::planus::WriteAsOffset::prepare(self, builder)
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAsOptional<::planus::Offset<AdminAnswer>>
+                for AdminAnswerBuilder<(T0, T1, T2, T3)>
+            {
+                type Prepared = ::planus::Offset<AdminAnswer>;
+
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::Offset<AdminAnswer>> {
+                    ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+                }
+            }
+
+            impl<
+                    T0: ::planus::WriteAsDefault<u64, u64>,
+                    T1: ::planus::WriteAsDefault<u16, u16>,
+                    T2: ::planus::WriteAsDefault<bool, bool>,
+                    T3: ::planus::WriteAsOptional<::planus::Offset<::core::primitive::str>>,
+                > ::planus::WriteAsOffset<AdminAnswer> for AdminAnswerBuilder<(T0, T1, T2, T3)>
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::planus::Offset<AdminAnswer> {
+                    let (v0, v1, v2, v3) = &self.0;
+                    AdminAnswer::create(builder, v0, v1, v2, v3)
+                }
+            }
+
+            /// Reference to a deserialized [AdminAnswer].
+            #[derive(Copy, Clone)]
+            pub struct AdminAnswerRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+            impl<'a> AdminAnswerRef<'a> {
+                /// Getter for the [`request` field](AdminAnswer#structfield.request).
+                #[inline]
+                pub fn request(&self) -> ::planus::Result<u64> {
+                    ::core::result::Result::Ok(
+                        self.0.access(0, "AdminAnswer", "request")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`shard` field](AdminAnswer#structfield.shard).
+                #[inline]
+                pub fn shard(&self) -> ::planus::Result<u16> {
+                    ::core::result::Result::Ok(
+                        self.0.access(1, "AdminAnswer", "shard")?.unwrap_or(0),
+                    )
+                }
+
+                /// Getter for the [`found` field](AdminAnswer#structfield.found).
+                #[inline]
+                pub fn found(&self) -> ::planus::Result<bool> {
+                    ::core::result::Result::Ok(
+                        self.0.access(2, "AdminAnswer", "found")?.unwrap_or(false),
+                    )
+                }
+
+                /// Getter for the [`detail` field](AdminAnswer#structfield.detail).
+                #[inline]
+                pub fn detail(
+                    &self,
+                ) -> ::planus::Result<::core::option::Option<&'a ::core::primitive::str>>
+                {
+                    self.0.access(3, "AdminAnswer", "detail")
+                }
+            }
+
+            impl<'a> ::core::fmt::Debug for AdminAnswerRef<'a> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let mut f = f.debug_struct("AdminAnswerRef");
+                    f.field("request", &self.request());
+                    f.field("shard", &self.shard());
+                    f.field("found", &self.found());
+                    if let ::core::option::Option::Some(field_detail) = self.detail().transpose() {
+                        f.field("detail", &field_detail);
+                    }
+                    f.finish()
+                }
+            }
+
+            impl<'a> ::core::convert::TryFrom<AdminAnswerRef<'a>> for AdminAnswer {
+                type Error = ::planus::Error;
+
+                #[allow(unreachable_code)]
+                fn try_from(value: AdminAnswerRef<'a>) -> ::planus::Result<Self> {
+                    ::core::result::Result::Ok(Self {
+                        request: ::core::convert::TryInto::try_into(value.request()?)?,
+                        shard: ::core::convert::TryInto::try_into(value.shard()?)?,
+                        found: ::core::convert::TryInto::try_into(value.found()?)?,
+                        detail: value.detail()?.map(::core::convert::Into::into),
+                    })
+                }
+            }
+
+            impl<'a> ::planus::TableRead<'a> for AdminAnswerRef<'a> {
+                #[inline]
+                fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                    ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                        buffer, offset,
+                    )?))
+                }
+            }
+
+            impl<'a> ::planus::VectorReadInner<'a> for AdminAnswerRef<'a> {
+                type Error = ::planus::Error;
+                const STRIDE: usize = 4;
+
+                unsafe fn from_buffer(
+                    buffer: ::planus::SliceWithStartOffset<'a>,
+                    offset: usize,
+                ) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                        error_kind.with_error_location(
+                            "[AdminAnswerRef]",
+                            "get",
+                            buffer.offset_from_start,
+                        )
+                    })
+                }
+            }
+
+            /// # Safety
+            /// The planus compiler generates implementations that initialize
+            /// the bytes in `write_values`.
+            unsafe impl ::planus::VectorWrite<::planus::Offset<AdminAnswer>> for AdminAnswer {
+                type Value = ::planus::Offset<AdminAnswer>;
+                const STRIDE: usize = 4;
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                    ::planus::WriteAs::prepare(self, builder)
+                }
+
+                #[inline]
+                unsafe fn write_values(
+                    values: &[::planus::Offset<AdminAnswer>],
+                    bytes: *mut ::core::mem::MaybeUninit<u8>,
+                    buffer_position: u32,
+                ) {
+                    let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                    for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                        ::planus::WriteAsPrimitive::write(
+                            v,
+                            ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                            buffer_position - (Self::STRIDE * i) as u32,
+                        );
+                    }
+                }
+            }
+
+            impl<'a> ::planus::ReadAsRoot<'a> for AdminAnswerRef<'a> {
+                fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                    ::planus::TableRead::from_buffer(
+                        ::planus::SliceWithStartOffset { buffer: slice, offset_from_start: 0 },
+                        0,
+                    )
+                    .map_err(|error_kind| {
+                        error_kind.with_error_location("[AdminAnswerRef]", "read_as_root", 0)
+                    })
+                }
+            }
+
             /// The union `Body` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Union `Body` in the file `schema/link.fbs:203`
+            /// * Union `Body` in the file `schema/link.fbs:233`
             #[derive(
                 Clone,
                 Debug,
@@ -7413,6 +8506,12 @@ mod root {
 
                 /// The variant of type `SessionInvite` in the union `Body`
                 SessionInvite(::planus::alloc::boxed::Box<self::SessionInvite>),
+
+                /// The variant of type `AdminQuery` in the union `Body`
+                AdminQuery(::planus::alloc::boxed::Box<self::AdminQuery>),
+
+                /// The variant of type `AdminAnswer` in the union `Body`
+                AdminAnswer(::planus::alloc::boxed::Box<self::AdminAnswer>),
             }
 
             impl Body {
@@ -7549,6 +8648,22 @@ mod root {
                 ) -> ::planus::UnionOffset<Self> {
                     ::planus::UnionOffset::new(16, value.prepare(builder).downcast())
                 }
+
+                #[inline]
+                pub fn create_admin_query(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::AdminQuery>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(17, value.prepare(builder).downcast())
+                }
+
+                #[inline]
+                pub fn create_admin_answer(
+                    builder: &mut ::planus::Builder,
+                    value: impl ::planus::WriteAsOffset<self::AdminAnswer>,
+                ) -> ::planus::UnionOffset<Self> {
+                    ::planus::UnionOffset::new(18, value.prepare(builder).downcast())
+                }
             }
 
             impl ::planus::WriteAsUnion<Body> for Body {
@@ -7581,6 +8696,8 @@ mod root {
                             Self::create_retained_versions(builder, value)
                         }
                         Self::SessionInvite(value) => Self::create_session_invite(builder, value),
+                        Self::AdminQuery(value) => Self::create_admin_query(builder, value),
+                        Self::AdminAnswer(value) => Self::create_admin_answer(builder, value),
                     }
                 }
             }
@@ -7767,6 +8884,24 @@ mod root {
                 ) -> BodyBuilder<::planus::Initialized<16, T>>
                 where
                     T: ::planus::WriteAsOffset<self::SessionInvite>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`AdminQuery` variant](Body#variant.AdminQuery).
+                #[inline]
+                pub fn admin_query<T>(self, value: T) -> BodyBuilder<::planus::Initialized<17, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::AdminQuery>,
+                {
+                    BodyBuilder(::planus::Initialized(value))
+                }
+
+                /// Creates an instance of the [`AdminAnswer` variant](Body#variant.AdminAnswer).
+                #[inline]
+                pub fn admin_answer<T>(self, value: T) -> BodyBuilder<::planus::Initialized<18, T>>
+                where
+                    T: ::planus::WriteAsOffset<self::AdminAnswer>,
                 {
                     BodyBuilder(::planus::Initialized(value))
                 }
@@ -8135,6 +9270,50 @@ mod root {
                     ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
                 }
             }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<17, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminQuery>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(17, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<17, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminQuery>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
+            impl<T> ::planus::WriteAsUnion<Body> for BodyBuilder<::planus::Initialized<18, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminAnswer>,
+            {
+                #[inline]
+                fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::UnionOffset<Body> {
+                    ::planus::UnionOffset::new(18, (self.0).0.prepare(builder).downcast())
+                }
+            }
+
+            impl<T> ::planus::WriteAsOptionalUnion<Body> for BodyBuilder<::planus::Initialized<18, T>>
+            where
+                T: ::planus::WriteAsOffset<self::AdminAnswer>,
+            {
+                #[inline]
+                fn prepare(
+                    &self,
+                    builder: &mut ::planus::Builder,
+                ) -> ::core::option::Option<::planus::UnionOffset<Body>> {
+                    ::core::option::Option::Some(::planus::WriteAsUnion::prepare(self, builder))
+                }
+            }
 
             /// Reference to a deserialized [Body].
             #[derive(Copy, Clone, Debug)]
@@ -8155,6 +9334,8 @@ mod root {
                 RetainedDigest(self::RetainedDigestRef<'a>),
                 RetainedVersions(self::RetainedVersionsRef<'a>),
                 SessionInvite(self::SessionInviteRef<'a>),
+                AdminQuery(self::AdminQueryRef<'a>),
+                AdminAnswer(self::AdminAnswerRef<'a>),
             }
 
             impl<'a> ::core::convert::TryFrom<BodyRef<'a>> for Body {
@@ -8249,6 +9430,18 @@ mod root {
                                 ::core::convert::TryFrom::try_from(value)?,
                             ))
                         }
+
+                        BodyRef::AdminQuery(value) => {
+                            Self::AdminQuery(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
+
+                        BodyRef::AdminAnswer(value) => {
+                            Self::AdminAnswer(::planus::alloc::boxed::Box::new(
+                                ::core::convert::TryFrom::try_from(value)?,
+                            ))
+                        }
                     })
                 }
             }
@@ -8308,6 +9501,12 @@ mod root {
                         16 => ::core::result::Result::Ok(Self::SessionInvite(
                             ::planus::TableRead::from_buffer(buffer, field_offset)?,
                         )),
+                        17 => ::core::result::Result::Ok(Self::AdminQuery(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
+                        18 => ::core::result::Result::Ok(Self::AdminAnswer(
+                            ::planus::TableRead::from_buffer(buffer, field_offset)?,
+                        )),
                         _ => ::core::result::Result::Err(
                             ::planus::errors::ErrorKind::UnknownUnionTag { tag },
                         ),
@@ -8322,7 +9521,7 @@ mod root {
             /// The table `Frame` in the namespace `shardmq.link`
             ///
             /// Generated from these locations:
-            /// * Table `Frame` in the file `schema/link.fbs:222`
+            /// * Table `Frame` in the file `schema/link.fbs:254`
             #[derive(
                 Clone,
                 Debug,

@@ -23,9 +23,10 @@ use planus::ReadAsRoot;
 pub mod fuzzing;
 
 pub use link_generated::shardmq::link::{
-    Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedDigest, RetainedFetch,
-    RetainedFetched, RetainedIndex, RetainedVersions, Route, RouteDelta, RouteSnapshot,
-    SessionInvite, SessionMessage, SessionTransfer, TakeoverRequest, TransferInstalled,
+    AdminAnswer, AdminQuery, Body, Frame, Heartbeat, Hello, Pace, Publish, Receipt, RetainedDigest,
+    RetainedFetch, RetainedFetched, RetainedIndex, RetainedVersions, Route, RouteDelta,
+    RouteSnapshot, SessionInvite, SessionMessage, SessionTransfer, TakeoverRequest,
+    TransferInstalled,
 };
 
 /// The largest frame a link accepts. A session transfer carries a whole session (its queue of up
@@ -147,6 +148,23 @@ mod tests {
                 reply_shard: 1,
             })),
             Body::Heartbeat(Box::new(Heartbeat { etcd_ok: true })),
+            Body::AdminQuery(Box::new(AdminQuery {
+                request: 5,
+                reply_shard: 1,
+                client_id: Some("c/1".into()),
+                kick: true,
+                clean: false,
+                list: false,
+                shard: 0,
+                limit: 0,
+                presence: 0,
+            })),
+            Body::AdminAnswer(Box::new(AdminAnswer {
+                request: 5,
+                shard: 1,
+                found: true,
+                detail: Some("{}".into()),
+            })),
         ];
         for body in &bodies {
             assert_eq!(&roundtrip(body.clone()), body);

@@ -14,8 +14,8 @@ use bytes::BytesMut;
 use futures_lite::future;
 use shardmq_cluster::control::{ControlPlane, Fence};
 use shardmq_cluster::frame::{
-    Body, Encoder, RetainedFetch, RetainedFetched, SessionInvite, SessionTransfer, TakeoverRequest,
-    TransferInstalled,
+    AdminAnswer, AdminQuery, Body, Encoder, RetainedFetch, RetainedFetched, SessionInvite,
+    SessionTransfer, TakeoverRequest, TransferInstalled,
 };
 use shardmq_cluster::ring::Ring;
 use shardmq_cluster::{Member, NodeId};
@@ -215,6 +215,8 @@ pub struct ShardCluster {
     /// Retained fetches waiting for a holder's answer, by request number: the message and its
     /// version.
     pub(crate) fetches: RefCell<HashMap<u64, Rc<Awaited<Fetched>>>>,
+    /// Admin questions this shard asked its peers, by request number (`admin_links.rs`).
+    pub(crate) admin_asks: RefCell<HashMap<u64, Rc<AdminAsk>>>,
     /// Large retained messages this node became a holder of, to pull one at a time.
     pub(crate) pull_queue: RefCell<PullQueue>,
     pub(crate) pull_signal: Signal,
@@ -289,6 +291,14 @@ impl<T> Awaited<T> {
     }
 }
 
+/// The peers' answers to one admin question, as they arrive (one question is several requests:
+/// one per peer, or per peer shard for a page).
+#[derive(Default)]
+pub(crate) struct AdminAsk {
+    pub(crate) answers: RefCell<HashMap<u64, AdminAnswer>>,
+    pub(crate) signal: Signal,
+}
+
 /// Chooses the holders of large retained messages: the first [`RETAINED_COPIES`] nodes of the
 /// topic on the HRW ring of live nodes, the same on every node that sees the same members.
 #[derive(Debug)]
@@ -323,6 +333,10 @@ pub enum ClusterItem {
     Pace { conn: ConnId, pause: bool },
     /// A peer installed a session this shard handed over.
     Installed(Box<TransferInstalled>),
+    /// A peer's admin API asks about a client homed on this shard, or for its page.
+    AdminQuery { peer: PeerNode, query: Box<AdminQuery> },
+    /// A peer answered this shard's admin question.
+    AdminAnswer(Box<AdminAnswer>),
     /// Shard `peer_shard` (of `peer_shards`) of a peer digested its retained versions of this
     /// shard's topics.
     /// `ask_back`: send this shard's own digest to the peer again.
@@ -360,6 +374,7 @@ impl ShardCluster {
             fetch_queue: RefCell::new(Vec::new()),
             fetch_signal: Signal::default(),
             fetches: RefCell::new(HashMap::new()),
+            admin_asks: RefCell::new(HashMap::new()),
             pull_queue: RefCell::new(PullQueue::new()),
             pull_signal: Signal::default(),
             pull_attempts: RefCell::new(HashMap::new()),
