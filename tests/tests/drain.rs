@@ -65,14 +65,22 @@ fn drain(node: &mut Broker) {
     assert!(status.success(), "the drained node exited with {status}:\n{}", node.log());
 }
 
+/// Connects a persistent client to `node`, trying again while the node answers "try again"
+/// (server unavailable or busy: a node just started may not serve yet, and a claim may race a
+/// takeover still under way).
 fn connect_ok(node: &Broker, version: ProtocolVersion, client_id: &str) -> (RawClient, bool) {
-    let (client, connack) = RawClient::connect_within(
-        node.addr(),
-        persistent_connect_packet(version, client_id),
-        CLAIM_WAIT,
-    );
-    assert_eq!(connack.reason, ReasonCode::SUCCESS, "{client_id}: {connack:?}");
-    (client, connack.session_present)
+    let deadline = std::time::Instant::now() + CLAIM_WAIT * 2;
+    loop {
+        let connect = persistent_connect_packet(version, client_id);
+        let (client, connack) = RawClient::connect_within(node.addr(), connect, CLAIM_WAIT);
+        if connack.reason == ReasonCode::SUCCESS {
+            return (client, connack.session_present);
+        }
+        let again = [ReasonCode::SERVER_UNAVAILABLE, ReasonCode::SERVER_BUSY];
+        assert!(again.contains(&connack.reason), "{client_id}: {connack:?}");
+        assert!(std::time::Instant::now() < deadline, "{client_id} still refused: {connack:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn publish_acknowledged(publisher: &mut RawClient, topic: &str, payload: &[u8], id: u16) {
