@@ -661,7 +661,7 @@ fn handle_frame(
             receipt_arrived(cluster, context, from.peer, token, ok, matched)
         }
         Body::TakeoverRequest(request) => hand_over(context, cluster, from.peer, &request),
-        Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, &transfer),
+        Body::SessionTransfer(transfer) => transfer_arrived(context, cluster, from.peer, &transfer),
         Body::TransferInstalled(installed) => installed_arrived(context, cluster, &installed),
         Body::SessionInvite(invite) => invite_arrived(context, cluster, from.peer, &invite),
         Body::Heartbeat(heartbeat) => {
@@ -687,7 +687,7 @@ fn cluster_item_for(from: &LinkPeer, body: Body) -> Option<ClusterItem> {
             ClusterItem::Receipt { peer: from.peer, token, ok, matched }
         }
         Body::TakeoverRequest(request) => ClusterItem::Takeover { peer: from.peer, request },
-        Body::SessionTransfer(transfer) => ClusterItem::Transfer(transfer),
+        Body::SessionTransfer(transfer) => ClusterItem::Transfer { peer: from.peer, transfer },
         Body::TransferInstalled(installed) => ClusterItem::Installed(installed),
         Body::SessionInvite(invite) => ClusterItem::Invite { peer: from.peer, invite },
         Body::AdminQuery(query) => ClusterItem::AdminQuery { peer: from.peer, query },
@@ -749,7 +749,9 @@ pub fn cluster_item(context: &Rc<ShardContext>, item: ClusterItem) {
             receipt_arrived(&cluster, context, peer, token, ok, matched)
         }
         ClusterItem::Takeover { peer, request } => hand_over(context, &cluster, peer, &request),
-        ClusterItem::Transfer(transfer) => transfer_arrived(context, &cluster, &transfer),
+        ClusterItem::Transfer { peer, transfer } => {
+            transfer_arrived(context, &cluster, peer, &transfer)
+        }
         ClusterItem::Fetch { peer, fetch } => {
             retained::answer_fetch(context, &cluster, peer, &fetch)
         }
@@ -935,14 +937,17 @@ fn invite_arrived(
     }
 }
 
-/// A peer answered one of this shard's takeover requests.
+/// Peer `from` answered one of this shard's takeover requests.
 fn transfer_arrived(
     context: &Rc<ShardContext>,
     cluster: &Rc<ShardCluster>,
+    from: PeerNode,
     transfer: &SessionTransfer,
 ) {
     let mut state = context.state.borrow_mut();
-    cluster.handover.borrow_mut().transfer_arrived(&mut state, transfer, Instant::now());
+    let links = ShardLinks(cluster);
+    let now = Instant::now();
+    cluster.handover.borrow_mut().transfer_arrived(&mut state, &links, from, transfer, now);
     drop(state);
     run_handover(context, cluster);
 }

@@ -383,13 +383,30 @@ impl Handover {
     }
 
     /// A peer answered one of this shard's takeover requests.
+    ///
+    /// `from` is the peer it came from. An answer to a request no connect waits for any more
+    /// (superseded by a newer connect, given up at its deadline, or of an earlier run of this
+    /// node) that carries a session is refused at once (`TransferInstalled` with `installed`
+    /// false): its sender parked the session and would otherwise answer every other node asking
+    /// for the client "busy" until its wait for a confirmation ends.
     pub fn transfer_arrived(
         &mut self,
         shard: &mut Shard,
+        links: &impl Links,
+        from: PeerNode,
         transfer: &SessionTransfer,
         now: Instant,
     ) {
-        let Some(&ticket) = self.requests.get(&transfer.request) else { return };
+        let Some(&ticket) = self.requests.get(&transfer.request) else {
+            if transfer.session.is_some() && links.up(from) {
+                let client_id = transfer.client_id.clone();
+                let refused =
+                    TransferInstalled { client_id, request: transfer.request, installed: false };
+                let body = Body::TransferInstalled(Box::new(refused));
+                self.effects.push(Effect::Send { peer: from, body });
+            }
+            return;
+        };
         let Some(connecting) = self.connects.get_mut(&ticket) else { return };
         let Stage::Asking { request, peer, revision } = connecting.stage else { return };
         if connecting.client_id != transfer.client_id {

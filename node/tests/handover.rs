@@ -221,7 +221,7 @@ fn take_over(a: &mut Node, b: &mut Node, now: Instant) -> Ticket {
     let effects = a.take_effects();
     assert!(handed_over(&effects), "a did not tell its core: {effects:?}");
     let Body::SessionTransfer(transfer) = sent(&effects) else { panic!("no transfer") };
-    b.handover.transfer_arrived(&mut b.shard, &transfer, now);
+    b.handover.transfer_arrived(&mut b.shard, &Up, PeerNode(1), &transfer, now);
     b.run(now);
     let effects = b.take_effects();
     assert!(
@@ -352,4 +352,34 @@ fn a_new_owner_whose_claim_failed_says_so_and_the_old_owner_s_copy_is_the_sessio
     assert!(!a.handover.is_parked("c"), "no third node is told \"busy\" for longer");
     assert_eq!(a.handover.stats().parked_restored, 1);
     assert_eq!(a.attach(6, now), (true, vec![1, 2]));
+}
+
+#[test]
+fn a_transfer_nobody_waits_for_any_more_is_refused_so_the_old_owner_does_not_hold_the_client() {
+    let now = Instant::now();
+    let mut a = Node::with_session(now, 1 << 32, 1);
+    let mut b = Node::new(now, 2 << 32);
+    let older = b.handover.connect("c", false, None, now);
+    b.run(now);
+    b.take_effects();
+    let held = ClaimOutcome::HeldBy { owner: NodeId::new("a"), revision: REVISION };
+    b.handover.claim_answered(&mut b.shard, &Up, older, held, now);
+    b.run(now);
+    let Body::TakeoverRequest(request) = sent(&b.take_effects()) else { panic!("no ask") };
+    // A newer connect of the client supersedes the one that asked; a's answer comes late.
+    b.handover.connect("c", false, None, now);
+    b.run(now);
+    b.take_effects();
+    a.handover.request_arrived(&mut a.shard, &Up, PeerNode(2), &request, now);
+    a.run(now);
+    let Body::SessionTransfer(transfer) = sent(&a.take_effects()) else { panic!("no transfer") };
+    assert!(a.handover.is_parked("c"));
+    b.handover.transfer_arrived(&mut b.shard, &Up, PeerNode(1), &transfer, now);
+    b.run(now);
+    assert!(!b.shard.has_session("c"), "nothing is installed for a connect that is gone");
+    let Body::TransferInstalled(refused) = sent(&b.take_effects()) else { panic!("no refusal") };
+    assert!(!refused.installed);
+    a.handover.installed_arrived(&mut a.shard, &refused, now);
+    assert!(!a.handover.is_parked("c"));
+    assert_eq!(a.attach(7, now), (true, vec![1]));
 }

@@ -1615,7 +1615,14 @@ impl World {
                 let shard = usize::from(transfer.shard);
                 if shard < shards.len() {
                     shipped_in.extend(shipped);
-                    handovers[shard].transfer_arrived(&mut shards[shard], &transfer, now);
+                    let from = peer_of(from);
+                    handovers[shard].transfer_arrived(
+                        &mut shards[shard],
+                        &links,
+                        from,
+                        &transfer,
+                        now,
+                    );
                 }
             }
             Body::TransferInstalled(installed) => {

@@ -321,8 +321,8 @@ pub enum ClusterItem {
     Receipt { peer: PeerNode, token: u64, ok: bool, matched: bool },
     /// A peer takes over a client homed on this shard.
     Takeover { peer: PeerNode, request: Box<TakeoverRequest> },
-    /// A peer answered this shard's takeover request.
-    Transfer(Box<SessionTransfer>),
+    /// Peer `peer` answered this shard's takeover request.
+    Transfer { peer: PeerNode, transfer: Box<SessionTransfer> },
     /// A draining peer invites this node to take a client homed on this shard over.
     Invite { peer: PeerNode, invite: Box<SessionInvite> },
     /// A peer fetches a retained message of this shard's partition.
