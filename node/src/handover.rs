@@ -102,9 +102,6 @@ struct Connecting {
     /// A newer connect of the same client id came: this one was refused, and only finishes
     /// its claim after the release (confirming the transfer to the peer if it won).
     superseded: bool,
-    /// Not a client's connect: a draining peer invited this node to take the client over
-    /// ([`Handover::invite`]).
-    invited_by: Option<PeerNode>,
 }
 
 #[derive(Debug)]
@@ -247,7 +244,6 @@ impl Handover {
             deadline: now + self.config.claim_timeout,
             stage: Stage::Claiming,
             superseded: false,
-            invited_by: None,
         };
         self.connects.insert(ticket, connecting);
         self.effects.push(Effect::Claim { ticket, client_id: client_id.to_string() });
@@ -255,8 +251,8 @@ impl Handover {
     }
 
     /// Draining peer `inviter` asks this node to take client `client_id` over: it is claimed as
-    /// a connect would claim it, and its session taken over from its owner (asked of the
-    /// inviter when etcd names no owner), then kept here offline until its client connects.
+    /// a connect would claim it, and its session taken over from the owner etcd names (the
+    /// inviter, normally), then kept here offline until its client connects.
     /// Nothing happens when a connect of the client is under way here or its session is here
     /// already: a client's own connect always wins over an invitation.
     pub fn invite(
@@ -272,6 +268,7 @@ impl Handover {
             return None;
         }
         self.stats.invited += 1;
+        tracing::debug!(shard = %self.shard, "{inviter} invites this node to take client {client_id:?} over");
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         let connecting = Connecting {
@@ -281,7 +278,6 @@ impl Handover {
             deadline: now + self.config.claim_timeout,
             stage: Stage::Claiming,
             superseded: false,
-            invited_by: Some(inviter),
         };
         self.connects.insert(ticket, connecting);
         self.effects.push(Effect::Claim { ticket, client_id: client_id.to_string() });
@@ -321,14 +317,11 @@ impl Handover {
                 }
                 self.answer(ticket, owned.then_some(()).ok_or(ConnectRefusal::EtcdUnavailable));
             }
-            (_, ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed) => {
-                match connecting.invited_by {
-                    // etcd names no other owner: the session is the inviter's to send. The claim
-                    // after the release finds the key this node's already.
-                    Some(inviter) => self.ask_peer(links, ticket, inviter, Revision(0)),
-                    None => self.answer(ticket, Ok(())),
-                }
-            }
+            // For an invitation too: etcd names no other owner, so the inviter's copy is not the
+            // one etcd vouches for (it may be stale: the simulator found an inviter handing an
+            // old offline copy over a newer session here). What this node has stays; the
+            // inviter's copy stays on its disk, claimed again when it returns.
+            (_, ClaimOutcome::AlreadyOwned | ClaimOutcome::Claimed) => self.answer(ticket, Ok(())),
             (_, ClaimOutcome::HeldBy { owner, revision }) => {
                 self.ask(links, ticket, &owner, revision)
             }

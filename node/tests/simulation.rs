@@ -63,6 +63,13 @@
 //!   it), and answers leave up to 8 s later still; or etcd processes nothing for up to 8 s (a
 //!   disk stall, a SIGSTOP) while its leases keep expiring.
 //!
+//! - *Drains* (`shardmq drain`): a node disconnects its clients (keeping their sessions), refuses
+//!   new connects, and invites each session's next live node to take it over (`SessionInvite`,
+//!   through the real handover machines), again every second; after 3 s it stops (as a crash,
+//!   for what it still holds) and restarts later. A session taken by invitation must hold every
+//!   acknowledged message (the client acknowledges none, so its in-flight and queued counts
+//!   must reach the ledger's).
+//!
 //! Each seed draws its own mix: 3–5 nodes, 3–8 clients, loss rates, spike rates, fault rates,
 //! batch sizes (1, 2, 4, 128) and delays (0, 2, 10 ms). `SIM_FAULTS` restricts a run to some
 //! kinds of fault ([`FAULT_NAMES`]), to show what one finds on its own.
@@ -111,7 +118,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use shardmq_cluster::frame::{self, Body, Encoder, SessionTransfer};
+use shardmq_cluster::frame::{self, Body, Encoder, SessionInvite, SessionTransfer};
 use shardmq_codec::{
     ByteString, Connect, Decoded, Decoder, Disconnect, Packet, PacketId, Properties,
     ProtocolVersion, Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilterEntry,
@@ -179,7 +186,7 @@ const CLAIM_TIMEOUT: u64 = 5 * SECOND;
 /// A connect of a liveness run not answered by then was left to time out.
 const CONNECT_ANSWERED_WITHIN: u64 = CLAIM_TIMEOUT + 2 * SECOND;
 /// The kinds of fault `fault` draws from, by name (for `SIM_FAULTS`), in draw order.
-const FAULT_NAMES: [&str; 13] = [
+const FAULT_NAMES: [&str; 14] = [
     "crash",
     "pause",
     "etcd-cut",
@@ -193,6 +200,7 @@ const FAULT_NAMES: [&str; 13] = [
     "watch",
     "etcd-slow",
     "etcd-stall",
+    "drain",
 ];
 const FAULT_KINDS: u64 = FAULT_NAMES.len() as u64;
 const FAULT_SWIZZLE: u64 = 8;
@@ -200,6 +208,11 @@ const FAULT_EXPIRY: u64 = 9;
 const FAULT_WATCH: u64 = 10;
 const FAULT_ETCD_SLOW: u64 = 11;
 const FAULT_ETCD_STALL: u64 = 12;
+const FAULT_DRAIN: u64 = 13;
+/// How long a drain waits for its sessions to be taken before it stops its node, and how often
+/// it looks (the engine's are 120 s and 100 ms; a simulated run is 20 s).
+const DRAIN_FOR: u64 = 3 * SECOND;
+const DRAIN_TICK: u64 = 100 * MS;
 /// The broken-rule test must see a violation within this many seeds.
 const BROKEN_SEEDS_MAX: u64 = 200;
 
@@ -459,6 +472,12 @@ enum Event {
         generation: u64,
     },
     EtcdReturns,
+    /// A draining node looks at what is left to hand over (`crate::drain` in the engine).
+    DrainTick {
+        node: usize,
+        incarnation: u64,
+        until: u64,
+    },
     /// One step of a swizzle: `node` is clogged from now on.
     Clog {
         node: usize,
@@ -625,6 +644,11 @@ struct Process {
     received: BTreeMap<u64, Vec<Packet>>,
     /// Clients a transfer brought a session to, for the stats.
     shipped_in: BTreeSet<usize>,
+    /// Being drained: new connects are refused, and each session's next node is invited to
+    /// take it (client → when last invited).
+    draining: Option<BTreeMap<usize, u64>>,
+    /// Invitations this node took up: (shard, ticket) → client.
+    invited: BTreeMap<(usize, MachineTicket), usize>,
     wake_at: Option<u64>,
     wake_generation: u64,
     /// `own.serving_until()` and `own.lease_deadline()` as of the last call into the core.
@@ -789,6 +813,9 @@ struct Stats {
     installs_parked: u64,
     /// Connects superseded by a newer one of the same client id.
     superseded: u64,
+    /// Nodes drained, and sessions they handed over by invitation.
+    drains: u64,
+    invited_installs: u64,
     acks: u64,
     fences: u64,
     crashes: u64,
@@ -831,6 +858,8 @@ impl Stats {
 
     fn add(&mut self, other: &Stats) {
         self.superseded += other.superseded;
+        self.drains += other.drains;
+        self.invited_installs += other.invited_installs;
         self.installs_fresh += other.installs_fresh;
         self.installs_shipped += other.installs_shipped;
         self.installs_parked += other.installs_parked;
@@ -1093,6 +1122,8 @@ impl World {
             decoders: BTreeMap::new(),
             received: BTreeMap::new(),
             shipped_in: BTreeSet::new(),
+            draining: None,
+            invited: BTreeMap::new(),
             wake_at: None,
             wake_generation: 0,
             serving_until: None,
@@ -1367,7 +1398,10 @@ impl World {
                 }
                 HandoverEffect::HandedOver { client_id } => process.own.handed_over(&client_id),
                 HandoverEffect::Answer { ticket, result } => {
-                    self.connect_answered(node, shard, ticket, result)
+                    match process.invited.remove(&(shard, ticket)) {
+                        Some(client) => self.invite_answered(node, shard, client, result),
+                        None => self.connect_answered(node, shard, ticket, result),
+                    }
                 }
             }
         }
@@ -1420,6 +1454,40 @@ impl World {
         }
         if result.is_ok() {
             self.install(node, shard, client, conn);
+        }
+    }
+
+    /// An invitation of a draining node ended: on success this node holds the session (offline),
+    /// and it must hold every message acknowledged to it (it never acknowledges any, so the
+    /// session's in-flight and queued messages count them).
+    fn invite_answered(
+        &mut self,
+        node: usize,
+        shard: usize,
+        client: usize,
+        result: Result<(), ConnectRefusal>,
+    ) {
+        self.log(|| format!("node-{node} invited client-{client}: {result:?}"));
+        if result.is_err() || !self.engine_serving(node) {
+            return;
+        }
+        let now = self.local(node, self.now);
+        let name = self.clients[client].name.clone();
+        let Some(process) = self.process(node) else { return };
+        let held = process.shards[shard]
+            .client_detail(&name, now)
+            .map(|detail| detail.summary.inflight_out + detail.summary.queued_messages);
+        let ledger = self.checker.ledger[client].len();
+        if held.unwrap_or(0) < ledger {
+            self.violation(format!(
+                "node-{node} took client-{client}'s session over by invitation with {} of the \
+                 {ledger} acknowledged messages",
+                held.unwrap_or(0)
+            ));
+        }
+        if held.is_some() {
+            self.stats.invited_installs += 1;
+            self.checker.holder[client] = Some(self.holder_here(node));
         }
     }
 
@@ -1494,7 +1562,7 @@ impl World {
         let attached = process.attached_shard(client, conn);
         match message {
             ClientMessage::Connect => {
-                if !serving {
+                if !serving || process.draining.is_some() {
                     return;
                 }
                 self.liveness.pending.insert(conn, (client, node, self.now));
@@ -1623,6 +1691,15 @@ impl World {
                         &transfer,
                         now,
                     );
+                }
+            }
+            Body::SessionInvite(invite) => {
+                let shard = home_shard(&invite.client_id, shard_count).index();
+                let name = invite.client_id.as_str();
+                let peer = peer_of(from);
+                let ticket = handovers[shard].invite(&shards[shard], name, None, peer, now);
+                if let (Some(ticket), Some(client)) = (ticket, client_of(name)) {
+                    process.invited.insert((shard, ticket), client);
                 }
             }
             Body::TransferInstalled(installed) => {
@@ -2069,6 +2146,7 @@ impl World {
                 let stall = self.rng.range(100 * MS, 8 * SECOND);
                 self.stall_etcd(stall);
             }
+            FAULT_DRAIN => self.start_drain(node),
             _ => {
                 // Heal everything early now and then, so runs are not all storm.
                 for node in 0..self.nodes.len() {
@@ -2077,6 +2155,70 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Drains `node` as `shardmq drain` does: its clients are disconnected (sessions kept), new
+    /// connects refused, and each session's next live node invited to take it over, again
+    /// every second while it is still here; after [`DRAIN_FOR`] the node stops (a crash, as far
+    /// as what it still holds goes) and restarts later.
+    fn start_drain(&mut self, node: usize) {
+        let now = self.local(node, self.now);
+        let incarnation = self.nodes[node].incarnation;
+        let Some(process) = self.process(node) else { return };
+        if process.draining.is_some() {
+            return;
+        }
+        process.draining = Some(BTreeMap::new());
+        for shard in &mut process.shards {
+            shard.drain_connections(|_| None, now);
+        }
+        self.stats.drains += 1;
+        self.log(|| format!("node-{node} drains"));
+        self.drain(node);
+        let until = self.now + DRAIN_FOR;
+        self.schedule(self.now, Event::DrainTick { node, incarnation, until });
+    }
+
+    fn drain_tick(&mut self, node: usize, until: u64) {
+        let sim_now = self.now;
+        let own = self.nodes[node].id.clone();
+        let Some(process) = self.nodes[node].process.as_ref() else { return };
+        let view: Vec<NodeId> = (process.view.iter())
+            .map(|member| member.node.clone())
+            .filter(|id| *id != own)
+            .collect();
+        let left: Vec<String> = (process.shards.iter())
+            .flat_map(|shard| shard.offline_session_ids())
+            .map(|id| id.to_string())
+            .collect();
+        if left.is_empty() || sim_now >= until || view.is_empty() {
+            self.log(|| format!("node-{node} drained: {} sessions left, stops", left.len()));
+            self.crash(node);
+            return;
+        }
+        for name in left {
+            let client = self.client_index(&name);
+            let due =
+                (self.nodes[node].process.as_ref()).and_then(|p| p.draining.as_ref()).is_some_and(
+                    |invited| invited.get(&client).is_none_or(|at| sim_now >= at + SECOND),
+                );
+            if !due {
+                continue;
+            }
+            // Its next node: a stable pick among the live peers this node sees.
+            let target = &view[shardmq_shard::stable_hash(name.as_bytes()) as usize % view.len()];
+            let Some(target) = self.nodes.iter().position(|n| n.id == *target) else { continue };
+            let invite = SessionInvite { client_id: name.clone(), username: None };
+            let mut bytes = BytesMut::new();
+            let Some(process) = self.process(node) else { return };
+            process.encoder.encode(Body::SessionInvite(Box::new(invite)), &mut bytes);
+            if let Some(invited) = process.draining.as_mut() {
+                invited.insert(client, sim_now);
+            }
+            self.send_link(node, target, LinkMessage::Frame(bytes.to_vec()));
+        }
+        let incarnation = self.nodes[node].incarnation;
+        self.schedule(sim_now + DRAIN_TICK, Event::DrainTick { node, incarnation, until });
     }
 
     fn pause(&mut self, node: usize, duration: u64) {
@@ -2449,6 +2591,11 @@ impl World {
                     None => clog,
                 });
             }
+            Event::DrainTick { node, incarnation, until } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.drain_tick(node, until);
+                }
+            }
             Event::Chaos => self.chaos(),
         }
     }
@@ -2704,6 +2851,7 @@ fn ownership_holds_under_faults() {
     assert!(stats.expiries_aimed > 0, "no lease expiry was aimed at a claim");
     assert!(stats.watch_delays > 0 && stats.watch_held > 0, "no watch event was held");
     assert!(stats.etcd_slowdowns > 0 && stats.etcd_stalls > 0, "etcd was never slow");
+    assert!(stats.drains > 0 && stats.invited_installs > 0, "no drain handed a session over");
 }
 
 /// The liveness the design promises, while etcd is slow but answers within half a TTL: no
