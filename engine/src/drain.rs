@@ -59,9 +59,14 @@ async fn drain_shard(context: &Rc<ShardContext>, cluster: &Rc<ShardCluster>) {
     let mut left = context.state.borrow().offline_session_ids();
     while !left.is_empty() && started.elapsed() < DRAIN_TIMEOUT && !context.stopping.get() {
         let now = Instant::now();
-        invited.retain(|client_id, at| {
-            now.duration_since(*at) < INVITE_RETRY && left.contains(client_id)
-        });
+        // Invitations still waiting: recent, and their session still here (a lookup each, not
+        // a scan of `left`, which holds every session of the shard).
+        {
+            let state = context.state.borrow();
+            invited.retain(|client_id, at| {
+                now.duration_since(*at) < INVITE_RETRY && state.has_session(client_id)
+            });
+        }
         for client_id in &left {
             if invited.len() >= INVITES_IN_FLIGHT {
                 break;
