@@ -40,8 +40,8 @@ use shardmq_node::link::{
     self, Destination, HelloRefusal, HelloVerdict, LinkOrigin, LinkStart, OutLinkState,
 };
 use shardmq_node::retained::RetainedOut;
-use shardmq_node::{Effect as HandoverEffect, Links, Ticket};
-use shardmq_shard::{ConnId, ConnectRefusal, PeerLease, PeerNode};
+use shardmq_node::{Effect as HandoverEffect, Handover, Links, Ticket};
+use shardmq_shard::{ConnId, ConnectRefusal, PeerLease, PeerNode, Shard};
 
 use crate::context::{MeshItem, ShardContext};
 use crate::link_security::{Refusal, LINK_HANDSHAKE_TIMEOUT, LINK_UNAUTHENTICATED_MAX};
@@ -866,12 +866,9 @@ async fn ask_control(
         None => control.claim(&client_id).await,
         Some(revision) => control.claim_after_release(&client_id, revision).await,
     };
-    let links = ShardLinks(&cluster);
-    let mut state = context.state.borrow_mut();
-    let mut handover = cluster.handover.borrow_mut();
-    handover.claim_answered(&mut state, &links, ticket, outcome, Instant::now());
-    drop((handover, state));
-    run_handover(&context, &cluster);
+    with_handover(&context, &cluster, |handover, state, links, now| {
+        handover.claim_answered(state, links, ticket, outcome, now)
+    });
 }
 
 /// Runs the handover machine's timers: takeovers unanswered by their deadline, connects told
@@ -893,6 +890,20 @@ pub async fn handover_timer(context: Rc<ShardContext>) {
     }
 }
 
+/// Feeds one event to the shard's handover machine (with the shard, its links and the time),
+/// then carries out what it left to do.
+fn with_handover(
+    context: &Rc<ShardContext>,
+    cluster: &Rc<ShardCluster>,
+    event: impl FnOnce(&mut Handover, &mut Shard, &ShardLinks<'_>, Instant),
+) {
+    let links = ShardLinks(cluster);
+    let mut state = context.state.borrow_mut();
+    event(&mut cluster.handover.borrow_mut(), &mut state, &links, Instant::now());
+    drop(state);
+    run_handover(context, cluster);
+}
+
 /// A peer takes over a client homed on this shard.
 fn hand_over(
     context: &Rc<ShardContext>,
@@ -900,12 +911,9 @@ fn hand_over(
     peer: PeerNode,
     request: &TakeoverRequest,
 ) {
-    let links = ShardLinks(cluster);
-    let mut state = context.state.borrow_mut();
-    let now = Instant::now();
-    cluster.handover.borrow_mut().request_arrived(&mut state, &links, peer, request, now);
-    drop(state);
-    run_handover(context, cluster);
+    with_handover(context, cluster, |handover, state, links, now| {
+        handover.request_arrived(state, links, peer, request, now)
+    });
 }
 
 /// The node this shard handed a session to installed it (or its claim failed).
@@ -914,10 +922,9 @@ fn installed_arrived(
     cluster: &Rc<ShardCluster>,
     installed: &TransferInstalled,
 ) {
-    let mut state = context.state.borrow_mut();
-    cluster.handover.borrow_mut().installed_arrived(&mut state, installed, Instant::now());
-    drop(state);
-    run_handover(context, cluster);
+    with_handover(context, cluster, |handover, state, _, now| {
+        handover.installed_arrived(state, installed, now)
+    });
 }
 
 /// A draining peer invites this node to take a client over (`crate::drain`).
@@ -927,14 +934,10 @@ fn invite_arrived(
     peer: PeerNode,
     invite: &SessionInvite,
 ) {
-    let state = context.state.borrow();
     let (client_id, username) = (&invite.client_id, invite.username.as_deref());
-    let now = Instant::now();
-    let invited = cluster.handover.borrow_mut().invite(&state, client_id, username, peer, now);
-    drop(state);
-    if invited.is_some() {
-        run_handover(context, cluster);
-    }
+    with_handover(context, cluster, |handover, state, _, now| {
+        handover.invite(state, client_id, username, peer, now);
+    });
 }
 
 /// Peer `from` answered one of this shard's takeover requests.
@@ -944,10 +947,7 @@ fn transfer_arrived(
     from: PeerNode,
     transfer: &SessionTransfer,
 ) {
-    let mut state = context.state.borrow_mut();
-    let links = ShardLinks(cluster);
-    let now = Instant::now();
-    cluster.handover.borrow_mut().transfer_arrived(&mut state, &links, from, transfer, now);
-    drop(state);
-    run_handover(context, cluster);
+    with_handover(context, cluster, |handover, state, links, now| {
+        handover.transfer_arrived(state, links, from, transfer, now)
+    });
 }

@@ -626,35 +626,30 @@ fn render_logins(out: &mut String, logins: &LoginFigures) {
     for (name, kind, help, value) in figures {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
-    if let Some(http) = logins.http {
-        let name = "shardmq_auth_http_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Requests to auth_http_url by result (error: the service failed).\n\
-             # TYPE {name} counter"
-        );
-        for (result, value) in crate::auth_http::RESULTS.iter().zip(http) {
-            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
-        }
-    }
-    if let Some(acl_http) = logins.acl_http {
-        let name = "shardmq_acl_http_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Requests to acl_http_url by result (error: the service failed).\n\
-             # TYPE {name} counter"
-        );
-        for (result, value) in crate::auth_http::RESULTS.iter().zip(acl_http) {
-            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
-        }
-    }
-    if let Some(jwt) = logins.jwt {
-        let name = "shardmq_auth_jwt_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} CONNECTs with a JWT as password, by result.\n# TYPE {name} counter"
-        );
-        for (result, value) in shardmq_auth::jwt::RESULTS.iter().zip(jwt) {
+    let by_result = [
+        (
+            "shardmq_auth_http_requests_total",
+            "Requests to auth_http_url by result (error: the service failed).",
+            &crate::auth_http::RESULTS[..],
+            logins.http.as_ref().map(|counts| &counts[..]),
+        ),
+        (
+            "shardmq_acl_http_requests_total",
+            "Requests to acl_http_url by result (error: the service failed).",
+            &crate::auth_http::RESULTS[..],
+            logins.acl_http.as_ref().map(|counts| &counts[..]),
+        ),
+        (
+            "shardmq_auth_jwt_total",
+            "CONNECTs with a JWT as password, by result.",
+            &shardmq_auth::jwt::RESULTS[..],
+            logins.jwt.as_ref().map(|counts| &counts[..]),
+        ),
+    ];
+    for (name, help, results, counts) in by_result {
+        let Some(counts) = counts else { continue };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (result, value) in results.iter().zip(counts) {
             let _ = writeln!(out, "{name}{{result=\"{result}\"}} {value}");
         }
     }

@@ -272,6 +272,34 @@ impl Broker {
     }
 }
 
+/// The command line of node `index` of a test cluster `cluster` on etcd `etcd`: node id
+/// `n{index}`, its MQTT, node-link and admin listeners on 127.0.0.{index + 1} (ports the kernel
+/// picks), link TLS, `lease_ttl` seconds and a 3 s claim timeout.
+pub fn cluster_node_args(etcd: &str, cluster: &str, index: usize, lease_ttl: &str) -> Vec<String> {
+    let address = format!("127.0.0.{}:0", index + 1);
+    let node_id = format!("n{index}");
+    let args = [
+        "--listen",
+        &address,
+        "--etcd",
+        etcd,
+        "--cluster",
+        cluster,
+        "--node-id",
+        &node_id,
+        "--link-listen",
+        &address,
+        "--lease-ttl",
+        lease_ttl,
+        "--claim-timeout",
+        "3",
+        "--admin-listen",
+        &address,
+    ]
+    .map(String::from);
+    args.into_iter().chain(link_tls_args(&node_id)).collect()
+}
+
 impl Broker {
     /// Waits up to `timeout` for the broker to exit on its own (e.g. after a drain): its exit
     /// status, or `None` if it still runs.

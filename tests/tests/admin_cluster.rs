@@ -25,29 +25,7 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(4_500);
 /// Node `index` (id `n{index}`, on 127.0.0.{index + 1}) with a lease long enough that a node
 /// stopped or killed stays a member for the test's checks.
 fn start_node(endpoints: &str, cluster: &str, index: usize) -> Broker {
-    let address = format!("127.0.0.{}:0", index + 1);
-    let node_id = format!("n{index}");
-    let args = [
-        "--listen",
-        &address,
-        "--etcd",
-        endpoints,
-        "--cluster",
-        cluster,
-        "--node-id",
-        &node_id,
-        "--link-listen",
-        &address,
-        "--lease-ttl",
-        "30",
-        "--claim-timeout",
-        "3",
-        "--admin-listen",
-        &address,
-    ]
-    .map(String::from);
-    let args: Vec<String> =
-        args.into_iter().chain(shardmq_tests::link_tls_args(&node_id)).collect();
+    let args = shardmq_tests::cluster_node_args(endpoints, cluster, index, "30");
     Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 

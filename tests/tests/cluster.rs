@@ -41,29 +41,7 @@ fn start_node(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> 
 
 /// The command line of node `index` (node id `n{index}`, on 127.0.0.{index + 1}).
 fn node_args(endpoints: &str, cluster: &str, index: usize, lease_ttl: &str) -> Vec<String> {
-    let address = format!("127.0.0.{}:0", index + 1);
-    let node_id = format!("n{index}");
-    let link_tls = shardmq_tests::link_tls_args(&node_id);
-    let args = [
-        "--listen",
-        &address,
-        "--etcd",
-        endpoints,
-        "--cluster",
-        cluster,
-        "--node-id",
-        &node_id,
-        "--link-listen",
-        &address,
-        "--lease-ttl",
-        lease_ttl,
-        "--claim-timeout",
-        "3",
-        "--admin-listen",
-        &format!("127.0.0.{}:0", index + 1),
-    ]
-    .map(String::from);
-    args.into_iter().chain(link_tls).collect()
+    shardmq_tests::cluster_node_args(endpoints, cluster, index, lease_ttl)
 }
 
 fn start_cluster(endpoints: &str, name: &str, nodes: usize) -> Cluster {

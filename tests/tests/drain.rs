@@ -21,34 +21,18 @@ const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
 const WAIT: Duration = Duration::from_secs(5);
 const PROPAGATION: Duration = Duration::from_secs(10);
 const CLAIM_WAIT: Duration = Duration::from_secs(5);
+/// The cluster tests here run one at a time: each runs three nodes, etcd and clients that move
+/// between them, and the rolling restart's timing is what it checks (run beside another cluster
+/// on the 2-core machine it lost one acknowledged message in about 30 runs: docs/cluster.md,
+/// Limits, says what is suspected).
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// How long a drain of a few sessions takes at most here, with the stop after it.
 const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
 /// Node `index` of cluster `cluster` (node id `n{index}` on 127.0.0.{index + 1}), on `data_dir`.
 fn start_node(etcd: &str, cluster: &str, index: usize, data_dir: &TestDir) -> Broker {
-    let address = format!("127.0.0.{}:0", index + 1);
-    let node_id = format!("n{index}");
-    let mut args: Vec<String> = [
-        "--listen",
-        &address,
-        "--etcd",
-        etcd,
-        "--cluster",
-        cluster,
-        "--node-id",
-        &node_id,
-        "--link-listen",
-        &address,
-        "--lease-ttl",
-        "2",
-        "--claim-timeout",
-        "3",
-        "--admin-listen",
-        &address,
-    ]
-    .map(String::from)
-    .into();
-    args.extend(shardmq_tests::link_tls_args(&node_id));
+    let args = shardmq_tests::cluster_node_args(etcd, cluster, index, "2");
     Broker::start_in(data_dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -93,6 +77,7 @@ fn publish_acknowledged(publisher: &mut RawClient, topic: &str, payload: &[u8], 
 
 #[test]
 fn a_drained_node_hands_every_session_over_tells_clients_to_move_and_stops() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let etcd = EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"));
     let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("drain-{i}"))).collect();
     let mut nodes: Vec<Broker> =
@@ -263,6 +248,7 @@ fn publisher(subscribers: usize, addresses: Addresses, stop: Arc<AtomicBool>) ->
 
 #[test]
 fn a_rolling_restart_by_drains_under_qos1_load_loses_no_acknowledged_message() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     const SUBSCRIBERS: usize = 6;
     let etcd = EtcdProcess::start().unwrap_or_else(|error| panic!("{error}"));
     let dirs: Vec<TestDir> = (0..3).map(|i| TestDir::new(&format!("rolling-{i}"))).collect();

@@ -62,6 +62,9 @@ pub(super) struct InboundAck {
     pub(super) packet_id: PacketId,
     pub(super) qos: QoS,
     pub(super) reason: ReasonCode,
+    /// Only peer nodes' routes matched the message: unless a receipt says a subscriber there
+    /// took it, the v5 publisher is told "no matching subscribers" (0x10), not success.
+    pub(super) peers_only: bool,
 }
 
 /// Who waits for an inbound message to be stored: its publisher on this shard, or the shard of
@@ -81,9 +84,6 @@ pub(super) struct HeldAck {
     /// The publisher of a QoS 2 message from a client, whose packet id must be released if
     /// storing fails (its connection may be gone by then).
     qos2_client: Option<ByteString>,
-    /// Only peer nodes' routes matched the message: unless a receipt says a subscriber there
-    /// took it, the v5 publisher is told "no matching subscribers" (0x10), not success.
-    peers_only: bool,
     /// A receipt said a subscriber took it.
     matched: bool,
 }
@@ -273,8 +273,7 @@ impl Shard {
                 }
             }
         }
-        let held =
-            HeldAck { ack, waiting, failed: false, qos2_client, peers_only: false, matched: false };
+        let held = HeldAck { ack, waiting, failed: false, qos2_client, matched: false };
         self.held_acks.insert(token, held);
         if local {
             self.queue_ticket(Ticket::Ack(token));
@@ -302,19 +301,11 @@ impl Shard {
     }
 
     fn send_ack(&mut self, ack: InboundAck) {
-        let InboundAck { conn, packet_id, qos, reason } = ack;
+        let InboundAck { conn, packet_id, qos, reason, .. } = ack;
         let ack = Ack { packet_id, reason, properties: Properties::default() };
         let packet =
             if qos == QoS::ExactlyOnce { Packet::PubRec(ack) } else { Packet::PubAck(ack) };
         self.send(conn, &packet);
-    }
-
-    /// The message of held acknowledgement `token` matched only routes to peer nodes: see
-    /// [`HeldAck::peers_only`].
-    pub(super) fn answer_unmatched_if_no_peer_matches(&mut self, token: u64) {
-        if let Some(held) = self.held_acks.get_mut(&token) {
-            held.peers_only = true;
-        }
     }
 
     fn release(&mut self, token: u64, ok: bool, matched: bool, now: Instant) {
@@ -325,13 +316,13 @@ impl Shard {
         if held.waiting > 0 {
             return;
         }
-        let Some(HeldAck { mut ack, failed, qos2_client, peers_only, matched, .. }) =
+        let Some(HeldAck { mut ack, failed, qos2_client, matched, .. }) =
             self.held_acks.remove(&token)
         else {
             return;
         };
         if let AckTo::Client(client) = &mut ack {
-            if peers_only && !matched && client.reason == ReasonCode::SUCCESS {
+            if client.peers_only && !matched && client.reason == ReasonCode::SUCCESS {
                 client.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
             }
         }

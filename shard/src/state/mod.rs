@@ -1663,12 +1663,9 @@ impl Shard {
             _ => ReasonCode::SUCCESS,
         };
         let wrote = self.queued_ops() > writes_before;
-        let ack = durable::InboundAck { conn, packet_id, qos, reason };
         let peers_only = matched == Matched::PeersOnly;
+        let ack = durable::InboundAck { conn, packet_id, qos, reason, peers_only };
         self.acknowledge(AckTo::Client(ack), token.unwrap_or(0), wrote, receipts, now);
-        if peers_only {
-            self.answer_unmatched_if_no_peer_matches(token.unwrap_or(0));
-        }
     }
 
     /// Whether a PUBLISH would exceed the Receive Maximum the CONNACK gave [MQTT-3.3.4-9]: QoS 1
